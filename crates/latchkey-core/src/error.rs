@@ -1,0 +1,121 @@
+//! The domain's error: every way a request can fail, each with a stable wire code.
+//! A wrong answer to a flow step is *not* here: it is a value in the flow answer.
+
+use crate::password::PasswordRejection;
+use crate::store::StoreError;
+use latchkey_proto::codes;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Malformed input; nothing changed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Sign-up with a taken username (only when the policy reveals it).
+    #[error("an account with this username already exists")]
+    UsernameExists,
+    /// The password breaks the policy.
+    #[error("{0}")]
+    InvalidPassword(PasswordRejection),
+    /// Wrong username or password (never says which).
+    #[error("incorrect username or password")]
+    NotAuthorized,
+    /// Too many attempts or sends.
+    #[error("attempt limit exceeded; try again later")]
+    LimitExceeded,
+    /// No such flow.
+    #[error("flow not found")]
+    FlowNotFound,
+    /// The flow expired.
+    #[error("flow expired; start again")]
+    FlowExpired,
+    /// The flow already ended.
+    #[error("flow already completed")]
+    FlowCompleted,
+    /// The answer is for another step.
+    #[error("this flow is waiting for `{expected}`")]
+    StepMismatch {
+        /// The step the flow waits for.
+        expected: &'static str,
+    },
+    /// Another client started this flow.
+    #[error("this flow belongs to another client")]
+    ContextMismatch,
+    /// Refresh token unknown, spent, expired or revoked.
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidGrant,
+    /// Grant type other than `refresh_token`.
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
+    /// Missing or invalid access token, or its session was revoked.
+    #[error("a valid access token is required")]
+    Unauthenticated,
+    /// Not allowed.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such resource.
+    #[error("not found")]
+    NotFound,
+    /// Not available in this version.
+    #[error("{0}")]
+    NotImplemented(&'static str),
+    /// The database or a dependency failed; nothing was changed (fail closed).
+    #[error("service unavailable")]
+    Unavailable(String),
+    /// A bug.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// The stable wire code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::InvalidRequest(_) => codes::INVALID_REQUEST,
+            AuthError::UsernameExists => codes::USERNAME_EXISTS,
+            AuthError::InvalidPassword(_) => codes::INVALID_PASSWORD,
+            AuthError::NotAuthorized => codes::NOT_AUTHORIZED,
+            AuthError::LimitExceeded => codes::LIMIT_EXCEEDED,
+            AuthError::FlowNotFound => codes::FLOW_NOT_FOUND,
+            AuthError::FlowExpired => codes::FLOW_EXPIRED,
+            AuthError::FlowCompleted => codes::FLOW_COMPLETED,
+            AuthError::StepMismatch { .. } => codes::STEP_MISMATCH,
+            AuthError::ContextMismatch => codes::FLOW_CONTEXT_MISMATCH,
+            AuthError::InvalidGrant => codes::INVALID_GRANT,
+            AuthError::UnsupportedGrantType => codes::UNSUPPORTED_GRANT_TYPE,
+            AuthError::Unauthenticated => codes::UNAUTHENTICATED,
+            AuthError::Forbidden => codes::FORBIDDEN,
+            AuthError::NotFound => codes::NOT_FOUND,
+            AuthError::NotImplemented(_) => codes::NOT_IMPLEMENTED,
+            AuthError::Unavailable(_) => codes::UNAVAILABLE,
+            AuthError::Internal(_) => codes::INTERNAL,
+        }
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt(m) => AuthError::Internal(m),
+            other => AuthError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::password::HashError> for AuthError {
+    fn from(e: crate::password::HashError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::crypto::CryptoError> for AuthError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::tokens::TokenError> for AuthError {
+    fn from(e: crate::tokens::TokenError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}

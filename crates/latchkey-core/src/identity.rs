@@ -1,0 +1,146 @@
+//! Identifiers users type: usernames, email addresses, phone numbers. Parse, don't validate.
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    /// The username is empty, too long, or has characters that are not allowed.
+    #[error("username must be 1 to 64 letters, digits, or . _ - @ +")]
+    Username,
+    /// Not an email address.
+    #[error("email address is not valid")]
+    Email,
+    /// Not an E.164 phone number.
+    #[error("phone number must be in E.164 form, like +15551234567")]
+    Phone,
+}
+
+/// A username as registered, and its canonical form (NFKC, then lower-cased) that uniqueness,
+/// look-ups and failure counters use, so `Alice`, `alice` and `ａｌｉｃｅ` are one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Username {
+    /// As the user typed it, NFKC-normalised.
+    pub display: String,
+    /// The canonical key.
+    pub canonical: String,
+}
+
+impl Username {
+    /// Parse a username.
+    pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        let display: String = raw.trim().nfkc().collect();
+        let canonical = canonical_username(&display);
+        let ok_len = (1..=64).contains(&canonical.chars().count());
+        let ok_chars = canonical
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
+        if ok_len && ok_chars {
+            Ok(Self { display, canonical })
+        } else {
+            Err(IdentifierError::Username)
+        }
+    }
+}
+
+/// The canonical key of any string a user offers as a username, valid or not. Used for failure
+/// counters, so an attacker cannot dodge a lockout by changing case or normalisation form.
+pub fn canonical_username(raw: &str) -> String {
+    raw.trim().nfkc().collect::<String>().to_lowercase().nfkc().collect()
+}
+
+/// An email address: `local@domain`, the domain lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email(String);
+
+impl Email {
+    /// Parse an address. Deliberately simple: one `@`, a dotted domain, no spaces or controls.
+    pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        let raw = raw.trim();
+        let (local, domain) = raw.rsplit_once('@').ok_or(IdentifierError::Email)?;
+        let bad = |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@');
+        if bad(local) || bad(domain) || !domain.contains('.') || raw.len() > 254 {
+            return Err(IdentifierError::Email);
+        }
+        Ok(Self(format!("{local}@{}", domain.to_lowercase())))
+    }
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `a***@e***.com`: enough for the user to recognise, not enough to harvest.
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let (host, tld) = domain.rsplit_once('.').unwrap_or((domain, ""));
+        format!("{}***@{}***.{}", first_char(local), first_char(host), tld)
+    }
+}
+
+/// A phone number in E.164 form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Parse `+` followed by 8 to 15 digits; spaces, dashes and parentheses are dropped.
+    pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        let cleaned: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+        let digits = cleaned.strip_prefix('+').ok_or(IdentifierError::Phone)?;
+        if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
+            Ok(Self(cleaned))
+        } else {
+            Err(IdentifierError::Phone)
+        }
+    }
+    /// The number.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `+*******4567`.
+    pub fn masked(&self) -> String {
+        let n = self.0.len();
+        let tail: String = self.0.chars().skip(n.saturating_sub(4)).collect();
+        format!("+{}{}", "*".repeat(n.saturating_sub(5)), tail)
+    }
+}
+
+fn first_char(s: &str) -> String {
+    s.chars().next().map(String::from).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_that_differ_in_case_or_normal_form_are_one_canonical_name() {
+        let a = Username::parse("Alice").unwrap();
+        let b = Username::parse("ａｌｉｃｅ").unwrap();
+        let c = Username::parse("ALICE").unwrap();
+        assert_eq!(a.canonical, "alice");
+        assert_eq!(a.canonical, b.canonical);
+        assert_eq!(a.canonical, c.canonical);
+        assert_eq!(canonical_username(" ALICE "), "alice");
+    }
+
+    #[test]
+    fn bad_usernames_are_refused() {
+        for bad in ["", "a b", "a/b", &"x".repeat(65), "bob\u{0}"] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn emails_and_phones_parse_and_mask() {
+        let e = Email::parse("Alice@Example.COM").unwrap();
+        assert_eq!(e.as_str(), "Alice@example.com");
+        assert_eq!(e.masked(), "A***@e***.com");
+        assert!(Email::parse("no-at-sign").is_err());
+        assert!(Email::parse("a@localhost").is_err());
+        let p = Phone::parse("+1 (555) 123-4567").unwrap();
+        assert_eq!(p.as_str(), "+15551234567");
+        assert_eq!(p.masked(), "+*******4567");
+        assert!(Phone::parse("5551234567").is_err());
+        assert!(Phone::parse("+12").is_err());
+    }
+}

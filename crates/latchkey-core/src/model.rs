@@ -1,0 +1,328 @@
+//! The records the domain keeps: users, flows, sessions, outbox messages, audit events.
+
+use crate::ids::{EventId, FlowId, MessageId, SessionId, UserId};
+use latchkey_proto::{Channel, DenialReason};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// An account's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// Signed up, identifier not yet confirmed.
+    Unconfirmed,
+    /// Can sign in.
+    Active,
+    /// Locked by policy.
+    Locked,
+    /// Disabled by an administrator.
+    Disabled,
+}
+
+impl UserStatus {
+    /// The wire/database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Unconfirmed => "unconfirmed",
+            UserStatus::Active => "active",
+            UserStatus::Locked => "locked",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+    /// Parse the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unconfirmed" => UserStatus::Unconfirmed,
+            "active" => UserStatus::Active,
+            "locked" => UserStatus::Locked,
+            "disabled" => UserStatus::Disabled,
+            _ => return None,
+        })
+    }
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Id (UUIDv7).
+    pub id: UserId,
+    /// The username as registered (NFKC).
+    pub username: String,
+    /// The canonical username: unique.
+    pub username_canonical: String,
+    /// Email address.
+    pub email: Option<String>,
+    /// Whether the email was verified by a code.
+    pub email_verified: bool,
+    /// Phone number (E.164).
+    pub phone: Option<String>,
+    /// Whether the phone was verified by a code.
+    pub phone_verified: bool,
+    /// Status.
+    pub status: UserStatus,
+    /// Argon2id PHC string of the password, if the account has one.
+    pub password_hash: Option<String>,
+    /// An administrator requires a new password at the next sign-in.
+    pub must_change_password: bool,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// What a flow is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowKind {
+    /// Creating an account.
+    SignUp,
+    /// Signing in.
+    SignIn,
+    /// Resetting a forgotten password.
+    Recovery,
+}
+
+impl FlowKind {
+    /// The database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::SignUp => "sign_up",
+            FlowKind::SignIn => "sign_in",
+            FlowKind::Recovery => "recovery",
+        }
+    }
+}
+
+/// A one-time code sent to the user. Only its peppered MAC is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeChallenge {
+    /// MAC of the code, keyed by the pepper and bound to the flow.
+    pub mac: String,
+    /// Where it went.
+    pub channel: Channel,
+    /// The masked destination, for the answer.
+    pub destination: String,
+    /// When it stops being accepted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a flow waits for. Every state names what it expects next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum FlowState {
+    /// Waiting for the sign-up confirmation code. `sign_in_after` is set when a password was
+    /// verified in this flow, so confirming completes a sign-in.
+    AwaitingConfirmation {
+        /// The code.
+        code: CodeChallenge,
+        /// Confirming completes a sign-in with these methods.
+        sign_in_after: bool,
+    },
+    /// Waiting for a new password (an administrator required it); the old one was verified.
+    AwaitingNewPassword,
+    /// Waiting for the reset code and a new password. `code` is `None` when the username is
+    /// unknown, so the answer looks the same and every code is refused.
+    AwaitingReset {
+        /// The code, if one was sent.
+        code: Option<CodeChallenge>,
+    },
+    /// Finished successfully.
+    Completed {
+        /// The session created, for sign-in flows.
+        session_id: Option<SessionId>,
+    },
+    /// Finished without success.
+    Denied {
+        /// Why.
+        reason: DenialReason,
+    },
+}
+
+impl FlowState {
+    /// Whether the flow has ended.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, FlowState::Completed { .. } | FlowState::Denied { .. })
+    }
+}
+
+/// Who started a flow. The flow answers only that client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientContext {
+    /// The client's IP address as seen by the server (or a trusted proxy).
+    pub ip: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// A flow record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    /// Id.
+    pub id: FlowId,
+    /// Kind.
+    pub kind: FlowKind,
+    /// The user, when known (never revealed to the client).
+    pub user_id: Option<UserId>,
+    /// What the flow waits for.
+    pub state: FlowState,
+    /// Answers evaluated in this flow (wrong ones count; never reset by a resend).
+    pub attempts: u32,
+    /// Codes sent in this flow.
+    pub sends: u32,
+    /// Optimistic-concurrency version: every transition is a compare-and-swap on it.
+    pub version: i64,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Expires.
+    pub expires_at: OffsetDateTime,
+    /// The client that started it.
+    pub context: ClientContext,
+}
+
+/// A session: one sign-in, one refresh-token family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Id (the `sid` claim).
+    pub id: SessionId,
+    /// The user.
+    pub user_id: UserId,
+    /// Assurance level (`aal1`…).
+    pub acr: String,
+    /// Methods (RFC 8176).
+    pub amr: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: OffsetDateTime,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last refreshed.
+    pub last_refresh_at: OffsetDateTime,
+    /// Absolute end: no refresh after this.
+    pub expires_at: OffsetDateTime,
+    /// Revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why it was revoked (`sign_out`, `refresh_reuse`, `password_reset`, …).
+    pub revoke_reason: Option<String>,
+    /// The client that created it.
+    pub context: ClientContext,
+}
+
+/// Delivery state of an outbox message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting to be sent (possibly after a failed attempt).
+    Pending,
+    /// Claimed by a worker until its lease ends.
+    Sending,
+    /// Delivered.
+    Sent,
+    /// Given up after the maximum number of attempts.
+    Dead,
+}
+
+impl OutboxStatus {
+    /// Database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sending => "sending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+    /// Parse the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OutboxStatus::Pending,
+            "sending" => OutboxStatus::Sending,
+            "sent" => OutboxStatus::Sent,
+            "dead" => OutboxStatus::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// A message to deliver. The body is sealed with the data key (it holds codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Id.
+    pub id: MessageId,
+    /// `email` or `sms`.
+    pub channel: String,
+    /// Which sender delivers it: `smtp`, `sms_webhook` or `dev`.
+    pub provider: String,
+    /// Destination address or number.
+    pub to: String,
+    /// Subject (email).
+    pub subject: String,
+    /// The body, sealed (`Keys::seal` with the message id as associated data); `None` once delivered
+    /// through a real provider.
+    pub body_sealed: Option<String>,
+    /// Status.
+    pub status: OutboxStatus,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Not before.
+    pub next_attempt_at: OffsetDateTime,
+    /// The last delivery error (never containing the body).
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Delivered.
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+/// An audit event. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Id.
+    pub id: EventId,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Whose account, if known.
+    pub user_id: Option<UserId>,
+    /// What (`sign_in`, `refresh_reuse`, …).
+    pub kind: String,
+    /// `success`, `failure`, `denied`, …
+    pub outcome: String,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Extra facts (flow id, session id, reason), never secrets.
+    pub detail: serde_json::Value,
+}
+
+/// Lockout rules for one kind of failure (passwords, codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockoutPolicy {
+    /// Consecutive failures allowed before delays start.
+    pub free_attempts: u32,
+    /// The first delay, doubled for each further failure.
+    pub base_delay_secs: u64,
+    /// The longest delay.
+    pub max_delay_secs: u64,
+    /// After this many consecutive failures no attempt is evaluated until a reset.
+    pub hard_cap: u32,
+}
+
+/// The answer to "may one more attempt be evaluated?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Yes; this is the n-th consecutive attempt (counted as a failure until it succeeds).
+    Allowed(u32),
+    /// No, until this time (`None`: until reset).
+    Locked(Option<OffsetDateTime>),
+}
+
+impl LockoutPolicy {
+    /// The delay imposed after `failures` consecutive failures.
+    pub fn delay_after(&self, failures: u32) -> Option<time::Duration> {
+        if failures < self.free_attempts {
+            return None;
+        }
+        let exp = (failures - self.free_attempts).min(30);
+        let secs = self.base_delay_secs.saturating_mul(1u64 << exp).min(self.max_delay_secs);
+        Some(time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))
+    }
+}

@@ -1,0 +1,1047 @@
+//! The authentication service: every flow as a state machine over stored flow records.
+//!
+//! Invariants:
+//! - A transition is a compare-and-swap on the flow's version, committed in one batch with its
+//!   outbox messages and audit events; concurrent answers to one step yield exactly one success.
+//! - An attempt is reserved (counted) atomically *before* it is evaluated, so a parallel burst
+//!   cannot evaluate more answers than the cap.
+//! - Failure counters are keyed by the canonical username whether or not the account exists, so
+//!   lockouts reveal nothing and case or normalisation variants share one counter.
+
+use crate::clock::{Clock, rfc3339};
+use crate::crypto::{Keys, sha256_b64};
+use crate::error::AuthError;
+use crate::identity::{Email, Phone, Username, canonical_username};
+use crate::ids::{EventId, FlowId, MessageId, SessionId, UserId};
+use crate::model::*;
+use crate::password::{SecretHasher, check_policy, normalize};
+use crate::secret::{Random, SecretString, ct_eq, random_digits, random_token};
+use crate::settings::Settings;
+use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
+use crate::tokens::{AccessClaims, AccessTokenSigner, TokenError};
+use latchkey_proto as proto;
+use latchkey_proto::{Channel, DenialReason, StepAnswer, codes};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+/// Failure-counter kinds.
+const PASSWORD: &str = "password";
+const CODE: &str = "code";
+
+/// Which provider delivers each channel (chosen by the server from its configuration).
+#[derive(Debug, Clone)]
+pub struct OutboxRoutes {
+    /// `smtp` or `dev`.
+    pub email: String,
+    /// `sms_webhook` or `dev`.
+    pub sms: String,
+}
+
+/// What happened at a step, for metrics: the step and `issued`, `verified`, `failed` or `denied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepEvent {
+    /// The step.
+    pub step: &'static str,
+    /// The outcome.
+    pub outcome: &'static str,
+}
+
+/// The result of a flow request: the flow after it, tokens if it just completed a sign-in, and
+/// why the answer was refused if it was.
+#[derive(Debug, Clone)]
+pub struct FlowOutcome {
+    /// The flow as stored now.
+    pub flow: Flow,
+    /// Tokens, only on the request that completed a sign-in.
+    pub tokens: Option<proto::Tokens>,
+    /// Why the last answer was refused.
+    pub error: Option<proto::StepError>,
+    /// For metrics.
+    pub events: Vec<StepEvent>,
+}
+
+/// A verified access token and what it stands for.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's claims.
+    pub claims: AccessClaims,
+    /// The live session.
+    pub session: Session,
+    /// The user.
+    pub user: User,
+}
+
+/// The service. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    keys: Keys,
+    hasher: SecretHasher,
+    signer: Arc<dyn AccessTokenSigner>,
+    settings: Settings,
+    routes: OutboxRoutes,
+    outbox_wakeup: Arc<tokio::sync::Notify>,
+}
+
+/// The collaborators of [`Auth`].
+pub struct AuthParts {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn Random>,
+    /// Keys.
+    pub keys: Keys,
+    /// Password hashing.
+    pub hasher: SecretHasher,
+    /// Token signing.
+    pub signer: Arc<dyn AccessTokenSigner>,
+    /// Policy.
+    pub settings: Settings,
+    /// Delivery routes.
+    pub routes: OutboxRoutes,
+    /// Notified whenever a message is queued.
+    pub outbox_wakeup: Arc<tokio::sync::Notify>,
+}
+
+fn audit(at: OffsetDateTime, user: Option<UserId>, kind: &str, outcome: &str, ctx: &ClientContext, detail: serde_json::Value) -> Write {
+    Write::Audit(AuditEvent {
+        id: EventId::new(),
+        at,
+        user_id: user,
+        kind: kind.into(),
+        outcome: outcome.into(),
+        ip: ctx.ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        detail,
+    })
+}
+
+fn step_error(code: &str, message: &str) -> Option<proto::StepError> {
+    Some(proto::StepError { code: code.into(), message: message.into() })
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+impl Auth {
+    /// Assemble the service.
+    pub fn new(p: AuthParts) -> Self {
+        Self {
+            store: p.store,
+            clock: p.clock,
+            rng: p.rng,
+            keys: p.keys,
+            hasher: p.hasher,
+            signer: p.signer,
+            settings: p.settings,
+            routes: p.routes,
+            outbox_wakeup: p.outbox_wakeup,
+        }
+    }
+
+    /// The policy in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Now, from the injected clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    // ----- answers ---------------------------------------------------------------------------
+
+    /// The wire answer for a flow outcome.
+    pub fn answer(&self, o: &FlowOutcome) -> proto::FlowAnswer {
+        let attempts_left = self.settings.flows.max_attempts.saturating_sub(o.flow.attempts);
+        let next_step = match &o.flow.state {
+            FlowState::AwaitingConfirmation { code, .. } => proto::NextStep::ConfirmSignUp {
+                channel: code.channel,
+                destination: code.destination.clone(),
+                attempts_left,
+            },
+            FlowState::AwaitingNewPassword => proto::NextStep::NewPassword { attempts_left },
+            FlowState::AwaitingReset { code } => {
+                let reveal = self.settings.sign_up.reveal_username_exists;
+                proto::NextStep::ResetPassword {
+                    channel: if reveal { code.as_ref().map(|c| c.channel) } else { None },
+                    destination: if reveal { code.as_ref().map(|c| c.destination.clone()).unwrap_or_default() } else { String::new() },
+                    attempts_left,
+                }
+            }
+            FlowState::Completed { .. } => proto::NextStep::Done,
+            FlowState::Denied { reason } => proto::NextStep::Denied { reason: *reason },
+        };
+        proto::FlowAnswer {
+            flow_id: o.flow.id.to_string(),
+            expires_at: rfc3339(o.flow.expires_at),
+            next_step,
+            tokens: o.tokens.clone(),
+            error: o.error.clone(),
+        }
+    }
+
+    fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
+        FlowOutcome { flow, tokens: None, error: None, events }
+    }
+
+    // ----- sign-up ---------------------------------------------------------------------------
+
+    /// `POST /v1/sign-up`.
+    pub async fn sign_up(&self, req: proto::SignUpRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let policy = &self.settings.sign_up;
+        let username = Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let email = req
+            .email
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let phone = req
+            .phone
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(Phone::parse)
+            .transpose()
+            .map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        if policy.require_email && email.is_none() {
+            return Err(AuthError::InvalidRequest("email is required".into()));
+        }
+        if policy.require_phone && phone.is_none() {
+            return Err(AuthError::InvalidRequest("phone is required".into()));
+        }
+        let password = match req.password.as_deref() {
+            Some(p) => Some(normalize(p)),
+            None if policy.require_password => return Err(AuthError::InvalidRequest("password is required".into())),
+            None => None,
+        };
+        if password.is_none() {
+            return Err(AuthError::NotImplemented("passwordless sign-up arrives with device keys"));
+        }
+        if let Some(pw) = &password {
+            check_policy(pw, &username.canonical).map_err(AuthError::InvalidPassword)?;
+        }
+        let (channel, destination, masked) = match (&email, &phone) {
+            (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),
+            (None, Some(p)) => (Channel::Sms, p.as_str().to_owned(), p.masked()),
+            (None, None) => return Err(AuthError::InvalidRequest("an email or a phone number is required".into())),
+        };
+        self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
+
+        let existing = self.store.user_by_username(&username.canonical).await?;
+        // Hash even for a taken username, so both answers take the same time.
+        let hash = match &password {
+            Some(pw) => Some(self.hasher.hash(pw).await?),
+            None => None,
+        };
+        if existing.is_some() {
+            return self.duplicate_sign_up(channel, masked, now, ctx).await;
+        }
+
+        let user = User {
+            id: UserId::new(),
+            username: username.display.clone(),
+            username_canonical: username.canonical.clone(),
+            email: email.as_ref().map(|e| e.as_str().to_owned()),
+            email_verified: false,
+            phone: phone.as_ref().map(|p| p.as_str().to_owned()),
+            phone_verified: false,
+            status: UserStatus::Unconfirmed,
+            password_hash: hash,
+            must_change_password: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let flow_id = FlowId::new();
+        let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
+        let flow = self.new_flow(flow_id, FlowKind::SignUp, Some(user.id), FlowState::AwaitingConfirmation { code, sign_in_after: false }, now, ctx.clone());
+        let mut batch = Batch::new();
+        batch
+            .push(Write::InsertUser(user.clone()))
+            .push(Write::InsertFlow(flow.clone()))
+            .push(Write::Enqueue(message))
+            .push(audit(now, Some(user.id), "sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            // Another request took the username between our read and our write.
+            Err(StoreError::Conflict("username")) => {
+                let masked = flow_masked(&flow);
+                return self.duplicate_sign_up(channel, masked, now, ctx).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
+    }
+
+    /// A sign-up for a taken username: refuse openly, or (default) answer exactly like a new
+    /// sign-up with a flow whose code nobody knows, sending nothing.
+    async fn duplicate_sign_up(&self, channel: Channel, masked: String, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        if self.settings.sign_up.reveal_username_exists {
+            return Err(AuthError::UsernameExists);
+        }
+        let flow_id = FlowId::new();
+        let unknowable = random_token(self.rng.as_ref(), 32);
+        let code = CodeChallenge {
+            mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
+            channel,
+            destination: masked,
+            expires_at: now + secs(self.settings.flows.code_ttl_secs),
+        };
+        let flow = self.new_flow(flow_id, FlowKind::SignUp, None, FlowState::AwaitingConfirmation { code, sign_in_after: false }, now, ctx.clone());
+        let mut batch = Batch::new();
+        batch
+            .push(Write::InsertFlow(flow.clone()))
+            .push(audit(now, None, "sign_up", "duplicate_username", &ctx, serde_json::json!({"flow_id": flow.id})));
+        self.store.apply(batch).await?;
+        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
+    }
+
+    // ----- sign-in ---------------------------------------------------------------------------
+
+    /// `POST /v1/sign-in` with a username and password.
+    pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        if req.device_id.is_some() {
+            return Err(AuthError::NotImplemented("device sign-in arrives with device keys"));
+        }
+        let (Some(raw_username), Some(raw_password)) = (req.username.as_deref(), req.password.as_deref()) else {
+            return Err(AuthError::InvalidRequest("username and password are required".into()));
+        };
+        let now = self.now();
+        let key = canonical_username(raw_username);
+        if key.is_empty() {
+            return Err(AuthError::InvalidRequest("username and password are required".into()));
+        }
+        let password = normalize(raw_password);
+        if let Reservation::Locked(_) = self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await? {
+            self.store
+                .apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))]))
+                .await?;
+            return Err(AuthError::LimitExceeded);
+        }
+        let user = self.store.user_by_username(&key).await?;
+        let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+        let user = match user {
+            Some(u) if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) => u,
+            other => {
+                let uid = other.map(|u| u.id);
+                self.store
+                    .apply(Batch(vec![audit(now, uid, "sign_in", "failure", &ctx, serde_json::json!({"method": "pwd"}))]))
+                    .await?;
+                return Err(AuthError::NotAuthorized);
+            }
+        };
+        let clear = Write::ClearFailures { key: key.clone(), kind: PASSWORD.into() };
+        let flow_id = FlowId::new();
+
+        if user.status == UserStatus::Unconfirmed {
+            let (channel, destination, masked) = confirmation_destination(&user)?;
+            self.check_send_limits(&key, Some(&destination), &ctx, channel).await?;
+            let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
+            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingConfirmation { code, sign_in_after: true }, now, ctx.clone());
+            let mut batch = Batch::new();
+            batch
+                .push(clear)
+                .push(Write::InsertFlow(flow.clone()))
+                .push(Write::Enqueue(message))
+                .push(audit(now, Some(user.id), "sign_in", "needs_confirmation", &ctx, serde_json::json!({"flow_id": flow.id})));
+            self.store.apply(batch).await?;
+            self.outbox_wakeup.notify_one();
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
+        }
+        if user.must_change_password {
+            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingNewPassword, now, ctx.clone());
+            let mut batch = Batch::new();
+            batch
+                .push(clear)
+                .push(Write::InsertFlow(flow.clone()))
+                .push(audit(now, Some(user.id), "sign_in", "needs_new_password", &ctx, serde_json::json!({"flow_id": flow.id})));
+            self.store.apply(batch).await?;
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "issued" }]));
+        }
+
+        let mut batch = Batch::new();
+        let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingNewPassword, now, ctx.clone());
+        let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+        let done = Flow { state: FlowState::Completed { session_id: Some(session.id) }, ..flow };
+        batch
+            .push(clear)
+            .push(Write::InsertFlow(done.clone()))
+            .push(audit(now, Some(user.id), "sign_in", "success", &ctx, serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]})));
+        self.store.apply(batch).await?;
+        Ok(FlowOutcome { flow: done, tokens: Some(tokens), error: None, events: vec![StepEvent { step: "password", outcome: "verified" }] })
+    }
+
+    // ----- forgot password -------------------------------------------------------------------
+
+    /// `POST /v1/forgot-password`: always a `reset_password` step, whether or not the user exists.
+    pub async fn forgot_password(&self, req: proto::ForgotPasswordRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let key = canonical_username(&req.username);
+        if key.is_empty() {
+            return Err(AuthError::InvalidRequest("username is required".into()));
+        }
+        let user = self.store.user_by_username(&key).await?;
+        let target = user
+            .as_ref()
+            .filter(|u| matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed))
+            .and_then(|u| recovery_destination(u).map(|d| (u.id, d)));
+        let destination = target.as_ref().map(|(_, (_, d, _))| d.as_str());
+        let channel = target.as_ref().map(|(_, (c, _, _))| *c).unwrap_or(Channel::Email);
+        self.check_send_limits(&key, destination, &ctx, channel).await?;
+
+        let flow_id = FlowId::new();
+        let mut batch = Batch::new();
+        let (code, user_id) = match target {
+            Some((uid, (channel, destination, masked))) => {
+                let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Reset your password", now)?;
+                batch.push(Write::Enqueue(message));
+                (Some(code), Some(uid))
+            }
+            None => (None, None),
+        };
+        let mut flow = self.new_flow(flow_id, FlowKind::Recovery, user_id, FlowState::AwaitingReset { code }, now, ctx.clone());
+        flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
+        batch
+            .push(Write::InsertFlow(flow.clone()))
+            .push(audit(now, user_id, "forgot_password", if user_id.is_some() { "code_sent" } else { "no_destination" }, &ctx, serde_json::json!({"flow_id": flow.id})));
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "issued" }]))
+    }
+
+    // ----- flows -----------------------------------------------------------------------------
+
+    /// `GET /v1/flows/{id}`.
+    pub async fn current(&self, id: FlowId, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
+        let flow = self.load_flow(id, ctx).await?;
+        if !flow.state.is_terminal() && flow.expires_at <= self.now() {
+            return Err(AuthError::FlowExpired);
+        }
+        Ok(Self::outcome(flow, vec![]))
+    }
+
+    async fn load_flow(&self, id: FlowId, ctx: &ClientContext) -> Result<Flow, AuthError> {
+        let flow = self.store.flow(id).await?.ok_or(AuthError::FlowNotFound)?;
+        // A flow answers only the client that started it (same User-Agent).
+        if flow.context.user_agent != ctx.user_agent {
+            return Err(AuthError::ContextMismatch);
+        }
+        Ok(flow)
+    }
+
+    /// `POST /v1/flows/{id}`: answer the step the flow waits for.
+    pub async fn submit(&self, id: FlowId, answer: StepAnswer, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let flow = self.load_flow(id, &ctx).await?;
+        let now = self.now();
+        match &flow.state {
+            FlowState::Completed { .. } => return Err(AuthError::FlowCompleted),
+            FlowState::Denied { .. } => return Ok(Self::outcome(flow, vec![])),
+            _ if flow.expires_at <= now => return Err(AuthError::FlowExpired),
+            _ => {}
+        }
+        match (flow.state.clone(), answer) {
+            (FlowState::AwaitingConfirmation { code, sign_in_after }, StepAnswer::ConfirmSignUp { code: given }) => {
+                self.confirm_sign_up(flow, code, sign_in_after, SecretString::new(given), now, ctx).await
+            }
+            (FlowState::AwaitingNewPassword, StepAnswer::NewPassword { password }) => {
+                self.set_new_password(flow, normalize(&password), now, ctx).await
+            }
+            (FlowState::AwaitingReset { code }, StepAnswer::ResetPassword { code: given, password }) => {
+                self.reset_password(flow, code, SecretString::new(given), normalize(&password), now, ctx).await
+            }
+            (state, _) => Err(AuthError::StepMismatch { expected: state_step(&state) }),
+        }
+    }
+
+    /// Reserve an attempt on the flow and, for a known user, on the account's code counter, then
+    /// check the code. `Ok(Ok(()))`: right; `Ok(Err(outcome))`: the answer to return.
+    async fn check_code(
+        &self,
+        flow: &Flow,
+        code: Option<&CodeChallenge>,
+        given: &SecretString,
+        account_key: Option<&str>,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Result<(), FlowOutcome>, AuthError> {
+        let step = state_step(&flow.state);
+        let max = self.settings.flows.max_attempts;
+        let Some(attempts) = self.store.reserve_flow_attempt(flow.id, max).await? else {
+            return self.deny(flow, step, now, ctx).await.map(Err);
+        };
+        if let Some(key) = account_key {
+            if let Reservation::Locked(_) = self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await? {
+                // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
+                let flow = Flow { attempts, ..flow.clone() };
+                let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+                o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
+                return Ok(Err(o));
+            }
+        }
+        let right = code.is_some_and(|c| {
+            let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
+            ct_eq(mac.as_bytes(), c.mac.as_bytes())
+        });
+        if right && code.is_some_and(|c| c.expires_at > now) {
+            return Ok(Ok(()));
+        }
+        let expired = right;
+        self.store
+            .apply(Batch(vec![audit(now, flow.user_id, step, if expired { "expired_code" } else { "failure" }, ctx, serde_json::json!({"flow_id": flow.id}))]))
+            .await?;
+        if attempts >= max {
+            return self.deny(flow, step, now, ctx).await.map(Err);
+        }
+        let flow = Flow { attempts, ..flow.clone() };
+        let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+        o.error = if expired {
+            step_error(codes::EXPIRED_CODE, "the code expired; ask for a new one")
+        } else {
+            step_error(codes::CODE_MISMATCH, "the code is not correct")
+        };
+        Ok(Err(o))
+    }
+
+    /// End a flow whose attempts are exhausted. Concurrent callers all answer `denied`.
+    async fn deny(&self, flow: &Flow, step: &'static str, now: OffsetDateTime, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
+        let denied = Flow {
+            state: FlowState::Denied { reason: DenialReason::TooManyAttempts },
+            version: flow.version + 1,
+            attempts: self.settings.flows.max_attempts,
+            ..flow.clone()
+        };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateFlow { flow: denied.clone(), expected_version: flow.version })
+            .push(audit(now, flow.user_id, step, "denied", ctx, serde_json::json!({"flow_id": flow.id, "reason": "too_many_attempts"})));
+        match self.store.apply(batch).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let current = self.store.flow(flow.id).await?.unwrap_or(denied);
+        if let FlowState::Completed { .. } = current.state {
+            return Err(AuthError::FlowCompleted);
+        }
+        Ok(Self::outcome(current, vec![StepEvent { step, outcome: "denied" }]))
+    }
+
+    /// Commit a transition; if another request won the race, answer as the flow now stands.
+    async fn commit(&self, batch: Batch, flow_id: FlowId) -> Result<(), AuthError> {
+        match self.store.apply(batch).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict("flow")) => {
+                let now = self.store.flow(flow_id).await?;
+                match now.map(|f| f.state) {
+                    Some(FlowState::Denied { .. }) => Err(AuthError::LimitExceeded),
+                    _ => Err(AuthError::FlowCompleted),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn confirm_sign_up(&self, flow: Flow, code: CodeChallenge, sign_in_after: bool, given: SecretString, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let user = match flow.user_id {
+            Some(id) => self.store.user_by_id(id).await?,
+            None => None,
+        };
+        let key = user.as_ref().map(|u| u.username_canonical.clone());
+        if let Err(o) = self.check_code(&flow, Some(&code), &given, key.as_deref(), now, &ctx).await? {
+            return Ok(o);
+        }
+        // A right code implies a real user: decoy flows carry a code nobody knows.
+        let Some(mut user) = user else { return Err(AuthError::Internal("confirmed flow without user".into())) };
+        match code.channel {
+            Channel::Sms => user.phone_verified = true,
+            _ => user.email_verified = true,
+        }
+        if user.status == UserStatus::Unconfirmed {
+            user.status = UserStatus::Active;
+        }
+        user.updated_at = now;
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateUser(user.clone()))
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
+            .push(audit(now, Some(user.id), "confirm_sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id, "channel": code.channel})));
+        let mut tokens = None;
+        let session_id = if sign_in_after {
+            let (session, t) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+            tokens = Some(t);
+            Some(session.id)
+        } else {
+            None
+        };
+        let done = Flow { state: FlowState::Completed { session_id }, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+        self.commit(batch, flow.id).await?;
+        Ok(FlowOutcome { flow: done, tokens, error: None, events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }] })
+    }
+
+    async fn set_new_password(&self, flow: Flow, password: SecretString, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let Some(mut user) = self.user_of(&flow).await? else { return Err(AuthError::FlowExpired) };
+        if let Err(reason) = check_policy(&password, &user.username_canonical) {
+            let mut o = Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "failed" }]);
+            o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
+            return Ok(o);
+        }
+        user.password_hash = Some(self.hasher.hash(&password).await?);
+        user.must_change_password = false;
+        user.updated_at = now;
+        let mut batch = Batch::new();
+        let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+        let done = Flow { state: FlowState::Completed { session_id: Some(session.id) }, version: flow.version + 1, ..flow.clone() };
+        batch
+            .push(Write::UpdateUser(user.clone()))
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
+            .push(audit(now, Some(user.id), "new_password", "success", &ctx, serde_json::json!({"flow_id": flow.id, "session_id": session.id})));
+        self.commit(batch, flow.id).await?;
+        Ok(FlowOutcome { flow: done, tokens: Some(tokens), error: None, events: vec![StepEvent { step: "new_password", outcome: "verified" }] })
+    }
+
+    async fn reset_password(&self, flow: Flow, code: Option<CodeChallenge>, given: SecretString, password: SecretString, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let user = self.user_of(&flow).await?;
+        let key = user.as_ref().map(|u| u.username_canonical.clone());
+        // The policy is checked before the code, so a weak password does not spend an attempt.
+        if let Err(reason) = check_policy(&password, key.as_deref().unwrap_or_default()) {
+            let mut o = Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "failed" }]);
+            o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
+            return Ok(o);
+        }
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, key.as_deref(), now, &ctx).await? {
+            return Ok(o);
+        }
+        let Some(mut user) = user else { return Err(AuthError::Internal("reset flow without user".into())) };
+        user.password_hash = Some(self.hasher.hash(&password).await?);
+        user.must_change_password = false;
+        if let Some(c) = &code {
+            match c.channel {
+                Channel::Sms => user.phone_verified = true,
+                _ => user.email_verified = true,
+            }
+        }
+        if user.status == UserStatus::Unconfirmed {
+            user.status = UserStatus::Active;
+        }
+        user.updated_at = now;
+        // Checklist LIFE-3 and SES-6: a reset yields no session and ends every existing one.
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateUser(user.clone()))
+            .push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "password_reset".into() })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: PASSWORD.into() })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
+            .push(audit(now, Some(user.id), "password_reset", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+        self.commit(batch, flow.id).await?;
+        Ok(Self::outcome(done, vec![StepEvent { step: "reset_password", outcome: "verified" }]))
+    }
+
+    /// `POST /v1/flows/{id}/resend`: a new code for the current step. The attempt count is
+    /// kept (NIST §3.1.3.2: a new code SHALL NOT reset the failure count).
+    pub async fn resend(&self, id: FlowId, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let flow = self.load_flow(id, &ctx).await?;
+        let now = self.now();
+        if flow.state.is_terminal() {
+            return Err(AuthError::FlowCompleted);
+        }
+        if flow.expires_at <= now {
+            return Err(AuthError::FlowExpired);
+        }
+        let (code, rebuild): (Option<CodeChallenge>, fn(Option<CodeChallenge>, &FlowState) -> FlowState) = match &flow.state {
+            FlowState::AwaitingConfirmation { code, .. } => (Some(code.clone()), |c, s| match (c, s) {
+                (Some(code), FlowState::AwaitingConfirmation { sign_in_after, .. }) => FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after },
+                (_, s) => s.clone(),
+            }),
+            FlowState::AwaitingReset { code } => (code.clone(), |c, _| FlowState::AwaitingReset { code: c }),
+            other => return Err(AuthError::StepMismatch { expected: state_step(other) }),
+        };
+        let user = self.user_of(&flow).await?;
+        let key = user.as_ref().map(|u| u.username_canonical.clone()).unwrap_or_else(|| format!("flow:{}", flow.id));
+        let target = user.as_ref().and(code.as_ref()).and_then(|c| {
+            let u = user.as_ref()?;
+            let dest = match c.channel {
+                Channel::Sms => u.phone.clone()?,
+                _ => u.email.clone()?,
+            };
+            Some((c.channel, dest, c.destination.clone()))
+        });
+        if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
+            return Err(AuthError::LimitExceeded);
+        }
+        let channel = code.as_ref().map(|c| c.channel).unwrap_or(Channel::Email);
+        self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel).await?;
+
+        let mut batch = Batch::new();
+        let new_code = match (&target, flow.user_id) {
+            (Some((channel, dest, masked)), Some(_)) => {
+                let subject = if flow.kind == FlowKind::Recovery { "Reset your password" } else { "Confirm your sign-up" };
+                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
+                batch.push(Write::Enqueue(message));
+                Some(c)
+            }
+            // Decoy flows (unknown user or taken username) send nothing but look the same.
+            _ => code.map(|c| CodeChallenge { expires_at: now + secs(self.settings.flows.code_ttl_secs), ..c }),
+        };
+        let updated = Flow {
+            state: rebuild(new_code, &flow.state),
+            version: flow.version + 1,
+            expires_at: now + secs(self.settings.flows.code_ttl_secs),
+            ..flow.clone()
+        };
+        batch
+            .push(Write::UpdateFlow { flow: updated.clone(), expected_version: flow.version })
+            .push(audit(now, flow.user_id, "resend", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        let fresh = self.store.flow(flow.id).await?.unwrap_or(updated);
+        Ok(Self::outcome(fresh, vec![StepEvent { step: state_step(&flow.state), outcome: "issued" }]))
+    }
+
+    async fn user_of(&self, flow: &Flow) -> Result<Option<User>, AuthError> {
+        Ok(match flow.user_id {
+            Some(id) => self.store.user_by_id(id).await?,
+            None => None,
+        })
+    }
+
+    // ----- tokens and sessions ---------------------------------------------------------------
+
+    fn new_session(&self, user: &User, amr: &[&str], now: OffsetDateTime, ctx: &ClientContext, batch: &mut Batch) -> Result<(Session, proto::Tokens), AuthError> {
+        let t = &self.settings.tokens;
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user.id,
+            acr: "aal1".into(),
+            amr: amr.iter().map(|s| (*s).to_owned()).collect(),
+            auth_time: now,
+            created_at: now,
+            last_refresh_at: now,
+            expires_at: now + secs(t.session_absolute_ttl_secs),
+            revoked_at: None,
+            revoke_reason: None,
+            context: ctx.clone(),
+        };
+        let refresh = random_token(self.rng.as_ref(), 32);
+        batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
+            hash: sha256_b64(refresh.expose().as_bytes()),
+            session_id: session.id,
+            created_at: now,
+        });
+        let tokens = self.tokens_for(&session, refresh, now)?;
+        Ok((session, tokens))
+    }
+
+    fn tokens_for(&self, session: &Session, refresh: SecretString, now: OffsetDateTime) -> Result<proto::Tokens, AuthError> {
+        let t = &self.settings.tokens;
+        let claims = AccessClaims {
+            iss: t.issuer.clone(),
+            aud: t.audience.clone(),
+            sub: session.user_id.to_string(),
+            sid: session.id.to_string(),
+            exp: (now + secs(t.access_ttl_secs)).unix_timestamp(),
+            iat: now.unix_timestamp(),
+            jti: random_token(self.rng.as_ref(), 16).expose().to_owned(),
+            client_id: t.audience.clone(),
+            acr: session.acr.clone(),
+            amr: session.amr.clone(),
+            auth_time: session.auth_time.unix_timestamp(),
+        };
+        Ok(proto::Tokens {
+            access_token: self.signer.sign(&claims)?,
+            refresh_token: refresh.expose().to_owned(),
+            token_type: "Bearer".into(),
+            expires_in: t.access_ttl_secs,
+        })
+    }
+
+    /// `POST /v1/token` with `grant_type=refresh_token`: rotate (RFC 9700 §4.14.2).
+    pub async fn refresh(&self, req: proto::TokenRequest, ctx: ClientContext) -> Result<proto::Tokens, AuthError> {
+        if req.grant_type != "refresh_token" {
+            return Err(AuthError::UnsupportedGrantType);
+        }
+        let now = self.now();
+        let old = sha256_b64(req.refresh_token.as_bytes());
+        let fresh = random_token(self.rng.as_ref(), 32);
+        let idle_cutoff = now - secs(self.settings.tokens.session_idle_ttl_secs);
+        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff).await? {
+            RotateOutcome::Rotated(session) => {
+                let user = self.store.user_by_id(session.user_id).await?;
+                if !user.is_some_and(|u| u.status == UserStatus::Active) {
+                    self.store
+                        .apply(Batch(vec![Write::RevokeSession { id: session.id, at: now, reason: "account_inactive".into() }]))
+                        .await?;
+                    return Err(AuthError::InvalidGrant);
+                }
+                self.store
+                    .apply(Batch(vec![audit(now, Some(session.user_id), "refresh", "success", &ctx, serde_json::json!({"session_id": session.id}))]))
+                    .await?;
+                self.tokens_for(&session, fresh, now)
+            }
+            RotateOutcome::Reused(sid) => {
+                let user = self.store.session(sid).await?.map(|s| s.user_id);
+                self.store
+                    .apply(Batch(vec![audit(now, user, "refresh_reuse", "family_revoked", &ctx, serde_json::json!({"session_id": sid}))]))
+                    .await?;
+                Err(AuthError::InvalidGrant)
+            }
+            RotateOutcome::Invalid => Err(AuthError::InvalidGrant),
+        }
+    }
+
+    /// Verify an access token and load its live session and user. Revocation and account
+    /// disablement take effect here, on the next request.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        let claims = self.signer.verify(bearer).map_err(|e| match e {
+            TokenError::Signing(m) => AuthError::Internal(m),
+            _ => AuthError::Unauthenticated,
+        })?;
+        let now = self.now().unix_timestamp();
+        if claims.exp <= now || claims.iat > now + 60 {
+            return Err(AuthError::Unauthenticated);
+        }
+        let sid: SessionId = claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?;
+        let session = self.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;
+        if session.revoked_at.is_some() || session.user_id.to_string() != claims.sub {
+            return Err(AuthError::Unauthenticated);
+        }
+        let user = self.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
+        if user.status != UserStatus::Active {
+            return Err(AuthError::Unauthenticated);
+        }
+        Ok(Principal { claims, session, user })
+    }
+
+    /// `POST /v1/sign-out`.
+    pub async fn sign_out(&self, p: &Principal, scope: proto::SignOutScope, ctx: ClientContext) -> Result<(), AuthError> {
+        let now = self.now();
+        let revoke = match scope {
+            proto::SignOutScope::Session => Write::RevokeSession { id: p.session.id, at: now, reason: "sign_out".into() },
+            proto::SignOutScope::All => Write::RevokeUserSessions { user_id: p.user.id, at: now, reason: "sign_out_all".into() },
+        };
+        let scope_name = if scope == proto::SignOutScope::All { "all" } else { "session" };
+        self.store
+            .apply(Batch(vec![revoke, audit(now, Some(p.user.id), "sign_out", "success", &ctx, serde_json::json!({"scope": scope_name, "session_id": p.session.id}))]))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/me`.
+    pub fn me(&self, p: &Principal) -> proto::Me {
+        proto::Me {
+            id: p.user.id.to_string(),
+            username: p.user.username.clone(),
+            email: p.user.email.clone(),
+            email_verified: p.user.email_verified,
+            phone: p.user.phone.clone(),
+            phone_verified: p.user.phone_verified,
+            status: p.user.status.as_str().into(),
+            session_id: p.session.id.to_string(),
+            acr: p.claims.acr.clone(),
+            amr: p.claims.amr.clone(),
+        }
+    }
+
+    /// `GET /v1/me/sessions`.
+    pub async fn sessions(&self, p: &Principal) -> Result<proto::SessionList, AuthError> {
+        let sessions = self.store.live_sessions(p.user.id, self.now()).await?;
+        Ok(proto::SessionList {
+            sessions: sessions
+                .into_iter()
+                .map(|s| proto::SessionInfo {
+                    id: s.id.to_string(),
+                    current: s.id == p.session.id,
+                    acr: s.acr,
+                    amr: s.amr,
+                    auth_time: rfc3339(s.auth_time),
+                    created_at: rfc3339(s.created_at),
+                    last_refresh_at: rfc3339(s.last_refresh_at),
+                    ip: s.context.ip,
+                    user_agent: s.context.user_agent,
+                })
+                .collect(),
+        })
+    }
+
+    /// `DELETE /v1/me/sessions/{id}`: only the caller's own sessions.
+    pub async fn revoke_session(&self, p: &Principal, id: SessionId, ctx: ClientContext) -> Result<(), AuthError> {
+        let session = self.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
+        let now = self.now();
+        self.store
+            .apply(Batch(vec![
+                Write::RevokeSession { id: session.id, at: now, reason: "revoked_by_user".into() },
+                audit(now, Some(p.user.id), "session_revoked", "success", &ctx, serde_json::json!({"session_id": session.id})),
+            ]))
+            .await?;
+        Ok(())
+    }
+
+    // ----- administration --------------------------------------------------------------------
+
+    /// Administrative changes to an account, by username.
+    pub async fn admin_update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
+        let mut user = self.store.user_by_username(&canonical_username(username)).await?.ok_or(AuthError::NotFound)?;
+        let now = self.now();
+        let mut batch = Batch::new();
+        let kind = match action {
+            AdminAction::RequirePasswordChange => {
+                user.must_change_password = true;
+                "admin_require_password_change"
+            }
+            AdminAction::Disable => {
+                user.status = UserStatus::Disabled;
+                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "account_disabled".into() });
+                "admin_disable"
+            }
+            AdminAction::Enable => {
+                user.status = if user.email_verified || user.phone_verified { UserStatus::Active } else { UserStatus::Unconfirmed };
+                "admin_enable"
+            }
+            AdminAction::RevokeSessions => {
+                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "admin_revoke_all".into() });
+                "admin_revoke_sessions"
+            }
+        };
+        user.updated_at = now;
+        batch.push(Write::UpdateUser(user.clone())).push(audit(now, Some(user.id), kind, "success", &ctx, serde_json::json!({})));
+        self.store.apply(batch).await?;
+        Ok(())
+    }
+
+    // ----- codes and limits ------------------------------------------------------------------
+
+    fn new_flow(&self, id: FlowId, kind: FlowKind, user_id: Option<UserId>, state: FlowState, now: OffsetDateTime, context: ClientContext) -> Flow {
+        let ttl = match state {
+            FlowState::AwaitingConfirmation { .. } | FlowState::AwaitingReset { .. } => self.settings.flows.code_ttl_secs,
+            _ => self.settings.flows.ttl_secs,
+        };
+        Flow { id, kind, user_id, state, attempts: 0, sends: 1, version: 0, created_at: now, expires_at: now + secs(ttl), context }
+    }
+
+    /// A fresh 6-digit code (CSPRNG), its MAC for the flow, and the sealed message carrying it.
+    fn issue_code(&self, flow_id: FlowId, channel: Channel, to: &str, masked: String, subject: &str, now: OffsetDateTime) -> Result<(CodeChallenge, OutboxMessage), AuthError> {
+        let code = random_digits(self.rng.as_ref(), 6);
+        let ttl = self.settings.flows.code_ttl_secs;
+        let challenge = CodeChallenge {
+            mac: self.keys.mac("code", &flow_id.to_string(), code.expose()),
+            channel,
+            destination: masked,
+            expires_at: now + secs(ttl),
+        };
+        let body = format!(
+            "Your {} code is {}. It expires in {} minutes. If you did not ask for it, ignore this message.",
+            self.settings.product_name,
+            code.expose(),
+            ttl / 60
+        );
+        let id = MessageId::new();
+        let (channel_name, provider) = match channel {
+            Channel::Sms => ("sms", self.routes.sms.clone()),
+            _ => ("email", self.routes.email.clone()),
+        };
+        let message = OutboxMessage {
+            id,
+            channel: channel_name.into(),
+            provider,
+            to: to.into(),
+            subject: format!("{} – {}", self.settings.product_name, subject),
+            body_sealed: Some(self.keys.seal(self.rng.as_ref(), &id.to_string(), body.as_bytes())?),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+        };
+        Ok((challenge, message))
+    }
+
+    /// Checklist OOB-5: per account, destination and IP per window, plus the daily SMS budget.
+    async fn check_send_limits(&self, account: &str, destination: Option<&str>, ctx: &ClientContext, channel: Channel) -> Result<(), AuthError> {
+        let l = &self.settings.limits;
+        let now = self.now();
+        let window = i64::try_from(l.send_window_secs.max(1)).unwrap_or(900);
+        let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window)).unwrap_or(now);
+        let mut buckets = vec![(format!("send:account:{account}"), l.sends_per_account)];
+        if let Some(d) = destination {
+            buckets.push((format!("send:destination:{d}"), l.sends_per_destination));
+        }
+        if let Some(ip) = &ctx.ip {
+            buckets.push((format!("send:ip:{ip}"), l.sends_per_ip));
+        }
+        let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
+        if ok && channel == Channel::Sms && destination.is_some() {
+            let day = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400)).unwrap_or(now);
+            ok = self.store.hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day).await?;
+        }
+        if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
+    }
+}
+
+/// Administrative actions on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// The next sign-in must set a new password.
+    RequirePasswordChange,
+    /// Disable the account and end its sessions.
+    Disable,
+    /// Enable a disabled account.
+    Enable,
+    /// End every session.
+    RevokeSessions,
+}
+
+fn state_step(state: &FlowState) -> &'static str {
+    match state {
+        FlowState::AwaitingConfirmation { .. } => "confirm_sign_up",
+        FlowState::AwaitingNewPassword => "new_password",
+        FlowState::AwaitingReset { .. } => "reset_password",
+        FlowState::Completed { .. } => "done",
+        FlowState::Denied { .. } => "denied",
+    }
+}
+
+fn flow_masked(flow: &Flow) -> String {
+    match &flow.state {
+        FlowState::AwaitingConfirmation { code, .. } => code.destination.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Where a sign-up confirmation code goes: the email if any, else the phone.
+fn confirmation_destination(u: &User) -> Result<(Channel, String, String), AuthError> {
+    if let Some(e) = u.email.as_deref().and_then(|e| Email::parse(e).ok()) {
+        return Ok((Channel::Email, e.as_str().to_owned(), e.masked()));
+    }
+    if let Some(p) = u.phone.as_deref().and_then(|p| Phone::parse(p).ok()) {
+        return Ok((Channel::Sms, p.as_str().to_owned(), p.masked()));
+    }
+    Err(AuthError::Internal("account has no email or phone".into()))
+}
+
+/// Where a reset code goes: a verified email, else a verified phone; an unconfirmed account's
+/// sign-up address also qualifies (the code then confirms it).
+fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
+    let unconfirmed = u.status == UserStatus::Unconfirmed;
+    if let Some(e) = u.email.as_deref().filter(|_| u.email_verified || unconfirmed).and_then(|e| Email::parse(e).ok()) {
+        return Some((Channel::Email, e.as_str().to_owned(), e.masked()));
+    }
+    if let Some(p) = u.phone.as_deref().filter(|_| u.phone_verified || unconfirmed).and_then(|p| Phone::parse(p).ok()) {
+        return Some((Channel::Sms, p.as_str().to_owned(), p.masked()));
+    }
+    None
+}

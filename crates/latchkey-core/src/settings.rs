@@ -1,0 +1,139 @@
+//! The domain's policy numbers, with their defaults and the standard each one follows.
+//! The server embeds this in its configuration (`[policy]`, `[limits]`, `[tokens]`).
+
+use crate::model::LockoutPolicy;
+use serde::{Deserialize, Serialize};
+
+/// Everything the domain needs to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Token issuing.
+    pub tokens: TokenSettings,
+    /// Flow and code lifetimes and attempt caps.
+    pub flows: FlowSettings,
+    /// Sign-up policy.
+    pub sign_up: SignUpPolicy,
+    /// Lockout and send limits.
+    pub limits: Limits,
+    /// The product name in messages and (later) authenticator labels.
+    pub product_name: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            tokens: TokenSettings::default(),
+            flows: FlowSettings::default(),
+            sign_up: SignUpPolicy::default(),
+            limits: Limits::default(),
+            product_name: "Latchkey".into(),
+        }
+    }
+}
+
+/// Token lifetimes and names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// `iss` of access tokens; also the base of the OpenID configuration.
+    pub issuer: String,
+    /// `aud` of access tokens: the APIs that accept them.
+    pub audience: String,
+    /// Access-token lifetime (default 600 s).
+    pub access_ttl_secs: u64,
+    /// A session ends this long after sign-in whatever happens (default 30 days).
+    pub session_absolute_ttl_secs: u64,
+    /// A session ends if not refreshed for this long (default 7 days).
+    pub session_idle_ttl_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            audience: "latchkey".into(),
+            access_ttl_secs: 600,
+            session_absolute_ttl_secs: 30 * 24 * 3600,
+            session_idle_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Flow lifetimes and caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowSettings {
+    /// A flow without a code expires after this (default 300 s).
+    pub ttl_secs: u64,
+    /// A code expires after this, and so does its flow (default 600 s; NIST §3.1.3.2 and
+    /// ASVS 6.5.5 allow at most 10 minutes).
+    pub code_ttl_secs: u64,
+    /// Wrong answers per flow before it is denied (default 5; checklist OOB-3).
+    pub max_attempts: u32,
+    /// Codes sent per flow, first one included (default 5).
+    pub max_sends: u32,
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        Self { ttl_secs: 300, code_ttl_secs: 600, max_attempts: 5, max_sends: 5 }
+    }
+}
+
+/// Who may sign up with what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignUpPolicy {
+    /// Require an email address (default true; it receives the confirmation code).
+    pub require_email: bool,
+    /// Require a phone number (default false).
+    pub require_phone: bool,
+    /// Require a password (default true; passwordless sign-up arrives with device keys).
+    pub require_password: bool,
+    /// Answer `username_exists` to a sign-up with a taken username (default false: the answer
+    /// looks like a normal sign-up, so usernames cannot be enumerated — checklist RL-5).
+    pub reveal_username_exists: bool,
+}
+
+impl Default for SignUpPolicy {
+    fn default() -> Self {
+        Self { require_email: true, require_phone: false, require_password: true, reveal_username_exists: false }
+    }
+}
+
+/// Lockouts and send limits, all enforced in the database so replicas share them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Password failures per account (keyed by canonical username, existing or not): 5 free,
+    /// then 1 s doubling to 15 min, and none evaluated after 50 until a password reset
+    /// (NIST §3.2.2: at most 100 consecutive failures).
+    pub password: LockoutPolicy,
+    /// Wrong codes per account across flows: 10 free, then 1 s doubling to 15 min, hard cap 100.
+    pub code: LockoutPolicy,
+    /// The window of the send limits (default 900 s).
+    pub send_window_secs: u64,
+    /// Codes sent per account per window (default 5; checklist OOB-5).
+    pub sends_per_account: u32,
+    /// Codes sent per destination address or number per window (default 5).
+    pub sends_per_destination: u32,
+    /// Codes sent per client IP per window (default 20).
+    pub sends_per_ip: u32,
+    /// Text messages per UTC day for the whole server (SMS-pumping cost control; default 1000).
+    pub sms_daily_budget: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            password: LockoutPolicy { free_attempts: 5, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 50 },
+            code: LockoutPolicy { free_attempts: 10, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 100 },
+            send_window_secs: 900,
+            sends_per_account: 5,
+            sends_per_destination: 5,
+            sends_per_ip: 20,
+            sms_daily_budget: 1000,
+        }
+    }
+}

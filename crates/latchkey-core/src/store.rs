@@ -1,0 +1,173 @@
+//! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
+//! replicas (single use, counters, limits) is one atomic operation of this trait.
+
+use crate::ids::{FlowId, MessageId, SessionId, UserId};
+use crate::model::{AuditEvent, Flow, LockoutPolicy, OutboxMessage, Reservation, Session, User};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-swap lost, or a unique key was taken: the batch was rolled back.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database failed or is unreachable; nothing was changed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// One write in an atomic [`Batch`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Insert a user; `Conflict("username")` if the canonical username exists.
+    InsertUser(User),
+    /// Replace a user's mutable fields.
+    UpdateUser(User),
+    /// Insert a flow (version as given).
+    InsertFlow(Flow),
+    /// Replace a flow if its stored version is `expected_version`; the stored version becomes
+    /// `flow.version`, which must be `expected_version + 1`. Otherwise `Conflict("flow")`.
+    UpdateFlow {
+        /// The new flow.
+        flow: Flow,
+        /// The version read before the transition.
+        expected_version: i64,
+    },
+    /// Insert a session.
+    InsertSession(Session),
+    /// Insert a refresh token (its hash) for a session.
+    InsertRefreshToken {
+        /// SHA-256 of the token.
+        hash: String,
+        /// Its family.
+        session_id: SessionId,
+        /// Issued.
+        created_at: OffsetDateTime,
+    },
+    /// Revoke one session (no-op if already revoked).
+    RevokeSession {
+        /// Which.
+        id: SessionId,
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: String,
+    },
+    /// Revoke every live session of a user.
+    RevokeUserSessions {
+        /// Whose.
+        user_id: UserId,
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: String,
+    },
+    /// Reset a failure counter after a success or a password reset.
+    ClearFailures {
+        /// Canonical subject key.
+        key: String,
+        /// Counter kind.
+        kind: String,
+    },
+    /// Queue a message for delivery.
+    Enqueue(OutboxMessage),
+    /// Record an audit event.
+    Audit(AuditEvent),
+}
+
+/// Writes applied in one transaction: all or nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Batch(pub Vec<Write>);
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Add a write.
+    pub fn push(&mut self, w: Write) -> &mut Self {
+        self.0.push(w);
+        self
+    }
+}
+
+/// The result of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The token was live; it is now spent and the new one is stored.
+    Rotated(Session),
+    /// The token was already spent: its whole family (session) has now been revoked.
+    Reused(SessionId),
+    /// Unknown token, or its session is revoked or expired.
+    Invalid,
+}
+
+/// Storage. Implementations: SQLite and PostgreSQL in `latchkey-store`; both pass
+/// `latchkey_core::conformance`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Apply `batch` atomically.
+    async fn apply(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// A user by canonical username.
+    async fn user_by_username(&self, canonical: &str) -> Result<Option<User>, StoreError>;
+    /// A user by id.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// A flow by id.
+    async fn flow(&self, id: FlowId) -> Result<Option<Flow>, StoreError>;
+    /// Atomically count one more answer on a flow if it has had fewer than `max`; returns the
+    /// new attempt count, or `None` when no more may be evaluated.
+    async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;
+    /// Atomically count one more code sent in a flow if fewer than `max` were; returns the new count.
+    async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;
+
+    /// Reserve one attempt against a failure counter (see [`LockoutPolicy`]): allowed attempts
+    /// are counted as failures until [`Write::ClearFailures`] resets them.
+    async fn reserve_failure(
+        &self,
+        key: &str,
+        kind: &str,
+        now: OffsetDateTime,
+        policy: &LockoutPolicy,
+    ) -> Result<Reservation, StoreError>;
+
+    /// Count one event in each `(key, limit)` bucket of the fixed window starting at
+    /// `window_start`; `true` if every bucket is still within its limit after counting.
+    async fn hit_rate_limits(&self, buckets: &[(String, u32)], window_start: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// A session by id.
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+    /// A user's live sessions, newest first.
+    async fn live_sessions(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Session>, StoreError>;
+    /// Spend `old_hash` and store `new_hash` in its family, atomically; a spent token revokes
+    /// the family. `idle_cutoff`: the session must have been refreshed (or created) after it.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: OffsetDateTime,
+        idle_cutoff: OffsetDateTime,
+    ) -> Result<RotateOutcome, StoreError>;
+
+    /// Claim up to `limit` due messages for `lease`; a crashed worker's claims expire.
+    async fn claim_outbox(&self, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Mark a message delivered; `keep_body` keeps the sealed body (development outbox).
+    async fn outbox_sent(&self, id: MessageId, now: OffsetDateTime, keep_body: bool) -> Result<(), StoreError>;
+    /// Record a failed attempt: retry at `retry_at`, or give up (`None`).
+    async fn outbox_failed(&self, id: MessageId, error: &str, retry_at: Option<OffsetDateTime>) -> Result<(), StoreError>;
+    /// Every message of a provider, oldest first (the development outbox is provider `dev`).
+    async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Delete rate-limit windows and flows that ended before `before`; returns rows deleted.
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Audit events, newest first, optionally for one user.
+    async fn audit_events(&self, user_id: Option<UserId>, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}

@@ -1,0 +1,380 @@
+//! The Latchkey wire contract: what apps send and what the server answers.
+//!
+//! Every flow request (`POST /v1/sign-up`, `POST /v1/sign-in`, `POST /v1/flows/{id}`, …) is answered
+//! with a [`FlowAnswer`]: the flow id, its expiry, and the [`NextStep`] the app must render. Tokens
+//! appear only when the next step is [`NextStep::Done`]. A wrong answer is not an HTTP error: the flow
+//! answers with the same step, fewer `attempts_left` and a [`StepError`] the app can branch on.
+//!
+//! This crate depends on serde only, so a mobile SDK can compile it for iOS and Android.
+//!
+//! ```
+//! use latchkey_proto::{FlowAnswer, NextStep};
+//! let json = r#"{"flow_id":"0193","expires_at":"2026-11-22T10:05:00Z",
+//!   "next_step":{"type":"confirm_sign_up","channel":"email","destination":"a***@e***.com","attempts_left":5},
+//!   "tokens":null}"#;
+//! let answer: FlowAnswer = serde_json::from_str(json).unwrap();
+//! assert!(matches!(answer.next_step, NextStep::ConfirmSignUp { .. }));
+//! ```
+#![warn(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// `POST /v1/sign-up`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignUpRequest {
+    /// The username; compared after NFKC normalisation and case folding.
+    pub username: String,
+    /// The password (8 to 256 characters, no composition rules, common passwords refused).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// An email address; the policy decides whether it is required.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// A phone number in E.164 form (`+` and 8–15 digits).
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// `POST /v1/sign-in`: a username with a password.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    /// The username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// An enrolled device (device sign-in; not available yet).
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+/// `POST /v1/forgot-password`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    /// The username whose password is to be reset.
+    pub username: String,
+}
+
+/// `POST /v1/flows/{id}`: the answer to the step the flow is waiting for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(tag = "step", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepAnswer {
+    /// The code sent when signing up.
+    ConfirmSignUp {
+        /// The 6-digit code.
+        code: String,
+    },
+    /// A new password, when the account must change its password.
+    NewPassword {
+        /// The new password.
+        password: String,
+    },
+    /// The code sent by `forgot-password`, with the new password.
+    ResetPassword {
+        /// The 6-digit code.
+        code: String,
+        /// The new password.
+        password: String,
+    },
+}
+
+impl StepAnswer {
+    /// The wire name of the step this answers.
+    pub fn step_name(&self) -> &'static str {
+        match self {
+            StepAnswer::ConfirmSignUp { .. } => "confirm_sign_up",
+            StepAnswer::NewPassword { .. } => "new_password",
+            StepAnswer::ResetPassword { .. } => "reset_password",
+        }
+    }
+}
+
+/// Where a code was sent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Channel {
+    /// An email message.
+    Email,
+    /// A text message.
+    Sms,
+    /// A channel this client does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why a flow ended without tokens.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DenialReason {
+    /// Too many wrong answers: start again (a new code is sent).
+    TooManyAttempts,
+    /// The flow ended for a reason the server does not disclose.
+    Denied,
+    /// A reason this client does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+/// What the app must do next. A closed set; old apps see [`NextStep::Unknown`] for new steps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NextStep {
+    /// Enter the code sent to confirm the sign-up.
+    ConfirmSignUp {
+        /// Where the code went.
+        channel: Channel,
+        /// The destination, masked (`a***@e***.com`, `+*******4567`).
+        destination: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
+    /// Choose a new password (an administrator required a change).
+    NewPassword {
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
+    /// Enter the code sent by `forgot-password` and a new password.
+    ResetPassword {
+        /// Where the code went (`null` when the server does not disclose it).
+        channel: Option<Channel>,
+        /// The masked destination (empty when the server does not disclose it).
+        destination: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
+    /// The flow is complete. Tokens are in [`FlowAnswer::tokens`] for sign-in flows.
+    Done,
+    /// The flow ended without success; start a new one.
+    Denied {
+        /// Why.
+        reason: DenialReason,
+    },
+    /// A step this client does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+impl NextStep {
+    /// The wire name of the step (`"confirm_sign_up"`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            NextStep::ConfirmSignUp { .. } => "confirm_sign_up",
+            NextStep::NewPassword { .. } => "new_password",
+            NextStep::ResetPassword { .. } => "reset_password",
+            NextStep::Done => "done",
+            NextStep::Denied { .. } => "denied",
+            NextStep::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why the last answer was not accepted. The step stays the same.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StepError {
+    /// A stable code: `code_mismatch`, `expired_code`, `invalid_password`, `limit_exceeded`.
+    pub code: String,
+    /// A human-readable message.
+    pub message: String,
+}
+
+/// Tokens, present only in `done`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Tokens {
+    /// An ES256 JWT (`typ: at+jwt`) verifiable with `/.well-known/jwks.json`.
+    pub access_token: String,
+    /// An opaque refresh token, rotated on every use.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// The answer to every flow request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FlowAnswer {
+    /// The flow's id, for `/v1/flows/{id}`.
+    pub flow_id: String,
+    /// When the flow expires (RFC 3339).
+    pub expires_at: String,
+    /// What to do next.
+    pub next_step: NextStep,
+    /// Tokens, only when `next_step` is `done` and the flow signs in.
+    pub tokens: Option<Tokens>,
+    /// Why the last answer was refused, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+}
+
+/// `POST /v1/token`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenRequest {
+    /// Only `refresh_token` is supported.
+    pub grant_type: String,
+    /// The refresh token to rotate.
+    pub refresh_token: String,
+}
+
+/// `POST /v1/sign-out`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignOutRequest {
+    /// `session` (default) or `all`.
+    #[serde(default)]
+    pub scope: SignOutScope,
+}
+
+/// Which sessions a sign-out ends.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SignOutScope {
+    /// Only the session of the access token.
+    #[default]
+    Session,
+    /// Every session of the user.
+    All,
+}
+
+/// `GET /v1/me`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Me {
+    /// The user id (UUIDv7).
+    pub id: String,
+    /// The username as registered.
+    pub username: String,
+    /// The email address, if any.
+    pub email: Option<String>,
+    /// Whether the email address was verified.
+    pub email_verified: bool,
+    /// The phone number, if any.
+    pub phone: Option<String>,
+    /// Whether the phone number was verified.
+    pub phone_verified: bool,
+    /// `unconfirmed`, `active`, `locked` or `disabled`.
+    pub status: String,
+    /// The current session's id.
+    pub session_id: String,
+    /// The current session's assurance level.
+    pub acr: String,
+    /// The methods used to authenticate (RFC 8176).
+    pub amr: Vec<String>,
+}
+
+/// One session in `GET /v1/me/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionInfo {
+    /// The session id.
+    pub id: String,
+    /// Whether this is the session of the calling access token.
+    pub current: bool,
+    /// Assurance level.
+    pub acr: String,
+    /// Methods used (RFC 8176).
+    pub amr: Vec<String>,
+    /// When the user authenticated (RFC 3339).
+    pub auth_time: String,
+    /// When the session was created (RFC 3339).
+    pub created_at: String,
+    /// When the session was last refreshed (RFC 3339).
+    pub last_refresh_at: String,
+    /// The IP address that created it, if known.
+    pub ip: Option<String>,
+    /// The user agent that created it, if known.
+    pub user_agent: Option<String>,
+}
+
+/// `GET /v1/me/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionList {
+    /// Active sessions, newest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// The error body of every non-2xx response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error: a stable code, a message, and the request id to quote to an operator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorDetail {
+    /// Stable snake_case code; see [`codes`].
+    pub code: String,
+    /// A human-readable message (may change; do not branch on it).
+    pub message: String,
+    /// The request id, also in the `x-request-id` header and the server's logs.
+    pub request_id: String,
+}
+
+/// The stable error codes of the API.
+pub mod codes {
+    /// The request body or a field is malformed.
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The username is already registered (only when the policy reveals it).
+    pub const USERNAME_EXISTS: &str = "username_exists";
+    /// The password breaks the password policy; the message says why.
+    pub const INVALID_PASSWORD: &str = "invalid_password";
+    /// The code is wrong, already used or burned.
+    pub const CODE_MISMATCH: &str = "code_mismatch";
+    /// The code expired; ask for a new one.
+    pub const EXPIRED_CODE: &str = "expired_code";
+    /// Too many attempts or sends; try later (`Retry-After` says when, where known).
+    pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// Username or password wrong (never says which).
+    pub const NOT_AUTHORIZED: &str = "not_authorized";
+    /// The flow does not exist.
+    pub const FLOW_NOT_FOUND: &str = "flow_not_found";
+    /// The flow expired; start a new one.
+    pub const FLOW_EXPIRED: &str = "flow_expired";
+    /// The flow already ended.
+    pub const FLOW_COMPLETED: &str = "flow_completed";
+    /// The answer names a step the flow is not waiting for.
+    pub const STEP_MISMATCH: &str = "step_mismatch";
+    /// The flow was started by another client.
+    pub const FLOW_CONTEXT_MISMATCH: &str = "flow_context_mismatch";
+    /// The refresh token is unknown, spent, expired or revoked (RFC 6749 name).
+    pub const INVALID_GRANT: &str = "invalid_grant";
+    /// The grant type is not supported.
+    pub const UNSUPPORTED_GRANT_TYPE: &str = "unsupported_grant_type";
+    /// No valid access token.
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// The caller may not do this.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// The resource does not exist.
+    pub const NOT_FOUND: &str = "not_found";
+    /// The feature is not available on this server yet.
+    pub const NOT_IMPLEMENTED: &str = "not_implemented";
+    /// The server could not decide (database or provider down); nothing was changed.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// An unexpected server error.
+    pub const INTERNAL: &str = "internal";
+}

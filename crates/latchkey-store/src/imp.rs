@@ -1,0 +1,494 @@
+//! The one implementation of `Store`, expanded for SQLite and for PostgreSQL.
+
+use async_trait::async_trait;
+use latchkey_core::ids::{EventId, FlowId, MessageId, SessionId, UserId};
+use latchkey_core::model::*;
+use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError, Write};
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// Unix microseconds.
+fn us(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn from_us(v: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1000).map_err(|_| corrupt("timestamp"))
+}
+
+fn opt_us(v: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    v.map(from_us).transpose()
+}
+
+fn n32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
+    Ok(match s {
+        "sign_up" => FlowKind::SignUp,
+        "sign_in" => FlowKind::SignIn,
+        "recovery" => FlowKind::Recovery,
+        _ => return Err(corrupt("flow kind")),
+    })
+}
+
+macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at" }; }
+macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent" }; }
+macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
+
+macro_rules! sql {
+    ($($part:expr),+ $(,)?) => {
+        sqlx::AssertSqlSafe(concat!($($part),+))
+    };
+}
+
+macro_rules! store_impl {
+    ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
+        /// A store on this backend.
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            pool: $pool,
+        }
+
+        impl $name {
+            /// Wrap a pool (migrations are run by `Database::migrate`).
+            pub fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+
+            /// The pool.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            fn user(r: &$row) -> Result<User, StoreError> {
+                let status: String = r.try_get("status").map_err(db_err)?;
+                Ok(User {
+                    id: UserId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    username: r.try_get("username").map_err(db_err)?,
+                    username_canonical: r.try_get("username_canonical").map_err(db_err)?,
+                    email: r.try_get("email").map_err(db_err)?,
+                    email_verified: r.try_get("email_verified").map_err(db_err)?,
+                    phone: r.try_get("phone").map_err(db_err)?,
+                    phone_verified: r.try_get("phone_verified").map_err(db_err)?,
+                    status: UserStatus::parse(&status).ok_or_else(|| corrupt("user status"))?,
+                    password_hash: r.try_get("password_hash").map_err(db_err)?,
+                    must_change_password: r.try_get("must_change_password").map_err(db_err)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    updated_at: from_us(r.try_get("updated_at").map_err(db_err)?)?,
+                })
+            }
+
+            fn flow(r: &$row) -> Result<Flow, StoreError> {
+                let kind: String = r.try_get("kind").map_err(db_err)?;
+                let state: String = r.try_get("state").map_err(db_err)?;
+                Ok(Flow {
+                    id: FlowId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    kind: kind_of(&kind)?,
+                    user_id: r.try_get::<Option<Uuid>, _>("user_id").map_err(db_err)?.map(UserId),
+                    state: serde_json::from_str(&state).map_err(|_| corrupt("flow state"))?,
+                    attempts: n32(r.try_get("attempts").map_err(db_err)?),
+                    sends: n32(r.try_get("sends").map_err(db_err)?),
+                    version: r.try_get("version").map_err(db_err)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    expires_at: from_us(r.try_get("expires_at").map_err(db_err)?)?,
+                    context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
+                })
+            }
+
+            fn session(r: &$row) -> Result<Session, StoreError> {
+                let amr: String = r.try_get("amr").map_err(db_err)?;
+                Ok(Session {
+                    id: SessionId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    acr: r.try_get("acr").map_err(db_err)?,
+                    amr: serde_json::from_str(&amr).map_err(|_| corrupt("amr"))?,
+                    auth_time: from_us(r.try_get("auth_time").map_err(db_err)?)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    last_refresh_at: from_us(r.try_get("last_refresh_at").map_err(db_err)?)?,
+                    expires_at: from_us(r.try_get("expires_at").map_err(db_err)?)?,
+                    revoked_at: opt_us(r.try_get("revoked_at").map_err(db_err)?)?,
+                    revoke_reason: r.try_get("revoke_reason").map_err(db_err)?,
+                    context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
+                })
+            }
+
+            fn message(r: &$row) -> Result<OutboxMessage, StoreError> {
+                let status: String = r.try_get("status").map_err(db_err)?;
+                Ok(OutboxMessage {
+                    id: MessageId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    channel: r.try_get("channel").map_err(db_err)?,
+                    provider: r.try_get("provider").map_err(db_err)?,
+                    to: r.try_get("recipient").map_err(db_err)?,
+                    subject: r.try_get("subject").map_err(db_err)?,
+                    body_sealed: r.try_get("body_sealed").map_err(db_err)?,
+                    status: OutboxStatus::parse(&status).ok_or_else(|| corrupt("outbox status"))?,
+                    attempts: n32(r.try_get("attempts").map_err(db_err)?),
+                    next_attempt_at: from_us(r.try_get("next_attempt_at").map_err(db_err)?)?,
+                    last_error: r.try_get("last_error").map_err(db_err)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    sent_at: opt_us(r.try_get("sent_at").map_err(db_err)?)?,
+                })
+            }
+
+            fn event(r: &$row) -> Result<AuditEvent, StoreError> {
+                let detail: String = r.try_get("detail").map_err(db_err)?;
+                Ok(AuditEvent {
+                    id: EventId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    at: from_us(r.try_get("at").map_err(db_err)?)?,
+                    user_id: r.try_get::<Option<Uuid>, _>("user_id").map_err(db_err)?.map(UserId),
+                    kind: r.try_get("kind").map_err(db_err)?,
+                    outcome: r.try_get("outcome").map_err(db_err)?,
+                    ip: r.try_get("ip").map_err(db_err)?,
+                    user_agent: r.try_get("user_agent").map_err(db_err)?,
+                    detail: serde_json::from_str(&detail).map_err(|_| corrupt("audit detail"))?,
+                })
+            }
+
+            async fn write(tx: &mut sqlx::Transaction<'static, $db>, w: Write) -> Result<(), StoreError> {
+                match w {
+                    Write::InsertUser(u) => {
+                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                            .bind(u.id.0).bind(&u.username).bind(&u.username_canonical).bind(&u.email).bind(u.email_verified)
+                            .bind(&u.phone).bind(u.phone_verified).bind(u.status.as_str()).bind(&u.password_hash)
+                            .bind(u.must_change_password).bind(us(u.created_at)).bind(us(u.updated_at))
+                            .execute(&mut **tx).await;
+                        match r {
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("username")),
+                            Err(e) => return Err(db_err(e)),
+                            Ok(_) => {}
+                        }
+                    }
+                    Write::UpdateUser(u) => {
+                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9 WHERE id = $1")
+                            .bind(u.id.0).bind(&u.email).bind(u.email_verified).bind(&u.phone).bind(u.phone_verified)
+                            .bind(u.status.as_str()).bind(&u.password_hash).bind(u.must_change_password).bind(us(u.updated_at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::InsertFlow(f) => {
+                        let state = serde_json::to_string(&f.state).map_err(|_| corrupt("flow state"))?;
+                        sqlx::query("INSERT INTO flows (id, kind, user_id, state, attempts, sends, version, created_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                            .bind(f.id.0).bind(f.kind.as_str()).bind(f.user_id.map(|u| u.0)).bind(state)
+                            .bind(i64::from(f.attempts)).bind(i64::from(f.sends)).bind(f.version)
+                            .bind(us(f.created_at)).bind(us(f.expires_at)).bind(&f.context.ip).bind(&f.context.user_agent)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::UpdateFlow { flow: f, expected_version } => {
+                        let state = serde_json::to_string(&f.state).map_err(|_| corrupt("flow state"))?;
+                        let done = sqlx::query("UPDATE flows SET state = $2, version = $3, expires_at = $4 WHERE id = $1 AND version = $5")
+                            .bind(f.id.0).bind(state).bind(f.version).bind(us(f.expires_at)).bind(expected_version)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("flow"));
+                        }
+                    }
+                    Write::InsertSession(s) => {
+                        let amr = serde_json::to_string(&s.amr).map_err(|_| corrupt("amr"))?;
+                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                            .bind(s.id.0).bind(s.user_id.0).bind(&s.acr).bind(amr).bind(us(s.auth_time)).bind(us(s.created_at))
+                            .bind(us(s.last_refresh_at)).bind(us(s.expires_at)).bind(s.revoked_at.map(us)).bind(&s.revoke_reason)
+                            .bind(&s.context.ip).bind(&s.context.user_agent)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::InsertRefreshToken { hash, session_id, created_at } => {
+                        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
+                            .bind(hash).bind(session_id.0).bind(us(created_at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::RevokeSession { id, at, reason } => {
+                        sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
+                            .bind(id.0).bind(us(at)).bind(reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::RevokeUserSessions { user_id, at, reason } => {
+                        sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                            .bind(user_id.0).bind(us(at)).bind(reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::ClearFailures { key, kind } => {
+                        sqlx::query("DELETE FROM failure_counters WHERE key = $1 AND kind = $2")
+                            .bind(key).bind(kind)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::Enqueue(m) => {
+                        sqlx::query(sql!("INSERT INTO outbox (", outbox_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                            .bind(m.id.0).bind(&m.channel).bind(&m.provider).bind(&m.to).bind(&m.subject).bind(&m.body_sealed)
+                            .bind(m.status.as_str()).bind(i64::from(m.attempts)).bind(us(m.next_attempt_at)).bind(&m.last_error)
+                            .bind(us(m.created_at)).bind(m.sent_at.map(us))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::Audit(e) => {
+                        sqlx::query("INSERT INTO audit_events (id, at, user_id, kind, outcome, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                            .bind(e.id.0).bind(us(e.at)).bind(e.user_id.map(|u| u.0)).bind(&e.kind).bind(&e.outcome)
+                            .bind(&e.ip).bind(&e.user_agent).bind(e.detail.to_string())
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for $name {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+                let mut tx = self.begin().await?;
+                for w in batch.0 {
+                    // Dropping `tx` on error rolls the whole batch back.
+                    Self::write(&mut tx, w).await?;
+                }
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn user_by_username(&self, canonical: &str) -> Result<Option<User>, StoreError> {
+                let r = sqlx::query(sql!("SELECT ", user_cols!(), " FROM users WHERE username_canonical = $1"))
+                    .bind(canonical).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::user).transpose()
+            }
+
+            async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+                let r = sqlx::query(sql!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+                    .bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::user).transpose()
+            }
+
+            async fn flow(&self, id: FlowId) -> Result<Option<Flow>, StoreError> {
+                let r = sqlx::query("SELECT * FROM flows WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::flow).transpose()
+            }
+
+            async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
+                let r = sqlx::query("UPDATE flows SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 RETURNING attempts")
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.map(|r| r.try_get::<i64, _>("attempts").map(n32).map_err(db_err)).transpose()
+            }
+
+            async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
+                let r = sqlx::query("UPDATE flows SET sends = sends + 1 WHERE id = $1 AND sends < $2 RETURNING sends")
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.map(|r| r.try_get::<i64, _>("sends").map(n32).map_err(db_err)).transpose()
+            }
+
+            async fn reserve_failure(&self, key: &str, kind: &str, now: OffsetDateTime, policy: &LockoutPolicy) -> Result<Reservation, StoreError> {
+                let mut tx = self.begin().await?;
+                sqlx::query("INSERT INTO failure_counters (key, kind, failures) VALUES ($1, $2, 0) ON CONFLICT (key, kind) DO NOTHING")
+                    .bind(key).bind(kind).execute(&mut *tx).await.map_err(db_err)?;
+                let counted = sqlx::query("UPDATE failure_counters SET failures = failures + 1 WHERE key = $1 AND kind = $2 AND failures < $3 AND (locked_until IS NULL OR locked_until <= $4) RETURNING failures")
+                    .bind(key).bind(kind).bind(i64::from(policy.hard_cap)).bind(us(now))
+                    .fetch_optional(&mut *tx).await.map_err(db_err)?;
+                let out = match counted {
+                    Some(r) => {
+                        let failures = n32(r.try_get("failures").map_err(db_err)?);
+                        // The delay is set when the attempt is reserved, so a parallel burst
+                        // cannot slip more evaluations in before the first result is known.
+                        let until = policy.delay_after(failures).map(|d| us(now + d));
+                        sqlx::query("UPDATE failure_counters SET locked_until = $3 WHERE key = $1 AND kind = $2")
+                            .bind(key).bind(kind).bind(until).execute(&mut *tx).await.map_err(db_err)?;
+                        Reservation::Allowed(failures)
+                    }
+                    None => {
+                        let r = sqlx::query("SELECT failures, locked_until FROM failure_counters WHERE key = $1 AND kind = $2")
+                            .bind(key).bind(kind).fetch_one(&mut *tx).await.map_err(db_err)?;
+                        let failures = n32(r.try_get("failures").map_err(db_err)?);
+                        let until = opt_us(r.try_get("locked_until").map_err(db_err)?)?;
+                        Reservation::Locked(if failures >= policy.hard_cap { None } else { until })
+                    }
+                };
+                tx.commit().await.map_err(db_err)?;
+                Ok(out)
+            }
+
+            async fn hit_rate_limits(&self, buckets: &[(String, u32)], window_start: OffsetDateTime) -> Result<bool, StoreError> {
+                let mut tx = self.begin().await?;
+                let mut ok = true;
+                for (key, limit) in buckets {
+                    let r = sqlx::query("INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1 RETURNING count")
+                        .bind(key).bind(us(window_start)).fetch_one(&mut *tx).await.map_err(db_err)?;
+                    let count: i64 = r.try_get("count").map_err(db_err)?;
+                    ok &= count <= i64::from(*limit);
+                }
+                tx.commit().await.map_err(db_err)?;
+                Ok(ok)
+            }
+
+            async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
+                let r = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
+                    .bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::session).transpose()
+            }
+
+            async fn live_sessions(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Session>, StoreError> {
+                let rows = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC"))
+                    .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::session).collect()
+            }
+
+            async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now: OffsetDateTime, idle_cutoff: OffsetDateTime) -> Result<RotateOutcome, StoreError> {
+                let mut tx = self.begin().await?;
+                let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL RETURNING session_id")
+                    .bind(old_hash).bind(us(now)).fetch_optional(&mut *tx).await.map_err(db_err)?;
+                let outcome = match spent {
+                    Some(r) => {
+                        let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
+                        let row = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
+                            .bind(sid).fetch_one(&mut *tx).await.map_err(db_err)?;
+                        let mut session = Self::session(&row)?;
+                        if session.revoked_at.is_some() || session.expires_at <= now || session.last_refresh_at < idle_cutoff {
+                            RotateOutcome::Invalid
+                        } else {
+                            sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
+                                .bind(new_hash).bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
+                            sqlx::query("UPDATE sessions SET last_refresh_at = $2 WHERE id = $1")
+                                .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
+                            session.last_refresh_at = now;
+                            RotateOutcome::Rotated(session)
+                        }
+                    }
+                    None => {
+                        let known = sqlx::query("SELECT session_id FROM refresh_tokens WHERE hash = $1")
+                            .bind(old_hash).fetch_optional(&mut *tx).await.map_err(db_err)?;
+                        match known {
+                            // RFC 9700 §4.14.2: a spent token presented again revokes its family.
+                            Some(r) => {
+                                let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
+                                sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
+                                    .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
+                                RotateOutcome::Reused(SessionId(sid))
+                            }
+                            None => RotateOutcome::Invalid,
+                        }
+                    }
+                };
+                tx.commit().await.map_err(db_err)?;
+                Ok(outcome)
+            }
+
+            async fn claim_outbox(&self, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError> {
+                let rows = sqlx::query(sql!(
+                    "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1 WHERE id IN (",
+                    "SELECT id FROM outbox WHERE (status = 'pending' AND next_attempt_at <= $2) OR (status = 'sending' AND lease_until <= $2) ",
+                    "ORDER BY next_attempt_at LIMIT $3", $claim_suffix, ") RETURNING ",
+                    outbox_cols!()
+                ))
+                .bind(us(now + lease)).bind(us(now)).bind(i64::from(limit))
+                .fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::message).collect()
+            }
+
+            async fn outbox_sent(&self, id: MessageId, now: OffsetDateTime, keep_body: bool) -> Result<(), StoreError> {
+                let q = if keep_body {
+                    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL WHERE id = $1")
+                } else {
+                    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL, body_sealed = NULL WHERE id = $1")
+                };
+                q.bind(id.0).bind(us(now)).execute(&self.pool).await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn outbox_failed(&self, id: MessageId, error: &str, retry_at: Option<OffsetDateTime>) -> Result<(), StoreError> {
+                match retry_at {
+                    Some(at) => sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1")
+                        .bind(id.0).bind(us(at)).bind(error).execute(&self.pool).await,
+                    None => sqlx::query("UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = $2 WHERE id = $1")
+                        .bind(id.0).bind(error).execute(&self.pool).await,
+                }
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError> {
+                let rows = match provider {
+                    Some(p) => sqlx::query(sql!("SELECT ", outbox_cols!(), " FROM outbox WHERE provider = $1 ORDER BY created_at, id"))
+                        .bind(p).fetch_all(&self.pool).await,
+                    None => sqlx::query(sql!("SELECT ", outbox_cols!(), " FROM outbox ORDER BY created_at, id"))
+                        .fetch_all(&self.pool).await,
+                }
+                .map_err(db_err)?;
+                rows.iter().map(Self::message).collect()
+            }
+
+            async fn audit_events(&self, user_id: Option<UserId>, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows = match user_id {
+                    Some(u) => sqlx::query("SELECT * FROM audit_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
+                        .bind(u.0).bind(i64::from(limit)).fetch_all(&self.pool).await,
+                    None => sqlx::query("SELECT * FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
+                        .bind(i64::from(limit)).fetch_all(&self.pool).await,
+                }
+                .map_err(db_err)?;
+                rows.iter().map(Self::event).collect()
+            }
+
+            async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+                let mut tx = self.begin().await?;
+                let mut n = 0;
+                n += sqlx::query("DELETE FROM rate_counters WHERE window_start < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                n += sqlx::query("DELETE FROM flows WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                tx.commit().await.map_err(db_err)?;
+                Ok(n)
+            }
+        }
+    };
+}
+
+store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");
+store_impl!(PgStore, sqlx::Postgres, sqlx::PgPool, sqlx::postgres::PgRow, " FOR UPDATE SKIP LOCKED");
+
+impl SqliteStore {
+    /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
+
+    pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
+        let tables = ["users", "flows", "sessions", "refresh_tokens", "failure_counters", "rate_counters", "outbox", "audit_events"];
+        let mut out = String::new();
+        for t in tables {
+            let q = format!("SELECT * FROM {t}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
+            for r in rows {
+                for i in 0..r.len() {
+                    if let Ok(Some(s)) = r.try_get::<Option<String>, _>(i) {
+                        out.push_str(&s);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl PgStore {
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
+        let tables = ["users", "flows", "sessions", "refresh_tokens", "failure_counters", "rate_counters", "outbox", "audit_events"];
+        let mut out = String::new();
+        for t in tables {
+            let q = format!("SELECT CAST(t.* AS TEXT) AS row FROM {t} t");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
+            for r in rows {
+                let s: String = r.try_get("row").map_err(db_err)?;
+                out.push_str(&s);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+}

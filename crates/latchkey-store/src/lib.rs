@@ -1,0 +1,140 @@
+//! SQLite and PostgreSQL implementations of [`latchkey_core::store::Store`].
+//!
+//! Both run the same SQL text (sqlx-sqlite accepts `$n` placeholders; times are Unix
+//! microseconds in `BIGINT` columns), expanded per backend by one macro; the only differences are
+//! how a write transaction begins (SQLite takes the write lock up front with `BEGIN IMMEDIATE`)
+//! and PostgreSQL's `FOR UPDATE SKIP LOCKED` when workers claim outbox messages. Each backend
+//! has its own migrations folder; a test checks the two list the same versions.
+
+use latchkey_core::store::{Store, StoreError};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod imp;
+
+pub use imp::{PgStore, SqliteStore};
+
+/// How to open a database.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// PostgreSQL: use this schema (created if missing) instead of `public`. Tests use one
+    /// schema each so they can share a database.
+    pub pg_schema: Option<String>,
+    /// Maximum pool size (default: 16 for PostgreSQL, 8 for SQLite).
+    pub max_connections: Option<u32>,
+    /// SQLite: `synchronous=FULL` (default, every commit survives power loss) or `NORMAL`.
+    pub sqlite_synchronous_full: Option<bool>,
+}
+
+/// An open database of either kind.
+#[derive(Clone)]
+pub enum Database {
+    /// SQLite, one file.
+    Sqlite(SqliteStore),
+    /// PostgreSQL.
+    Postgres(PgStore),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Database {
+    /// Open `url` (`sqlite://path?mode=rwc`, `sqlite:path`, `postgres://…`). Does not migrate.
+    pub async fn open(url: &str, opts: &OpenOptions) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut o = sqlx::postgres::PgConnectOptions::from_str(url).map_err(unavailable)?;
+            if let Some(schema) = &opts.pg_schema {
+                if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(StoreError::Unavailable("schema names are [A-Za-z0-9_]".into()));
+                }
+                let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(o.clone()).await.map_err(unavailable)?;
+                let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&admin).await.map_err(unavailable)?;
+                admin.close().await;
+                o = o.options([("search_path", schema.as_str())]);
+            }
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(opts.max_connections.unwrap_or(16))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(o)
+                .await
+                .map_err(unavailable)?;
+            Ok(Database::Postgres(PgStore::new(pool)))
+        } else if url.starts_with("sqlite:") {
+            use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+            let sync = if opts.sqlite_synchronous_full.unwrap_or(true) { SqliteSynchronous::Full } else { SqliteSynchronous::Normal };
+            let o = SqliteConnectOptions::from_str(url)
+                .map_err(unavailable)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sync)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.unwrap_or(8))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(o)
+                .await
+                .map_err(unavailable)?;
+            Ok(Database::Sqlite(SqliteStore::new(pool)))
+        } else {
+            Err(StoreError::Unavailable("database URL must start with sqlite: or postgres://".into()))
+        }
+    }
+
+    /// Apply pending migrations. Safe to run from several replicas at once (PostgreSQL takes an
+    /// advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Database::Sqlite(s) => sqlx::migrate!("./migrations/sqlite").run(s.pool()).await.map_err(unavailable),
+            Database::Postgres(s) => sqlx::migrate!("./migrations/postgres").run(s.pool()).await.map_err(unavailable),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The store behind the domain's trait.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Database::Sqlite(s) => Arc::new(s.clone()),
+            Database::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(s) => s.pool().close().await,
+            Database::Postgres(s) => s.pool().close().await,
+        }
+    }
+
+    /// Test support: every text value stored anywhere, to prove no secret is kept in clear.
+    pub async fn dump_text(&self) -> Result<String, StoreError> {
+        match self {
+            Database::Sqlite(s) => s.dump_text().await,
+            Database::Postgres(s) => s.dump_text().await,
+        }
+    }
+}
+
+/// The versions of the migrations each backend ships (checked equal by a test).
+pub fn migration_versions() -> (Vec<i64>, Vec<i64>) {
+    let s = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect();
+    let p = sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
+    (s, p)
+}

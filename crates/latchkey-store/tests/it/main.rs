@@ -1,0 +1,59 @@
+//! The Store conformance suite on SQLite (always) and PostgreSQL (when
+//! `LATCHKEY_TEST_DATABASE_URL` is set; CI sets it).
+
+use latchkey_store::{Database, OpenOptions};
+
+async fn sqlite() -> Database {
+    let path = std::env::temp_dir().join(format!("latchkey-conf-{}.db", uuid::Uuid::now_v7()));
+    let db = Database::open(&format!("sqlite://{}", path.display()), &OpenOptions::default()).await.unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
+async fn postgres() -> Option<Database> {
+    let Ok(url) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else {
+        eprintln!("SKIPPED: PostgreSQL conformance (set LATCHKEY_TEST_DATABASE_URL to run it)");
+        return None;
+    };
+    let schema = format!("conf_{}", uuid::Uuid::now_v7().simple());
+    let opts = OpenOptions { pg_schema: Some(schema), max_connections: Some(8), ..Default::default() };
+    let db = Database::open(&url, &opts).await.expect("LATCHKEY_TEST_DATABASE_URL is set but PostgreSQL is unreachable");
+    db.migrate().await.unwrap();
+    Some(db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_passes_the_conformance_suite() {
+    for (name, check) in latchkey_core::conformance::all() {
+        eprintln!("sqlite: {name}");
+        check(sqlite().await.store()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_passes_the_conformance_suite() {
+    if postgres().await.is_none() {
+        return;
+    }
+    for (name, check) in latchkey_core::conformance::all() {
+        eprintln!("postgres: {name}");
+        let db = postgres().await.unwrap();
+        check(db.store()).await;
+    }
+}
+
+#[test]
+fn both_backends_ship_the_same_migration_versions() {
+    let (sqlite, postgres) = latchkey_store::migration_versions();
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, postgres);
+}
+
+#[tokio::test]
+async fn migrating_twice_is_harmless() {
+    let db = sqlite().await;
+    db.migrate().await.unwrap();
+    if let Some(pg) = postgres().await {
+        pg.migrate().await.unwrap();
+    }
+}
