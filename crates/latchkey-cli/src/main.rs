@@ -1,1 +1,196 @@
-fn main() {}
+//! `latchkey`: the server and its tools in one binary.
+
+mod bench;
+
+use clap::{Args, Parser, Subcommand};
+use latchkey_core::clock::SystemClock;
+use latchkey_server::Server;
+use latchkey_server::config::{Config, Overrides};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Latchkey: authentication for mobile apps"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (SQLite in ./latchkey-data unless told otherwise).
+    Serve(Common),
+    /// Apply database migrations and exit.
+    Migrate(Common),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the development outbox: messages that were not sent because no provider is configured.
+    Outbox {
+        #[command(flatten)]
+        common: Common,
+        /// One JSON object per line: channel, to, subject, body, created_at.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load generators that drive real flows over HTTP.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it (secrets redacted).
+    Check(Common),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// A TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (LATCHKEY_LISTEN).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory: SQLite database and keys (LATCHKEY_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL, sqlite:… or postgres://… (LATCHKEY_DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl Common {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        };
+        let loaded = Config::load(self.config.as_deref(), &overrides)?;
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(loaded.config)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(c) => serve(c.load()?).await,
+        Command::Migrate(c) => {
+            let config = c.load()?;
+            let db =
+                latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
+            db.migrate().await?;
+            println!("migrated the {} database", db.kind());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check(c),
+        } => {
+            let config = c.load()?;
+            print!("{}", config.redacted_toml()?);
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+        Command::Outbox { common, json } => outbox(common.load()?, json).await,
+        Command::Bench { command } => bench::run(command).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    latchkey_server::init_logging(&config);
+    let server = Server::build(&config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+    for f in &server.created_files {
+        eprintln!("latchkey: created key file {f}");
+    }
+    eprintln!("latchkey: listening on http://{addr}");
+    eprintln!(
+        "latchkey: data directory {} ({} database)",
+        data_dir.display(),
+        server.db.kind()
+    );
+    if config.smtp_url.is_none() || config.sms_webhook_url.is_none() {
+        eprintln!(
+            "latchkey: messages without a provider go to the development outbox: `latchkey outbox --data-dir {}`",
+            data_dir.display()
+        );
+    }
+    server.serve(listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn outbox(config: Config, json: bool) -> anyhow::Result<()> {
+    let (ring, _) = latchkey_server::keys::load_or_create(&config.data_dir)?;
+    let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
+    db.migrate().await?;
+    let messages = latchkey_server::outbox::read(
+        db.store().as_ref(),
+        &ring.keys,
+        latchkey_server::delivery::DEV,
+    )
+    .await?;
+    for m in messages {
+        if json {
+            println!("{}", serde_json::to_string(&m)?);
+        } else {
+            println!(
+                "{}  {} to {}\n  {}\n  {}\n",
+                m.created_at, m.channel, m.to, m.subject, m.body
+            );
+        }
+    }
+    Ok(())
+}

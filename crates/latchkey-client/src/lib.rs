@@ -1,1 +1,288 @@
-//! placeholder
+//! The Latchkey device SDK: a typed client for every flow step, so an app only draws screens.
+//!
+//! ```no_run
+//! use latchkey_client::Client;
+//! use latchkey_proto::NextStep;
+//! # async fn run() -> Result<(), latchkey_client::ClientError> {
+//! let client = Client::new("http://127.0.0.1:8080")?;
+//! let answer = client.sign_in("alice", "correct horse battery staple").await?;
+//! match answer.next_step {
+//!     NextStep::Done => {
+//!         let tokens = answer.tokens.expect("done carries tokens");
+//!         let me = client.me(&tokens.access_token).await?;
+//!         println!("signed in as {}", me.username);
+//!     }
+//!     NextStep::ConfirmSignUp { destination, .. } => println!("enter the code sent to {destination}"),
+//!     other => println!("next: {}", other.name()),
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub use latchkey_proto as proto;
+use latchkey_proto::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body; branch on `code` (see [`proto::codes`]).
+    #[error("{status} {code}: {message} (request {request_id})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Message for humans.
+        message: String,
+        /// Request id, for the server's logs.
+        request_id: String,
+    },
+    /// The server could not be reached.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The answer was not what the contract says.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The stable error code, for API errors.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    /// The HTTP status, for API errors.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Result of a client call.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A client for one Latchkey server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client for `base_url` (e.g. `https://auth.example.com`).
+    pub fn new(base_url: &str) -> Result<Self> {
+        Self::with_user_agent(
+            base_url,
+            concat!("latchkey-client/", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    /// A client sending this `User-Agent` (flows answer only the client that started them).
+    pub fn with_user_agent(base_url: &str, user_agent: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /v1/sign-up`.
+    pub async fn sign_up(&self, req: &SignUpRequest) -> Result<FlowAnswer> {
+        self.post("/v1/sign-up", None, req).await
+    }
+
+    /// `POST /v1/sign-in` with a username and password.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<FlowAnswer> {
+        let req = SignInRequest {
+            username: Some(username.into()),
+            password: Some(password.into()),
+            device_id: None,
+        };
+        self.post("/v1/sign-in", None, &req).await
+    }
+
+    /// `POST /v1/forgot-password`.
+    pub async fn forgot_password(&self, username: &str) -> Result<FlowAnswer> {
+        self.post(
+            "/v1/forgot-password",
+            None,
+            &ForgotPasswordRequest {
+                username: username.into(),
+            },
+        )
+        .await
+    }
+
+    /// `GET /v1/flows/{id}`.
+    pub async fn flow(&self, flow_id: &str) -> Result<FlowAnswer> {
+        self.send(self.http.get(self.url(&format!("/v1/flows/{flow_id}"))))
+            .await
+    }
+
+    /// `POST /v1/flows/{id}` with any step answer.
+    pub async fn answer(&self, flow_id: &str, answer: &StepAnswer) -> Result<FlowAnswer> {
+        self.post(&format!("/v1/flows/{flow_id}"), None, answer)
+            .await
+    }
+
+    /// Answer `confirm_sign_up`.
+    pub async fn confirm_sign_up(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::ConfirmSignUp { code: code.into() })
+            .await
+    }
+
+    /// Answer `new_password`.
+    pub async fn new_password(&self, flow_id: &str, password: &str) -> Result<FlowAnswer> {
+        self.answer(
+            flow_id,
+            &StepAnswer::NewPassword {
+                password: password.into(),
+            },
+        )
+        .await
+    }
+
+    /// Answer `reset_password`.
+    pub async fn reset_password(
+        &self,
+        flow_id: &str,
+        code: &str,
+        password: &str,
+    ) -> Result<FlowAnswer> {
+        self.answer(
+            flow_id,
+            &StepAnswer::ResetPassword {
+                code: code.into(),
+                password: password.into(),
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/flows/{id}/resend`.
+    pub async fn resend(&self, flow_id: &str) -> Result<FlowAnswer> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/flows/{flow_id}/resend"))),
+        )
+        .await
+    }
+
+    /// `POST /v1/token`: rotate a refresh token. Store the new one; the old one is spent.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
+        let req = TokenRequest {
+            grant_type: "refresh_token".into(),
+            refresh_token: refresh_token.into(),
+        };
+        self.post("/v1/token", None, &req).await
+    }
+
+    /// `POST /v1/sign-out`.
+    pub async fn sign_out(&self, access_token: &str, scope: SignOutScope) -> Result<()> {
+        self.no_content(
+            self.http
+                .post(self.url("/v1/sign-out"))
+                .bearer_auth(access_token)
+                .json(&SignOutRequest { scope }),
+        )
+        .await
+    }
+
+    /// `GET /v1/me`.
+    pub async fn me(&self, access_token: &str) -> Result<Me> {
+        self.send(self.http.get(self.url("/v1/me")).bearer_auth(access_token))
+            .await
+    }
+
+    /// `GET /v1/me/sessions`.
+    pub async fn sessions(&self, access_token: &str) -> Result<SessionList> {
+        self.send(
+            self.http
+                .get(self.url("/v1/me/sessions"))
+                .bearer_auth(access_token),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/me/sessions/{id}`.
+    pub async fn revoke_session(&self, access_token: &str, session_id: &str) -> Result<()> {
+        self.no_content(
+            self.http
+                .delete(self.url(&format!("/v1/me/sessions/{session_id}")))
+                .bearer_auth(access_token),
+        )
+        .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &B,
+    ) -> Result<T> {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = check(resp).await?;
+        resp.json::<T>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn no_content(&self, req: reqwest::RequestBuilder) -> Result<()> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        check(resp).await.map(|_| ())
+    }
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(b) => Err(ClientError::Api {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+            request_id: b.error.request_id,
+        }),
+        Err(_) => Err(ClientError::Decode(format!(
+            "HTTP {status} without an error body"
+        ))),
+    }
+}

@@ -107,7 +107,14 @@ pub struct AuthParts {
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
 
-fn audit(at: OffsetDateTime, user: Option<UserId>, kind: &str, outcome: &str, ctx: &ClientContext, detail: serde_json::Value) -> Write {
+fn audit(
+    at: OffsetDateTime,
+    user: Option<UserId>,
+    kind: &str,
+    outcome: &str,
+    ctx: &ClientContext,
+    detail: serde_json::Value,
+) -> Write {
     Write::Audit(AuditEvent {
         id: EventId::new(),
         at,
@@ -121,7 +128,10 @@ fn audit(at: OffsetDateTime, user: Option<UserId>, kind: &str, outcome: &str, ct
 }
 
 fn step_error(code: &str, message: &str) -> Option<proto::StepError> {
-    Some(proto::StepError { code: code.into(), message: message.into() })
+    Some(proto::StepError {
+        code: code.into(),
+        message: message.into(),
+    })
 }
 
 fn secs(s: u64) -> Duration {
@@ -163,7 +173,11 @@ impl Auth {
 
     /// The wire answer for a flow outcome.
     pub fn answer(&self, o: &FlowOutcome) -> proto::FlowAnswer {
-        let attempts_left = self.settings.flows.max_attempts.saturating_sub(o.flow.attempts);
+        let attempts_left = self
+            .settings
+            .flows
+            .max_attempts
+            .saturating_sub(o.flow.attempts);
         let next_step = match &o.flow.state {
             FlowState::AwaitingConfirmation { code, .. } => proto::NextStep::ConfirmSignUp {
                 channel: code.channel,
@@ -174,8 +188,18 @@ impl Auth {
             FlowState::AwaitingReset { code } => {
                 let reveal = self.settings.sign_up.reveal_username_exists;
                 proto::NextStep::ResetPassword {
-                    channel: if reveal { code.as_ref().map(|c| c.channel) } else { None },
-                    destination: if reveal { code.as_ref().map(|c| c.destination.clone()).unwrap_or_default() } else { String::new() },
+                    channel: if reveal {
+                        code.as_ref().map(|c| c.channel)
+                    } else {
+                        None
+                    },
+                    destination: if reveal {
+                        code.as_ref()
+                            .map(|c| c.destination.clone())
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
                     attempts_left,
                 }
             }
@@ -192,16 +216,26 @@ impl Auth {
     }
 
     fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
-        FlowOutcome { flow, tokens: None, error: None, events }
+        FlowOutcome {
+            flow,
+            tokens: None,
+            error: None,
+            events,
+        }
     }
 
     // ----- sign-up ---------------------------------------------------------------------------
 
     /// `POST /v1/sign-up`.
-    pub async fn sign_up(&self, req: proto::SignUpRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub async fn sign_up(
+        &self,
+        req: proto::SignUpRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
         let policy = &self.settings.sign_up;
-        let username = Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let username =
+            Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let email = req
             .email
             .as_deref()
@@ -224,11 +258,15 @@ impl Auth {
         }
         let password = match req.password.as_deref() {
             Some(p) => Some(normalize(p)),
-            None if policy.require_password => return Err(AuthError::InvalidRequest("password is required".into())),
+            None if policy.require_password => {
+                return Err(AuthError::InvalidRequest("password is required".into()));
+            }
             None => None,
         };
         if password.is_none() {
-            return Err(AuthError::NotImplemented("passwordless sign-up arrives with device keys"));
+            return Err(AuthError::NotImplemented(
+                "passwordless sign-up arrives with device keys",
+            ));
         }
         if let Some(pw) = &password {
             check_policy(pw, &username.canonical).map_err(AuthError::InvalidPassword)?;
@@ -236,9 +274,14 @@ impl Auth {
         let (channel, destination, masked) = match (&email, &phone) {
             (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),
             (None, Some(p)) => (Channel::Sms, p.as_str().to_owned(), p.masked()),
-            (None, None) => return Err(AuthError::InvalidRequest("an email or a phone number is required".into())),
+            (None, None) => {
+                return Err(AuthError::InvalidRequest(
+                    "an email or a phone number is required".into(),
+                ));
+            }
         };
-        self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
+        self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel)
+            .await?;
 
         let existing = self.store.user_by_username(&username.canonical).await?;
         // Hash even for a taken username, so both answers take the same time.
@@ -265,14 +308,38 @@ impl Auth {
             updated_at: now,
         };
         let flow_id = FlowId::new();
-        let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
-        let flow = self.new_flow(flow_id, FlowKind::SignUp, Some(user.id), FlowState::AwaitingConfirmation { code, sign_in_after: false }, now, ctx.clone());
+        let (code, message) = self.issue_code(
+            flow_id,
+            channel,
+            &destination,
+            masked,
+            "Confirm your sign-up",
+            now,
+        )?;
+        let flow = self.new_flow(
+            flow_id,
+            FlowKind::SignUp,
+            Some(user.id),
+            FlowState::AwaitingConfirmation {
+                code,
+                sign_in_after: false,
+            },
+            now,
+            ctx.clone(),
+        );
         let mut batch = Batch::new();
         batch
             .push(Write::InsertUser(user.clone()))
             .push(Write::InsertFlow(flow.clone()))
             .push(Write::Enqueue(message))
-            .push(audit(now, Some(user.id), "sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+            .push(audit(
+                now,
+                Some(user.id),
+                "sign_up",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
         match self.store.apply(batch).await {
             Ok(()) => {}
             // Another request took the username between our read and our write.
@@ -283,111 +350,271 @@ impl Auth {
             Err(e) => return Err(e.into()),
         }
         self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
+        Ok(Self::outcome(
+            flow,
+            vec![StepEvent {
+                step: "confirm_sign_up",
+                outcome: "issued",
+            }],
+        ))
     }
 
     /// A sign-up for a taken username: refuse openly, or (default) answer exactly like a new
     /// sign-up with a flow whose code nobody knows, sending nothing.
-    async fn duplicate_sign_up(&self, channel: Channel, masked: String, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    async fn duplicate_sign_up(
+        &self,
+        channel: Channel,
+        masked: String,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         if self.settings.sign_up.reveal_username_exists {
             return Err(AuthError::UsernameExists);
         }
         let flow_id = FlowId::new();
         let unknowable = random_token(self.rng.as_ref(), 32);
         let code = CodeChallenge {
-            mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
+            mac: self
+                .keys
+                .mac("code", &flow_id.to_string(), unknowable.expose()),
             channel,
             destination: masked,
             expires_at: now + secs(self.settings.flows.code_ttl_secs),
         };
-        let flow = self.new_flow(flow_id, FlowKind::SignUp, None, FlowState::AwaitingConfirmation { code, sign_in_after: false }, now, ctx.clone());
+        let flow = self.new_flow(
+            flow_id,
+            FlowKind::SignUp,
+            None,
+            FlowState::AwaitingConfirmation {
+                code,
+                sign_in_after: false,
+            },
+            now,
+            ctx.clone(),
+        );
         let mut batch = Batch::new();
-        batch
-            .push(Write::InsertFlow(flow.clone()))
-            .push(audit(now, None, "sign_up", "duplicate_username", &ctx, serde_json::json!({"flow_id": flow.id})));
+        batch.push(Write::InsertFlow(flow.clone())).push(audit(
+            now,
+            None,
+            "sign_up",
+            "duplicate_username",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id}),
+        ));
         self.store.apply(batch).await?;
-        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
+        Ok(Self::outcome(
+            flow,
+            vec![StepEvent {
+                step: "confirm_sign_up",
+                outcome: "issued",
+            }],
+        ))
     }
 
     // ----- sign-in ---------------------------------------------------------------------------
 
     /// `POST /v1/sign-in` with a username and password.
-    pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub async fn sign_in(
+        &self,
+        req: proto::SignInRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         if req.device_id.is_some() {
-            return Err(AuthError::NotImplemented("device sign-in arrives with device keys"));
+            return Err(AuthError::NotImplemented(
+                "device sign-in arrives with device keys",
+            ));
         }
-        let (Some(raw_username), Some(raw_password)) = (req.username.as_deref(), req.password.as_deref()) else {
-            return Err(AuthError::InvalidRequest("username and password are required".into()));
+        let (Some(raw_username), Some(raw_password)) =
+            (req.username.as_deref(), req.password.as_deref())
+        else {
+            return Err(AuthError::InvalidRequest(
+                "username and password are required".into(),
+            ));
         };
         let now = self.now();
         let key = canonical_username(raw_username);
         if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username and password are required".into()));
+            return Err(AuthError::InvalidRequest(
+                "username and password are required".into(),
+            ));
         }
         let password = normalize(raw_password);
-        if let Reservation::Locked(_) = self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await? {
+        if let Reservation::Locked(_) = self
+            .store
+            .reserve_failure(&key, PASSWORD, now, &self.settings.limits.password)
+            .await?
+        {
             self.store
-                .apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))]))
+                .apply(Batch(vec![audit(
+                    now,
+                    None,
+                    "sign_in",
+                    "locked",
+                    &ctx,
+                    serde_json::json!({}),
+                )]))
                 .await?;
             return Err(AuthError::LimitExceeded);
         }
         let user = self.store.user_by_username(&key).await?;
-        let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+        let matched = self
+            .hasher
+            .verify(
+                &password,
+                user.as_ref().and_then(|u| u.password_hash.as_deref()),
+            )
+            .await?;
         let user = match user {
-            Some(u) if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) => u,
+            Some(u)
+                if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) =>
+            {
+                u
+            }
             other => {
                 let uid = other.map(|u| u.id);
                 self.store
-                    .apply(Batch(vec![audit(now, uid, "sign_in", "failure", &ctx, serde_json::json!({"method": "pwd"}))]))
+                    .apply(Batch(vec![audit(
+                        now,
+                        uid,
+                        "sign_in",
+                        "failure",
+                        &ctx,
+                        serde_json::json!({"method": "pwd"}),
+                    )]))
                     .await?;
                 return Err(AuthError::NotAuthorized);
             }
         };
-        let clear = Write::ClearFailures { key: key.clone(), kind: PASSWORD.into() };
+        let clear = Write::ClearFailures {
+            key: key.clone(),
+            kind: PASSWORD.into(),
+        };
         let flow_id = FlowId::new();
 
         if user.status == UserStatus::Unconfirmed {
             let (channel, destination, masked) = confirmation_destination(&user)?;
-            self.check_send_limits(&key, Some(&destination), &ctx, channel).await?;
-            let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
-            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingConfirmation { code, sign_in_after: true }, now, ctx.clone());
+            self.check_send_limits(&key, Some(&destination), &ctx, channel)
+                .await?;
+            let (code, message) = self.issue_code(
+                flow_id,
+                channel,
+                &destination,
+                masked,
+                "Confirm your sign-up",
+                now,
+            )?;
+            let flow = self.new_flow(
+                flow_id,
+                FlowKind::SignIn,
+                Some(user.id),
+                FlowState::AwaitingConfirmation {
+                    code,
+                    sign_in_after: true,
+                },
+                now,
+                ctx.clone(),
+            );
             let mut batch = Batch::new();
             batch
                 .push(clear)
                 .push(Write::InsertFlow(flow.clone()))
                 .push(Write::Enqueue(message))
-                .push(audit(now, Some(user.id), "sign_in", "needs_confirmation", &ctx, serde_json::json!({"flow_id": flow.id})));
+                .push(audit(
+                    now,
+                    Some(user.id),
+                    "sign_in",
+                    "needs_confirmation",
+                    &ctx,
+                    serde_json::json!({"flow_id": flow.id}),
+                ));
             self.store.apply(batch).await?;
             self.outbox_wakeup.notify_one();
-            return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
+            return Ok(Self::outcome(
+                flow,
+                vec![StepEvent {
+                    step: "confirm_sign_up",
+                    outcome: "issued",
+                }],
+            ));
         }
         if user.must_change_password {
-            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingNewPassword, now, ctx.clone());
+            let flow = self.new_flow(
+                flow_id,
+                FlowKind::SignIn,
+                Some(user.id),
+                FlowState::AwaitingNewPassword,
+                now,
+                ctx.clone(),
+            );
             let mut batch = Batch::new();
             batch
                 .push(clear)
                 .push(Write::InsertFlow(flow.clone()))
-                .push(audit(now, Some(user.id), "sign_in", "needs_new_password", &ctx, serde_json::json!({"flow_id": flow.id})));
+                .push(audit(
+                    now,
+                    Some(user.id),
+                    "sign_in",
+                    "needs_new_password",
+                    &ctx,
+                    serde_json::json!({"flow_id": flow.id}),
+                ));
             self.store.apply(batch).await?;
-            return Ok(Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "issued" }]));
+            return Ok(Self::outcome(
+                flow,
+                vec![StepEvent {
+                    step: "new_password",
+                    outcome: "issued",
+                }],
+            ));
         }
 
         let mut batch = Batch::new();
-        let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingNewPassword, now, ctx.clone());
+        let flow = self.new_flow(
+            flow_id,
+            FlowKind::SignIn,
+            Some(user.id),
+            FlowState::AwaitingNewPassword,
+            now,
+            ctx.clone(),
+        );
         let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
-        let done = Flow { state: FlowState::Completed { session_id: Some(session.id) }, ..flow };
+        let done = Flow {
+            state: FlowState::Completed {
+                session_id: Some(session.id),
+            },
+            ..flow
+        };
         batch
             .push(clear)
             .push(Write::InsertFlow(done.clone()))
-            .push(audit(now, Some(user.id), "sign_in", "success", &ctx, serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]})));
+            .push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
+            ));
         self.store.apply(batch).await?;
-        Ok(FlowOutcome { flow: done, tokens: Some(tokens), error: None, events: vec![StepEvent { step: "password", outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: done,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent {
+                step: "password",
+                outcome: "verified",
+            }],
+        })
     }
 
     // ----- forgot password -------------------------------------------------------------------
 
     /// `POST /v1/forgot-password`: always a `reset_password` step, whether or not the user exists.
-    pub async fn forgot_password(&self, req: proto::ForgotPasswordRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub async fn forgot_password(
+        &self,
+        req: proto::ForgotPasswordRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
         let key = canonical_username(&req.username);
         if key.is_empty() {
@@ -399,27 +626,60 @@ impl Auth {
             .filter(|u| matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed))
             .and_then(|u| recovery_destination(u).map(|d| (u.id, d)));
         let destination = target.as_ref().map(|(_, (_, d, _))| d.as_str());
-        let channel = target.as_ref().map(|(_, (c, _, _))| *c).unwrap_or(Channel::Email);
-        self.check_send_limits(&key, destination, &ctx, channel).await?;
+        let channel = target
+            .as_ref()
+            .map(|(_, (c, _, _))| *c)
+            .unwrap_or(Channel::Email);
+        self.check_send_limits(&key, destination, &ctx, channel)
+            .await?;
 
         let flow_id = FlowId::new();
         let mut batch = Batch::new();
         let (code, user_id) = match target {
             Some((uid, (channel, destination, masked))) => {
-                let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Reset your password", now)?;
+                let (code, message) = self.issue_code(
+                    flow_id,
+                    channel,
+                    &destination,
+                    masked,
+                    "Reset your password",
+                    now,
+                )?;
                 batch.push(Write::Enqueue(message));
                 (Some(code), Some(uid))
             }
             None => (None, None),
         };
-        let mut flow = self.new_flow(flow_id, FlowKind::Recovery, user_id, FlowState::AwaitingReset { code }, now, ctx.clone());
+        let mut flow = self.new_flow(
+            flow_id,
+            FlowKind::Recovery,
+            user_id,
+            FlowState::AwaitingReset { code },
+            now,
+            ctx.clone(),
+        );
         flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
-        batch
-            .push(Write::InsertFlow(flow.clone()))
-            .push(audit(now, user_id, "forgot_password", if user_id.is_some() { "code_sent" } else { "no_destination" }, &ctx, serde_json::json!({"flow_id": flow.id})));
+        batch.push(Write::InsertFlow(flow.clone())).push(audit(
+            now,
+            user_id,
+            "forgot_password",
+            if user_id.is_some() {
+                "code_sent"
+            } else {
+                "no_destination"
+            },
+            &ctx,
+            serde_json::json!({"flow_id": flow.id}),
+        ));
         self.store.apply(batch).await?;
         self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "issued" }]))
+        Ok(Self::outcome(
+            flow,
+            vec![StepEvent {
+                step: "reset_password",
+                outcome: "issued",
+            }],
+        ))
     }
 
     // ----- flows -----------------------------------------------------------------------------
@@ -443,7 +703,12 @@ impl Auth {
     }
 
     /// `POST /v1/flows/{id}`: answer the step the flow waits for.
-    pub async fn submit(&self, id: FlowId, answer: StepAnswer, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub async fn submit(
+        &self,
+        id: FlowId,
+        answer: StepAnswer,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let flow = self.load_flow(id, &ctx).await?;
         let now = self.now();
         match &flow.state {
@@ -453,16 +718,47 @@ impl Auth {
             _ => {}
         }
         match (flow.state.clone(), answer) {
-            (FlowState::AwaitingConfirmation { code, sign_in_after }, StepAnswer::ConfirmSignUp { code: given }) => {
-                self.confirm_sign_up(flow, code, sign_in_after, SecretString::new(given), now, ctx).await
+            (
+                FlowState::AwaitingConfirmation {
+                    code,
+                    sign_in_after,
+                },
+                StepAnswer::ConfirmSignUp { code: given },
+            ) => {
+                self.confirm_sign_up(
+                    flow,
+                    code,
+                    sign_in_after,
+                    SecretString::new(given),
+                    now,
+                    ctx,
+                )
+                .await
             }
             (FlowState::AwaitingNewPassword, StepAnswer::NewPassword { password }) => {
-                self.set_new_password(flow, normalize(&password), now, ctx).await
+                self.set_new_password(flow, normalize(&password), now, ctx)
+                    .await
             }
-            (FlowState::AwaitingReset { code }, StepAnswer::ResetPassword { code: given, password }) => {
-                self.reset_password(flow, code, SecretString::new(given), normalize(&password), now, ctx).await
+            (
+                FlowState::AwaitingReset { code },
+                StepAnswer::ResetPassword {
+                    code: given,
+                    password,
+                },
+            ) => {
+                self.reset_password(
+                    flow,
+                    code,
+                    SecretString::new(given),
+                    normalize(&password),
+                    now,
+                    ctx,
+                )
+                .await
             }
-            (state, _) => Err(AuthError::StepMismatch { expected: state_step(&state) }),
+            (state, _) => Err(AuthError::StepMismatch {
+                expected: state_step(&state),
+            }),
         }
     }
 
@@ -483,16 +779,34 @@ impl Auth {
             return self.deny(flow, step, now, ctx).await.map(Err);
         };
         if let Some(key) = account_key {
-            if let Reservation::Locked(_) = self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await? {
+            if let Reservation::Locked(_) = self
+                .store
+                .reserve_failure(key, CODE, now, &self.settings.limits.code)
+                .await?
+            {
                 // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
-                let flow = Flow { attempts, ..flow.clone() };
-                let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
-                o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
+                let flow = Flow {
+                    attempts,
+                    ..flow.clone()
+                };
+                let mut o = Self::outcome(
+                    flow,
+                    vec![StepEvent {
+                        step,
+                        outcome: "failed",
+                    }],
+                );
+                o.error = step_error(
+                    codes::LIMIT_EXCEEDED,
+                    "too many wrong codes; try again later",
+                );
                 return Ok(Err(o));
             }
         }
         let right = code.is_some_and(|c| {
-            let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
+            let mac = self
+                .keys
+                .mac("code", &flow.id.to_string(), given.expose().trim());
             ct_eq(mac.as_bytes(), c.mac.as_bytes())
         });
         if right && code.is_some_and(|c| c.expires_at > now) {
@@ -500,13 +814,29 @@ impl Auth {
         }
         let expired = right;
         self.store
-            .apply(Batch(vec![audit(now, flow.user_id, step, if expired { "expired_code" } else { "failure" }, ctx, serde_json::json!({"flow_id": flow.id}))]))
+            .apply(Batch(vec![audit(
+                now,
+                flow.user_id,
+                step,
+                if expired { "expired_code" } else { "failure" },
+                ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            )]))
             .await?;
         if attempts >= max {
             return self.deny(flow, step, now, ctx).await.map(Err);
         }
-        let flow = Flow { attempts, ..flow.clone() };
-        let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+        let flow = Flow {
+            attempts,
+            ..flow.clone()
+        };
+        let mut o = Self::outcome(
+            flow,
+            vec![StepEvent {
+                step,
+                outcome: "failed",
+            }],
+        );
         o.error = if expired {
             step_error(codes::EXPIRED_CODE, "the code expired; ask for a new one")
         } else {
@@ -516,17 +846,35 @@ impl Auth {
     }
 
     /// End a flow whose attempts are exhausted. Concurrent callers all answer `denied`.
-    async fn deny(&self, flow: &Flow, step: &'static str, now: OffsetDateTime, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
+    async fn deny(
+        &self,
+        flow: &Flow,
+        step: &'static str,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let denied = Flow {
-            state: FlowState::Denied { reason: DenialReason::TooManyAttempts },
+            state: FlowState::Denied {
+                reason: DenialReason::TooManyAttempts,
+            },
             version: flow.version + 1,
             attempts: self.settings.flows.max_attempts,
             ..flow.clone()
         };
         let mut batch = Batch::new();
         batch
-            .push(Write::UpdateFlow { flow: denied.clone(), expected_version: flow.version })
-            .push(audit(now, flow.user_id, step, "denied", ctx, serde_json::json!({"flow_id": flow.id, "reason": "too_many_attempts"})));
+            .push(Write::UpdateFlow {
+                flow: denied.clone(),
+                expected_version: flow.version,
+            })
+            .push(audit(
+                now,
+                flow.user_id,
+                step,
+                "denied",
+                ctx,
+                serde_json::json!({"flow_id": flow.id, "reason": "too_many_attempts"}),
+            ));
         match self.store.apply(batch).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
@@ -535,7 +883,13 @@ impl Auth {
         if let FlowState::Completed { .. } = current.state {
             return Err(AuthError::FlowCompleted);
         }
-        Ok(Self::outcome(current, vec![StepEvent { step, outcome: "denied" }]))
+        Ok(Self::outcome(
+            current,
+            vec![StepEvent {
+                step,
+                outcome: "denied",
+            }],
+        ))
     }
 
     /// Commit a transition; if another request won the race, answer as the flow now stands.
@@ -553,17 +907,30 @@ impl Auth {
         }
     }
 
-    async fn confirm_sign_up(&self, flow: Flow, code: CodeChallenge, sign_in_after: bool, given: SecretString, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    async fn confirm_sign_up(
+        &self,
+        flow: Flow,
+        code: CodeChallenge,
+        sign_in_after: bool,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let user = match flow.user_id {
             Some(id) => self.store.user_by_id(id).await?,
             None => None,
         };
         let key = user.as_ref().map(|u| u.username_canonical.clone());
-        if let Err(o) = self.check_code(&flow, Some(&code), &given, key.as_deref(), now, &ctx).await? {
+        if let Err(o) = self
+            .check_code(&flow, Some(&code), &given, key.as_deref(), now, &ctx)
+            .await?
+        {
             return Ok(o);
         }
         // A right code implies a real user: decoy flows carry a code nobody knows.
-        let Some(mut user) = user else { return Err(AuthError::Internal("confirmed flow without user".into())) };
+        let Some(mut user) = user else {
+            return Err(AuthError::Internal("confirmed flow without user".into()));
+        };
         match code.channel {
             Channel::Sms => user.phone_verified = true,
             _ => user.email_verified = true,
@@ -575,8 +942,18 @@ impl Auth {
         let mut batch = Batch::new();
         batch
             .push(Write::UpdateUser(user.clone()))
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
-            .push(audit(now, Some(user.id), "confirm_sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id, "channel": code.channel})));
+            .push(Write::ClearFailures {
+                key: user.username_canonical.clone(),
+                kind: CODE.into(),
+            })
+            .push(audit(
+                now,
+                Some(user.id),
+                "confirm_sign_up",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "channel": code.channel}),
+            ));
         let mut tokens = None;
         let session_id = if sign_in_after {
             let (session, t) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
@@ -585,16 +962,45 @@ impl Auth {
         } else {
             None
         };
-        let done = Flow { state: FlowState::Completed { session_id }, version: flow.version + 1, ..flow.clone() };
-        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+        let done = Flow {
+            state: FlowState::Completed { session_id },
+            version: flow.version + 1,
+            ..flow.clone()
+        };
+        batch.push(Write::UpdateFlow {
+            flow: done.clone(),
+            expected_version: flow.version,
+        });
         self.commit(batch, flow.id).await?;
-        Ok(FlowOutcome { flow: done, tokens, error: None, events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: done,
+            tokens,
+            error: None,
+            events: vec![StepEvent {
+                step: "confirm_sign_up",
+                outcome: "verified",
+            }],
+        })
     }
 
-    async fn set_new_password(&self, flow: Flow, password: SecretString, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
-        let Some(mut user) = self.user_of(&flow).await? else { return Err(AuthError::FlowExpired) };
+    async fn set_new_password(
+        &self,
+        flow: Flow,
+        password: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let Some(mut user) = self.user_of(&flow).await? else {
+            return Err(AuthError::FlowExpired);
+        };
         if let Err(reason) = check_policy(&password, &user.username_canonical) {
-            let mut o = Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "failed" }]);
+            let mut o = Self::outcome(
+                flow,
+                vec![StepEvent {
+                    step: "new_password",
+                    outcome: "failed",
+                }],
+            );
             o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
             return Ok(o);
         }
@@ -603,28 +1009,71 @@ impl Auth {
         user.updated_at = now;
         let mut batch = Batch::new();
         let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
-        let done = Flow { state: FlowState::Completed { session_id: Some(session.id) }, version: flow.version + 1, ..flow.clone() };
+        let done = Flow {
+            state: FlowState::Completed {
+                session_id: Some(session.id),
+            },
+            version: flow.version + 1,
+            ..flow.clone()
+        };
         batch
             .push(Write::UpdateUser(user.clone()))
-            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
-            .push(audit(now, Some(user.id), "new_password", "success", &ctx, serde_json::json!({"flow_id": flow.id, "session_id": session.id})));
+            .push(Write::UpdateFlow {
+                flow: done.clone(),
+                expected_version: flow.version,
+            })
+            .push(audit(
+                now,
+                Some(user.id),
+                "new_password",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "session_id": session.id}),
+            ));
         self.commit(batch, flow.id).await?;
-        Ok(FlowOutcome { flow: done, tokens: Some(tokens), error: None, events: vec![StepEvent { step: "new_password", outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: done,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent {
+                step: "new_password",
+                outcome: "verified",
+            }],
+        })
     }
 
-    async fn reset_password(&self, flow: Flow, code: Option<CodeChallenge>, given: SecretString, password: SecretString, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    async fn reset_password(
+        &self,
+        flow: Flow,
+        code: Option<CodeChallenge>,
+        given: SecretString,
+        password: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let user = self.user_of(&flow).await?;
         let key = user.as_ref().map(|u| u.username_canonical.clone());
         // The policy is checked before the code, so a weak password does not spend an attempt.
         if let Err(reason) = check_policy(&password, key.as_deref().unwrap_or_default()) {
-            let mut o = Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "failed" }]);
+            let mut o = Self::outcome(
+                flow,
+                vec![StepEvent {
+                    step: "reset_password",
+                    outcome: "failed",
+                }],
+            );
             o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
             return Ok(o);
         }
-        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, key.as_deref(), now, &ctx).await? {
+        if let Err(o) = self
+            .check_code(&flow, code.as_ref(), &given, key.as_deref(), now, &ctx)
+            .await?
+        {
             return Ok(o);
         }
-        let Some(mut user) = user else { return Err(AuthError::Internal("reset flow without user".into())) };
+        let Some(mut user) = user else {
+            return Err(AuthError::Internal("reset flow without user".into()));
+        };
         user.password_hash = Some(self.hasher.hash(&password).await?);
         user.must_change_password = false;
         if let Some(c) = &code {
@@ -638,17 +1087,47 @@ impl Auth {
         }
         user.updated_at = now;
         // Checklist LIFE-3 and SES-6: a reset yields no session and ends every existing one.
-        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        let done = Flow {
+            state: FlowState::Completed { session_id: None },
+            version: flow.version + 1,
+            ..flow.clone()
+        };
         let mut batch = Batch::new();
         batch
             .push(Write::UpdateUser(user.clone()))
-            .push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "password_reset".into() })
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: PASSWORD.into() })
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
-            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
-            .push(audit(now, Some(user.id), "password_reset", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+            .push(Write::RevokeUserSessions {
+                user_id: user.id,
+                at: now,
+                reason: "password_reset".into(),
+            })
+            .push(Write::ClearFailures {
+                key: user.username_canonical.clone(),
+                kind: PASSWORD.into(),
+            })
+            .push(Write::ClearFailures {
+                key: user.username_canonical.clone(),
+                kind: CODE.into(),
+            })
+            .push(Write::UpdateFlow {
+                flow: done.clone(),
+                expected_version: flow.version,
+            })
+            .push(audit(
+                now,
+                Some(user.id),
+                "password_reset",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
         self.commit(batch, flow.id).await?;
-        Ok(Self::outcome(done, vec![StepEvent { step: "reset_password", outcome: "verified" }]))
+        Ok(Self::outcome(
+            done,
+            vec![StepEvent {
+                step: "reset_password",
+                outcome: "verified",
+            }],
+        ))
     }
 
     /// `POST /v1/flows/{id}/resend`: a new code for the current step. The attempt count is
@@ -662,16 +1141,35 @@ impl Auth {
         if flow.expires_at <= now {
             return Err(AuthError::FlowExpired);
         }
-        let (code, rebuild): (Option<CodeChallenge>, fn(Option<CodeChallenge>, &FlowState) -> FlowState) = match &flow.state {
-            FlowState::AwaitingConfirmation { code, .. } => (Some(code.clone()), |c, s| match (c, s) {
-                (Some(code), FlowState::AwaitingConfirmation { sign_in_after, .. }) => FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after },
-                (_, s) => s.clone(),
-            }),
-            FlowState::AwaitingReset { code } => (code.clone(), |c, _| FlowState::AwaitingReset { code: c }),
-            other => return Err(AuthError::StepMismatch { expected: state_step(other) }),
+        let (code, rebuild): (
+            Option<CodeChallenge>,
+            fn(Option<CodeChallenge>, &FlowState) -> FlowState,
+        ) = match &flow.state {
+            FlowState::AwaitingConfirmation { code, .. } => {
+                (Some(code.clone()), |c, s| match (c, s) {
+                    (Some(code), FlowState::AwaitingConfirmation { sign_in_after, .. }) => {
+                        FlowState::AwaitingConfirmation {
+                            code,
+                            sign_in_after: *sign_in_after,
+                        }
+                    }
+                    (_, s) => s.clone(),
+                })
+            }
+            FlowState::AwaitingReset { code } => {
+                (code.clone(), |c, _| FlowState::AwaitingReset { code: c })
+            }
+            other => {
+                return Err(AuthError::StepMismatch {
+                    expected: state_step(other),
+                });
+            }
         };
         let user = self.user_of(&flow).await?;
-        let key = user.as_ref().map(|u| u.username_canonical.clone()).unwrap_or_else(|| format!("flow:{}", flow.id));
+        let key = user
+            .as_ref()
+            .map(|u| u.username_canonical.clone())
+            .unwrap_or_else(|| format!("flow:{}", flow.id));
         let target = user.as_ref().and(code.as_ref()).and_then(|c| {
             let u = user.as_ref()?;
             let dest = match c.channel {
@@ -680,22 +1178,36 @@ impl Auth {
             };
             Some((c.channel, dest, c.destination.clone()))
         });
-        if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
+        if self
+            .store
+            .reserve_flow_send(flow.id, self.settings.flows.max_sends)
+            .await?
+            .is_none()
+        {
             return Err(AuthError::LimitExceeded);
         }
         let channel = code.as_ref().map(|c| c.channel).unwrap_or(Channel::Email);
-        self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel).await?;
+        self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel)
+            .await?;
 
         let mut batch = Batch::new();
         let new_code = match (&target, flow.user_id) {
             (Some((channel, dest, masked)), Some(_)) => {
-                let subject = if flow.kind == FlowKind::Recovery { "Reset your password" } else { "Confirm your sign-up" };
-                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
+                let subject = if flow.kind == FlowKind::Recovery {
+                    "Reset your password"
+                } else {
+                    "Confirm your sign-up"
+                };
+                let (c, message) =
+                    self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
                 batch.push(Write::Enqueue(message));
                 Some(c)
             }
             // Decoy flows (unknown user or taken username) send nothing but look the same.
-            _ => code.map(|c| CodeChallenge { expires_at: now + secs(self.settings.flows.code_ttl_secs), ..c }),
+            _ => code.map(|c| CodeChallenge {
+                expires_at: now + secs(self.settings.flows.code_ttl_secs),
+                ..c
+            }),
         };
         let updated = Flow {
             state: rebuild(new_code, &flow.state),
@@ -704,12 +1216,28 @@ impl Auth {
             ..flow.clone()
         };
         batch
-            .push(Write::UpdateFlow { flow: updated.clone(), expected_version: flow.version })
-            .push(audit(now, flow.user_id, "resend", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+            .push(Write::UpdateFlow {
+                flow: updated.clone(),
+                expected_version: flow.version,
+            })
+            .push(audit(
+                now,
+                flow.user_id,
+                "resend",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
         let fresh = self.store.flow(flow.id).await?.unwrap_or(updated);
-        Ok(Self::outcome(fresh, vec![StepEvent { step: state_step(&flow.state), outcome: "issued" }]))
+        Ok(Self::outcome(
+            fresh,
+            vec![StepEvent {
+                step: state_step(&flow.state),
+                outcome: "issued",
+            }],
+        ))
     }
 
     async fn user_of(&self, flow: &Flow) -> Result<Option<User>, AuthError> {
@@ -721,7 +1249,14 @@ impl Auth {
 
     // ----- tokens and sessions ---------------------------------------------------------------
 
-    fn new_session(&self, user: &User, amr: &[&str], now: OffsetDateTime, ctx: &ClientContext, batch: &mut Batch) -> Result<(Session, proto::Tokens), AuthError> {
+    fn new_session(
+        &self,
+        user: &User,
+        amr: &[&str],
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(Session, proto::Tokens), AuthError> {
         let t = &self.settings.tokens;
         let session = Session {
             id: SessionId::new(),
@@ -737,16 +1272,23 @@ impl Auth {
             context: ctx.clone(),
         };
         let refresh = random_token(self.rng.as_ref(), 32);
-        batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
-            hash: sha256_b64(refresh.expose().as_bytes()),
-            session_id: session.id,
-            created_at: now,
-        });
+        batch
+            .push(Write::InsertSession(session.clone()))
+            .push(Write::InsertRefreshToken {
+                hash: sha256_b64(refresh.expose().as_bytes()),
+                session_id: session.id,
+                created_at: now,
+            });
         let tokens = self.tokens_for(&session, refresh, now)?;
         Ok((session, tokens))
     }
 
-    fn tokens_for(&self, session: &Session, refresh: SecretString, now: OffsetDateTime) -> Result<proto::Tokens, AuthError> {
+    fn tokens_for(
+        &self,
+        session: &Session,
+        refresh: SecretString,
+        now: OffsetDateTime,
+    ) -> Result<proto::Tokens, AuthError> {
         let t = &self.settings.tokens;
         let claims = AccessClaims {
             iss: t.issuer.clone(),
@@ -770,7 +1312,11 @@ impl Auth {
     }
 
     /// `POST /v1/token` with `grant_type=refresh_token`: rotate (RFC 9700 §4.14.2).
-    pub async fn refresh(&self, req: proto::TokenRequest, ctx: ClientContext) -> Result<proto::Tokens, AuthError> {
+    pub async fn refresh(
+        &self,
+        req: proto::TokenRequest,
+        ctx: ClientContext,
+    ) -> Result<proto::Tokens, AuthError> {
         if req.grant_type != "refresh_token" {
             return Err(AuthError::UnsupportedGrantType);
         }
@@ -778,24 +1324,51 @@ impl Auth {
         let old = sha256_b64(req.refresh_token.as_bytes());
         let fresh = random_token(self.rng.as_ref(), 32);
         let idle_cutoff = now - secs(self.settings.tokens.session_idle_ttl_secs);
-        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff).await? {
+        match self
+            .store
+            .rotate_refresh(
+                &old,
+                &sha256_b64(fresh.expose().as_bytes()),
+                now,
+                idle_cutoff,
+            )
+            .await?
+        {
             RotateOutcome::Rotated(session) => {
                 let user = self.store.user_by_id(session.user_id).await?;
                 if !user.is_some_and(|u| u.status == UserStatus::Active) {
                     self.store
-                        .apply(Batch(vec![Write::RevokeSession { id: session.id, at: now, reason: "account_inactive".into() }]))
+                        .apply(Batch(vec![Write::RevokeSession {
+                            id: session.id,
+                            at: now,
+                            reason: "account_inactive".into(),
+                        }]))
                         .await?;
                     return Err(AuthError::InvalidGrant);
                 }
                 self.store
-                    .apply(Batch(vec![audit(now, Some(session.user_id), "refresh", "success", &ctx, serde_json::json!({"session_id": session.id}))]))
+                    .apply(Batch(vec![audit(
+                        now,
+                        Some(session.user_id),
+                        "refresh",
+                        "success",
+                        &ctx,
+                        serde_json::json!({"session_id": session.id}),
+                    )]))
                     .await?;
                 self.tokens_for(&session, fresh, now)
             }
             RotateOutcome::Reused(sid) => {
                 let user = self.store.session(sid).await?.map(|s| s.user_id);
                 self.store
-                    .apply(Batch(vec![audit(now, user, "refresh_reuse", "family_revoked", &ctx, serde_json::json!({"session_id": sid}))]))
+                    .apply(Batch(vec![audit(
+                        now,
+                        user,
+                        "refresh_reuse",
+                        "family_revoked",
+                        &ctx,
+                        serde_json::json!({"session_id": sid}),
+                    )]))
                     .await?;
                 Err(AuthError::InvalidGrant)
             }
@@ -815,27 +1388,66 @@ impl Auth {
             return Err(AuthError::Unauthenticated);
         }
         let sid: SessionId = claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?;
-        let session = self.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;
+        let session = self
+            .store
+            .session(sid)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
         if session.revoked_at.is_some() || session.user_id.to_string() != claims.sub {
             return Err(AuthError::Unauthenticated);
         }
-        let user = self.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
+        let user = self
+            .store
+            .user_by_id(session.user_id)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
         if user.status != UserStatus::Active {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Principal { claims, session, user })
+        Ok(Principal {
+            claims,
+            session,
+            user,
+        })
     }
 
     /// `POST /v1/sign-out`.
-    pub async fn sign_out(&self, p: &Principal, scope: proto::SignOutScope, ctx: ClientContext) -> Result<(), AuthError> {
+    pub async fn sign_out(
+        &self,
+        p: &Principal,
+        scope: proto::SignOutScope,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
         let now = self.now();
         let revoke = match scope {
-            proto::SignOutScope::Session => Write::RevokeSession { id: p.session.id, at: now, reason: "sign_out".into() },
-            proto::SignOutScope::All => Write::RevokeUserSessions { user_id: p.user.id, at: now, reason: "sign_out_all".into() },
+            proto::SignOutScope::Session => Write::RevokeSession {
+                id: p.session.id,
+                at: now,
+                reason: "sign_out".into(),
+            },
+            proto::SignOutScope::All => Write::RevokeUserSessions {
+                user_id: p.user.id,
+                at: now,
+                reason: "sign_out_all".into(),
+            },
         };
-        let scope_name = if scope == proto::SignOutScope::All { "all" } else { "session" };
+        let scope_name = if scope == proto::SignOutScope::All {
+            "all"
+        } else {
+            "session"
+        };
         self.store
-            .apply(Batch(vec![revoke, audit(now, Some(p.user.id), "sign_out", "success", &ctx, serde_json::json!({"scope": scope_name, "session_id": p.session.id}))]))
+            .apply(Batch(vec![
+                revoke,
+                audit(
+                    now,
+                    Some(p.user.id),
+                    "sign_out",
+                    "success",
+                    &ctx,
+                    serde_json::json!({"scope": scope_name, "session_id": p.session.id}),
+                ),
+            ]))
             .await?;
         Ok(())
     }
@@ -878,13 +1490,34 @@ impl Auth {
     }
 
     /// `DELETE /v1/me/sessions/{id}`: only the caller's own sessions.
-    pub async fn revoke_session(&self, p: &Principal, id: SessionId, ctx: ClientContext) -> Result<(), AuthError> {
-        let session = self.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
+    pub async fn revoke_session(
+        &self,
+        p: &Principal,
+        id: SessionId,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        let session = self
+            .store
+            .session(id)
+            .await?
+            .filter(|s| s.user_id == p.user.id)
+            .ok_or(AuthError::NotFound)?;
         let now = self.now();
         self.store
             .apply(Batch(vec![
-                Write::RevokeSession { id: session.id, at: now, reason: "revoked_by_user".into() },
-                audit(now, Some(p.user.id), "session_revoked", "success", &ctx, serde_json::json!({"session_id": session.id})),
+                Write::RevokeSession {
+                    id: session.id,
+                    at: now,
+                    reason: "revoked_by_user".into(),
+                },
+                audit(
+                    now,
+                    Some(p.user.id),
+                    "session_revoked",
+                    "success",
+                    &ctx,
+                    serde_json::json!({"session_id": session.id}),
+                ),
             ]))
             .await?;
         Ok(())
@@ -893,8 +1526,17 @@ impl Auth {
     // ----- administration --------------------------------------------------------------------
 
     /// Administrative changes to an account, by username.
-    pub async fn admin_update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
-        let mut user = self.store.user_by_username(&canonical_username(username)).await?.ok_or(AuthError::NotFound)?;
+    pub async fn admin_update(
+        &self,
+        username: &str,
+        action: AdminAction,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        let mut user = self
+            .store
+            .user_by_username(&canonical_username(username))
+            .await?
+            .ok_or(AuthError::NotFound)?;
         let now = self.now();
         let mut batch = Batch::new();
         let kind = match action {
@@ -904,36 +1546,84 @@ impl Auth {
             }
             AdminAction::Disable => {
                 user.status = UserStatus::Disabled;
-                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "account_disabled".into() });
+                batch.push(Write::RevokeUserSessions {
+                    user_id: user.id,
+                    at: now,
+                    reason: "account_disabled".into(),
+                });
                 "admin_disable"
             }
             AdminAction::Enable => {
-                user.status = if user.email_verified || user.phone_verified { UserStatus::Active } else { UserStatus::Unconfirmed };
+                user.status = if user.email_verified || user.phone_verified {
+                    UserStatus::Active
+                } else {
+                    UserStatus::Unconfirmed
+                };
                 "admin_enable"
             }
             AdminAction::RevokeSessions => {
-                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "admin_revoke_all".into() });
+                batch.push(Write::RevokeUserSessions {
+                    user_id: user.id,
+                    at: now,
+                    reason: "admin_revoke_all".into(),
+                });
                 "admin_revoke_sessions"
             }
         };
         user.updated_at = now;
-        batch.push(Write::UpdateUser(user.clone())).push(audit(now, Some(user.id), kind, "success", &ctx, serde_json::json!({})));
+        batch.push(Write::UpdateUser(user.clone())).push(audit(
+            now,
+            Some(user.id),
+            kind,
+            "success",
+            &ctx,
+            serde_json::json!({}),
+        ));
         self.store.apply(batch).await?;
         Ok(())
     }
 
     // ----- codes and limits ------------------------------------------------------------------
 
-    fn new_flow(&self, id: FlowId, kind: FlowKind, user_id: Option<UserId>, state: FlowState, now: OffsetDateTime, context: ClientContext) -> Flow {
+    fn new_flow(
+        &self,
+        id: FlowId,
+        kind: FlowKind,
+        user_id: Option<UserId>,
+        state: FlowState,
+        now: OffsetDateTime,
+        context: ClientContext,
+    ) -> Flow {
         let ttl = match state {
-            FlowState::AwaitingConfirmation { .. } | FlowState::AwaitingReset { .. } => self.settings.flows.code_ttl_secs,
+            FlowState::AwaitingConfirmation { .. } | FlowState::AwaitingReset { .. } => {
+                self.settings.flows.code_ttl_secs
+            }
             _ => self.settings.flows.ttl_secs,
         };
-        Flow { id, kind, user_id, state, attempts: 0, sends: 1, version: 0, created_at: now, expires_at: now + secs(ttl), context }
+        Flow {
+            id,
+            kind,
+            user_id,
+            state,
+            attempts: 0,
+            sends: 1,
+            version: 0,
+            created_at: now,
+            expires_at: now + secs(ttl),
+            context,
+        }
     }
 
     /// A fresh 6-digit code (CSPRNG), its MAC for the flow, and the sealed message carrying it.
-    fn issue_code(&self, flow_id: FlowId, channel: Channel, to: &str, masked: String, subject: &str, now: OffsetDateTime) -> Result<(CodeChallenge, OutboxMessage), AuthError> {
+    fn issue_code(
+        &self,
+        flow_id: FlowId,
+        channel: Channel,
+        to: &str,
+        masked: String,
+        subject: &str,
+        now: OffsetDateTime,
+    ) -> Result<(CodeChallenge, OutboxMessage), AuthError> {
         let code = random_digits(self.rng.as_ref(), 6);
         let ttl = self.settings.flows.code_ttl_secs;
         let challenge = CodeChallenge {
@@ -959,7 +1649,11 @@ impl Auth {
             provider,
             to: to.into(),
             subject: format!("{} – {}", self.settings.product_name, subject),
-            body_sealed: Some(self.keys.seal(self.rng.as_ref(), &id.to_string(), body.as_bytes())?),
+            body_sealed: Some(self.keys.seal(
+                self.rng.as_ref(),
+                &id.to_string(),
+                body.as_bytes(),
+            )?),
             status: OutboxStatus::Pending,
             attempts: 0,
             next_attempt_at: now,
@@ -971,11 +1665,20 @@ impl Auth {
     }
 
     /// Checklist OOB-5: per account, destination and IP per window, plus the daily SMS budget.
-    async fn check_send_limits(&self, account: &str, destination: Option<&str>, ctx: &ClientContext, channel: Channel) -> Result<(), AuthError> {
+    async fn check_send_limits(
+        &self,
+        account: &str,
+        destination: Option<&str>,
+        ctx: &ClientContext,
+        channel: Channel,
+    ) -> Result<(), AuthError> {
         let l = &self.settings.limits;
         let now = self.now();
         let window = i64::try_from(l.send_window_secs.max(1)).unwrap_or(900);
-        let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window)).unwrap_or(now);
+        let start = OffsetDateTime::from_unix_timestamp(
+            now.unix_timestamp() - now.unix_timestamp().rem_euclid(window),
+        )
+        .unwrap_or(now);
         let mut buckets = vec![(format!("send:account:{account}"), l.sends_per_account)];
         if let Some(d) = destination {
             buckets.push((format!("send:destination:{d}"), l.sends_per_destination));
@@ -985,10 +1688,20 @@ impl Auth {
         }
         let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
         if ok && channel == Channel::Sms && destination.is_some() {
-            let day = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400)).unwrap_or(now);
-            ok = self.store.hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day).await?;
+            let day = OffsetDateTime::from_unix_timestamp(
+                now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400),
+            )
+            .unwrap_or(now);
+            ok = self
+                .store
+                .hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day)
+                .await?;
         }
-        if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::LimitExceeded)
+        }
     }
 }
 
@@ -1037,10 +1750,20 @@ fn confirmation_destination(u: &User) -> Result<(Channel, String, String), AuthE
 /// sign-up address also qualifies (the code then confirms it).
 fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
     let unconfirmed = u.status == UserStatus::Unconfirmed;
-    if let Some(e) = u.email.as_deref().filter(|_| u.email_verified || unconfirmed).and_then(|e| Email::parse(e).ok()) {
+    if let Some(e) = u
+        .email
+        .as_deref()
+        .filter(|_| u.email_verified || unconfirmed)
+        .and_then(|e| Email::parse(e).ok())
+    {
         return Some((Channel::Email, e.as_str().to_owned(), e.masked()));
     }
-    if let Some(p) = u.phone.as_deref().filter(|_| u.phone_verified || unconfirmed).and_then(|p| Phone::parse(p).ok()) {
+    if let Some(p) = u
+        .phone
+        .as_deref()
+        .filter(|_| u.phone_verified || unconfirmed)
+        .and_then(|p| Phone::parse(p).ok())
+    {
         return Some((Channel::Sms, p.as_str().to_owned(), p.masked()));
     }
     None

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Everything the domain needs to decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     /// Token issuing.
     pub tokens: TokenSettings,
@@ -34,7 +34,7 @@ impl Default for Settings {
 
 /// Token lifetimes and names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TokenSettings {
     /// `iss` of access tokens; also the base of the OpenID configuration.
     pub issuer: String,
@@ -62,7 +62,7 @@ impl Default for TokenSettings {
 
 /// Flow lifetimes and caps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct FlowSettings {
     /// A flow without a code expires after this (default 300 s).
     pub ttl_secs: u64,
@@ -77,13 +77,18 @@ pub struct FlowSettings {
 
 impl Default for FlowSettings {
     fn default() -> Self {
-        Self { ttl_secs: 300, code_ttl_secs: 600, max_attempts: 5, max_sends: 5 }
+        Self {
+            ttl_secs: 300,
+            code_ttl_secs: 600,
+            max_attempts: 5,
+            max_sends: 5,
+        }
     }
 }
 
 /// Who may sign up with what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct SignUpPolicy {
     /// Require an email address (default true; it receives the confirmation code).
     pub require_email: bool,
@@ -98,13 +103,18 @@ pub struct SignUpPolicy {
 
 impl Default for SignUpPolicy {
     fn default() -> Self {
-        Self { require_email: true, require_phone: false, require_password: true, reveal_username_exists: false }
+        Self {
+            require_email: true,
+            require_phone: false,
+            require_password: true,
+            reveal_username_exists: false,
+        }
     }
 }
 
 /// Lockouts and send limits, all enforced in the database so replicas share them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Limits {
     /// Password failures per account (keyed by canonical username, existing or not): 5 free,
     /// then 1 s doubling to 15 min, and none evaluated after 50 until a password reset
@@ -127,8 +137,18 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            password: LockoutPolicy { free_attempts: 5, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 50 },
-            code: LockoutPolicy { free_attempts: 10, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 100 },
+            password: LockoutPolicy {
+                free_attempts: 5,
+                base_delay_secs: 1,
+                max_delay_secs: 900,
+                hard_cap: 50,
+            },
+            code: LockoutPolicy {
+                free_attempts: 10,
+                base_delay_secs: 1,
+                max_delay_secs: 900,
+                hard_cap: 100,
+            },
             send_window_secs: 900,
             sends_per_account: 5,
             sends_per_destination: 5,

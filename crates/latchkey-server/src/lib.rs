@@ -1,1 +1,187 @@
-//! placeholder
+//! The Latchkey server: configuration, keys, the HTTP adapter, token signing and delivery.
+
+pub mod config;
+pub mod delivery;
+pub mod http;
+pub mod jwt;
+pub mod keys;
+pub mod outbox;
+
+use config::Config;
+use latchkey_core::clock::Clock;
+use latchkey_core::crypto::Keys;
+use latchkey_core::password::SecretHasher;
+use latchkey_core::secret::{OsRandom, Random};
+use latchkey_core::{Auth, AuthParts};
+use latchkey_store::{Database, OpenOptions};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+/// A server ready to serve.
+pub struct Server {
+    /// The router.
+    pub router: axum::Router,
+    /// The domain service (tests reach the store through it).
+    pub auth: Auth,
+    /// The database.
+    pub db: Database,
+    /// The keys (to read the development outbox).
+    pub keys: Keys,
+    /// Files created at start-up (keys), for the start-up message.
+    pub created_files: Vec<String>,
+    worker: delivery::Worker,
+}
+
+/// The process-wide Prometheus recorder.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let builder = PrometheusBuilder::new();
+            let builder = builder
+                .set_buckets(&buckets)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Install the JSON (or pretty) log subscriber. Call once, from the binary.
+pub fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log_format == "pretty" {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .try_init()
+    };
+}
+
+impl Server {
+    /// Open the database, migrate, load or create keys, and assemble the service.
+    pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::build_with(
+            config,
+            clock,
+            OpenOptions {
+                max_connections: config.database_max_connections,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`Server::build`] with explicit database options (tests use a PostgreSQL schema each).
+    pub async fn build_with(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        open: OpenOptions,
+    ) -> anyhow::Result<Self> {
+        config.validate()?;
+        let (ring, created_files) = keys::load_or_create(&config.data_dir)?;
+        let db = Database::open(&config.database_url(), &open)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+        db.migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let mut settings = config.policy.clone();
+        if settings.tokens.issuer == latchkey_core::settings::TokenSettings::default().issuer {
+            settings.tokens.issuer = config.issuer();
+        }
+        let signer = Arc::new(jwt::JwtSigner::new(
+            &ring.signing,
+            &settings.tokens.issuer,
+            &settings.tokens.audience,
+        )?);
+        let rng: Arc<dyn Random> = Arc::new(OsRandom);
+        let concurrency = config.hash_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+        let hasher = SecretHasher::new(
+            ring.keys.pepper.clone(),
+            config.argon2,
+            concurrency,
+            rng.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        let wakeup = Arc::new(tokio::sync::Notify::new());
+        let store = db.store();
+        let auth = Auth::new(AuthParts {
+            store: store.clone(),
+            clock: clock.clone(),
+            rng,
+            keys: ring.keys.clone(),
+            hasher,
+            signer: signer.clone(),
+            settings,
+            routes: delivery::routes(config),
+            outbox_wakeup: wakeup.clone(),
+        });
+        let worker = delivery::Worker {
+            store,
+            clock,
+            keys: ring.keys.clone(),
+            senders: delivery::Senders::new(config)?,
+            config: config.outbox.clone(),
+            wakeup,
+        };
+        let state = http::AppState {
+            auth: auth.clone(),
+            signer,
+            metrics: metrics_handle(),
+            openapi: Arc::new(http::openapi_json()),
+            admin_token: config.admin_token.as_deref().map(Arc::from),
+            trust_forwarded_for: config.trust_forwarded_for,
+            database_kind: db.kind(),
+        };
+        Ok(Self {
+            router: http::router(state),
+            auth,
+            db,
+            keys: ring.keys,
+            created_files,
+            worker,
+        })
+    }
+
+    /// Serve on `listener` (and run the outbox worker) until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(self.worker.run(stop_rx));
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+            .await?;
+        let _ = worker.await;
+        Ok(())
+    }
+}

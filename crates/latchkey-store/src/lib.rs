@@ -52,12 +52,24 @@ impl Database {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut o = sqlx::postgres::PgConnectOptions::from_str(url).map_err(unavailable)?;
             if let Some(schema) = &opts.pg_schema {
-                if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(StoreError::Unavailable("schema names are [A-Za-z0-9_]".into()));
+                if !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(StoreError::Unavailable(
+                        "schema names are [A-Za-z0-9_]".into(),
+                    ));
                 }
-                let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(o.clone()).await.map_err(unavailable)?;
+                let admin = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(o.clone())
+                    .await
+                    .map_err(unavailable)?;
                 let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&admin).await.map_err(unavailable)?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                    .execute(&admin)
+                    .await
+                    .map_err(unavailable)?;
                 admin.close().await;
                 o = o.options([("search_path", schema.as_str())]);
             }
@@ -70,7 +82,11 @@ impl Database {
             Ok(Database::Postgres(PgStore::new(pool)))
         } else if url.starts_with("sqlite:") {
             use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-            let sync = if opts.sqlite_synchronous_full.unwrap_or(true) { SqliteSynchronous::Full } else { SqliteSynchronous::Normal };
+            let sync = if opts.sqlite_synchronous_full.unwrap_or(true) {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            };
             let o = SqliteConnectOptions::from_str(url)
                 .map_err(unavailable)?
                 .create_if_missing(true)
@@ -86,7 +102,9 @@ impl Database {
                 .map_err(unavailable)?;
             Ok(Database::Sqlite(SqliteStore::new(pool)))
         } else {
-            Err(StoreError::Unavailable("database URL must start with sqlite: or postgres://".into()))
+            Err(StoreError::Unavailable(
+                "database URL must start with sqlite: or postgres://".into(),
+            ))
         }
     }
 
@@ -94,8 +112,14 @@ impl Database {
     /// advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Database::Sqlite(s) => sqlx::migrate!("./migrations/sqlite").run(s.pool()).await.map_err(unavailable),
-            Database::Postgres(s) => sqlx::migrate!("./migrations/postgres").run(s.pool()).await.map_err(unavailable),
+            Database::Sqlite(s) => sqlx::migrate!("./migrations/sqlite")
+                .run(s.pool())
+                .await
+                .map_err(unavailable),
+            Database::Postgres(s) => sqlx::migrate!("./migrations/postgres")
+                .run(s.pool())
+                .await
+                .map_err(unavailable),
         }
     }
 
@@ -134,7 +158,13 @@ impl Database {
 
 /// The versions of the migrations each backend ships (checked equal by a test).
 pub fn migration_versions() -> (Vec<i64>, Vec<i64>) {
-    let s = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect();
-    let p = sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
+    let s = sqlx::migrate!("./migrations/sqlite")
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let p = sqlx::migrate!("./migrations/postgres")
+        .iter()
+        .map(|m| m.version)
+        .collect();
     (s, p)
 }

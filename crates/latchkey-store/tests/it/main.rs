@@ -5,7 +5,12 @@ use latchkey_store::{Database, OpenOptions};
 
 async fn sqlite() -> Database {
     let path = std::env::temp_dir().join(format!("latchkey-conf-{}.db", uuid::Uuid::now_v7()));
-    let db = Database::open(&format!("sqlite://{}", path.display()), &OpenOptions::default()).await.unwrap();
+    let db = Database::open(
+        &format!("sqlite://{}", path.display()),
+        &OpenOptions::default(),
+    )
+    .await
+    .unwrap();
     db.migrate().await.unwrap();
     db
 }
@@ -16,8 +21,14 @@ async fn postgres() -> Option<Database> {
         return None;
     };
     let schema = format!("conf_{}", uuid::Uuid::now_v7().simple());
-    let opts = OpenOptions { pg_schema: Some(schema), max_connections: Some(8), ..Default::default() };
-    let db = Database::open(&url, &opts).await.expect("LATCHKEY_TEST_DATABASE_URL is set but PostgreSQL is unreachable");
+    let opts = OpenOptions {
+        pg_schema: Some(schema),
+        max_connections: Some(8),
+        ..Default::default()
+    };
+    let db = Database::open(&url, &opts)
+        .await
+        .expect("LATCHKEY_TEST_DATABASE_URL is set but PostgreSQL is unreachable");
     db.migrate().await.unwrap();
     Some(db)
 }

@@ -1,0 +1,431 @@
+//! The one configuration: defaults, then a TOML file, then `LATCHKEY_*` variables (nested keys
+//! with `__`, e.g. `LATCHKEY_POLICY__TOKENS__ACCESS_TTL_SECS`), then `LATCHKEY_<KEY>_FILE` to read
+//! a value (a secret) from a file, then command-line flags. Parsed once into [`Config`].
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use latchkey_core::password::HashParams;
+use latchkey_core::settings::Settings;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything `latchkey serve` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// Where the SQLite database and the key files live (default `./latchkey-data`).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/latchkey.db`.
+    pub database_url: Option<String>,
+    /// The externally visible base URL; the token issuer. Default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Bearer token for `/admin/v1/…`; the admin API is off without it.
+    pub admin_token: Option<String>,
+    /// Trust the left-most `X-Forwarded-For` address (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// `json` (default) or `pretty`.
+    pub log_format: String,
+    /// A `tracing` filter, e.g. `info` or `latchkey=debug` (default `info`).
+    pub log_level: String,
+    /// SMTP server as a lettre URL (`smtps://user:pass@host`, `smtp://host:25`).
+    pub smtp_url: Option<String>,
+    /// Sender of email.
+    pub email_from: String,
+    /// SMS provider webhook: receives `{"to","body"}` with an HMAC signature header.
+    pub sms_webhook_url: Option<String>,
+    /// The HMAC key for `X-Latchkey-Signature`.
+    pub sms_webhook_secret: Option<String>,
+    /// In development (no provider for a channel), also log message bodies (codes). Off in tests.
+    pub dev_log_message_bodies: bool,
+    /// Outbox worker.
+    pub outbox: OutboxConfig,
+    /// Argon2id parameters.
+    pub argon2: HashParams,
+    /// Password hashes computed at once (each holds `argon2.m_kib` of memory); default: CPUs.
+    pub hash_concurrency: Option<usize>,
+    /// Database pool size.
+    pub database_max_connections: Option<u32>,
+    /// Policy: tokens, flows, sign-up, limits.
+    pub policy: Settings,
+}
+
+/// The outbox worker's timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// How often to look for due messages when not woken (default 1000 ms).
+    pub poll_interval_ms: u64,
+    /// Delivery attempts before a message is marked dead (default 10).
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt (default 5 s).
+    pub backoff_base_secs: u64,
+    /// Longest retry delay (default 3600 s).
+    pub backoff_max_secs: u64,
+    /// A claimed message is retried by another worker after this (default 60 s).
+    pub lease_secs: u64,
+    /// Timeout for one delivery (default 15 s).
+    pub send_timeout_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            max_attempts: 10,
+            backoff_base_secs: 5,
+            backoff_max_secs: 3600,
+            lease_secs: 60,
+            send_timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./latchkey-data"),
+            database_url: None,
+            public_url: None,
+            admin_token: None,
+            trust_forwarded_for: false,
+            log_format: "json".into(),
+            log_level: "info".into(),
+            smtp_url: None,
+            email_from: "Latchkey <no-reply@localhost>".into(),
+            sms_webhook_url: None,
+            sms_webhook_secret: None,
+            dev_log_message_bodies: true,
+            outbox: OutboxConfig::default(),
+            argon2: HashParams::default(),
+            hash_concurrency: None,
+            database_max_connections: None,
+            policy: Settings::default(),
+        }
+    }
+}
+
+/// Command-line values that override everything else.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+/// A loaded configuration and the warnings met loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Unknown keys and the like.
+    pub warnings: Vec<String>,
+}
+
+/// Keys whose values are secrets: redacted when printed.
+const SECRET_KEYS: &[&str] = &[
+    "admin_token",
+    "smtp_url",
+    "sms_webhook_secret",
+    "database_url",
+];
+
+impl Config {
+    /// Load from the layers described in the module docs.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Loaded> {
+        Self::load_from(file, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<Loaded> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                anyhow::bail!("configuration file {} does not exist", f.display());
+            }
+            figment = figment.merge(Toml::file(f));
+        }
+        for (k, v) in env.filter(|(k, _)| k.starts_with("LATCHKEY_")) {
+            let name = k.trim_start_matches("LATCHKEY_");
+            let (name, from_file) = match name.strip_suffix("_FILE") {
+                Some(n) => (n, true),
+                None => (name, false),
+            };
+            let key = name.to_lowercase().replace("__", ".");
+            figment = if from_file {
+                let value = std::fs::read_to_string(&v)
+                    .map_err(|e| anyhow::anyhow!("{k}: cannot read {v}: {e}"))?;
+                figment.merge(Serialized::global(
+                    &key,
+                    value.trim_end_matches(['\r', '\n']).to_owned(),
+                ))
+            } else {
+                // Parsed as figment's own `Env` provider does: `3` is a number, `true` a boolean.
+                let value: figment::value::Value = v.parse().unwrap_or_else(|_| v.clone().into());
+                figment.merge(Serialized::global(&key, value))
+            };
+        }
+        figment = figment.merge(Serialized::globals(overrides));
+
+        let mut warnings = vec![];
+        let raw: serde_json::Value = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let known = serde_json::to_value(Config::default())?;
+        unknown_keys("", &raw, &known, &mut warnings);
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Reject values that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            anyhow::anyhow!(
+                "listen: `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })?;
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("database_url must start with sqlite: or postgres://");
+        }
+        if self.sms_webhook_url.is_some()
+            && self.sms_webhook_secret.as_deref().is_none_or(str::is_empty)
+        {
+            anyhow::bail!(
+                "sms_webhook_url needs sms_webhook_secret (LATCHKEY_SMS_WEBHOOK_SECRET or …_FILE)"
+            );
+        }
+        if let Some(t) = &self.admin_token {
+            if t.len() < 32 {
+                anyhow::bail!("admin_token must be at least 32 characters");
+            }
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            anyhow::bail!("log_format must be json or pretty");
+        }
+        let p = &self.policy;
+        if p.flows.code_ttl_secs > 600 {
+            anyhow::bail!(
+                "policy.flows.code_ttl_secs: codes may live at most 600 s (NIST SP 800-63B-4 §3.1.3.2)"
+            );
+        }
+        if p.limits.password.hard_cap > 100 || p.limits.code.hard_cap > 100 {
+            anyhow::bail!(
+                "policy.limits.*.hard_cap: at most 100 consecutive failures (NIST SP 800-63B-4 §3.2.2)"
+            );
+        }
+        if p.flows.max_attempts == 0 || p.flows.max_sends == 0 {
+            anyhow::bail!("policy.flows.max_attempts and max_sends must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("latchkey.db").display()
+            )
+        })
+    }
+
+    /// The issuer: `public_url`, else `http://<listen>`.
+    pub fn issuer(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `<redacted>`.
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        let mut v = serde_json::to_value(self)?;
+        if let Some(obj) = v.as_object_mut() {
+            for k in SECRET_KEYS {
+                if let Some(val) = obj.get_mut(*k) {
+                    if !val.is_null() {
+                        *val = serde_json::Value::String("<redacted>".into());
+                    }
+                }
+            }
+            obj.retain(|_, v| !v.is_null());
+        }
+        let toml: toml_value::Table = serde_json::from_value(v)?;
+        Ok(toml_value::to_string(&toml))
+    }
+}
+
+fn unknown_keys(
+    prefix: &str,
+    raw: &serde_json::Value,
+    known: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    let (Some(raw), Some(known)) = (raw.as_object(), known.as_object()) else {
+        return;
+    };
+    for (k, v) in raw {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match known.get(k) {
+            None => out.push(format!("unknown configuration key `{path}` (ignored)")),
+            Some(kv) => unknown_keys(&path, v, kv, out),
+        }
+    }
+}
+
+/// A tiny TOML writer for `config check` (figment reads TOML but does not write it).
+mod toml_value {
+    use serde_json::Value;
+
+    pub type Table = serde_json::Map<String, Value>;
+
+    pub fn to_string(t: &Table) -> String {
+        let mut out = String::new();
+        write_table(&mut out, "", t);
+        out
+    }
+
+    fn write_table(out: &mut String, path: &str, t: &Table) {
+        for (k, v) in t {
+            if !v.is_object() && !v.is_null() {
+                out.push_str(&format!("{k} = {}\n", scalar(v)));
+            }
+        }
+        for (k, v) in t {
+            if let Value::Object(sub) = v {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.push_str(&format!("\n[{p}]\n"));
+                write_table(out, &p, sub);
+            }
+        }
+    }
+
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::Array(a) => format!("[{}]", a.iter().map(scalar).collect::<Vec<_>>().join(", ")),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_warn() {
+        let dir = std::env::temp_dir().join(format!("lk-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("latchkey.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nemail_from = \"a@b.c\"\nbogus = 1\n[policy.tokens]\naccess_ttl_secs = 300\nnope = 2\n").unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret-from-file\n").unwrap();
+        let loaded = Config::load_from(
+            Some(&file),
+            &Overrides {
+                data_dir: Some("/tmp/x".into()),
+                ..Default::default()
+            },
+            env(&[
+                ("LATCHKEY_LISTEN", "127.0.0.1:9001"),
+                ("LATCHKEY_POLICY__FLOWS__MAX_ATTEMPTS", "3"),
+                ("LATCHKEY_SMS_WEBHOOK_URL", "http://127.0.0.1:1/sms"),
+                ("LATCHKEY_SMS_WEBHOOK_SECRET_FILE", secret.to_str().unwrap()),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.listen, "127.0.0.1:9001", "env beats file");
+        assert_eq!(c.email_from, "a@b.c");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "flags beat everything");
+        assert_eq!(c.policy.tokens.access_ttl_secs, 300);
+        assert_eq!(c.policy.flows.max_attempts, 3);
+        assert_eq!(c.sms_webhook_secret.as_deref(), Some("s3cret-from-file"));
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("`bogus`")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("`policy.tokens.nope`")),
+            "{:?}",
+            loaded.warnings
+        );
+        let shown = c.redacted_toml().unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("sms_webhook_secret = \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(shown.contains("[policy.tokens]"), "{shown}");
+    }
+
+    #[test]
+    fn impossible_values_are_refused() {
+        for (k, v) in [
+            ("LATCHKEY_LISTEN", "nowhere"),
+            ("LATCHKEY_DATABASE_URL", "mysql://x"),
+            ("LATCHKEY_SMS_WEBHOOK_URL", "http://x"),
+            ("LATCHKEY_POLICY__FLOWS__CODE_TTL_SECS", "3600"),
+        ] {
+            assert!(
+                Config::load_from(None, &Overrides::default(), env(&[(k, v)])).is_err(),
+                "{k}={v}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = Config::load_from(None, &Overrides::default(), env(&[]))
+            .unwrap()
+            .config;
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./latchkey-data"));
+        assert!(
+            c.database_url()
+                .starts_with("sqlite://./latchkey-data/latchkey.db")
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Administration, with the configured admin token (constant-time compared).
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Client, bearer};
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{delete, post};
+use latchkey_core::AuthError;
+use latchkey_core::secret::ct_eq;
+use latchkey_core::service::AdminAction;
+use latchkey_proto::ErrorBody;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/v1/users/{username}/require-password-change",
+            post(require_password_change),
+        )
+        .route("/admin/v1/users/{username}/disable", post(disable))
+        .route("/admin/v1/users/{username}/enable", post(enable))
+        .route(
+            "/admin/v1/users/{username}/sessions",
+            delete(revoke_sessions),
+        )
+}
+
+/// The caller presented the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = state.admin_token.as_deref() else {
+            return Err(ApiError(AuthError::Forbidden));
+        };
+        match bearer(parts) {
+            Some(t) if ct_eq(t.as_bytes(), expected.as_bytes()) => Ok(Admin),
+            _ => Err(ApiError(AuthError::Unauthenticated)),
+        }
+    }
+}
+
+async fn act(
+    s: &AppState,
+    username: &str,
+    action: AdminAction,
+    ctx: latchkey_core::model::ClientContext,
+) -> Result<StatusCode, ApiError> {
+    s.auth.admin_update(username, action, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user must choose a new password at the next sign-in (`new_password` step).
+#[utoipa::path(post, path = "/admin/v1/users/{username}/require-password-change", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn require_password_change(
+    State(s): State<AppState>,
+    _a: Admin,
+    Client(ctx): Client,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    act(&s, &username, AdminAction::RequirePasswordChange, ctx).await
+}
+
+/// Disable the account and end its sessions.
+#[utoipa::path(post, path = "/admin/v1/users/{username}/disable", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn disable(
+    State(s): State<AppState>,
+    _a: Admin,
+    Client(ctx): Client,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    act(&s, &username, AdminAction::Disable, ctx).await
+}
+
+/// Enable a disabled account.
+#[utoipa::path(post, path = "/admin/v1/users/{username}/enable", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn enable(
+    State(s): State<AppState>,
+    _a: Admin,
+    Client(ctx): Client,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    act(&s, &username, AdminAction::Enable, ctx).await
+}
+
+/// End every session of the account.
+#[utoipa::path(delete, path = "/admin/v1/users/{username}/sessions", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_sessions(
+    State(s): State<AppState>,
+    _a: Admin,
+    Client(ctx): Client,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    act(&s, &username, AdminAction::RevokeSessions, ctx).await
+}

@@ -1,0 +1,101 @@
+//! The HTTP error: the whole status table in one `match`. Bodies carry a stable code, a message
+//! and the request id; 5xx bodies never carry internal detail (it is logged instead).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::AuthError;
+use latchkey_proto::{ErrorBody, ErrorDetail};
+
+/// An error answer. Rendered by [`render_errors`] once the request id is known.
+#[derive(Debug)]
+pub struct ApiError(pub AuthError);
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self(e)
+    }
+}
+
+/// What `render_errors` needs to write the body.
+#[derive(Debug, Clone)]
+pub struct PendingError {
+    code: &'static str,
+    message: String,
+}
+
+fn status(e: &AuthError) -> StatusCode {
+    match e {
+        AuthError::InvalidRequest(_)
+        | AuthError::InvalidPassword(_)
+        | AuthError::InvalidGrant
+        | AuthError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+        AuthError::NotAuthorized | AuthError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
+        AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
+        AuthError::UsernameExists | AuthError::FlowCompleted | AuthError::StepMismatch { .. } => {
+            StatusCode::CONFLICT
+        }
+        AuthError::FlowExpired => StatusCode::GONE,
+        AuthError::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        AuthError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = status(&e);
+        let message = match &e {
+            AuthError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "dependency unavailable; failing closed");
+                "the service is temporarily unavailable; nothing was changed".to_owned()
+            }
+            AuthError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut resp = status.into_response();
+        if status == StatusCode::UNAUTHORIZED && matches!(e, AuthError::Unauthenticated) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp.extensions_mut().insert(PendingError {
+            code: e.code(),
+            message,
+        });
+        resp
+    }
+}
+
+/// Middleware: write the JSON body of error answers, with the request id.
+pub async fn render_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut resp = next.run(req).await;
+    if let Some(p) = resp.extensions_mut().remove::<PendingError>() {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: p.code.into(),
+                message: p.message,
+                request_id,
+            },
+        };
+        let (mut parts, _) = resp.into_parts();
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    resp
+}

@@ -1,0 +1,142 @@
+//! The HTTP adapter: routes close to their handlers, one error type, request ids everywhere.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod flows;
+pub mod ops;
+pub mod session;
+
+use crate::jwt::JwtSigner;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::{Auth, AuthError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The domain service.
+    pub auth: Auth,
+    /// For the JWKS.
+    pub signer: Arc<JwtSigner>,
+    /// For `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The OpenAPI document, rendered once.
+    pub openapi: Arc<String>,
+    /// The admin token, if the admin API is on.
+    pub admin_token: Option<Arc<str>>,
+    /// Whether `X-Forwarded-For` is trusted.
+    pub trust_forwarded_for: bool,
+    /// `sqlite` or `postgres`.
+    pub database_kind: &'static str,
+}
+
+/// The OpenAPI 3.1 description of every route.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey", description = "Authentication for mobile apps: every flow answers with the next step."),
+    paths(
+        flows::sign_up, flows::sign_in, flows::forgot_password, flows::get_flow, flows::answer_flow, flows::resend,
+        session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
+        admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions,
+        ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
+    ),
+    modifiers(&SecuritySchemes),
+    tags((name = "flows", description = "Sign-up, sign-in and recovery as server-run state machines"),
+         (name = "tokens", description = "Refresh and sign-out"), (name = "me", description = "The signed-in user"),
+         (name = "admin", description = "Administration (admin token)"), (name = "operations"), (name = "discovery"))
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// The whole router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+    Router::new()
+        .merge(flows::router())
+        .merge(session::router())
+        .merge(admin::router())
+        .merge(ops::router())
+        .fallback(|| async { error::ApiError(AuthError::NotFound) })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError(AuthError::InvalidRequest(
+                "method not allowed on this route".into(),
+            ))
+        })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(error::render_errors))
+                .layer(middleware::from_fn(track))
+                .layer(CatchPanicLayer::custom(|_| {
+                    error::ApiError(AuthError::Internal("handler panicked".into())).into_response()
+                }))
+                .layer(DefaultBodyLimit::max(64 * 1024)),
+        )
+}
+
+/// Request counts and latencies by route (the route template, never the raw path).
+async fn track(req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route, "method" => method).record(start.elapsed().as_secs_f64());
+    resp
+}

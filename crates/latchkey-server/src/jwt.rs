@@ -1,0 +1,77 @@
+//! ES256 access tokens (`typ: at+jwt`, RFC 9068) with jsonwebtoken on aws-lc-rs.
+
+use crate::keys::SigningKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use latchkey_core::tokens::{AccessClaims, AccessTokenSigner, TokenError};
+
+/// Signs with the data directory's key; verifies only tokens of that key, issuer and audience.
+pub struct JwtSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    kid: String,
+    validation: Validation,
+    jwk: serde_json::Value,
+}
+
+impl JwtSigner {
+    /// A signer for `key`, issuing for `issuer` and `audience`.
+    pub fn new(key: &SigningKey, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let jwk = key.jwk();
+        let (Some(x), Some(y)) = (jwk["x"].as_str(), jwk["y"].as_str()) else {
+            anyhow::bail!("bad public key")
+        };
+        let decoding = DecodingKey::from_ec_components(x, y)?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        // Expiry is checked by the domain against its injected clock.
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp", "iss", "aud", "sub"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        Ok(Self {
+            encoding: EncodingKey::from_ec_der(key.pkcs8.expose()),
+            decoding,
+            kid: key.kid.clone(),
+            validation,
+            jwk,
+        })
+    }
+
+    /// `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk] })
+    }
+}
+
+impl AccessTokenSigner for JwtSigner {
+    fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| TokenError::Signing(e.to_string()))
+    }
+
+    fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // RFC 9068 §4: the type must be at+jwt, so an ID token or other JWT is never accepted.
+        if header.alg != Algorithm::ES256
+            || header.typ.as_deref() != Some("at+jwt")
+            || header.kid.as_deref() != Some(&self.kid)
+        {
+            return Err(TokenError::Invalid);
+        }
+        if header.jwk.is_some()
+            || header.jku.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
+            return Err(TokenError::Invalid);
+        }
+        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|_| TokenError::Invalid)
+    }
+}
