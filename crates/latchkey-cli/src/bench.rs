@@ -33,13 +33,9 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::SignIn {
-            url,
-            data_dir,
-            database_url,
-            concurrency,
-            seconds,
-        } => sign_in(url, data_dir, database_url, concurrency, seconds).await,
+        BenchCommand::SignIn { url, data_dir, database_url, concurrency, seconds } => {
+            sign_in(url, data_dir, database_url, concurrency, seconds).await
+        }
     }
 }
 
@@ -50,11 +46,7 @@ async fn sign_in(
     concurrency: usize,
     seconds: u64,
 ) -> anyhow::Result<()> {
-    let config = latchkey_server::config::Config {
-        data_dir: data_dir.clone(),
-        database_url,
-        ..Default::default()
-    };
+    let config = latchkey_server::config::Config { data_dir: data_dir.clone(), database_url, ..Default::default() };
     let (ring, _) = latchkey_server::keys::load_or_create(&data_dir)?;
     let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
@@ -72,36 +64,18 @@ async fn sign_in(
                 phone: None,
             })
             .await?;
-        let messages = latchkey_server::outbox::read(
-            db.store().as_ref(),
-            &ring.keys,
-            latchkey_server::delivery::DEV,
-        )
-        .await?;
-        let body = messages
-            .iter()
-            .rev()
-            .find(|m| m.to == email)
-            .map(|m| m.body.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no code for {email} in the development outbox of {}",
-                    data_dir.display()
-                )
-            })?;
+        let messages =
+            latchkey_server::outbox::read(db.store().as_ref(), &ring.keys, latchkey_server::delivery::DEV).await?;
+        let body = messages.iter().rev().find(|m| m.to == email).map(|m| m.body.clone()).ok_or_else(|| {
+            anyhow::anyhow!("no code for {email} in the development outbox of {}", data_dir.display())
+        })?;
         let code: String = body
             .split_whitespace()
-            .find(|w| {
-                w.len() == 7 && w.ends_with('.') && w[..6].bytes().all(|b| b.is_ascii_digit())
-            })
+            .find(|w| w.len() == 7 && w.ends_with('.') && w[..6].bytes().all(|b| b.is_ascii_digit()))
             .map(|w| w[..6].to_owned())
             .unwrap_or_default();
         let done = client.confirm_sign_up(&answer.flow_id, &code).await?;
-        anyhow::ensure!(
-            done.next_step == NextStep::Done,
-            "confirming {username} failed: {:?}",
-            done.next_step
-        );
+        anyhow::ensure!(done.next_step == NextStep::Done, "confirming {username} failed: {:?}", done.next_step);
         users.push((client, username));
     }
     eprintln!("bench: {concurrency} users ready; warming up 2 s, then measuring {seconds} s");

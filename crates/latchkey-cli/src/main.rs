@@ -10,11 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "Latchkey: authentication for mobile apps"
-)]
+#[command(name = "latchkey", version, about = "Latchkey: authentication for mobile apps")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,10 +81,7 @@ impl Common {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -109,15 +102,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(c) => serve(c.load()?).await,
         Command::Migrate(c) => {
             let config = c.load()?;
-            let db =
-                latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
+            let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
             db.migrate().await?;
             println!("migrated the {} database", db.kind());
             Ok(())
         }
-        Command::Config {
-            command: ConfigCommand::Check(c),
-        } => {
+        Command::Config { command: ConfigCommand::Check(c) } => {
             let config = c.load()?;
             print!("{}", config.redacted_toml()?);
             eprintln!("configuration is valid");
@@ -140,11 +130,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         eprintln!("latchkey: created key file {f}");
     }
     eprintln!("latchkey: listening on http://{addr}");
-    eprintln!(
-        "latchkey: data directory {} ({} database)",
-        data_dir.display(),
-        server.db.kind()
-    );
+    eprintln!("latchkey: data directory {} ({} database)", data_dir.display(), server.db.kind());
     if config.smtp_url.is_none() || config.sms_webhook_url.is_none() {
         eprintln!(
             "latchkey: messages without a provider go to the development outbox: `latchkey outbox --data-dir {}`",
@@ -176,20 +162,13 @@ async fn outbox(config: Config, json: bool) -> anyhow::Result<()> {
     let (ring, _) = latchkey_server::keys::load_or_create(&config.data_dir)?;
     let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
     db.migrate().await?;
-    let messages = latchkey_server::outbox::read(
-        db.store().as_ref(),
-        &ring.keys,
-        latchkey_server::delivery::DEV,
-    )
-    .await?;
+    let messages =
+        latchkey_server::outbox::read(db.store().as_ref(), &ring.keys, latchkey_server::delivery::DEV).await?;
     for m in messages {
         if json {
             println!("{}", serde_json::to_string(&m)?);
         } else {
-            println!(
-                "{}  {} to {}\n  {}\n  {}\n",
-                m.created_at, m.channel, m.to, m.subject, m.body
-            );
+            println!("{}  {} to {}\n  {}\n  {}\n", m.created_at, m.channel, m.to, m.subject, m.body);
         }
     }
     Ok(())

@@ -77,10 +77,7 @@ pub struct Client {
 impl Client {
     /// A client for `base_url` (e.g. `https://auth.example.com`).
     pub fn new(base_url: &str) -> Result<Self> {
-        Self::with_user_agent(
-            base_url,
-            concat!("latchkey-client/", env!("CARGO_PKG_VERSION")),
-        )
+        Self::with_user_agent(base_url, concat!("latchkey-client/", env!("CARGO_PKG_VERSION")))
     }
 
     /// A client sending this `User-Agent` (flows answer only the client that started them).
@@ -89,10 +86,7 @@ impl Client {
             .user_agent(user_agent)
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Self {
-            http,
-            base: base_url.trim_end_matches('/').to_owned(),
-        })
+        Ok(Self { http, base: base_url.trim_end_matches('/').to_owned() })
     }
 
     /// The server's base URL.
@@ -107,125 +101,73 @@ impl Client {
 
     /// `POST /v1/sign-in` with a username and password.
     pub async fn sign_in(&self, username: &str, password: &str) -> Result<FlowAnswer> {
-        let req = SignInRequest {
-            username: Some(username.into()),
-            password: Some(password.into()),
-            device_id: None,
-        };
+        let req = SignInRequest { username: Some(username.into()), password: Some(password.into()), device_id: None };
         self.post("/v1/sign-in", None, &req).await
     }
 
     /// `POST /v1/forgot-password`.
     pub async fn forgot_password(&self, username: &str) -> Result<FlowAnswer> {
-        self.post(
-            "/v1/forgot-password",
-            None,
-            &ForgotPasswordRequest {
-                username: username.into(),
-            },
-        )
-        .await
+        self.post("/v1/forgot-password", None, &ForgotPasswordRequest { username: username.into() }).await
     }
 
     /// `GET /v1/flows/{id}`.
     pub async fn flow(&self, flow_id: &str) -> Result<FlowAnswer> {
-        self.send(self.http.get(self.url(&format!("/v1/flows/{flow_id}"))))
-            .await
+        self.send(self.http.get(self.url(&format!("/v1/flows/{flow_id}")))).await
     }
 
     /// `POST /v1/flows/{id}` with any step answer.
     pub async fn answer(&self, flow_id: &str, answer: &StepAnswer) -> Result<FlowAnswer> {
-        self.post(&format!("/v1/flows/{flow_id}"), None, answer)
-            .await
+        self.post(&format!("/v1/flows/{flow_id}"), None, answer).await
     }
 
     /// Answer `confirm_sign_up`.
     pub async fn confirm_sign_up(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
-        self.answer(flow_id, &StepAnswer::ConfirmSignUp { code: code.into() })
-            .await
+        self.answer(flow_id, &StepAnswer::ConfirmSignUp { code: code.into() }).await
     }
 
     /// Answer `new_password`.
     pub async fn new_password(&self, flow_id: &str, password: &str) -> Result<FlowAnswer> {
-        self.answer(
-            flow_id,
-            &StepAnswer::NewPassword {
-                password: password.into(),
-            },
-        )
-        .await
+        self.answer(flow_id, &StepAnswer::NewPassword { password: password.into() }).await
     }
 
     /// Answer `reset_password`.
-    pub async fn reset_password(
-        &self,
-        flow_id: &str,
-        code: &str,
-        password: &str,
-    ) -> Result<FlowAnswer> {
-        self.answer(
-            flow_id,
-            &StepAnswer::ResetPassword {
-                code: code.into(),
-                password: password.into(),
-            },
-        )
-        .await
+    pub async fn reset_password(&self, flow_id: &str, code: &str, password: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::ResetPassword { code: code.into(), password: password.into() }).await
     }
 
     /// `POST /v1/flows/{id}/resend`.
     pub async fn resend(&self, flow_id: &str) -> Result<FlowAnswer> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/v1/flows/{flow_id}/resend"))),
-        )
-        .await
+        self.send(self.http.post(self.url(&format!("/v1/flows/{flow_id}/resend")))).await
     }
 
     /// `POST /v1/token`: rotate a refresh token. Store the new one; the old one is spent.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
-        let req = TokenRequest {
-            grant_type: "refresh_token".into(),
-            refresh_token: refresh_token.into(),
-        };
+        let req = TokenRequest { grant_type: "refresh_token".into(), refresh_token: refresh_token.into() };
         self.post("/v1/token", None, &req).await
     }
 
     /// `POST /v1/sign-out`.
     pub async fn sign_out(&self, access_token: &str, scope: SignOutScope) -> Result<()> {
         self.no_content(
-            self.http
-                .post(self.url("/v1/sign-out"))
-                .bearer_auth(access_token)
-                .json(&SignOutRequest { scope }),
+            self.http.post(self.url("/v1/sign-out")).bearer_auth(access_token).json(&SignOutRequest { scope }),
         )
         .await
     }
 
     /// `GET /v1/me`.
     pub async fn me(&self, access_token: &str) -> Result<Me> {
-        self.send(self.http.get(self.url("/v1/me")).bearer_auth(access_token))
-            .await
+        self.send(self.http.get(self.url("/v1/me")).bearer_auth(access_token)).await
     }
 
     /// `GET /v1/me/sessions`.
     pub async fn sessions(&self, access_token: &str) -> Result<SessionList> {
-        self.send(
-            self.http
-                .get(self.url("/v1/me/sessions"))
-                .bearer_auth(access_token),
-        )
-        .await
+        self.send(self.http.get(self.url("/v1/me/sessions")).bearer_auth(access_token)).await
     }
 
     /// `DELETE /v1/me/sessions/{id}`.
     pub async fn revoke_session(&self, access_token: &str, session_id: &str) -> Result<()> {
-        self.no_content(
-            self.http
-                .delete(self.url(&format!("/v1/me/sessions/{session_id}")))
-                .bearer_auth(access_token),
-        )
-        .await
+        self.no_content(self.http.delete(self.url(&format!("/v1/me/sessions/{session_id}"))).bearer_auth(access_token))
+            .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -246,21 +188,13 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let resp = check(resp).await?;
-        resp.json::<T>()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))
+        resp.json::<T>().await.map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     async fn no_content(&self, req: reqwest::RequestBuilder) -> Result<()> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         check(resp).await.map(|_| ())
     }
 }
@@ -270,10 +204,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         return Ok(resp);
     }
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let text = resp.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(b) => Err(ClientError::Api {
             status,
@@ -281,8 +212,6 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
             message: b.error.message,
             request_id: b.error.request_id,
         }),
-        Err(_) => Err(ClientError::Decode(format!(
-            "HTTP {status} without an error body"
-        ))),
+        Err(_) => Err(ClientError::Decode(format!("HTTP {status} without an error body"))),
     }
 }

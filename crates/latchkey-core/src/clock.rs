@@ -45,15 +45,11 @@ impl FakeClock {
 
 impl Clock for FakeClock {
     fn now(&self) -> OffsetDateTime {
-        self.0
-            .lock()
-            .map(|t| *t)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        self.0.lock().map(|t| *t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 }
 
 /// RFC 3339 text for the wire and for SQLite.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

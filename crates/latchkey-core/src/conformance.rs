@@ -47,10 +47,7 @@ fn flow(user: Option<UserId>) -> Flow {
         version: 0,
         created_at: T0,
         expires_at: T0 + Duration::minutes(10),
-        context: ClientContext {
-            ip: Some("127.0.0.1".into()),
-            user_agent: Some("test".into()),
-        },
+        context: ClientContext { ip: Some("127.0.0.1".into()), user_agent: Some("test".into()) },
     }
 }
 
@@ -94,17 +91,11 @@ async fn one(store: &dyn Store, w: Write) {
 pub async fn users_round_trip_and_usernames_are_unique(store: Arc<dyn Store>) {
     let u = user("Alice");
     one(store.as_ref(), Write::InsertUser(u.clone())).await;
-    assert_eq!(
-        store.user_by_username("alice").await.unwrap(),
-        Some(u.clone())
-    );
+    assert_eq!(store.user_by_username("alice").await.unwrap(), Some(u.clone()));
     assert_eq!(store.user_by_id(u.id).await.unwrap(), Some(u.clone()));
     let mut dup = user("ALICE");
     dup.username_canonical = "alice".into();
-    let err = store
-        .apply(Batch(vec![Write::InsertUser(dup)]))
-        .await
-        .unwrap_err();
+    let err = store.apply(Batch(vec![Write::InsertUser(dup)])).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict("username")), "{err:?}");
     let mut changed = u.clone();
     changed.status = UserStatus::Active;
@@ -122,55 +113,22 @@ pub async fn a_failed_batch_changes_nothing(store: Arc<dyn Store>) {
     let mut dup = user("other");
     dup.username_canonical = "bob".into();
     let r = store
-        .apply(Batch(vec![
-            Write::InsertFlow(f.clone()),
-            Write::Enqueue(message("dev")),
-            Write::InsertUser(dup),
-        ]))
+        .apply(Batch(vec![Write::InsertFlow(f.clone()), Write::Enqueue(message("dev")), Write::InsertUser(dup)]))
         .await;
     assert!(r.is_err());
-    assert_eq!(
-        store.flow(f.id).await.unwrap(),
-        None,
-        "the flow insert was rolled back"
-    );
-    assert!(
-        store.outbox_messages(None).await.unwrap().is_empty(),
-        "the message was rolled back"
-    );
+    assert_eq!(store.flow(f.id).await.unwrap(), None, "the flow insert was rolled back");
+    assert!(store.outbox_messages(None).await.unwrap().is_empty(), "the message was rolled back");
 }
 
 pub async fn flow_updates_are_compare_and_swap(store: Arc<dyn Store>) {
     let f = flow(None);
     one(store.as_ref(), Write::InsertFlow(f.clone())).await;
     assert_eq!(store.flow(f.id).await.unwrap(), Some(f.clone()));
-    let done = Flow {
-        state: FlowState::Completed { session_id: None },
-        version: 1,
-        ..f.clone()
-    };
-    one(
-        store.as_ref(),
-        Write::UpdateFlow {
-            flow: done.clone(),
-            expected_version: 0,
-        },
-    )
-    .await;
-    let stale = Flow {
-        state: FlowState::Denied {
-            reason: latchkey_proto::DenialReason::Denied,
-        },
-        version: 1,
-        ..f.clone()
-    };
-    let err = store
-        .apply(Batch(vec![Write::UpdateFlow {
-            flow: stale,
-            expected_version: 0,
-        }]))
-        .await
-        .unwrap_err();
+    let done = Flow { state: FlowState::Completed { session_id: None }, version: 1, ..f.clone() };
+    one(store.as_ref(), Write::UpdateFlow { flow: done.clone(), expected_version: 0 }).await;
+    let stale =
+        Flow { state: FlowState::Denied { reason: latchkey_proto::DenialReason::Denied }, version: 1, ..f.clone() };
+    let err = store.apply(Batch(vec![Write::UpdateFlow { flow: stale, expected_version: 0 }])).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict("flow")));
     assert_eq!(store.flow(f.id).await.unwrap().unwrap().state, done.state);
 }
@@ -183,19 +141,9 @@ pub async fn parallel_flow_transitions_yield_exactly_one_winner(store: Arc<dyn S
     for _ in 0..20 {
         let (store, barrier, f) = (store.clone(), barrier.clone(), f.clone());
         tasks.push(tokio::spawn(async move {
-            let done = Flow {
-                state: FlowState::Completed { session_id: None },
-                version: 1,
-                ..f
-            };
+            let done = Flow { state: FlowState::Completed { session_id: None }, version: 1, ..f };
             barrier.wait().await;
-            store
-                .apply(Batch(vec![Write::UpdateFlow {
-                    flow: done,
-                    expected_version: 0,
-                }]))
-                .await
-                .is_ok()
+            store.apply(Batch(vec![Write::UpdateFlow { flow: done, expected_version: 0 }])).await.is_ok()
         }));
     }
     let mut wins = 0;
@@ -231,22 +179,14 @@ pub async fn flow_attempts_never_exceed_the_cap_under_concurrency(store: Arc<dyn
 }
 
 pub async fn failure_counters_lock_progressively_and_hold_under_concurrency(store: Arc<dyn Store>) {
-    let policy = LockoutPolicy {
-        free_attempts: 3,
-        base_delay_secs: 10,
-        max_delay_secs: 60,
-        hard_cap: 6,
-    };
+    let policy = LockoutPolicy { free_attempts: 3, base_delay_secs: 10, max_delay_secs: 60, hard_cap: 6 };
     let barrier = Arc::new(tokio::sync::Barrier::new(40));
     let mut tasks = vec![];
     for _ in 0..40 {
         let (store, barrier) = (store.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store
-                .reserve_failure("user:carol", "password", T0, &policy)
-                .await
-                .unwrap()
+            store.reserve_failure("user:carol", "password", T0, &policy).await.unwrap()
         }));
     }
     let mut allowed = 0;
@@ -255,107 +195,42 @@ pub async fn failure_counters_lock_progressively_and_hold_under_concurrency(stor
             allowed += 1;
         }
     }
+    assert_eq!(allowed, 3, "the 3rd reservation sets a delay, so a burst evaluates only 3");
     assert_eq!(
-        allowed, 3,
-        "the 3rd reservation sets a delay, so a burst evaluates only 3"
-    );
-    assert_eq!(
-        store
-            .reserve_failure("user:carol", "password", T0 + Duration::seconds(9), &policy)
-            .await
-            .unwrap(),
+        store.reserve_failure("user:carol", "password", T0 + Duration::seconds(9), &policy).await.unwrap(),
         Reservation::Locked(Some(T0 + Duration::seconds(10)))
     );
     assert_eq!(
-        store
-            .reserve_failure(
-                "user:carol",
-                "password",
-                T0 + Duration::seconds(10),
-                &policy
-            )
-            .await
-            .unwrap(),
+        store.reserve_failure("user:carol", "password", T0 + Duration::seconds(10), &policy).await.unwrap(),
         Reservation::Allowed(4)
     );
     // Another kind and another key are separate counters.
-    assert_eq!(
-        store
-            .reserve_failure("user:carol", "code", T0, &policy)
-            .await
-            .unwrap(),
-        Reservation::Allowed(1)
-    );
-    assert_eq!(
-        store
-            .reserve_failure("user:dave", "password", T0, &policy)
-            .await
-            .unwrap(),
-        Reservation::Allowed(1)
-    );
+    assert_eq!(store.reserve_failure("user:carol", "code", T0, &policy).await.unwrap(), Reservation::Allowed(1));
+    assert_eq!(store.reserve_failure("user:dave", "password", T0, &policy).await.unwrap(), Reservation::Allowed(1));
     let later = T0 + Duration::hours(1);
+    assert_eq!(store.reserve_failure("user:carol", "password", later, &policy).await.unwrap(), Reservation::Allowed(5));
     assert_eq!(
-        store
-            .reserve_failure("user:carol", "password", later, &policy)
-            .await
-            .unwrap(),
-        Reservation::Allowed(5)
-    );
-    assert_eq!(
-        store
-            .reserve_failure(
-                "user:carol",
-                "password",
-                later + Duration::hours(1),
-                &policy
-            )
-            .await
-            .unwrap(),
+        store.reserve_failure("user:carol", "password", later + Duration::hours(1), &policy).await.unwrap(),
         Reservation::Allowed(6)
     );
     assert_eq!(
-        store
-            .reserve_failure("user:carol", "password", later + Duration::days(1), &policy)
-            .await
-            .unwrap(),
+        store.reserve_failure("user:carol", "password", later + Duration::days(1), &policy).await.unwrap(),
         Reservation::Locked(None),
         "hard cap"
     );
-    one(
-        store.as_ref(),
-        Write::ClearFailures {
-            key: "user:carol".into(),
-            kind: "password".into(),
-        },
-    )
-    .await;
+    one(store.as_ref(), Write::ClearFailures { key: "user:carol".into(), kind: "password".into() }).await;
     assert_eq!(
-        store
-            .reserve_failure("user:carol", "password", later + Duration::days(1), &policy)
-            .await
-            .unwrap(),
+        store.reserve_failure("user:carol", "password", later + Duration::days(1), &policy).await.unwrap(),
         Reservation::Allowed(1)
     );
 }
 
 pub async fn rate_limits_count_per_bucket_and_window(store: Arc<dyn Store>) {
-    let b = vec![
-        ("send:account:x".to_string(), 2),
-        ("send:ip:1".to_string(), 3),
-    ];
+    let b = vec![("send:account:x".to_string(), 2), ("send:ip:1".to_string(), 3)];
     assert!(store.hit_rate_limits(&b, T0).await.unwrap());
     assert!(store.hit_rate_limits(&b, T0).await.unwrap());
-    assert!(
-        !store.hit_rate_limits(&b, T0).await.unwrap(),
-        "third send in the window exceeds 2"
-    );
-    assert!(
-        store
-            .hit_rate_limits(&b, T0 + Duration::minutes(15))
-            .await
-            .unwrap(),
-        "a new window"
-    );
+    assert!(!store.hit_rate_limits(&b, T0).await.unwrap(), "third send in the window exceeds 2");
+    assert!(store.hit_rate_limits(&b, T0 + Duration::minutes(15)).await.unwrap(), "a new window");
     assert!(store.purge(T0 + Duration::minutes(1)).await.unwrap() >= 2);
 }
 
@@ -366,11 +241,7 @@ async fn with_session(store: &Arc<dyn Store>) -> (User, Session) {
         .apply(Batch(vec![
             Write::InsertUser(u.clone()),
             Write::InsertSession(s.clone()),
-            Write::InsertRefreshToken {
-                hash: format!("h0-{}", s.id),
-                session_id: s.id,
-                created_at: T0,
-            },
+            Write::InsertRefreshToken { hash: format!("h0-{}", s.id), session_id: s.id, created_at: T0 },
         ]))
         .await
         .unwrap();
@@ -386,10 +257,7 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
         RotateOutcome::Rotated(got) => assert_eq!(got.last_refresh_at, t1),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        store.rotate_refresh(&h0, "h2", t1, cutoff).await.unwrap(),
-        RotateOutcome::Reused(s.id)
-    );
+    assert_eq!(store.rotate_refresh(&h0, "h2", t1, cutoff).await.unwrap(), RotateOutcome::Reused(s.id));
     let revoked = store.session(s.id).await.unwrap().unwrap();
     assert_eq!(revoked.revoke_reason.as_deref(), Some("refresh_reuse"));
     assert_eq!(
@@ -397,13 +265,7 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
         RotateOutcome::Invalid,
         "the family is dead"
     );
-    assert_eq!(
-        store
-            .rotate_refresh("unknown", "h4", t1, cutoff)
-            .await
-            .unwrap(),
-        RotateOutcome::Invalid
-    );
+    assert_eq!(store.rotate_refresh("unknown", "h4", t1, cutoff).await.unwrap(), RotateOutcome::Invalid);
 }
 
 pub async fn parallel_refreshes_rotate_at_most_once(store: Arc<dyn Store>) {
@@ -415,10 +277,7 @@ pub async fn parallel_refreshes_rotate_at_most_once(store: Arc<dyn Store>) {
         let (store, barrier, h0) = (store.clone(), barrier.clone(), h0.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store
-                .rotate_refresh(&h0, &format!("new-{i}-{h0}"), T0, T0 - Duration::days(1))
-                .await
-                .unwrap()
+            store.rotate_refresh(&h0, &format!("new-{i}-{h0}"), T0, T0 - Duration::days(1)).await.unwrap()
         }));
     }
     let mut rotated = 0;
@@ -428,36 +287,21 @@ pub async fn parallel_refreshes_rotate_at_most_once(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(rotated, 1);
-    assert!(
-        store
-            .session(s.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some(),
-        "reuse revoked the family"
-    );
+    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some(), "reuse revoked the family");
 }
 
 pub async fn idle_and_absolute_session_limits_stop_rotation(store: Arc<dyn Store>) {
     let (_, s) = with_session(&store).await;
     let h0 = format!("h0-{}", s.id);
     assert_eq!(
-        store
-            .rotate_refresh(&h0, "x1", T0 + Duration::days(8), T0 + Duration::days(1))
-            .await
-            .unwrap(),
+        store.rotate_refresh(&h0, "x1", T0 + Duration::days(8), T0 + Duration::days(1)).await.unwrap(),
         RotateOutcome::Invalid,
         "idle too long"
     );
     let (_, s) = with_session(&store).await;
     let h0 = format!("h0-{}", s.id);
     assert_eq!(
-        store
-            .rotate_refresh(&h0, "x2", T0 + Duration::days(31), T0)
-            .await
-            .unwrap(),
+        store.rotate_refresh(&h0, "x2", T0 + Duration::days(31), T0).await.unwrap(),
         RotateOutcome::Invalid,
         "past the absolute lifetime"
     );
@@ -468,42 +312,14 @@ pub async fn sessions_are_listed_and_revoked(store: Arc<dyn Store>) {
     let mut s2 = session(u.id);
     s2.created_at = T0 + Duration::seconds(5);
     one(store.as_ref(), Write::InsertSession(s2.clone())).await;
-    let live: Vec<_> = store
-        .live_sessions(u.id, T0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let live: Vec<_> = store.live_sessions(u.id, T0).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(live, vec![s2.id, s1.id]);
-    one(
-        store.as_ref(),
-        Write::RevokeSession {
-            id: s2.id,
-            at: T0,
-            reason: "sign_out".into(),
-        },
-    )
-    .await;
+    one(store.as_ref(), Write::RevokeSession { id: s2.id, at: T0, reason: "sign_out".into() }).await;
     assert_eq!(store.live_sessions(u.id, T0).await.unwrap().len(), 1);
-    one(
-        store.as_ref(),
-        Write::RevokeUserSessions {
-            user_id: u.id,
-            at: T0,
-            reason: "all".into(),
-        },
-    )
-    .await;
+    one(store.as_ref(), Write::RevokeUserSessions { user_id: u.id, at: T0, reason: "all".into() }).await;
     assert!(store.live_sessions(u.id, T0).await.unwrap().is_empty());
     assert_eq!(
-        store
-            .session(s2.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoke_reason
-            .as_deref(),
+        store.session(s2.id).await.unwrap().unwrap().revoke_reason.as_deref(),
         Some("sign_out"),
         "first reason kept"
     );
@@ -512,56 +328,25 @@ pub async fn sessions_are_listed_and_revoked(store: Arc<dyn Store>) {
 pub async fn the_outbox_is_claimed_once_retried_and_leased(store: Arc<dyn Store>) {
     let m = message("smtp");
     one(store.as_ref(), Write::Enqueue(m.clone())).await;
-    let claimed = store
-        .claim_outbox(T0, 10, Duration::seconds(60))
-        .await
-        .unwrap();
+    let claimed = store.claim_outbox(T0, 10, Duration::seconds(60)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempts, 1);
-    assert!(
-        store
-            .claim_outbox(T0, 10, Duration::seconds(60))
-            .await
-            .unwrap()
-            .is_empty(),
-        "leased"
-    );
-    store
-        .outbox_failed(m.id, "connection refused", Some(T0 + Duration::seconds(30)))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .claim_outbox(T0 + Duration::seconds(29), 10, Duration::seconds(60))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let again = store
-        .claim_outbox(T0 + Duration::seconds(30), 10, Duration::seconds(60))
-        .await
-        .unwrap();
+    assert!(store.claim_outbox(T0, 10, Duration::seconds(60)).await.unwrap().is_empty(), "leased");
+    store.outbox_failed(m.id, "connection refused", Some(T0 + Duration::seconds(30))).await.unwrap();
+    assert!(store.claim_outbox(T0 + Duration::seconds(29), 10, Duration::seconds(60)).await.unwrap().is_empty());
+    let again = store.claim_outbox(T0 + Duration::seconds(30), 10, Duration::seconds(60)).await.unwrap();
     assert_eq!(again[0].attempts, 2);
     assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
     // A worker that died mid-send: its lease ends and another worker takes the message.
-    let retaken = store
-        .claim_outbox(T0 + Duration::seconds(91), 10, Duration::seconds(60))
-        .await
-        .unwrap();
+    let retaken = store.claim_outbox(T0 + Duration::seconds(91), 10, Duration::seconds(60)).await.unwrap();
     assert_eq!(retaken.len(), 1);
-    store
-        .outbox_sent(m.id, T0 + Duration::seconds(92), false)
-        .await
-        .unwrap();
+    store.outbox_sent(m.id, T0 + Duration::seconds(92), false).await.unwrap();
     let all = store.outbox_messages(None).await.unwrap();
     assert_eq!(all[0].status, OutboxStatus::Sent);
     assert_eq!(all[0].body_sealed, None, "a delivered body is not kept");
     let dev = message("dev");
     one(store.as_ref(), Write::Enqueue(dev.clone())).await;
-    store
-        .claim_outbox(T0, 10, Duration::seconds(60))
-        .await
-        .unwrap();
+    store.claim_outbox(T0, 10, Duration::seconds(60)).await.unwrap();
     store.outbox_sent(dev.id, T0, true).await.unwrap();
     let kept = store.outbox_messages(Some("dev")).await.unwrap();
     assert_eq!(kept.len(), 1);
@@ -591,10 +376,7 @@ pub async fn parallel_workers_never_claim_one_message_twice(store: Arc<dyn Store
             barrier.wait().await;
             let mut ids = vec![];
             loop {
-                let got = store
-                    .claim_outbox(T0, 3, Duration::seconds(60))
-                    .await
-                    .unwrap();
+                let got = store.claim_outbox(T0, 3, Duration::seconds(60)).await.unwrap();
                 if got.is_empty() {
                     return ids;
                 }
@@ -632,10 +414,7 @@ pub async fn audit_events_are_kept_in_order(store: Arc<dyn Store>) {
         .await;
     }
     let events = store.audit_events(Some(u.id), 10).await.unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-        vec!["sign_in", "sign_up"]
-    );
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["sign_in", "sign_up"]);
     assert_eq!(events[0].detail, serde_json::json!({"n": 1}));
     assert_eq!(store.audit_events(None, 1).await.unwrap().len(), 1);
 }

@@ -20,9 +20,7 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("data_key_id", &self.data_key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Keys").field("data_key_id", &self.data_key_id).finish_non_exhaustive()
     }
 }
 
@@ -52,29 +50,15 @@ impl Keys {
     }
 
     /// Encrypt `plaintext`; the result is `kid.nonce.ciphertext` in base64url, bound to `aad`.
-    pub fn seal(
-        &self,
-        rng: &dyn Random,
-        aad: &str,
-        plaintext: &[u8],
-    ) -> Result<String, CryptoError> {
+    pub fn seal(&self, rng: &dyn Random, aad: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
         let key = self.aead_key()?;
         let nonce_bytes = random_bytes(rng, 12);
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(&nonce_bytes);
         let mut buf = plaintext.to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad.as_bytes()),
-            &mut buf,
-        )
-        .map_err(|_| CryptoError::Key)?;
-        Ok(format!(
-            "{}.{}.{}",
-            self.data_key_id,
-            URL_SAFE_NO_PAD.encode(nonce),
-            URL_SAFE_NO_PAD.encode(buf)
-        ))
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut buf)
+            .map_err(|_| CryptoError::Key)?;
+        Ok(format!("{}.{}.{}", self.data_key_id, URL_SAFE_NO_PAD.encode(nonce), URL_SAFE_NO_PAD.encode(buf)))
     }
 
     /// Decrypt what [`Keys::seal`] made with the same `aad`.
@@ -86,26 +70,18 @@ impl Keys {
         if kid != self.data_key_id {
             return Err(CryptoError::Open);
         }
-        let nonce = URL_SAFE_NO_PAD
-            .decode(nonce)
-            .map_err(|_| CryptoError::Open)?;
+        let nonce = URL_SAFE_NO_PAD.decode(nonce).map_err(|_| CryptoError::Open)?;
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| CryptoError::Open)?;
         let mut buf = URL_SAFE_NO_PAD.decode(ct).map_err(|_| CryptoError::Open)?;
         let key = self.aead_key()?;
         let plain = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad.as_bytes()),
-                &mut buf,
-            )
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut buf)
             .map_err(|_| CryptoError::Open)?;
         Ok(plain.to_vec())
     }
 
     fn aead_key(&self) -> Result<LessSafeKey, CryptoError> {
-        UnboundKey::new(&AES_256_GCM, self.data_key.expose())
-            .map(LessSafeKey::new)
-            .map_err(|_| CryptoError::Key)
+        UnboundKey::new(&AES_256_GCM, self.data_key.expose()).map(LessSafeKey::new).map_err(|_| CryptoError::Key)
     }
 }
 

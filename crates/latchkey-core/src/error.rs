@@ -29,6 +29,9 @@ pub enum AuthError {
     /// The flow expired.
     #[error("flow expired; start again")]
     FlowExpired,
+    /// The code expired, and its flow with it; start again for a new code.
+    #[error("the code expired; start again for a new one")]
+    ExpiredCode,
     /// The flow already ended.
     #[error("flow already completed")]
     FlowCompleted,
@@ -78,6 +81,7 @@ impl AuthError {
             AuthError::LimitExceeded => codes::LIMIT_EXCEEDED,
             AuthError::FlowNotFound => codes::FLOW_NOT_FOUND,
             AuthError::FlowExpired => codes::FLOW_EXPIRED,
+            AuthError::ExpiredCode => codes::EXPIRED_CODE,
             AuthError::FlowCompleted => codes::FLOW_COMPLETED,
             AuthError::StepMismatch { .. } => codes::STEP_MISMATCH,
             AuthError::ContextMismatch => codes::FLOW_CONTEXT_MISMATCH,

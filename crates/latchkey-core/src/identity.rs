@@ -33,26 +33,15 @@ impl Username {
         let display: String = raw.trim().nfkc().collect();
         let canonical = canonical_username(&display);
         let ok_len = (1..=64).contains(&canonical.chars().count());
-        let ok_chars = canonical
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
-        if ok_len && ok_chars {
-            Ok(Self { display, canonical })
-        } else {
-            Err(IdentifierError::Username)
-        }
+        let ok_chars = canonical.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
+        if ok_len && ok_chars { Ok(Self { display, canonical }) } else { Err(IdentifierError::Username) }
     }
 }
 
 /// The canonical key of any string a user offers as a username, valid or not. Used for failure
 /// counters, so an attacker cannot dodge a lockout by changing case or normalisation form.
 pub fn canonical_username(raw: &str) -> String {
-    raw.trim()
-        .nfkc()
-        .collect::<String>()
-        .to_lowercase()
-        .nfkc()
-        .collect()
+    raw.trim().nfkc().collect::<String>().to_lowercase().nfkc().collect()
 }
 
 /// An email address: `local@domain`, the domain lower-cased.
@@ -64,11 +53,7 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         let raw = raw.trim();
         let (local, domain) = raw.rsplit_once('@').ok_or(IdentifierError::Email)?;
-        let bad = |s: &str| {
-            s.is_empty()
-                || s.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '@')
-        };
+        let bad = |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@');
         if bad(local) || bad(domain) || !domain.contains('.') || raw.len() > 254 {
             return Err(IdentifierError::Email);
         }
@@ -93,15 +78,9 @@ pub struct Phone(String);
 impl Phone {
     /// Parse `+` followed by 8 to 15 digits; spaces, dashes and parentheses are dropped.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
-        let cleaned: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-            .collect();
+        let cleaned: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
         let digits = cleaned.strip_prefix('+').ok_or(IdentifierError::Phone)?;
-        if (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0')
-        {
+        if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
             Ok(Self(cleaned))
         } else {
             Err(IdentifierError::Phone)

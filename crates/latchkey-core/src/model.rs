@@ -322,12 +322,7 @@ impl LockoutPolicy {
             return None;
         }
         let exp = (failures - self.free_attempts).min(30);
-        let secs = self
-            .base_delay_secs
-            .saturating_mul(1u64 << exp)
-            .min(self.max_delay_secs);
-        Some(time::Duration::seconds(
-            i64::try_from(secs).unwrap_or(i64::MAX),
-        ))
+        let secs = self.base_delay_secs.saturating_mul(1u64 << exp).min(self.max_delay_secs);
+        Some(time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))
     }
 }

@@ -43,10 +43,7 @@ pub fn normalize(password: &str) -> SecretString {
 }
 
 /// Check a (normalised) password against the policy. No composition rules, by design.
-pub fn check_policy(
-    password: &SecretString,
-    canonical_username: &str,
-) -> Result<(), PasswordRejection> {
+pub fn check_policy(password: &SecretString, canonical_username: &str) -> Result<(), PasswordRejection> {
     let pw = password.expose();
     let chars = pw.chars().count();
     if chars < MIN_PASSWORD_CHARS {
@@ -83,11 +80,7 @@ pub struct HashParams {
 
 impl Default for HashParams {
     fn default() -> Self {
-        Self {
-            m_kib: 19 * 1024,
-            t: 2,
-            p: 1,
-        }
+        Self { m_kib: 19 * 1024, t: 2, p: 1 }
     }
 }
 
@@ -110,8 +103,7 @@ impl SecretHasher {
         concurrency: usize,
         rng: Arc<dyn Random>,
     ) -> Result<Self, HashError> {
-        let params = Params::new(params.m_kib, params.t, params.p, None)
-            .map_err(|e| HashError(e.to_string()))?;
+        let params = Params::new(params.m_kib, params.t, params.p, None).map_err(|e| HashError(e.to_string()))?;
         Ok(Self {
             pepper,
             params,
@@ -137,11 +129,7 @@ impl SecretHasher {
 
     /// Whether `secret` matches `phc`. With `None` (unknown user) a dummy hash is checked so the
     /// time taken does not reveal whether the account exists; the answer is then always `false`.
-    pub async fn verify(
-        &self,
-        secret: &SecretString,
-        phc: Option<&str>,
-    ) -> Result<bool, HashError> {
+    pub async fn verify(&self, secret: &SecretString, phc: Option<&str>) -> Result<bool, HashError> {
         let (phc, real) = match phc {
             Some(p) => (p.to_owned(), true),
             None => (self.dummy_hash().await?, false),
@@ -151,8 +139,7 @@ impl SecretHasher {
         let matched = self
             .run(move || {
                 let a = this.argon()?;
-                Ok(a.verify_password(secret.expose().as_bytes(), phc.as_str())
-                    .is_ok())
+                Ok(a.verify_password(secret.expose().as_bytes(), phc.as_str()).is_ok())
             })
             .await?;
         Ok(matched && real)
@@ -162,34 +149,21 @@ impl SecretHasher {
         if let Some(h) = self.dummy.get() {
             return Ok(h.clone());
         }
-        let h = self
-            .hash(&SecretString::new("latchkey-dummy-password-for-timing"))
-            .await?;
+        let h = self.hash(&SecretString::new("latchkey-dummy-password-for-timing")).await?;
         Ok(self.dummy.get_or_init(|| h).clone())
     }
 
     fn argon(&self) -> Result<Argon2<'_>, HashError> {
-        Argon2::new_with_secret(
-            self.pepper.expose(),
-            Algorithm::Argon2id,
-            Version::V0x13,
-            self.params.clone(),
-        )
-        .map_err(|e| HashError(e.to_string()))
+        Argon2::new_with_secret(self.pepper.expose(), Algorithm::Argon2id, Version::V0x13, self.params.clone())
+            .map_err(|e| HashError(e.to_string()))
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| HashError(e.to_string()))?
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| HashError(e.to_string()))?
     }
 }
 
@@ -213,10 +187,7 @@ mod tests {
         assert_eq!(check("password1"), Err(PasswordRejection::Common));
         assert_eq!(check("PASSWORD1"), Err(PasswordRejection::Common));
         assert_eq!(check("12345678"), Err(PasswordRejection::Common));
-        assert_eq!(
-            check_policy(&normalize("alice.smith"), "alice.smith"),
-            Err(PasswordRejection::SameAsUsername)
-        );
+        assert_eq!(check_policy(&normalize("alice.smith"), "alice.smith"), Err(PasswordRejection::SameAsUsername));
     }
 
     #[test]
@@ -224,21 +195,14 @@ mod tests {
         // Seven "ü" in NFD are 14 code points before normalisation but 7 after: too short.
         let nfd = "u\u{308}".repeat(7);
         assert_eq!(check(&nfd), Err(PasswordRejection::TooShort));
-        assert_eq!(
-            normalize(&"u\u{308}".repeat(8)).expose(),
-            normalize(&"\u{fc}".repeat(8)).expose()
-        );
+        assert_eq!(normalize(&"u\u{308}".repeat(8)).expose(), normalize(&"\u{fc}".repeat(8)).expose());
     }
 
     #[tokio::test]
     async fn a_hash_verifies_only_its_own_password_and_never_truncates() {
         let h = SecretHasher::new(
             SecretBytes::new(vec![1; 32]),
-            HashParams {
-                m_kib: 1024,
-                t: 1,
-                p: 1,
-            },
+            HashParams { m_kib: 1024, t: 1, p: 1 },
             2,
             Arc::new(OsRandom),
         )
@@ -249,28 +213,16 @@ mod tests {
         assert!(phc.starts_with("$argon2id$v=19$"));
         assert!(h.verify(&SecretString::new(a), Some(&phc)).await.unwrap());
         assert!(!h.verify(&SecretString::new(b), Some(&phc)).await.unwrap());
-        assert!(
-            !h.verify(&SecretString::new("anything"), None)
-                .await
-                .unwrap()
-        );
+        assert!(!h.verify(&SecretString::new("anything"), None).await.unwrap());
     }
 
     #[tokio::test]
     async fn the_pepper_is_part_of_the_hash() {
         let rng: Arc<dyn Random> = Arc::new(OsRandom);
-        let p = HashParams {
-            m_kib: 1024,
-            t: 1,
-            p: 1,
-        };
+        let p = HashParams { m_kib: 1024, t: 1, p: 1 };
         let h1 = SecretHasher::new(SecretBytes::new(vec![1; 32]), p, 1, rng.clone()).unwrap();
         let h2 = SecretHasher::new(SecretBytes::new(vec![2; 32]), p, 1, rng).unwrap();
         let phc = h1.hash(&SecretString::new("pepper test pw")).await.unwrap();
-        assert!(
-            !h2.verify(&SecretString::new("pepper test pw"), Some(&phc))
-                .await
-                .unwrap()
-        );
+        assert!(!h2.verify(&SecretString::new("pepper test pw"), Some(&phc)).await.unwrap());
     }
 }

@@ -106,14 +106,9 @@ mod tests {
 
     #[test]
     fn codes_have_the_requested_number_of_digits_and_vary() {
-        let codes: std::collections::HashSet<String> = (0..200)
-            .map(|_| random_digits(&OsRandom, 6).expose().to_owned())
-            .collect();
-        assert!(
-            codes
-                .iter()
-                .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()))
-        );
+        let codes: std::collections::HashSet<String> =
+            (0..200).map(|_| random_digits(&OsRandom, 6).expose().to_owned()).collect();
+        assert!(codes.iter().all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
         assert!(codes.len() > 190, "200 codes should be almost all distinct");
     }
 

@@ -128,10 +128,7 @@ fn audit(
 }
 
 fn step_error(code: &str, message: &str) -> Option<proto::StepError> {
-    Some(proto::StepError {
-        code: code.into(),
-        message: message.into(),
-    })
+    Some(proto::StepError { code: code.into(), message: message.into() })
 }
 
 fn secs(s: u64) -> Duration {
@@ -173,11 +170,7 @@ impl Auth {
 
     /// The wire answer for a flow outcome.
     pub fn answer(&self, o: &FlowOutcome) -> proto::FlowAnswer {
-        let attempts_left = self
-            .settings
-            .flows
-            .max_attempts
-            .saturating_sub(o.flow.attempts);
+        let attempts_left = self.settings.flows.max_attempts.saturating_sub(o.flow.attempts);
         let next_step = match &o.flow.state {
             FlowState::AwaitingConfirmation { code, .. } => proto::NextStep::ConfirmSignUp {
                 channel: code.channel,
@@ -188,15 +181,9 @@ impl Auth {
             FlowState::AwaitingReset { code } => {
                 let reveal = self.settings.sign_up.reveal_username_exists;
                 proto::NextStep::ResetPassword {
-                    channel: if reveal {
-                        code.as_ref().map(|c| c.channel)
-                    } else {
-                        None
-                    },
+                    channel: if reveal { code.as_ref().map(|c| c.channel) } else { None },
                     destination: if reveal {
-                        code.as_ref()
-                            .map(|c| c.destination.clone())
-                            .unwrap_or_default()
+                        code.as_ref().map(|c| c.destination.clone()).unwrap_or_default()
                     } else {
                         String::new()
                     },
@@ -216,26 +203,16 @@ impl Auth {
     }
 
     fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
-        FlowOutcome {
-            flow,
-            tokens: None,
-            error: None,
-            events,
-        }
+        FlowOutcome { flow, tokens: None, error: None, events }
     }
 
     // ----- sign-up ---------------------------------------------------------------------------
 
     /// `POST /v1/sign-up`.
-    pub async fn sign_up(
-        &self,
-        req: proto::SignUpRequest,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
+    pub async fn sign_up(&self, req: proto::SignUpRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
         let policy = &self.settings.sign_up;
-        let username =
-            Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let username = Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let email = req
             .email
             .as_deref()
@@ -264,9 +241,7 @@ impl Auth {
             None => None,
         };
         if password.is_none() {
-            return Err(AuthError::NotImplemented(
-                "passwordless sign-up arrives with device keys",
-            ));
+            return Err(AuthError::NotImplemented("passwordless sign-up arrives with device keys"));
         }
         if let Some(pw) = &password {
             check_policy(pw, &username.canonical).map_err(AuthError::InvalidPassword)?;
@@ -275,13 +250,10 @@ impl Auth {
             (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),
             (None, Some(p)) => (Channel::Sms, p.as_str().to_owned(), p.masked()),
             (None, None) => {
-                return Err(AuthError::InvalidRequest(
-                    "an email or a phone number is required".into(),
-                ));
+                return Err(AuthError::InvalidRequest("an email or a phone number is required".into()));
             }
         };
-        self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel)
-            .await?;
+        self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
 
         let existing = self.store.user_by_username(&username.canonical).await?;
         // Hash even for a taken username, so both answers take the same time.
@@ -308,22 +280,12 @@ impl Auth {
             updated_at: now,
         };
         let flow_id = FlowId::new();
-        let (code, message) = self.issue_code(
-            flow_id,
-            channel,
-            &destination,
-            masked,
-            "Confirm your sign-up",
-            now,
-        )?;
+        let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
         let flow = self.new_flow(
             flow_id,
             FlowKind::SignUp,
             Some(user.id),
-            FlowState::AwaitingConfirmation {
-                code,
-                sign_in_after: false,
-            },
+            FlowState::AwaitingConfirmation { code, sign_in_after: false },
             now,
             ctx.clone(),
         );
@@ -332,14 +294,7 @@ impl Auth {
             .push(Write::InsertUser(user.clone()))
             .push(Write::InsertFlow(flow.clone()))
             .push(Write::Enqueue(message))
-            .push(audit(
-                now,
-                Some(user.id),
-                "sign_up",
-                "success",
-                &ctx,
-                serde_json::json!({"flow_id": flow.id}),
-            ));
+            .push(audit(now, Some(user.id), "sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
         match self.store.apply(batch).await {
             Ok(()) => {}
             // Another request took the username between our read and our write.
@@ -350,13 +305,7 @@ impl Auth {
             Err(e) => return Err(e.into()),
         }
         self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(
-            flow,
-            vec![StepEvent {
-                step: "confirm_sign_up",
-                outcome: "issued",
-            }],
-        ))
+        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
     }
 
     /// A sign-up for a taken username: refuse openly, or (default) answer exactly like a new
@@ -374,9 +323,7 @@ impl Auth {
         let flow_id = FlowId::new();
         let unknowable = random_token(self.rng.as_ref(), 32);
         let code = CodeChallenge {
-            mac: self
-                .keys
-                .mac("code", &flow_id.to_string(), unknowable.expose()),
+            mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
             channel,
             destination: masked,
             expires_at: now + secs(self.settings.flows.code_ttl_secs),
@@ -385,10 +332,7 @@ impl Auth {
             flow_id,
             FlowKind::SignUp,
             None,
-            FlowState::AwaitingConfirmation {
-                code,
-                sign_in_after: false,
-            },
+            FlowState::AwaitingConfirmation { code, sign_in_after: false },
             now,
             ctx.clone(),
         );
@@ -402,74 +346,35 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id}),
         ));
         self.store.apply(batch).await?;
-        Ok(Self::outcome(
-            flow,
-            vec![StepEvent {
-                step: "confirm_sign_up",
-                outcome: "issued",
-            }],
-        ))
+        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
     }
 
     // ----- sign-in ---------------------------------------------------------------------------
 
     /// `POST /v1/sign-in` with a username and password.
-    pub async fn sign_in(
-        &self,
-        req: proto::SignInRequest,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
+    pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
         if req.device_id.is_some() {
-            return Err(AuthError::NotImplemented(
-                "device sign-in arrives with device keys",
-            ));
+            return Err(AuthError::NotImplemented("device sign-in arrives with device keys"));
         }
-        let (Some(raw_username), Some(raw_password)) =
-            (req.username.as_deref(), req.password.as_deref())
-        else {
-            return Err(AuthError::InvalidRequest(
-                "username and password are required".into(),
-            ));
+        let (Some(raw_username), Some(raw_password)) = (req.username.as_deref(), req.password.as_deref()) else {
+            return Err(AuthError::InvalidRequest("username and password are required".into()));
         };
         let now = self.now();
         let key = canonical_username(raw_username);
         if key.is_empty() {
-            return Err(AuthError::InvalidRequest(
-                "username and password are required".into(),
-            ));
+            return Err(AuthError::InvalidRequest("username and password are required".into()));
         }
         let password = normalize(raw_password);
-        if let Reservation::Locked(_) = self
-            .store
-            .reserve_failure(&key, PASSWORD, now, &self.settings.limits.password)
-            .await?
+        if let Reservation::Locked(_) =
+            self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await?
         {
-            self.store
-                .apply(Batch(vec![audit(
-                    now,
-                    None,
-                    "sign_in",
-                    "locked",
-                    &ctx,
-                    serde_json::json!({}),
-                )]))
-                .await?;
+            self.store.apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))])).await?;
             return Err(AuthError::LimitExceeded);
         }
         let user = self.store.user_by_username(&key).await?;
-        let matched = self
-            .hasher
-            .verify(
-                &password,
-                user.as_ref().and_then(|u| u.password_hash.as_deref()),
-            )
-            .await?;
+        let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
         let user = match user {
-            Some(u)
-                if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) =>
-            {
-                u
-            }
+            Some(u) if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) => u,
             other => {
                 let uid = other.map(|u| u.id);
                 self.store
@@ -485,57 +390,34 @@ impl Auth {
                 return Err(AuthError::NotAuthorized);
             }
         };
-        let clear = Write::ClearFailures {
-            key: key.clone(),
-            kind: PASSWORD.into(),
-        };
+        let clear = Write::ClearFailures { key: key.clone(), kind: PASSWORD.into() };
         let flow_id = FlowId::new();
 
         if user.status == UserStatus::Unconfirmed {
             let (channel, destination, masked) = confirmation_destination(&user)?;
-            self.check_send_limits(&key, Some(&destination), &ctx, channel)
-                .await?;
-            let (code, message) = self.issue_code(
-                flow_id,
-                channel,
-                &destination,
-                masked,
-                "Confirm your sign-up",
-                now,
-            )?;
+            self.check_send_limits(&key, Some(&destination), &ctx, channel).await?;
+            let (code, message) =
+                self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
             let flow = self.new_flow(
                 flow_id,
                 FlowKind::SignIn,
                 Some(user.id),
-                FlowState::AwaitingConfirmation {
-                    code,
-                    sign_in_after: true,
-                },
+                FlowState::AwaitingConfirmation { code, sign_in_after: true },
                 now,
                 ctx.clone(),
             );
             let mut batch = Batch::new();
-            batch
-                .push(clear)
-                .push(Write::InsertFlow(flow.clone()))
-                .push(Write::Enqueue(message))
-                .push(audit(
-                    now,
-                    Some(user.id),
-                    "sign_in",
-                    "needs_confirmation",
-                    &ctx,
-                    serde_json::json!({"flow_id": flow.id}),
-                ));
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(Write::Enqueue(message)).push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "needs_confirmation",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
             self.store.apply(batch).await?;
             self.outbox_wakeup.notify_one();
-            return Ok(Self::outcome(
-                flow,
-                vec![StepEvent {
-                    step: "confirm_sign_up",
-                    outcome: "issued",
-                }],
-            ));
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
         if user.must_change_password {
             let flow = self.new_flow(
@@ -547,63 +429,37 @@ impl Auth {
                 ctx.clone(),
             );
             let mut batch = Batch::new();
-            batch
-                .push(clear)
-                .push(Write::InsertFlow(flow.clone()))
-                .push(audit(
-                    now,
-                    Some(user.id),
-                    "sign_in",
-                    "needs_new_password",
-                    &ctx,
-                    serde_json::json!({"flow_id": flow.id}),
-                ));
-            self.store.apply(batch).await?;
-            return Ok(Self::outcome(
-                flow,
-                vec![StepEvent {
-                    step: "new_password",
-                    outcome: "issued",
-                }],
-            ));
-        }
-
-        let mut batch = Batch::new();
-        let flow = self.new_flow(
-            flow_id,
-            FlowKind::SignIn,
-            Some(user.id),
-            FlowState::AwaitingNewPassword,
-            now,
-            ctx.clone(),
-        );
-        let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
-        let done = Flow {
-            state: FlowState::Completed {
-                session_id: Some(session.id),
-            },
-            ..flow
-        };
-        batch
-            .push(clear)
-            .push(Write::InsertFlow(done.clone()))
-            .push(audit(
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
                 now,
                 Some(user.id),
                 "sign_in",
-                "success",
+                "needs_new_password",
                 &ctx,
-                serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
+                serde_json::json!({"flow_id": flow.id}),
             ));
+            self.store.apply(batch).await?;
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "issued" }]));
+        }
+
+        let mut batch = Batch::new();
+        let flow =
+            self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingNewPassword, now, ctx.clone());
+        let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+        let done = Flow { state: FlowState::Completed { session_id: Some(session.id) }, ..flow };
+        batch.push(clear).push(Write::InsertFlow(done.clone())).push(audit(
+            now,
+            Some(user.id),
+            "sign_in",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
+        ));
         self.store.apply(batch).await?;
         Ok(FlowOutcome {
             flow: done,
             tokens: Some(tokens),
             error: None,
-            events: vec![StepEvent {
-                step: "password",
-                outcome: "verified",
-            }],
+            events: vec![StepEvent { step: "password", outcome: "verified" }],
         })
     }
 
@@ -626,60 +482,34 @@ impl Auth {
             .filter(|u| matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed))
             .and_then(|u| recovery_destination(u).map(|d| (u.id, d)));
         let destination = target.as_ref().map(|(_, (_, d, _))| d.as_str());
-        let channel = target
-            .as_ref()
-            .map(|(_, (c, _, _))| *c)
-            .unwrap_or(Channel::Email);
-        self.check_send_limits(&key, destination, &ctx, channel)
-            .await?;
+        let channel = target.as_ref().map(|(_, (c, _, _))| *c).unwrap_or(Channel::Email);
+        self.check_send_limits(&key, destination, &ctx, channel).await?;
 
         let flow_id = FlowId::new();
         let mut batch = Batch::new();
         let (code, user_id) = match target {
             Some((uid, (channel, destination, masked))) => {
-                let (code, message) = self.issue_code(
-                    flow_id,
-                    channel,
-                    &destination,
-                    masked,
-                    "Reset your password",
-                    now,
-                )?;
+                let (code, message) =
+                    self.issue_code(flow_id, channel, &destination, masked, "Reset your password", now)?;
                 batch.push(Write::Enqueue(message));
                 (Some(code), Some(uid))
             }
             None => (None, None),
         };
-        let mut flow = self.new_flow(
-            flow_id,
-            FlowKind::Recovery,
-            user_id,
-            FlowState::AwaitingReset { code },
-            now,
-            ctx.clone(),
-        );
+        let mut flow =
+            self.new_flow(flow_id, FlowKind::Recovery, user_id, FlowState::AwaitingReset { code }, now, ctx.clone());
         flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
         batch.push(Write::InsertFlow(flow.clone())).push(audit(
             now,
             user_id,
             "forgot_password",
-            if user_id.is_some() {
-                "code_sent"
-            } else {
-                "no_destination"
-            },
+            if user_id.is_some() { "code_sent" } else { "no_destination" },
             &ctx,
             serde_json::json!({"flow_id": flow.id}),
         ));
         self.store.apply(batch).await?;
         self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(
-            flow,
-            vec![StepEvent {
-                step: "reset_password",
-                outcome: "issued",
-            }],
-        ))
+        Ok(Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "issued" }]))
     }
 
     // ----- flows -----------------------------------------------------------------------------
@@ -688,7 +518,7 @@ impl Auth {
     pub async fn current(&self, id: FlowId, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
         let flow = self.load_flow(id, ctx).await?;
         if !flow.state.is_terminal() && flow.expires_at <= self.now() {
-            return Err(AuthError::FlowExpired);
+            return Err(expired(&flow.state));
         }
         Ok(Self::outcome(flow, vec![]))
     }
@@ -703,62 +533,26 @@ impl Auth {
     }
 
     /// `POST /v1/flows/{id}`: answer the step the flow waits for.
-    pub async fn submit(
-        &self,
-        id: FlowId,
-        answer: StepAnswer,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
+    pub async fn submit(&self, id: FlowId, answer: StepAnswer, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
         let flow = self.load_flow(id, &ctx).await?;
         let now = self.now();
         match &flow.state {
             FlowState::Completed { .. } => return Err(AuthError::FlowCompleted),
             FlowState::Denied { .. } => return Ok(Self::outcome(flow, vec![])),
-            _ if flow.expires_at <= now => return Err(AuthError::FlowExpired),
+            s if flow.expires_at <= now => return Err(expired(s)),
             _ => {}
         }
         match (flow.state.clone(), answer) {
-            (
-                FlowState::AwaitingConfirmation {
-                    code,
-                    sign_in_after,
-                },
-                StepAnswer::ConfirmSignUp { code: given },
-            ) => {
-                self.confirm_sign_up(
-                    flow,
-                    code,
-                    sign_in_after,
-                    SecretString::new(given),
-                    now,
-                    ctx,
-                )
-                .await
+            (FlowState::AwaitingConfirmation { code, sign_in_after }, StepAnswer::ConfirmSignUp { code: given }) => {
+                self.confirm_sign_up(flow, code, sign_in_after, SecretString::new(given), now, ctx).await
             }
             (FlowState::AwaitingNewPassword, StepAnswer::NewPassword { password }) => {
-                self.set_new_password(flow, normalize(&password), now, ctx)
-                    .await
+                self.set_new_password(flow, normalize(&password), now, ctx).await
             }
-            (
-                FlowState::AwaitingReset { code },
-                StepAnswer::ResetPassword {
-                    code: given,
-                    password,
-                },
-            ) => {
-                self.reset_password(
-                    flow,
-                    code,
-                    SecretString::new(given),
-                    normalize(&password),
-                    now,
-                    ctx,
-                )
-                .await
+            (FlowState::AwaitingReset { code }, StepAnswer::ResetPassword { code: given, password }) => {
+                self.reset_password(flow, code, SecretString::new(given), normalize(&password), now, ctx).await
             }
-            (state, _) => Err(AuthError::StepMismatch {
-                expected: state_step(&state),
-            }),
+            (state, _) => Err(AuthError::StepMismatch { expected: state_step(&state) }),
         }
     }
 
@@ -776,72 +570,50 @@ impl Auth {
         let step = state_step(&flow.state);
         let max = self.settings.flows.max_attempts;
         let Some(attempts) = self.store.reserve_flow_attempt(flow.id, max).await? else {
-            return self.deny(flow, step, now, ctx).await.map(Err);
+            // Every attempt is taken (evaluated or in flight). No transition here: an in-flight
+            // right answer may still complete the flow; a wrong one that used the last attempt
+            // denies it. A right and a wrong code get the same answer (checklist RL-7).
+            let current = self.store.flow(flow.id).await?.unwrap_or_else(|| flow.clone());
+            return match current.state {
+                FlowState::Completed { .. } => Err(AuthError::FlowCompleted),
+                FlowState::Denied { .. } => {
+                    Ok(Err(Self::outcome(current, vec![StepEvent { step, outcome: "denied" }])))
+                }
+                _ => {
+                    let mut o =
+                        Self::outcome(Flow { attempts: max, ..current }, vec![StepEvent { step, outcome: "failed" }]);
+                    o.error = step_error(codes::LIMIT_EXCEEDED, "too many attempts");
+                    Ok(Err(o))
+                }
+            };
         };
         if let Some(key) = account_key {
-            if let Reservation::Locked(_) = self
-                .store
-                .reserve_failure(key, CODE, now, &self.settings.limits.code)
-                .await?
+            if let Reservation::Locked(_) =
+                self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await?
             {
                 // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
-                let flow = Flow {
-                    attempts,
-                    ..flow.clone()
-                };
-                let mut o = Self::outcome(
-                    flow,
-                    vec![StepEvent {
-                        step,
-                        outcome: "failed",
-                    }],
-                );
-                o.error = step_error(
-                    codes::LIMIT_EXCEEDED,
-                    "too many wrong codes; try again later",
-                );
+                let flow = Flow { attempts, ..flow.clone() };
+                let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+                o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
                 return Ok(Err(o));
             }
         }
+        // Checklist OOB-3: a wrong, expired or absent code is one and the same refusal.
         let right = code.is_some_and(|c| {
-            let mac = self
-                .keys
-                .mac("code", &flow.id.to_string(), given.expose().trim());
-            ct_eq(mac.as_bytes(), c.mac.as_bytes())
+            let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
+            ct_eq(mac.as_bytes(), c.mac.as_bytes()) && c.expires_at > now
         });
-        if right && code.is_some_and(|c| c.expires_at > now) {
+        if right {
             return Ok(Ok(()));
         }
-        let expired = right;
-        self.store
-            .apply(Batch(vec![audit(
-                now,
-                flow.user_id,
-                step,
-                if expired { "expired_code" } else { "failure" },
-                ctx,
-                serde_json::json!({"flow_id": flow.id}),
-            )]))
-            .await?;
+        let failure = audit(now, flow.user_id, step, "failure", ctx, serde_json::json!({"flow_id": flow.id}));
+        self.store.apply(Batch(vec![failure])).await?;
         if attempts >= max {
             return self.deny(flow, step, now, ctx).await.map(Err);
         }
-        let flow = Flow {
-            attempts,
-            ..flow.clone()
-        };
-        let mut o = Self::outcome(
-            flow,
-            vec![StepEvent {
-                step,
-                outcome: "failed",
-            }],
-        );
-        o.error = if expired {
-            step_error(codes::EXPIRED_CODE, "the code expired; ask for a new one")
-        } else {
-            step_error(codes::CODE_MISMATCH, "the code is not correct")
-        };
+        let flow = Flow { attempts, ..flow.clone() };
+        let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+        o.error = step_error(codes::CODE_MISMATCH, "the code is not correct");
         Ok(Err(o))
     }
 
@@ -854,27 +626,20 @@ impl Auth {
         ctx: &ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
         let denied = Flow {
-            state: FlowState::Denied {
-                reason: DenialReason::TooManyAttempts,
-            },
+            state: FlowState::Denied { reason: DenialReason::TooManyAttempts },
             version: flow.version + 1,
             attempts: self.settings.flows.max_attempts,
             ..flow.clone()
         };
         let mut batch = Batch::new();
-        batch
-            .push(Write::UpdateFlow {
-                flow: denied.clone(),
-                expected_version: flow.version,
-            })
-            .push(audit(
-                now,
-                flow.user_id,
-                step,
-                "denied",
-                ctx,
-                serde_json::json!({"flow_id": flow.id, "reason": "too_many_attempts"}),
-            ));
+        batch.push(Write::UpdateFlow { flow: denied.clone(), expected_version: flow.version }).push(audit(
+            now,
+            flow.user_id,
+            step,
+            "denied",
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "reason": "too_many_attempts"}),
+        ));
         match self.store.apply(batch).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
@@ -883,13 +648,7 @@ impl Auth {
         if let FlowState::Completed { .. } = current.state {
             return Err(AuthError::FlowCompleted);
         }
-        Ok(Self::outcome(
-            current,
-            vec![StepEvent {
-                step,
-                outcome: "denied",
-            }],
-        ))
+        Ok(Self::outcome(current, vec![StepEvent { step, outcome: "denied" }]))
     }
 
     /// Commit a transition; if another request won the race, answer as the flow now stands.
@@ -921,10 +680,7 @@ impl Auth {
             None => None,
         };
         let key = user.as_ref().map(|u| u.username_canonical.clone());
-        if let Err(o) = self
-            .check_code(&flow, Some(&code), &given, key.as_deref(), now, &ctx)
-            .await?
-        {
+        if let Err(o) = self.check_code(&flow, Some(&code), &given, key.as_deref(), now, &ctx).await? {
             return Ok(o);
         }
         // A right code implies a real user: decoy flows carry a code nobody knows.
@@ -942,10 +698,7 @@ impl Auth {
         let mut batch = Batch::new();
         batch
             .push(Write::UpdateUser(user.clone()))
-            .push(Write::ClearFailures {
-                key: user.username_canonical.clone(),
-                kind: CODE.into(),
-            })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
             .push(audit(
                 now,
                 Some(user.id),
@@ -962,24 +715,14 @@ impl Auth {
         } else {
             None
         };
-        let done = Flow {
-            state: FlowState::Completed { session_id },
-            version: flow.version + 1,
-            ..flow.clone()
-        };
-        batch.push(Write::UpdateFlow {
-            flow: done.clone(),
-            expected_version: flow.version,
-        });
+        let done = Flow { state: FlowState::Completed { session_id }, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
         Ok(FlowOutcome {
             flow: done,
             tokens,
             error: None,
-            events: vec![StepEvent {
-                step: "confirm_sign_up",
-                outcome: "verified",
-            }],
+            events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }],
         })
     }
 
@@ -991,16 +734,10 @@ impl Auth {
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
         let Some(mut user) = self.user_of(&flow).await? else {
-            return Err(AuthError::FlowExpired);
+            return Err(expired(&flow.state));
         };
         if let Err(reason) = check_policy(&password, &user.username_canonical) {
-            let mut o = Self::outcome(
-                flow,
-                vec![StepEvent {
-                    step: "new_password",
-                    outcome: "failed",
-                }],
-            );
+            let mut o = Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "failed" }]);
             o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
             return Ok(o);
         }
@@ -1010,18 +747,13 @@ impl Auth {
         let mut batch = Batch::new();
         let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
         let done = Flow {
-            state: FlowState::Completed {
-                session_id: Some(session.id),
-            },
+            state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,
             ..flow.clone()
         };
         batch
             .push(Write::UpdateUser(user.clone()))
-            .push(Write::UpdateFlow {
-                flow: done.clone(),
-                expected_version: flow.version,
-            })
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
             .push(audit(
                 now,
                 Some(user.id),
@@ -1035,10 +767,7 @@ impl Auth {
             flow: done,
             tokens: Some(tokens),
             error: None,
-            events: vec![StepEvent {
-                step: "new_password",
-                outcome: "verified",
-            }],
+            events: vec![StepEvent { step: "new_password", outcome: "verified" }],
         })
     }
 
@@ -1055,20 +784,11 @@ impl Auth {
         let key = user.as_ref().map(|u| u.username_canonical.clone());
         // The policy is checked before the code, so a weak password does not spend an attempt.
         if let Err(reason) = check_policy(&password, key.as_deref().unwrap_or_default()) {
-            let mut o = Self::outcome(
-                flow,
-                vec![StepEvent {
-                    step: "reset_password",
-                    outcome: "failed",
-                }],
-            );
+            let mut o = Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "failed" }]);
             o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
             return Ok(o);
         }
-        if let Err(o) = self
-            .check_code(&flow, code.as_ref(), &given, key.as_deref(), now, &ctx)
-            .await?
-        {
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, key.as_deref(), now, &ctx).await? {
             return Ok(o);
         }
         let Some(mut user) = user else {
@@ -1087,31 +807,14 @@ impl Auth {
         }
         user.updated_at = now;
         // Checklist LIFE-3 and SES-6: a reset yields no session and ends every existing one.
-        let done = Flow {
-            state: FlowState::Completed { session_id: None },
-            version: flow.version + 1,
-            ..flow.clone()
-        };
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
         let mut batch = Batch::new();
         batch
             .push(Write::UpdateUser(user.clone()))
-            .push(Write::RevokeUserSessions {
-                user_id: user.id,
-                at: now,
-                reason: "password_reset".into(),
-            })
-            .push(Write::ClearFailures {
-                key: user.username_canonical.clone(),
-                kind: PASSWORD.into(),
-            })
-            .push(Write::ClearFailures {
-                key: user.username_canonical.clone(),
-                kind: CODE.into(),
-            })
-            .push(Write::UpdateFlow {
-                flow: done.clone(),
-                expected_version: flow.version,
-            })
+            .push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "password_reset".into() })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: PASSWORD.into() })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
             .push(audit(
                 now,
                 Some(user.id),
@@ -1121,13 +824,7 @@ impl Auth {
                 serde_json::json!({"flow_id": flow.id}),
             ));
         self.commit(batch, flow.id).await?;
-        Ok(Self::outcome(
-            done,
-            vec![StepEvent {
-                step: "reset_password",
-                outcome: "verified",
-            }],
-        ))
+        Ok(Self::outcome(done, vec![StepEvent { step: "reset_password", outcome: "verified" }]))
     }
 
     /// `POST /v1/flows/{id}/resend`: a new code for the current step. The attempt count is
@@ -1139,37 +836,23 @@ impl Auth {
             return Err(AuthError::FlowCompleted);
         }
         if flow.expires_at <= now {
-            return Err(AuthError::FlowExpired);
+            return Err(expired(&flow.state));
         }
-        let (code, rebuild): (
-            Option<CodeChallenge>,
-            fn(Option<CodeChallenge>, &FlowState) -> FlowState,
-        ) = match &flow.state {
-            FlowState::AwaitingConfirmation { code, .. } => {
-                (Some(code.clone()), |c, s| match (c, s) {
+        let (code, rebuild): (Option<CodeChallenge>, fn(Option<CodeChallenge>, &FlowState) -> FlowState) =
+            match &flow.state {
+                FlowState::AwaitingConfirmation { code, .. } => (Some(code.clone()), |c, s| match (c, s) {
                     (Some(code), FlowState::AwaitingConfirmation { sign_in_after, .. }) => {
-                        FlowState::AwaitingConfirmation {
-                            code,
-                            sign_in_after: *sign_in_after,
-                        }
+                        FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after }
                     }
                     (_, s) => s.clone(),
-                })
-            }
-            FlowState::AwaitingReset { code } => {
-                (code.clone(), |c, _| FlowState::AwaitingReset { code: c })
-            }
-            other => {
-                return Err(AuthError::StepMismatch {
-                    expected: state_step(other),
-                });
-            }
-        };
+                }),
+                FlowState::AwaitingReset { code } => (code.clone(), |c, _| FlowState::AwaitingReset { code: c }),
+                other => {
+                    return Err(AuthError::StepMismatch { expected: state_step(other) });
+                }
+            };
         let user = self.user_of(&flow).await?;
-        let key = user
-            .as_ref()
-            .map(|u| u.username_canonical.clone())
-            .unwrap_or_else(|| format!("flow:{}", flow.id));
+        let key = user.as_ref().map(|u| u.username_canonical.clone()).unwrap_or_else(|| format!("flow:{}", flow.id));
         let target = user.as_ref().and(code.as_ref()).and_then(|c| {
             let u = user.as_ref()?;
             let dest = match c.channel {
@@ -1178,36 +861,23 @@ impl Auth {
             };
             Some((c.channel, dest, c.destination.clone()))
         });
-        if self
-            .store
-            .reserve_flow_send(flow.id, self.settings.flows.max_sends)
-            .await?
-            .is_none()
-        {
+        if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
             return Err(AuthError::LimitExceeded);
         }
         let channel = code.as_ref().map(|c| c.channel).unwrap_or(Channel::Email);
-        self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel)
-            .await?;
+        self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel).await?;
 
         let mut batch = Batch::new();
         let new_code = match (&target, flow.user_id) {
             (Some((channel, dest, masked)), Some(_)) => {
-                let subject = if flow.kind == FlowKind::Recovery {
-                    "Reset your password"
-                } else {
-                    "Confirm your sign-up"
-                };
-                let (c, message) =
-                    self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
+                let subject =
+                    if flow.kind == FlowKind::Recovery { "Reset your password" } else { "Confirm your sign-up" };
+                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
                 batch.push(Write::Enqueue(message));
                 Some(c)
             }
             // Decoy flows (unknown user or taken username) send nothing but look the same.
-            _ => code.map(|c| CodeChallenge {
-                expires_at: now + secs(self.settings.flows.code_ttl_secs),
-                ..c
-            }),
+            _ => code.map(|c| CodeChallenge { expires_at: now + secs(self.settings.flows.code_ttl_secs), ..c }),
         };
         let updated = Flow {
             state: rebuild(new_code, &flow.state),
@@ -1215,29 +885,18 @@ impl Auth {
             expires_at: now + secs(self.settings.flows.code_ttl_secs),
             ..flow.clone()
         };
-        batch
-            .push(Write::UpdateFlow {
-                flow: updated.clone(),
-                expected_version: flow.version,
-            })
-            .push(audit(
-                now,
-                flow.user_id,
-                "resend",
-                "success",
-                &ctx,
-                serde_json::json!({"flow_id": flow.id}),
-            ));
+        batch.push(Write::UpdateFlow { flow: updated.clone(), expected_version: flow.version }).push(audit(
+            now,
+            flow.user_id,
+            "resend",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id}),
+        ));
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
         let fresh = self.store.flow(flow.id).await?.unwrap_or(updated);
-        Ok(Self::outcome(
-            fresh,
-            vec![StepEvent {
-                step: state_step(&flow.state),
-                outcome: "issued",
-            }],
-        ))
+        Ok(Self::outcome(fresh, vec![StepEvent { step: state_step(&flow.state), outcome: "issued" }]))
     }
 
     async fn user_of(&self, flow: &Flow) -> Result<Option<User>, AuthError> {
@@ -1272,13 +931,11 @@ impl Auth {
             context: ctx.clone(),
         };
         let refresh = random_token(self.rng.as_ref(), 32);
-        batch
-            .push(Write::InsertSession(session.clone()))
-            .push(Write::InsertRefreshToken {
-                hash: sha256_b64(refresh.expose().as_bytes()),
-                session_id: session.id,
-                created_at: now,
-            });
+        batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
+            hash: sha256_b64(refresh.expose().as_bytes()),
+            session_id: session.id,
+            created_at: now,
+        });
         let tokens = self.tokens_for(&session, refresh, now)?;
         Ok((session, tokens))
     }
@@ -1312,11 +969,7 @@ impl Auth {
     }
 
     /// `POST /v1/token` with `grant_type=refresh_token`: rotate (RFC 9700 §4.14.2).
-    pub async fn refresh(
-        &self,
-        req: proto::TokenRequest,
-        ctx: ClientContext,
-    ) -> Result<proto::Tokens, AuthError> {
+    pub async fn refresh(&self, req: proto::TokenRequest, ctx: ClientContext) -> Result<proto::Tokens, AuthError> {
         if req.grant_type != "refresh_token" {
             return Err(AuthError::UnsupportedGrantType);
         }
@@ -1324,16 +977,7 @@ impl Auth {
         let old = sha256_b64(req.refresh_token.as_bytes());
         let fresh = random_token(self.rng.as_ref(), 32);
         let idle_cutoff = now - secs(self.settings.tokens.session_idle_ttl_secs);
-        match self
-            .store
-            .rotate_refresh(
-                &old,
-                &sha256_b64(fresh.expose().as_bytes()),
-                now,
-                idle_cutoff,
-            )
-            .await?
-        {
+        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff).await? {
             RotateOutcome::Rotated(session) => {
                 let user = self.store.user_by_id(session.user_id).await?;
                 if !user.is_some_and(|u| u.status == UserStatus::Active) {
@@ -1388,27 +1032,15 @@ impl Auth {
             return Err(AuthError::Unauthenticated);
         }
         let sid: SessionId = claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?;
-        let session = self
-            .store
-            .session(sid)
-            .await?
-            .ok_or(AuthError::Unauthenticated)?;
+        let session = self.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;
         if session.revoked_at.is_some() || session.user_id.to_string() != claims.sub {
             return Err(AuthError::Unauthenticated);
         }
-        let user = self
-            .store
-            .user_by_id(session.user_id)
-            .await?
-            .ok_or(AuthError::Unauthenticated)?;
+        let user = self.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
         if user.status != UserStatus::Active {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Principal {
-            claims,
-            session,
-            user,
-        })
+        Ok(Principal { claims, session, user })
     }
 
     /// `POST /v1/sign-out`.
@@ -1420,22 +1052,14 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let now = self.now();
         let revoke = match scope {
-            proto::SignOutScope::Session => Write::RevokeSession {
-                id: p.session.id,
-                at: now,
-                reason: "sign_out".into(),
-            },
-            proto::SignOutScope::All => Write::RevokeUserSessions {
-                user_id: p.user.id,
-                at: now,
-                reason: "sign_out_all".into(),
-            },
+            proto::SignOutScope::Session => {
+                Write::RevokeSession { id: p.session.id, at: now, reason: "sign_out".into() }
+            }
+            proto::SignOutScope::All => {
+                Write::RevokeUserSessions { user_id: p.user.id, at: now, reason: "sign_out_all".into() }
+            }
         };
-        let scope_name = if scope == proto::SignOutScope::All {
-            "all"
-        } else {
-            "session"
-        };
+        let scope_name = if scope == proto::SignOutScope::All { "all" } else { "session" };
         self.store
             .apply(Batch(vec![
                 revoke,
@@ -1490,26 +1114,12 @@ impl Auth {
     }
 
     /// `DELETE /v1/me/sessions/{id}`: only the caller's own sessions.
-    pub async fn revoke_session(
-        &self,
-        p: &Principal,
-        id: SessionId,
-        ctx: ClientContext,
-    ) -> Result<(), AuthError> {
-        let session = self
-            .store
-            .session(id)
-            .await?
-            .filter(|s| s.user_id == p.user.id)
-            .ok_or(AuthError::NotFound)?;
+    pub async fn revoke_session(&self, p: &Principal, id: SessionId, ctx: ClientContext) -> Result<(), AuthError> {
+        let session = self.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
         let now = self.now();
         self.store
             .apply(Batch(vec![
-                Write::RevokeSession {
-                    id: session.id,
-                    at: now,
-                    reason: "revoked_by_user".into(),
-                },
+                Write::RevokeSession { id: session.id, at: now, reason: "revoked_by_user".into() },
                 audit(
                     now,
                     Some(p.user.id),
@@ -1526,17 +1136,8 @@ impl Auth {
     // ----- administration --------------------------------------------------------------------
 
     /// Administrative changes to an account, by username.
-    pub async fn admin_update(
-        &self,
-        username: &str,
-        action: AdminAction,
-        ctx: ClientContext,
-    ) -> Result<(), AuthError> {
-        let mut user = self
-            .store
-            .user_by_username(&canonical_username(username))
-            .await?
-            .ok_or(AuthError::NotFound)?;
+    pub async fn admin_update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
+        let mut user = self.store.user_by_username(&canonical_username(username)).await?.ok_or(AuthError::NotFound)?;
         let now = self.now();
         let mut batch = Batch::new();
         let kind = match action {
@@ -1546,11 +1147,7 @@ impl Auth {
             }
             AdminAction::Disable => {
                 user.status = UserStatus::Disabled;
-                batch.push(Write::RevokeUserSessions {
-                    user_id: user.id,
-                    at: now,
-                    reason: "account_disabled".into(),
-                });
+                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "account_disabled".into() });
                 "admin_disable"
             }
             AdminAction::Enable => {
@@ -1562,11 +1159,7 @@ impl Auth {
                 "admin_enable"
             }
             AdminAction::RevokeSessions => {
-                batch.push(Write::RevokeUserSessions {
-                    user_id: user.id,
-                    at: now,
-                    reason: "admin_revoke_all".into(),
-                });
+                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "admin_revoke_all".into() });
                 "admin_revoke_sessions"
             }
         };
@@ -1649,11 +1242,7 @@ impl Auth {
             provider,
             to: to.into(),
             subject: format!("{} – {}", self.settings.product_name, subject),
-            body_sealed: Some(self.keys.seal(
-                self.rng.as_ref(),
-                &id.to_string(),
-                body.as_bytes(),
-            )?),
+            body_sealed: Some(self.keys.seal(self.rng.as_ref(), &id.to_string(), body.as_bytes())?),
             status: OutboxStatus::Pending,
             attempts: 0,
             next_attempt_at: now,
@@ -1675,10 +1264,8 @@ impl Auth {
         let l = &self.settings.limits;
         let now = self.now();
         let window = i64::try_from(l.send_window_secs.max(1)).unwrap_or(900);
-        let start = OffsetDateTime::from_unix_timestamp(
-            now.unix_timestamp() - now.unix_timestamp().rem_euclid(window),
-        )
-        .unwrap_or(now);
+        let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
+            .unwrap_or(now);
         let mut buckets = vec![(format!("send:account:{account}"), l.sends_per_account)];
         if let Some(d) = destination {
             buckets.push((format!("send:destination:{d}"), l.sends_per_destination));
@@ -1688,20 +1275,12 @@ impl Auth {
         }
         let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
         if ok && channel == Channel::Sms && destination.is_some() {
-            let day = OffsetDateTime::from_unix_timestamp(
-                now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400),
-            )
-            .unwrap_or(now);
-            ok = self
-                .store
-                .hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day)
-                .await?;
+            let day =
+                OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400))
+                    .unwrap_or(now);
+            ok = self.store.hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day).await?;
         }
-        if ok {
-            Ok(())
-        } else {
-            Err(AuthError::LimitExceeded)
-        }
+        if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
     }
 }
 
@@ -1716,6 +1295,14 @@ pub enum AdminAction {
     Enable,
     /// End every session.
     RevokeSessions,
+}
+
+/// A flow past its expiry: at a code step the code expired with it (Cognito's `ExpiredCode`).
+fn expired(state: &FlowState) -> AuthError {
+    match state {
+        FlowState::AwaitingConfirmation { .. } | FlowState::AwaitingReset { .. } => AuthError::ExpiredCode,
+        _ => AuthError::FlowExpired,
+    }
 }
 
 fn state_step(state: &FlowState) -> &'static str {
@@ -1750,20 +1337,10 @@ fn confirmation_destination(u: &User) -> Result<(Channel, String, String), AuthE
 /// sign-up address also qualifies (the code then confirms it).
 fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
     let unconfirmed = u.status == UserStatus::Unconfirmed;
-    if let Some(e) = u
-        .email
-        .as_deref()
-        .filter(|_| u.email_verified || unconfirmed)
-        .and_then(|e| Email::parse(e).ok())
-    {
+    if let Some(e) = u.email.as_deref().filter(|_| u.email_verified || unconfirmed).and_then(|e| Email::parse(e).ok()) {
         return Some((Channel::Email, e.as_str().to_owned(), e.masked()));
     }
-    if let Some(p) = u
-        .phone
-        .as_deref()
-        .filter(|_| u.phone_verified || unconfirmed)
-        .and_then(|p| Phone::parse(p).ok())
-    {
+    if let Some(p) = u.phone.as_deref().filter(|_| u.phone_verified || unconfirmed).and_then(|p| Phone::parse(p).ok()) {
         return Some((Channel::Sms, p.as_str().to_owned(), p.masked()));
     }
     None

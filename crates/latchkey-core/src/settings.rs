@@ -77,12 +77,7 @@ pub struct FlowSettings {
 
 impl Default for FlowSettings {
     fn default() -> Self {
-        Self {
-            ttl_secs: 300,
-            code_ttl_secs: 600,
-            max_attempts: 5,
-            max_sends: 5,
-        }
+        Self { ttl_secs: 300, code_ttl_secs: 600, max_attempts: 5, max_sends: 5 }
     }
 }
 
@@ -103,12 +98,7 @@ pub struct SignUpPolicy {
 
 impl Default for SignUpPolicy {
     fn default() -> Self {
-        Self {
-            require_email: true,
-            require_phone: false,
-            require_password: true,
-            reveal_username_exists: false,
-        }
+        Self { require_email: true, require_phone: false, require_password: true, reveal_username_exists: false }
     }
 }
 
@@ -137,18 +127,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            password: LockoutPolicy {
-                free_attempts: 5,
-                base_delay_secs: 1,
-                max_delay_secs: 900,
-                hard_cap: 50,
-            },
-            code: LockoutPolicy {
-                free_attempts: 10,
-                base_delay_secs: 1,
-                max_delay_secs: 900,
-                hard_cap: 100,
-            },
+            password: LockoutPolicy { free_attempts: 5, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 50 },
+            code: LockoutPolicy { free_attempts: 10, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 100 },
             send_window_secs: 900,
             sends_per_account: 5,
             sends_per_destination: 5,

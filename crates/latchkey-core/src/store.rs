@@ -149,11 +149,7 @@ pub trait Store: Send + Sync + 'static {
     /// A session by id.
     async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
     /// A user's live sessions, newest first.
-    async fn live_sessions(
-        &self,
-        user_id: UserId,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Session>, StoreError>;
+    async fn live_sessions(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Session>, StoreError>;
     /// Spend `old_hash` and store `new_hash` in its family, atomically; a spent token revokes
     /// the family. `idle_cutoff`: the session must have been refreshed (or created) after it.
     async fn rotate_refresh(
@@ -172,12 +168,7 @@ pub trait Store: Send + Sync + 'static {
         lease: time::Duration,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Mark a message delivered; `keep_body` keeps the sealed body (development outbox).
-    async fn outbox_sent(
-        &self,
-        id: MessageId,
-        now: OffsetDateTime,
-        keep_body: bool,
-    ) -> Result<(), StoreError>;
+    async fn outbox_sent(&self, id: MessageId, now: OffsetDateTime, keep_body: bool) -> Result<(), StoreError>;
     /// Record a failed attempt: retry at `retry_at`, or give up (`None`).
     async fn outbox_failed(
         &self,
@@ -186,18 +177,11 @@ pub trait Store: Send + Sync + 'static {
         retry_at: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
     /// Every message of a provider, oldest first (the development outbox is provider `dev`).
-    async fn outbox_messages(
-        &self,
-        provider: Option<&str>,
-    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// Delete rate-limit windows and flows that ended before `before`; returns rows deleted.
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// Audit events, newest first, optionally for one user.
-    async fn audit_events(
-        &self,
-        user_id: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn audit_events(&self, user_id: Option<UserId>, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -131,12 +131,7 @@ pub struct Loaded {
 }
 
 /// Keys whose values are secrets: redacted when printed.
-const SECRET_KEYS: &[&str] = &[
-    "admin_token",
-    "smtp_url",
-    "sms_webhook_secret",
-    "database_url",
-];
+const SECRET_KEYS: &[&str] = &["admin_token", "smtp_url", "sms_webhook_secret", "database_url"];
 
 impl Config {
     /// Load from the layers described in the module docs.
@@ -165,12 +160,8 @@ impl Config {
             };
             let key = name.to_lowercase().replace("__", ".");
             figment = if from_file {
-                let value = std::fs::read_to_string(&v)
-                    .map_err(|e| anyhow::anyhow!("{k}: cannot read {v}: {e}"))?;
-                figment.merge(Serialized::global(
-                    &key,
-                    value.trim_end_matches(['\r', '\n']).to_owned(),
-                ))
+                let value = std::fs::read_to_string(&v).map_err(|e| anyhow::anyhow!("{k}: cannot read {v}: {e}"))?;
+                figment.merge(Serialized::global(&key, value.trim_end_matches(['\r', '\n']).to_owned()))
             } else {
                 // Parsed as figment's own `Env` provider does: `3` is a number, `true` a boolean.
                 let value: figment::value::Value = v.parse().unwrap_or_else(|_| v.clone().into());
@@ -180,39 +171,25 @@ impl Config {
         figment = figment.merge(Serialized::globals(overrides));
 
         let mut warnings = vec![];
-        let raw: serde_json::Value = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let raw: serde_json::Value = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let known = serde_json::to_value(Config::default())?;
         unknown_keys("", &raw, &known, &mut warnings);
-        let config: Config = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.validate()?;
         Ok(Loaded { config, warnings })
     }
 
     /// Reject values that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
-            anyhow::anyhow!(
-                "listen: `{}` is not an address like 127.0.0.1:8080",
-                self.listen
-            )
-        })?;
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| anyhow::anyhow!("listen: `{}` is not an address like 127.0.0.1:8080", self.listen))?;
         let url = self.database_url();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with sqlite: or postgres://");
         }
-        if self.sms_webhook_url.is_some()
-            && self.sms_webhook_secret.as_deref().is_none_or(str::is_empty)
-        {
-            anyhow::bail!(
-                "sms_webhook_url needs sms_webhook_secret (LATCHKEY_SMS_WEBHOOK_SECRET or …_FILE)"
-            );
+        if self.sms_webhook_url.is_some() && self.sms_webhook_secret.as_deref().is_none_or(str::is_empty) {
+            anyhow::bail!("sms_webhook_url needs sms_webhook_secret (LATCHKEY_SMS_WEBHOOK_SECRET or …_FILE)");
         }
         if let Some(t) = &self.admin_token {
             if t.len() < 32 {
@@ -224,14 +201,10 @@ impl Config {
         }
         let p = &self.policy;
         if p.flows.code_ttl_secs > 600 {
-            anyhow::bail!(
-                "policy.flows.code_ttl_secs: codes may live at most 600 s (NIST SP 800-63B-4 §3.1.3.2)"
-            );
+            anyhow::bail!("policy.flows.code_ttl_secs: codes may live at most 600 s (NIST SP 800-63B-4 §3.1.3.2)");
         }
         if p.limits.password.hard_cap > 100 || p.limits.code.hard_cap > 100 {
-            anyhow::bail!(
-                "policy.limits.*.hard_cap: at most 100 consecutive failures (NIST SP 800-63B-4 §3.2.2)"
-            );
+            anyhow::bail!("policy.limits.*.hard_cap: at most 100 consecutive failures (NIST SP 800-63B-4 §3.2.2)");
         }
         if p.flows.max_attempts == 0 || p.flows.max_sends == 0 {
             anyhow::bail!("policy.flows.max_attempts and max_sends must be at least 1");
@@ -241,21 +214,14 @@ impl Config {
 
     /// The database URL in force.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("latchkey.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("latchkey.db").display()))
     }
 
     /// The issuer: `public_url`, else `http://<listen>`.
     pub fn issuer(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
-            .trim_end_matches('/')
-            .to_owned()
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
     }
 
     /// The effective configuration as TOML, secrets replaced by `<redacted>`.
@@ -276,21 +242,12 @@ impl Config {
     }
 }
 
-fn unknown_keys(
-    prefix: &str,
-    raw: &serde_json::Value,
-    known: &serde_json::Value,
-    out: &mut Vec<String>,
-) {
+fn unknown_keys(prefix: &str, raw: &serde_json::Value, known: &serde_json::Value, out: &mut Vec<String>) {
     let (Some(raw), Some(known)) = (raw.as_object(), known.as_object()) else {
         return;
     };
     for (k, v) in raw {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match known.get(k) {
             None => out.push(format!("unknown configuration key `{path}` (ignored)")),
             Some(kv) => unknown_keys(&path, v, kv, out),
@@ -318,11 +275,7 @@ mod toml_value {
         }
         for (k, v) in t {
             if let Value::Object(sub) = v {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 out.push_str(&format!("\n[{p}]\n"));
                 write_table(out, &p, sub);
             }
@@ -342,11 +295,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<Vec<_>>()
-            .into_iter()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
@@ -359,10 +308,7 @@ mod tests {
         std::fs::write(&secret, "s3cret-from-file\n").unwrap();
         let loaded = Config::load_from(
             Some(&file),
-            &Overrides {
-                data_dir: Some("/tmp/x".into()),
-                ..Default::default()
-            },
+            &Overrides { data_dir: Some("/tmp/x".into()), ..Default::default() },
             env(&[
                 ("LATCHKEY_LISTEN", "127.0.0.1:9001"),
                 ("LATCHKEY_POLICY__FLOWS__MAX_ATTEMPTS", "3"),
@@ -379,25 +325,11 @@ mod tests {
         assert_eq!(c.policy.tokens.access_ttl_secs, 300);
         assert_eq!(c.policy.flows.max_attempts, 3);
         assert_eq!(c.sms_webhook_secret.as_deref(), Some("s3cret-from-file"));
-        assert!(
-            loaded.warnings.iter().any(|w| w.contains("`bogus`")),
-            "{:?}",
-            loaded.warnings
-        );
-        assert!(
-            loaded
-                .warnings
-                .iter()
-                .any(|w| w.contains("`policy.tokens.nope`")),
-            "{:?}",
-            loaded.warnings
-        );
+        assert!(loaded.warnings.iter().any(|w| w.contains("`bogus`")), "{:?}", loaded.warnings);
+        assert!(loaded.warnings.iter().any(|w| w.contains("`policy.tokens.nope`")), "{:?}", loaded.warnings);
         let shown = c.redacted_toml().unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(
-            shown.contains("sms_webhook_secret = \"<redacted>\""),
-            "{shown}"
-        );
+        assert!(shown.contains("sms_webhook_secret = \"<redacted>\""), "{shown}");
         assert!(shown.contains("[policy.tokens]"), "{shown}");
     }
 
@@ -409,23 +341,15 @@ mod tests {
             ("LATCHKEY_SMS_WEBHOOK_URL", "http://x"),
             ("LATCHKEY_POLICY__FLOWS__CODE_TTL_SECS", "3600"),
         ] {
-            assert!(
-                Config::load_from(None, &Overrides::default(), env(&[(k, v)])).is_err(),
-                "{k}={v}"
-            );
+            assert!(Config::load_from(None, &Overrides::default(), env(&[(k, v)])).is_err(), "{k}={v}");
         }
     }
 
     #[test]
     fn defaults_need_no_configuration() {
-        let c = Config::load_from(None, &Overrides::default(), env(&[]))
-            .unwrap()
-            .config;
+        let c = Config::load_from(None, &Overrides::default(), env(&[])).unwrap().config;
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./latchkey-data"));
-        assert!(
-            c.database_url()
-                .starts_with("sqlite://./latchkey-data/latchkey.db")
-        );
+        assert!(c.database_url().starts_with("sqlite://./latchkey-data/latchkey.db"));
     }
 }

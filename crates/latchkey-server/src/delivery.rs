@@ -25,12 +25,7 @@ pub const DEV: &str = "dev";
 pub fn routes(config: &Config) -> OutboxRoutes {
     OutboxRoutes {
         email: if config.smtp_url.is_some() { SMTP } else { DEV }.into(),
-        sms: if config.sms_webhook_url.is_some() {
-            SMS_WEBHOOK
-        } else {
-            DEV
-        }
-        .into(),
+        sms: if config.sms_webhook_url.is_some() { SMS_WEBHOOK } else { DEV }.into(),
     }
 }
 
@@ -67,27 +62,18 @@ impl Senders {
                     .map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?
                     .timeout(Some(timeout))
                     .build();
-                let from = config
-                    .email_from
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("email_from: {e}"))?;
+                let from = config.email_from.parse().map_err(|e| anyhow::anyhow!("email_from: {e}"))?;
                 Some((transport, from))
             }
             None => None,
         };
         let sms = match (&config.sms_webhook_url, &config.sms_webhook_secret) {
-            (Some(url), Some(secret)) => Some((
-                url.clone(),
-                secret.as_bytes().to_vec(),
-                reqwest::Client::builder().timeout(timeout).build()?,
-            )),
+            (Some(url), Some(secret)) => {
+                Some((url.clone(), secret.as_bytes().to_vec(), reqwest::Client::builder().timeout(timeout).build()?))
+            }
             _ => None,
         };
-        Ok(Self {
-            smtp,
-            sms,
-            dev_log_bodies: config.dev_log_message_bodies,
-        })
+        Ok(Self { smtp, sms, dev_log_bodies: config.dev_log_message_bodies })
     }
 
     async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
@@ -110,17 +96,12 @@ impl Senders {
                     .header(lettre::message::header::ContentType::TEXT_PLAIN)
                     .body(body.to_owned())
                     .map_err(|e| format!("cannot build email: {e}"))?;
-                transport
-                    .send(email)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("smtp: {e}"))
+                transport.send(email).await.map(|_| ()).map_err(|e| format!("smtp: {e}"))
             }
             SMS_WEBHOOK => {
-                let (url, secret, client) =
-                    self.sms.as_ref().ok_or("sms webhook is not configured")?;
-                let payload = serde_json::to_vec(&serde_json::json!({"to": m.to, "body": body}))
-                    .map_err(|e| e.to_string())?;
+                let (url, secret, client) = self.sms.as_ref().ok_or("sms webhook is not configured")?;
+                let payload =
+                    serde_json::to_vec(&serde_json::json!({"to": m.to, "body": body})).map_err(|e| e.to_string())?;
                 let resp = client
                     .post(url)
                     .header("content-type", "application/json")
@@ -130,11 +111,7 @@ impl Senders {
                     .send()
                     .await
                     .map_err(|e| format!("sms webhook: {}", e.without_url()))?;
-                if resp.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("sms webhook answered {}", resp.status()))
-                }
+                if resp.status().is_success() { Ok(()) } else { Err(format!("sms webhook answered {}", resp.status())) }
             }
             other => Err(format!("unknown provider {other}")),
         }
@@ -207,11 +184,7 @@ impl Worker {
             .body_sealed
             .as_deref()
             .ok_or_else(|| "message has no body".to_owned())
-            .and_then(|s| {
-                self.keys
-                    .open(&m.id.to_string(), s)
-                    .map_err(|e| e.to_string())
-            })
+            .and_then(|s| self.keys.open(&m.id.to_string(), s).map_err(|e| e.to_string()))
             .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()));
         let result = match body {
             Ok(body) => self.senders.send(&m, &body, now.unix_timestamp()).await,
@@ -223,8 +196,7 @@ impl Worker {
                 self.store.outbox_sent(m.id, now, m.provider == DEV).await
             }
             Err(e) => {
-                let retry = (m.attempts < self.config.max_attempts)
-                    .then(|| now + backoff(&self.config, m.attempts));
+                let retry = (m.attempts < self.config.max_attempts).then(|| now + backoff(&self.config, m.attempts));
                 metrics::counter!("latchkey_outbox_messages_total", "channel" => m.channel.clone(), "outcome" => if retry.is_some() { "retry" } else { "dead" }).increment(1);
                 tracing::warn!(message_id = %m.id, channel = %m.channel, attempts = m.attempts, error = %e, will_retry = retry.is_some(), "delivery failed");
                 self.store.outbox_failed(m.id, &e, retry).await
@@ -236,10 +208,7 @@ impl Worker {
 /// The delay before retry number `attempts` + 1.
 pub fn backoff(c: &OutboxConfig, attempts: u32) -> time::Duration {
     let exp = attempts.saturating_sub(1).min(20);
-    let secs = c
-        .backoff_base_secs
-        .saturating_mul(1 << exp)
-        .min(c.backoff_max_secs);
+    let secs = c.backoff_base_secs.saturating_mul(1 << exp).min(c.backoff_max_secs);
     time::Duration::seconds(i64::try_from(secs).unwrap_or(3600))
 }
 
@@ -249,11 +218,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let c = OutboxConfig {
-            backoff_base_secs: 5,
-            backoff_max_secs: 60,
-            ..Default::default()
-        };
+        let c = OutboxConfig { backoff_base_secs: 5, backoff_max_secs: 60, ..Default::default() };
         let s: Vec<i64> = (1..=6).map(|a| backoff(&c, a).whole_seconds()).collect();
         assert_eq!(s, vec![5, 10, 20, 40, 60, 60]);
     }
@@ -262,9 +227,6 @@ mod tests {
     fn the_webhook_signature_is_hmac_sha256_over_timestamp_and_body() {
         // Python: hmac.new(b"key", b"1700000000.{}", hashlib.sha256).hexdigest()
         let sig = sign_webhook(b"key", 1_700_000_000, b"{}");
-        assert_eq!(
-            sig,
-            "t=1700000000,v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
-        );
+        assert_eq!(sig, "t=1700000000,v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae");
     }
 }

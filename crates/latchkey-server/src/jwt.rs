@@ -17,19 +17,14 @@ impl JwtSigner {
     /// A signer for `key`, issuing for `issuer` and `audience`.
     pub fn new(key: &SigningKey, issuer: &str, audience: &str) -> anyhow::Result<Self> {
         let jwk = key.jwk();
-        let (Some(x), Some(y)) = (jwk["x"].as_str(), jwk["y"].as_str()) else {
-            anyhow::bail!("bad public key")
-        };
+        let (Some(x), Some(y)) = (jwk["x"].as_str(), jwk["y"].as_str()) else { anyhow::bail!("bad public key") };
         let decoding = DecodingKey::from_ec_components(x, y)?;
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         // Expiry is checked by the domain against its injected clock.
         validation.validate_exp = false;
-        validation.required_spec_claims = ["exp", "iss", "aud", "sub"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        validation.required_spec_claims = ["exp", "iss", "aud", "sub"].iter().map(|s| (*s).to_owned()).collect();
         Ok(Self {
             encoding: EncodingKey::from_ec_der(key.pkcs8.expose()),
             decoding,
@@ -50,8 +45,7 @@ impl AccessTokenSigner for JwtSigner {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some("at+jwt".into());
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| TokenError::Signing(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| TokenError::Signing(e.to_string()))
     }
 
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
@@ -63,11 +57,7 @@ impl AccessTokenSigner for JwtSigner {
         {
             return Err(TokenError::Invalid);
         }
-        if header.jwk.is_some()
-            || header.jku.is_some()
-            || header.x5u.is_some()
-            || header.x5c.is_some()
-        {
+        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
             return Err(TokenError::Invalid);
         }
         jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)

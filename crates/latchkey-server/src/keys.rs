@@ -34,8 +34,7 @@ const PEPPER: &str = "pepper";
 
 /// Load the keys, creating any that are missing. `created` lists the files written.
 pub fn load_or_create(dir: &Path) -> anyhow::Result<(KeyRing, Vec<String>)> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
     let mut created = vec![];
     let pkcs8 = read_or_write(dir, SIGNING, &mut created, || {
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
@@ -54,16 +53,8 @@ pub fn load_or_create(dir: &Path) -> anyhow::Result<(KeyRing, Vec<String>)> {
     let data_key_id = sha256_b64(&data_key).chars().take(8).collect();
     Ok((
         KeyRing {
-            signing: SigningKey {
-                pkcs8: SecretBytes::new(pkcs8),
-                kid,
-                public,
-            },
-            keys: Keys {
-                pepper: SecretBytes::new(pepper),
-                data_key_id,
-                data_key: SecretBytes::new(data_key),
-            },
+            signing: SigningKey { pkcs8: SecretBytes::new(pkcs8), kid, public },
+            keys: Keys { pepper: SecretBytes::new(pepper), data_key_id, data_key: SecretBytes::new(data_key) },
         },
         created,
     ))
@@ -83,8 +74,7 @@ fn read_or_write(
 ) -> anyhow::Result<Vec<u8>> {
     let path = dir.join(name);
     if path.exists() {
-        return std::fs::read(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()));
+        return std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()));
     }
     let bytes = make()?;
     write_private(&path, &bytes)?;
@@ -101,9 +91,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let mut f = opts.open(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -112,11 +100,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 impl SigningKey {
     /// The public JWK.
     pub fn jwk(&self) -> serde_json::Value {
-        let (x, y) = self
-            .public
-            .get(1..33)
-            .zip(self.public.get(33..65))
-            .unwrap_or((&[], &[]));
+        let (x, y) = self.public.get(1..33).zip(self.public.get(33..65)).unwrap_or((&[], &[]));
         serde_json::json!({
             "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
             "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),

@@ -38,13 +38,9 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ];
+            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
             let builder = PrometheusBuilder::new();
-            let builder = builder
-                .set_buckets(&buckets)
-                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let builder = builder.set_buckets(&buckets).unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
@@ -59,18 +55,11 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if config.log_format == "pretty" {
         builder.try_init()
     } else {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .try_init()
+        builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
     };
 }
 
@@ -80,50 +69,30 @@ impl Server {
         Self::build_with(
             config,
             clock,
-            OpenOptions {
-                max_connections: config.database_max_connections,
-                ..Default::default()
-            },
+            OpenOptions { max_connections: config.database_max_connections, ..Default::default() },
         )
         .await
     }
 
     /// As [`Server::build`] with explicit database options (tests use a PostgreSQL schema each).
-    pub async fn build_with(
-        config: &Config,
-        clock: Arc<dyn Clock>,
-        open: OpenOptions,
-    ) -> anyhow::Result<Self> {
+    pub async fn build_with(config: &Config, clock: Arc<dyn Clock>, open: OpenOptions) -> anyhow::Result<Self> {
         config.validate()?;
         let (ring, created_files) = keys::load_or_create(&config.data_dir)?;
         let db = Database::open(&config.database_url(), &open)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        db.migrate()
-            .await
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        db.migrate().await.map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         let mut settings = config.policy.clone();
         if settings.tokens.issuer == latchkey_core::settings::TokenSettings::default().issuer {
             settings.tokens.issuer = config.issuer();
         }
-        let signer = Arc::new(jwt::JwtSigner::new(
-            &ring.signing,
-            &settings.tokens.issuer,
-            &settings.tokens.audience,
-        )?);
+        let signer = Arc::new(jwt::JwtSigner::new(&ring.signing, &settings.tokens.issuer, &settings.tokens.audience)?);
         let rng: Arc<dyn Random> = Arc::new(OsRandom);
-        let concurrency = config.hash_concurrency.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        });
-        let hasher = SecretHasher::new(
-            ring.keys.pepper.clone(),
-            config.argon2,
-            concurrency,
-            rng.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        let concurrency = config
+            .hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let hasher = SecretHasher::new(ring.keys.pepper.clone(), config.argon2, concurrency, rng.clone())
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
         let wakeup = Arc::new(tokio::sync::Notify::new());
         let store = db.store();
         let auth = Auth::new(AuthParts {
@@ -154,14 +123,7 @@ impl Server {
             trust_forwarded_for: config.trust_forwarded_for,
             database_kind: db.kind(),
         };
-        Ok(Self {
-            router: http::router(state),
-            auth,
-            db,
-            keys: ring.keys,
-            created_files,
-            worker,
-        })
+        Ok(Self { router: http::router(state), auth, db, keys: ring.keys, created_files, worker })
     }
 
     /// Serve on `listener` (and run the outbox worker) until `shutdown` completes.
@@ -172,9 +134,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(self.worker.run(stop_rx));
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -21,11 +21,7 @@ pub struct DevMessage {
 }
 
 /// Every message of `provider` (default `dev`), oldest first, bodies decrypted.
-pub async fn read(
-    store: &dyn Store,
-    keys: &Keys,
-    provider: &str,
-) -> anyhow::Result<Vec<DevMessage>> {
+pub async fn read(store: &dyn Store, keys: &Keys, provider: &str) -> anyhow::Result<Vec<DevMessage>> {
     let messages = store.outbox_messages(Some(provider)).await?;
     Ok(messages
         .into_iter()
@@ -36,13 +32,7 @@ pub async fn read(
                 .and_then(|s| keys.open(&m.id.to_string(), s).ok())
                 .and_then(|b| String::from_utf8(b).ok())
                 .unwrap_or_else(|| "<body not kept>".into());
-            DevMessage {
-                channel: m.channel,
-                to: m.to,
-                subject: m.subject,
-                body,
-                created_at: rfc3339(m.created_at),
-            }
+            DevMessage { channel: m.channel, to: m.to, subject: m.subject, body, created_at: rfc3339(m.created_at) }
         })
         .collect())
 }

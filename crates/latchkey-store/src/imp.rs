@@ -22,8 +22,7 @@ fn us(t: OffsetDateTime) -> i64 {
 }
 
 fn from_us(v: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1000)
-        .map_err(|_| corrupt("timestamp"))
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1000).map_err(|_| corrupt("timestamp"))
 }
 
 fn opt_us(v: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -445,28 +444,13 @@ macro_rules! store_impl {
     };
 }
 
-store_impl!(
-    SqliteStore,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::sqlite::SqliteRow,
-    ""
-);
-store_impl!(
-    PgStore,
-    sqlx::Postgres,
-    sqlx::PgPool,
-    sqlx::postgres::PgRow,
-    " FOR UPDATE SKIP LOCKED"
-);
+store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");
+store_impl!(PgStore, sqlx::Postgres, sqlx::PgPool, sqlx::postgres::PgRow, " FOR UPDATE SKIP LOCKED");
 
 impl SqliteStore {
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
 
     pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
@@ -483,10 +467,7 @@ impl SqliteStore {
         let mut out = String::new();
         for t in tables {
             let q = format!("SELECT * FROM {t}");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
             for r in rows {
                 for i in 0..r.len() {
                     if let Ok(Some(s)) = r.try_get::<Option<String>, _>(i) {
@@ -519,10 +500,7 @@ impl PgStore {
         let mut out = String::new();
         for t in tables {
             let q = format!("SELECT CAST(t.* AS TEXT) AS row FROM {t} t");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
             for r in rows {
                 let s: String = r.try_get("row").map_err(db_err)?;
                 out.push_str(&s);

@@ -52,13 +52,8 @@ impl Database {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut o = sqlx::postgres::PgConnectOptions::from_str(url).map_err(unavailable)?;
             if let Some(schema) = &opts.pg_schema {
-                if !schema
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    return Err(StoreError::Unavailable(
-                        "schema names are [A-Za-z0-9_]".into(),
-                    ));
+                if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(StoreError::Unavailable("schema names are [A-Za-z0-9_]".into()));
                 }
                 let admin = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
@@ -66,10 +61,7 @@ impl Database {
                     .await
                     .map_err(unavailable)?;
                 let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-                    .execute(&admin)
-                    .await
-                    .map_err(unavailable)?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&admin).await.map_err(unavailable)?;
                 admin.close().await;
                 o = o.options([("search_path", schema.as_str())]);
             }
@@ -102,9 +94,7 @@ impl Database {
                 .map_err(unavailable)?;
             Ok(Database::Sqlite(SqliteStore::new(pool)))
         } else {
-            Err(StoreError::Unavailable(
-                "database URL must start with sqlite: or postgres://".into(),
-            ))
+            Err(StoreError::Unavailable("database URL must start with sqlite: or postgres://".into()))
         }
     }
 
@@ -112,14 +102,8 @@ impl Database {
     /// advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Database::Sqlite(s) => sqlx::migrate!("./migrations/sqlite")
-                .run(s.pool())
-                .await
-                .map_err(unavailable),
-            Database::Postgres(s) => sqlx::migrate!("./migrations/postgres")
-                .run(s.pool())
-                .await
-                .map_err(unavailable),
+            Database::Sqlite(s) => sqlx::migrate!("./migrations/sqlite").run(s.pool()).await.map_err(unavailable),
+            Database::Postgres(s) => sqlx::migrate!("./migrations/postgres").run(s.pool()).await.map_err(unavailable),
         }
     }
 
@@ -158,13 +142,7 @@ impl Database {
 
 /// The versions of the migrations each backend ships (checked equal by a test).
 pub fn migration_versions() -> (Vec<i64>, Vec<i64>) {
-    let s = sqlx::migrate!("./migrations/sqlite")
-        .iter()
-        .map(|m| m.version)
-        .collect();
-    let p = sqlx::migrate!("./migrations/postgres")
-        .iter()
-        .map(|m| m.version)
-        .collect();
+    let s = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect();
+    let p = sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
     (s, p)
 }

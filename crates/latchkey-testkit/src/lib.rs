@@ -1,1 +1,336 @@
-//! placeholder
+//! Test-only: a real Latchkey server on `127.0.0.1:0` with a fake clock, driven over HTTP
+//! through the SDK. SQLite always; PostgreSQL when `LATCHKEY_TEST_DATABASE_URL` is set (each
+//! server gets its own schema, so tests run in parallel on one database).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use latchkey_client::Client;
+use latchkey_core::clock::FakeClock;
+use latchkey_server::Server;
+use latchkey_server::config::Config;
+use latchkey_server::outbox::DevMessage;
+use latchkey_store::{Database, OpenOptions};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use latchkey_client;
+pub use latchkey_proto as proto;
+
+/// The admin token every test server accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+/// The user agent of [`TestServer::client`].
+pub const USER_AGENT: &str = "latchkey-testkit";
+
+/// Which store a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh schema in `LATCHKEY_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+impl Backend {
+    /// Whether this backend can run here; says so loudly when it cannot.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Sqlite => true,
+            Backend::Postgres => {
+                let set = std::env::var("LATCHKEY_TEST_DATABASE_URL").is_ok();
+                if !set {
+                    // In CI a skip must not pass for a success.
+                    assert!(
+                        std::env::var("CI").is_err(),
+                        "CI must set LATCHKEY_TEST_DATABASE_URL: PostgreSQL tests cannot be skipped there"
+                    );
+                    eprintln!("SKIPPED on PostgreSQL: set LATCHKEY_TEST_DATABASE_URL to run this test there");
+                }
+                set
+            }
+        }
+    }
+}
+
+/// Logs of every test server in this process, as JSON lines (for checks that no secret is logged).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn install_log_capture() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let buf = log_buffer().clone();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=warn,hyper=info,reqwest=info,h2=info,rustls=info",
+            ))
+            .with_writer(move || Capture(buf.clone()))
+            .try_init();
+    });
+}
+
+/// A running server and what a test needs to drive it.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The server's clock.
+    pub clock: FakeClock,
+    /// The configuration it runs with.
+    pub config: Config,
+    /// Its database (for dumps and fault injection).
+    pub db: Database,
+    /// The domain service (for the store).
+    pub auth: latchkey_core::Auth,
+    keys: latchkey_core::crypto::Keys,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    open: OpenOptions,
+}
+
+/// A configuration for a test: fresh data directory, fresh database, admin token, fast outbox.
+pub fn test_config(backend: Backend) -> (Config, OpenOptions) {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("latchkey-test-{id}"));
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.clone(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        dev_log_message_bodies: false,
+        hash_concurrency: Some(2),
+        ..Default::default()
+    };
+    config.outbox.poll_interval_ms = 25;
+    let mut open = OpenOptions { max_connections: Some(8), ..Default::default() };
+    match backend {
+        Backend::Sqlite => {
+            config.database_url = Some(format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()))
+        }
+        Backend::Postgres => {
+            config.database_url = std::env::var("LATCHKEY_TEST_DATABASE_URL").ok();
+            open.pg_schema = Some(format!("t_{id}"));
+        }
+    }
+    (config, open)
+}
+
+impl TestServer {
+    /// A server with the test defaults.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A server with the test defaults changed by `f`.
+    pub async fn start_with(backend: Backend, f: impl FnOnce(&mut Config)) -> Self {
+        let (mut config, open) = test_config(backend);
+        f(&mut config);
+        Self::start_on(config, open, FakeClock::new(time::OffsetDateTime::now_utc())).await
+    }
+
+    /// Another replica on the same database, data directory and clock.
+    pub async fn replica(&self) -> Self {
+        Self::start_on(self.config.clone(), self.open.clone(), self.clock.clone()).await
+    }
+
+    /// A server with exactly this configuration and clock.
+    pub async fn start_on(mut config: Config, open: OpenOptions, clock: FakeClock) -> Self {
+        install_log_capture();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}");
+        if config.public_url.is_none() {
+            config.public_url = Some(url.clone());
+        }
+        let server = Server::build_with(&config, Arc::new(clock.clone()), open.clone())
+            .await
+            .expect("test server builds (is PostgreSQL reachable?)");
+        let (db, auth, keys) = (server.db.clone(), server.auth.clone(), server.keys.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self { url, clock, config, db, auth, keys, stop: Some(tx), task: Some(task), open }
+    }
+
+    /// An SDK client with the test user agent.
+    pub fn client(&self) -> Client {
+        Client::with_user_agent(&self.url, USER_AGENT).unwrap()
+    }
+
+    /// A raw HTTP client (same user agent) for crafted requests.
+    pub fn raw(&self) -> RawClient {
+        RawClient { base: self.url.clone(), http: reqwest::Client::new() }
+    }
+
+    /// The development outbox, oldest first.
+    pub async fn outbox(&self) -> Vec<DevMessage> {
+        latchkey_server::outbox::read(self.auth.store().as_ref(), &self.keys, latchkey_server::delivery::DEV)
+            .await
+            .unwrap()
+    }
+
+    /// How many development messages went to `to`.
+    pub async fn messages_to(&self, to: &str) -> usize {
+        self.outbox().await.iter().filter(|m| m.to == to).count()
+    }
+
+    /// The newest code sent to `to`.
+    pub async fn code_for(&self, to: &str) -> String {
+        let messages = self.outbox().await;
+        let m = messages.iter().rev().find(|m| m.to == to).unwrap_or_else(|| panic!("no message to {to}"));
+        extract_code(&m.body)
+    }
+
+    /// Sign up and confirm `username` (email `<username>@example.com`).
+    pub async fn create_user(&self, username: &str, password: &str) -> String {
+        let email = format!("{username}@example.com");
+        let c = self.client();
+        let a = c
+            .sign_up(&proto::SignUpRequest {
+                username: username.into(),
+                password: Some(password.into()),
+                email: Some(email.clone()),
+                phone: None,
+            })
+            .await
+            .unwrap();
+        let code = self.code_for(&email).await;
+        let done = c.confirm_sign_up(&a.flow_id, &code).await.unwrap();
+        assert_eq!(done.next_step, proto::NextStep::Done);
+        email
+    }
+
+    /// Sign in with a password and return the tokens.
+    pub async fn sign_in(&self, username: &str, password: &str) -> proto::Tokens {
+        let a = self.client().sign_in(username, password).await.unwrap();
+        a.tokens.unwrap_or_else(|| panic!("expected tokens, got {:?}", a.next_step))
+    }
+
+    /// Stop serving (the database stays).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The 6-digit code in a message body.
+pub fn extract_code(body: &str) -> String {
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {body:?}"))
+        .to_owned()
+}
+
+/// A response: status, headers, body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers (lower-case names), in order.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The body as JSON (`null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Requests the SDK would never send (forged tokens, malformed bodies), with full responses.
+#[derive(Clone)]
+pub struct RawClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl RawClient {
+    /// A request with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> RawResponse {
+        self.raw(method, path, bearer, body.map(|b| b.to_string()), &[]).await
+    }
+
+    /// Anything: raw body text and extra headers.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> RawResponse {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("user-agent", USER_AGENT);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        RawResponse { status, headers, body: resp.text().await.unwrap() }
+    }
+}
+
+/// A temporary directory path (not created).
+pub fn temp_path(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()))
+}

@@ -15,16 +15,10 @@ use latchkey_proto::ErrorBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/admin/v1/users/{username}/require-password-change",
-            post(require_password_change),
-        )
+        .route("/admin/v1/users/{username}/require-password-change", post(require_password_change))
         .route("/admin/v1/users/{username}/disable", post(disable))
         .route("/admin/v1/users/{username}/enable", post(enable))
-        .route(
-            "/admin/v1/users/{username}/sessions",
-            delete(revoke_sessions),
-        )
+        .route("/admin/v1/users/{username}/sessions", delete(revoke_sessions))
 }
 
 /// The caller presented the admin token.
@@ -33,10 +27,7 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.admin_token.as_deref() else {
             return Err(ApiError(AuthError::Forbidden));
         };

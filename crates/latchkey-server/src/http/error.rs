@@ -32,10 +32,8 @@ fn status(e: &AuthError) -> StatusCode {
         AuthError::NotAuthorized | AuthError::Unauthenticated => StatusCode::UNAUTHORIZED,
         AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
-        AuthError::UsernameExists | AuthError::FlowCompleted | AuthError::StepMismatch { .. } => {
-            StatusCode::CONFLICT
-        }
-        AuthError::FlowExpired => StatusCode::GONE,
+        AuthError::UsernameExists | AuthError::FlowCompleted | AuthError::StepMismatch { .. } => StatusCode::CONFLICT,
+        AuthError::FlowExpired | AuthError::ExpiredCode => StatusCode::GONE,
         AuthError::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
         AuthError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,39 +58,21 @@ impl IntoResponse for ApiError {
         };
         let mut resp = status.into_response();
         if status == StatusCode::UNAUTHORIZED && matches!(e, AuthError::Unauthenticated) {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        resp.extensions_mut().insert(PendingError {
-            code: e.code(),
-            message,
-        });
+        resp.extensions_mut().insert(PendingError { code: e.code(), message });
         resp
     }
 }
 
 /// Middleware: write the JSON body of error answers, with the request id.
 pub async fn render_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let mut resp = next.run(req).await;
     if let Some(p) = resp.extensions_mut().remove::<PendingError>() {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: p.code.into(),
-                message: p.message,
-                request_id,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: p.code.into(), message: p.message, request_id } };
         let (mut parts, _) = resp.into_parts();
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         parts.headers.remove(header::CONTENT_LENGTH);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         return Response::from_parts(parts, axum::body::Body::from(bytes));

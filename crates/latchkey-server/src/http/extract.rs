@@ -30,14 +30,8 @@ pub struct Client(pub ClientContext);
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         let forwarded = state
             .trust_forwarded_for
             .then(|| {
@@ -55,10 +49,7 @@ impl FromRequestParts<AppState> for Client {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(Self(ClientContext {
-            ip: forwarded.or(peer),
-            user_agent,
-        }))
+        Ok(Self(ClientContext { ip: forwarded.or(peer), user_agent }))
     }
 }
 
@@ -68,10 +59,7 @@ pub struct Authenticated(pub Principal);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(ApiError(AuthError::Unauthenticated))?;
         Ok(Self(state.auth.authenticate(token).await?))
     }
@@ -79,14 +67,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
 /// The `Authorization: Bearer …` value.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }

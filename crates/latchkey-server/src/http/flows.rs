@@ -9,9 +9,7 @@ use axum::{Json, Router};
 use latchkey_core::AuthError;
 use latchkey_core::ids::FlowId;
 use latchkey_core::service::FlowOutcome;
-use latchkey_proto::{
-    ErrorBody, FlowAnswer, ForgotPasswordRequest, SignInRequest, SignUpRequest, StepAnswer,
-};
+use latchkey_proto::{ErrorBody, FlowAnswer, ForgotPasswordRequest, SignInRequest, SignUpRequest, StepAnswer};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,8 +22,7 @@ pub fn router() -> Router<AppState> {
 
 fn answer(state: &AppState, o: FlowOutcome) -> Json<FlowAnswer> {
     for e in &o.events {
-        metrics::counter!("latchkey_flow_steps_total", "step" => e.step, "outcome" => e.outcome)
-            .increment(1);
+        metrics::counter!("latchkey_flow_steps_total", "step" => e.step, "outcome" => e.outcome).increment(1);
     }
     Json(state.auth.answer(&o))
 }

@@ -67,12 +67,7 @@ impl utoipa::Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme(
             "admin",
@@ -102,9 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .fallback(|| async { error::ApiError(AuthError::NotFound) })
         .method_not_allowed_fallback(|| async {
-            error::ApiError(AuthError::InvalidRequest(
-                "method not allowed on this route".into(),
-            ))
+            error::ApiError(AuthError::InvalidRequest("method not allowed on this route".into()))
         })
         .with_state(state)
         .layer(
@@ -128,15 +121,13 @@ pub fn router(state: AppState) -> Router {
 /// Request counts and latencies by route (the route template, never the raw path).
 async fn track(req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
-    metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route, "method" => method).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(start.elapsed().as_secs_f64());
     resp
 }

@@ -14,10 +14,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", get(openid_configuration))
 }
 
 /// The process is up.
@@ -30,10 +27,7 @@ pub async fn live() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Database unreachable")))]
 pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     match s.auth.store().ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "database": s.database_kind})),
-        ),
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok", "database": s.database_kind}))),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
             (
@@ -47,19 +41,13 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1")))]
 pub async fn openapi(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        s.openapi.as_ref().clone(),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], s.openapi.as_ref().clone())
 }
 
 /// The keys that verify access tokens.

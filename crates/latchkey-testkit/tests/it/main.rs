@@ -1,0 +1,33 @@
+//! End-to-end tests: a real server on 127.0.0.1:0 with a fake clock, driven over HTTP through
+//! the SDK, on SQLite and (with LATCHKEY_TEST_DATABASE_URL) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Runs each named `async fn(Backend)` as one test per store.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(latchkey_testkit::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if latchkey_testkit::Backend::Postgres.available() {
+                        super::$name(latchkey_testkit::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+mod delivery;
+mod flows;
+mod ops;
+mod security;
+mod tokens;
