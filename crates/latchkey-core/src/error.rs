@@ -11,6 +11,9 @@ pub enum AuthError {
     /// Malformed input; nothing changed.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The request body is larger than the server accepts (64 KiB).
+    #[error("the request body is too large")]
+    PayloadTooLarge,
     /// Sign-up with a taken username (only when the policy reveals it).
     #[error("an account with this username already exists")]
     UsernameExists,
@@ -75,6 +78,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::InvalidRequest(_) => codes::INVALID_REQUEST,
+            AuthError::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
             AuthError::UsernameExists => codes::USERNAME_EXISTS,
             AuthError::InvalidPassword(_) => codes::INVALID_PASSWORD,
             AuthError::NotAuthorized => codes::NOT_AUTHORIZED,

@@ -339,6 +339,8 @@ pub struct ErrorDetail {
 pub mod codes {
     /// The request body or a field is malformed.
     pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The request body is over the size limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// The username is already registered (only when the policy reveals it).
     pub const USERNAME_EXISTS: &str = "username_exists";
     /// The password breaks the password policy; the message says why.

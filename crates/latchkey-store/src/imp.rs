@@ -332,7 +332,7 @@ macro_rules! store_impl {
             }
 
             async fn live_sessions(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Session>, StoreError> {
-                let rows = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC"))
+                let rows = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC, id DESC"))
                     .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
                 rows.iter().map(Self::session).collect()
             }

@@ -35,6 +35,7 @@ fn status(e: &AuthError) -> StatusCode {
         AuthError::UsernameExists | AuthError::FlowCompleted | AuthError::StepMismatch { .. } => StatusCode::CONFLICT,
         AuthError::FlowExpired | AuthError::ExpiredCode => StatusCode::GONE,
         AuthError::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        AuthError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         AuthError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

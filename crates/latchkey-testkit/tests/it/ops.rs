@@ -1,1 +1,111 @@
-//! placeholder
+//! Operations: health, metrics, the OpenAPI document covering every route, request ids.
+
+use latchkey_testkit::{Backend, TestServer};
+
+const PW: &str = "correct horse battery";
+
+async fn health_checks_report_liveness_and_database_readiness(b: Backend) {
+    let s = TestServer::start(b).await;
+    let live = s.raw().request("GET", "/health/live", None, None).await;
+    assert_eq!((live.status, live.json()["status"].as_str()), (200, Some("ok")));
+    let ready = s.raw().request("GET", "/health/ready", None, None).await;
+    let kind = if b == Backend::Sqlite { "sqlite" } else { "postgres" };
+    assert_eq!((ready.status, ready.json()["database"].as_str()), (200, Some(kind)));
+}
+
+async fn metrics_count_requests_by_route_and_flow_steps_by_outcome(b: Backend) {
+    let s = TestServer::start(b).await;
+    s.create_user("metrics", PW).await;
+    let _ = s.client().sign_in("metrics", "wrong password!").await;
+    s.sign_in("metrics", PW).await;
+    let text = s.raw().request("GET", "/metrics", None, None).await.body;
+    for needle in [
+        r#"latchkey_http_requests_total{route="/v1/sign-in",method="POST",status="401"}"#,
+        r#"latchkey_http_requests_total{route="/v1/flows/{id}",method="POST",status="200"}"#,
+        r#"latchkey_flow_steps_total{step="confirm_sign_up",outcome="issued"}"#,
+        r#"latchkey_flow_steps_total{step="confirm_sign_up",outcome="verified"}"#,
+        r#"latchkey_flow_steps_total{step="password",outcome="verified"}"#,
+        "latchkey_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+/// Every route the router serves, as OpenAPI paths with methods.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/sign-up"),
+    ("post", "/v1/sign-in"),
+    ("post", "/v1/forgot-password"),
+    ("get", "/v1/flows/{id}"),
+    ("post", "/v1/flows/{id}"),
+    ("post", "/v1/flows/{id}/resend"),
+    ("post", "/v1/token"),
+    ("post", "/v1/sign-out"),
+    ("get", "/v1/me"),
+    ("get", "/v1/me/sessions"),
+    ("delete", "/v1/me/sessions/{id}"),
+    ("post", "/admin/v1/users/{username}/require-password-change"),
+    ("post", "/admin/v1/users/{username}/disable"),
+    ("post", "/admin/v1/users/{username}/enable"),
+    ("delete", "/admin/v1/users/{username}/sessions"),
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/.well-known/jwks.json"),
+    ("get", "/.well-known/openid-configuration"),
+];
+
+async fn the_openapi_document_is_3_1_and_describes_every_route(b: Backend) {
+    let s = TestServer::start(b).await;
+    let doc = s.raw().request("GET", "/openapi.json", None, None).await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut documented = vec![];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| ((*m).into(), (*p).into())).collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    // And every documented route is served (none answers the router's 404 fallback).
+    for (method, path) in ROUTES {
+        let concrete = path.replace("{id}", "01900000-0000-7000-8000-000000000000").replace("{username}", "nobody");
+        let r = s.raw().request(&method.to_uppercase(), &concrete, None, None).await;
+        let fallback =
+            r.status == 404 && r.json()["error"]["code"] == "not_found" && r.json()["error"]["message"] == "not found";
+        assert!(!fallback || path.contains('{'), "{method} {path} is not routed");
+    }
+    for schema in ["FlowAnswer", "NextStep", "StepAnswer", "ErrorBody", "Tokens"] {
+        assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
+    }
+}
+
+async fn every_response_carries_a_request_id_that_error_bodies_repeat(b: Backend) {
+    let s = TestServer::start(b).await;
+    let r = s.raw().request("GET", "/v1/me", None, None).await;
+    let header = r.header("x-request-id").unwrap().to_owned();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["request_id"], header.as_str());
+    assert_eq!(r.json()["error"]["code"], "unauthenticated");
+    let r = s.raw().request("GET", "/no/such/route", None, None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
+    let ok = s.raw().request("GET", "/health/live", None, None).await;
+    assert!(ok.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    let big = format!("{{\"username\":\"{}\"}}", "x".repeat(70 * 1024));
+    let r = s.raw().raw("POST", "/v1/forgot-password", None, Some(big), &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "bodies over 64 KiB are refused"
+    );
+}
+
+both_stores!(
+    health_checks_report_liveness_and_database_readiness,
+    metrics_count_requests_by_route_and_flow_steps_by_outcome,
+    the_openapi_document_is_3_1_and_describes_every_route,
+    every_response_carries_a_request_id_that_error_bodies_repeat,
+);
