@@ -102,6 +102,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(c) => serve(c.load()?).await,
         Command::Migrate(c) => {
             let config = c.load()?;
+            if config.database_url.is_none() {
+                std::fs::create_dir_all(&config.data_dir)?;
+            }
             let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
             db.migrate().await?;
             println!("migrated the {} database", db.kind());

@@ -50,6 +50,23 @@ impl Backend {
     }
 }
 
+fn machine_lock() -> &'static Arc<tokio::sync::RwLock<()>> {
+    static LOCK: OnceLock<Arc<tokio::sync::RwLock<()>>> = OnceLock::new();
+    LOCK.get_or_init(|| Arc::new(tokio::sync::RwLock::new(())))
+}
+
+/// Held by every ordinary test: many run at once.
+pub async fn shared_machine() -> tokio::sync::OwnedRwLockReadGuard<()> {
+    machine_lock().clone().read_owned().await
+}
+
+/// Held by a test that measures time: no other test of this process runs meanwhile, so the
+/// measurement is not another test's load (a 2-core machine under the whole suite varies by
+/// ±20 ms between two identical requests).
+pub async fn exclusive_machine() -> tokio::sync::OwnedRwLockWriteGuard<()> {
+    machine_lock().clone().write_owned().await
+}
+
 /// Logs of every test server in this process, as JSON lines (for checks that no secret is logged).
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().map(|b| b.clone()).unwrap_or_default()).into_owned()

@@ -9,6 +9,7 @@ macro_rules! both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
+                    let _machine = latchkey_testkit::shared_machine().await;
                     super::$name(latchkey_testkit::Backend::Sqlite).await
                 }
             )*
@@ -18,6 +19,7 @@ macro_rules! both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     if latchkey_testkit::Backend::Postgres.available() {
+                        let _machine = latchkey_testkit::shared_machine().await;
                         super::$name(latchkey_testkit::Backend::Postgres).await
                     }
                 }

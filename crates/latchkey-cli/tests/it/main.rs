@@ -1,0 +1,177 @@
+//! The real binary: `latchkey serve` on a free port with a fresh data directory, driven over
+//! HTTP; `latchkey outbox --json`, `config check` and `migrate` as an operator runs them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use latchkey_client::Client;
+use latchkey_proto::{NextStep, SignOutScope, SignUpRequest};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+
+fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("latchkey-cli-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `latchkey serve` in `dir` and read the address it prints.
+fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut url = None;
+    let mut seen = vec![];
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if let Some(rest) = line.strip_prefix("latchkey: listening on ") {
+            url = Some(rest.trim().to_owned());
+            break;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let url = url.unwrap_or_else(|| panic!("serve did not start: {seen:?}"));
+    assert!(seen.iter().any(|l| l.contains("created key file")), "{seen:?}");
+    Serve { child, url }
+}
+
+fn outbox(dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(BIN).args(["outbox", "--json"]).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_configuration_runs_the_whole_password_journey() {
+    let dir = temp_dir();
+    let server = serve(&dir, &[]);
+    assert!(dir.join("latchkey-data/latchkey.db").exists());
+    for key in ["jwt-signing-key.p8", "data-key", "pepper"] {
+        let meta = std::fs::metadata(dir.join("latchkey-data").join(key)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{key} is private");
+        }
+        let _ = meta;
+    }
+    let c = Client::new(&server.url).unwrap();
+    let pw = "correct horse battery";
+    let a = c
+        .sign_up(&SignUpRequest {
+            username: "cli".into(),
+            password: Some(pw.into()),
+            email: Some("cli@example.com".into()),
+            phone: None,
+        })
+        .await
+        .unwrap();
+    let messages = outbox(&dir);
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    for field in ["channel", "to", "subject", "body", "created_at"] {
+        assert!(m.get(field).is_some(), "outbox line lacks {field}: {m}");
+    }
+    assert_eq!((m["channel"].as_str(), m["to"].as_str()), (Some("email"), Some("cli@example.com")));
+    let code: String =
+        m["body"].as_str().unwrap().split(|ch: char| !ch.is_ascii_digit()).find(|w| w.len() == 6).unwrap().into();
+    assert_eq!(c.confirm_sign_up(&a.flow_id, &code).await.unwrap().next_step, NextStep::Done);
+    let t = c.sign_in("cli", pw).await.unwrap().tokens.unwrap();
+    assert_eq!(c.me(&t.access_token).await.unwrap().username, "cli");
+    let t = c.refresh(&t.refresh_token).await.unwrap();
+    c.sign_out(&t.access_token, SignOutScope::Session).await.unwrap();
+    assert!(c.me(&t.access_token).await.is_err());
+    // A restart keeps the keys: a token signed before still verifies after.
+    let t = c.sign_in("cli", pw).await.unwrap().tokens.unwrap();
+    drop(server);
+    let server = serve_again(&dir);
+    let c = Client::new(&server.url).unwrap();
+    assert_eq!(c.me(&t.access_token).await.unwrap().username, "cli");
+}
+
+fn serve_again(dir: &Path) -> Serve {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("latchkey: listening on ").map(|s| s.trim().to_owned()))
+        .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, url }
+}
+
+#[test]
+fn config_check_validates_and_redacts_secrets() {
+    let dir = temp_dir();
+    let secret = dir.join("admin-token");
+    std::fs::write(&secret, "an-admin-token-that-is-long-enough-0123456789\n").unwrap();
+    std::fs::write(dir.join("latchkey.toml"), "listen = \"127.0.0.1:9999\"\nunknown_key = true\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check", "--config", "latchkey.toml"])
+        .current_dir(&dir)
+        .env("LATCHKEY_ADMIN_TOKEN_FILE", &secret)
+        .env("LATCHKEY_SMTP_URL", "smtps://user:hunter2@mail.example.com")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("listen = \"127.0.0.1:9999\""), "{stdout}");
+    assert!(stdout.contains("admin_token = \"<redacted>\""), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stdout.contains("an-admin-token"), "{stdout}");
+    assert!(stderr.contains("unknown configuration key `unknown_key`"), "{stderr}");
+    let bad = Command::new(BIN)
+        .args(["config", "check"])
+        .current_dir(&dir)
+        .env("LATCHKEY_LISTEN", "not an address")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("listen"));
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = temp_dir();
+    for _ in 0..2 {
+        let out = Command::new(BIN).args(["migrate", "--data-dir", "d"]).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(dir.join("d/latchkey.db").exists());
+    if let Ok(url) = std::env::var("LATCHKEY_TEST_DATABASE_URL") {
+        let out = Command::new(BIN).args(["migrate", "--database-url", &url]).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("postgres"));
+    }
+}
