@@ -419,11 +419,14 @@ pub async fn audit_events_are_kept_in_order(store: Arc<dyn Store>) {
     assert_eq!(store.audit_events(None, 1).await.unwrap().len(), 1);
 }
 
+/// One check: it takes a fresh, migrated store.
+pub type Check = fn(Arc<dyn Store>) -> futures_like::BoxFuture;
+
 /// Every check, by name, for a harness that opens a fresh store per check.
-pub fn all() -> Vec<(&'static str, fn(Arc<dyn Store>) -> futures_like::BoxFuture)> {
+pub fn all() -> Vec<(&'static str, Check)> {
     macro_rules! checks {
         ($($f:ident),* $(,)?) => {
-            vec![$((stringify!($f), (|s| Box::pin($f(s))) as fn(Arc<dyn Store>) -> futures_like::BoxFuture)),*]
+            vec![$((stringify!($f), (|s| Box::pin($f(s))) as Check)),*]
         };
     }
     checks![

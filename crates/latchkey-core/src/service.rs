@@ -587,16 +587,14 @@ impl Auth {
                 }
             };
         };
-        if let Some(key) = account_key {
-            if let Reservation::Locked(_) =
-                self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await?
-            {
-                // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
-                let flow = Flow { attempts, ..flow.clone() };
-                let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
-                o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
-                return Ok(Err(o));
-            }
+        if let Some(key) = account_key
+            && let Reservation::Locked(_) = self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await?
+        {
+            // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
+            let flow = Flow { attempts, ..flow.clone() };
+            let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+            o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
+            return Ok(Err(o));
         }
         // Checklist OOB-3: a wrong, expired or absent code is one and the same refusal.
         let right = code.is_some_and(|c| {
@@ -838,19 +836,11 @@ impl Auth {
         if flow.expires_at <= now {
             return Err(expired(&flow.state));
         }
-        let (code, rebuild): (Option<CodeChallenge>, fn(Option<CodeChallenge>, &FlowState) -> FlowState) =
-            match &flow.state {
-                FlowState::AwaitingConfirmation { code, .. } => (Some(code.clone()), |c, s| match (c, s) {
-                    (Some(code), FlowState::AwaitingConfirmation { sign_in_after, .. }) => {
-                        FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after }
-                    }
-                    (_, s) => s.clone(),
-                }),
-                FlowState::AwaitingReset { code } => (code.clone(), |c, _| FlowState::AwaitingReset { code: c }),
-                other => {
-                    return Err(AuthError::StepMismatch { expected: state_step(other) });
-                }
-            };
+        let code = match &flow.state {
+            FlowState::AwaitingConfirmation { code, .. } => Some(code.clone()),
+            FlowState::AwaitingReset { code } => code.clone(),
+            other => return Err(AuthError::StepMismatch { expected: state_step(other) }),
+        };
         let user = self.user_of(&flow).await?;
         let key = user.as_ref().map(|u| u.username_canonical.clone()).unwrap_or_else(|| format!("flow:{}", flow.id));
         let target = user.as_ref().and(code.as_ref()).and_then(|c| {
@@ -880,7 +870,7 @@ impl Auth {
             _ => code.map(|c| CodeChallenge { expires_at: now + secs(self.settings.flows.code_ttl_secs), ..c }),
         };
         let updated = Flow {
-            state: rebuild(new_code, &flow.state),
+            state: with_code(&flow.state, new_code),
             version: flow.version + 1,
             expires_at: now + secs(self.settings.flows.code_ttl_secs),
             ..flow.clone()
@@ -1295,6 +1285,17 @@ pub enum AdminAction {
     Enable,
     /// End every session.
     RevokeSessions,
+}
+
+/// The same code step with a new code.
+fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
+    match (state, code) {
+        (FlowState::AwaitingConfirmation { sign_in_after, .. }, Some(code)) => {
+            FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after }
+        }
+        (FlowState::AwaitingReset { .. }, code) => FlowState::AwaitingReset { code },
+        (other, _) => other.clone(),
+    }
 }
 
 /// A flow past its expiry: at a code step the code expired with it (Cognito's `ExpiredCode`).

@@ -99,7 +99,7 @@ impl Batch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
     /// The token was live; it is now spent and the new one is stored.
-    Rotated(Session),
+    Rotated(Box<Session>),
     /// The token was already spent: its whole family (session) has now been revoked.
     Reused(SessionId),
     /// Unknown token, or its session is revoked or expired.

@@ -191,10 +191,10 @@ impl Config {
         if self.sms_webhook_url.is_some() && self.sms_webhook_secret.as_deref().is_none_or(str::is_empty) {
             anyhow::bail!("sms_webhook_url needs sms_webhook_secret (LATCHKEY_SMS_WEBHOOK_SECRET or …_FILE)");
         }
-        if let Some(t) = &self.admin_token {
-            if t.len() < 32 {
-                anyhow::bail!("admin_token must be at least 32 characters");
-            }
+        if let Some(t) = &self.admin_token
+            && t.len() < 32
+        {
+            anyhow::bail!("admin_token must be at least 32 characters");
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             anyhow::bail!("log_format must be json or pretty");
@@ -229,10 +229,10 @@ impl Config {
         let mut v = serde_json::to_value(self)?;
         if let Some(obj) = v.as_object_mut() {
             for k in SECRET_KEYS {
-                if let Some(val) = obj.get_mut(*k) {
-                    if !val.is_null() {
-                        *val = serde_json::Value::String("<redacted>".into());
-                    }
+                if let Some(val) = obj.get_mut(*k)
+                    && !val.is_null()
+                {
+                    *val = serde_json::Value::String("<redacted>".into());
                 }
             }
             obj.retain(|_, v| !v.is_null());

@@ -355,7 +355,7 @@ macro_rules! store_impl {
                             sqlx::query("UPDATE sessions SET last_refresh_at = $2 WHERE id = $1")
                                 .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
                             session.last_refresh_at = now;
-                            RotateOutcome::Rotated(session)
+                            RotateOutcome::Rotated(Box::new(session))
                         }
                     }
                     None => {

@@ -1,5 +1,6 @@
 //! The Store conformance suite on SQLite (always) and PostgreSQL (when
 //! `LATCHKEY_TEST_DATABASE_URL` is set; CI sets it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use latchkey_store::{Database, OpenOptions};
 

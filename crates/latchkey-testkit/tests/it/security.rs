@@ -121,11 +121,11 @@ async fn oob_2_parallel_submissions_of_one_confirmation_code_yield_exactly_one_s
     let mut done = 0;
     let mut sessions = 0;
     for t in tasks {
-        if let Ok(answer) = t.await.unwrap() {
-            if answer.next_step == NextStep::Done {
-                done += 1;
-                sessions += usize::from(answer.tokens.is_some());
-            }
+        if let Ok(answer) = t.await.unwrap()
+            && answer.next_step == NextStep::Done
+        {
+            done += 1;
+            sessions += usize::from(answer.tokens.is_some());
         }
     }
     assert_eq!((done, sessions), (1, 1));
