@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the OpenAPI 3.1 document (docs/openapi.json is this output).
+    Openapi,
     /// Load generators that drive real flows over HTTP.
     Bench {
         #[command(subcommand)]
@@ -117,6 +119,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox { common, json } => outbox(common.load()?, json).await,
+        Command::Openapi => {
+            println!("{}", latchkey_server::http::openapi_json());
+            Ok(())
+        }
         Command::Bench { command } => bench::run(command).await,
     }
 }
