@@ -442,10 +442,15 @@ impl Auth {
         }
 
         let mut batch = Batch::new();
-        let flow =
-            self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), FlowState::AwaitingNewPassword, now, ctx.clone());
         let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
-        let done = Flow { state: FlowState::Completed { session_id: Some(session.id) }, ..flow };
+        let done = self.new_flow(
+            flow_id,
+            FlowKind::SignIn,
+            Some(user.id),
+            FlowState::Completed { session_id: Some(session.id) },
+            now,
+            ctx.clone(),
+        );
         batch.push(clear).push(Write::InsertFlow(done.clone())).push(audit(
             now,
             Some(user.id),
@@ -588,7 +593,8 @@ impl Auth {
             };
         };
         if let Some(key) = account_key
-            && let Reservation::Locked(_) = self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await?
+            && let Reservation::Locked(_) =
+                self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await?
         {
             // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
             let flow = Flow { attempts, ..flow.clone() };
@@ -843,14 +849,15 @@ impl Auth {
         };
         let user = self.user_of(&flow).await?;
         let key = user.as_ref().map(|u| u.username_canonical.clone()).unwrap_or_else(|| format!("flow:{}", flow.id));
-        let target = user.as_ref().and(code.as_ref()).and_then(|c| {
-            let u = user.as_ref()?;
-            let dest = match c.channel {
-                Channel::Sms => u.phone.clone()?,
-                _ => u.email.clone()?,
-            };
-            Some((c.channel, dest, c.destination.clone()))
-        });
+        // Where the new code goes: the address of the code being replaced (none for decoy flows).
+        let target = match (&user, &code) {
+            (Some(u), Some(c)) => match c.channel {
+                Channel::Sms => u.phone.clone(),
+                _ => u.email.clone(),
+            }
+            .map(|dest| (c.channel, dest, c.destination.clone())),
+            _ => None,
+        };
         if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
             return Err(AuthError::LimitExceeded);
         }

@@ -183,5 +183,8 @@ fn docs_openapi_json_is_what_the_server_serves() {
     let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
     let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
-    assert!(generated == committed, "docs/openapi.json is stale: run `cargo run --bin latchkey -- openapi > docs/openapi.json`");
+    assert!(
+        generated == committed,
+        "docs/openapi.json is stale: run `cargo run --bin latchkey -- openapi > docs/openapi.json`"
+    );
 }
