@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// The cost of one Argon2id password verification with these parameters, on one thread: the
+    /// floor of a password sign-in (use it to choose `argon2.*` for your hardware).
+    Hash {
+        /// Memory in KiB.
+        #[arg(long, default_value_t = 19456)]
+        m_kib: u32,
+        /// Iterations.
+        #[arg(long, default_value_t = 2)]
+        t: u32,
+        /// Lanes.
+        #[arg(long, default_value_t = 1)]
+        p: u32,
+        /// Verifications to time.
+        #[arg(long, default_value_t = 50)]
+        count: u32,
+    },
     /// Password sign-ins (username + password → tokens). Creates one user per worker first, reading
     /// confirmation codes from the server's development outbox (so run it against a server with
     /// no email provider, on this machine, with its data directory).
@@ -33,6 +49,7 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Hash { m_kib, t, p, count } => hash(m_kib, t, p, count).await,
         BenchCommand::SignIn { url, data_dir, database_url, concurrency, seconds } => {
             sign_in(url, data_dir, database_url, concurrency, seconds).await
         }
@@ -116,6 +133,32 @@ async fn sign_in(
         pct(0.50),
         pct(0.90),
         pct(0.99)
+    );
+    Ok(())
+}
+
+async fn hash(m_kib: u32, t: u32, p: u32, count: u32) -> anyhow::Result<()> {
+    use latchkey_core::password::{HashParams, SecretHasher};
+    use latchkey_core::secret::{OsRandom, SecretBytes, SecretString};
+    let hasher =
+        SecretHasher::new(SecretBytes::new(vec![7; 32]), HashParams { m_kib, t, p }, 1, std::sync::Arc::new(OsRandom))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pw = SecretString::new("bench password");
+    let phc = hasher.hash(&pw).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut times = vec![];
+    for _ in 0..count.max(1) {
+        let start = Instant::now();
+        hasher.verify(&pw, Some(&phc)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{{\"bench\":\"hash\",\"m_kib\":{m_kib},\"t\":{t},\"p\":{p},\"count\":{},\"median_ms\":{median:.2},\"min_ms\":{:.2},\"max_ms\":{:.2},\"per_second_per_core\":{:.1}}}",
+        times.len(),
+        times[0],
+        times[times.len() - 1],
+        1000.0 / median
     );
     Ok(())
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Password sign-in throughput: the server on core 0, the load generator on core 1.
+# Usage: bench/sign-in.sh [sqlite|postgres] [runs] [seconds] [concurrency]
+# Prints one JSON line per run, with the server's CPU time per sign-in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+store=${1:-sqlite}; runs=${2:-3}; seconds=${3:-10}; conc=${4:-8}
+bin=target/release/latchkey
+[ -x "$bin" ] || cargo build --release --bin latchkey
+dir=$(mktemp -d); port=18181
+export LATCHKEY_POLICY__LIMITS__SENDS_PER_IP=100000 LATCHKEY_LOG_LEVEL=warn
+db_args=()
+if [ "$store" = postgres ]; then
+  url=${LATCHKEY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/latchkey_bench}
+  psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${url##*/}" -c "CREATE DATABASE ${url##*/}"
+  db_args=(--database-url "$url")
+fi
+taskset -c 0 "$bin" serve --listen 127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" 2>"$dir/serve.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/health/ready >/dev/null && break; sleep 0.2; done
+ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }
+sys_ticks() { awk '{print $15}' /proc/$pid/stat; }
+hz=$(getconf CLK_TCK)
+for run in $(seq "$runs"); do
+  before=$(ticks); sys_before=$(sys_ticks)
+  out=$(taskset -c 1 "$bin" bench sign-in --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
+        --concurrency "$conc" --seconds "$seconds")
+  after=$(ticks); sys_after=$(sys_ticks)
+  n=$(echo "$out" | sed 's/.*"sign_ins":\([0-9]*\).*/\1/')
+  # CPU over the whole run (warm-up and user creation included), per measured sign-in: an upper bound.
+  cpu_ms=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
+  sys_ms=$(awk -v t=$((sys_after - sys_before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
+  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_sign_in_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms}"
+done
