@@ -444,6 +444,10 @@ macro_rules! store_impl {
     };
 }
 
+/// Every table, for the test-support text dumps.
+const TABLES: [&str; 8] =
+    ["users", "flows", "sessions", "refresh_tokens", "failure_counters", "rate_counters", "outbox", "audit_events"];
+
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");
 store_impl!(PgStore, sqlx::Postgres, sqlx::PgPool, sqlx::postgres::PgRow, " FOR UPDATE SKIP LOCKED");
 
@@ -454,18 +458,8 @@ impl SqliteStore {
     }
 
     pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
-        let tables = [
-            "users",
-            "flows",
-            "sessions",
-            "refresh_tokens",
-            "failure_counters",
-            "rate_counters",
-            "outbox",
-            "audit_events",
-        ];
         let mut out = String::new();
-        for t in tables {
+        for t in TABLES {
             let q = format!("SELECT * FROM {t}");
             let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
             for r in rows {
@@ -487,18 +481,8 @@ impl PgStore {
     }
 
     pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
-        let tables = [
-            "users",
-            "flows",
-            "sessions",
-            "refresh_tokens",
-            "failure_counters",
-            "rate_counters",
-            "outbox",
-            "audit_events",
-        ];
         let mut out = String::new();
-        for t in tables {
+        for t in TABLES {
             let q = format!("SELECT CAST(t.* AS TEXT) AS row FROM {t} t");
             let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
             for r in rows {

@@ -19,6 +19,8 @@ fn temp_dir() -> PathBuf {
 struct Serve {
     child: Child,
     url: String,
+    /// What it printed before it listened.
+    startup: Vec<String>,
 }
 
 impl Drop for Serve {
@@ -29,16 +31,13 @@ impl Drop for Serve {
 }
 
 /// Start `latchkey serve` in `dir` and read the address it prints.
-fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
+fn serve(dir: &Path) -> Serve {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
@@ -55,8 +54,7 @@ fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let url = url.unwrap_or_else(|| panic!("serve did not start: {seen:?}"));
-    assert!(seen.iter().any(|l| l.contains("created key file")), "{seen:?}");
-    Serve { child, url }
+    Serve { child, url, startup: seen }
 }
 
 fn outbox(dir: &Path) -> Vec<serde_json::Value> {
@@ -68,8 +66,9 @@ fn outbox(dir: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_no_configuration_runs_the_whole_password_journey() {
     let dir = temp_dir();
-    let server = serve(&dir, &[]);
+    let server = serve(&dir);
     assert!(dir.join("latchkey-data/latchkey.db").exists());
+    assert_eq!(server.startup.iter().filter(|l| l.contains("created key file")).count(), 3, "{:?}", server.startup);
     for key in ["jwt-signing-key.p8", "data-key", "pepper"] {
         let meta = std::fs::metadata(dir.join("latchkey-data").join(key)).unwrap();
         #[cfg(unix)]
@@ -108,27 +107,10 @@ async fn serve_with_no_configuration_runs_the_whole_password_journey() {
     // A restart keeps the keys: a token signed before still verifies after.
     let t = c.sign_in("cli", pw).await.unwrap().tokens.unwrap();
     drop(server);
-    let server = serve_again(&dir);
+    let server = serve(&dir);
+    assert!(!server.startup.iter().any(|l| l.contains("created key file")), "a restart reuses the keys");
     let c = Client::new(&server.url).unwrap();
     assert_eq!(c.me(&t.access_token).await.unwrap().username, "cli");
-}
-
-fn serve_again(dir: &Path) -> Serve {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("latchkey: listening on ").map(|s| s.trim().to_owned()))
-        .unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    Serve { child, url }
 }
 
 #[test]
