@@ -16,6 +16,7 @@ pub mod service;
 pub mod settings;
 pub mod store;
 pub mod tokens;
+pub mod totp;
 
 pub use error::AuthError;
 pub use service::{Auth, AuthParts};
