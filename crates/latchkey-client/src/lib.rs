@@ -135,6 +135,26 @@ impl Client {
         self.answer(flow_id, &StepAnswer::ResetPassword { code: code.into(), password: password.into() }).await
     }
 
+    /// Answer `setup_totp` with the authenticator app's first code (activates the factor).
+    pub async fn setup_totp(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::SetupTotp { code: code.into() }).await
+    }
+
+    /// Answer `totp_code`.
+    pub async fn totp_code(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::TotpCode { code: code.into() }).await
+    }
+
+    /// `GET /v1/me/factors`.
+    pub async fn factors(&self, access_token: &str) -> Result<FactorList> {
+        self.send(self.http.get(self.url("/v1/me/factors")).bearer_auth(access_token)).await
+    }
+
+    /// `POST /v1/me/factors {"type": "totp"}`: the answer's step is `setup_totp`.
+    pub async fn enroll_totp(&self, access_token: &str) -> Result<FlowAnswer> {
+        self.post("/v1/me/factors", Some(access_token), &EnrollFactorRequest { kind: "totp".into() }).await
+    }
+
     /// `POST /v1/flows/{id}/resend`.
     pub async fn resend(&self, flow_id: &str) -> Result<FlowAnswer> {
         self.send(self.http.post(self.url(&format!("/v1/flows/{flow_id}/resend")))).await

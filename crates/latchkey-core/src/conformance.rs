@@ -419,6 +419,44 @@ pub async fn audit_events_are_kept_in_order(store: Arc<dyn Store>) {
     assert_eq!(store.audit_events(None, 1).await.unwrap().len(), 1);
 }
 
+pub async fn factors_round_trip_and_a_totp_step_is_consumed_once(store: Arc<dyn Store>) {
+    let u = user("fiona");
+    one(store.as_ref(), Write::InsertUser(u.clone())).await;
+    let f = Factor {
+        id: FactorId::new(),
+        user_id: u.id,
+        kind: "totp".into(),
+        state: "pending".into(),
+        secret_sealed: Some("sealed".into()),
+        last_step: None,
+        created_at: T0,
+        last_used_at: None,
+    };
+    one(store.as_ref(), Write::InsertFactor(f.clone())).await;
+    assert_eq!(store.factors(u.id).await.unwrap(), vec![f.clone()]);
+    one(store.as_ref(), Write::ActivateFactor { id: f.id }).await;
+    assert_eq!(store.factors(u.id).await.unwrap()[0].state, "active");
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let mut tasks = vec![];
+    for _ in 0..10 {
+        let (store, barrier, id) = (store.clone(), barrier.clone(), f.id);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.apply(Batch(vec![Write::ConsumeTotpStep { id, step: 100, at: T0 }])).await.is_ok()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 1, "one step, one success");
+    let err = store.apply(Batch(vec![Write::ConsumeTotpStep { id: f.id, step: 99, at: T0 }])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("totp_step")), "an earlier step after a later one");
+    one(store.as_ref(), Write::ConsumeTotpStep { id: f.id, step: 101, at: T0 + Duration::seconds(30) }).await;
+    let got = store.factors(u.id).await.unwrap().remove(0);
+    assert_eq!((got.last_step, got.last_used_at), (Some(101), Some(T0 + Duration::seconds(30))));
+}
+
 /// One check: it takes a fresh, migrated store.
 pub type Check = fn(Arc<dyn Store>) -> futures_like::BoxFuture;
 
@@ -444,6 +482,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         the_outbox_is_claimed_once_retried_and_leased,
         parallel_workers_never_claim_one_message_twice,
         audit_events_are_kept_in_order,
+        factors_round_trip_and_a_totp_step_is_consumed_once,
     ]
 }
 

@@ -56,6 +56,14 @@ pub enum AuthError {
     /// Missing or invalid access token, or its session was revoked.
     #[error("a valid access token is required")]
     Unauthenticated,
+    /// The session is too old or too weak for this action (RFC 9470): sign in again (step up).
+    #[error("this action needs a recent sign-in at {acr} or above")]
+    InsufficientAuthentication {
+        /// The assurance level required.
+        acr: &'static str,
+        /// The maximum age of the authentication, in seconds.
+        max_age: u64,
+    },
     /// Not allowed.
     #[error("forbidden")]
     Forbidden,
@@ -92,6 +100,7 @@ impl AuthError {
             AuthError::InvalidGrant => codes::INVALID_GRANT,
             AuthError::UnsupportedGrantType => codes::UNSUPPORTED_GRANT_TYPE,
             AuthError::Unauthenticated => codes::UNAUTHENTICATED,
+            AuthError::InsufficientAuthentication { .. } => codes::INSUFFICIENT_USER_AUTHENTICATION,
             AuthError::Forbidden => codes::FORBIDDEN,
             AuthError::NotFound => codes::NOT_FOUND,
             AuthError::NotImplemented(_) => codes::NOT_IMPLEMENTED,

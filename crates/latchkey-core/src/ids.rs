@@ -48,5 +48,7 @@ id_type!(/// A session: one refresh-token family.
     SessionId);
 id_type!(/// An outbox message.
     MessageId);
+id_type!(/// A second factor.
+    FactorId);
 id_type!(/// An audit event.
     EventId);

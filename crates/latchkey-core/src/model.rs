@@ -1,6 +1,6 @@
 //! The records the domain keeps: users, flows, sessions, outbox messages, audit events.
 
-use crate::ids::{EventId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_proto::{Channel, DenialReason};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -80,6 +80,8 @@ pub enum FlowKind {
     SignIn,
     /// Resetting a forgotten password.
     Recovery,
+    /// Adding a factor from a session.
+    Enroll,
 }
 
 impl FlowKind {
@@ -89,6 +91,7 @@ impl FlowKind {
             FlowKind::SignUp => "sign_up",
             FlowKind::SignIn => "sign_in",
             FlowKind::Recovery => "recovery",
+            FlowKind::Enroll => "enroll",
         }
     }
 }
@@ -119,8 +122,29 @@ pub enum FlowState {
         /// Confirming completes a sign-in with these methods.
         sign_in_after: bool,
     },
-    /// Waiting for a new password (an administrator required it); the old one was verified.
-    AwaitingNewPassword,
+    /// Waiting for a new password (an administrator required it); the old one was verified,
+    /// with `amr` the methods verified so far in this flow.
+    AwaitingNewPassword {
+        /// Methods verified so far (RFC 8176).
+        #[serde(default)]
+        amr: Vec<String>,
+    },
+    /// An enrolment: waiting for the first code from the authenticator app.
+    AwaitingTotpSetup {
+        /// The pending factor.
+        factor_id: FactorId,
+        /// The label in the authenticator app (the username).
+        account: String,
+        /// The secret, sealed with the data key (shown until the enrolment is confirmed).
+        secret_sealed: String,
+    },
+    /// A sign-in whose password was verified, waiting for a TOTP code.
+    AwaitingTotp {
+        /// The active TOTP factor.
+        factor_id: FactorId,
+        /// After the code, the account must set a new password.
+        then_new_password: bool,
+    },
     /// Waiting for the reset code and a new password. `code` is `None` when the username is
     /// unknown, so the answer looks the same and every code is refused.
     AwaitingReset {
@@ -205,6 +229,27 @@ pub struct Session {
     pub revoke_reason: Option<String>,
     /// The client that created it.
     pub context: ClientContext,
+}
+
+/// A second factor of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factor {
+    /// Id.
+    pub id: FactorId,
+    /// Whose.
+    pub user_id: UserId,
+    /// `totp`.
+    pub kind: String,
+    /// `pending` until confirmed by a first code, then `active`.
+    pub state: String,
+    /// Secret material sealed with the data key (`Keys::seal`, associated data = the factor id).
+    pub secret_sealed: Option<String>,
+    /// TOTP: the last time step accepted (codes at or before it are refused).
+    pub last_step: Option<i64>,
+    /// Added.
+    pub created_at: OffsetDateTime,
+    /// Last used to sign in.
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 /// Delivery state of an outbox message.

@@ -12,13 +12,14 @@ use crate::clock::{Clock, rfc3339};
 use crate::crypto::{Keys, sha256_b64};
 use crate::error::AuthError;
 use crate::identity::{Email, Phone, Username, canonical_username};
-use crate::ids::{EventId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::*;
 use crate::password::{SecretHasher, check_policy, normalize};
-use crate::secret::{Random, SecretString, ct_eq, random_digits, random_token};
+use crate::secret::{Random, SecretString, ct_eq, random_bytes, random_digits, random_token};
 use crate::settings::Settings;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use crate::tokens::{AccessClaims, AccessTokenSigner, TokenError};
+use crate::totp::{self, TotpParams};
 use latchkey_proto as proto;
 use latchkey_proto::{Channel, DenialReason, StepAnswer, codes};
 use std::sync::Arc;
@@ -27,6 +28,13 @@ use time::{Duration, OffsetDateTime};
 /// Failure-counter kinds.
 const PASSWORD: &str = "password";
 const CODE: &str = "code";
+const OTP: &str = "otp";
+/// Factor kinds and states.
+const TOTP: &str = "totp";
+const PENDING: &str = "pending";
+const ACTIVE: &str = "active";
+/// Adding a factor needs a sign-in this recent (seconds).
+const ENROLL_MAX_AGE_SECS: u64 = 600;
 
 /// Which provider delivers each channel (chosen by the server from its configuration).
 #[derive(Debug, Clone)]
@@ -169,7 +177,7 @@ impl Auth {
     // ----- answers ---------------------------------------------------------------------------
 
     /// The wire answer for a flow outcome.
-    pub fn answer(&self, o: &FlowOutcome) -> proto::FlowAnswer {
+    pub fn answer(&self, o: &FlowOutcome) -> Result<proto::FlowAnswer, AuthError> {
         let attempts_left = self.settings.flows.max_attempts.saturating_sub(o.flow.attempts);
         let next_step = match &o.flow.state {
             FlowState::AwaitingConfirmation { code, .. } => proto::NextStep::ConfirmSignUp {
@@ -177,7 +185,18 @@ impl Auth {
                 destination: code.destination.clone(),
                 attempts_left,
             },
-            FlowState::AwaitingNewPassword => proto::NextStep::NewPassword { attempts_left },
+            FlowState::AwaitingNewPassword { .. } => proto::NextStep::NewPassword { attempts_left },
+            FlowState::AwaitingTotpSetup { factor_id, account, secret_sealed } => {
+                let secret = self.keys.open(&factor_id.to_string(), secret_sealed)?;
+                let enrolment = totp_enrolment(&self.settings.product_name, account, &secret)?;
+                proto::NextStep::SetupTotp {
+                    secret: enrolment.secret,
+                    uri: enrolment.uri,
+                    qr_svg: enrolment.qr_svg,
+                    attempts_left,
+                }
+            }
+            FlowState::AwaitingTotp { .. } => proto::NextStep::TotpCode { attempts_left },
             FlowState::AwaitingReset { code } => {
                 let reveal = self.settings.sign_up.reveal_username_exists;
                 proto::NextStep::ResetPassword {
@@ -193,13 +212,13 @@ impl Auth {
             FlowState::Completed { .. } => proto::NextStep::Done,
             FlowState::Denied { reason } => proto::NextStep::Denied { reason: *reason },
         };
-        proto::FlowAnswer {
+        Ok(proto::FlowAnswer {
             flow_id: o.flow.id.to_string(),
             expires_at: rfc3339(o.flow.expires_at),
             next_step,
             tokens: o.tokens.clone(),
             error: o.error.clone(),
-        }
+        })
     }
 
     fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
@@ -419,12 +438,20 @@ impl Auth {
             self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
+        if let Some(totp) = self.active_totp(user.id).await? {
+            let state = FlowState::AwaitingTotp { factor_id: totp.id, then_new_password: user.must_change_password };
+            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), state, now, ctx.clone());
+            let event =
+                audit(now, Some(user.id), "sign_in", "needs_totp", &ctx, serde_json::json!({"flow_id": flow.id}));
+            self.store.apply(Batch(vec![clear, Write::InsertFlow(flow.clone()), event])).await?;
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "totp_code", outcome: "issued" }]));
+        }
         if user.must_change_password {
             let flow = self.new_flow(
                 flow_id,
                 FlowKind::SignIn,
                 Some(user.id),
-                FlowState::AwaitingNewPassword,
+                FlowState::AwaitingNewPassword { amr: vec!["pwd".into()] },
                 now,
                 ctx.clone(),
             );
@@ -551,8 +578,14 @@ impl Auth {
             (FlowState::AwaitingConfirmation { code, sign_in_after }, StepAnswer::ConfirmSignUp { code: given }) => {
                 self.confirm_sign_up(flow, code, sign_in_after, SecretString::new(given), now, ctx).await
             }
-            (FlowState::AwaitingNewPassword, StepAnswer::NewPassword { password }) => {
-                self.set_new_password(flow, normalize(&password), now, ctx).await
+            (FlowState::AwaitingNewPassword { amr }, StepAnswer::NewPassword { password }) => {
+                self.set_new_password(flow, amr, normalize(&password), now, ctx).await
+            }
+            (FlowState::AwaitingTotpSetup { factor_id, .. }, StepAnswer::SetupTotp { code }) => {
+                self.confirm_totp_setup(flow, factor_id, SecretString::new(code), now, ctx).await
+            }
+            (FlowState::AwaitingTotp { factor_id, then_new_password }, StepAnswer::TotpCode { code }) => {
+                self.totp_sign_in(flow, factor_id, then_new_password, SecretString::new(code), now, ctx).await
             }
             (FlowState::AwaitingReset { code }, StepAnswer::ResetPassword { code: given, password }) => {
                 self.reset_password(flow, code, SecretString::new(given), normalize(&password), now, ctx).await
@@ -573,6 +606,31 @@ impl Auth {
         ctx: &ClientContext,
     ) -> Result<Result<(), FlowOutcome>, AuthError> {
         let step = state_step(&flow.state);
+        let attempts = match self.reserve_attempt(flow, step, account_key, CODE, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(Err(o)),
+        };
+        // Checklist OOB-3: a wrong, expired or absent code is one and the same refusal.
+        let right = code.is_some_and(|c| {
+            let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
+            ct_eq(mac.as_bytes(), c.mac.as_bytes()) && c.expires_at > now
+        });
+        if right {
+            return Ok(Ok(()));
+        }
+        Ok(Err(self.refuse(flow, step, attempts, false, now, ctx).await?))
+    }
+
+    /// Count one more answer on the flow and on the account's `kind` counter, before evaluating
+    /// it. `Ok(Ok(n))`: go ahead, this is attempt `n`; `Ok(Err(answer))`: refused unevaluated.
+    async fn reserve_attempt(
+        &self,
+        flow: &Flow,
+        step: &'static str,
+        account_key: Option<&str>,
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Result<Result<u32, FlowOutcome>, AuthError> {
         let max = self.settings.flows.max_attempts;
         let Some(attempts) = self.store.reserve_flow_attempt(flow.id, max).await? else {
             // Every attempt is taken (evaluated or in flight). No transition here: an in-flight
@@ -594,31 +652,14 @@ impl Auth {
         };
         if let Some(key) = account_key
             && let Reservation::Locked(_) =
-                self.store.reserve_failure(key, CODE, now, &self.settings.limits.code).await?
+                self.store.reserve_failure(key, kind, now, &self.settings.limits.code).await?
         {
             // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
-            let flow = Flow { attempts, ..flow.clone() };
-            let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+            let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "failed" }]);
             o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
             return Ok(Err(o));
         }
-        // Checklist OOB-3: a wrong, expired or absent code is one and the same refusal.
-        let right = code.is_some_and(|c| {
-            let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
-            ct_eq(mac.as_bytes(), c.mac.as_bytes()) && c.expires_at > now
-        });
-        if right {
-            return Ok(Ok(()));
-        }
-        let failure = audit(now, flow.user_id, step, "failure", ctx, serde_json::json!({"flow_id": flow.id}));
-        self.store.apply(Batch(vec![failure])).await?;
-        if attempts >= max {
-            return self.deny(flow, step, now, ctx).await.map(Err);
-        }
-        let flow = Flow { attempts, ..flow.clone() };
-        let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
-        o.error = step_error(codes::CODE_MISMATCH, "the code is not correct");
-        Ok(Err(o))
+        Ok(Ok(attempts))
     }
 
     /// End a flow whose attempts are exhausted. Concurrent callers all answer `denied`.
@@ -733,6 +774,7 @@ impl Auth {
     async fn set_new_password(
         &self,
         flow: Flow,
+        amr: Vec<String>,
         password: SecretString,
         now: OffsetDateTime,
         ctx: ClientContext,
@@ -749,7 +791,7 @@ impl Auth {
         user.must_change_password = false;
         user.updated_at = now;
         let mut batch = Batch::new();
-        let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+        let (session, tokens) = self.new_session(&user, &amr_or_pwd(&amr), now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,
@@ -917,8 +959,8 @@ impl Auth {
         let session = Session {
             id: SessionId::new(),
             user_id: user.id,
-            acr: "aal1".into(),
-            amr: amr.iter().map(|s| (*s).to_owned()).collect(),
+            acr: assurance(amr).into(),
+            amr: with_mfa(amr),
             auth_time: now,
             created_at: now,
             last_refresh_at: now,
@@ -1173,6 +1215,261 @@ impl Auth {
         Ok(())
     }
 
+    // ----- TOTP ------------------------------------------------------------------------------
+
+    async fn active_totp(&self, user_id: UserId) -> Result<Option<Factor>, AuthError> {
+        Ok(self.store.factors(user_id).await?.into_iter().find(|f| f.kind == TOTP && f.state == ACTIVE))
+    }
+
+    /// `GET /v1/me/factors`. Never returns secret material.
+    pub async fn factors(&self, p: &Principal) -> Result<proto::FactorList, AuthError> {
+        let factors = self.store.factors(p.user.id).await?;
+        Ok(proto::FactorList {
+            factors: factors
+                .into_iter()
+                .map(|f| proto::FactorInfo {
+                    id: f.id.to_string(),
+                    kind: f.kind,
+                    state: f.state,
+                    created_at: rfc3339(f.created_at),
+                    last_used_at: f.last_used_at.map(rfc3339),
+                })
+                .collect(),
+        })
+    }
+
+    /// `POST /v1/me/factors {"type": "totp"}`: an `enroll` flow whose step is `setup_totp`. Needs
+    /// a sign-in from the last 10 minutes, and `aal2` once the account has a second factor.
+    pub async fn enroll(&self, p: &Principal, kind: &str, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        if kind != TOTP {
+            return Err(AuthError::NotImplemented("only totp can be enrolled yet"));
+        }
+        let now = self.now();
+        let factors = self.store.factors(p.user.id).await?;
+        let has_second_factor = factors.iter().any(|f| f.state == ACTIVE);
+        let required = if has_second_factor { "aal2" } else { "aal1" };
+        let fresh = now - p.session.auth_time <= secs(ENROLL_MAX_AGE_SECS);
+        if !fresh || (has_second_factor && p.session.acr == "aal1") {
+            return Err(AuthError::InsufficientAuthentication { acr: required, max_age: ENROLL_MAX_AGE_SECS });
+        }
+        if factors.iter().any(|f| f.kind == TOTP && f.state == ACTIVE) {
+            return Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()));
+        }
+        let id = FactorId::new();
+        // 160 bits, RFC 4226 R6's recommendation (NIST §3.1.4.1 asks for at least 112).
+        let secret = random_bytes(self.rng.as_ref(), 20);
+        let sealed = self.keys.seal(self.rng.as_ref(), &id.to_string(), &secret)?;
+        let factor = Factor {
+            id,
+            user_id: p.user.id,
+            kind: TOTP.into(),
+            state: PENDING.into(),
+            secret_sealed: Some(sealed.clone()),
+            last_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        let state =
+            FlowState::AwaitingTotpSetup { factor_id: id, account: p.user.username.clone(), secret_sealed: sealed };
+        let flow = self.new_flow(FlowId::new(), FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
+        let event = audit(
+            now,
+            Some(p.user.id),
+            "enroll",
+            "started",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "type": TOTP}),
+        );
+        self.store.apply(Batch(vec![Write::InsertFactor(factor), Write::InsertFlow(flow.clone()), event])).await?;
+        Ok(Self::outcome(flow, vec![StepEvent { step: "setup_totp", outcome: "issued" }]))
+    }
+
+    /// Reserve an attempt and check a TOTP code. `Ok(Ok((factor, step)))`: the code matches a step
+    /// after the factor's last one; `Ok(Err(answer))`: refused (wrong, replayed, locked).
+    async fn check_totp(
+        &self,
+        flow: &Flow,
+        factor_id: FactorId,
+        given: &SecretString,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Result<(Factor, u64), FlowOutcome>, AuthError> {
+        let step = state_step(&flow.state);
+        let user = self.user_of(flow).await?.ok_or(AuthError::FlowExpired)?;
+        let attempts = match self.reserve_attempt(flow, step, Some(&user.username_canonical), OTP, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(Err(o)),
+        };
+        let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.id == factor_id);
+        let Some(factor) = factor else { return Err(AuthError::FlowExpired) };
+        let secret = factor
+            .secret_sealed
+            .as_deref()
+            .ok_or_else(|| AuthError::Internal("totp factor without a secret".into()))
+            .and_then(|s| Ok(self.keys.open(&factor.id.to_string(), s)?))?;
+        let params = TotpParams::default();
+        let t = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
+        if let Some(matched) = totp::verify(&secret, given.expose(), t, last, &params) {
+            return Ok(Ok((factor, matched)));
+        }
+        // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
+        let replay = totp::verify(&secret, given.expose(), t, None, &params).is_some();
+        Ok(Err(self.refuse(flow, step, attempts, replay, now, ctx).await?))
+    }
+
+    /// A wrong (or replayed) answer: the same step with one attempt fewer, or `denied` when it was
+    /// the last attempt.
+    async fn refuse(
+        &self,
+        flow: &Flow,
+        step: &'static str,
+        attempts: u32,
+        replay: bool,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let outcome = if replay { "replay" } else { "failure" };
+        let event = audit(now, flow.user_id, step, outcome, ctx, serde_json::json!({"flow_id": flow.id}));
+        self.store.apply(Batch(vec![event])).await?;
+        if attempts >= self.settings.flows.max_attempts {
+            return self.deny(flow, step, now, ctx).await;
+        }
+        let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "failed" }]);
+        o.error = step_error(codes::CODE_MISMATCH, "the code is not correct");
+        Ok(o)
+    }
+
+    /// Commit a TOTP success; a parallel request that spent the same step first makes this one a
+    /// replay (refused like a wrong code).
+    async fn commit_totp(
+        &self,
+        batch: Batch,
+        flow: &Flow,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Option<FlowOutcome>, AuthError> {
+        match self.store.apply(batch).await {
+            Err(StoreError::Conflict("totp_step")) => {
+                let step = state_step(&flow.state);
+                Ok(Some(self.refuse(flow, step, flow.attempts.max(1), true, now, ctx).await?))
+            }
+            Err(StoreError::Conflict("flow")) => Err(AuthError::FlowCompleted),
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok(None),
+        }
+    }
+
+    async fn confirm_totp_setup(
+        &self,
+        flow: Flow,
+        factor_id: FactorId,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let (factor, step) = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+            Ok(found) => found,
+            Err(o) => return Ok(o),
+        };
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::ConsumeTotpStep { id: factor.id, step: i64::try_from(step).unwrap_or(i64::MAX), at: now })
+            .push(Write::ActivateFactor { id: factor.id })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() })
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
+            .push(audit(
+                now,
+                Some(user.id),
+                "factor_added",
+                "success",
+                &ctx,
+                serde_json::json!({"factor_id": factor.id, "type": TOTP}),
+            ));
+        // Checklist LIFE-1: every new factor is announced to the account's address.
+        if let Some(message) = self.notification(&user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
+            batch.push(Write::Enqueue(message));
+        }
+        if let Some(refused) = self.commit_totp(batch, &flow, now, &ctx).await? {
+            return Ok(refused);
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(done, vec![StepEvent { step: "setup_totp", outcome: "verified" }]))
+    }
+
+    async fn totp_sign_in(
+        &self,
+        flow: Flow,
+        factor_id: FactorId,
+        then_new_password: bool,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let (factor, step) = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+            Ok(found) => found,
+            Err(o) => return Ok(o),
+        };
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let mut batch = Batch::new();
+        batch
+            .push(Write::ConsumeTotpStep { id: factor.id, step: i64::try_from(step).unwrap_or(i64::MAX), at: now })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() });
+        let amr = ["pwd", "otp"];
+        let (next, tokens) = if then_new_password {
+            (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
+        } else {
+            let (session, tokens) = self.new_session(&user, &amr, now, &ctx, &mut batch)?;
+            (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
+        };
+        let next = Flow { state: next, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
+            now,
+            Some(user.id),
+            "totp_code",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "factor_id": factor.id}),
+        ));
+        if let Some(refused) = self.commit_totp(batch, &flow, now, &ctx).await? {
+            return Ok(refused);
+        }
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
+        })
+    }
+
+    /// A notice to the account's email address, if it has one.
+    fn notification(
+        &self,
+        user: &User,
+        subject: &str,
+        body: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OutboxMessage>, AuthError> {
+        let Some(email) = user.email.clone() else { return Ok(None) };
+        let id = MessageId::new();
+        Ok(Some(OutboxMessage {
+            id,
+            channel: "email".into(),
+            provider: self.routes.email.clone(),
+            to: email,
+            subject: format!("{} – {}", self.settings.product_name, subject),
+            body_sealed: Some(self.keys.seal(self.rng.as_ref(), &id.to_string(), body.as_bytes())?),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+        }))
+    }
+
     // ----- codes and limits ------------------------------------------------------------------
 
     fn new_flow(
@@ -1185,9 +1482,9 @@ impl Auth {
         context: ClientContext,
     ) -> Flow {
         let ttl = match state {
-            FlowState::AwaitingConfirmation { .. } | FlowState::AwaitingReset { .. } => {
-                self.settings.flows.code_ttl_secs
-            }
+            FlowState::AwaitingConfirmation { .. }
+            | FlowState::AwaitingReset { .. }
+            | FlowState::AwaitingTotpSetup { .. } => self.settings.flows.code_ttl_secs,
             _ => self.settings.flows.ttl_secs,
         };
         Flow {
@@ -1316,7 +1613,9 @@ fn expired(state: &FlowState) -> AuthError {
 fn state_step(state: &FlowState) -> &'static str {
     match state {
         FlowState::AwaitingConfirmation { .. } => "confirm_sign_up",
-        FlowState::AwaitingNewPassword => "new_password",
+        FlowState::AwaitingNewPassword { .. } => "new_password",
+        FlowState::AwaitingTotpSetup { .. } => "setup_totp",
+        FlowState::AwaitingTotp { .. } => "totp_code",
         FlowState::AwaitingReset { .. } => "reset_password",
         FlowState::Completed { .. } => "done",
         FlowState::Denied { .. } => "denied",
@@ -1352,4 +1651,55 @@ fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
         return Some((Channel::Sms, p.as_str().to_owned(), p.masked()));
     }
     None
+}
+
+/// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
+/// Computed from the methods verified in this flow, never cached.
+fn assurance(amr: &[&str]) -> &'static str {
+    let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
+    let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms"));
+    if knowledge && possession { "aal2" } else { "aal1" }
+}
+
+/// The RFC 8176 `amr`, with `mfa` when more than one factor class was verified.
+fn with_mfa(amr: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = amr.iter().map(|s| (*s).to_owned()).collect();
+    if assurance(amr) != "aal1" {
+        out.push("mfa".into());
+    }
+    out
+}
+
+fn amr_or_pwd(amr: &[String]) -> Vec<&str> {
+    if amr.is_empty() { vec!["pwd"] } else { amr.iter().map(String::as_str).collect() }
+}
+
+/// What an authenticator app needs, from the secret.
+struct TotpEnrolment {
+    secret: String,
+    uri: String,
+    qr_svg: String,
+}
+
+/// The Key URI Format (`otpauth://totp/Issuer:account?secret=…&issuer=…`) with SHA1, 6 digits,
+/// 30 s spelled out, and the QR code of it as SVG.
+fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<TotpEnrolment, AuthError> {
+    let b32 = data_encoding::BASE32_NOPAD.encode(secret);
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let uri = format!(
+        "otpauth://totp/{}:{}?secret={b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(issuer),
+        enc(account),
+        enc(issuer)
+    );
+    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| AuthError::Internal(e.to_string()))?;
+    let qr_svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
+    Ok(TotpEnrolment { secret: b32, uri, qr_svg })
 }

@@ -1,8 +1,8 @@
 //! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
-use crate::ids::{FlowId, MessageId, SessionId, UserId};
-use crate::model::{AuditEvent, Flow, LockoutPolicy, OutboxMessage, Reservation, Session, User};
+use crate::ids::{FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::model::{AuditEvent, Factor, Flow, LockoutPolicy, OutboxMessage, Reservation, Session, User};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -72,6 +72,23 @@ pub enum Write {
         key: String,
         /// Counter kind.
         kind: String,
+    },
+    /// Insert a factor.
+    InsertFactor(Factor),
+    /// Mark a pending factor active.
+    ActivateFactor {
+        /// Which.
+        id: FactorId,
+    },
+    /// Accept TOTP time step `step` for a factor if it is later than the last one accepted;
+    /// otherwise `Conflict("totp_step")` (a replay, possibly a parallel one).
+    ConsumeTotpStep {
+        /// Which factor.
+        id: FactorId,
+        /// The step the code matched.
+        step: i64,
+        /// When.
+        at: OffsetDateTime,
     },
     /// Queue a message for delivery.
     Enqueue(OutboxMessage),
@@ -145,6 +162,9 @@ pub trait Store: Send + Sync + 'static {
         buckets: &[(String, u32)],
         window_start: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+
+    /// A user's factors, oldest first.
+    async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError>;
 
     /// A session by id.
     async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;

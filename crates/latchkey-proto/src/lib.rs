@@ -80,6 +80,16 @@ pub enum StepAnswer {
         /// The new password.
         password: String,
     },
+    /// The first code from the authenticator app, which activates a TOTP enrolment.
+    SetupTotp {
+        /// The 6-digit code.
+        code: String,
+    },
+    /// A code from the authenticator app.
+    TotpCode {
+        /// The 6-digit code.
+        code: String,
+    },
     /// The code sent by `forgot-password`, with the new password.
     ResetPassword {
         /// The 6-digit code.
@@ -96,6 +106,8 @@ impl StepAnswer {
             StepAnswer::ConfirmSignUp { .. } => "confirm_sign_up",
             StepAnswer::NewPassword { .. } => "new_password",
             StepAnswer::ResetPassword { .. } => "reset_password",
+            StepAnswer::SetupTotp { .. } => "setup_totp",
+            StepAnswer::TotpCode { .. } => "totp_code",
         }
     }
 }
@@ -159,6 +171,23 @@ pub enum NextStep {
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
     },
+    /// Add the secret to an authenticator app (scan the QR code or open the URI), then answer
+    /// with its current code. Shown only until the enrolment is confirmed.
+    SetupTotp {
+        /// The secret, Base32 without padding (for typing in by hand).
+        secret: String,
+        /// The `otpauth://totp/Issuer:account?secret=…&issuer=…` key URI.
+        uri: String,
+        /// The URI as a QR code, an SVG document.
+        qr_svg: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
+    /// Enter the current code from the authenticator app.
+    TotpCode {
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
     /// The flow is complete. Tokens are in [`FlowAnswer::tokens`] for sign-in flows.
     Done,
     /// The flow ended without success; start a new one.
@@ -178,6 +207,8 @@ impl NextStep {
             NextStep::ConfirmSignUp { .. } => "confirm_sign_up",
             NextStep::NewPassword { .. } => "new_password",
             NextStep::ResetPassword { .. } => "reset_password",
+            NextStep::SetupTotp { .. } => "setup_totp",
+            NextStep::TotpCode { .. } => "totp_code",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",
@@ -315,6 +346,41 @@ pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
 }
 
+/// `POST /v1/me/factors`: start enrolling a factor (an `enroll` flow).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFactorRequest {
+    /// `totp` (the other types arrive later).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One factor in `GET /v1/me/factors`. Never carries secret material.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FactorInfo {
+    /// The factor id.
+    pub id: String,
+    /// `totp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending` (not yet confirmed by a first code) or `active`.
+    pub state: String,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+    /// When it was last used to sign in (RFC 3339).
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/me/factors`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FactorList {
+    /// The user's factors besides the password.
+    pub factors: Vec<FactorInfo>,
+}
+
 /// The error body of every non-2xx response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -369,6 +435,8 @@ pub mod codes {
     pub const UNSUPPORTED_GRANT_TYPE: &str = "unsupported_grant_type";
     /// No valid access token.
     pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// The session is too old or too weak for this action: step up (RFC 9470).
+    pub const INSUFFICIENT_USER_AUTHENTICATION: &str = "insufficient_user_authentication";
     /// The caller may not do this.
     pub const FORBIDDEN: &str = "forbidden";
     /// The resource does not exist.

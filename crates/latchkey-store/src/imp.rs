@@ -1,7 +1,7 @@
 //! The one implementation of `Store`, expanded for SQLite and for PostgreSQL.
 
 use async_trait::async_trait;
-use latchkey_core::ids::{EventId, FlowId, MessageId, SessionId, UserId};
+use latchkey_core::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_core::model::*;
 use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
@@ -38,6 +38,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
         "sign_up" => FlowKind::SignUp,
         "sign_in" => FlowKind::SignIn,
         "recovery" => FlowKind::Recovery,
+        "enroll" => FlowKind::Enroll,
         _ => return Err(corrupt("flow kind")),
     })
 }
@@ -120,6 +121,19 @@ macro_rules! store_impl {
                     revoked_at: opt_us(r.try_get("revoked_at").map_err(db_err)?)?,
                     revoke_reason: r.try_get("revoke_reason").map_err(db_err)?,
                     context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
+                })
+            }
+
+            fn factor(r: &$row) -> Result<Factor, StoreError> {
+                Ok(Factor {
+                    id: FactorId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    kind: r.try_get("kind").map_err(db_err)?,
+                    state: r.try_get("state").map_err(db_err)?,
+                    secret_sealed: r.try_get("secret_sealed").map_err(db_err)?,
+                    last_step: r.try_get("last_step").map_err(db_err)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    last_used_at: opt_us(r.try_get("last_used_at").map_err(db_err)?)?,
                 })
             }
 
@@ -219,6 +233,24 @@ macro_rules! store_impl {
                         sqlx::query("DELETE FROM failure_counters WHERE key = $1 AND kind = $2")
                             .bind(key).bind(kind)
                             .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::InsertFactor(f) => {
+                        sqlx::query("INSERT INTO factors (id, user_id, kind, state, secret_sealed, last_step, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                            .bind(f.id.0).bind(f.user_id.0).bind(&f.kind).bind(&f.state).bind(&f.secret_sealed)
+                            .bind(f.last_step).bind(us(f.created_at)).bind(f.last_used_at.map(us))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::ActivateFactor { id } => {
+                        sqlx::query("UPDATE factors SET state = 'active' WHERE id = $1")
+                            .bind(id.0).execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::ConsumeTotpStep { id, step, at } => {
+                        // RFC 6238 §5.2: a step is accepted once, and only after the last one.
+                        let done = sqlx::query("UPDATE factors SET last_step = $2, last_used_at = $3 WHERE id = $1 AND (last_step IS NULL OR last_step < $2)")
+                            .bind(id.0).bind(step).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("totp_step"));
+                        }
                     }
                     Write::Enqueue(m) => {
                         sqlx::query(sql!("INSERT INTO outbox (", outbox_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
@@ -323,6 +355,12 @@ macro_rules! store_impl {
                 }
                 tx.commit().await.map_err(db_err)?;
                 Ok(ok)
+            }
+
+            async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM factors WHERE user_id = $1 ORDER BY created_at, id")
+                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::factor).collect()
             }
 
             async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
@@ -445,8 +483,17 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 8] =
-    ["users", "flows", "sessions", "refresh_tokens", "failure_counters", "rate_counters", "outbox", "audit_events"];
+const TABLES: [&str; 9] = [
+    "users",
+    "flows",
+    "sessions",
+    "refresh_tokens",
+    "failure_counters",
+    "rate_counters",
+    "outbox",
+    "audit_events",
+    "factors",
+];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");
 store_impl!(PgStore, sqlx::Postgres, sqlx::PgPool, sqlx::postgres::PgRow, " FOR UPDATE SKIP LOCKED");

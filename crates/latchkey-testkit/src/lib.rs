@@ -194,6 +194,12 @@ impl TestServer {
         Self { url, clock, config, db, auth, keys, stop: Some(tx), task: Some(task), open }
     }
 
+    /// The server's time, in Unix seconds.
+    pub fn clock_unix(&self) -> i64 {
+        use latchkey_core::clock::Clock;
+        self.clock.now().unix_timestamp()
+    }
+
     /// An SDK client with the test user agent.
     pub fn client(&self) -> Client {
         Client::with_user_agent(&self.url, USER_AGENT).unwrap()
@@ -265,6 +271,16 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// The authenticator app's code for a Base32 secret at the server's time, `offset` steps away.
+pub fn totp_code(secret_b32: &str, clock: &FakeClock, offset: i64) -> String {
+    use latchkey_core::clock::Clock;
+    use latchkey_core::totp::{TotpAlgorithm, hotp, step_at};
+    let secret = data_encoding::BASE32_NOPAD.decode(secret_b32.as_bytes()).unwrap();
+    let now = u64::try_from(clock.now().unix_timestamp()).unwrap();
+    let step = step_at(now, &Default::default()).checked_add_signed(offset).unwrap();
+    hotp(&secret, step, 6, TotpAlgorithm::Sha1)
 }
 
 /// The 6-digit code in a message body.

@@ -29,7 +29,9 @@ fn status(e: &AuthError) -> StatusCode {
         | AuthError::InvalidPassword(_)
         | AuthError::InvalidGrant
         | AuthError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
-        AuthError::NotAuthorized | AuthError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AuthError::NotAuthorized | AuthError::Unauthenticated | AuthError::InsufficientAuthentication { .. } => {
+            StatusCode::UNAUTHORIZED
+        }
         AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
         AuthError::UsernameExists | AuthError::FlowCompleted | AuthError::StepMismatch { .. } => StatusCode::CONFLICT,
@@ -58,8 +60,20 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = status.into_response();
-        if status == StatusCode::UNAUTHORIZED && matches!(e, AuthError::Unauthenticated) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match &e {
+            AuthError::Unauthenticated => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // RFC 9470 §3: tell the client what a new authentication must achieve.
+            AuthError::InsufficientAuthentication { acr, max_age } => {
+                let v = format!(
+                    "Bearer error=\"insufficient_user_authentication\", acr_values=\"{acr}\", max_age={max_age}"
+                );
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            _ => {}
         }
         resp.extensions_mut().insert(PendingError { code: e.code(), message });
         resp

@@ -20,11 +20,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/flows/{id}/resend", post(resend))
 }
 
-fn answer(state: &AppState, o: FlowOutcome) -> Json<FlowAnswer> {
+pub(crate) fn answer(state: &AppState, o: FlowOutcome) -> Result<Json<FlowAnswer>, ApiError> {
     for e in &o.events {
         metrics::counter!("latchkey_flow_steps_total", "step" => e.step, "outcome" => e.outcome).increment(1);
     }
-    Json(state.auth.answer(&o))
+    Ok(Json(state.auth.answer(&o)?))
 }
 
 fn flow_id(raw: &str) -> Result<FlowId, ApiError> {
@@ -41,7 +41,7 @@ pub async fn sign_up(
     ApiJson(req): ApiJson<SignUpRequest>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let o = s.auth.sign_up(req, ctx).await?;
-    Ok(answer(&s, o))
+    answer(&s, o)
 }
 
 /// Sign in with a username and password. `done` with tokens, or `confirm_sign_up` /
@@ -56,7 +56,7 @@ pub async fn sign_in(
     ApiJson(req): ApiJson<SignInRequest>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let o = s.auth.sign_in(req, ctx).await?;
-    Ok(answer(&s, o))
+    answer(&s, o)
 }
 
 /// Start a password reset. Always answers `reset_password`, whether or not the user exists.
@@ -68,7 +68,7 @@ pub async fn forgot_password(
     ApiJson(req): ApiJson<ForgotPasswordRequest>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let o = s.auth.forgot_password(req, ctx).await?;
-    Ok(answer(&s, o))
+    answer(&s, o)
 }
 
 /// The flow's current answer (tokens are only ever in the answer that completed it).
@@ -81,7 +81,7 @@ pub async fn get_flow(
     Path(id): Path<String>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let o = s.auth.current(flow_id(&id)?, &ctx).await?;
-    Ok(answer(&s, o))
+    answer(&s, o)
 }
 
 /// Answer the step the flow waits for. A wrong answer is `200` with the same step, fewer
@@ -97,7 +97,7 @@ pub async fn answer_flow(
     ApiJson(req): ApiJson<StepAnswer>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let o = s.auth.submit(flow_id(&id)?, req, ctx).await?;
-    Ok(answer(&s, o))
+    answer(&s, o)
 }
 
 /// Send the current step's code again. Rate limited; does not reset the attempt count.
@@ -110,5 +110,5 @@ pub async fn resend(
     Path(id): Path<String>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let o = s.auth.resend(flow_id(&id)?, ctx).await?;
-    Ok(answer(&s, o))
+    answer(&s, o)
 }

@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
-use latchkey_proto::{ErrorBody, Me, SessionList, SignOutRequest, TokenRequest, Tokens};
+use latchkey_proto::{
+    EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, SessionList, SignOutRequest, TokenRequest, Tokens,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -17,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me", get(me))
         .route("/v1/me/sessions", get(sessions))
         .route("/v1/me/sessions/{id}", delete(revoke_session))
+        .route("/v1/me/factors", get(factors).post(enroll_factor))
 }
 
 /// Rotate a refresh token. A spent token revokes its whole family (`invalid_grant`).
@@ -78,4 +81,26 @@ pub async fn revoke_session(
     let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
     s.auth.revoke_session(&p, id, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user's second factors (never their secrets).
+#[utoipa::path(get, path = "/v1/me/factors", tag = "me", security(("bearer" = [])), responses((status = 200, body = FactorList), (status = 401, body = ErrorBody)))]
+pub async fn factors(State(s): State<AppState>, Authenticated(p): Authenticated) -> Result<Json<FactorList>, ApiError> {
+    Ok(Json(s.auth.factors(&p).await?))
+}
+
+/// Start enrolling a factor: an `enroll` flow answered through `/v1/flows/{id}` (`setup_totp`).
+/// Needs a sign-in from the last 10 minutes (and `aal2` once a second factor exists); otherwise
+/// `401 insufficient_user_authentication` with `WWW-Authenticate` saying what to redo (RFC 9470).
+#[utoipa::path(post, path = "/v1/me/factors", tag = "me", security(("bearer" = [])), request_body = EnrollFactorRequest,
+    responses((status = 200, body = FlowAnswer), (status = 400, body = ErrorBody),
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn enroll_factor(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    ApiJson(req): ApiJson<EnrollFactorRequest>,
+) -> Result<Json<FlowAnswer>, ApiError> {
+    let o = s.auth.enroll(&p, &req.kind, ctx).await?;
+    super::flows::answer(&s, o)
 }

@@ -33,3 +33,4 @@ mod flows;
 mod ops;
 mod security;
 mod tokens;
+mod totp;

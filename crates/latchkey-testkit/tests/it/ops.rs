@@ -44,6 +44,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/me"),
     ("get", "/v1/me/sessions"),
     ("delete", "/v1/me/sessions/{id}"),
+    ("get", "/v1/me/factors"),
+    ("post", "/v1/me/factors"),
     ("post", "/admin/v1/users/{username}/require-password-change"),
     ("post", "/admin/v1/users/{username}/disable"),
     ("post", "/admin/v1/users/{username}/enable"),
