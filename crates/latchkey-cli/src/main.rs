@@ -35,6 +35,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the current code of an authenticator-app secret (Base32), for testing.
+    Totp {
+        /// The Base32 secret (`setup_totp`'s `secret`).
+        secret: String,
+        /// Unix time to compute the code for (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+    },
     /// Print the OpenAPI 3.1 document (docs/openapi.json is this output).
     Openapi,
     /// Load generators that drive real flows over HTTP.
@@ -119,6 +127,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox { common, json } => outbox(common.load()?, json).await,
+        Command::Totp { secret, at } => {
+            let cleaned: String =
+                secret.chars().filter(|c| !c.is_whitespace() && *c != '=').collect::<String>().to_uppercase();
+            let key = data_encoding::BASE32_NOPAD
+                .decode(cleaned.as_bytes())
+                .map_err(|e| anyhow::anyhow!("not Base32: {e}"))?;
+            let now = at.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp().try_into().unwrap_or(0));
+            println!("{}", latchkey_core::totp::totp_at(&key, now, &Default::default()));
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", latchkey_server::http::openapi_json());
             Ok(())

@@ -170,3 +170,13 @@ fn docs_openapi_json_is_what_the_server_serves() {
         "docs/openapi.json is stale: run `cargo run --bin latchkey -- openapi > docs/openapi.json`"
     );
 }
+
+#[test]
+fn totp_prints_the_code_of_a_secret_at_a_time() {
+    // RFC 6238 App. B: the 20-byte seed "12345678901234567890", 59 s → 94287082 (6 digits: 287082).
+    let out = Command::new(BIN).args(["totp", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "--at", "59"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "287082");
+    let bad = Command::new(BIN).args(["totp", "not base32!"]).output().unwrap();
+    assert!(!bad.status.success());
+}
