@@ -1284,8 +1284,8 @@ impl Auth {
         Ok(Self::outcome(flow, vec![StepEvent { step: "setup_totp", outcome: "issued" }]))
     }
 
-    /// Reserve an attempt and check a TOTP code. `Ok(Ok((factor, step)))`: the code matches a step
-    /// after the factor's last one; `Ok(Err(answer))`: refused (wrong, replayed, locked).
+    /// Reserve an attempt and check a TOTP code. `Ok(Ok(found))`: the code matches a step after the
+    /// factor's last one; `Ok(Err(answer))`: refused (wrong, replayed, locked).
     async fn check_totp(
         &self,
         flow: &Flow,
@@ -1293,7 +1293,7 @@ impl Auth {
         given: &SecretString,
         now: OffsetDateTime,
         ctx: &ClientContext,
-    ) -> Result<Result<(Factor, u64), FlowOutcome>, AuthError> {
+    ) -> Result<Result<TotpMatch, FlowOutcome>, AuthError> {
         let step = state_step(&flow.state);
         let user = self.user_of(flow).await?.ok_or(AuthError::FlowExpired)?;
         let attempts = match self.reserve_attempt(flow, step, Some(&user.username_canonical), OTP, now).await? {
@@ -1311,7 +1311,7 @@ impl Auth {
         let t = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
         if let Some(matched) = totp::verify(&secret, given.expose(), t, last, &params) {
-            return Ok(Ok((factor, matched)));
+            return Ok(Ok(TotpMatch { factor, step: matched, attempts }));
         }
         // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
         let replay = totp::verify(&secret, given.expose(), t, None, &params).is_some();
@@ -1346,13 +1346,13 @@ impl Auth {
         &self,
         batch: Batch,
         flow: &Flow,
+        attempts: u32,
         now: OffsetDateTime,
         ctx: &ClientContext,
     ) -> Result<Option<FlowOutcome>, AuthError> {
         match self.store.apply(batch).await {
             Err(StoreError::Conflict("totp_step")) => {
-                let step = state_step(&flow.state);
-                Ok(Some(self.refuse(flow, step, flow.attempts.max(1), true, now, ctx).await?))
+                Ok(Some(self.refuse(flow, state_step(&flow.state), attempts, true, now, ctx).await?))
             }
             Err(StoreError::Conflict("flow")) => Err(AuthError::FlowCompleted),
             Err(e) => Err(e.into()),
@@ -1368,7 +1368,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let (factor, step) = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+        let TotpMatch { factor, step, attempts } = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
         };
@@ -1392,7 +1392,7 @@ impl Auth {
         if let Some(message) = self.notification(&user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
             batch.push(Write::Enqueue(message));
         }
-        if let Some(refused) = self.commit_totp(batch, &flow, now, &ctx).await? {
+        if let Some(refused) = self.commit_totp(batch, &flow, attempts, now, &ctx).await? {
             return Ok(refused);
         }
         self.outbox_wakeup.notify_one();
@@ -1408,7 +1408,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let (factor, step) = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+        let TotpMatch { factor, step, attempts } = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
         };
@@ -1433,7 +1433,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "factor_id": factor.id}),
         ));
-        if let Some(refused) = self.commit_totp(batch, &flow, now, &ctx).await? {
+        if let Some(refused) = self.commit_totp(batch, &flow, attempts, now, &ctx).await? {
             return Ok(refused);
         }
         Ok(FlowOutcome {
@@ -1672,6 +1672,13 @@ fn with_mfa(amr: &[&str]) -> Vec<String> {
 
 fn amr_or_pwd(amr: &[String]) -> Vec<&str> {
     if amr.is_empty() { vec!["pwd"] } else { amr.iter().map(String::as_str).collect() }
+}
+
+/// A TOTP code that matched: the factor, the step to consume, and the attempt it used.
+struct TotpMatch {
+    factor: Factor,
+    step: u64,
+    attempts: u32,
 }
 
 /// What an authenticator app needs, from the secret.
