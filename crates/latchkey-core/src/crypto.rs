@@ -14,7 +14,7 @@ pub struct Keys {
     pub pepper: SecretBytes,
     /// The id of `data_key`, written in front of every ciphertext.
     pub data_key_id: String,
-    /// AES-256-GCM key for secrets at rest (outbox bodies now; TOTP seeds later).
+    /// AES-256-GCM key for secrets at rest (outbox bodies, TOTP seeds).
     pub data_key: SecretBytes,
 }
 

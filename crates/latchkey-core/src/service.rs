@@ -1311,7 +1311,7 @@ impl Auth {
         let t = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
         if let Some(matched) = totp::verify(&secret, given.expose(), t, last, &params) {
-            return Ok(Ok(TotpMatch { factor, step: matched, attempts }));
+            return Ok(Ok(TotpMatch { user, factor, step: matched, attempts }));
         }
         // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
         let replay = totp::verify(&secret, given.expose(), t, None, &params).is_some();
@@ -1368,17 +1368,15 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let TotpMatch { factor, step, attempts } = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+        let found = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
         };
-        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
         let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
-        let mut batch = Batch::new();
+        let (user, factor) = (&found.user, &found.factor);
+        let mut batch = Batch(found.accepted(now));
         batch
-            .push(Write::ConsumeTotpStep { id: factor.id, step: i64::try_from(step).unwrap_or(i64::MAX), at: now })
             .push(Write::ActivateFactor { id: factor.id })
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() })
             .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
             .push(audit(
                 now,
@@ -1389,10 +1387,10 @@ impl Auth {
                 serde_json::json!({"factor_id": factor.id, "type": TOTP}),
             ));
         // Checklist LIFE-1: every new factor is announced to the account's address.
-        if let Some(message) = self.notification(&user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
+        if let Some(message) = self.notification(user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
             batch.push(Write::Enqueue(message));
         }
-        if let Some(refused) = self.commit_totp(batch, &flow, attempts, now, &ctx).await? {
+        if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }
         self.outbox_wakeup.notify_one();
@@ -1408,20 +1406,17 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let TotpMatch { factor, step, attempts } = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+        let found = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
         };
-        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
-        let mut batch = Batch::new();
-        batch
-            .push(Write::ConsumeTotpStep { id: factor.id, step: i64::try_from(step).unwrap_or(i64::MAX), at: now })
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() });
+        let (user, factor) = (&found.user, &found.factor);
+        let mut batch = Batch(found.accepted(now));
         let amr = ["pwd", "otp"];
         let (next, tokens) = if then_new_password {
             (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
         } else {
-            let (session, tokens) = self.new_session(&user, &amr, now, &ctx, &mut batch)?;
+            let (session, tokens) = self.new_session(user, &amr, now, &ctx, &mut batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state: next, version: flow.version + 1, ..flow.clone() };
@@ -1433,7 +1428,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "factor_id": factor.id}),
         ));
-        if let Some(refused) = self.commit_totp(batch, &flow, attempts, now, &ctx).await? {
+        if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }
         Ok(FlowOutcome {
@@ -1452,22 +1447,7 @@ impl Auth {
         body: &str,
         now: OffsetDateTime,
     ) -> Result<Option<OutboxMessage>, AuthError> {
-        let Some(email) = user.email.clone() else { return Ok(None) };
-        let id = MessageId::new();
-        Ok(Some(OutboxMessage {
-            id,
-            channel: "email".into(),
-            provider: self.routes.email.clone(),
-            to: email,
-            subject: format!("{} – {}", self.settings.product_name, subject),
-            body_sealed: Some(self.keys.seal(self.rng.as_ref(), &id.to_string(), body.as_bytes())?),
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            created_at: now,
-            sent_at: None,
-        }))
+        user.email.as_deref().map(|email| self.sealed_message(Channel::Email, email, subject, body, now)).transpose()
     }
 
     // ----- codes and limits ------------------------------------------------------------------
@@ -1525,12 +1505,24 @@ impl Auth {
             code.expose(),
             ttl / 60
         );
+        Ok((challenge, self.sealed_message(channel, to, subject, &body, now)?))
+    }
+
+    /// A message for the outbox, its body sealed with the data key (it may hold a code).
+    fn sealed_message(
+        &self,
+        channel: Channel,
+        to: &str,
+        subject: &str,
+        body: &str,
+        now: OffsetDateTime,
+    ) -> Result<OutboxMessage, AuthError> {
         let id = MessageId::new();
         let (channel_name, provider) = match channel {
             Channel::Sms => ("sms", self.routes.sms.clone()),
             _ => ("email", self.routes.email.clone()),
         };
-        let message = OutboxMessage {
+        Ok(OutboxMessage {
             id,
             channel: channel_name.into(),
             provider,
@@ -1543,8 +1535,7 @@ impl Auth {
             last_error: None,
             created_at: now,
             sent_at: None,
-        };
-        Ok((challenge, message))
+        })
     }
 
     /// Checklist OOB-5: per account, destination and IP per window, plus the daily SMS budget.
@@ -1674,11 +1665,23 @@ fn amr_or_pwd(amr: &[String]) -> Vec<&str> {
     if amr.is_empty() { vec!["pwd"] } else { amr.iter().map(String::as_str).collect() }
 }
 
-/// A TOTP code that matched: the factor, the step to consume, and the attempt it used.
+/// A TOTP code that matched: whose, which factor, the step to consume, the attempt it used.
 struct TotpMatch {
+    user: User,
     factor: Factor,
     step: u64,
     attempts: u32,
+}
+
+impl TotpMatch {
+    /// The writes every accepted code makes: spend its step (refused if a parallel request spent
+    /// it first) and reset the account's TOTP failure counter.
+    fn accepted(&self, now: OffsetDateTime) -> Vec<Write> {
+        vec![
+            Write::ConsumeTotpStep { id: self.factor.id, step: i64::try_from(self.step).unwrap_or(i64::MAX), at: now },
+            Write::ClearFailures { key: self.user.username_canonical.clone(), kind: OTP.into() },
+        ]
+    }
 }
 
 /// What an authenticator app needs, from the secret.

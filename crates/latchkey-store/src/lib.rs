@@ -23,8 +23,6 @@ pub struct OpenOptions {
     pub pg_schema: Option<String>,
     /// Maximum pool size (default: 16 for PostgreSQL, 8 for SQLite).
     pub max_connections: Option<u32>,
-    /// SQLite: `synchronous=FULL` (default, every commit survives power loss) or `NORMAL`.
-    pub sqlite_synchronous_full: Option<bool>,
 }
 
 /// An open database of either kind.
@@ -74,16 +72,12 @@ impl Database {
             Ok(Database::Postgres(PgStore::new(pool)))
         } else if url.starts_with("sqlite:") {
             use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-            let sync = if opts.sqlite_synchronous_full.unwrap_or(true) {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            };
             let o = SqliteConnectOptions::from_str(url)
                 .map_err(unavailable)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(sync)
+                // Every committed sign-up, session and code survives a power cut.
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = sqlx::sqlite::SqlitePoolOptions::new()

@@ -9,7 +9,6 @@ use latchkey_server::Server;
 use latchkey_server::config::Config;
 use latchkey_server::outbox::DevMessage;
 use latchkey_store::{Database, OpenOptions};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use latchkey_client;
@@ -361,9 +360,4 @@ impl RawClient {
             .collect();
         RawResponse { status, headers, body: resp.text().await.unwrap() }
     }
-}
-
-/// A temporary directory path (not created).
-pub fn temp_path(prefix: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()))
 }
