@@ -150,9 +150,77 @@ impl Client {
         self.send(self.http.get(self.url("/v1/me/factors")).bearer_auth(access_token)).await
     }
 
+    /// Answer `sms_code` with the code sent by text message.
+    pub async fn sms_code(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::SmsCode { code: code.into() }).await
+    }
+
+    /// Answer `email_code` with the code sent by email.
+    pub async fn email_code(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::EmailCode { code: code.into() }).await
+    }
+
+    /// Answer `recovery_code` with one of the saved recovery codes.
+    pub async fn recovery_code(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::RecoveryCode { code: code.into() }).await
+    }
+
+    /// Answer `select_mfa`, or switch method at any second-factor step.
+    pub async fn select_mfa(&self, flow_id: &str, method: MfaMethod) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::SelectMfa { method }).await
+    }
+
+    /// At `setup_totp` inside a sign-in, where policy allows: verify a phone for SMS codes
+    /// instead (`None`: the account's phone). The next step is `verify_code`.
+    pub async fn setup_sms(&self, flow_id: &str, phone: Option<&str>) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::SetupSms { phone: phone.map(Into::into) }).await
+    }
+
+    /// Answer `verify_code` with the code sent to the phone or address being added.
+    pub async fn verify_code(&self, flow_id: &str, code: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::VerifyCode { code: code.into() }).await
+    }
+
     /// `POST /v1/me/factors {"type": "totp"}`: the answer's step is `setup_totp`.
     pub async fn enroll_totp(&self, access_token: &str) -> Result<FlowAnswer> {
-        self.post("/v1/me/factors", Some(access_token), &EnrollFactorRequest { kind: "totp".into() }).await
+        let req = EnrollFactorRequest { kind: "totp".into(), phone: None, email: None };
+        self.post("/v1/me/factors", Some(access_token), &req).await
+    }
+
+    /// `POST /v1/me/factors {"type": "sms", "phone": …}`: add or change the phone for SMS codes
+    /// (`None`: the account's phone). The answer's step is `verify_code`.
+    pub async fn enroll_sms(&self, access_token: &str, phone: Option<&str>) -> Result<FlowAnswer> {
+        let req = EnrollFactorRequest { kind: "sms".into(), phone: phone.map(Into::into), email: None };
+        self.post("/v1/me/factors", Some(access_token), &req).await
+    }
+
+    /// `POST /v1/me/factors {"type": "email", "email": …}`: add or change the address for email
+    /// codes (`None`: the account's address). The answer's step is `verify_code`.
+    pub async fn enroll_email(&self, access_token: &str, email: Option<&str>) -> Result<FlowAnswer> {
+        let req = EnrollFactorRequest { kind: "email".into(), phone: None, email: email.map(Into::into) };
+        self.post("/v1/me/factors", Some(access_token), &req).await
+    }
+
+    /// `DELETE /v1/me/factors/{id}`: needs a recent `aal2` sign-in.
+    pub async fn remove_factor(&self, access_token: &str, factor_id: &str) -> Result<()> {
+        self.no_content(self.http.delete(self.url(&format!("/v1/me/factors/{factor_id}"))).bearer_auth(access_token))
+            .await
+    }
+
+    /// `PUT /v1/me/factors/preferred`: the method sign-in lists first.
+    pub async fn set_preferred_mfa(&self, access_token: &str, method: MfaMethod) -> Result<()> {
+        self.no_content(
+            self.http
+                .put(self.url("/v1/me/factors/preferred"))
+                .bearer_auth(access_token)
+                .json(&PreferredMfa { method }),
+        )
+        .await
+    }
+
+    /// `POST /v1/me/recovery-codes`: a new set of ten, shown once; the old set stops working.
+    pub async fn regenerate_recovery_codes(&self, access_token: &str) -> Result<RecoveryCodes> {
+        self.send(self.http.post(self.url("/v1/me/recovery-codes")).bearer_auth(access_token)).await
     }
 
     /// `POST /v1/flows/{id}/resend`.

@@ -23,6 +23,7 @@ fn user(name: &str) -> User {
         status: UserStatus::Unconfirmed,
         password_hash: Some("$argon2id$fake".into()),
         must_change_password: false,
+        preferred_mfa: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -457,6 +458,89 @@ pub async fn factors_round_trip_and_a_totp_step_is_consumed_once(store: Arc<dyn 
     assert_eq!((got.last_step, got.last_used_at), (Some(101), Some(T0 + Duration::seconds(30))));
 }
 
+pub async fn a_recovery_code_is_spent_once_and_a_new_set_replaces_the_old(store: Arc<dyn Store>) {
+    let u = User { preferred_mfa: Some(latchkey_proto::MfaMethod::Sms), ..user("gwen") };
+    one(store.as_ref(), Write::InsertUser(u.clone())).await;
+    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().preferred_mfa, Some(latchkey_proto::MfaMethod::Sms));
+    let macs: Vec<String> = (0..10).map(|i| format!("mac-{i}")).collect();
+    one(store.as_ref(), Write::ReplaceRecoveryCodes { user_id: u.id, macs: macs.clone(), at: T0 }).await;
+    assert_eq!(store.recovery_codes(u.id).await.unwrap().len(), 10);
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let (store, barrier, uid) = (store.clone(), barrier.clone(), u.id);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.apply(Batch(vec![Write::UseRecoveryCode { user_id: uid, mac: "mac-3".into(), at: T0 }])).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert!(matches!(e, StoreError::Conflict("recovery_code")), "{e}"),
+        }
+    }
+    assert_eq!(ok, 1, "one code, one success");
+    let codes = store.recovery_codes(u.id).await.unwrap();
+    assert_eq!(codes.iter().filter(|c| c.used_at.is_none()).count(), 9);
+    let err = store
+        .apply(Batch(vec![Write::UseRecoveryCode { user_id: u.id, mac: "unknown".into(), at: T0 }]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("recovery_code")));
+    // Another user's code is not this user's.
+    let other = user("hugo");
+    one(store.as_ref(), Write::InsertUser(other.clone())).await;
+    let err = store
+        .apply(Batch(vec![Write::UseRecoveryCode { user_id: other.id, mac: "mac-4".into(), at: T0 }]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("recovery_code")));
+    one(store.as_ref(), Write::ReplaceRecoveryCodes { user_id: u.id, macs: vec!["new".into()], at: T0 }).await;
+    let codes = store.recovery_codes(u.id).await.unwrap();
+    assert_eq!(codes.iter().map(|c| c.mac.as_str()).collect::<Vec<_>>(), vec!["new"], "the old set is gone");
+    // Deleting the recovery-codes factor deletes the codes.
+    let f = Factor {
+        id: FactorId::new(),
+        user_id: u.id,
+        kind: "recovery_codes".into(),
+        state: "active".into(),
+        secret_sealed: None,
+        last_step: None,
+        created_at: T0,
+        last_used_at: None,
+    };
+    one(store.as_ref(), Write::InsertFactor(f.clone())).await;
+    one(store.as_ref(), Write::DeleteFactor { id: f.id }).await;
+    assert!(store.factors(u.id).await.unwrap().is_empty());
+    assert!(store.recovery_codes(u.id).await.unwrap().is_empty());
+}
+
+pub async fn expired_flows_are_claimed_once_across_parallel_sweepers(store: Arc<dyn Store>) {
+    for i in 0..6 {
+        let mut f = flow(None);
+        f.expires_at = T0 + Duration::seconds(i);
+        one(store.as_ref(), Write::InsertFlow(f)).await;
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(4));
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.claim_expired_flows(T0 + Duration::seconds(3), 100).await.unwrap().len()
+        }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        claimed += t.await.unwrap();
+    }
+    assert_eq!(claimed, 3, "flows expiring at +0, +1, +2 s, each claimed by one sweeper");
+    assert_eq!(store.claim_expired_flows(T0 + Duration::seconds(3), 100).await.unwrap().len(), 0);
+    assert_eq!(store.claim_expired_flows(T0 + Duration::hours(1), 2).await.unwrap().len(), 2, "the limit holds");
+}
+
 /// One check: it takes a fresh, migrated store.
 pub type Check = fn(Arc<dyn Store>) -> futures_like::BoxFuture;
 
@@ -483,6 +567,8 @@ pub fn all() -> Vec<(&'static str, Check)> {
         parallel_workers_never_claim_one_message_twice,
         audit_events_are_kept_in_order,
         factors_round_trip_and_a_totp_step_is_consumed_once,
+        a_recovery_code_is_spent_once_and_a_new_set_replaces_the_old,
+        expired_flows_are_claimed_once_across_parallel_sweepers,
     ]
 }
 

@@ -67,6 +67,9 @@ pub enum AuthError {
     /// Not allowed.
     #[error("forbidden")]
     Forbidden,
+    /// The change would leave the account without the second factor its policy requires.
+    #[error("{0}")]
+    MfaRequired(&'static str),
     /// No such resource.
     #[error("not found")]
     NotFound,
@@ -102,6 +105,7 @@ impl AuthError {
             AuthError::Unauthenticated => codes::UNAUTHENTICATED,
             AuthError::InsufficientAuthentication { .. } => codes::INSUFFICIENT_USER_AUTHENTICATION,
             AuthError::Forbidden => codes::FORBIDDEN,
+            AuthError::MfaRequired(_) => codes::MFA_REQUIRED,
             AuthError::NotFound => codes::NOT_FOUND,
             AuthError::NotImplemented(_) => codes::NOT_IMPLEMENTED,
             AuthError::Unavailable(_) => codes::UNAVAILABLE,

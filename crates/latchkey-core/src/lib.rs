@@ -19,4 +19,5 @@ pub mod tokens;
 pub mod totp;
 
 pub use error::AuthError;
+pub use latchkey_proto::MfaMethod;
 pub use service::{Auth, AuthParts};

@@ -1,7 +1,7 @@
 //! The records the domain keeps: users, flows, sessions, outbox messages, audit events.
 
 use crate::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
-use latchkey_proto::{Channel, DenialReason};
+use latchkey_proto::{Channel, DenialReason, MfaMethod};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -64,6 +64,8 @@ pub struct User {
     pub password_hash: Option<String>,
     /// An administrator requires a new password at the next sign-in.
     pub must_change_password: bool,
+    /// The second factor sign-in lists first.
+    pub preferred_mfa: Option<MfaMethod>,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
@@ -138,12 +140,28 @@ pub enum FlowState {
         /// The secret, sealed with the data key (shown until the enrolment is confirmed).
         secret_sealed: String,
     },
-    /// A sign-in whose password was verified, waiting for a TOTP code.
-    AwaitingTotp {
-        /// The active TOTP factor.
-        factor_id: FactorId,
-        /// After the code, the account must set a new password.
+    /// A sign-in whose password was verified, waiting for a second factor: `method` is the one
+    /// asked for (`None`: the user picks one, `select_mfa`).
+    AwaitingMfa {
+        /// The method asked for now.
+        method: Option<MfaMethod>,
+        /// The methods the account can use, preferred first.
+        methods: Vec<MfaMethod>,
+        /// For `sms` and `email`: the code sent.
+        code: Option<CodeChallenge>,
+        /// After the second factor, the account must set a new password.
         then_new_password: bool,
+    },
+    /// Waiting for the code sent to a phone or address being added as a factor. The account's
+    /// current value stays authoritative until this code is right (checklist LIFE-5). In a
+    /// sign-in flow (required MFA set up by SMS) a right code completes the sign-in.
+    AwaitingVerification {
+        /// `sms` or `email`.
+        channel: Channel,
+        /// The phone (E.164) or address being verified.
+        value: String,
+        /// The code sent to it.
+        code: CodeChallenge,
     },
     /// Waiting for the reset code and a new password. `code` is `None` when the username is
     /// unknown, so the answer looks the same and every code is refused.
@@ -164,6 +182,26 @@ pub enum FlowState {
 }
 
 impl FlowState {
+    /// The wire name of the step this state waits for (`done`/`denied` when it ended).
+    pub fn step_name(&self) -> &'static str {
+        match self {
+            FlowState::AwaitingConfirmation { .. } => "confirm_sign_up",
+            FlowState::AwaitingNewPassword { .. } => "new_password",
+            FlowState::AwaitingTotpSetup { .. } => "setup_totp",
+            FlowState::AwaitingMfa { method, .. } => match method {
+                None => "select_mfa",
+                Some(MfaMethod::Sms) => "sms_code",
+                Some(MfaMethod::Email) => "email_code",
+                Some(MfaMethod::RecoveryCode) => "recovery_code",
+                Some(_) => "totp_code",
+            },
+            FlowState::AwaitingVerification { .. } => "verify_code",
+            FlowState::AwaitingReset { .. } => "reset_password",
+            FlowState::Completed { .. } => "done",
+            FlowState::Denied { .. } => "denied",
+        }
+    }
+
     /// Whether the flow has ended.
     pub fn is_terminal(&self) -> bool {
         matches!(self, FlowState::Completed { .. } | FlowState::Denied { .. })
@@ -238,7 +276,7 @@ pub struct Factor {
     pub id: FactorId,
     /// Whose.
     pub user_id: UserId,
-    /// `totp`.
+    /// `totp`, `sms`, `email` or `recovery_codes`.
     pub kind: String,
     /// `pending` until confirmed by a first code, then `active`.
     pub state: String,
@@ -370,4 +408,18 @@ impl LockoutPolicy {
         let secs = self.base_delay_secs.saturating_mul(1u64 << exp).min(self.max_delay_secs);
         Some(time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))
     }
+}
+
+/// One saved recovery code: only its peppered MAC is kept (120-bit codes, so a keyed hash is
+/// enough, NIST SP 800-63B-4 §3.1.2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryCode {
+    /// Whose.
+    pub user_id: UserId,
+    /// HMAC-SHA-256 of the normalised code under the pepper.
+    pub mac: String,
+    /// Generated.
+    pub created_at: OffsetDateTime,
+    /// Used, if it was (then never accepted again).
+    pub used_at: Option<OffsetDateTime>,
 }

@@ -16,12 +16,15 @@ use crate::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::*;
 use crate::password::{SecretHasher, check_policy, normalize};
 use crate::secret::{Random, SecretString, ct_eq, random_bytes, random_digits, random_token};
-use crate::settings::Settings;
+use crate::settings::{MfaMode, Settings};
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use crate::tokens::{AccessClaims, AccessTokenSigner, TokenError};
 use crate::totp::{self, TotpParams};
 use latchkey_proto as proto;
-use latchkey_proto::{Channel, DenialReason, StepAnswer, codes};
+use latchkey_proto::{Channel, DenialReason, MfaMethod, StepAnswer, codes};
+
+mod mfa;
+use mfa::{EMAIL, SMS};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
@@ -33,8 +36,6 @@ const OTP: &str = "otp";
 const TOTP: &str = "totp";
 const PENDING: &str = "pending";
 const ACTIVE: &str = "active";
-/// Adding a factor needs a sign-in this recent (seconds).
-const ENROLL_MAX_AGE_SECS: u64 = 600;
 
 /// Which provider delivers each channel (chosen by the server from its configuration).
 #[derive(Debug, Clone)]
@@ -189,14 +190,30 @@ impl Auth {
             FlowState::AwaitingTotpSetup { factor_id, account, secret_sealed } => {
                 let secret = self.keys.open(&factor_id.to_string(), secret_sealed)?;
                 let enrolment = totp_enrolment(&self.settings.product_name, account, &secret)?;
+                let mfa = &self.settings.mfa;
+                let sms = o.flow.kind == FlowKind::SignIn && mfa.allow_sms_setup && mfa.allows(MfaMethod::Sms);
                 proto::NextStep::SetupTotp {
                     secret: enrolment.secret,
                     uri: enrolment.uri,
                     qr_svg: enrolment.qr_svg,
                     attempts_left,
+                    other_methods: if sms { vec![MfaMethod::Sms] } else { vec![] },
                 }
             }
-            FlowState::AwaitingTotp { .. } => proto::NextStep::TotpCode { attempts_left },
+            FlowState::AwaitingMfa { method, methods, code, .. } => {
+                let other_methods: Vec<MfaMethod> = methods.iter().copied().filter(|m| Some(*m) != *method).collect();
+                let destination = code.as_ref().map(|c| c.destination.clone()).unwrap_or_default();
+                match method {
+                    None => proto::NextStep::SelectMfa { methods: methods.clone() },
+                    Some(MfaMethod::Sms) => proto::NextStep::SmsCode { destination, attempts_left, other_methods },
+                    Some(MfaMethod::Email) => proto::NextStep::EmailCode { destination, attempts_left, other_methods },
+                    Some(MfaMethod::RecoveryCode) => proto::NextStep::RecoveryCode { attempts_left, other_methods },
+                    Some(_) => proto::NextStep::TotpCode { attempts_left, other_methods },
+                }
+            }
+            FlowState::AwaitingVerification { channel, code, .. } => {
+                proto::NextStep::VerifyCode { channel: *channel, destination: code.destination.clone(), attempts_left }
+            }
             FlowState::AwaitingReset { code } => {
                 let reveal = self.settings.sign_up.reveal_username_exists;
                 proto::NextStep::ResetPassword {
@@ -295,6 +312,7 @@ impl Auth {
             status: UserStatus::Unconfirmed,
             password_hash: hash,
             must_change_password: false,
+            preferred_mfa: None,
             created_at: now,
             updated_at: now,
         };
@@ -438,13 +456,21 @@ impl Auth {
             self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
-        if let Some(totp) = self.active_totp(user.id).await? {
-            let state = FlowState::AwaitingTotp { factor_id: totp.id, then_new_password: user.must_change_password };
-            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), state, now, ctx.clone());
-            let event =
-                audit(now, Some(user.id), "sign_in", "needs_totp", &ctx, serde_json::json!({"flow_id": flow.id}));
-            self.store.apply(Batch(vec![clear, Write::InsertFlow(flow.clone()), event])).await?;
-            return Ok(Self::outcome(flow, vec![StepEvent { step: "totp_code", outcome: "issued" }]));
+        if let Some(start) = self.start_mfa(flow_id, &user, now, &ctx).await? {
+            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), start.state, now, ctx.clone());
+            let step = flow.state.step_name();
+            let mut batch = Batch(start.writes);
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "needs_second_factor",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "step": step}),
+            ));
+            self.store.apply(batch).await?;
+            self.outbox_wakeup.notify_one();
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "password", outcome: "verified" }, start.event]));
         }
         if user.must_change_password {
             let flow = self.new_flow(
@@ -584,13 +610,31 @@ impl Auth {
             (FlowState::AwaitingTotpSetup { factor_id, .. }, StepAnswer::SetupTotp { code }) => {
                 self.confirm_totp_setup(flow, factor_id, SecretString::new(code), now, ctx).await
             }
-            (FlowState::AwaitingTotp { factor_id, then_new_password }, StepAnswer::TotpCode { code }) => {
-                self.totp_sign_in(flow, factor_id, then_new_password, SecretString::new(code), now, ctx).await
+            (FlowState::AwaitingTotpSetup { factor_id, .. }, StepAnswer::SetupSms { phone }) => {
+                self.setup_sms(flow, factor_id, phone, now, ctx).await
+            }
+            (FlowState::AwaitingMfa { methods, then_new_password, .. }, StepAnswer::SelectMfa { method }) => {
+                self.select_mfa(flow, methods, then_new_password, method, now, ctx).await
+            }
+            (
+                FlowState::AwaitingMfa { method: Some(MfaMethod::Totp), then_new_password, .. },
+                StepAnswer::TotpCode { code },
+            ) => self.totp_sign_in(flow, then_new_password, SecretString::new(code), now, ctx).await,
+            (FlowState::AwaitingMfa { method: Some(MfaMethod::Sms), .. }, StepAnswer::SmsCode { code })
+            | (FlowState::AwaitingMfa { method: Some(MfaMethod::Email), .. }, StepAnswer::EmailCode { code }) => {
+                self.oob_sign_in(flow, SecretString::new(code), now, ctx).await
+            }
+            (
+                FlowState::AwaitingMfa { method: Some(MfaMethod::RecoveryCode), then_new_password, .. },
+                StepAnswer::RecoveryCode { code },
+            ) => self.recovery_sign_in(flow, then_new_password, SecretString::new(code), now, ctx).await,
+            (FlowState::AwaitingVerification { .. }, StepAnswer::VerifyCode { code }) => {
+                self.verify_destination(flow, SecretString::new(code), now, ctx).await
             }
             (FlowState::AwaitingReset { code }, StepAnswer::ResetPassword { code: given, password }) => {
                 self.reset_password(flow, code, SecretString::new(given), normalize(&password), now, ctx).await
             }
-            (state, _) => Err(AuthError::StepMismatch { expected: state_step(&state) }),
+            (state, _) => Err(AuthError::StepMismatch { expected: state.step_name() }),
         }
     }
 
@@ -601,12 +645,13 @@ impl Auth {
         flow: &Flow,
         code: Option<&CodeChallenge>,
         given: &SecretString,
-        account_key: Option<&str>,
+        counter: (Option<&str>, &str),
         now: OffsetDateTime,
         ctx: &ClientContext,
     ) -> Result<Result<(), FlowOutcome>, AuthError> {
-        let step = state_step(&flow.state);
-        let attempts = match self.reserve_attempt(flow, step, account_key, CODE, now).await? {
+        let step = flow.state.step_name();
+        let (account_key, kind) = counter;
+        let attempts = match self.reserve_attempt(flow, step, account_key, kind, now).await? {
             Ok(n) => n,
             Err(o) => return Ok(Err(o)),
         };
@@ -725,7 +770,7 @@ impl Auth {
             None => None,
         };
         let key = user.as_ref().map(|u| u.username_canonical.clone());
-        if let Err(o) = self.check_code(&flow, Some(&code), &given, key.as_deref(), now, &ctx).await? {
+        if let Err(o) = self.check_code(&flow, Some(&code), &given, (key.as_deref(), CODE), now, &ctx).await? {
             return Ok(o);
         }
         // A right code implies a real user: decoy flows carry a code nobody knows.
@@ -834,7 +879,7 @@ impl Auth {
             o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
             return Ok(o);
         }
-        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, key.as_deref(), now, &ctx).await? {
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), CODE), now, &ctx).await? {
             return Ok(o);
         }
         let Some(mut user) = user else {
@@ -885,15 +930,22 @@ impl Auth {
             return Err(expired(&flow.state));
         }
         let code = match &flow.state {
-            FlowState::AwaitingConfirmation { code, .. } => Some(code.clone()),
+            FlowState::AwaitingConfirmation { code, .. } | FlowState::AwaitingVerification { code, .. } => {
+                Some(code.clone())
+            }
             FlowState::AwaitingReset { code } => code.clone(),
-            other => return Err(AuthError::StepMismatch { expected: state_step(other) }),
+            FlowState::AwaitingMfa { code: Some(code), .. } => Some(code.clone()),
+            other => return Err(AuthError::StepMismatch { expected: other.step_name() }),
         };
         let user = self.user_of(&flow).await?;
         let key = user.as_ref().map(|u| u.username_canonical.clone()).unwrap_or_else(|| format!("flow:{}", flow.id));
-        // Where the new code goes: the address of the code being replaced (none for decoy flows).
-        let target = match (&user, &code) {
-            (Some(u), Some(c)) => match c.channel {
+        // Where the new code goes: the address of the code being replaced (none for decoy flows);
+        // for a verification, the new address being verified.
+        let target = match (&user, &code, &flow.state) {
+            (Some(_), Some(c), FlowState::AwaitingVerification { value, .. }) => {
+                Some((c.channel, value.clone(), c.destination.clone()))
+            }
+            (Some(u), Some(c), _) => match c.channel {
                 Channel::Sms => u.phone.clone(),
                 _ => u.email.clone(),
             }
@@ -909,8 +961,12 @@ impl Auth {
         let mut batch = Batch::new();
         let new_code = match (&target, flow.user_id) {
             (Some((channel, dest, masked)), Some(_)) => {
-                let subject =
-                    if flow.kind == FlowKind::Recovery { "Reset your password" } else { "Confirm your sign-up" };
+                let subject = match (&flow.state, flow.kind) {
+                    (FlowState::AwaitingMfa { .. }, _) => "Your sign-in code",
+                    (FlowState::AwaitingVerification { .. }, _) => "Verify your new address",
+                    (_, FlowKind::Recovery) => "Reset your password",
+                    _ => "Confirm your sign-up",
+                };
                 let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
                 batch.push(Write::Enqueue(message));
                 Some(c)
@@ -918,12 +974,14 @@ impl Auth {
             // Decoy flows (unknown user or taken username) send nothing but look the same.
             _ => code.map(|c| CodeChallenge { expires_at: now + secs(self.settings.flows.code_ttl_secs), ..c }),
         };
-        let updated = Flow {
-            state: with_code(&flow.state, new_code),
-            version: flow.version + 1,
-            expires_at: now + secs(self.settings.flows.code_ttl_secs),
-            ..flow.clone()
+        // A second-factor step keeps its short lifetime (checklist FLOW-3); code steps live as
+        // long as their newest code.
+        let expires_at = match flow.state {
+            FlowState::AwaitingMfa { .. } => flow.expires_at,
+            _ => now + secs(self.settings.flows.code_ttl_secs),
         };
+        let updated =
+            Flow { state: with_code(&flow.state, new_code), version: flow.version + 1, expires_at, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: updated.clone(), expected_version: flow.version }).push(audit(
             now,
             flow.user_id,
@@ -935,7 +993,7 @@ impl Auth {
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
         let fresh = self.store.flow(flow.id).await?.unwrap_or(updated);
-        Ok(Self::outcome(fresh, vec![StepEvent { step: state_step(&flow.state), outcome: "issued" }]))
+        Ok(Self::outcome(fresh, vec![StepEvent { step: flow.state.step_name(), outcome: "issued" }]))
     }
 
     async fn user_of(&self, flow: &Flow) -> Result<Option<User>, AuthError> {
@@ -959,7 +1017,7 @@ impl Auth {
         let session = Session {
             id: SessionId::new(),
             user_id: user.id,
-            acr: assurance(amr).into(),
+            acr: assurance(amr, self.settings.mfa.require_phishing_resistant).into(),
             amr: with_mfa(amr),
             auth_time: now,
             created_at: now,
@@ -1217,60 +1275,33 @@ impl Auth {
 
     // ----- TOTP ------------------------------------------------------------------------------
 
-    async fn active_totp(&self, user_id: UserId) -> Result<Option<Factor>, AuthError> {
-        Ok(self.store.factors(user_id).await?.into_iter().find(|f| f.kind == TOTP && f.state == ACTIVE))
-    }
-
-    /// `GET /v1/me/factors`. Never returns secret material.
-    pub async fn factors(&self, p: &Principal) -> Result<proto::FactorList, AuthError> {
-        let factors = self.store.factors(p.user.id).await?;
-        Ok(proto::FactorList {
-            factors: factors
-                .into_iter()
-                .map(|f| proto::FactorInfo {
-                    id: f.id.to_string(),
-                    kind: f.kind,
-                    state: f.state,
-                    created_at: rfc3339(f.created_at),
-                    last_used_at: f.last_used_at.map(rfc3339),
-                })
-                .collect(),
-        })
-    }
-
-    /// `POST /v1/me/factors {"type": "totp"}`: an `enroll` flow whose step is `setup_totp`. Needs
-    /// a sign-in from the last 10 minutes, and `aal2` once the account has a second factor.
-    pub async fn enroll(&self, p: &Principal, kind: &str, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
-        if kind != TOTP {
-            return Err(AuthError::NotImplemented("only totp can be enrolled yet"));
+    /// `POST /v1/me/factors`: an `enroll` flow — `setup_totp` for `totp`, `verify_code` for `sms`
+    /// and `email`. Needs a sign-in from the last `step_up_max_age_secs`, at `aal2` once the
+    /// account has a factor that gives it (checklist LIFE-1).
+    pub async fn enroll(
+        &self,
+        p: &Principal,
+        req: &proto::EnrollFactorRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        if self.settings.mfa.mode == MfaMode::Off {
+            return Err(AuthError::InvalidRequest("second factors are turned off by policy".into()));
+        }
+        match req.kind.as_str() {
+            TOTP => {}
+            SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
+            _ => return Err(AuthError::NotImplemented("this factor type is not supported yet")),
+        }
+        if !self.settings.mfa.allows(MfaMethod::Totp) {
+            return Err(AuthError::InvalidRequest("policy does not allow authenticator apps".into()));
         }
         let now = self.now();
         let factors = self.store.factors(p.user.id).await?;
-        let has_second_factor = factors.iter().any(|f| f.state == ACTIVE);
-        let required = if has_second_factor { "aal2" } else { "aal1" };
-        let fresh = now - p.session.auth_time <= secs(ENROLL_MAX_AGE_SECS);
-        if !fresh || (has_second_factor && p.session.acr == "aal1") {
-            return Err(AuthError::InsufficientAuthentication { acr: required, max_age: ENROLL_MAX_AGE_SECS });
-        }
+        self.require_step_up(p, &factors)?;
         if factors.iter().any(|f| f.kind == TOTP && f.state == ACTIVE) {
             return Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()));
         }
-        let id = FactorId::new();
-        // 160 bits, RFC 4226 R6's recommendation (NIST §3.1.4.1 asks for at least 112).
-        let secret = random_bytes(self.rng.as_ref(), 20);
-        let sealed = self.keys.seal(self.rng.as_ref(), &id.to_string(), &secret)?;
-        let factor = Factor {
-            id,
-            user_id: p.user.id,
-            kind: TOTP.into(),
-            state: PENDING.into(),
-            secret_sealed: Some(sealed.clone()),
-            last_step: None,
-            created_at: now,
-            last_used_at: None,
-        };
-        let state =
-            FlowState::AwaitingTotpSetup { factor_id: id, account: p.user.username.clone(), secret_sealed: sealed };
+        let (factor, state) = self.new_totp_enrolment(&p.user, now)?;
         let flow = self.new_flow(FlowId::new(), FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
         let event = audit(
             now,
@@ -1280,8 +1311,39 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "type": TOTP}),
         );
-        self.store.apply(Batch(vec![Write::InsertFactor(factor), Write::InsertFlow(flow.clone()), event])).await?;
+        // An earlier enrolment left unfinished is superseded.
+        let mut batch: Batch = Batch(
+            factors
+                .iter()
+                .filter(|f| f.kind == TOTP && f.state == PENDING)
+                .map(|f| Write::DeleteFactor { id: f.id })
+                .collect(),
+        );
+        batch.push(Write::InsertFactor(factor)).push(Write::InsertFlow(flow.clone())).push(event);
+        self.store.apply(batch).await?;
         Ok(Self::outcome(flow, vec![StepEvent { step: "setup_totp", outcome: "issued" }]))
+    }
+
+    /// A pending TOTP factor with a fresh 160-bit secret (RFC 4226 R6; NIST §3.1.4.1 asks for at
+    /// least 112), sealed with the data key, and the `setup_totp` state that shows it.
+    fn new_totp_enrolment(&self, user: &User, now: OffsetDateTime) -> Result<(Factor, FlowState), AuthError> {
+        let id = FactorId::new();
+        let secret = random_bytes(self.rng.as_ref(), 20);
+        let sealed = self.keys.seal(self.rng.as_ref(), &id.to_string(), &secret)?;
+        let factor = Factor {
+            id,
+            user_id: user.id,
+            kind: TOTP.into(),
+            state: PENDING.into(),
+            secret_sealed: Some(sealed.clone()),
+            last_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        Ok((
+            factor,
+            FlowState::AwaitingTotpSetup { factor_id: id, account: user.username.clone(), secret_sealed: sealed },
+        ))
     }
 
     /// Reserve an attempt and check a TOTP code. `Ok(Ok(found))`: the code matches a step after the
@@ -1289,18 +1351,22 @@ impl Auth {
     async fn check_totp(
         &self,
         flow: &Flow,
-        factor_id: FactorId,
+        factor_id: Option<FactorId>,
         given: &SecretString,
         now: OffsetDateTime,
         ctx: &ClientContext,
     ) -> Result<Result<TotpMatch, FlowOutcome>, AuthError> {
-        let step = state_step(&flow.state);
+        let step = flow.state.step_name();
         let user = self.user_of(flow).await?.ok_or(AuthError::FlowExpired)?;
         let attempts = match self.reserve_attempt(flow, step, Some(&user.username_canonical), OTP, now).await? {
             Ok(n) => n,
             Err(o) => return Ok(Err(o)),
         };
-        let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.id == factor_id);
+        // An enrolment names its pending factor; a sign-in uses the active authenticator app.
+        let factor = self.store.factors(user.id).await?.into_iter().find(|f| match factor_id {
+            Some(id) => f.id == id,
+            None => f.kind == TOTP && f.state == ACTIVE,
+        });
         let Some(factor) = factor else { return Err(AuthError::FlowExpired) };
         let secret = factor
             .secret_sealed
@@ -1352,7 +1418,7 @@ impl Auth {
     ) -> Result<Option<FlowOutcome>, AuthError> {
         match self.store.apply(batch).await {
             Err(StoreError::Conflict("totp_step")) => {
-                Ok(Some(self.refuse(flow, state_step(&flow.state), attempts, true, now, ctx).await?))
+                Ok(Some(self.refuse(flow, flow.state.step_name(), attempts, true, now, ctx).await?))
             }
             Err(StoreError::Conflict("flow")) => Err(AuthError::FlowCompleted),
             Err(e) => Err(e.into()),
@@ -1368,24 +1434,30 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let found = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+        let found = match self.check_totp(&flow, Some(factor_id), &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
         };
-        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
         let (user, factor) = (&found.user, &found.factor);
         let mut batch = Batch(found.accepted(now));
-        batch
-            .push(Write::ActivateFactor { id: factor.id })
-            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
-            .push(audit(
-                now,
-                Some(user.id),
-                "factor_added",
-                "success",
-                &ctx,
-                serde_json::json!({"factor_id": factor.id, "type": TOTP}),
-            ));
+        batch.push(Write::ActivateFactor { id: factor.id });
+        // Inside a sign-in (policy requires MFA), the first code also completes the sign-in.
+        let (done, tokens) = if flow.kind == FlowKind::SignIn {
+            self.after_second_factor(&flow, user, MfaMethod::Totp, user.must_change_password, now, &ctx, &mut batch)?
+        } else {
+            let done =
+                Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+            batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+            (done, None)
+        };
+        batch.push(audit(
+            now,
+            Some(user.id),
+            "factor_added",
+            "success",
+            &ctx,
+            serde_json::json!({"factor_id": factor.id, "type": TOTP}),
+        ));
         // Checklist LIFE-1: every new factor is announced to the account's address.
         if let Some(message) = self.notification(user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
             batch.push(Write::Enqueue(message));
@@ -1394,40 +1466,29 @@ impl Auth {
             return Ok(refused);
         }
         self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(done, vec![StepEvent { step: "setup_totp", outcome: "verified" }]))
+        Ok(FlowOutcome {
+            flow: done,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "setup_totp", outcome: "verified" }],
+        })
     }
 
     async fn totp_sign_in(
         &self,
         flow: Flow,
-        factor_id: FactorId,
         then_new_password: bool,
         given: SecretString,
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let found = match self.check_totp(&flow, factor_id, &given, now, &ctx).await? {
+        let found = match self.check_totp(&flow, None, &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
         };
-        let (user, factor) = (&found.user, &found.factor);
         let mut batch = Batch(found.accepted(now));
-        let amr = ["pwd", "otp"];
-        let (next, tokens) = if then_new_password {
-            (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
-        } else {
-            let (session, tokens) = self.new_session(user, &amr, now, &ctx, &mut batch)?;
-            (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
-        };
-        let next = Flow { state: next, version: flow.version + 1, ..flow.clone() };
-        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
-            now,
-            Some(user.id),
-            "totp_code",
-            "success",
-            &ctx,
-            serde_json::json!({"flow_id": flow.id, "factor_id": factor.id}),
-        ));
+        let (next, tokens) =
+            self.after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)?;
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }
@@ -1464,6 +1525,7 @@ impl Auth {
         let ttl = match state {
             FlowState::AwaitingConfirmation { .. }
             | FlowState::AwaitingReset { .. }
+            | FlowState::AwaitingVerification { .. }
             | FlowState::AwaitingTotpSetup { .. } => self.settings.flows.code_ttl_secs,
             _ => self.settings.flows.ttl_secs,
         };
@@ -1589,6 +1651,15 @@ fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
             FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after }
         }
         (FlowState::AwaitingReset { .. }, code) => FlowState::AwaitingReset { code },
+        (FlowState::AwaitingVerification { channel, value, .. }, Some(code)) => {
+            FlowState::AwaitingVerification { channel: *channel, value: value.clone(), code }
+        }
+        (FlowState::AwaitingMfa { method, methods, then_new_password, .. }, Some(code)) => FlowState::AwaitingMfa {
+            method: *method,
+            methods: methods.clone(),
+            code: Some(code),
+            then_new_password: *then_new_password,
+        },
         (other, _) => other.clone(),
     }
 }
@@ -1596,20 +1667,11 @@ fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
 /// A flow past its expiry: at a code step the code expired with it (Cognito's `ExpiredCode`).
 fn expired(state: &FlowState) -> AuthError {
     match state {
-        FlowState::AwaitingConfirmation { .. } | FlowState::AwaitingReset { .. } => AuthError::ExpiredCode,
+        FlowState::AwaitingConfirmation { .. }
+        | FlowState::AwaitingReset { .. }
+        | FlowState::AwaitingVerification { .. }
+        | FlowState::AwaitingMfa { code: Some(_), .. } => AuthError::ExpiredCode,
         _ => AuthError::FlowExpired,
-    }
-}
-
-fn state_step(state: &FlowState) -> &'static str {
-    match state {
-        FlowState::AwaitingConfirmation { .. } => "confirm_sign_up",
-        FlowState::AwaitingNewPassword { .. } => "new_password",
-        FlowState::AwaitingTotpSetup { .. } => "setup_totp",
-        FlowState::AwaitingTotp { .. } => "totp_code",
-        FlowState::AwaitingReset { .. } => "reset_password",
-        FlowState::Completed { .. } => "done",
-        FlowState::Denied { .. } => "denied",
     }
 }
 
@@ -1644,18 +1706,27 @@ fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
     None
 }
 
-/// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
-/// Computed from the methods verified in this flow, never cached.
-fn assurance(amr: &[&str]) -> &'static str {
+/// Whether the methods verified cover two distinct factor classes (knowledge and possession).
+/// An email code is not a possession factor (NIST SP 800-63B-4 §3.1.3.1, checklist OOB-7), and
+/// the same class twice is still one (checklist FLOW-2).
+fn two_classes(amr: &[&str]) -> bool {
     let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
     let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms"));
-    if knowledge && possession { "aal2" } else { "aal1" }
+    knowledge && possession
+}
+
+/// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
+/// Where policy requires a phishing-resistant authenticator, only a hardware key (`hwk`) counts
+/// (checklist FLOW-5). Computed from the methods verified in this flow, never cached.
+fn assurance(amr: &[&str], phishing_resistant: bool) -> &'static str {
+    let resistant = !phishing_resistant || amr.contains(&"hwk");
+    if two_classes(amr) && resistant { "aal2" } else { "aal1" }
 }
 
 /// The RFC 8176 `amr`, with `mfa` when more than one factor class was verified.
 fn with_mfa(amr: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = amr.iter().map(|s| (*s).to_owned()).collect();
-    if assurance(amr) != "aal1" {
+    if two_classes(amr) {
         out.push("mfa".into());
     }
     out

@@ -2,6 +2,7 @@
 //! The server embeds this in its configuration (`[policy]`, `[limits]`, `[tokens]`).
 
 use crate::model::LockoutPolicy;
+use latchkey_proto::MfaMethod;
 use serde::{Deserialize, Serialize};
 
 /// Everything the domain needs to decide.
@@ -16,6 +17,8 @@ pub struct Settings {
     pub sign_up: SignUpPolicy,
     /// Lockout and send limits.
     pub limits: Limits,
+    /// Second factors: whether sign-in asks for one, which methods, what they are worth.
+    pub mfa: MfaPolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -27,6 +30,7 @@ impl Default for Settings {
             flows: FlowSettings::default(),
             sign_up: SignUpPolicy::default(),
             limits: Limits::default(),
+            mfa: MfaPolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -135,5 +139,56 @@ impl Default for Limits {
             sends_per_ip: 20,
             sms_daily_budget: 1000,
         }
+    }
+}
+
+/// Whether sign-in asks for a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaMode {
+    /// Never: sign-in ends after the password and no factor can be added.
+    Off,
+    /// Per user: accounts with a factor are asked for it.
+    Optional,
+    /// Every account: accounts without a factor set one up inside the sign-in (`setup_totp`).
+    Required,
+}
+
+/// Second-factor policy (`[policy.mfa]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MfaPolicy {
+    /// `off`, `optional` (default) or `required`.
+    pub mode: MfaMode,
+    /// The methods sign-in may offer, in the default order (`totp`, `sms`, `email`, `recovery_code`).
+    pub methods: Vec<MfaMethod>,
+    /// With `mode = "required"`, users without a factor may verify a phone for SMS instead of
+    /// adding an authenticator app (NIST SP 800-63B-4 treats SMS as restricted; default off).
+    pub allow_sms_setup: bool,
+    /// The account must use a phishing-resistant authenticator (checklist FLOW-5, OOB-6 L3):
+    /// TOTP, SMS, email and recovery codes no longer make a session `aal2`, and SMS is not offered.
+    pub require_phishing_resistant: bool,
+    /// Adding, changing or removing a factor needs a sign-in this recent (seconds).
+    pub step_up_max_age_secs: u64,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            mode: MfaMode::Optional,
+            methods: vec![MfaMethod::Totp, MfaMethod::Sms, MfaMethod::Email, MfaMethod::RecoveryCode],
+            allow_sms_setup: false,
+            require_phishing_resistant: false,
+            step_up_max_age_secs: 600,
+        }
+    }
+}
+
+impl MfaPolicy {
+    /// Whether sign-in may offer `m`.
+    pub fn allows(&self, m: MfaMethod) -> bool {
+        self.mode != MfaMode::Off
+            && self.methods.contains(&m)
+            && !(m == MfaMethod::Sms && self.require_phishing_resistant)
     }
 }

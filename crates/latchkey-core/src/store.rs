@@ -2,7 +2,7 @@
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
 use crate::ids::{FactorId, FlowId, MessageId, SessionId, UserId};
-use crate::model::{AuditEvent, Factor, Flow, LockoutPolicy, OutboxMessage, Reservation, Session, User};
+use crate::model::{AuditEvent, Factor, Flow, LockoutPolicy, OutboxMessage, RecoveryCode, Reservation, Session, User};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -79,6 +79,37 @@ pub enum Write {
     ActivateFactor {
         /// Which.
         id: FactorId,
+    },
+    /// Delete a factor (and, for `recovery_codes`, every code of its user).
+    DeleteFactor {
+        /// The factor.
+        id: FactorId,
+    },
+    /// Replace the user's recovery codes with these MACs.
+    ReplaceRecoveryCodes {
+        /// Whose.
+        user_id: UserId,
+        /// The new codes' MACs.
+        macs: Vec<String>,
+        /// Now.
+        at: OffsetDateTime,
+    },
+    /// Spend an unused recovery code; `Conflict("recovery_code")` if there is no such unused
+    /// code (wrong, already used, or spent by a parallel request).
+    UseRecoveryCode {
+        /// Whose.
+        user_id: UserId,
+        /// MAC of the code.
+        mac: String,
+        /// Now.
+        at: OffsetDateTime,
+    },
+    /// Mark a factor used now.
+    TouchFactor {
+        /// The factor.
+        id: FactorId,
+        /// Now.
+        at: OffsetDateTime,
     },
     /// Accept TOTP time step `step` for a factor if it is later than the last one accepted;
     /// otherwise `Conflict("totp_step")` (a replay, possibly a parallel one).
@@ -165,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user's factors, oldest first.
     async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError>;
+    /// The user's recovery codes, used ones included.
+    async fn recovery_codes(&self, user_id: UserId) -> Result<Vec<RecoveryCode>, StoreError>;
+    /// Claim flows that expired before `before` and were not claimed yet, at most `limit`, so
+    /// each is reported (as abandoned, when it never finished) by exactly one replica.
+    async fn claim_expired_flows(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<Flow>, StoreError>;
 
     /// A session by id.
     async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;

@@ -90,6 +90,39 @@ pub enum StepAnswer {
         /// The 6-digit code.
         code: String,
     },
+    /// The code sent by text message at the `sms_code` step.
+    SmsCode {
+        /// The 6-digit code.
+        code: String,
+    },
+    /// The code sent by email at the `email_code` step.
+    EmailCode {
+        /// The 6-digit code.
+        code: String,
+    },
+    /// One of the account's saved recovery codes (dashes and case do not matter).
+    RecoveryCode {
+        /// The code, e.g. `ABCD-EFGH-IJKL-MNOP-QRST-UVWX`.
+        code: String,
+    },
+    /// Pick a second factor: at `select_mfa`, or at any second-factor step to switch method
+    /// (a code is sent when the method is `sms` or `email`). Attempts are not reset by switching.
+    SelectMfa {
+        /// One of the step's `methods` or `other_methods`.
+        method: MfaMethod,
+    },
+    /// At `setup_totp` inside a sign-in, where policy allows SMS instead: verify this phone
+    /// (default: the account's phone). The next step is `verify_code`.
+    SetupSms {
+        /// E.164 phone number.
+        #[serde(default)]
+        phone: Option<String>,
+    },
+    /// The code sent to the phone or email address being added (`verify_code`).
+    VerifyCode {
+        /// The 6-digit code.
+        code: String,
+    },
     /// The code sent by `forgot-password`, with the new password.
     ResetPassword {
         /// The 6-digit code.
@@ -108,6 +141,44 @@ impl StepAnswer {
             StepAnswer::ResetPassword { .. } => "reset_password",
             StepAnswer::SetupTotp { .. } => "setup_totp",
             StepAnswer::TotpCode { .. } => "totp_code",
+            StepAnswer::SmsCode { .. } => "sms_code",
+            StepAnswer::EmailCode { .. } => "email_code",
+            StepAnswer::RecoveryCode { .. } => "recovery_code",
+            StepAnswer::SelectMfa { .. } => "select_mfa",
+            StepAnswer::SetupSms { .. } => "setup_sms",
+            StepAnswer::VerifyCode { .. } => "verify_code",
+        }
+    }
+}
+
+/// A second-factor method a sign-in can ask for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MfaMethod {
+    /// A code from an authenticator app (`totp_code`).
+    Totp,
+    /// A code by text message to the verified phone (`sms_code`).
+    Sms,
+    /// A code by email to the verified address (`email_code`); never `aal2` on its own.
+    Email,
+    /// One of the saved recovery codes (`recovery_code`).
+    RecoveryCode,
+    /// A method this client does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+impl MfaMethod {
+    /// The wire name (`totp`, `sms`, `email`, `recovery_code`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "totp",
+            MfaMethod::Sms => "sms",
+            MfaMethod::Email => "email",
+            MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::Unknown => "unknown",
         }
     }
 }
@@ -182,9 +253,57 @@ pub enum NextStep {
         qr_svg: String,
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
+        /// Inside a sign-in: other set-up methods policy allows (`sms`: answer `setup_sms`).
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
+    /// Choose a second factor; answer `select_mfa` with one of `methods`.
+    SelectMfa {
+        /// The enrolled methods, the preferred one first.
+        methods: Vec<MfaMethod>,
     },
     /// Enter the current code from the authenticator app.
     TotpCode {
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
+    /// Enter the code sent by text message to the verified phone.
+    SmsCode {
+        /// The phone, masked.
+        destination: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
+    /// Enter the code sent by email to the verified address.
+    EmailCode {
+        /// The address, masked.
+        destination: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
+    /// Enter one of the saved recovery codes.
+    RecoveryCode {
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
+    /// Enter the code sent to the phone or address being added as a factor.
+    VerifyCode {
+        /// Where the code went.
+        channel: Channel,
+        /// The new destination, masked.
+        destination: String,
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
     },
@@ -209,6 +328,11 @@ impl NextStep {
             NextStep::ResetPassword { .. } => "reset_password",
             NextStep::SetupTotp { .. } => "setup_totp",
             NextStep::TotpCode { .. } => "totp_code",
+            NextStep::SelectMfa { .. } => "select_mfa",
+            NextStep::SmsCode { .. } => "sms_code",
+            NextStep::EmailCode { .. } => "email_code",
+            NextStep::RecoveryCode { .. } => "recovery_code",
+            NextStep::VerifyCode { .. } => "verify_code",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",
@@ -351,9 +475,32 @@ pub struct SessionList {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollFactorRequest {
-    /// `totp` (the other types arrive later).
+    /// `totp`, `sms` or `email`. (Recovery codes: `POST /v1/me/recovery-codes`.)
     #[serde(rename = "type")]
     pub kind: String,
+    /// For `sms`: the phone (E.164) to verify; default the account's phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// For `email`: the address to verify; default the account's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// `POST /v1/me/recovery-codes`: the new set, shown this once. Any earlier set stops working.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RecoveryCodes {
+    /// Ten single-use codes of 120 bits each, `XXXX-XXXX-XXXX-XXXX-XXXX-XXXX`.
+    pub codes: Vec<String>,
+}
+
+/// `PUT /v1/me/factors/preferred`: the method a sign-in lists first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PreferredMfa {
+    /// An enrolled method (`totp`, `sms`, `email`).
+    pub method: MfaMethod,
 }
 
 /// One factor in `GET /v1/me/factors`. Never carries secret material.
@@ -362,11 +509,20 @@ pub struct EnrollFactorRequest {
 pub struct FactorInfo {
     /// The factor id.
     pub id: String,
-    /// `totp`.
+    /// `totp`, `sms`, `email` or `recovery_codes`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `pending` (not yet confirmed by a first code) or `active`.
     pub state: String,
+    /// `sms` and `email`: the verified destination, masked.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// `recovery_codes`: how many unused codes are left.
+    #[serde(default)]
+    pub remaining: Option<u32>,
+    /// Whether sign-in lists this method first.
+    #[serde(default)]
+    pub preferred: bool,
     /// When it was added (RFC 3339).
     pub created_at: String,
     /// When it was last used to sign in (RFC 3339).
@@ -439,6 +595,8 @@ pub mod codes {
     pub const INSUFFICIENT_USER_AUTHENTICATION: &str = "insufficient_user_authentication";
     /// The caller may not do this.
     pub const FORBIDDEN: &str = "forbidden";
+    /// The change would leave the account without the second factor its policy requires.
+    pub const MFA_REQUIRED: &str = "mfa_required";
     /// The resource does not exist.
     pub const NOT_FOUND: &str = "not_found";
     /// The feature is not available on this server yet.

@@ -209,6 +209,9 @@ impl Config {
         if p.flows.max_attempts == 0 || p.flows.max_sends == 0 {
             anyhow::bail!("policy.flows.max_attempts and max_sends must be at least 1");
         }
+        if p.mfa.methods.contains(&latchkey_core::MfaMethod::Unknown) {
+            anyhow::bail!("policy.mfa.methods: each must be one of totp, sms, email, recovery_code");
+        }
         Ok(())
     }
 

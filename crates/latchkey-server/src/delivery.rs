@@ -132,6 +132,8 @@ pub struct Worker {
     pub config: OutboxConfig,
     /// Woken when a message is queued.
     pub wakeup: Arc<Notify>,
+    /// To report flows that expired unfinished (the `abandoned` step metric).
+    pub auth: latchkey_core::Auth,
 }
 
 impl Worker {
@@ -139,6 +141,7 @@ impl Worker {
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
         let mut last_purge = self.clock.now();
+        let mut last_sweep = self.clock.now();
         loop {
             let mut busy = false;
             match self.tick().await {
@@ -146,6 +149,10 @@ impl Worker {
                 Err(e) => tracing::error!(error = %e, "outbox: database unavailable"),
             }
             let now = self.clock.now();
+            if now - last_sweep >= time::Duration::minutes(1) {
+                last_sweep = now;
+                self.sweep_abandoned().await;
+            }
             if now - last_purge > time::Duration::hours(1) {
                 last_purge = now;
                 if let Err(e) = self.store.purge(now - time::Duration::days(1)).await {
@@ -162,6 +169,28 @@ impl Worker {
             }
             if *shutdown.borrow() {
                 return;
+            }
+        }
+    }
+
+    /// Count flows that expired at a step as `abandoned` there, so operators see where users drop
+    /// off. The store hands each expired flow to one replica.
+    pub async fn sweep_abandoned(&self) {
+        loop {
+            match self.auth.sweep_expired_flows(500).await {
+                Ok(events) => {
+                    for e in &events {
+                        metrics::counter!("latchkey_flow_steps_total", "step" => e.step, "outcome" => e.outcome)
+                            .increment(1);
+                    }
+                    if events.len() < 500 {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping expired flows failed");
+                    return;
+                }
             }
         }
     }

@@ -113,6 +113,7 @@ impl Server {
             senders: delivery::Senders::new(config)?,
             config: config.outbox.clone(),
             wakeup,
+            auth: auth.clone(),
         };
         let state = http::AppState {
             auth: auth.clone(),

@@ -1,6 +1,7 @@
 //! The one implementation of `Store`, expanded for SQLite and for PostgreSQL.
 
 use async_trait::async_trait;
+use latchkey_core::MfaMethod;
 use latchkey_core::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_core::model::*;
 use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError, Write};
@@ -33,6 +34,16 @@ fn n32(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
+fn mfa_method(s: &str) -> Result<MfaMethod, StoreError> {
+    Ok(match s {
+        "totp" => MfaMethod::Totp,
+        "sms" => MfaMethod::Sms,
+        "email" => MfaMethod::Email,
+        "recovery_code" => MfaMethod::RecoveryCode,
+        _ => return Err(corrupt("mfa method")),
+    })
+}
+
 fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
     Ok(match s {
         "sign_up" => FlowKind::SignUp,
@@ -43,7 +54,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
     })
 }
 
-macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at" }; }
+macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa" }; }
 macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
@@ -87,6 +98,7 @@ macro_rules! store_impl {
                     must_change_password: r.try_get("must_change_password").map_err(db_err)?,
                     created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
                     updated_at: from_us(r.try_get("updated_at").map_err(db_err)?)?,
+                    preferred_mfa: r.try_get::<Option<String>, _>("preferred_mfa").map_err(db_err)?.as_deref().map(mfa_method).transpose()?,
                 })
             }
 
@@ -172,10 +184,11 @@ macro_rules! store_impl {
             async fn write(tx: &mut sqlx::Transaction<'static, $db>, w: Write) -> Result<(), StoreError> {
                 match w {
                     Write::InsertUser(u) => {
-                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
                             .bind(u.id.0).bind(&u.username).bind(&u.username_canonical).bind(&u.email).bind(u.email_verified)
                             .bind(&u.phone).bind(u.phone_verified).bind(u.status.as_str()).bind(&u.password_hash)
                             .bind(u.must_change_password).bind(us(u.created_at)).bind(us(u.updated_at))
+                            .bind(u.preferred_mfa.map(|m| m.as_str()))
                             .execute(&mut **tx).await;
                         match r {
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("username")),
@@ -184,9 +197,10 @@ macro_rules! store_impl {
                         }
                     }
                     Write::UpdateUser(u) => {
-                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9 WHERE id = $1")
+                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10 WHERE id = $1")
                             .bind(u.id.0).bind(&u.email).bind(u.email_verified).bind(&u.phone).bind(u.phone_verified)
                             .bind(u.status.as_str()).bind(&u.password_hash).bind(u.must_change_password).bind(us(u.updated_at))
+                            .bind(u.preferred_mfa.map(|m| m.as_str()))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertFlow(f) => {
@@ -243,6 +257,29 @@ macro_rules! store_impl {
                     Write::ActivateFactor { id } => {
                         sqlx::query("UPDATE factors SET state = 'active' WHERE id = $1")
                             .bind(id.0).execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::DeleteFactor { id } => {
+                        sqlx::query("DELETE FROM recovery_codes WHERE user_id IN (SELECT user_id FROM factors WHERE id = $1 AND kind = 'recovery_codes')")
+                            .bind(id.0).execute(&mut **tx).await.map_err(db_err)?;
+                        sqlx::query("DELETE FROM factors WHERE id = $1").bind(id.0).execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::ReplaceRecoveryCodes { user_id, macs, at } => {
+                        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id.0).execute(&mut **tx).await.map_err(db_err)?;
+                        for mac in macs {
+                            sqlx::query("INSERT INTO recovery_codes (user_id, mac, created_at) VALUES ($1, $2, $3)")
+                                .bind(user_id.0).bind(mac).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                        }
+                    }
+                    Write::UseRecoveryCode { user_id, mac, at } => {
+                        // Checklist REC-3: the conditional update is the single-use guarantee.
+                        let done = sqlx::query("UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND mac = $2 AND used_at IS NULL")
+                            .bind(user_id.0).bind(mac).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("recovery_code"));
+                        }
+                    }
+                    Write::TouchFactor { id, at } => {
+                        sqlx::query("UPDATE factors SET last_used_at = $2 WHERE id = $1").bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::ConsumeTotpStep { id, step, at } => {
                         // RFC 6238 §5.2: a step is accepted once, and only after the last one.
@@ -361,6 +398,28 @@ macro_rules! store_impl {
                 let rows = sqlx::query("SELECT * FROM factors WHERE user_id = $1 ORDER BY created_at, id")
                     .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
                 rows.iter().map(Self::factor).collect()
+            }
+
+            async fn recovery_codes(&self, user_id: UserId) -> Result<Vec<RecoveryCode>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM recovery_codes WHERE user_id = $1 ORDER BY created_at, mac")
+                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(RecoveryCode {
+                            user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                            mac: r.try_get("mac").map_err(db_err)?,
+                            created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                            used_at: opt_us(r.try_get("used_at").map_err(db_err)?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn claim_expired_flows(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<Flow>, StoreError> {
+                // One statement: a flow is claimed by exactly one replica.
+                let rows = sqlx::query("UPDATE flows SET reported = TRUE WHERE id IN (SELECT id FROM flows WHERE reported = FALSE AND expires_at < $1 ORDER BY expires_at LIMIT $2) AND reported = FALSE RETURNING *")
+                    .bind(us(before)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::flow).collect()
             }
 
             async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
@@ -483,7 +542,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "users",
     "flows",
     "sessions",
@@ -493,6 +552,7 @@ const TABLES: [&str; 9] = [
     "outbox",
     "audit_events",
     "factors",
+    "recovery_codes",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

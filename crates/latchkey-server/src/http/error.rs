@@ -34,7 +34,10 @@ fn status(e: &AuthError) -> StatusCode {
         }
         AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
-        AuthError::UsernameExists | AuthError::FlowCompleted | AuthError::StepMismatch { .. } => StatusCode::CONFLICT,
+        AuthError::UsernameExists
+        | AuthError::FlowCompleted
+        | AuthError::StepMismatch { .. }
+        | AuthError::MfaRequired(_) => StatusCode::CONFLICT,
         AuthError::FlowExpired | AuthError::ExpiredCode => StatusCode::GONE,
         AuthError::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
         AuthError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -49,7 +49,8 @@ pub struct AppState {
     paths(
         flows::sign_up, flows::sign_in, flows::forgot_password, flows::get_flow, flows::answer_flow, flows::resend,
         session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
-        session::factors, session::enroll_factor,
+        session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
+        session::recovery_codes,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),

@@ -5,11 +5,12 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, Client};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
 use latchkey_proto::{
-    EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, SessionList, SignOutRequest, TokenRequest, Tokens,
+    EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, PreferredMfa, RecoveryCodes, SessionList,
+    SignOutRequest, TokenRequest, Tokens,
 };
 
 pub fn router() -> Router<AppState> {
@@ -20,6 +21,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me/sessions", get(sessions))
         .route("/v1/me/sessions/{id}", delete(revoke_session))
         .route("/v1/me/factors", get(factors).post(enroll_factor))
+        .route("/v1/me/factors/preferred", put(set_preferred))
+        .route("/v1/me/factors/{id}", delete(remove_factor))
+        .route("/v1/me/recovery-codes", post(recovery_codes))
 }
 
 /// Rotate a refresh token. A spent token revokes its whole family (`invalid_grant`).
@@ -89,9 +93,11 @@ pub async fn factors(State(s): State<AppState>, Authenticated(p): Authenticated)
     Ok(Json(s.auth.factors(&p).await?))
 }
 
-/// Start enrolling a factor: an `enroll` flow answered through `/v1/flows/{id}` (`setup_totp`).
-/// Needs a sign-in from the last 10 minutes (and `aal2` once a second factor exists); otherwise
-/// `401 insufficient_user_authentication` with `WWW-Authenticate` saying what to redo (RFC 9470).
+/// Start enrolling a factor: an `enroll` flow answered through `/v1/flows/{id}` — `setup_totp` for
+/// `totp`, `verify_code` for `sms` and `email` (which also changes the phone or address, the old
+/// one staying in force until the code is right). Needs a sign-in from the last 10 minutes (and
+/// `aal2` once a second factor exists); otherwise `401 insufficient_user_authentication` with
+/// `WWW-Authenticate` saying what to redo (RFC 9470).
 #[utoipa::path(post, path = "/v1/me/factors", tag = "me", security(("bearer" = [])), request_body = EnrollFactorRequest,
     responses((status = 200, body = FlowAnswer), (status = 400, body = ErrorBody),
         (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody), (status = 501, body = ErrorBody)))]
@@ -101,6 +107,50 @@ pub async fn enroll_factor(
     Client(ctx): Client,
     ApiJson(req): ApiJson<EnrollFactorRequest>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
-    let o = s.auth.enroll(&p, &req.kind, ctx).await?;
+    let o = s.auth.enroll(&p, &req, ctx).await?;
     super::flows::answer(&s, o)
+}
+
+/// Remove a factor. Needs a sign-in at `aal2` from the last 10 minutes; the last factor that
+/// gives `aal2` cannot be removed when policy requires MFA (`409 mfa_required`). Removing it
+/// also removes the recovery codes. The account's email is told.
+#[utoipa::path(delete, path = "/v1/me/factors/{id}", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Factor id")),
+    responses((status = 204, description = "Removed"), (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "mfa_required", body = ErrorBody)))]
+pub async fn remove_factor(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
+    s.auth.remove_factor(&p, id, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set the second factor sign-in lists first in `select_mfa`.
+#[utoipa::path(put, path = "/v1/me/factors/preferred", tag = "me", security(("bearer" = [])), request_body = PreferredMfa,
+    responses((status = 204, description = "Set"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn set_preferred(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    ApiJson(req): ApiJson<PreferredMfa>,
+) -> Result<StatusCode, ApiError> {
+    s.auth.set_preferred_mfa(&p, req.method, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Generate ten recovery codes, shown this once; any earlier set stops working. Needs an
+/// authenticator app or phone factor and a sign-in at `aal2` from the last 10 minutes.
+#[utoipa::path(post, path = "/v1/me/recovery-codes", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = RecoveryCodes), (status = 400, body = ErrorBody),
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody)))]
+pub async fn recovery_codes(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    Ok(Json(s.auth.regenerate_recovery_codes(&p, ctx).await?))
 }

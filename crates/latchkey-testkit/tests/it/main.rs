@@ -30,6 +30,7 @@ macro_rules! both_stores {
 
 mod delivery;
 mod flows;
+mod mfa;
 mod ops;
 mod security;
 mod tokens;

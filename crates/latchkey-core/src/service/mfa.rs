@@ -1,0 +1,756 @@
+//! Second factors beyond the TOTP basics: which step a sign-in asks for, `select_mfa` and switching,
+//! SMS and email codes, recovery codes, verifying a new phone or address, and managing factors.
+//!
+//! Every second-factor guess (TOTP, SMS, email, recovery code) counts on the account's one `otp`
+//! failure counter (checklist RL-1, REC-5); verifying a new destination counts on `code`.
+
+use super::*;
+use latchkey_proto::MfaMethod;
+
+/// Factor kinds besides `totp`.
+pub(super) const SMS: &str = "sms";
+pub(super) const EMAIL: &str = "email";
+pub(super) const RECOVERY_CODES: &str = "recovery_codes";
+/// Ten codes of 15 random bytes: 24 Base32 characters, 120 bits (checklist REC-1 asks ≥ 64).
+const RECOVERY_CODE_COUNT: usize = 10;
+const RECOVERY_CODE_BYTES: usize = 15;
+
+/// A factor kind that proves possession on its own (email does not, NIST SP 800-63B-4 §3.1.3.1).
+pub(super) fn is_strong(kind: &str) -> bool {
+    kind == TOTP || kind == SMS
+}
+
+/// The RFC 8176 `amr` value a method adds. A recovery code is a one-time password (`otp`); an
+/// email code gets the unregistered `email`, which never counts towards `aal2`.
+pub(super) fn amr_of(m: MfaMethod) -> &'static str {
+    match m {
+        MfaMethod::Sms => "sms",
+        MfaMethod::Email => "email",
+        _ => "otp",
+    }
+}
+
+/// A fresh recovery code: 120 bits from the CSPRNG as 24 Base32 characters in groups of four.
+pub fn new_recovery_code(rng: &dyn Random) -> String {
+    let raw = data_encoding::BASE32_NOPAD.encode(&random_bytes(rng, RECOVERY_CODE_BYTES));
+    raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+}
+
+/// A recovery code as typed: case, spaces and dashes do not matter.
+fn normalize_recovery_code(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+/// What a sign-in asks for after the password: the state and the writes that go with it.
+pub(super) struct MfaStart {
+    pub state: FlowState,
+    pub writes: Vec<Write>,
+    pub event: StepEvent,
+}
+
+impl Auth {
+    /// The methods this account can be asked for, the preferred one first, then policy order.
+    pub(super) async fn methods_of(&self, user: &User, factors: &[Factor]) -> Result<Vec<MfaMethod>, AuthError> {
+        let policy = &self.settings.mfa;
+        let active = |kind: &str| factors.iter().any(|f| f.kind == kind && f.state == ACTIVE);
+        let mut out = Vec::new();
+        for m in &policy.methods {
+            let usable = match m {
+                MfaMethod::Totp => active(TOTP),
+                MfaMethod::Sms => active(SMS) && user.phone_verified && user.phone.is_some(),
+                MfaMethod::Email => active(EMAIL) && user.email_verified && user.email.is_some(),
+                MfaMethod::RecoveryCode => {
+                    active(RECOVERY_CODES)
+                        && self.store.recovery_codes(user.id).await?.iter().any(|c| c.used_at.is_none())
+                }
+                _ => false,
+            };
+            if usable && policy.allows(*m) && !out.contains(m) {
+                out.push(*m);
+            }
+        }
+        if let Some(p) = user.preferred_mfa
+            && let Some(i) = out.iter().position(|m| *m == p)
+        {
+            let m = out.remove(i);
+            out.insert(0, m);
+        }
+        Ok(out)
+    }
+
+    /// After a right password: the second-factor step, the set-up step when policy requires a
+    /// factor the account lacks, or `None` when the sign-in is complete.
+    pub(super) async fn start_mfa(
+        &self,
+        flow_id: FlowId,
+        user: &User,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Option<MfaStart>, AuthError> {
+        let policy = &self.settings.mfa;
+        if policy.mode == MfaMode::Off {
+            return Ok(None);
+        }
+        let factors = self.store.factors(user.id).await?;
+        let methods = self.methods_of(user, &factors).await?;
+        let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
+        if policy.mode == MfaMode::Required && !strong {
+            // Lead the user through adding an authenticator app inside this sign-in.
+            let (factor, state) = self.new_totp_enrolment(user, now)?;
+            return Ok(Some(MfaStart {
+                state,
+                writes: vec![Write::InsertFactor(factor)],
+                event: StepEvent { step: "setup_totp", outcome: "issued" },
+            }));
+        }
+        let primary: Vec<MfaMethod> = methods.iter().copied().filter(|m| *m != MfaMethod::RecoveryCode).collect();
+        let method = match (primary.len(), methods.first()) {
+            (_, None) => return Ok(None),
+            // Only recovery codes left: ask for one.
+            (0, Some(m)) => Some(*m),
+            (1, _) => Some(primary[0]),
+            _ => None,
+        };
+        let then_new_password = user.must_change_password;
+        let mut writes = vec![];
+        let code = match method {
+            Some(m @ (MfaMethod::Sms | MfaMethod::Email)) => {
+                let (code, message) = self.mfa_code(flow_id, user, m, ctx, now).await?;
+                writes.push(Write::Enqueue(message));
+                Some(code)
+            }
+            _ => None,
+        };
+        let state = FlowState::AwaitingMfa { method, methods, code, then_new_password };
+        let event = StepEvent { step: state.step_name(), outcome: "issued" };
+        Ok(Some(MfaStart { state, writes, event }))
+    }
+
+    /// A code for `sms` or `email` at sign-in, to the account's verified destination (checklist
+    /// OOB-6: never to an unverified number), within the send limits.
+    async fn mfa_code(
+        &self,
+        flow_id: FlowId,
+        user: &User,
+        method: MfaMethod,
+        ctx: &ClientContext,
+        now: OffsetDateTime,
+    ) -> Result<(CodeChallenge, OutboxMessage), AuthError> {
+        let (channel, to, masked) = match method {
+            MfaMethod::Sms => {
+                let p = user
+                    .phone
+                    .as_deref()
+                    .filter(|_| user.phone_verified)
+                    .and_then(|p| Phone::parse(p).ok())
+                    .ok_or(AuthError::InvalidRequest("the account has no verified phone".into()))?;
+                (Channel::Sms, p.as_str().to_owned(), p.masked())
+            }
+            _ => {
+                let e = user
+                    .email
+                    .as_deref()
+                    .filter(|_| user.email_verified)
+                    .and_then(|e| Email::parse(e).ok())
+                    .ok_or(AuthError::InvalidRequest("the account has no verified email".into()))?;
+                (Channel::Email, e.as_str().to_owned(), e.masked())
+            }
+        };
+        self.check_send_limits(&user.username_canonical, Some(&to), ctx, channel).await?;
+        self.issue_code(flow_id, channel, &to, masked, "Your sign-in code", now)
+    }
+
+    /// `select_mfa`: pick (or switch to) a method. Attempts carry over; a code is sent for `sms`
+    /// and `email`, counted against the flow's and the account's send limits.
+    pub(super) async fn select_mfa(
+        &self,
+        flow: Flow,
+        methods: Vec<MfaMethod>,
+        then_new_password: bool,
+        method: MfaMethod,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        if !methods.contains(&method) {
+            return Err(AuthError::InvalidRequest(format!("`{}` is not offered in this sign-in", method.as_str())));
+        }
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let mut batch = Batch::new();
+        let code = match method {
+            MfaMethod::Sms | MfaMethod::Email => {
+                if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
+                    return Err(AuthError::LimitExceeded);
+                }
+                let (code, message) = self.mfa_code(flow.id, &user, method, &ctx, now).await?;
+                batch.push(Write::Enqueue(message));
+                Some(code)
+            }
+            _ => None,
+        };
+        let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password };
+        let step = state.step_name();
+        let next = Flow { state, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
+            now,
+            flow.user_id,
+            "select_mfa",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "method": method.as_str()}),
+        ));
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        let fresh = self.store.flow(flow.id).await?.unwrap_or(next);
+        Ok(Self::outcome(fresh, vec![StepEvent { step, outcome: "issued" }]))
+    }
+
+    /// `sms_code` / `email_code` at sign-in.
+    pub(super) async fn oob_sign_in(
+        &self,
+        flow: Flow,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let FlowState::AwaitingMfa { method: Some(method), code, then_new_password, .. } = flow.state.clone() else {
+            return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
+        };
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let key = user.username_canonical.clone();
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (Some(&key), OTP), now, &ctx).await? {
+            return Ok(o);
+        }
+        let kind = if method == MfaMethod::Sms { SMS } else { EMAIL };
+        let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.kind == kind && f.state == ACTIVE);
+        let mut batch = Batch::new();
+        batch.push(Write::ClearFailures { key, kind: OTP.into() });
+        if let Some(f) = factor {
+            batch.push(Write::TouchFactor { id: f.id, at: now });
+        }
+        let (next, tokens) =
+            self.after_second_factor(&flow, &user, method, then_new_password, now, &ctx, &mut batch)?;
+        self.commit(batch, flow.id).await?;
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: state_step_of(method), outcome: "verified" }],
+        })
+    }
+
+    /// The sign-in after a verified second factor: a session, or the new-password step first.
+    /// Pushes the session and the flow transition onto `batch`.
+    #[allow(clippy::too_many_arguments)] // the flow's facts, the batch it adds to: no natural grouping
+    pub(super) fn after_second_factor(
+        &self,
+        flow: &Flow,
+        user: &User,
+        method: MfaMethod,
+        then_new_password: bool,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
+        let amr = ["pwd", amr_of(method)];
+        let (state, tokens) = if then_new_password {
+            (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
+        } else {
+            let (session, tokens) = self.new_session(user, &amr, now, ctx, batch)?;
+            (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
+        };
+        let next = Flow { state, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
+            now,
+            Some(user.id),
+            state_step_of(method),
+            "success",
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "method": method.as_str()}),
+        ));
+        Ok((next, tokens))
+    }
+
+    /// `recovery_code` at sign-in. The conditional update that spends the code is the only
+    /// check, so 20 parallel submissions of one code yield one success (checklist REC-3).
+    pub(super) async fn recovery_sign_in(
+        &self,
+        flow: Flow,
+        then_new_password: bool,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let step = "recovery_code";
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let attempts = match self.reserve_attempt(&flow, step, Some(&user.username_canonical), OTP, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(o),
+        };
+        let mac = self.keys.mac("recovery", &user.id.to_string(), &normalize_recovery_code(given.expose()));
+        let codes = self.store.recovery_codes(user.id).await?;
+        let left = codes.iter().filter(|c| c.used_at.is_none() && c.mac != mac).count();
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UseRecoveryCode { user_id: user.id, mac: mac.clone(), at: now })
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() });
+        let (next, tokens) =
+            self.after_second_factor(&flow, &user, MfaMethod::RecoveryCode, then_new_password, now, &ctx, &mut batch)?;
+        // Checklist REC-4: the user hears of every use, with what is left and how to renew.
+        let body = format!(
+            "A recovery code was used to sign in to your account. {left} unused codes are left; you can generate a new set in your security settings, which makes the old ones stop working. If this was not you, reset your password and contact support."
+        );
+        if let Some(message) = self.notification(&user, "A recovery code was used", &body, now)? {
+            batch.push(Write::Enqueue(message));
+        }
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict("recovery_code")) => {
+                let replay = codes.iter().any(|c| c.mac == mac);
+                return self.refuse(&flow, step, attempts, replay, now, &ctx).await;
+            }
+            Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
+            Err(e) => return Err(e.into()),
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome: "verified" }] })
+    }
+
+    // ----- verifying a new phone or address --------------------------------------------------
+
+    /// A flow whose step is `verify_code` for `value` on `channel`.
+    async fn verification_flow(
+        &self,
+        flow_id: FlowId,
+        user: &User,
+        (channel, value, masked): (Channel, String, String),
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<(FlowState, OutboxMessage), AuthError> {
+        self.check_send_limits(&user.username_canonical, Some(&value), ctx, channel).await?;
+        let subject = if channel == Channel::Sms { "Verify your phone" } else { "Verify your email address" };
+        let (code, message) = self.issue_code(flow_id, channel, &value, masked, subject, now)?;
+        Ok((FlowState::AwaitingVerification { channel, value, code }, message))
+    }
+
+    /// `setup_sms` at the `setup_totp` step of a sign-in, where policy allows SMS set-up.
+    pub(super) async fn setup_sms(
+        &self,
+        flow: Flow,
+        pending_totp: FactorId,
+        phone: Option<String>,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        if flow.kind != FlowKind::SignIn
+            || !self.settings.mfa.allow_sms_setup
+            || !self.settings.mfa.allows(MfaMethod::Sms)
+        {
+            return Err(AuthError::StepMismatch { expected: "setup_totp" });
+        }
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let raw = phone.or_else(|| user.phone.clone()).unwrap_or_default();
+        let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
+            return Err(AuthError::LimitExceeded);
+        }
+        let (state, message) = self
+            .verification_flow(flow.id, &user, (Channel::Sms, phone.as_str().into(), phone.masked()), now, &ctx)
+            .await?;
+        let next = Flow { state, version: flow.version + 1, ..flow.clone() };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::DeleteFactor { id: pending_totp })
+            .push(Write::Enqueue(message))
+            .push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version })
+            .push(audit(now, Some(user.id), "setup_sms", "code_sent", &ctx, serde_json::json!({"flow_id": flow.id})));
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(next, vec![StepEvent { step: "verify_code", outcome: "issued" }]))
+    }
+
+    /// `verify_code`: the new phone or address becomes the account's (until now the old one was
+    /// authoritative, checklist LIFE-5), its factor is active, and both addresses are told.
+    pub(super) async fn verify_destination(
+        &self,
+        flow: Flow,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let FlowState::AwaitingVerification { channel, value, code } = flow.state.clone() else {
+            return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
+        };
+        let mut user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let key = user.username_canonical.clone();
+        if let Err(o) = self.check_code(&flow, Some(&code), &given, (Some(&key), CODE), now, &ctx).await? {
+            return Ok(o);
+        }
+        let (kind, label) = if channel == Channel::Sms { (SMS, "phone number") } else { (EMAIL, "email address") };
+        let old = if channel == Channel::Sms {
+            let old = user.phone.clone().filter(|p| user.phone_verified && *p != value);
+            user.phone = Some(value.clone());
+            user.phone_verified = true;
+            old
+        } else {
+            let old = user.email.clone().filter(|e| user.email_verified && *e != value);
+            user.email = Some(value.clone());
+            user.email_verified = true;
+            old
+        };
+        user.updated_at = now;
+        let mut batch = Batch::new();
+        batch.push(Write::UpdateUser(user.clone())).push(Write::ClearFailures { key: key.clone(), kind: CODE.into() });
+        let factors = self.store.factors(user.id).await?;
+        if !factors.iter().any(|f| f.kind == kind && f.state == ACTIVE) {
+            batch.push(Write::InsertFactor(Factor {
+                id: FactorId::new(),
+                user_id: user.id,
+                kind: kind.into(),
+                state: ACTIVE.into(),
+                secret_sealed: None,
+                last_step: None,
+                created_at: now,
+                last_used_at: None,
+            }));
+        }
+        batch.push(audit(
+            now,
+            Some(user.id),
+            "factor_added",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "type": kind, "changed": old.is_some()}),
+        ));
+        // Checklist LIFE-1 and LIFE-5: the account's address and the replaced one are told.
+        let notice = format!(
+            "The {label} {} was verified and is now used for sign-in codes on your account. If this was not you, reset your password and contact support.",
+            if channel == Channel::Sms {
+                Phone::parse(&value).map(|p| p.masked()).unwrap_or_default()
+            } else {
+                Email::parse(&value).map(|e| e.masked()).unwrap_or_default()
+            }
+        );
+        let subject = if old.is_some() { format!("Your {label} was changed") } else { format!("A {label} was added") };
+        if let Some(m) = self.notification(&user, &subject, &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        if let Some(old) = &old {
+            let c = if channel == Channel::Sms { Channel::Sms } else { Channel::Email };
+            batch.push(Write::Enqueue(self.sealed_message(c, old, &subject, &notice, now)?));
+        }
+        let (next, tokens) = if flow.kind == FlowKind::SignIn {
+            self.after_second_factor(&flow, &user, MfaMethod::Sms, user.must_change_password, now, &ctx, &mut batch)?
+        } else {
+            let done =
+                Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+            batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+            (done, None)
+        };
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "verify_code", outcome: "verified" }],
+        })
+    }
+
+    // ----- managing factors ------------------------------------------------------------------
+
+    /// Checklist LIFE-1/LIFE-2: changing factors needs a sign-in within `step_up_max_age_secs`,
+    /// at `aal2` once the account has a factor that can give it.
+    pub(super) fn require_step_up(&self, p: &Principal, factors: &[Factor]) -> Result<(), AuthError> {
+        let max_age = self.settings.mfa.step_up_max_age_secs;
+        let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
+        let required = if strong { "aal2" } else { "aal1" };
+        let fresh = self.now() - p.session.auth_time <= secs(max_age);
+        if !fresh || (strong && p.session.acr == "aal1") {
+            return Err(AuthError::InsufficientAuthentication { acr: required, max_age });
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/me/factors` for `sms` or `email`: an `enroll` flow whose step is `verify_code`.
+    pub(super) async fn enroll_destination(
+        &self,
+        p: &Principal,
+        req: &proto::EnrollFactorRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let user = &p.user;
+        let (channel, value, masked, current) = if req.kind == SMS {
+            if !self.settings.mfa.allows(MfaMethod::Sms) {
+                return Err(AuthError::InvalidRequest("policy does not allow SMS codes".into()));
+            }
+            let raw = req.phone.clone().or_else(|| user.phone.clone()).unwrap_or_default();
+            let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+            (Channel::Sms, phone.as_str().to_owned(), phone.masked(), user.phone.as_deref())
+        } else {
+            if !self.settings.mfa.allows(MfaMethod::Email) {
+                return Err(AuthError::InvalidRequest("policy does not allow email codes".into()));
+            }
+            let raw = req.email.clone().or_else(|| user.email.clone()).unwrap_or_default();
+            let email = Email::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+            (Channel::Email, email.as_str().to_owned(), email.masked(), user.email.as_deref())
+        };
+        let factors = self.store.factors(user.id).await?;
+        self.require_step_up(p, &factors)?;
+        if factors.iter().any(|f| f.kind == req.kind && f.state == ACTIVE) && current == Some(value.as_str()) {
+            return Err(AuthError::InvalidRequest(format!("{} codes already go to this destination", req.kind)));
+        }
+        let flow_id = FlowId::new();
+        let (state, message) = self.verification_flow(flow_id, user, (channel, value, masked), now, &ctx).await?;
+        let flow = self.new_flow(flow_id, FlowKind::Enroll, Some(user.id), state, now, ctx.clone());
+        let event = audit(
+            now,
+            Some(user.id),
+            "enroll",
+            "started",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "type": req.kind}),
+        );
+        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), Write::Enqueue(message), event])).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![StepEvent { step: "verify_code", outcome: "issued" }]))
+    }
+
+    /// `POST /v1/me/recovery-codes`: a new set of ten, shown once; the old set stops working.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        p: &Principal,
+        ctx: ClientContext,
+    ) -> Result<proto::RecoveryCodes, AuthError> {
+        if !self.settings.mfa.allows(MfaMethod::RecoveryCode) {
+            return Err(AuthError::InvalidRequest("policy does not allow recovery codes".into()));
+        }
+        let now = self.now();
+        let factors = self.store.factors(p.user.id).await?;
+        if !factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE) {
+            return Err(AuthError::InvalidRequest(
+                "add an authenticator app or a phone first; recovery codes stand in for one".into(),
+            ));
+        }
+        self.require_step_up(p, &factors)?;
+        let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code(self.rng.as_ref())).collect();
+        let macs = codes
+            .iter()
+            .map(|c| self.keys.mac("recovery", &p.user.id.to_string(), &normalize_recovery_code(c)))
+            .collect();
+        let mut batch = Batch::new();
+        if !factors.iter().any(|f| f.kind == RECOVERY_CODES) {
+            batch.push(Write::InsertFactor(Factor {
+                id: FactorId::new(),
+                user_id: p.user.id,
+                kind: RECOVERY_CODES.into(),
+                state: ACTIVE.into(),
+                secret_sealed: None,
+                last_step: None,
+                created_at: now,
+                last_used_at: None,
+            }));
+        }
+        batch.push(Write::ReplaceRecoveryCodes { user_id: p.user.id, macs, at: now }).push(audit(
+            now,
+            Some(p.user.id),
+            "recovery_codes_generated",
+            "success",
+            &ctx,
+            serde_json::json!({"count": RECOVERY_CODE_COUNT}),
+        ));
+        if let Some(m) = self.notification(
+            &p.user,
+            "New recovery codes",
+            "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
+            now,
+        )? {
+            batch.push(Write::Enqueue(m));
+        }
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(proto::RecoveryCodes { codes })
+    }
+
+    /// `DELETE /v1/me/factors/{id}` (checklist LIFE-2): needs a fresh `aal2` sign-in; the last
+    /// factor that gives `aal2` cannot go when policy requires MFA, and with it go the recovery
+    /// codes that stood in for it.
+    pub async fn remove_factor(&self, p: &Principal, id: FactorId, ctx: ClientContext) -> Result<(), AuthError> {
+        let now = self.now();
+        let factors = self.store.factors(p.user.id).await?;
+        let factor = factors.iter().find(|f| f.id == id).ok_or(AuthError::NotFound)?;
+        if factor.state == ACTIVE {
+            self.require_step_up(p, &factors)?;
+        }
+        let strong_left = factors.iter().any(|f| f.id != id && is_strong(&f.kind) && f.state == ACTIVE);
+        if factor.state == ACTIVE
+            && is_strong(&factor.kind)
+            && !strong_left
+            && self.settings.mfa.mode == MfaMode::Required
+        {
+            return Err(AuthError::MfaRequired(
+                "policy requires a second factor; add another one before removing this",
+            ));
+        }
+        let mut batch = Batch::new();
+        batch.push(Write::DeleteFactor { id });
+        if !strong_left && is_strong(&factor.kind) {
+            for f in factors.iter().filter(|f| f.kind == RECOVERY_CODES) {
+                batch.push(Write::DeleteFactor { id: f.id });
+            }
+        }
+        let method = match factor.kind.as_str() {
+            TOTP => Some(MfaMethod::Totp),
+            SMS => Some(MfaMethod::Sms),
+            EMAIL => Some(MfaMethod::Email),
+            _ => None,
+        };
+        if method.is_some() && p.user.preferred_mfa == method {
+            batch.push(Write::UpdateUser(User { preferred_mfa: None, updated_at: now, ..p.user.clone() }));
+        }
+        batch.push(audit(
+            now,
+            Some(p.user.id),
+            "factor_removed",
+            "success",
+            &ctx,
+            serde_json::json!({"factor_id": id, "type": factor.kind}),
+        ));
+        if factor.state == ACTIVE
+            && let Some(m) = self.notification(
+                &p.user,
+                "A second factor was removed",
+                &format!(
+                    "A second factor ({}) was removed from your account. If this was not you, reset your password and contact support.",
+                    factor.kind.replace('_', " ")
+                ),
+                now,
+            )?
+        {
+            batch.push(Write::Enqueue(m));
+        }
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// `PUT /v1/me/factors/preferred`: the method sign-in lists first.
+    pub async fn set_preferred_mfa(
+        &self,
+        p: &Principal,
+        method: MfaMethod,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        let now = self.now();
+        let factors = self.store.factors(p.user.id).await?;
+        if method == MfaMethod::RecoveryCode || !self.methods_of(&p.user, &factors).await?.contains(&method) {
+            return Err(AuthError::InvalidRequest(format!("`{}` is not an enrolled method", method.as_str())));
+        }
+        let mut batch = Batch::new();
+        batch.push(Write::UpdateUser(User { preferred_mfa: Some(method), updated_at: now, ..p.user.clone() })).push(
+            audit(
+                now,
+                Some(p.user.id),
+                "preferred_mfa",
+                "success",
+                &ctx,
+                serde_json::json!({"method": method.as_str()}),
+            ),
+        );
+        if let Some(m) = self.notification(
+            &p.user,
+            "Your sign-in method changed",
+            &format!(
+                "Sign-in now asks for {} first. If this was not you, reset your password and contact support.",
+                method.as_str()
+            ),
+            now,
+        )? {
+            batch.push(Write::Enqueue(m));
+        }
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// `GET /v1/me/factors`. Never returns secret material.
+    pub async fn factors(&self, p: &Principal) -> Result<proto::FactorList, AuthError> {
+        let factors = self.store.factors(p.user.id).await?;
+        let remaining = if factors.iter().any(|f| f.kind == RECOVERY_CODES) {
+            let codes = self.store.recovery_codes(p.user.id).await?;
+            Some(u32::try_from(codes.iter().filter(|c| c.used_at.is_none()).count()).unwrap_or(0))
+        } else {
+            None
+        };
+        let u = &p.user;
+        Ok(proto::FactorList {
+            factors: factors
+                .into_iter()
+                .map(|f| {
+                    let method = match f.kind.as_str() {
+                        TOTP => Some(MfaMethod::Totp),
+                        SMS => Some(MfaMethod::Sms),
+                        EMAIL => Some(MfaMethod::Email),
+                        _ => None,
+                    };
+                    let destination = match f.kind.as_str() {
+                        SMS => u.phone.as_deref().and_then(|p| Phone::parse(p).ok()).map(|p| p.masked()),
+                        EMAIL => u.email.as_deref().and_then(|e| Email::parse(e).ok()).map(|e| e.masked()),
+                        _ => None,
+                    };
+                    proto::FactorInfo {
+                        id: f.id.to_string(),
+                        remaining: if f.kind == RECOVERY_CODES { remaining } else { None },
+                        preferred: method.is_some() && u.preferred_mfa == method,
+                        destination,
+                        kind: f.kind,
+                        state: f.state,
+                        created_at: rfc3339(f.created_at),
+                        last_used_at: f.last_used_at.map(rfc3339),
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// Claim flows that expired and report the unfinished ones as abandoned at their step, so
+    /// operators see where users drop off. Each flow is reported once across replicas.
+    pub async fn sweep_expired_flows(&self, limit: u32) -> Result<Vec<StepEvent>, AuthError> {
+        let flows = self.store.claim_expired_flows(self.now(), limit).await?;
+        Ok(flows
+            .iter()
+            .filter(|f| !f.state.is_terminal())
+            .map(|f| StepEvent { step: f.state.step_name(), outcome: "abandoned" })
+            .collect())
+    }
+}
+
+/// The step name of a second-factor method.
+pub(super) fn state_step_of(m: MfaMethod) -> &'static str {
+    match m {
+        MfaMethod::Totp => "totp_code",
+        MfaMethod::Sms => "sms_code",
+        MfaMethod::Email => "email_code",
+        MfaMethod::RecoveryCode => "recovery_code",
+        _ => "select_mfa",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::OsRandom;
+
+    #[test]
+    fn rec_1_recovery_codes_carry_120_bits_and_10k_of_them_never_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let code = new_recovery_code(&OsRandom);
+            let raw = normalize_recovery_code(&code);
+            assert_eq!((code.len(), raw.len()), (29, 24), "{code}");
+            assert_eq!(data_encoding::BASE32_NOPAD.decode(raw.as_bytes()).unwrap().len(), 15, "120 bits");
+            assert!(seen.insert(raw), "a duplicate among 10k codes");
+        }
+        assert_eq!(normalize_recovery_code(" abcd-efgh ijkl "), "ABCDEFGHIJKL", "case, dashes, spaces");
+    }
+}
