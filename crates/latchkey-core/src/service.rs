@@ -1259,6 +1259,12 @@ impl Auth {
                 batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "admin_revoke_all".into() });
                 "admin_revoke_sessions"
             }
+            AdminAction::Unlock => {
+                for kind in [PASSWORD, CODE, OTP] {
+                    batch.push(Write::ClearFailures { key: user.username_canonical.clone(), kind: kind.into() });
+                }
+                "admin_unlock"
+            }
         };
         user.updated_at = now;
         batch.push(Write::UpdateUser(user.clone())).push(audit(
@@ -1642,6 +1648,8 @@ pub enum AdminAction {
     Enable,
     /// End every session.
     RevokeSessions,
+    /// Clear the password and second-factor lockouts.
+    Unlock,
 }
 
 /// The same code step with a new code.

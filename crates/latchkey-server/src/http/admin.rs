@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/users/{username}/disable", post(disable))
         .route("/admin/v1/users/{username}/enable", post(enable))
         .route("/admin/v1/users/{username}/sessions", delete(revoke_sessions))
+        .route("/admin/v1/users/{username}/unlock", post(unlock))
 }
 
 /// The caller presented the admin token.
@@ -94,4 +95,18 @@ pub async fn revoke_sessions(
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     act(&s, &username, AdminAction::RevokeSessions, ctx).await
+}
+
+/// Clear the account's password and second-factor lockouts — the only way out of the permanent
+/// lock after `hard_cap` consecutive wrong second-factor codes (a password reset does not lift
+/// it, so a reset cannot bypass MFA). Recorded in the audit log.
+#[utoipa::path(post, path = "/admin/v1/users/{username}/unlock", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unlock(
+    State(s): State<AppState>,
+    _a: Admin,
+    Client(ctx): Client,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    act(&s, &username, AdminAction::Unlock, ctx).await
 }

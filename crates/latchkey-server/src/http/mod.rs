@@ -51,7 +51,7 @@ pub struct AppState {
         session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes,
-        admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions,
+        admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
     modifiers(&SecuritySchemes),

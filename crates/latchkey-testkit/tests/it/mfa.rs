@@ -403,6 +403,15 @@ async fn rl_4_lockout_is_not_extended_by_attempts_and_the_second_factor_lock_is_
     let wrong = c.totp_code(&f, "000000").await.unwrap();
     assert_eq!((right.error.clone(), right.tokens.is_none()), (wrong.error.clone(), true));
     assert_eq!(right.error.unwrap().code, codes::LIMIT_EXCEEDED);
+    // A password reset does not lift it (that would let a reset bypass MFA); an administrator can.
+    let f = c.forgot_password("jude").await.unwrap();
+    c.reset_password(&f.flow_id, &s.code_for("jude@example.com").await, "a brand new passphrase").await.unwrap();
+    let f = c.sign_in("jude", "a brand new passphrase").await.unwrap().flow_id;
+    assert_eq!(refusal(&c.totp_code(&f, &totp_code(&secret, &s.clock, 0)).await.unwrap()), codes::LIMIT_EXCEEDED);
+    let r = s.raw().request("POST", "/admin/v1/users/jude/unlock", Some(latchkey_testkit::ADMIN_TOKEN), None).await;
+    assert_eq!(r.status, 204);
+    let f = c.sign_in("jude", "a brand new passphrase").await.unwrap().flow_id;
+    assert!(c.totp_code(&f, &totp_code(&secret, &s.clock, 0)).await.unwrap().tokens.is_some());
 }
 
 async fn life_1_and_life_5_a_changed_phone_counts_only_once_verified_and_the_old_one_is_told(b: Backend) {

@@ -53,6 +53,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/v1/users/{username}/disable"),
     ("post", "/admin/v1/users/{username}/enable"),
     ("delete", "/admin/v1/users/{username}/sessions"),
+    ("post", "/admin/v1/users/{username}/unlock"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/metrics"),
