@@ -1465,7 +1465,7 @@ impl Auth {
             serde_json::json!({"factor_id": factor.id, "type": TOTP}),
         ));
         // Checklist LIFE-1: every new factor is announced to the account's address.
-        if let Some(message) = self.notification(user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
+        for message in self.notification(user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
             batch.push(Write::Enqueue(message));
         }
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
@@ -1506,15 +1506,18 @@ impl Auth {
         })
     }
 
-    /// A notice to the account's email address, if it has one.
+    /// A security notice to each verified address of the account (email and phone).
     fn notification(
         &self,
         user: &User,
         subject: &str,
         body: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<OutboxMessage>, AuthError> {
-        user.email.as_deref().map(|email| self.sealed_message(Channel::Email, email, subject, body, now)).transpose()
+    ) -> Result<Vec<OutboxMessage>, AuthError> {
+        // Checklist LIFE-1: every verified address of the account hears of a change.
+        let email = user.email.as_deref().filter(|_| user.email_verified).map(|e| (Channel::Email, e));
+        let phone = user.phone.as_deref().filter(|_| user.phone_verified).map(|p| (Channel::Sms, p));
+        email.into_iter().chain(phone).map(|(c, to)| self.sealed_message(c, to, subject, body, now)).collect()
     }
 
     // ----- codes and limits ------------------------------------------------------------------

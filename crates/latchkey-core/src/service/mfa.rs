@@ -299,7 +299,7 @@ impl Auth {
         let body = format!(
             "A recovery code was used to sign in to your account. {left} unused codes are left; you can generate a new set in your security settings, which makes the old ones stop working. If this was not you, reset your password and contact support."
         );
-        if let Some(message) = self.notification(&user, "A recovery code was used", &body, now)? {
+        for message in self.notification(&user, "A recovery code was used", &body, now)? {
             batch.push(Write::Enqueue(message));
         }
         match self.store.apply(batch).await {
@@ -431,7 +431,7 @@ impl Auth {
             }
         );
         let subject = if old.is_some() { format!("Your {label} was changed") } else { format!("A {label} was added") };
-        if let Some(m) = self.notification(&user, &subject, &notice, now)? {
+        for m in self.notification(&user, &subject, &notice, now)? {
             batch.push(Write::Enqueue(m));
         }
         if let Some(old) = &old {
@@ -559,7 +559,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"count": RECOVERY_CODE_COUNT}),
         ));
-        if let Some(m) = self.notification(
+        for m in self.notification(
             &p.user,
             "New recovery codes",
             "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
@@ -616,8 +616,10 @@ impl Auth {
             &ctx,
             serde_json::json!({"factor_id": id, "type": factor.kind}),
         ));
-        if factor.state == ACTIVE
-            && let Some(m) = self.notification(
+        let notices = if factor.state != ACTIVE {
+            vec![]
+        } else {
+            self.notification(
                 &p.user,
                 "A second factor was removed",
                 &format!(
@@ -626,7 +628,8 @@ impl Auth {
                 ),
                 now,
             )?
-        {
+        };
+        for m in notices {
             batch.push(Write::Enqueue(m));
         }
         self.store.apply(batch).await?;
@@ -657,7 +660,7 @@ impl Auth {
                 serde_json::json!({"method": method.as_str()}),
             ),
         );
-        if let Some(m) = self.notification(
+        for m in self.notification(
             &p.user,
             "Your sign-in method changed",
             &format!(

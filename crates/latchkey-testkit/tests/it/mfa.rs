@@ -436,9 +436,15 @@ async fn life_1_and_life_5_a_changed_phone_counts_only_once_verified_and_the_old
     let out = s.outbox().await;
     assert!(out.iter().any(|m| m.to == "+14155550110" && m.subject.contains("phone number was changed")), "old number");
     assert!(out.iter().any(|m| m.to == "kurt@example.com" && m.subject.contains("phone number was changed")), "email");
-    sign_in_sms(&s, "kurt", "+14155550111").await;
+    let t = sign_in_sms(&s, "kurt", "+14155550111").await;
     let listed = c.factors(&t.access_token).await.unwrap().factors;
     assert_eq!(listed.iter().filter(|f| f.kind == "sms").count(), 1, "one phone factor, now the new number");
+    // Checklist LIFE-1: every verified address hears of a new factor.
+    add_totp(&s, &t).await;
+    let out = s.outbox().await;
+    for to in ["kurt@example.com", "+14155550111"] {
+        assert!(out.iter().any(|m| m.to == to && m.subject.contains("authenticator app was added")), "{to}");
+    }
 }
 
 async fn life_2_removing_a_factor_needs_a_fresh_aal2_sign_in_and_required_mfa_keeps_the_last(b: Backend) {
