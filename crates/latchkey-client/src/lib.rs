@@ -218,6 +218,18 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/me/factors {"type": "recovery_codes"}`: the answer's step is
+    /// `save_recovery_codes`, showing a new set; [`Client::save_recovery_codes`] puts it in force.
+    pub async fn enroll_recovery_codes(&self, access_token: &str) -> Result<FlowAnswer> {
+        let req = EnrollFactorRequest { kind: "recovery_codes".into(), phone: None, email: None };
+        self.post("/v1/me/factors", Some(access_token), &req).await
+    }
+
+    /// Answer `save_recovery_codes`: the user saved the codes shown; they replace any earlier set.
+    pub async fn save_recovery_codes(&self, flow_id: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::SaveRecoveryCodes {}).await
+    }
+
     /// `POST /v1/me/recovery-codes`: a new set of ten, shown once; the old set stops working.
     pub async fn regenerate_recovery_codes(&self, access_token: &str) -> Result<RecoveryCodes> {
         self.send(self.http.post(self.url("/v1/me/recovery-codes")).bearer_auth(access_token)).await

@@ -163,6 +163,12 @@ pub enum FlowState {
         /// The code sent to it.
         code: CodeChallenge,
     },
+    /// An enrolment showing a new set of recovery codes, waiting for the app to confirm the user
+    /// saved them; only then does the set replace the old one.
+    AwaitingRecoveryCodesSaved {
+        /// The codes (a JSON list), sealed with the data key, the flow id as associated data.
+        codes_sealed: String,
+    },
     /// Waiting for the reset code and a new password. `code` is `None` when the username is
     /// unknown, so the answer looks the same and every code is refused.
     AwaitingReset {
@@ -196,6 +202,7 @@ impl FlowState {
                 Some(_) => "totp_code",
             },
             FlowState::AwaitingVerification { .. } => "verify_code",
+            FlowState::AwaitingRecoveryCodesSaved { .. } => "save_recovery_codes",
             FlowState::AwaitingReset { .. } => "reset_password",
             FlowState::Completed { .. } => "done",
             FlowState::Denied { .. } => "denied",

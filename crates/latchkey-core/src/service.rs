@@ -211,6 +211,9 @@ impl Auth {
                     Some(_) => proto::NextStep::TotpCode { attempts_left, other_methods },
                 }
             }
+            FlowState::AwaitingRecoveryCodesSaved { codes_sealed } => {
+                proto::NextStep::SaveRecoveryCodes { codes: self.sealed_recovery_codes(&o.flow, codes_sealed)? }
+            }
             FlowState::AwaitingVerification { channel, code, .. } => {
                 proto::NextStep::VerifyCode { channel: *channel, destination: code.destination.clone(), attempts_left }
             }
@@ -628,6 +631,9 @@ impl Auth {
                 FlowState::AwaitingMfa { method: Some(MfaMethod::RecoveryCode), then_new_password, .. },
                 StepAnswer::RecoveryCode { code },
             ) => self.recovery_sign_in(flow, then_new_password, SecretString::new(code), now, ctx).await,
+            (FlowState::AwaitingRecoveryCodesSaved { codes_sealed }, StepAnswer::SaveRecoveryCodes {}) => {
+                self.save_recovery_codes(flow, codes_sealed, now, ctx).await
+            }
             (FlowState::AwaitingVerification { .. }, StepAnswer::VerifyCode { code }) => {
                 self.verify_destination(flow, SecretString::new(code), now, ctx).await
             }
@@ -1296,6 +1302,7 @@ impl Auth {
         match req.kind.as_str() {
             TOTP => {}
             SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
+            mfa::RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
             _ => return Err(AuthError::NotImplemented("this factor type is not supported yet")),
         }
         if !self.settings.mfa.allows(MfaMethod::Totp) {
@@ -1535,6 +1542,7 @@ impl Auth {
             FlowState::AwaitingConfirmation { .. }
             | FlowState::AwaitingReset { .. }
             | FlowState::AwaitingVerification { .. }
+            | FlowState::AwaitingRecoveryCodesSaved { .. }
             | FlowState::AwaitingTotpSetup { .. } => self.settings.flows.code_ttl_secs,
             _ => self.settings.flows.ttl_secs,
         };

@@ -118,6 +118,8 @@ pub enum StepAnswer {
         #[serde(default)]
         phone: Option<String>,
     },
+    /// The user saved the recovery codes shown at `save_recovery_codes`: put them in force.
+    SaveRecoveryCodes {},
     /// The code sent to the phone or email address being added (`verify_code`).
     VerifyCode {
         /// The 6-digit code.
@@ -147,6 +149,7 @@ impl StepAnswer {
             StepAnswer::SelectMfa { .. } => "select_mfa",
             StepAnswer::SetupSms { .. } => "setup_sms",
             StepAnswer::VerifyCode { .. } => "verify_code",
+            StepAnswer::SaveRecoveryCodes {} => "save_recovery_codes",
         }
     }
 }
@@ -298,6 +301,12 @@ pub enum NextStep {
         #[serde(default)]
         other_methods: Vec<MfaMethod>,
     },
+    /// Show these recovery codes (once) and let the user save them; answer `save_recovery_codes`
+    /// to put them in force in place of any earlier set.
+    SaveRecoveryCodes {
+        /// Ten single-use codes, `XXXX-XXXX-XXXX-XXXX-XXXX-XXXX`.
+        codes: Vec<String>,
+    },
     /// Enter the code sent to the phone or address being added as a factor.
     VerifyCode {
         /// Where the code went.
@@ -333,6 +342,7 @@ impl NextStep {
             NextStep::EmailCode { .. } => "email_code",
             NextStep::RecoveryCode { .. } => "recovery_code",
             NextStep::VerifyCode { .. } => "verify_code",
+            NextStep::SaveRecoveryCodes { .. } => "save_recovery_codes",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",
@@ -475,7 +485,7 @@ pub struct SessionList {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollFactorRequest {
-    /// `totp`, `sms` or `email`. (Recovery codes: `POST /v1/me/recovery-codes`.)
+    /// `totp`, `sms`, `email` or `recovery_codes` (also `POST /v1/me/recovery-codes`, in one call).
     #[serde(rename = "type")]
     pub kind: String,
     /// For `sms`: the phone (E.164) to verify; default the account's phone.

@@ -516,16 +516,78 @@ impl Auth {
         Ok(Self::outcome(flow, vec![StepEvent { step: "verify_code", outcome: "issued" }]))
     }
 
-    /// `POST /v1/me/recovery-codes`: a new set of ten, shown once; the old set stops working.
+    /// `POST /v1/me/recovery-codes`: a new set of ten, shown once, in force at once; the old set
+    /// stops working.
     pub async fn regenerate_recovery_codes(
         &self,
         p: &Principal,
         ctx: ClientContext,
     ) -> Result<proto::RecoveryCodes, AuthError> {
+        let codes = self.new_recovery_codes(p).await?;
+        let mut batch = Batch::new();
+        self.recovery_codes_writes(&p.user, &codes, self.now(), &ctx, &mut batch).await?;
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(proto::RecoveryCodes { codes })
+    }
+
+    /// `POST /v1/me/factors {"type":"recovery_codes"}`: an `enroll` flow that shows a new set at
+    /// `save_recovery_codes`; the set replaces the old one only when the app confirms it was saved.
+    pub(super) async fn enroll_recovery_codes(
+        &self,
+        p: &Principal,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let codes = self.new_recovery_codes(p).await?;
+        let now = self.now();
+        let flow_id = FlowId::new();
+        let json = serde_json::to_vec(&codes).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let codes_sealed = self.keys.seal(self.rng.as_ref(), &flow_id.to_string(), &json)?;
+        let state = FlowState::AwaitingRecoveryCodesSaved { codes_sealed };
+        let flow = self.new_flow(flow_id, FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
+        let event = audit(
+            now,
+            Some(p.user.id),
+            "enroll",
+            "started",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "type": RECOVERY_CODES}),
+        );
+        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), event])).await?;
+        Ok(Self::outcome(flow, vec![StepEvent { step: "save_recovery_codes", outcome: "issued" }]))
+    }
+
+    /// The codes a `save_recovery_codes` step shows.
+    pub(super) fn sealed_recovery_codes(&self, flow: &Flow, sealed: &str) -> Result<Vec<String>, AuthError> {
+        let json = self.keys.open(&flow.id.to_string(), sealed)?;
+        serde_json::from_slice(&json).map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// `save_recovery_codes`: the app confirms the user saved the set; it now replaces the old one.
+    pub(super) async fn save_recovery_codes(
+        &self,
+        flow: Flow,
+        sealed: String,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let codes = self.sealed_recovery_codes(&flow, &sealed)?;
+        let mut batch = Batch::new();
+        self.recovery_codes_writes(&user, &codes, now, &ctx, &mut batch).await?;
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(done, vec![StepEvent { step: "save_recovery_codes", outcome: "verified" }]))
+    }
+
+    /// A fresh set, after the checks: policy allows them, a TOTP or SMS factor exists for them to
+    /// stand in for, and the sign-in is a recent `aal2` one (checklist REC-4, LIFE-1).
+    async fn new_recovery_codes(&self, p: &Principal) -> Result<Vec<String>, AuthError> {
         if !self.settings.mfa.allows(MfaMethod::RecoveryCode) {
             return Err(AuthError::InvalidRequest("policy does not allow recovery codes".into()));
         }
-        let now = self.now();
         let factors = self.store.factors(p.user.id).await?;
         if !factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE) {
             return Err(AuthError::InvalidRequest(
@@ -533,16 +595,27 @@ impl Auth {
             ));
         }
         self.require_step_up(p, &factors)?;
-        let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code(self.rng.as_ref())).collect();
+        Ok((0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code(self.rng.as_ref())).collect())
+    }
+
+    /// The writes that put `codes` in force in place of any earlier set, with the audit event and
+    /// the notice.
+    async fn recovery_codes_writes(
+        &self,
+        user: &User,
+        codes: &[String],
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(), AuthError> {
         let macs = codes
             .iter()
-            .map(|c| self.keys.mac("recovery", &p.user.id.to_string(), &normalize_recovery_code(c)))
+            .map(|c| self.keys.mac("recovery", &user.id.to_string(), &normalize_recovery_code(c)))
             .collect();
-        let mut batch = Batch::new();
-        if !factors.iter().any(|f| f.kind == RECOVERY_CODES) {
+        if !self.store.factors(user.id).await?.iter().any(|f| f.kind == RECOVERY_CODES) {
             batch.push(Write::InsertFactor(Factor {
                 id: FactorId::new(),
-                user_id: p.user.id,
+                user_id: user.id,
                 kind: RECOVERY_CODES.into(),
                 state: ACTIVE.into(),
                 secret_sealed: None,
@@ -551,25 +624,23 @@ impl Auth {
                 last_used_at: None,
             }));
         }
-        batch.push(Write::ReplaceRecoveryCodes { user_id: p.user.id, macs, at: now }).push(audit(
+        batch.push(Write::ReplaceRecoveryCodes { user_id: user.id, macs, at: now }).push(audit(
             now,
-            Some(p.user.id),
+            Some(user.id),
             "recovery_codes_generated",
             "success",
-            &ctx,
-            serde_json::json!({"count": RECOVERY_CODE_COUNT}),
+            ctx,
+            serde_json::json!({"count": codes.len()}),
         ));
         for m in self.notification(
-            &p.user,
+            user,
             "New recovery codes",
             "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
             now,
         )? {
             batch.push(Write::Enqueue(m));
         }
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
-        Ok(proto::RecoveryCodes { codes })
+        Ok(())
     }
 
     /// `DELETE /v1/me/factors/{id}` (checklist LIFE-2): needs a fresh `aal2` sign-in; the last

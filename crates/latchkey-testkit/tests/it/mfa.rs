@@ -235,6 +235,27 @@ async fn rec_1_rec_2_recovery_codes_are_shown_once_and_stored_only_hashed(b: Bac
     assert!(s.outbox().await.iter().any(|m| m.to == "fay@example.com" && m.subject.contains("New recovery codes")));
 }
 
+async fn recovery_codes_through_an_enroll_flow_take_effect_only_once_saved(b: Backend) {
+    let s = start(b).await;
+    let old = with_recovery_codes(&s, "vera", "+14155550120").await;
+    let c = s.client();
+    let t = sign_in_sms(&s, "vera", "+14155550120").await;
+    let a = c.enroll_recovery_codes(&t.access_token).await.unwrap();
+    let NextStep::SaveRecoveryCodes { codes } = a.next_step.clone() else { panic!("{:?}", a.next_step) };
+    assert_eq!(codes.len(), 10);
+    assert!(!s.db.dump_text().await.unwrap().contains(codes[0].as_str()), "sealed in the flow, not in clear");
+    // Not saved yet: the old set still works, the new one does not.
+    let f = recovery_step(&s, "vera").await;
+    assert_eq!(refusal(&c.recovery_code(&f, &codes[0]).await.unwrap()), codes::CODE_MISMATCH);
+    assert!(c.recovery_code(&f, &old[0]).await.unwrap().tokens.is_some());
+    assert_eq!(c.save_recovery_codes(&a.flow_id).await.unwrap().next_step, NextStep::Done);
+    let f = recovery_step(&s, "vera").await;
+    assert_eq!(refusal(&c.recovery_code(&f, &old[1]).await.unwrap()), codes::CODE_MISMATCH, "the old set is gone");
+    assert!(c.recovery_code(&f, &codes[0]).await.unwrap().tokens.is_some());
+    let e = c.save_recovery_codes(&a.flow_id).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::FLOW_COMPLETED), "shown and saved once");
+}
+
 /// A user with SMS and a recovery-code set; returns the codes.
 async fn with_recovery_codes(s: &TestServer, name: &str, phone: &str) -> Vec<String> {
     let t = user(s, name).await;
@@ -656,6 +677,7 @@ both_stores!(
     rec_3_parallel_recovery_code_submissions_yield_one_success,
     rec_4_a_used_code_is_refused_forever_the_user_is_told_and_a_new_set_replaces_the_old,
     rec_5_and_rl_1_recovery_code_guesses_share_the_second_factor_counter,
+    recovery_codes_through_an_enroll_flow_take_effect_only_once_saved,
     rl_4_lockout_is_not_extended_by_attempts_and_the_second_factor_lock_is_permanent_at_the_cap,
     life_1_and_life_5_a_changed_phone_counts_only_once_verified_and_the_old_one_is_told,
     life_2_removing_a_factor_needs_a_fresh_aal2_sign_in_and_required_mfa_keeps_the_last,
