@@ -6,6 +6,7 @@ pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod crypto;
+pub mod device;
 pub mod error;
 pub mod identity;
 pub mod ids;
