@@ -128,7 +128,7 @@ pub fn check_pin(pin: &str) -> Result<(), &'static str> {
     let up = d.windows(2).all(|w| (w[1] - w[0]).rem_euclid(10) == 1);
     let down = d.windows(2).all(|w| (w[0] - w[1]).rem_euclid(10) == 1);
     // Two digits or a three-digit block repeated (121212, 123123), and the usual suspects.
-    let period = |p: usize| d.len() % p == 0 && d.iter().enumerate().all(|(i, x)| *x == d[i % p]);
+    let period = |p: usize| d.len().is_multiple_of(p) && d.iter().enumerate().all(|(i, x)| *x == d[i % p]);
     const COMMON: [&str; 8] = ["696969", "112233", "159753", "147258", "131313", "102030", "520520", "789456"];
     if same || up || down || period(2) || period(3) || COMMON.contains(&pin) {
         return Err("this PIN is too easy to guess");
