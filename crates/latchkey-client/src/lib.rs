@@ -19,6 +19,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod keystore;
+
+use base64::Engine;
+pub use keystore::{Keystore, KeystoreError, SoftwareKeystore};
 pub use latchkey_proto as proto;
 use latchkey_proto::*;
 use serde::Serialize;
@@ -45,6 +49,28 @@ pub enum ClientError {
     /// The answer was not what the contract says.
     #[error("unexpected answer: {0}")]
     Decode(String),
+    /// The device's key store failed ([`KeystoreError::Invalidated`]: the biometric key is gone,
+    /// sign in with the PIN and enrol the device again).
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+}
+
+/// How the user unlocks a device sign-in.
+#[derive(Debug, Clone, Copy)]
+pub enum Unlock<'a> {
+    /// The biometric key (the OS shows its biometric prompt).
+    Biometric,
+    /// The possession key and the app PIN.
+    Pin(&'a str),
+}
+
+/// The key-store alias of a device's key.
+pub fn key_alias(device_id: &str, key: DeviceKey) -> String {
+    format!("latchkey.{device_id}.{}", key.as_str())
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl ClientError {
@@ -228,6 +254,98 @@ impl Client {
     /// Answer `save_recovery_codes`: the user saved the codes shown; they replace any earlier set.
     pub async fn save_recovery_codes(&self, flow_id: &str) -> Result<FlowAnswer> {
         self.answer(flow_id, &StepAnswer::SaveRecoveryCodes {}).await
+    }
+
+    /// Enrol this device from a recent `aal2` session: `POST /v1/me/devices`, then create both
+    /// keys in `keystore`, sign the enrolment message with each, and answer `enroll_device` with
+    /// the PIN. Returns the device id and the last answer (`done`, or the same step with an
+    /// `invalid_pin` error — the keys are then deleted; call again with another PIN).
+    pub async fn enroll_device(
+        &self,
+        access_token: &str,
+        keystore: &dyn Keystore,
+        name: &str,
+        platform: &str,
+        pin: &str,
+    ) -> Result<(String, FlowAnswer)> {
+        let a: FlowAnswer = self.send(self.http.post(self.url("/v1/me/devices")).bearer_auth(access_token)).await?;
+        let NextStep::EnrollDevice { device_id, nonce, .. } = &a.next_step else {
+            return Err(ClientError::Decode(format!("expected enroll_device, got {}", a.next_step.name())));
+        };
+        let mut keys = vec![];
+        for (key, uv) in [(DeviceKey::Possession, false), (DeviceKey::Biometric, true)] {
+            let alias = key_alias(device_id, key);
+            let public = keystore.create_key(&alias, uv)?;
+            let message = device_message("enroll", &a.flow_id, nonce, key, device_id);
+            keys.push((b64url(&public), b64url(&keystore.sign(&alias, message.as_bytes())?)));
+        }
+        let answer = StepAnswer::EnrollDevice {
+            name: name.into(),
+            platform: platform.into(),
+            possession_key: keys[0].0.clone(),
+            biometric_key: keys[1].0.clone(),
+            possession_signature: keys[0].1.clone(),
+            biometric_signature: keys[1].1.clone(),
+            pin: pin.into(),
+        };
+        let done = self.answer(&a.flow_id, &answer).await;
+        if !matches!(&done, Ok(FlowAnswer { next_step: NextStep::Done, .. })) {
+            for key in [DeviceKey::Possession, DeviceKey::Biometric] {
+                keystore.delete_key(&key_alias(device_id, key))?;
+            }
+        }
+        Ok((device_id.clone(), done?))
+    }
+
+    /// Sign in with an enrolled device: `POST /v1/sign-in {"device_id"}`, then sign the nonce
+    /// with the biometric key, or with the possession key and send the PIN. A biometric key the
+    /// OS invalidated gives [`KeystoreError::Invalidated`] before anything is sent.
+    pub async fn device_sign_in(
+        &self,
+        device_id: &str,
+        keystore: &dyn Keystore,
+        unlock: Unlock<'_>,
+    ) -> Result<FlowAnswer> {
+        let req = SignInRequest { username: None, password: None, device_id: Some(device_id.into()) };
+        let a: FlowAnswer = self.post("/v1/sign-in", None, &req).await?;
+        let NextStep::DeviceSignature { nonce, .. } = &a.next_step else {
+            return Err(ClientError::Decode(format!("expected device_signature, got {}", a.next_step.name())));
+        };
+        self.device_signature(&a.flow_id, nonce, device_id, keystore, unlock).await
+    }
+
+    /// Answer a `device_signature` step (used by [`Client::device_sign_in`]; exposed for apps that
+    /// drive the flow themselves).
+    pub async fn device_signature(
+        &self,
+        flow_id: &str,
+        nonce: &str,
+        device_id: &str,
+        keystore: &dyn Keystore,
+        unlock: Unlock<'_>,
+    ) -> Result<FlowAnswer> {
+        let (key, pin) = match unlock {
+            Unlock::Biometric => (DeviceKey::Biometric, None),
+            Unlock::Pin(pin) => (DeviceKey::Possession, Some(pin.to_owned())),
+        };
+        let alias = key_alias(device_id, key);
+        if keystore.is_invalidated(&alias) {
+            return Err(KeystoreError::Invalidated(alias).into());
+        }
+        let message = device_message("sign_in", flow_id, nonce, key, device_id);
+        let signature = b64url(&keystore.sign(&alias, message.as_bytes())?);
+        self.answer(flow_id, &StepAnswer::DeviceSignature { key, signature, pin }).await
+    }
+
+    /// `GET /v1/me/devices`.
+    pub async fn devices(&self, access_token: &str) -> Result<DeviceList> {
+        self.send(self.http.get(self.url("/v1/me/devices")).bearer_auth(access_token)).await
+    }
+
+    /// `DELETE /v1/me/devices/{id}`: the device's keys, PIN and sessions stop working.
+    pub async fn revoke_device(&self, access_token: &str, device_id: &str) -> Result<()> {
+        self.no_content(self.http.delete(self.url(&format!("/v1/me/devices/{device_id}"))).bearer_auth(access_token))
+            .await
     }
 
     /// `POST /v1/me/recovery-codes`: a new set of ten, shown once; the old set stops working.

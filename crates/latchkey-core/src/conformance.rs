@@ -65,6 +65,7 @@ fn session(user: UserId) -> Session {
         revoked_at: None,
         revoke_reason: None,
         context: ClientContext::default(),
+        device_id: None,
     }
 }
 
@@ -541,6 +542,61 @@ pub async fn expired_flows_are_claimed_once_across_parallel_sweepers(store: Arc<
     assert_eq!(store.claim_expired_flows(T0 + Duration::hours(1), 2).await.unwrap().len(), 2, "the limit holds");
 }
 
+pub async fn pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_sessions(store: Arc<dyn Store>) {
+    let u = user("ivy");
+    let d = Device {
+        id: DeviceId::new(),
+        user_id: u.id,
+        name: "Phone".into(),
+        platform: "ios".into(),
+        possession_key: vec![4; 65],
+        biometric_key: vec![4, 1, 2],
+        pin_hash: "$argon2id$fake".into(),
+        pin_failures: 0,
+        created_at: T0,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let mut on_device = session(u.id);
+    on_device.device_id = Some(d.id);
+    let other = session(u.id);
+    store
+        .apply(Batch(vec![
+            Write::InsertUser(u.clone()),
+            Write::InsertDevice(d.clone()),
+            Write::InsertSession(on_device.clone()),
+            Write::InsertSession(other.clone()),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(store.device(d.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(store.devices(u.id).await.unwrap().len(), 1);
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = vec![];
+    for _ in 0..12 {
+        let (store, barrier, id) = (store.clone(), barrier.clone(), d.id);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.reserve_pin_attempt(id, 5).await.unwrap()
+        }));
+    }
+    let mut granted = vec![];
+    for t in tasks {
+        granted.extend(t.await.unwrap());
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, vec![1, 2, 3, 4, 5], "five attempts, each counted once");
+    one(store.as_ref(), Write::DeviceUsed { id: d.id, at: T0, reset_pin: true }).await;
+    assert_eq!(store.device(d.id).await.unwrap().unwrap().pin_failures, 0);
+    one(store.as_ref(), Write::RevokeDevice { id: d.id, at: T0 }).await;
+    assert!(store.session(on_device.id).await.unwrap().unwrap().revoked_at.is_some(), "its session ends");
+    assert!(store.session(other.id).await.unwrap().unwrap().revoked_at.is_none(), "other sessions do not");
+    assert!(store.devices(u.id).await.unwrap().is_empty());
+    assert_eq!(store.reserve_pin_attempt(d.id, 5).await.unwrap(), None, "a revoked device has no PIN");
+    let err = store.apply(Batch(vec![Write::DeviceUsed { id: d.id, at: T0, reset_pin: false }])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("device")), "a sign-in racing the revocation loses");
+}
+
 /// One check: it takes a fresh, migrated store.
 pub type Check = fn(Arc<dyn Store>) -> futures_like::BoxFuture;
 
@@ -569,6 +625,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         factors_round_trip_and_a_totp_step_is_consumed_once,
         a_recovery_code_is_spent_once_and_a_new_set_replaces_the_old,
         expired_flows_are_claimed_once_across_parallel_sweepers,
+        pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_sessions,
     ]
 }
 

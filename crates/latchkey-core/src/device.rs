@@ -88,25 +88,15 @@ pub fn parse_public_key(encoded: &str) -> Result<Vec<u8>, KeyError> {
     Ok(point)
 }
 
-/// The exact bytes a device signs: ASCII lines, domain-separated by a version tag, naming the
-/// purpose, the flow, the server's nonce, the key's role and the device — never user data, so a
-/// signature cannot be replayed into another flow, for another purpose, or as the other key.
-///
-/// ```text
-/// latchkey-device-v1
-/// <purpose: enroll | sign_in>
-/// <flow id>
-/// <nonce>
-/// <key role: possession | biometric>
-/// <device id, or "-" while enrolling>
-/// ```
-pub fn signed_message(purpose: Purpose, flow_id: &str, nonce: &str, role: KeyRole, device_id: Option<&str>) -> String {
-    format!(
-        "latchkey-device-v1\n{}\n{flow_id}\n{nonce}\n{}\n{}",
-        purpose.as_str(),
-        role.as_str(),
-        device_id.unwrap_or("-")
-    )
+/// The exact bytes a device signs ([`latchkey_proto::device_message`]): purpose, flow, nonce, key
+/// role and device, so a signature cannot be replayed into another flow, for another purpose, or
+/// as the other key.
+pub fn signed_message(purpose: Purpose, flow_id: &str, nonce: &str, role: KeyRole, device_id: &str) -> String {
+    let key = match role {
+        KeyRole::Possession => latchkey_proto::DeviceKey::Possession,
+        KeyRole::Biometric => latchkey_proto::DeviceKey::Biometric,
+    };
+    latchkey_proto::device_message(purpose.as_str(), flow_id, nonce, key, device_id)
 }
 
 /// Verify an ECDSA P-256/SHA-256 signature by `point` over `message`. The signature may be DER
@@ -172,17 +162,17 @@ mod tests {
     fn a_signature_verifies_only_over_its_exact_message() {
         let k = key();
         let rng = SystemRandom::new();
-        let msg = signed_message(Purpose::SignIn, "flow-1", "nonce-1", KeyRole::Biometric, Some("dev-1"));
+        let msg = signed_message(Purpose::SignIn, "flow-1", "nonce-1", KeyRole::Biometric, "dev-1");
         assert_eq!(msg, "latchkey-device-v1\nsign_in\nflow-1\nnonce-1\nbiometric\ndev-1");
         let sig = url(k.sign(&rng, msg.as_bytes()).unwrap().as_ref());
         let point = k.public_key().as_ref();
         assert!(verify(point, msg.as_bytes(), &sig), "DER signature");
         for other in [
-            signed_message(Purpose::Enroll, "flow-1", "nonce-1", KeyRole::Biometric, Some("dev-1")),
-            signed_message(Purpose::SignIn, "flow-2", "nonce-1", KeyRole::Biometric, Some("dev-1")),
-            signed_message(Purpose::SignIn, "flow-1", "nonce-2", KeyRole::Biometric, Some("dev-1")),
-            signed_message(Purpose::SignIn, "flow-1", "nonce-1", KeyRole::Possession, Some("dev-1")),
-            signed_message(Purpose::SignIn, "flow-1", "nonce-1", KeyRole::Biometric, Some("dev-2")),
+            signed_message(Purpose::Enroll, "flow-1", "nonce-1", KeyRole::Biometric, "dev-1"),
+            signed_message(Purpose::SignIn, "flow-2", "nonce-1", KeyRole::Biometric, "dev-1"),
+            signed_message(Purpose::SignIn, "flow-1", "nonce-2", KeyRole::Biometric, "dev-1"),
+            signed_message(Purpose::SignIn, "flow-1", "nonce-1", KeyRole::Possession, "dev-1"),
+            signed_message(Purpose::SignIn, "flow-1", "nonce-1", KeyRole::Biometric, "dev-2"),
         ] {
             assert!(!verify(point, other.as_bytes(), &sig), "{other:?}");
         }

@@ -52,3 +52,5 @@ id_type!(/// A second factor.
     FactorId);
 id_type!(/// An audit event.
     EventId);
+id_type!(/// An enrolled device (its two keys and its app PIN).
+    DeviceId);

@@ -1,6 +1,6 @@
 //! The records the domain keeps: users, flows, sessions, outbox messages, audit events.
 
-use crate::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_proto::{Channel, DenialReason, MfaMethod};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -169,6 +169,21 @@ pub enum FlowState {
         /// The codes (a JSON list), sealed with the data key, the flow id as associated data.
         codes_sealed: String,
     },
+    /// An enrolment waiting for the device's keys, their proofs and the app PIN.
+    AwaitingDeviceEnrollment {
+        /// The id the device gets (shown to the app, part of the signed message).
+        device_id: DeviceId,
+        /// Single-use nonce in the signed message.
+        nonce: String,
+    },
+    /// A device sign-in waiting for a signature over the nonce. `device_id` is `None` for an
+    /// unknown or revoked device, so the answer looks the same and no signature verifies.
+    AwaitingDeviceSignature {
+        /// The device.
+        device_id: Option<DeviceId>,
+        /// Single-use nonce in the signed message.
+        nonce: String,
+    },
     /// Waiting for the reset code and a new password. `code` is `None` when the username is
     /// unknown, so the answer looks the same and every code is refused.
     AwaitingReset {
@@ -203,6 +218,8 @@ impl FlowState {
             },
             FlowState::AwaitingVerification { .. } => "verify_code",
             FlowState::AwaitingRecoveryCodesSaved { .. } => "save_recovery_codes",
+            FlowState::AwaitingDeviceEnrollment { .. } => "enroll_device",
+            FlowState::AwaitingDeviceSignature { .. } => "device_signature",
             FlowState::AwaitingReset { .. } => "reset_password",
             FlowState::Completed { .. } => "done",
             FlowState::Denied { .. } => "denied",
@@ -274,6 +291,36 @@ pub struct Session {
     pub revoke_reason: Option<String>,
     /// The client that created it.
     pub context: ClientContext,
+    /// The device it was signed in with, if it was a device sign-in: revoking the device ends it.
+    pub device_id: Option<DeviceId>,
+}
+
+/// An enrolled device: two P-256 public keys and the app PIN's hash. Nothing secret to the device
+/// is here; the PIN is checked by the server and counted per device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Id.
+    pub id: DeviceId,
+    /// Whose.
+    pub user_id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Platform (`android`, `ios`, …).
+    pub platform: String,
+    /// The possession key's uncompressed point (65 bytes).
+    pub possession_key: Vec<u8>,
+    /// The biometric key's uncompressed point.
+    pub biometric_key: Vec<u8>,
+    /// Argon2id PHC string of the app PIN (peppered).
+    pub pin_hash: String,
+    /// Consecutive wrong PINs; at the limit the PIN is blocked.
+    pub pin_failures: u32,
+    /// Enrolled.
+    pub created_at: OffsetDateTime,
+    /// Last signed in with.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Revoked, if it was: its keys, PIN and sessions stop working.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// A second factor of a user.

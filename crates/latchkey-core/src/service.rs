@@ -12,7 +12,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::crypto::{Keys, sha256_b64};
 use crate::error::AuthError;
 use crate::identity::{Email, Phone, Username, canonical_username};
-use crate::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::*;
 use crate::password::{SecretHasher, check_policy, normalize};
 use crate::secret::{Random, SecretString, ct_eq, random_bytes, random_digits, random_token};
@@ -23,7 +23,9 @@ use crate::totp::{self, TotpParams};
 use latchkey_proto as proto;
 use latchkey_proto::{Channel, DenialReason, MfaMethod, StepAnswer, codes};
 
+mod device;
 mod mfa;
+pub use device::DeviceEnrollment;
 use mfa::{EMAIL, SMS};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -211,6 +213,12 @@ impl Auth {
                     Some(_) => proto::NextStep::TotpCode { attempts_left, other_methods },
                 }
             }
+            FlowState::AwaitingDeviceEnrollment { device_id, nonce } => {
+                proto::NextStep::EnrollDevice { device_id: device_id.to_string(), nonce: nonce.clone(), attempts_left }
+            }
+            FlowState::AwaitingDeviceSignature { nonce, .. } => {
+                proto::NextStep::DeviceSignature { nonce: nonce.clone(), attempts_left }
+            }
             FlowState::AwaitingRecoveryCodesSaved { codes_sealed } => {
                 proto::NextStep::SaveRecoveryCodes { codes: self.sealed_recovery_codes(&o.flow, codes_sealed)? }
             }
@@ -393,8 +401,11 @@ impl Auth {
 
     /// `POST /v1/sign-in` with a username and password.
     pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
-        if req.device_id.is_some() {
-            return Err(AuthError::NotImplemented("device sign-in arrives with device keys"));
+        if let Some(device_id) = req.device_id.as_deref() {
+            if req.username.is_some() || req.password.is_some() {
+                return Err(AuthError::InvalidRequest("sign in with a device_id, or a username and password".into()));
+            }
+            return self.device_sign_in(device_id, ctx).await;
         }
         let (Some(raw_username), Some(raw_password)) = (req.username.as_deref(), req.password.as_deref()) else {
             return Err(AuthError::InvalidRequest("username and password are required".into()));
@@ -498,7 +509,7 @@ impl Auth {
         }
 
         let mut batch = Batch::new();
-        let (session, tokens) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+        let (session, tokens) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
         let done = self.new_flow(
             flow_id,
             FlowKind::SignIn,
@@ -631,6 +642,32 @@ impl Auth {
                 FlowState::AwaitingMfa { method: Some(MfaMethod::RecoveryCode), then_new_password, .. },
                 StepAnswer::RecoveryCode { code },
             ) => self.recovery_sign_in(flow, then_new_password, SecretString::new(code), now, ctx).await,
+            (
+                FlowState::AwaitingDeviceEnrollment { .. },
+                StepAnswer::EnrollDevice {
+                    name,
+                    platform,
+                    possession_key,
+                    biometric_key,
+                    possession_signature,
+                    biometric_signature,
+                    pin,
+                },
+            ) => {
+                let e = DeviceEnrollment {
+                    name,
+                    platform,
+                    possession_key,
+                    biometric_key,
+                    possession_signature,
+                    biometric_signature,
+                    pin: SecretString::new(pin),
+                };
+                self.complete_device_enrollment(flow, e, now, ctx).await
+            }
+            (FlowState::AwaitingDeviceSignature { .. }, StepAnswer::DeviceSignature { key, signature, pin }) => {
+                self.device_signature(flow, key, signature, pin, now, ctx).await
+            }
             (FlowState::AwaitingRecoveryCodesSaved { codes_sealed }, StepAnswer::SaveRecoveryCodes {}) => {
                 self.save_recovery_codes(flow, codes_sealed, now, ctx).await
             }
@@ -805,7 +842,7 @@ impl Auth {
             ));
         let mut tokens = None;
         let session_id = if sign_in_after {
-            let (session, t) = self.new_session(&user, &["pwd"], now, &ctx, &mut batch)?;
+            let (session, t) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
             tokens = Some(t);
             Some(session.id)
         } else {
@@ -842,7 +879,7 @@ impl Auth {
         user.must_change_password = false;
         user.updated_at = now;
         let mut batch = Batch::new();
-        let (session, tokens) = self.new_session(&user, &amr_or_pwd(&amr), now, &ctx, &mut batch)?;
+        let (session, tokens) = self.new_session(&user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,
@@ -1015,6 +1052,7 @@ impl Auth {
         &self,
         user: &User,
         amr: &[&str],
+        device_id: Option<DeviceId>,
         now: OffsetDateTime,
         ctx: &ClientContext,
         batch: &mut Batch,
@@ -1032,6 +1070,7 @@ impl Auth {
             revoked_at: None,
             revoke_reason: None,
             context: ctx.clone(),
+            device_id,
         };
         let refresh = random_token(self.rng.as_ref(), 32);
         batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
@@ -1415,7 +1454,11 @@ impl Auth {
             return self.deny(flow, step, now, ctx).await;
         }
         let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "failed" }]);
-        o.error = step_error(codes::CODE_MISMATCH, "the code is not correct");
+        let message = match step {
+            "device_signature" | "enroll_device" => "the signature or the PIN is not correct",
+            _ => "the code is not correct",
+        };
+        o.error = step_error(codes::CODE_MISMATCH, message);
         Ok(o)
     }
 
@@ -1544,6 +1587,9 @@ impl Auth {
             | FlowState::AwaitingVerification { .. }
             | FlowState::AwaitingRecoveryCodesSaved { .. }
             | FlowState::AwaitingTotpSetup { .. } => self.settings.flows.code_ttl_secs,
+            FlowState::AwaitingDeviceSignature { .. } => {
+                device::DEVICE_NONCE_TTL_SECS.min(self.settings.flows.ttl_secs)
+            }
             _ => self.settings.flows.ttl_secs,
         };
         Flow {

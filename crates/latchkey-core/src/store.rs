@@ -1,8 +1,10 @@
 //! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
-use crate::ids::{FactorId, FlowId, MessageId, SessionId, UserId};
-use crate::model::{AuditEvent, Factor, Flow, LockoutPolicy, OutboxMessage, RecoveryCode, Reservation, Session, User};
+use crate::ids::{DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::model::{
+    AuditEvent, Device, Factor, Flow, LockoutPolicy, OutboxMessage, RecoveryCode, Reservation, Session, User,
+};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -104,6 +106,24 @@ pub enum Write {
         /// Now.
         at: OffsetDateTime,
     },
+    /// Enrol a device.
+    InsertDevice(Device),
+    /// Revoke a device and every session signed in with it.
+    RevokeDevice {
+        /// The device.
+        id: DeviceId,
+        /// Now.
+        at: OffsetDateTime,
+    },
+    /// A sign-in with the device succeeded; `reset_pin` clears its PIN failures (a right PIN).
+    DeviceUsed {
+        /// The device.
+        id: DeviceId,
+        /// Now.
+        at: OffsetDateTime,
+        /// Whether the PIN was verified.
+        reset_pin: bool,
+    },
     /// Mark a factor used now.
     TouchFactor {
         /// The factor.
@@ -196,6 +216,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user's factors, oldest first.
     async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError>;
+    /// A device, revoked or not.
+    async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
+    /// The user's devices that are not revoked, oldest first.
+    async fn devices(&self, user_id: UserId) -> Result<Vec<Device>, StoreError>;
+    /// Count one more PIN attempt on a device before it is evaluated, unless `max` consecutive
+    /// failures are counted already: `Some(n)`, the n-th; `None`, the PIN is blocked.
+    async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError>;
     /// The user's recovery codes, used ones included.
     async fn recovery_codes(&self, user_id: UserId) -> Result<Vec<RecoveryCode>, StoreError>;
     /// Claim flows that expired before `before` and were not claimed yet, at most `limit`, so

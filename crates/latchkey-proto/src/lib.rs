@@ -120,6 +120,35 @@ pub enum StepAnswer {
     },
     /// The user saved the recovery codes shown at `save_recovery_codes`: put them in force.
     SaveRecoveryCodes {},
+    /// Register this device's two P-256 keys and the app PIN (`enroll_device`). Each key signs
+    /// the enrolment message (see `docs/devices.md`) to prove the device holds it.
+    EnrollDevice {
+        /// A name the user will recognise ("Anna's Pixel").
+        name: String,
+        /// `android`, `ios` or another platform name.
+        platform: String,
+        /// The possession key (no user verification): SPKI DER or X9.63, Base64url.
+        possession_key: String,
+        /// The biometric key (released by the OS only after a biometric check).
+        biometric_key: String,
+        /// The possession key's signature over the enrolment message (DER or `r‖s`, Base64url).
+        possession_signature: String,
+        /// The biometric key's signature over the enrolment message.
+        biometric_signature: String,
+        /// The app PIN, 6 to 12 digits; checked by the server, never stored on the phone.
+        pin: String,
+    },
+    /// Sign the nonce of `device_signature`: with the biometric key, or with the possession key
+    /// and the app PIN.
+    DeviceSignature {
+        /// Which key signed.
+        key: DeviceKey,
+        /// The signature over the sign-in message (DER or `r‖s`, Base64url).
+        signature: String,
+        /// With the possession key: the app PIN.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin: Option<String>,
+    },
     /// The code sent to the phone or email address being added (`verify_code`).
     VerifyCode {
         /// The 6-digit code.
@@ -150,8 +179,51 @@ impl StepAnswer {
             StepAnswer::SetupSms { .. } => "setup_sms",
             StepAnswer::VerifyCode { .. } => "verify_code",
             StepAnswer::SaveRecoveryCodes {} => "save_recovery_codes",
+            StepAnswer::EnrollDevice { .. } => "enroll_device",
+            StepAnswer::DeviceSignature { .. } => "device_signature",
         }
     }
+}
+
+/// Which of a device's two keys signed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKey {
+    /// The possession key: needs the app PIN alongside.
+    Possession,
+    /// The biometric key: the OS released it after a biometric check.
+    Biometric,
+}
+
+impl DeviceKey {
+    /// The wire name (`possession`, `biometric`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKey::Possession => "possession",
+            DeviceKey::Biometric => "biometric",
+        }
+    }
+}
+
+/// The exact message a device signs, shared by the server and the SDK. ASCII lines,
+/// domain-separated by a version tag; never user data:
+///
+/// ```text
+/// latchkey-device-v1
+/// <purpose: enroll | sign_in>
+/// <flow id>
+/// <nonce>
+/// <key: possession | biometric>
+/// <device id>
+/// ```
+///
+/// ```
+/// use latchkey_proto::{DeviceKey, device_message};
+/// assert_eq!(device_message("sign_in", "f", "n", DeviceKey::Biometric, "d"), "latchkey-device-v1\nsign_in\nf\nn\nbiometric\nd");
+/// ```
+pub fn device_message(purpose: &str, flow_id: &str, nonce: &str, key: DeviceKey, device_id: &str) -> String {
+    format!("latchkey-device-v1\n{purpose}\n{flow_id}\n{nonce}\n{}\n{device_id}", key.as_str())
 }
 
 /// A second-factor method a sign-in can ask for.
@@ -301,6 +373,24 @@ pub enum NextStep {
         #[serde(default)]
         other_methods: Vec<MfaMethod>,
     },
+    /// Create the device's two keys and ask the user for an app PIN, then answer `enroll_device`
+    /// with both public keys, their signatures over the enrolment message, and the PIN.
+    EnrollDevice {
+        /// The id the device will have; keep it for `POST /v1/sign-in {"device_id"}`.
+        device_id: String,
+        /// Single-use, part of the signed message.
+        nonce: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
+    /// Sign the sign-in message with the biometric key, or with the possession key and send the
+    /// app PIN too.
+    DeviceSignature {
+        /// Single-use (≥ 128 bits), part of the signed message.
+        nonce: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
     /// Show these recovery codes (once) and let the user save them; answer `save_recovery_codes`
     /// to put them in force in place of any earlier set.
     SaveRecoveryCodes {
@@ -343,6 +433,8 @@ impl NextStep {
             NextStep::RecoveryCode { .. } => "recovery_code",
             NextStep::VerifyCode { .. } => "verify_code",
             NextStep::SaveRecoveryCodes { .. } => "save_recovery_codes",
+            NextStep::EnrollDevice { .. } => "enroll_device",
+            NextStep::DeviceSignature { .. } => "device_signature",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",
@@ -496,6 +588,32 @@ pub struct EnrollFactorRequest {
     pub email: Option<String>,
 }
 
+/// One device in `GET /v1/me/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceInfo {
+    /// The device id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its platform.
+    pub platform: String,
+    /// Whether five wrong PINs blocked its PIN (sign in another way and enrol it again).
+    pub pin_blocked: bool,
+    /// Enrolled (RFC 3339).
+    pub created_at: String,
+    /// Last used to sign in (RFC 3339).
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/me/devices`: the enrolled devices that are not revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceList {
+    /// Oldest first.
+    pub devices: Vec<DeviceInfo>,
+}
+
 /// `POST /v1/me/recovery-codes`: the new set, shown this once. Any earlier set stops working.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -607,6 +725,8 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// The change would leave the account without the second factor its policy requires.
     pub const MFA_REQUIRED: &str = "mfa_required";
+    /// The app PIN does not meet the rules (in a step answer).
+    pub const INVALID_PIN: &str = "invalid_pin";
     /// The resource does not exist.
     pub const NOT_FOUND: &str = "not_found";
     /// The feature is not available on this server yet.

@@ -1,8 +1,9 @@
 //! The one implementation of `Store`, expanded for SQLite and for PostgreSQL.
 
 use async_trait::async_trait;
+use base64::Engine;
 use latchkey_core::MfaMethod;
-use latchkey_core::ids::{EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use latchkey_core::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_core::model::*;
 use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
@@ -55,7 +56,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
 }
 
 macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa" }; }
-macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent" }; }
+macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
 macro_rules! sql {
@@ -133,6 +134,27 @@ macro_rules! store_impl {
                     revoked_at: opt_us(r.try_get("revoked_at").map_err(db_err)?)?,
                     revoke_reason: r.try_get("revoke_reason").map_err(db_err)?,
                     context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
+                    device_id: r.try_get::<Option<Uuid>, _>("device_id").map_err(db_err)?.map(DeviceId),
+                })
+            }
+
+            fn device(r: &$row) -> Result<Device, StoreError> {
+                let key = |col: &str| -> Result<Vec<u8>, StoreError> {
+                    let text: String = r.try_get(col).map_err(db_err)?;
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| corrupt("device key"))
+                };
+                Ok(Device {
+                    id: DeviceId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    name: r.try_get("name").map_err(db_err)?,
+                    platform: r.try_get("platform").map_err(db_err)?,
+                    possession_key: key("possession_key")?,
+                    biometric_key: key("biometric_key")?,
+                    pin_hash: r.try_get("pin_hash").map_err(db_err)?,
+                    pin_failures: n32(r.try_get("pin_failures").map_err(db_err)?),
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    last_used_at: opt_us(r.try_get("last_used_at").map_err(db_err)?)?,
+                    revoked_at: opt_us(r.try_get("revoked_at").map_err(db_err)?)?,
                 })
             }
 
@@ -222,10 +244,10 @@ macro_rules! store_impl {
                     }
                     Write::InsertSession(s) => {
                         let amr = serde_json::to_string(&s.amr).map_err(|_| corrupt("amr"))?;
-                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
                             .bind(s.id.0).bind(s.user_id.0).bind(&s.acr).bind(amr).bind(us(s.auth_time)).bind(us(s.created_at))
                             .bind(us(s.last_refresh_at)).bind(us(s.expires_at)).bind(s.revoked_at.map(us)).bind(&s.revoke_reason)
-                            .bind(&s.context.ip).bind(&s.context.user_agent)
+                            .bind(&s.context.ip).bind(&s.context.user_agent).bind(s.device_id.map(|d| d.0))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertRefreshToken { hash, session_id, created_at } => {
@@ -276,6 +298,28 @@ macro_rules! store_impl {
                             .bind(user_id.0).bind(mac).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
                         if done.rows_affected() != 1 {
                             return Err(StoreError::Conflict("recovery_code"));
+                        }
+                    }
+                    Write::InsertDevice(d) => {
+                        let b64 = |k: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
+                        sqlx::query("INSERT INTO devices (id, user_id, name, platform, possession_key, biometric_key, pin_hash, pin_failures, created_at, last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                            .bind(d.id.0).bind(d.user_id.0).bind(&d.name).bind(&d.platform).bind(b64(&d.possession_key))
+                            .bind(b64(&d.biometric_key)).bind(&d.pin_hash).bind(i64::from(d.pin_failures)).bind(us(d.created_at))
+                            .bind(d.last_used_at.map(us)).bind(d.revoked_at.map(us))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::RevokeDevice { id, at } => {
+                        sqlx::query("UPDATE devices SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                            .bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                        sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'device_revoked' WHERE device_id = $1 AND revoked_at IS NULL")
+                            .bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::DeviceUsed { id, at, reset_pin } => {
+                        // A revoked device stays revoked, even against a sign-in racing the revocation.
+                        let done = sqlx::query("UPDATE devices SET last_used_at = $2, pin_failures = CASE WHEN $3 THEN 0 ELSE pin_failures END WHERE id = $1 AND revoked_at IS NULL")
+                            .bind(id.0).bind(us(at)).bind(reset_pin).execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("device"));
                         }
                     }
                     Write::TouchFactor { id, at } => {
@@ -398,6 +442,23 @@ macro_rules! store_impl {
                 let rows = sqlx::query("SELECT * FROM factors WHERE user_id = $1 ORDER BY created_at, id")
                     .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
                 rows.iter().map(Self::factor).collect()
+            }
+
+            async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+                let r = sqlx::query("SELECT * FROM devices WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::device).transpose()
+            }
+
+            async fn devices(&self, user_id: UserId) -> Result<Vec<Device>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id")
+                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::device).collect()
+            }
+
+            async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError> {
+                let r = sqlx::query("UPDATE devices SET pin_failures = pin_failures + 1 WHERE id = $1 AND pin_failures < $2 AND revoked_at IS NULL RETURNING pin_failures")
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.map(|r| r.try_get::<i64, _>("pin_failures").map(n32).map_err(db_err)).transpose()
             }
 
             async fn recovery_codes(&self, user_id: UserId) -> Result<Vec<RecoveryCode>, StoreError> {
@@ -542,7 +603,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "users",
     "flows",
     "sessions",
@@ -553,6 +614,7 @@ const TABLES: [&str; 10] = [
     "audit_events",
     "factors",
     "recovery_codes",
+    "devices",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

@@ -255,7 +255,7 @@ impl Auth {
         let (state, tokens) = if then_new_password {
             (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
         } else {
-            let (session, tokens) = self.new_session(user, &amr, now, ctx, batch)?;
+            let (session, tokens) = self.new_session(user, &amr, None, now, ctx, batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };

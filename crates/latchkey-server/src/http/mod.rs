@@ -50,7 +50,7 @@ pub struct AppState {
         flows::sign_up, flows::sign_in, flows::forgot_password, flows::get_flow, flows::answer_flow, flows::resend,
         session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
-        session::recovery_codes,
+        session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),

@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
 use latchkey_proto::{
-    EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, PreferredMfa, RecoveryCodes, SessionList,
+    DeviceList, EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, PreferredMfa, RecoveryCodes, SessionList,
     SignOutRequest, TokenRequest, Tokens,
 };
 
@@ -24,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me/factors/preferred", put(set_preferred))
         .route("/v1/me/factors/{id}", delete(remove_factor))
         .route("/v1/me/recovery-codes", post(recovery_codes))
+        .route("/v1/me/devices", get(devices).post(enroll_device))
+        .route("/v1/me/devices/{id}", delete(revoke_device))
 }
 
 /// Rotate a refresh token. A spent token revokes its whole family (`invalid_grant`).
@@ -153,4 +155,39 @@ pub async fn recovery_codes(
     Client(ctx): Client,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     Ok(Json(s.auth.regenerate_recovery_codes(&p, ctx).await?))
+}
+
+/// The user's enrolled devices (not revoked).
+#[utoipa::path(get, path = "/v1/me/devices", tag = "me", security(("bearer" = [])), responses((status = 200, body = DeviceList), (status = 401, body = ErrorBody)))]
+pub async fn devices(State(s): State<AppState>, Authenticated(p): Authenticated) -> Result<Json<DeviceList>, ApiError> {
+    Ok(Json(s.auth.devices(&p).await?))
+}
+
+/// Enrol this device: an `enroll` flow whose step is `enroll_device` (the device id to use and a
+/// nonce to sign). Needs a sign-in at `aal2` from the last 10 minutes. See `docs/devices.md`.
+#[utoipa::path(post, path = "/v1/me/devices", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = FlowAnswer),
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody)))]
+pub async fn enroll_device(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+) -> Result<Json<FlowAnswer>, ApiError> {
+    let o = s.auth.enroll_device(&p, ctx).await?;
+    super::flows::answer(&s, o)
+}
+
+/// Revoke a device: its keys, its PIN and every session signed in with it stop working at once.
+#[utoipa::path(delete, path = "/v1/me/devices/{id}", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_device(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
+    s.auth.revoke_device(&p, id, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -271,10 +271,14 @@ async fn too_many_wrong_codes_deny_the_flow(b: Backend) {
     assert_eq!(r.next_step, NextStep::Denied { reason: DenialReason::TooManyAttempts });
 }
 
-async fn device_sign_in_is_refused_until_device_keys_exist(b: Backend) {
+async fn a_device_sign_in_needs_a_device_id_and_nothing_else(b: Backend) {
     let s = TestServer::start(b).await;
     let r = s.raw().request("POST", "/v1/sign-in", None, Some(serde_json::json!({"device_id": "x"}))).await;
-    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (501, Some(codes::NOT_IMPLEMENTED)));
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)));
+    let both =
+        serde_json::json!({"device_id": "01900000-0000-7000-8000-000000000000", "username": "u", "password": "p"});
+    let r = s.raw().request("POST", "/v1/sign-in", None, Some(both)).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)));
 }
 
 both_stores!(
@@ -292,5 +296,5 @@ both_stores!(
     a_flow_without_a_code_expires_after_five_minutes,
     a_flow_refuses_answers_for_other_steps_unknown_ids_and_other_clients,
     too_many_wrong_codes_deny_the_flow,
-    device_sign_in_is_refused_until_device_keys_exist,
+    a_device_sign_in_needs_a_device_id_and_nothing_else,
 );

@@ -29,6 +29,7 @@ macro_rules! both_stores {
 }
 
 mod delivery;
+mod devices;
 mod flows;
 mod mfa;
 mod ops;

@@ -1,0 +1,316 @@
+//! Device keys: enrolling a device (two P-256 keys and an app PIN), signing in with it by
+//! biometric key or by possession key + PIN, and listing and revoking devices.
+//!
+//! The PIN is an activation secret checked here, never on the phone (DESIGN.md): its Argon2id
+//! hash lives only in the database, and five consecutive wrong PINs block it for that device.
+
+use super::*;
+use crate::device::{self as dk, KeyRole, Purpose};
+use latchkey_proto::DeviceKey;
+
+/// Consecutive wrong PINs after which a device's PIN is blocked.
+pub(super) const PIN_LIMIT: u32 = 5;
+/// A device sign-in's nonce lives this long (seconds).
+pub(super) const DEVICE_NONCE_TTL_SECS: u64 = 120;
+
+/// The device fields of an `enroll_device` answer.
+pub struct DeviceEnrollment {
+    /// Display name.
+    pub name: String,
+    /// Platform.
+    pub platform: String,
+    /// Possession key (SPKI DER or X9.63, Base64/Base64url).
+    pub possession_key: String,
+    /// Biometric key.
+    pub biometric_key: String,
+    /// Possession key's proof.
+    pub possession_signature: String,
+    /// Biometric key's proof.
+    pub biometric_signature: String,
+    /// App PIN.
+    pub pin: SecretString,
+}
+
+impl Auth {
+    /// `POST /v1/me/devices`: an `enroll` flow whose step is `enroll_device`. Needs a recent
+    /// `aal2` sign-in (checklist LIFE-1).
+    pub async fn enroll_device(&self, p: &Principal, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let max_age = self.settings.mfa.step_up_max_age_secs;
+        if now - p.session.auth_time > secs(max_age) || p.session.acr == "aal1" {
+            return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
+        }
+        let state = FlowState::AwaitingDeviceEnrollment {
+            device_id: DeviceId::new(),
+            nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+        };
+        let flow = self.new_flow(FlowId::new(), FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
+        let event = audit(
+            now,
+            Some(p.user.id),
+            "enroll",
+            "started",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "type": "device"}),
+        );
+        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), event])).await?;
+        Ok(Self::outcome(flow, vec![StepEvent { step: "enroll_device", outcome: "issued" }]))
+    }
+
+    /// `enroll_device`: both keys prove possession by signing the enrolment message; the PIN
+    /// follows the rules; then the device exists and every address of the account is told.
+    pub(super) async fn complete_device_enrollment(
+        &self,
+        flow: Flow,
+        e: DeviceEnrollment,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let FlowState::AwaitingDeviceEnrollment { device_id, nonce } = flow.state.clone() else {
+            return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
+        };
+        let step = "enroll_device";
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let bad = |what: &str, e: dk::KeyError| AuthError::InvalidRequest(format!("{what}: {e}"));
+        let possession = dk::parse_public_key(&e.possession_key).map_err(|err| bad("possession_key", err))?;
+        let biometric = dk::parse_public_key(&e.biometric_key).map_err(|err| bad("biometric_key", err))?;
+        if possession == biometric {
+            return Err(AuthError::InvalidRequest("the possession and biometric keys must differ".into()));
+        }
+        let (name, platform) = (e.name.trim(), e.platform.trim());
+        if name.is_empty() || name.chars().count() > 64 || platform.is_empty() || platform.chars().count() > 32 {
+            return Err(AuthError::InvalidRequest("name (1–64 characters) and platform (1–32) are required".into()));
+        }
+        if let Err(reason) = dk::check_pin(e.pin.expose()) {
+            let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
+            o.error = step_error(codes::INVALID_PIN, reason);
+            return Ok(o);
+        }
+        let attempts = match self.reserve_attempt(&flow, step, None, OTP, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(o),
+        };
+        let id = device_id.to_string();
+        let proves = |role: KeyRole, point: &[u8], sig: &str| {
+            dk::verify(
+                point,
+                dk::signed_message(Purpose::Enroll, &flow.id.to_string(), &nonce, role, &id).as_bytes(),
+                sig,
+            )
+        };
+        if !proves(KeyRole::Possession, &possession, &e.possession_signature)
+            || !proves(KeyRole::Biometric, &biometric, &e.biometric_signature)
+        {
+            return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+        }
+        let device = Device {
+            id: device_id,
+            user_id: user.id,
+            name: name.to_owned(),
+            platform: platform.to_owned(),
+            possession_key: possession,
+            biometric_key: biometric,
+            pin_hash: self.hasher.hash(&e.pin).await?,
+            pin_failures: 0,
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::InsertDevice(device))
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
+            .push(audit(
+                now,
+                Some(user.id),
+                "device_enrolled",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "device_id": device_id, "platform": platform}),
+            ));
+        // Every enrolment is announced, with the way to undo it (DESIGN.md; checklist LIFE-1).
+        let notice = format!(
+            "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
+        );
+        for m in self.notification(&user, "A new device was added", &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(done, vec![StepEvent { step, outcome: "verified" }]))
+    }
+
+    /// `POST /v1/sign-in {"device_id"}`: a `device_signature` step with a fresh 256-bit nonce. An
+    /// unknown or revoked device gets the same answer, and no signature will verify.
+    pub(super) async fn device_sign_in(&self, raw_id: &str, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let id: DeviceId =
+            raw_id.parse().map_err(|_| AuthError::InvalidRequest("device_id is not a device id".into()))?;
+        let device = self.store.device(id).await?.filter(|d| d.revoked_at.is_none());
+        let user = match &device {
+            Some(d) => self.store.user_by_id(d.user_id).await?.filter(|u| u.status == UserStatus::Active),
+            None => None,
+        };
+        let known = device.as_ref().filter(|_| user.is_some()).map(|d| d.id);
+        let state = FlowState::AwaitingDeviceSignature {
+            device_id: known,
+            nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+        };
+        let flow = self.new_flow(FlowId::new(), FlowKind::SignIn, user.map(|u| u.id), state, now, ctx.clone());
+        let event = audit(
+            now,
+            flow.user_id,
+            "sign_in",
+            if known.is_some() { "device_challenge" } else { "unknown_device" },
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "device_id": id}),
+        );
+        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), event])).await?;
+        Ok(Self::outcome(flow, vec![StepEvent { step: "device_signature", outcome: "issued" }]))
+    }
+
+    /// `device_signature`: the biometric key's signature alone, or the possession key's with the
+    /// right PIN. Counting, in order: the flow's attempts (every answer), then — only once the
+    /// possession signature is right — the device's PIN failures; a blocked PIN answers a right
+    /// PIN exactly like a wrong one (checklist RL-7).
+    pub(super) async fn device_signature(
+        &self,
+        flow: Flow,
+        key: DeviceKey,
+        signature: String,
+        pin: Option<String>,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let FlowState::AwaitingDeviceSignature { device_id, nonce } = flow.state.clone() else {
+            return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
+        };
+        let step = "device_signature";
+        let role = match key {
+            DeviceKey::Biometric => KeyRole::Biometric,
+            DeviceKey::Possession => KeyRole::Possession,
+        };
+        let pin = match (role, pin) {
+            (KeyRole::Possession, None) => {
+                return Err(AuthError::InvalidRequest("a possession-key signature needs the PIN".into()));
+            }
+            (_, pin) => pin.map(SecretString::new),
+        };
+        let attempts = match self.reserve_attempt(&flow, step, None, OTP, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(o),
+        };
+        let device = match device_id {
+            Some(id) => {
+                self.store.device(id).await?.filter(|d| d.revoked_at.is_none() && Some(d.user_id) == flow.user_id)
+            }
+            None => None,
+        };
+        let user = self.user_of(&flow).await?.filter(|u| u.status == UserStatus::Active);
+        let (Some(device), Some(user)) = (device, user) else {
+            return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+        };
+        let point = if role == KeyRole::Biometric { &device.biometric_key } else { &device.possession_key };
+        let message = dk::signed_message(Purpose::SignIn, &flow.id.to_string(), &nonce, role, &device.id.to_string());
+        if !dk::verify(point, message.as_bytes(), &signature) {
+            return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+        }
+        if let Some(pin) = &pin
+            && role == KeyRole::Possession
+        {
+            let right = match self.store.reserve_pin_attempt(device.id, PIN_LIMIT).await? {
+                // Blocked: the PIN is not checked, but a dummy hash keeps the time the same.
+                None => {
+                    let _ = self.hasher.verify(pin, None).await?;
+                    false
+                }
+                Some(_) => self.hasher.verify(pin, Some(&device.pin_hash)).await?,
+            };
+            if !right {
+                return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+            }
+        }
+        // Checklist DEV-4 and DESIGN.md "Assurance": a biometric-key signature counts as a biometric
+        // factor only when the key's user-verification binding is evidenced (attestation, not yet
+        // verified), so today it is something you have: `hwk`, `aal1`. The possession key with the
+        // server-checked PIN is two factors: `hwk` + `pin`, `aal2`.
+        let amr: &[&str] = if role == KeyRole::Biometric { &["hwk"] } else { &["hwk", "pin"] };
+        let mut batch = Batch::new();
+        batch.push(Write::DeviceUsed { id: device.id, at: now, reset_pin: role == KeyRole::Possession });
+        let (session, tokens) = self.new_session(&user, amr, Some(device.id), now, &ctx, &mut batch)?;
+        let done = Flow {
+            state: FlowState::Completed { session_id: Some(session.id) },
+            version: flow.version + 1,
+            ..flow.clone()
+        };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version }).push(audit(
+            now,
+            Some(user.id),
+            "sign_in",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "session_id": session.id, "device_id": device.id, "amr": amr}),
+        ));
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            // Revoked while this answer was in flight.
+            Err(StoreError::Conflict("device")) => return self.refuse(&flow, step, attempts, false, now, &ctx).await,
+            Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(FlowOutcome {
+            flow: done,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent { step, outcome: "verified" }],
+        })
+    }
+
+    /// `GET /v1/me/devices`.
+    pub async fn devices(&self, p: &Principal) -> Result<proto::DeviceList, AuthError> {
+        Ok(proto::DeviceList {
+            devices: self
+                .store
+                .devices(p.user.id)
+                .await?
+                .into_iter()
+                .map(|d| proto::DeviceInfo {
+                    id: d.id.to_string(),
+                    name: d.name,
+                    platform: d.platform,
+                    pin_blocked: d.pin_failures >= PIN_LIMIT,
+                    created_at: rfc3339(d.created_at),
+                    last_used_at: d.last_used_at.map(rfc3339),
+                })
+                .collect(),
+        })
+    }
+
+    /// `DELETE /v1/me/devices/{id}`: its keys, PIN and sessions stop working at once.
+    pub async fn revoke_device(&self, p: &Principal, id: DeviceId, ctx: ClientContext) -> Result<(), AuthError> {
+        let device = self
+            .store
+            .device(id)
+            .await?
+            .filter(|d| d.user_id == p.user.id && d.revoked_at.is_none())
+            .ok_or(AuthError::NotFound)?;
+        let now = self.now();
+        let mut batch = Batch::new();
+        batch.push(Write::RevokeDevice { id, at: now }).push(audit(
+            now,
+            Some(p.user.id),
+            "device_revoked",
+            "success",
+            &ctx,
+            serde_json::json!({"device_id": id}),
+        ));
+        let notice = format!("The device \"{}\" was removed from your account and can no longer sign in.", device.name);
+        for m in self.notification(&p.user, "A device was removed", &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(())
+    }
+}
