@@ -1,6 +1,7 @@
 //! `latchkey`: the server and its tools in one binary.
 
 mod bench;
+mod device;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::clock::SystemClock;
@@ -45,6 +46,11 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document (docs/openapi.json is this output).
     Openapi,
+    /// A device emulator (the SDK with software keys): enrol, sign in by biometric key or PIN.
+    Device {
+        #[command(subcommand)]
+        command: device::DeviceCommand,
+    },
     /// Load generators that drive real flows over HTTP.
     Bench {
         #[command(subcommand)]
@@ -141,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", latchkey_server::http::openapi_json());
             Ok(())
         }
+        Command::Device { command } => device::run(command).await,
         Command::Bench { command } => bench::run(command).await,
     }
 }

@@ -113,6 +113,62 @@ async fn serve_with_no_configuration_runs_the_whole_password_journey() {
     assert_eq!(c.me(&t.access_token).await.unwrap().username, "cli");
 }
 
+/// The newest 6-digit code the development outbox holds for `to`.
+fn code_for(dir: &Path, to: &str) -> String {
+    let messages = outbox(dir);
+    let m = messages.iter().rev().find(|m| m["to"].as_str() == Some(to)).unwrap();
+    m["body"].as_str().unwrap().split(|ch: char| !ch.is_ascii_digit()).find(|w| w.len() == 6).unwrap().into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_emulator_enrols_and_signs_in_by_pin_and_by_biometric_key() {
+    let dir = temp_dir();
+    let server = serve(&dir);
+    let c = Client::new(&server.url).unwrap();
+    let pw = "correct horse battery";
+    let req = SignUpRequest {
+        username: "dev".into(),
+        password: Some(pw.into()),
+        email: Some("dev@example.com".into()),
+        phone: None,
+    };
+    let a = c.sign_up(&req).await.unwrap();
+    c.confirm_sign_up(&a.flow_id, &code_for(&dir, "dev@example.com")).await.unwrap();
+    // aal2 through an SMS factor (no waiting for a new TOTP step on the real clock).
+    let t = c.sign_in("dev", pw).await.unwrap().tokens.unwrap();
+    let v = c.enroll_sms(&t.access_token, Some("+14155550199")).await.unwrap();
+    c.verify_code(&v.flow_id, &code_for(&dir, "+14155550199")).await.unwrap();
+    let f = c.sign_in("dev", pw).await.unwrap();
+    let t = c.sms_code(&f.flow_id, &code_for(&dir, "+14155550199")).await.unwrap().tokens.unwrap();
+    let device = dir.join("device.json");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["device"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &server.url, "--file", device.to_str().unwrap()]);
+        Command::new(BIN).args(&all).current_dir(&dir).output().unwrap()
+    };
+    let out = cli(&["enroll", "--access-token", &t.access_token, "--name", "Terminal", "--pin", "371946"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let device_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&device).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let out = cli(&["sign-in", "--pin", "371946"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let access = answer["tokens"]["access_token"].as_str().unwrap();
+    let me = c.me(access).await.unwrap();
+    assert_eq!((me.acr.as_str(), me.amr.clone()), ("aal2", vec!["hwk".to_string(), "pin".into(), "mfa".into()]));
+    assert!(cli(&["sign-in"]).status.success(), "the biometric key");
+    let wrong = cli(&["sign-in", "--pin", "902817"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("code_mismatch"));
+    let listed = c.devices(&t.access_token).await.unwrap().devices;
+    assert_eq!((listed[0].id.as_str(), listed[0].name.as_str()), (device_id.as_str(), "Terminal"));
+}
+
 #[test]
 fn config_check_validates_and_redacts_secrets() {
     let dir = temp_dir();
