@@ -269,6 +269,19 @@ impl Client {
         pin: &str,
     ) -> Result<(String, FlowAnswer)> {
         let a: FlowAnswer = self.send(self.http.post(self.url("/v1/me/devices")).bearer_auth(access_token)).await?;
+        self.enroll_device_step(&a, keystore, name, platform, pin).await
+    }
+
+    /// Answer an `enroll_device` step — the one [`Client::enroll_device`] starts, or the last step
+    /// of a passwordless sign-up or new-device sign-in (then the answer carries tokens).
+    pub async fn enroll_device_step(
+        &self,
+        a: &FlowAnswer,
+        keystore: &dyn Keystore,
+        name: &str,
+        platform: &str,
+        pin: &str,
+    ) -> Result<(String, FlowAnswer)> {
         let NextStep::EnrollDevice { device_id, nonce, .. } = &a.next_step else {
             return Err(ClientError::Decode(format!("expected enroll_device, got {}", a.next_step.name())));
         };
@@ -295,6 +308,14 @@ impl Client {
             }
         }
         Ok((device_id.clone(), done?))
+    }
+
+    /// `POST /v1/sign-in {"username"}` without a password: a passwordless account's first sign-in
+    /// on this device. Steps: `sms_code`, then `select_mfa` for a second proof, then
+    /// `enroll_device` ([`Client::enroll_device_step`]), which ends with tokens.
+    pub async fn sign_in_new_device(&self, username: &str) -> Result<FlowAnswer> {
+        let req = SignInRequest { username: Some(username.into()), password: None, device_id: None };
+        self.post("/v1/sign-in", None, &req).await
     }
 
     /// Sign in with an enrolled device: `POST /v1/sign-in {"device_id"}`, then sign the nonce

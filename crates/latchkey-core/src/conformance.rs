@@ -42,6 +42,7 @@ fn flow(user: Option<UserId>) -> Flow {
                 expires_at: T0 + Duration::minutes(10),
             },
             sign_in_after: false,
+            then_enroll_device: false,
         },
         attempts: 0,
         sends: 1,

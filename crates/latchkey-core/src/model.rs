@@ -123,6 +123,10 @@ pub enum FlowState {
         code: CodeChallenge,
         /// Confirming completes a sign-in with these methods.
         sign_in_after: bool,
+        /// A passwordless sign-up: confirming (the SMS code) leads to `enroll_device` for the
+        /// account's first device, which completes the sign-up with a session.
+        #[serde(default)]
+        then_enroll_device: bool,
     },
     /// Waiting for a new password (an administrator required it); the old one was verified,
     /// with `amr` the methods verified so far in this flow.
@@ -151,6 +155,10 @@ pub enum FlowState {
         code: Option<CodeChallenge>,
         /// After the second factor, the account must set a new password.
         then_new_password: bool,
+        /// A passwordless first sign-in on a new device: SMS first, then a second proof, then
+        /// `enroll_device` (SMS proves a number, never a device).
+        #[serde(default)]
+        new_device: Option<NewDevice>,
     },
     /// Waiting for the code sent to a phone or address being added as a factor. The account's
     /// current value stays authoritative until this code is right (checklist LIFE-5). In a
@@ -169,8 +177,12 @@ pub enum FlowState {
         /// The codes (a JSON list), sealed with the data key, the flow id as associated data.
         codes_sealed: String,
     },
-    /// An enrolment waiting for the device's keys, their proofs and the app PIN.
+    /// An enrolment waiting for the device's keys, their proofs and the app PIN. In a sign-up or
+    /// sign-in flow it completes with a session bound to the new device.
     AwaitingDeviceEnrollment {
+        /// Methods verified earlier in this flow (sign-up and new-device sign-in).
+        #[serde(default)]
+        amr: Vec<String>,
         /// The id the device gets (shown to the app, part of the signed message).
         device_id: DeviceId,
         /// Single-use nonce in the signed message.
@@ -230,6 +242,15 @@ impl FlowState {
     pub fn is_terminal(&self) -> bool {
         matches!(self, FlowState::Completed { .. } | FlowState::Denied { .. })
     }
+}
+
+/// Where a passwordless new-device sign-in stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDevice {
+    /// Methods verified so far (`sms`, then the second proof).
+    pub verified: Vec<String>,
+    /// The second proofs this account can give, fixed when the flow started.
+    pub second_proofs: Vec<MfaMethod>,
 }
 
 /// Who started a flow. The flow answers only that client.

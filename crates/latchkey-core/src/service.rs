@@ -213,7 +213,7 @@ impl Auth {
                     Some(_) => proto::NextStep::TotpCode { attempts_left, other_methods },
                 }
             }
-            FlowState::AwaitingDeviceEnrollment { device_id, nonce } => {
+            FlowState::AwaitingDeviceEnrollment { device_id, nonce, .. } => {
                 proto::NextStep::EnrollDevice { device_id: device_id.to_string(), nonce: nonce.clone(), attempts_left }
             }
             FlowState::AwaitingDeviceSignature { nonce, .. } => {
@@ -287,13 +287,17 @@ impl Auth {
             }
             None => None,
         };
-        if password.is_none() {
-            return Err(AuthError::NotImplemented("passwordless sign-up arrives with device keys"));
+        // Passwordless: the phone is confirmed by SMS, then the first device is enrolled in the
+        // same flow (DESIGN.md: the one exception to "SMS never completes a new device").
+        let passwordless = password.is_none();
+        if passwordless && phone.is_none() {
+            return Err(AuthError::InvalidRequest("a phone number is required to sign up without a password".into()));
         }
         if let Some(pw) = &password {
             check_policy(pw, &username.canonical).map_err(AuthError::InvalidPassword)?;
         }
         let (channel, destination, masked) = match (&email, &phone) {
+            (_, Some(p)) if passwordless => (Channel::Sms, p.as_str().to_owned(), p.masked()),
             (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),
             (None, Some(p)) => (Channel::Sms, p.as_str().to_owned(), p.masked()),
             (None, None) => {
@@ -333,7 +337,7 @@ impl Auth {
             flow_id,
             FlowKind::SignUp,
             Some(user.id),
-            FlowState::AwaitingConfirmation { code, sign_in_after: false },
+            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: passwordless },
             now,
             ctx.clone(),
         );
@@ -380,7 +384,7 @@ impl Auth {
             flow_id,
             FlowKind::SignUp,
             None,
-            FlowState::AwaitingConfirmation { code, sign_in_after: false },
+            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: false },
             now,
             ctx.clone(),
         );
@@ -408,7 +412,11 @@ impl Auth {
             return self.device_sign_in(device_id, ctx).await;
         }
         let (Some(raw_username), Some(raw_password)) = (req.username.as_deref(), req.password.as_deref()) else {
-            return Err(AuthError::InvalidRequest("username and password are required".into()));
+            return match req.username.as_deref() {
+                // No password: a passwordless account's first sign-in on a new device.
+                Some(username) => self.new_device_sign_in(username, ctx).await,
+                None => Err(AuthError::InvalidRequest("a username (and password), or a device_id, is required".into())),
+            };
         };
         let now = self.now();
         let key = canonical_username(raw_username);
@@ -453,7 +461,7 @@ impl Auth {
                 flow_id,
                 FlowKind::SignIn,
                 Some(user.id),
-                FlowState::AwaitingConfirmation { code, sign_in_after: true },
+                FlowState::AwaitingConfirmation { code, sign_in_after: true, then_enroll_device: false },
                 now,
                 ctx.clone(),
             );
@@ -615,8 +623,13 @@ impl Auth {
             _ => {}
         }
         match (flow.state.clone(), answer) {
-            (FlowState::AwaitingConfirmation { code, sign_in_after }, StepAnswer::ConfirmSignUp { code: given }) => {
-                self.confirm_sign_up(flow, code, sign_in_after, SecretString::new(given), now, ctx).await
+            (
+                FlowState::AwaitingConfirmation { code, sign_in_after, then_enroll_device },
+                StepAnswer::ConfirmSignUp { code: given },
+            ) => {
+                let then =
+                    if then_enroll_device { AfterConfirm::EnrollDevice } else { AfterConfirm::SignIn(sign_in_after) };
+                self.confirm_sign_up(flow, code, then, SecretString::new(given), now, ctx).await
             }
             (FlowState::AwaitingNewPassword { amr }, StepAnswer::NewPassword { password }) => {
                 self.set_new_password(flow, amr, normalize(&password), now, ctx).await
@@ -803,7 +816,7 @@ impl Auth {
         &self,
         flow: Flow,
         code: CodeChallenge,
-        sign_in_after: bool,
+        then: AfterConfirm,
         given: SecretString,
         now: OffsetDateTime,
         ctx: ClientContext,
@@ -841,14 +854,21 @@ impl Auth {
                 serde_json::json!({"flow_id": flow.id, "channel": code.channel}),
             ));
         let mut tokens = None;
-        let session_id = if sign_in_after {
-            let (session, t) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
-            tokens = Some(t);
-            Some(session.id)
-        } else {
-            None
+        let state = match then {
+            AfterConfirm::SignIn(true) => {
+                let (session, t) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
+                tokens = Some(t);
+                FlowState::Completed { session_id: Some(session.id) }
+            }
+            AfterConfirm::SignIn(false) => FlowState::Completed { session_id: None },
+            // A passwordless sign-up goes on to enrol its first device.
+            AfterConfirm::EnrollDevice => FlowState::AwaitingDeviceEnrollment {
+                amr: vec!["sms".into()],
+                device_id: DeviceId::new(),
+                nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+            },
         };
-        let done = Flow { state: FlowState::Completed { session_id }, version: flow.version + 1, ..flow.clone() };
+        let done = Flow { state, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
         Ok(FlowOutcome {
@@ -1694,6 +1714,15 @@ impl Auth {
     }
 }
 
+/// What a right sign-up confirmation code leads to.
+#[derive(Debug, Clone, Copy)]
+enum AfterConfirm {
+    /// Done; with a session when the password was verified in this flow.
+    SignIn(bool),
+    /// A passwordless sign-up: enrol the first device.
+    EnrollDevice,
+}
+
 /// Administrative actions on an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminAction {
@@ -1712,19 +1741,26 @@ pub enum AdminAction {
 /// The same code step with a new code.
 fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
     match (state, code) {
-        (FlowState::AwaitingConfirmation { sign_in_after, .. }, Some(code)) => {
-            FlowState::AwaitingConfirmation { code, sign_in_after: *sign_in_after }
+        (FlowState::AwaitingConfirmation { sign_in_after, then_enroll_device, .. }, Some(code)) => {
+            FlowState::AwaitingConfirmation {
+                code,
+                sign_in_after: *sign_in_after,
+                then_enroll_device: *then_enroll_device,
+            }
         }
         (FlowState::AwaitingReset { .. }, code) => FlowState::AwaitingReset { code },
         (FlowState::AwaitingVerification { channel, value, .. }, Some(code)) => {
             FlowState::AwaitingVerification { channel: *channel, value: value.clone(), code }
         }
-        (FlowState::AwaitingMfa { method, methods, then_new_password, .. }, Some(code)) => FlowState::AwaitingMfa {
-            method: *method,
-            methods: methods.clone(),
-            code: Some(code),
-            then_new_password: *then_new_password,
-        },
+        (FlowState::AwaitingMfa { method, methods, then_new_password, new_device, .. }, Some(code)) => {
+            FlowState::AwaitingMfa {
+                method: *method,
+                methods: methods.clone(),
+                code: Some(code),
+                then_new_password: *then_new_password,
+                new_device: new_device.clone(),
+            }
+        }
         (other, _) => other.clone(),
     }
 }

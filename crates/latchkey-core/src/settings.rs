@@ -19,6 +19,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Second factors: whether sign-in asks for one, which methods, what they are worth.
     pub mfa: MfaPolicy,
+    /// Device keys.
+    pub devices: DevicePolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -31,6 +33,7 @@ impl Default for Settings {
             sign_up: SignUpPolicy::default(),
             limits: Limits::default(),
             mfa: MfaPolicy::default(),
+            devices: DevicePolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -93,7 +96,8 @@ pub struct SignUpPolicy {
     pub require_email: bool,
     /// Require a phone number (default false).
     pub require_phone: bool,
-    /// Require a password (default true; passwordless sign-up arrives with device keys).
+    /// Require a password (default false: without one, a phone is required and the sign-up enrols
+    /// the first device).
     pub require_password: bool,
     /// Answer `username_exists` to a sign-up with a taken username (default false: the answer
     /// looks like a normal sign-up, so usernames cannot be enumerated — checklist RL-5).
@@ -102,7 +106,7 @@ pub struct SignUpPolicy {
 
 impl Default for SignUpPolicy {
     fn default() -> Self {
-        Self { require_email: true, require_phone: false, require_password: true, reveal_username_exists: false }
+        Self { require_email: true, require_phone: false, require_password: false, reveal_username_exists: false }
     }
 }
 
@@ -190,5 +194,21 @@ impl MfaPolicy {
         self.mode != MfaMode::Off
             && self.methods.contains(&m)
             && !(m == MfaMethod::Sms && self.require_phishing_resistant)
+    }
+}
+
+/// Device-key policy (`[policy.devices]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DevicePolicy {
+    /// What a first sign-in on a new device may use as the proof after the SMS code (SMS proves
+    /// a number, never a device): `email` (a code to the verified address), `totp`,
+    /// `recovery_code`.
+    pub second_proofs: Vec<MfaMethod>,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        Self { second_proofs: vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode] }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::device::{self as dk, KeyRole, Purpose};
+use crate::identity::canonical_username;
 use latchkey_proto::DeviceKey;
 
 /// Consecutive wrong PINs after which a device's PIN is blocked.
@@ -41,6 +42,7 @@ impl Auth {
             return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
         }
         let state = FlowState::AwaitingDeviceEnrollment {
+            amr: vec![],
             device_id: DeviceId::new(),
             nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
         };
@@ -66,7 +68,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let FlowState::AwaitingDeviceEnrollment { device_id, nonce } = flow.state.clone() else {
+        let FlowState::AwaitingDeviceEnrollment { device_id, nonce, amr } = flow.state.clone() else {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
         let step = "enroll_device";
@@ -116,19 +118,27 @@ impl Auth {
             last_used_at: None,
             revoked_at: None,
         };
-        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
         let mut batch = Batch::new();
-        batch
-            .push(Write::InsertDevice(device))
-            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
-            .push(audit(
-                now,
-                Some(user.id),
-                "device_enrolled",
-                "success",
-                &ctx,
-                serde_json::json!({"flow_id": flow.id, "device_id": device_id, "platform": platform}),
-            ));
+        batch.push(Write::InsertDevice(device));
+        // In a sign-up or a new-device sign-in, the enrolment completes it: a session bound to
+        // the new device, with what this flow verified plus the device key.
+        let (session_id, tokens) = if flow.kind == FlowKind::Enroll {
+            (None, None)
+        } else {
+            let mut methods: Vec<&str> = amr.iter().map(String::as_str).collect();
+            methods.push("hwk");
+            let (session, tokens) = self.new_session(&user, &methods, Some(device_id), now, &ctx, &mut batch)?;
+            (Some(session.id), Some(tokens))
+        };
+        let done = Flow { state: FlowState::Completed { session_id }, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version }).push(audit(
+            now,
+            Some(user.id),
+            "device_enrolled",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "device_id": device_id, "platform": platform}),
+        ));
         // Every enrolment is announced, with the way to undo it (DESIGN.md; checklist LIFE-1).
         let notice = format!(
             "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
@@ -138,7 +148,81 @@ impl Auth {
         }
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(done, vec![StepEvent { step, outcome: "verified" }]))
+        Ok(FlowOutcome { flow: done, tokens, error: None, events: vec![StepEvent { step, outcome: "verified" }] })
+    }
+
+    /// `POST /v1/sign-in {"username"}` without a password: the first sign-in on a new device of a
+    /// passwordless account. An SMS code first; then, because SMS proves a number and not a
+    /// device, a second proof (a verified email's code, TOTP or a recovery code, by policy); then
+    /// `enroll_device`. Unknown usernames and accounts with a password get the same first step,
+    /// with no message sent and no code that works.
+    pub(super) async fn new_device_sign_in(
+        &self,
+        raw_username: &str,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let key = canonical_username(raw_username);
+        if key.is_empty() {
+            return Err(AuthError::InvalidRequest("username is required".into()));
+        }
+        let user = self
+            .store
+            .user_by_username(&key)
+            .await?
+            .filter(|u| u.status == UserStatus::Active && u.password_hash.is_none() && u.phone_verified);
+        let phone = user.as_ref().and_then(|u| u.phone.as_deref()).and_then(|p| Phone::parse(p).ok());
+        self.check_send_limits(&key, phone.as_ref().map(|p| p.as_str()), &ctx, Channel::Sms).await?;
+        let flow_id = FlowId::new();
+        let mut batch = Batch::new();
+        let (code, second_proofs) = match (&user, &phone) {
+            (Some(u), Some(p)) => {
+                // The destination is not shown: it would tell who has an account.
+                let (mut code, message) =
+                    self.issue_code(flow_id, Channel::Sms, p.as_str(), String::new(), "Your sign-in code", now)?;
+                code.destination = String::new();
+                batch.push(Write::Enqueue(message));
+                let factors = self.store.factors(u.id).await?;
+                let methods = self.methods_of(u, &factors).await?;
+                let allowed = &self.settings.devices.second_proofs;
+                let mut proofs: Vec<MfaMethod> =
+                    methods.into_iter().filter(|m| *m != MfaMethod::Sms && allowed.contains(m)).collect();
+                if allowed.contains(&MfaMethod::Email) && u.email_verified && !proofs.contains(&MfaMethod::Email) {
+                    proofs.push(MfaMethod::Email);
+                }
+                (code, proofs)
+            }
+            _ => {
+                let unknowable = random_token(self.rng.as_ref(), 32);
+                let code = CodeChallenge {
+                    mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
+                    channel: Channel::Sms,
+                    destination: String::new(),
+                    expires_at: now + secs(self.settings.flows.code_ttl_secs),
+                };
+                (code, vec![])
+            }
+        };
+        let state = FlowState::AwaitingMfa {
+            method: Some(MfaMethod::Sms),
+            methods: vec![MfaMethod::Sms],
+            code: Some(code),
+            then_new_password: false,
+            new_device: Some(NewDevice { verified: vec![], second_proofs }),
+        };
+        let user_id = user.as_ref().map(|u| u.id);
+        let flow = self.new_flow(flow_id, FlowKind::SignIn, user_id, state, now, ctx.clone());
+        batch.push(Write::InsertFlow(flow.clone())).push(audit(
+            now,
+            user_id,
+            "sign_in",
+            if user_id.is_some() { "new_device" } else { "new_device_unknown" },
+            &ctx,
+            serde_json::json!({"flow_id": flow.id}),
+        ));
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![StepEvent { step: "sms_code", outcome: "issued" }]))
     }
 
     /// `POST /v1/sign-in {"device_id"}`: a `device_signature` step with a fresh 256-bit nonce. An

@@ -121,7 +121,7 @@ impl Auth {
             }
             _ => None,
         };
-        let state = FlowState::AwaitingMfa { method, methods, code, then_new_password };
+        let state = FlowState::AwaitingMfa { method, methods, code, then_new_password, new_device: None };
         let event = StepEvent { step: state.step_name(), outcome: "issued" };
         Ok(Some(MfaStart { state, writes, event }))
     }
@@ -187,7 +187,11 @@ impl Auth {
             }
             _ => None,
         };
-        let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password };
+        let new_device = match &flow.state {
+            FlowState::AwaitingMfa { new_device, .. } => new_device.clone(),
+            _ => None,
+        };
+        let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
@@ -215,11 +219,15 @@ impl Auth {
         let FlowState::AwaitingMfa { method: Some(method), code, then_new_password, .. } = flow.state.clone() else {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
-        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
-        let key = user.username_canonical.clone();
-        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (Some(&key), OTP), now, &ctx).await? {
+        // A new-device sign-in for an unknown account has no user: its code never matches.
+        let user = self.user_of(&flow).await?;
+        let key = user.as_ref().map(|u| u.username_canonical.clone());
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), OTP), now, &ctx).await? {
             return Ok(o);
         }
+        let (Some(user), Some(key)) = (user, key) else {
+            return Err(AuthError::Internal("a right code in a flow without a user".into()));
+        };
         let kind = if method == MfaMethod::Sms { SMS } else { EMAIL };
         let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.kind == kind && f.state == ACTIVE);
         let mut batch = Batch::new();
@@ -251,6 +259,9 @@ impl Auth {
         ctx: &ClientContext,
         batch: &mut Batch,
     ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
+        if let FlowState::AwaitingMfa { new_device: Some(nd), .. } = &flow.state {
+            return Ok(self.new_device_next(flow, method, nd, now, ctx, batch));
+        }
         let amr = ["pwd", amr_of(method)];
         let (state, tokens) = if then_new_password {
             (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
@@ -268,6 +279,52 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "method": method.as_str()}),
         ));
         Ok((next, tokens))
+    }
+
+    /// A new-device sign-in after one of its proofs: after the SMS code, the second proof
+    /// (`select_mfa` among what the account has; denied if it has none); after that,
+    /// `enroll_device`. Never a session before the device is enrolled.
+    fn new_device_next(
+        &self,
+        flow: &Flow,
+        method: MfaMethod,
+        nd: &NewDevice,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> (Flow, Option<proto::Tokens>) {
+        let mut verified = nd.verified.clone();
+        verified.push(amr_of(method).to_owned());
+        let state = if nd.verified.is_empty() {
+            if nd.second_proofs.is_empty() {
+                FlowState::Denied { reason: DenialReason::Denied }
+            } else {
+                FlowState::AwaitingMfa {
+                    method: None,
+                    methods: nd.second_proofs.clone(),
+                    code: None,
+                    then_new_password: false,
+                    new_device: Some(NewDevice { verified, second_proofs: nd.second_proofs.clone() }),
+                }
+            }
+        } else {
+            FlowState::AwaitingDeviceEnrollment {
+                amr: verified,
+                device_id: DeviceId::new(),
+                nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+            }
+        };
+        let outcome = if matches!(state, FlowState::Denied { .. }) { "no_second_proof" } else { "success" };
+        let next = Flow { state, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
+            now,
+            flow.user_id,
+            state_step_of(method),
+            outcome,
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "method": method.as_str(), "new_device": true}),
+        ));
+        (next, None)
     }
 
     /// `recovery_code` at sign-in. The conditional update that spends the code is the only

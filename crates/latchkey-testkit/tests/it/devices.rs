@@ -3,7 +3,9 @@
 //! (DEV-1…4, SES-10, FLOW-4), through the SDK and its software key store.
 
 use latchkey_client::{Keystore, KeystoreError, SoftwareKeystore, Unlock, key_alias};
-use latchkey_testkit::proto::{DeviceKey, NextStep, StepAnswer, Tokens, codes, device_message};
+use latchkey_testkit::proto::{
+    Channel, DeviceKey, MfaMethod, NextStep, SignUpRequest, StepAnswer, Tokens, codes, device_message,
+};
 use latchkey_testkit::{Backend, TestServer, totp_code};
 use std::sync::Arc;
 use time::Duration;
@@ -258,7 +260,158 @@ async fn twenty_parallel_answers_to_one_nonce_yield_one_session(b: Backend) {
     assert_eq!(sessions, 1);
 }
 
+/// A passwordless account (username, phone, email) with its first device; returns the device's
+/// id, key store and the sign-up's tokens.
+async fn passwordless(s: &TestServer, name: &str, phone: &str) -> (String, SoftwareKeystore, Tokens) {
+    let c = s.client();
+    let a = c
+        .sign_up(&SignUpRequest {
+            username: name.into(),
+            password: None,
+            email: Some(format!("{name}@example.com")),
+            phone: Some(phone.into()),
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&a.next_step, NextStep::ConfirmSignUp { channel: Channel::Sms, .. }),
+        "the phone is what a passwordless sign-up confirms: {:?}",
+        a.next_step
+    );
+    let e = c.confirm_sign_up(&a.flow_id, &s.code_for(phone).await).await.unwrap();
+    assert!(matches!(e.next_step, NextStep::EnrollDevice { .. }), "{:?}", e.next_step);
+    assert!(e.tokens.is_none());
+    let ks = SoftwareKeystore::new();
+    let (id, done) = c.enroll_device_step(&e, &ks, "First phone", "ios", PIN).await.unwrap();
+    let t = done.tokens.expect("the first device completes the sign-up");
+    (id, ks, t)
+}
+
+async fn a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (id, ks, t) = passwordless(&s, "pia", "+14155550301").await;
+    let c = s.client();
+    let me = c.me(&t.access_token).await.unwrap();
+    assert_eq!(
+        (me.acr.as_str(), me.amr.clone(), me.phone_verified),
+        ("aal1", vec!["sms".to_string(), "hwk".into()], true)
+    );
+    assert_eq!(c.devices(&t.access_token).await.unwrap().devices[0].id, id);
+    let pin = c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    assert_eq!(c.me(&pin.access_token).await.unwrap().acr, "aal2");
+    let e = c.sign_in("pia", "any password at all").await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::NOT_AUTHORIZED), "there is no password to sign in with");
+    let r = s
+        .raw()
+        .request(
+            "POST",
+            "/v1/sign-up",
+            None,
+            Some(serde_json::json!({"username": "nophone", "email": "n@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (400, Some(codes::INVALID_REQUEST)),
+        "a phone is needed"
+    );
+}
+
+async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (id, ks, _) = passwordless(&s, "quy", "+14155550302").await;
+    let c = s.client();
+    // The owner verifies the email address (a second proof for new devices).
+    let t = c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let v = c.enroll_email(&t.access_token, None).await.unwrap();
+    c.verify_code(&v.flow_id, &s.code_for("quy@example.com").await).await.unwrap();
+    // The attacker has the SIM: a new device, the SMS code…
+    let a = c.sign_in_new_device("quy").await.unwrap();
+    assert!(
+        matches!(&a.next_step, NextStep::SmsCode { destination, .. } if destination.is_empty()),
+        "{:?}",
+        a.next_step
+    );
+    let after_sms = c.sms_code(&a.flow_id, &s.code_for("+14155550302").await).await.unwrap();
+    assert_eq!(after_sms.next_step, NextStep::SelectMfa { methods: vec![MfaMethod::Email] });
+    assert!(after_sms.tokens.is_none(), "SMS alone never completes a new device");
+    let attacker_ks = SoftwareKeystore::new();
+    let e = c.enroll_device_step(&after_sms, &attacker_ks, "Thief", "android", PIN).await.unwrap_err();
+    assert!(matches!(e, latchkey_client::ClientError::Decode(_)), "no enroll_device step is offered: {e}");
+    let raw = s
+        .raw()
+        .request(
+            "POST",
+            &format!("/v1/flows/{}", a.flow_id),
+            None,
+            Some(serde_json::json!({"step": "enroll_device",
+            "name": "x", "platform": "x", "possession_key": "x", "biometric_key": "y", "possession_signature": "x",
+            "biometric_signature": "x", "pin": PIN})),
+        )
+        .await;
+    assert_eq!((raw.status, raw.json()["error"]["code"].as_str()), (409, Some(codes::STEP_MISMATCH)));
+    // …the owner, with the mailbox too, completes it: the device is enrolled and signed in.
+    let email = c.select_mfa(&a.flow_id, MfaMethod::Email).await.unwrap();
+    assert!(matches!(email.next_step, NextStep::EmailCode { .. }), "{:?}", email.next_step);
+    let e = c.email_code(&a.flow_id, &s.code_for("quy@example.com").await).await.unwrap();
+    let new_ks = SoftwareKeystore::new();
+    let (new_id, done) = c.enroll_device_step(&e, &new_ks, "New phone", "android", "902817").await.unwrap();
+    let me = c.me(&done.tokens.unwrap().access_token).await.unwrap();
+    assert_eq!(me.amr, vec!["sms".to_string(), "email".into(), "hwk".into()]);
+    assert_eq!(c.devices(&t.access_token).await.unwrap().devices.len(), 2);
+    assert!(c.device_sign_in(&new_id, &new_ks, Unlock::Pin("902817")).await.unwrap().tokens.is_some());
+    assert!(
+        s.outbox().await.iter().filter(|m| m.to == "quy@example.com" && m.subject.contains("new device")).count() >= 1,
+        "the owner hears of every new device"
+    );
+}
+
+async fn a_new_device_is_denied_when_the_account_has_no_second_proof(b: Backend) {
+    let s = TestServer::start(b).await;
+    passwordless(&s, "rex", "+14155550303").await;
+    let c = s.client();
+    let a = c.sign_in_new_device("rex").await.unwrap();
+    let r = c.sms_code(&a.flow_id, &s.code_for("+14155550303").await).await.unwrap();
+    assert!(
+        matches!(r.next_step, NextStep::Denied { .. }),
+        "no verified email, app or recovery codes: {:?}",
+        r.next_step
+    );
+    assert!(r.tokens.is_none());
+}
+
+async fn rl_5_a_new_device_sign_in_looks_the_same_for_unknown_and_password_accounts(b: Backend) {
+    let s = TestServer::start(b).await;
+    passwordless(&s, "sal", "+14155550304").await;
+    s.create_user("pwuser", PW).await;
+    let c = s.client();
+    let sent_before = s.outbox().await.len();
+    let shapes: Vec<_> = {
+        let mut v = vec![];
+        for name in ["sal", "nobody-here", "pwuser"] {
+            let r = s.raw().request("POST", "/v1/sign-in", None, Some(serde_json::json!({"username": name}))).await;
+            let j = r.json();
+            v.push((r.status, j["next_step"].clone(), j.as_object().unwrap().keys().cloned().collect::<Vec<_>>()));
+            if name != "sal" {
+                let f = j["flow_id"].as_str().unwrap();
+                for guess in ["000000", "123456"] {
+                    let r = c.sms_code(f, guess).await.unwrap();
+                    assert!(r.tokens.is_none() && r.error.is_some(), "{name}");
+                }
+            }
+        }
+        v
+    };
+    assert_eq!(shapes[0], shapes[1], "unknown username");
+    assert_eq!(shapes[0], shapes[2], "an account with a password");
+    assert_eq!(s.outbox().await.len(), sent_before + 1, "only the real passwordless account got a code");
+}
+
 both_stores!(
+    a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device,
+    sim_swap_a_new_device_with_only_the_sms_code_gets_no_session,
+    a_new_device_is_denied_when_the_account_has_no_second_proof,
+    rl_5_a_new_device_sign_in_looks_the_same_for_unknown_and_password_accounts,
     the_passwordless_journey_enrol_biometric_pin_invalidation_and_revocation,
     dev_1_enrolment_needs_a_recent_aal2_session_and_proofs_of_both_keys,
     dev_3_easy_pins_are_refused_and_the_enrolment_can_be_retried,
