@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Password sign-in throughput: the server on core 0, the load generator on core 1.
+# Sign-in throughput: the server on core 0, the load generator on core 1.
 # Usage: bench/sign-in.sh [sqlite|postgres] [runs] [seconds] [concurrency]
+#   BENCH=sign-in (password, default) or BENCH=device-sign-in (UNLOCK=biometric|pin)
 # Prints one JSON line per run, with the server's CPU time per sign-in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,8 @@ sys_ticks() { awk '{print $15}' /proc/$pid/stat; }
 hz=$(getconf CLK_TCK)
 for run in $(seq "$runs"); do
   before=$(ticks); sys_before=$(sys_ticks)
-  out=$(taskset -c 1 "$bin" bench sign-in --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
+  extra=(); [ "${BENCH:-sign-in}" = device-sign-in ] && extra=(--unlock "${UNLOCK:-biometric}")
+  out=$(taskset -c 1 "$bin" bench "${BENCH:-sign-in}" "${extra[@]}" --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
         --concurrency "$conc" --seconds "$seconds")
   after=$(ticks); sys_after=$(sys_ticks)
   n=$(echo "$out" | sed 's/.*"sign_ins":\([0-9]*\).*/\1/')

@@ -45,6 +45,28 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Device sign-ins (device id → nonce → signature → tokens): one passwordless account and
+    /// one software device per worker, created first through the development outbox.
+    DeviceSignIn {
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The server's data directory (to read confirmation codes).
+        #[arg(long, default_value = "./latchkey-data")]
+        data_dir: PathBuf,
+        /// The server's database, if not the default SQLite file in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Concurrent simulated devices.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to run after a 2-second warm-up.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// `biometric` (a signature only) or `pin` (a signature and the PIN: one Argon2id check).
+        #[arg(long, default_value = "biometric")]
+        unlock: String,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -53,7 +75,143 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::SignIn { url, data_dir, database_url, concurrency, seconds } => {
             sign_in(url, data_dir, database_url, concurrency, seconds).await
         }
+        BenchCommand::DeviceSignIn { url, data_dir, database_url, concurrency, seconds, unlock } => {
+            device_sign_in(url, data_dir, database_url, concurrency, seconds, &unlock).await
+        }
     }
+}
+
+/// Reads codes from a server's development outbox.
+struct Outbox {
+    db: latchkey_store::Database,
+    keys: latchkey_core::crypto::Keys,
+    data_dir: PathBuf,
+}
+
+impl Outbox {
+    async fn open(data_dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<Self> {
+        let config =
+            latchkey_server::config::Config { data_dir: data_dir.to_owned(), database_url, ..Default::default() };
+        let (ring, _) = latchkey_server::keys::load_or_create(data_dir)?;
+        let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
+        Ok(Self { db, keys: ring.keys, data_dir: data_dir.to_owned() })
+    }
+
+    /// The newest 6-digit code sent to `to`.
+    async fn code_for(&self, to: &str) -> anyhow::Result<String> {
+        let messages =
+            latchkey_server::outbox::read(self.db.store().as_ref(), &self.keys, latchkey_server::delivery::DEV).await?;
+        let body = messages.iter().rev().find(|m| m.to == to).map(|m| m.body.clone()).ok_or_else(|| {
+            anyhow::anyhow!("no code for {to} in the development outbox of {}", self.data_dir.display())
+        })?;
+        Ok(body
+            .split_whitespace()
+            .find(|w| w.len() == 7 && w.ends_with('.') && w[..6].bytes().all(|b| b.is_ascii_digit()))
+            .map(|w| w[..6].to_owned())
+            .unwrap_or_default())
+    }
+}
+
+/// Run one task per worker, each calling `once` in a loop for a 2-second warm-up and then
+/// `seconds`; returns the latencies of the successful calls in the measured window and the
+/// number of failures.
+async fn drive<W, F, Fut>(workers: Vec<W>, seconds: u64, once: F) -> anyhow::Result<(Vec<Duration>, u64)>
+where
+    W: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<W>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let warm_until = Instant::now() + Duration::from_secs(2);
+    let end = warm_until + Duration::from_secs(seconds);
+    let mut tasks = vec![];
+    for w in workers {
+        let (w, once) = (std::sync::Arc::new(w), once.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (vec![], 0u64);
+            while Instant::now() < end {
+                let t = Instant::now();
+                let ok = once(w.clone()).await;
+                if t >= warm_until {
+                    if ok { lat.push(t.elapsed()) } else { errors += 1 }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (vec![], 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    Ok((all, errors))
+}
+
+/// Latencies of the measured window, and the errors, into one JSON line.
+fn report(bench: &str, extra: &str, mut all: Vec<Duration>, errors: u64, concurrency: usize, seconds: u64) {
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{{\"bench\":\"{bench}\",{extra}\"concurrency\":{concurrency},\"seconds\":{seconds},\"sign_ins\":{},\"errors\":{errors},\"per_second\":{:.1},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2}}}",
+        all.len(),
+        all.len() as f64 / seconds as f64,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99)
+    );
+}
+
+async fn device_sign_in(
+    url: String,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    concurrency: usize,
+    seconds: u64,
+    unlock: &str,
+) -> anyhow::Result<()> {
+    use latchkey_client::{SoftwareKeystore, Unlock};
+    let pin_mode = match unlock {
+        "biometric" => false,
+        "pin" => true,
+        other => anyhow::bail!("--unlock must be biometric or pin, not {other}"),
+    };
+    let outbox = Outbox::open(&data_dir, database_url).await?;
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let pin = "371946";
+    let mut devices = vec![];
+    for i in 0..concurrency {
+        let client = Client::with_user_agent(&url, "latchkey-bench")?;
+        let username = format!("dev-{}-{i}", &run_id[20..]);
+        // A distinct number per device and run: +1 555 01xx xxxx style, never a real one.
+        let phone =
+            format!("+1555{:07}", (u32::from_str_radix(&run_id[24..30], 16)? % 9_000 + 1_000) * 100 + i as u32 % 100);
+        let answer = client
+            .sign_up(&SignUpRequest {
+                username: username.clone(),
+                password: None,
+                email: Some(format!("{username}@bench.invalid")),
+                phone: Some(phone.clone()),
+            })
+            .await?;
+        let enroll = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&phone).await?).await?;
+        let keystore = SoftwareKeystore::new();
+        let (device_id, done) = client.enroll_device_step(&enroll, &keystore, "bench", "cli", pin).await?;
+        anyhow::ensure!(done.tokens.is_some(), "enrolling {username}'s device failed: {:?}", done.next_step);
+        devices.push((client, device_id, keystore));
+    }
+    eprintln!("bench: {concurrency} devices ready; warming up 2 s, then measuring {seconds} s");
+    let (all, errors) = drive(devices, seconds, move |w| async move {
+        let (client, device_id, keystore) = w.as_ref();
+        let how = if pin_mode { Unlock::Pin(pin) } else { Unlock::Biometric };
+        matches!(client.device_sign_in(device_id, keystore, how).await, Ok(a) if a.tokens.is_some())
+    })
+    .await?;
+    report("device-sign-in", &format!("\"unlock\":\"{unlock}\","), all, errors, concurrency, seconds);
+    Ok(())
 }
 
 async fn sign_in(
@@ -63,9 +221,7 @@ async fn sign_in(
     concurrency: usize,
     seconds: u64,
 ) -> anyhow::Result<()> {
-    let config = latchkey_server::config::Config { data_dir: data_dir.clone(), database_url, ..Default::default() };
-    let (ring, _) = latchkey_server::keys::load_or_create(&data_dir)?;
-    let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
+    let outbox = Outbox::open(&data_dir, database_url).await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let password = "bench-password-not-common-7";
     let mut users = vec![];
@@ -81,59 +237,17 @@ async fn sign_in(
                 phone: None,
             })
             .await?;
-        let messages =
-            latchkey_server::outbox::read(db.store().as_ref(), &ring.keys, latchkey_server::delivery::DEV).await?;
-        let body = messages.iter().rev().find(|m| m.to == email).map(|m| m.body.clone()).ok_or_else(|| {
-            anyhow::anyhow!("no code for {email} in the development outbox of {}", data_dir.display())
-        })?;
-        let code: String = body
-            .split_whitespace()
-            .find(|w| w.len() == 7 && w.ends_with('.') && w[..6].bytes().all(|b| b.is_ascii_digit()))
-            .map(|w| w[..6].to_owned())
-            .unwrap_or_default();
-        let done = client.confirm_sign_up(&answer.flow_id, &code).await?;
+        let done = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&email).await?).await?;
         anyhow::ensure!(done.next_step == NextStep::Done, "confirming {username} failed: {:?}", done.next_step);
         users.push((client, username));
     }
     eprintln!("bench: {concurrency} users ready; warming up 2 s, then measuring {seconds} s");
-    let warm_until = Instant::now() + Duration::from_secs(2);
-    let end = warm_until + Duration::from_secs(seconds);
-    let mut tasks = vec![];
-    for (client, username) in users {
-        tasks.push(tokio::spawn(async move {
-            let mut lat = vec![];
-            let mut errors = 0u64;
-            while Instant::now() < end {
-                let t = Instant::now();
-                let ok = matches!(client.sign_in(&username, password).await, Ok(a) if a.tokens.is_some());
-                if t >= warm_until {
-                    if ok { lat.push(t.elapsed()) } else { errors += 1 }
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = vec![];
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        all.extend(l);
-        errors += e;
-    }
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    println!(
-        "{{\"bench\":\"sign-in\",\"concurrency\":{concurrency},\"seconds\":{seconds},\"sign_ins\":{},\"errors\":{errors},\"per_second\":{:.1},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2}}}",
-        all.len(),
-        all.len() as f64 / seconds as f64,
-        pct(0.50),
-        pct(0.90),
-        pct(0.99)
-    );
+    let (all, errors) = drive(users, seconds, move |w| async move {
+        let (client, username) = w.as_ref();
+        matches!(client.sign_in(username, password).await, Ok(a) if a.tokens.is_some())
+    })
+    .await?;
+    report("sign-in", "", all, errors, concurrency, seconds);
     Ok(())
 }
 
