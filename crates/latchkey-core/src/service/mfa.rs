@@ -174,21 +174,41 @@ impl Auth {
         if !methods.contains(&method) {
             return Err(AuthError::InvalidRequest(format!("`{}` is not offered in this sign-in", method.as_str())));
         }
-        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let new_device = match &flow.state {
+            FlowState::AwaitingMfa { new_device, .. } => new_device.clone(),
+            _ => None,
+        };
+        // The first step of a new-device sign-in hides where the code went, and a look-alike
+        // flow for an unknown account (no user) answers the same without sending anything.
+        let first_stage = new_device.as_ref().is_some_and(|nd| nd.verified.is_empty());
+        let user = self.user_of(&flow).await?;
+        if user.is_none() && !first_stage {
+            return Err(AuthError::FlowExpired);
+        }
         let mut batch = Batch::new();
         let code = match method {
             MfaMethod::Sms | MfaMethod::Email => {
                 if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
                     return Err(AuthError::LimitExceeded);
                 }
-                let (code, message) = self.mfa_code(flow.id, &user, method, &ctx, now).await?;
-                batch.push(Write::Enqueue(message));
+                let mut code = match &user {
+                    Some(user) => {
+                        let (code, message) = self.mfa_code(flow.id, user, method, &ctx, now).await?;
+                        batch.push(Write::Enqueue(message));
+                        code
+                    }
+                    None => CodeChallenge {
+                        mac: self.keys.mac("code", &flow.id.to_string(), random_token(self.rng.as_ref(), 32).expose()),
+                        channel: Channel::Sms,
+                        destination: String::new(),
+                        expires_at: now + secs(self.settings.flows.code_ttl_secs),
+                    },
+                };
+                if first_stage {
+                    code.destination = String::new();
+                }
                 Some(code)
             }
-            _ => None,
-        };
-        let new_device = match &flow.state {
-            FlowState::AwaitingMfa { new_device, .. } => new_device.clone(),
             _ => None,
         };
         let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device };
