@@ -373,13 +373,7 @@ impl Auth {
             return Err(AuthError::UsernameExists);
         }
         let flow_id = FlowId::new();
-        let unknowable = random_token(self.rng.as_ref(), 32);
-        let code = CodeChallenge {
-            mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
-            channel,
-            destination: masked,
-            expires_at: now + secs(self.settings.flows.code_ttl_secs),
-        };
+        let code = self.unknowable_code(flow_id, channel, masked, now);
         let flow = self.new_flow(
             flow_id,
             FlowKind::SignUp,
@@ -1651,6 +1645,24 @@ impl Auth {
             ttl / 60
         );
         Ok((challenge, self.sealed_message(channel, to, subject, &body, now)?))
+    }
+
+    /// A code nobody knows, for look-alike flows (a taken username, an unknown account): the
+    /// answer has the same shape, nothing is sent and no answer matches.
+    fn unknowable_code(
+        &self,
+        flow_id: FlowId,
+        channel: Channel,
+        destination: String,
+        now: OffsetDateTime,
+    ) -> CodeChallenge {
+        let unknowable = random_token(self.rng.as_ref(), 32);
+        CodeChallenge {
+            mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
+            channel,
+            destination,
+            expires_at: now + secs(self.settings.flows.code_ttl_secs),
+        }
     }
 
     /// A message for the outbox, its body sealed with the data key (it may hold a code).

@@ -192,16 +192,7 @@ impl Auth {
                 }
                 (code, proofs)
             }
-            _ => {
-                let unknowable = random_token(self.rng.as_ref(), 32);
-                let code = CodeChallenge {
-                    mac: self.keys.mac("code", &flow_id.to_string(), unknowable.expose()),
-                    channel: Channel::Sms,
-                    destination: String::new(),
-                    expires_at: now + secs(self.settings.flows.code_ttl_secs),
-                };
-                (code, vec![])
-            }
+            _ => (self.unknowable_code(flow_id, Channel::Sms, String::new(), now), vec![]),
         };
         let state = FlowState::AwaitingMfa {
             method: Some(MfaMethod::Sms),

@@ -197,12 +197,7 @@ impl Auth {
                         batch.push(Write::Enqueue(message));
                         code
                     }
-                    None => CodeChallenge {
-                        mac: self.keys.mac("code", &flow.id.to_string(), random_token(self.rng.as_ref(), 32).expose()),
-                        channel: Channel::Sms,
-                        destination: String::new(),
-                        expires_at: now + secs(self.settings.flows.code_ttl_secs),
-                    },
+                    None => self.unknowable_code(flow.id, Channel::Sms, String::new(), now),
                 };
                 if first_stage {
                     code.destination = String::new();
@@ -512,8 +507,7 @@ impl Auth {
             batch.push(Write::Enqueue(m));
         }
         if let Some(old) = &old {
-            let c = if channel == Channel::Sms { Channel::Sms } else { Channel::Email };
-            batch.push(Write::Enqueue(self.sealed_message(c, old, &subject, &notice, now)?));
+            batch.push(Write::Enqueue(self.sealed_message(channel, old, &subject, &notice, now)?));
         }
         let (next, tokens) = if flow.kind == FlowKind::SignIn {
             self.after_second_factor(&flow, &user, MfaMethod::Sms, user.must_change_password, now, &ctx, &mut batch)?
