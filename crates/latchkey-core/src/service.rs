@@ -1368,26 +1368,43 @@ impl Auth {
             return Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()));
         }
         let (factor, state) = self.new_totp_enrolment(&p.user, now)?;
-        let flow = self.new_flow(FlowId::new(), FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
-        let event = audit(
+        // An earlier enrolment left unfinished is superseded.
+        let mut writes: Vec<Write> = factors
+            .iter()
+            .filter(|f| f.kind == TOTP && f.state == PENDING)
+            .map(|f| Write::DeleteFactor { id: f.id })
+            .collect();
+        writes.push(Write::InsertFactor(factor));
+        self.start_enrollment(p, FlowId::new(), state, TOTP, writes, now, &ctx).await
+    }
+
+    /// Store a new `enroll` flow at `state` with `writes` and its audit event; the answer shows
+    /// the flow's first step.
+    #[allow(clippy::too_many_arguments)] // what is enrolled and how: all needed, none derivable
+    async fn start_enrollment(
+        &self,
+        p: &Principal,
+        flow_id: FlowId,
+        state: FlowState,
+        kind: &str,
+        mut writes: Vec<Write>,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let flow = self.new_flow(flow_id, FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
+        writes.push(Write::InsertFlow(flow.clone()));
+        writes.push(audit(
             now,
             Some(p.user.id),
             "enroll",
             "started",
-            &ctx,
-            serde_json::json!({"flow_id": flow.id, "type": TOTP}),
-        );
-        // An earlier enrolment left unfinished is superseded.
-        let mut batch: Batch = Batch(
-            factors
-                .iter()
-                .filter(|f| f.kind == TOTP && f.state == PENDING)
-                .map(|f| Write::DeleteFactor { id: f.id })
-                .collect(),
-        );
-        batch.push(Write::InsertFactor(factor)).push(Write::InsertFlow(flow.clone())).push(event);
-        self.store.apply(batch).await?;
-        Ok(Self::outcome(flow, vec![StepEvent { step: "setup_totp", outcome: "issued" }]))
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "type": kind}),
+        ));
+        self.store.apply(Batch(writes)).await?;
+        self.outbox_wakeup.notify_one();
+        let step = flow.state.step_name();
+        Ok(Self::outcome(flow, vec![StepEvent { step, outcome: "issued" }]))
     }
 
     /// A pending TOTP factor with a fresh 160-bit secret (RFC 4226 R6; NIST §3.1.4.1 asks for at

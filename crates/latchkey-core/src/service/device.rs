@@ -46,17 +46,7 @@ impl Auth {
             device_id: DeviceId::new(),
             nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
         };
-        let flow = self.new_flow(FlowId::new(), FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
-        let event = audit(
-            now,
-            Some(p.user.id),
-            "enroll",
-            "started",
-            &ctx,
-            serde_json::json!({"flow_id": flow.id, "type": "device"}),
-        );
-        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), event])).await?;
-        Ok(Self::outcome(flow, vec![StepEvent { step: "enroll_device", outcome: "issued" }]))
+        self.start_enrollment(p, FlowId::new(), state, "device", vec![], now, &ctx).await
     }
 
     /// `enroll_device`: both keys prove possession by signing the enrolment message; the PIN

@@ -573,18 +573,7 @@ impl Auth {
         }
         let flow_id = FlowId::new();
         let (state, message) = self.verification_flow(flow_id, user, (channel, value, masked), now, &ctx).await?;
-        let flow = self.new_flow(flow_id, FlowKind::Enroll, Some(user.id), state, now, ctx.clone());
-        let event = audit(
-            now,
-            Some(user.id),
-            "enroll",
-            "started",
-            &ctx,
-            serde_json::json!({"flow_id": flow.id, "type": req.kind}),
-        );
-        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), Write::Enqueue(message), event])).await?;
-        self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(flow, vec![StepEvent { step: "verify_code", outcome: "issued" }]))
+        self.start_enrollment(p, flow_id, state, &req.kind, vec![Write::Enqueue(message)], now, &ctx).await
     }
 
     /// `POST /v1/me/recovery-codes`: a new set of ten, shown once, in force at once; the old set
@@ -615,17 +604,7 @@ impl Auth {
         let json = serde_json::to_vec(&codes).map_err(|e| AuthError::Internal(e.to_string()))?;
         let codes_sealed = self.keys.seal(self.rng.as_ref(), &flow_id.to_string(), &json)?;
         let state = FlowState::AwaitingRecoveryCodesSaved { codes_sealed };
-        let flow = self.new_flow(flow_id, FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
-        let event = audit(
-            now,
-            Some(p.user.id),
-            "enroll",
-            "started",
-            &ctx,
-            serde_json::json!({"flow_id": flow.id, "type": RECOVERY_CODES}),
-        );
-        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), event])).await?;
-        Ok(Self::outcome(flow, vec![StepEvent { step: "save_recovery_codes", outcome: "issued" }]))
+        self.start_enrollment(p, flow_id, state, RECOVERY_CODES, vec![], now, &ctx).await
     }
 
     /// The codes a `save_recovery_codes` step shows.

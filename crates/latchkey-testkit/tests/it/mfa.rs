@@ -665,6 +665,26 @@ async fn abandoned_steps_are_counted_once_the_flow_expires(b: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(after > before, "an sms_code step left unanswered is reported as abandoned");
+    // The worker claimed it: nothing is left for another sweep (or another replica) to count.
+    assert!(s.auth.sweep_expired_flows(100).await.unwrap().is_empty());
+}
+
+/// The step metrics are process-wide, so the abandoned-step test runs alone (see
+/// `exclusive_machine`): no other test's flows can move the counter it reads.
+mod abandoned {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn abandoned_steps_are_counted_once_the_flow_expires_sqlite() {
+        let _alone = latchkey_testkit::exclusive_machine().await;
+        super::abandoned_steps_are_counted_once_the_flow_expires(latchkey_testkit::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn abandoned_steps_are_counted_once_the_flow_expires_postgres() {
+        if latchkey_testkit::Backend::Postgres.available() {
+            let _alone = latchkey_testkit::exclusive_machine().await;
+            super::abandoned_steps_are_counted_once_the_flow_expires(latchkey_testkit::Backend::Postgres).await
+        }
+    }
 }
 
 both_stores!(
@@ -688,5 +708,4 @@ both_stores!(
     oob_6_sms_codes_go_only_to_a_phone_verified_earlier,
     flow_1_an_mfa_pending_flow_opens_no_other_route,
     resend_at_the_sms_step_sends_a_new_code_and_keeps_the_attempt_count,
-    abandoned_steps_are_counted_once_the_flow_expires,
 );
