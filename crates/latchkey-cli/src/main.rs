@@ -152,13 +152,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     latchkey_server::init_logging(&config);
-    let server = Server::build(&config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Without a public URL the server is its own issuer and DPoP target: name the address it got
+    // (`--listen 127.0.0.1:0` picks a port).
+    if config.public_url.is_none() {
+        config.public_url = Some(format!("http://{addr}"));
+    }
+    let server = Server::build(&config, Arc::new(SystemClock)).await?;
     let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
     for f in &server.created_files {
         eprintln!("latchkey: created key file {f}");

@@ -9,7 +9,7 @@
 //! `.biometryCurrentSet`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Why the key store failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,14 @@ pub trait Keystore: Send + Sync {
     /// An ECDSA P-256/SHA-256 signature (DER) over `message`. For a user-verified key the OS shows
     /// its biometric prompt first.
     fn sign(&self, alias: &str, message: &[u8]) -> Result<Vec<u8>, KeystoreError>;
+    /// Encrypt `plaintext` under the symmetric (or, on iOS, Secure Enclave ECIES) key `alias`,
+    /// which the OS releases only after a biometric check and invalidates when biometrics
+    /// change. Creates the key when there is none, or replaces an invalidated one.
+    fn seal(&self, alias: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeystoreError>;
+    /// Decrypt what [`Keystore::seal`] sealed (the OS shows its biometric prompt first).
+    fn open(&self, alias: &str, sealed: &[u8]) -> Result<Vec<u8>, KeystoreError>;
+    /// The public key of the key under `alias` (SubjectPublicKeyInfo DER or an X9.63 point).
+    fn public_key(&self, alias: &str) -> Result<Vec<u8>, KeystoreError>;
     /// Delete the key (no error if there is none).
     fn delete_key(&self, alias: &str) -> Result<(), KeystoreError>;
     /// Whether the OS invalidated the key.
@@ -42,22 +50,35 @@ pub trait Keystore: Send + Sync {
 }
 
 struct SoftKey {
-    pkcs8: Vec<u8>,
+    /// PKCS#8 of a P-256 key, or 32 bytes of an AES-256-GCM key.
+    material: Vec<u8>,
+    user_verification: bool,
     invalidated: bool,
 }
 
+const AES_KEY_LEN: usize = 32;
+
 /// Software keys in memory (aws-lc-rs): for desktops, the CLI device emulator and tests. A
 /// biometric check always "succeeds"; [`SoftwareKeystore::invalidate`] plays the OS invalidating
-/// a key when a new fingerprint is enrolled.
-#[derive(Default)]
+/// a key when a new fingerprint is enrolled. Clones share their keys, like handles to one
+/// platform store.
+#[derive(Default, Clone)]
 pub struct SoftwareKeystore {
-    keys: Mutex<HashMap<String, SoftKey>>,
+    keys: Arc<Mutex<HashMap<String, SoftKey>>>,
 }
 
 impl SoftwareKeystore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What the OS does when a new fingerprint or face is enrolled: every key created with user
+    /// verification is invalidated.
+    pub fn enroll_new_biometrics(&self) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.values_mut().filter(|k| k.user_verification).for_each(|k| k.invalidated = true);
+        }
     }
 
     /// What the OS does to a user-verified key when biometrics change.
@@ -69,17 +90,34 @@ impl SoftwareKeystore {
         }
     }
 
-    /// The PKCS#8 documents, for saving a software device between runs (the CLI emulator).
+    /// The key material (PKCS#8 documents, AES keys), for saving a software device between runs
+    /// (the CLI emulator).
     pub fn export(&self) -> Vec<(String, Vec<u8>)> {
-        self.keys.lock().map(|k| k.iter().map(|(a, v)| (a.clone(), v.pkcs8.clone())).collect()).unwrap_or_default()
+        self.keys.lock().map(|k| k.iter().map(|(a, v)| (a.clone(), v.material.clone())).collect()).unwrap_or_default()
     }
 
-    /// Load keys saved with [`SoftwareKeystore::export`].
-    pub fn import(&self, alias: &str, pkcs8: Vec<u8>) -> Result<(), KeystoreError> {
-        pair(&pkcs8)?;
+    /// Load a key saved with [`SoftwareKeystore::export`].
+    pub fn import(&self, alias: &str, material: Vec<u8>) -> Result<(), KeystoreError> {
+        if material.len() != AES_KEY_LEN {
+            pair(&material)?;
+        }
         let mut keys = self.keys.lock().map_err(|_| KeystoreError::Platform("poisoned".into()))?;
-        keys.insert(alias.into(), SoftKey { pkcs8, invalidated: false });
+        keys.insert(alias.into(), SoftKey { material, user_verification: false, invalidated: false });
         Ok(())
+    }
+
+    /// A live key of `alias`, or why not.
+    fn with_key<T>(
+        &self,
+        alias: &str,
+        f: impl FnOnce(&SoftKey) -> Result<T, KeystoreError>,
+    ) -> Result<T, KeystoreError> {
+        let keys = self.keys.lock().map_err(|_| KeystoreError::Platform("poisoned".into()))?;
+        let k = keys.get(alias).ok_or_else(|| KeystoreError::NotFound(alias.into()))?;
+        if k.invalidated {
+            return Err(KeystoreError::Invalidated(alias.into()));
+        }
+        f(k)
     }
 }
 
@@ -88,31 +126,82 @@ fn pair(pkcs8: &[u8]) -> Result<aws_lc_rs::signature::EcdsaKeyPair, KeystoreErro
         .map_err(|e| KeystoreError::Platform(e.to_string()))
 }
 
+fn aead(material: &[u8]) -> Result<aws_lc_rs::aead::LessSafeKey, KeystoreError> {
+    let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, material)
+        .map_err(|_| KeystoreError::Platform("not an AES-256 key".into()))?;
+    Ok(aws_lc_rs::aead::LessSafeKey::new(key))
+}
+
+fn platform(e: impl std::fmt::Display) -> KeystoreError {
+    KeystoreError::Platform(e.to_string())
+}
+
 impl Keystore for SoftwareKeystore {
-    fn create_key(&self, alias: &str, _user_verification: bool) -> Result<Vec<u8>, KeystoreError> {
+    fn create_key(&self, alias: &str, user_verification: bool) -> Result<Vec<u8>, KeystoreError> {
         use aws_lc_rs::signature::KeyPair;
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let doc = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
             &rng,
         )
-        .map_err(|e| KeystoreError::Platform(e.to_string()))?;
+        .map_err(platform)?;
         let public = pair(doc.as_ref())?.public_key().as_ref().to_vec();
         let mut keys = self.keys.lock().map_err(|_| KeystoreError::Platform("poisoned".into()))?;
-        keys.insert(alias.into(), SoftKey { pkcs8: doc.as_ref().to_vec(), invalidated: false });
+        let key = SoftKey { material: doc.as_ref().to_vec(), user_verification, invalidated: false };
+        keys.insert(alias.into(), key);
         Ok(public)
     }
 
     fn sign(&self, alias: &str, message: &[u8]) -> Result<Vec<u8>, KeystoreError> {
+        self.with_key(alias, |k| {
+            let sig = pair(&k.material)?.sign(&aws_lc_rs::rand::SystemRandom::new(), message).map_err(platform)?;
+            Ok(sig.as_ref().to_vec())
+        })
+    }
+
+    fn seal(&self, alias: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeystoreError> {
+        let usable = self.with_key(alias, |k| Ok(k.material.len() == AES_KEY_LEN));
+        if !matches!(usable, Ok(true)) {
+            let mut material = vec![0u8; AES_KEY_LEN];
+            aws_lc_rs::rand::fill(&mut material).map_err(platform)?;
+            let mut keys = self.keys.lock().map_err(|_| KeystoreError::Platform("poisoned".into()))?;
+            keys.insert(alias.into(), SoftKey { material, user_verification: true, invalidated: false });
+        }
+        self.with_key(alias, |k| {
+            let mut nonce = [0u8; aws_lc_rs::aead::NONCE_LEN];
+            aws_lc_rs::rand::fill(&mut nonce).map_err(platform)?;
+            let mut sealed = plaintext.to_vec();
+            aead(&k.material)?
+                .seal_in_place_append_tag(
+                    aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                    aws_lc_rs::aead::Aad::from(alias.as_bytes()),
+                    &mut sealed,
+                )
+                .map_err(platform)?;
+            Ok([nonce.as_slice(), &sealed].concat())
+        })
+    }
+
+    fn open(&self, alias: &str, sealed: &[u8]) -> Result<Vec<u8>, KeystoreError> {
+        self.with_key(alias, |k| {
+            if sealed.len() < aws_lc_rs::aead::NONCE_LEN {
+                return Err(KeystoreError::Platform("not sealed data".into()));
+            }
+            let (nonce, body) = sealed.split_at(aws_lc_rs::aead::NONCE_LEN);
+            let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(platform)?;
+            let mut body = body.to_vec();
+            let plain = aead(&k.material)?
+                .open_in_place(nonce, aws_lc_rs::aead::Aad::from(alias.as_bytes()), &mut body)
+                .map_err(|_| KeystoreError::Platform("the sealed data does not open under this key".into()))?;
+            Ok(plain.to_vec())
+        })
+    }
+
+    fn public_key(&self, alias: &str) -> Result<Vec<u8>, KeystoreError> {
+        use aws_lc_rs::signature::KeyPair;
         let keys = self.keys.lock().map_err(|_| KeystoreError::Platform("poisoned".into()))?;
         let k = keys.get(alias).ok_or_else(|| KeystoreError::NotFound(alias.into()))?;
-        if k.invalidated {
-            return Err(KeystoreError::Invalidated(alias.into()));
-        }
-        let sig = pair(&k.pkcs8)?
-            .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
-            .map_err(|e| KeystoreError::Platform(e.to_string()))?;
-        Ok(sig.as_ref().to_vec())
+        Ok(pair(&k.material)?.public_key().as_ref().to_vec())
     }
 
     fn delete_key(&self, alias: &str) -> Result<(), KeystoreError> {

@@ -19,14 +19,21 @@
 //! ```
 #![warn(missing_docs)]
 
+mod dpop;
 mod keystore;
+mod vault;
 
 use base64::Engine;
+use dpop::DpopKey;
 pub use keystore::{Keystore, KeystoreError, SoftwareKeystore};
 pub use latchkey_proto as proto;
 use latchkey_proto::*;
+use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+pub use vault::TokenVault;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +76,7 @@ pub fn key_alias(device_id: &str, key: DeviceKey) -> String {
     format!("latchkey.{device_id}.{}", key.as_str())
 }
 
-fn b64url(bytes: &[u8]) -> String {
+pub(crate) fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -93,11 +100,13 @@ impl ClientError {
 /// Result of a client call.
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-/// A client for one Latchkey server.
+/// A client for one Latchkey server. Cheap to clone; clones share the server-clock offset.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    device_key: Option<Arc<DpopKey>>,
+    clock_offset: Arc<AtomicI64>,
 }
 
 impl Client {
@@ -112,7 +121,31 @@ impl Client {
             .user_agent(user_agent)
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Self { http, base: base_url.trim_end_matches('/').to_owned() })
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            device_key: None,
+            clock_offset: Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    /// This client on an enrolled device: requests of the device's sessions carry DPoP proofs by
+    /// its possession key (RFC 9449) — refreshes always, other calls when the access token is
+    /// bound (`cnf.jkt`). Without it a device session cannot refresh.
+    pub fn with_device_key(&self, keystore: Arc<dyn Keystore>, device_id: &str) -> Result<Self> {
+        let key = DpopKey::new(keystore, key_alias(device_id, DeviceKey::Possession))?;
+        Ok(Self { device_key: Some(Arc::new(key)), ..self.clone() })
+    }
+
+    /// A DPoP proof (RFC 9449) by this device's possession key, for an app's own requests — to its
+    /// API with a bound access token (pass it, for `ath`), say. `url` is the full request URL;
+    /// `iat` defaults to now by the server's clock as last seen in its `Date` header.
+    pub fn dpop_proof(&self, method: &str, url: &str, access_token: Option<&str>, iat: Option<i64>) -> Result<String> {
+        let key = self
+            .device_key
+            .as_ref()
+            .ok_or_else(|| ClientError::Decode("no device key: use Client::with_device_key".into()))?;
+        key.proof(method, url, access_token, iat.unwrap_or_else(|| self.server_time()))
     }
 
     /// The server's base URL.
@@ -173,7 +206,7 @@ impl Client {
 
     /// `GET /v1/me/factors`.
     pub async fn factors(&self, access_token: &str) -> Result<FactorList> {
-        self.send(self.http.get(self.url("/v1/me/factors")).bearer_auth(access_token)).await
+        self.send(self.authed(Method::GET, "/v1/me/factors", access_token)?).await
     }
 
     /// Answer `sms_code` with the code sent by text message.
@@ -229,17 +262,13 @@ impl Client {
 
     /// `DELETE /v1/me/factors/{id}`: needs a recent `aal2` sign-in.
     pub async fn remove_factor(&self, access_token: &str, factor_id: &str) -> Result<()> {
-        self.no_content(self.http.delete(self.url(&format!("/v1/me/factors/{factor_id}"))).bearer_auth(access_token))
-            .await
+        self.no_content(self.authed(Method::DELETE, &format!("/v1/me/factors/{factor_id}"), access_token)?).await
     }
 
     /// `PUT /v1/me/factors/preferred`: the method sign-in lists first.
     pub async fn set_preferred_mfa(&self, access_token: &str, method: MfaMethod) -> Result<()> {
         self.no_content(
-            self.http
-                .put(self.url("/v1/me/factors/preferred"))
-                .bearer_auth(access_token)
-                .json(&PreferredMfa { method }),
+            self.authed(Method::PUT, "/v1/me/factors/preferred", access_token)?.json(&PreferredMfa { method }),
         )
         .await
     }
@@ -268,7 +297,7 @@ impl Client {
         platform: &str,
         pin: &str,
     ) -> Result<(String, FlowAnswer)> {
-        let a: FlowAnswer = self.send(self.http.post(self.url("/v1/me/devices")).bearer_auth(access_token)).await?;
+        let a: FlowAnswer = self.send(self.authed(Method::POST, "/v1/me/devices", access_token)?).await?;
         self.enroll_device_step(&a, keystore, name, platform, pin).await
     }
 
@@ -358,20 +387,49 @@ impl Client {
         self.answer(flow_id, &StepAnswer::DeviceSignature { key, signature, pin }).await
     }
 
+    /// After the OS invalidated the biometric key (new fingerprint or face enrolled): from a
+    /// session this device signed in with its PIN, create a fresh biometric key, sign the re-key
+    /// message with it and register it (`POST /v1/me/devices/{id}/biometric-key`, then
+    /// `rekey_biometric`). The last answer is `done` once the server holds the new key.
+    pub async fn rekey_biometric(
+        &self,
+        access_token: &str,
+        keystore: &dyn Keystore,
+        device_id: &str,
+    ) -> Result<FlowAnswer> {
+        let path = format!("/v1/me/devices/{device_id}/biometric-key");
+        let a: FlowAnswer = self.send(self.authed(Method::POST, &path, access_token)?).await?;
+        let NextStep::RekeyBiometric { nonce, .. } = &a.next_step else {
+            return Err(ClientError::Decode(format!("expected rekey_biometric, got {}", a.next_step.name())));
+        };
+        let alias = key_alias(device_id, DeviceKey::Biometric);
+        let public = keystore.create_key(&alias, true)?;
+        let message = device_message("rekey", &a.flow_id, nonce, DeviceKey::Biometric, device_id);
+        let biometric_signature = b64url(&keystore.sign(&alias, message.as_bytes())?);
+        let answer = StepAnswer::RekeyBiometric { biometric_key: b64url(&public), biometric_signature };
+        self.answer(&a.flow_id, &answer).await
+    }
+
+    /// `PUT /v1/me/devices/{id}/pin`: a new app PIN (unblocks a blocked one). Needs a recent
+    /// `aal2` sign-in — by another factor when the PIN is blocked.
+    pub async fn set_device_pin(&self, access_token: &str, device_id: &str, pin: &str) -> Result<()> {
+        let path = format!("/v1/me/devices/{device_id}/pin");
+        self.no_content(self.authed(Method::PUT, &path, access_token)?.json(&DevicePin { pin: pin.into() })).await
+    }
+
     /// `GET /v1/me/devices`.
     pub async fn devices(&self, access_token: &str) -> Result<DeviceList> {
-        self.send(self.http.get(self.url("/v1/me/devices")).bearer_auth(access_token)).await
+        self.send(self.authed(Method::GET, "/v1/me/devices", access_token)?).await
     }
 
     /// `DELETE /v1/me/devices/{id}`: the device's keys, PIN and sessions stop working.
     pub async fn revoke_device(&self, access_token: &str, device_id: &str) -> Result<()> {
-        self.no_content(self.http.delete(self.url(&format!("/v1/me/devices/{device_id}"))).bearer_auth(access_token))
-            .await
+        self.no_content(self.authed(Method::DELETE, &format!("/v1/me/devices/{device_id}"), access_token)?).await
     }
 
     /// `POST /v1/me/recovery-codes`: a new set of ten, shown once; the old set stops working.
     pub async fn regenerate_recovery_codes(&self, access_token: &str) -> Result<RecoveryCodes> {
-        self.send(self.http.post(self.url("/v1/me/recovery-codes")).bearer_auth(access_token)).await
+        self.send(self.authed(Method::POST, "/v1/me/recovery-codes", access_token)?).await
     }
 
     /// `POST /v1/flows/{id}/resend`.
@@ -379,34 +437,45 @@ impl Client {
         self.send(self.http.post(self.url(&format!("/v1/flows/{flow_id}/resend")))).await
     }
 
-    /// `POST /v1/token`: rotate a refresh token. Store the new one; the old one is spent.
+    /// `POST /v1/token`: rotate a refresh token. Store the new one; the old one is spent. On a
+    /// client [`with_device_key`](Client::with_device_key) it carries a DPoP proof, which a device
+    /// session's refresh needs.
+    ///
+    /// A proof dated by a clock that has moved since the server last answered is refused without
+    /// spending anything; the SDK then retries once, dated by the server's `Date`.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
         let req = TokenRequest { grant_type: "refresh_token".into(), refresh_token: refresh_token.into() };
-        self.post("/v1/token", None, &req).await
+        let Some(key) = &self.device_key else { return self.post("/v1/token", None, &req).await };
+        let url = self.url("/v1/token");
+        let assumed = self.server_time();
+        let first = self.send(self.http.post(&url).json(&req).header("DPoP", key.proof("POST", &url, None, assumed)?));
+        match first.await {
+            Err(e) if e.code() == Some(codes::INVALID_DPOP_PROOF) && (self.server_time() - assumed).abs() > 30 => {
+                let proof = key.proof("POST", &url, None, self.server_time())?;
+                self.send(self.http.post(&url).json(&req).header("DPoP", proof)).await
+            }
+            other => other,
+        }
     }
 
     /// `POST /v1/sign-out`.
     pub async fn sign_out(&self, access_token: &str, scope: SignOutScope) -> Result<()> {
-        self.no_content(
-            self.http.post(self.url("/v1/sign-out")).bearer_auth(access_token).json(&SignOutRequest { scope }),
-        )
-        .await
+        self.no_content(self.authed(Method::POST, "/v1/sign-out", access_token)?.json(&SignOutRequest { scope })).await
     }
 
     /// `GET /v1/me`.
     pub async fn me(&self, access_token: &str) -> Result<Me> {
-        self.send(self.http.get(self.url("/v1/me")).bearer_auth(access_token)).await
+        self.send(self.authed(Method::GET, "/v1/me", access_token)?).await
     }
 
     /// `GET /v1/me/sessions`.
     pub async fn sessions(&self, access_token: &str) -> Result<SessionList> {
-        self.send(self.http.get(self.url("/v1/me/sessions")).bearer_auth(access_token)).await
+        self.send(self.authed(Method::GET, "/v1/me/sessions", access_token)?).await
     }
 
     /// `DELETE /v1/me/sessions/{id}`.
     pub async fn revoke_session(&self, access_token: &str, session_id: &str) -> Result<()> {
-        self.no_content(self.http.delete(self.url(&format!("/v1/me/sessions/{session_id}"))).bearer_auth(access_token))
-            .await
+        self.no_content(self.authed(Method::DELETE, &format!("/v1/me/sessions/{session_id}"), access_token)?).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -416,25 +485,60 @@ impl Client {
     async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
-        bearer: Option<&str>,
+        access_token: Option<&str>,
         body: &B,
     ) -> Result<T> {
-        let mut req = self.http.post(self.url(path)).json(body);
-        if let Some(t) = bearer {
-            req = req.bearer_auth(t);
+        let req = match access_token {
+            Some(t) => self.authed(Method::POST, path, t)?,
+            None => self.http.post(self.url(path)),
+        };
+        self.send(req.json(body)).await
+    }
+
+    /// A request carrying `access_token`: as `Bearer`, or, when the token is bound to this
+    /// device's key (`cnf.jkt`), as `DPoP` with a proof for this method and URL (RFC 9449 §7).
+    fn authed(&self, method: Method, path: &str, access_token: &str) -> Result<reqwest::RequestBuilder> {
+        let url = self.url(path);
+        if !dpop::is_bound(access_token) {
+            return Ok(self.http.request(method, url).bearer_auth(access_token));
         }
-        self.send(req).await
+        let key = self.device_key.as_ref().ok_or_else(|| {
+            ClientError::Decode("this access token is bound to a device key: use Client::with_device_key".into())
+        })?;
+        let proof = key.proof(method.as_str(), &url, Some(access_token), self.server_time())?;
+        Ok(self
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, format!("DPoP {access_token}"))
+            .header("DPoP", proof))
+    }
+
+    /// Now by the server's clock, as far as its `Date` headers tell (phones' clocks drift).
+    fn server_time(&self) -> i64 {
+        dpop::unix_now() + self.clock_offset.load(Ordering::Relaxed)
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
         let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        self.note_date(&resp);
         let resp = check(resp).await?;
         resp.json::<T>().await.map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     async fn no_content(&self, req: reqwest::RequestBuilder) -> Result<()> {
         let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        self.note_date(&resp);
         check(resp).await.map(|_| ())
+    }
+
+    fn note_date(&self, resp: &reqwest::Response) {
+        let date = resp.headers().get(reqwest::header::DATE).and_then(|v| v.to_str().ok());
+        if let Some(server) = date.and_then(|d| httpdate::parse_http_date(d).ok())
+            && let Ok(since) = server.duration_since(std::time::UNIX_EPOCH)
+        {
+            let offset = i64::try_from(since.as_secs()).unwrap_or(0) - dpop::unix_now();
+            self.clock_offset.store(offset, Ordering::Relaxed);
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Purpose {
     Enroll,
     /// Signing in with the device.
     SignIn,
+    /// Registering a fresh biometric key for an enrolled device.
+    Rekey,
 }
 
 impl Purpose {
@@ -42,6 +44,7 @@ impl Purpose {
         match self {
             Purpose::Enroll => "enroll",
             Purpose::SignIn => "sign_in",
+            Purpose::Rekey => "rekey",
         }
     }
 }

@@ -53,6 +53,15 @@ pub enum AuthError {
     /// Grant type other than `refresh_token`.
     #[error("unsupported grant type")]
     UnsupportedGrantType,
+    /// A DPoP proof was needed and is missing or wrong (RFC 9449). `resource`: on a resource
+    /// request (401) rather than at the token endpoint (400).
+    #[error("invalid DPoP proof: {reason}")]
+    InvalidDpopProof {
+        /// What was wrong, for the developer.
+        reason: &'static str,
+        /// A resource request rather than a token request.
+        resource: bool,
+    },
     /// Missing or invalid access token, or its session was revoked.
     #[error("a valid access token is required")]
     Unauthenticated,
@@ -102,6 +111,7 @@ impl AuthError {
             AuthError::ContextMismatch => codes::FLOW_CONTEXT_MISMATCH,
             AuthError::InvalidGrant => codes::INVALID_GRANT,
             AuthError::UnsupportedGrantType => codes::UNSUPPORTED_GRANT_TYPE,
+            AuthError::InvalidDpopProof { .. } => codes::INVALID_DPOP_PROOF,
             AuthError::Unauthenticated => codes::UNAUTHENTICATED,
             AuthError::InsufficientAuthentication { .. } => codes::INSUFFICIENT_USER_AUTHENTICATION,
             AuthError::Forbidden => codes::FORBIDDEN,

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod conformance;
 pub mod crypto;
 pub mod device;
+pub mod dpop;
 pub mod error;
 pub mod identity;
 pub mod ids;

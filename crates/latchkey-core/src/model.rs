@@ -188,6 +188,13 @@ pub enum FlowState {
         /// Single-use nonce in the signed message.
         nonce: String,
     },
+    /// Waiting for a fresh biometric key for an enrolled device, signed over the nonce.
+    AwaitingBiometricKey {
+        /// The device.
+        device_id: DeviceId,
+        /// Single-use nonce in the signed message.
+        nonce: String,
+    },
     /// A device sign-in waiting for a signature over the nonce. `device_id` is `None` for an
     /// unknown or revoked device, so the answer looks the same and no signature verifies.
     AwaitingDeviceSignature {
@@ -232,6 +239,7 @@ impl FlowState {
             FlowState::AwaitingRecoveryCodesSaved { .. } => "save_recovery_codes",
             FlowState::AwaitingDeviceEnrollment { .. } => "enroll_device",
             FlowState::AwaitingDeviceSignature { .. } => "device_signature",
+            FlowState::AwaitingBiometricKey { .. } => "rekey_biometric",
             FlowState::AwaitingReset { .. } => "reset_password",
             FlowState::Completed { .. } => "done",
             FlowState::Denied { .. } => "denied",
@@ -314,6 +322,9 @@ pub struct Session {
     pub context: ClientContext,
     /// The device it was signed in with, if it was a device sign-in: revoking the device ends it.
     pub device_id: Option<DeviceId>,
+    /// For a device session, the JWK thumbprint (RFC 7638) of the device's possession key: its
+    /// tokens carry `cnf.jkt` and refreshing needs a DPoP proof by that key (RFC 9449).
+    pub dpop_jkt: Option<String>,
 }
 
 /// An enrolled device: two P-256 public keys and the app PIN's hash. Nothing secret to the device

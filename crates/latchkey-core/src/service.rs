@@ -10,6 +10,7 @@
 
 use crate::clock::{Clock, rfc3339};
 use crate::crypto::{Keys, sha256_b64};
+use crate::dpop::{self, DpopProof};
 use crate::error::AuthError;
 use crate::identity::{Email, Phone, Username, canonical_username};
 use crate::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
@@ -18,7 +19,7 @@ use crate::password::{SecretHasher, check_policy, normalize};
 use crate::secret::{Random, SecretString, ct_eq, random_bytes, random_digits, random_token};
 use crate::settings::{MfaMode, Settings};
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
-use crate::tokens::{AccessClaims, AccessTokenSigner, TokenError};
+use crate::tokens::{AccessClaims, AccessTokenSigner, Confirmation, TokenError};
 use crate::totp::{self, TotpParams};
 use latchkey_proto as proto;
 use latchkey_proto::{Channel, DenialReason, MfaMethod, StepAnswer, codes};
@@ -69,6 +70,21 @@ pub struct FlowOutcome {
     pub error: Option<proto::StepError>,
     /// For metrics.
     pub events: Vec<StepEvent>,
+}
+
+/// An access token as a request presented it.
+#[derive(Debug, Clone)]
+pub struct Presented<'a> {
+    /// The token.
+    pub token: &'a str,
+    /// It came as `Authorization: DPoP …` rather than `Bearer …`.
+    pub dpop_scheme: bool,
+    /// The request's DPoP proof, its signature verified.
+    pub proof: Option<DpopProof>,
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's path (the issuer URL is put in front to compare with `htu`).
+    pub path: &'a str,
 }
 
 /// A verified access token and what it stands for.
@@ -219,6 +235,11 @@ impl Auth {
             FlowState::AwaitingDeviceSignature { nonce, .. } => {
                 proto::NextStep::DeviceSignature { nonce: nonce.clone(), attempts_left }
             }
+            FlowState::AwaitingBiometricKey { device_id, nonce } => proto::NextStep::RekeyBiometric {
+                device_id: device_id.to_string(),
+                nonce: nonce.clone(),
+                attempts_left,
+            },
             FlowState::AwaitingRecoveryCodesSaved { codes_sealed } => {
                 proto::NextStep::SaveRecoveryCodes { codes: self.sealed_recovery_codes(&o.flow, codes_sealed)? }
             }
@@ -675,6 +696,10 @@ impl Auth {
             (FlowState::AwaitingDeviceSignature { .. }, StepAnswer::DeviceSignature { key, signature, pin }) => {
                 self.device_signature(flow, key, signature, pin, now, ctx).await
             }
+            (
+                FlowState::AwaitingBiometricKey { device_id, nonce },
+                StepAnswer::RekeyBiometric { biometric_key, biometric_signature },
+            ) => self.complete_rekey(flow, device_id, nonce, biometric_key, biometric_signature, now, ctx).await,
             (FlowState::AwaitingRecoveryCodesSaved { codes_sealed }, StepAnswer::SaveRecoveryCodes {}) => {
                 self.save_recovery_codes(flow, codes_sealed, now, ctx).await
             }
@@ -1066,7 +1091,7 @@ impl Auth {
         &self,
         user: &User,
         amr: &[&str],
-        device_id: Option<DeviceId>,
+        device: Option<&Device>,
         now: OffsetDateTime,
         ctx: &ClientContext,
         batch: &mut Batch,
@@ -1084,7 +1109,9 @@ impl Auth {
             revoked_at: None,
             revoke_reason: None,
             context: ctx.clone(),
-            device_id,
+            device_id: device.map(|d| d.id),
+            // A device session is bound to its possession key (RFC 9449).
+            dpop_jkt: device.and_then(|d| dpop::thumbprint(&d.possession_key)),
         };
         let refresh = random_token(self.rng.as_ref(), 32);
         batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
@@ -1115,25 +1142,40 @@ impl Auth {
             acr: session.acr.clone(),
             amr: session.amr.clone(),
             auth_time: session.auth_time.unix_timestamp(),
+            cnf: session.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
         };
         Ok(proto::Tokens {
             access_token: self.signer.sign(&claims)?,
             refresh_token: refresh.expose().to_owned(),
-            token_type: "Bearer".into(),
+            // RFC 9449 §5: a bound token's type is DPoP.
+            token_type: if session.dpop_jkt.is_some() { "DPoP" } else { "Bearer" }.into(),
             expires_in: t.access_ttl_secs,
         })
     }
 
     /// `POST /v1/token` with `grant_type=refresh_token`: rotate (RFC 9700 §4.14.2).
-    pub async fn refresh(&self, req: proto::TokenRequest, ctx: ClientContext) -> Result<proto::Tokens, AuthError> {
+    /// A device session's refresh needs `proof`, a DPoP proof by the device's possession key
+    /// (RFC 9449 §5); without it, or with another key's, nothing changes and the answer is
+    /// `invalid_dpop_proof`.
+    pub async fn refresh(
+        &self,
+        req: proto::TokenRequest,
+        proof: Option<DpopProof>,
+        ctx: ClientContext,
+    ) -> Result<proto::Tokens, AuthError> {
         if req.grant_type != "refresh_token" {
             return Err(AuthError::UnsupportedGrantType);
         }
         let now = self.now();
+        let refused = |reason| AuthError::InvalidDpopProof { reason, resource: false };
+        if let Some(p) = &proof {
+            self.check_dpop(p, "POST", "/v1/token", None, now, false).await?;
+        }
         let old = sha256_b64(req.refresh_token.as_bytes());
         let fresh = random_token(self.rng.as_ref(), 32);
         let idle_cutoff = now - secs(self.settings.tokens.session_idle_ttl_secs);
-        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff).await? {
+        let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff, jkt).await? {
             RotateOutcome::Rotated(session) => {
                 let user = self.store.user_by_id(session.user_id).await?;
                 if !user.is_some_and(|u| u.status == UserStatus::Active) {
@@ -1173,19 +1215,77 @@ impl Auth {
                 Err(AuthError::InvalidGrant)
             }
             RotateOutcome::Invalid => Err(AuthError::InvalidGrant),
+            RotateOutcome::ProofMismatch => Err(refused(if proof.is_some() {
+                "the proof is not signed by the key this session is bound to"
+            } else {
+                "this refresh token is bound to a device key: send a DPoP proof by it"
+            })),
         }
     }
 
+    /// The checks on a DPoP proof that need the clock, the store and the issuer (RFC 9449
+    /// §4.3): method, URL, `iat` within ±60 s, `ath` when an access token comes with it, and
+    /// first use of its `jti`. The signature was checked by the HTTP layer.
+    async fn check_dpop(
+        &self,
+        p: &DpopProof,
+        method: &str,
+        path: &str,
+        ath: Option<&str>,
+        now: OffsetDateTime,
+        resource: bool,
+    ) -> Result<(), AuthError> {
+        let refused = |reason| Err(AuthError::InvalidDpopProof { reason, resource });
+        if p.htm != method {
+            return refused("htm is not this request's method");
+        }
+        if dpop::target_uri(&p.htu) != format!("{}{path}", self.settings.tokens.issuer) {
+            return refused("htu is not this request's URL");
+        }
+        // abs_diff: an iat near i64::MIN or MAX must not overflow.
+        if p.iat.abs_diff(now.unix_timestamp()) > dpop::IAT_WINDOW_SECS.unsigned_abs() {
+            return refused("iat is more than 60 seconds from the server's time");
+        }
+        if let Some(ath) = ath
+            && p.ath.as_deref().is_none_or(|a| !ct_eq(a.as_bytes(), ath.as_bytes()))
+        {
+            return refused("ath is not the hash of this access token");
+        }
+        let id = sha256_b64(format!("{}.{}", p.jkt, p.jti).as_bytes());
+        let keep_until = OffsetDateTime::from_unix_timestamp(p.iat + dpop::IAT_WINDOW_SECS).unwrap_or(now);
+        if !self.store.use_dpop_proof(&id, keep_until.max(now)).await? {
+            return refused("this proof (jti) was used already");
+        }
+        Ok(())
+    }
+
     /// Verify an access token and load its live session and user. Revocation and account
-    /// disablement take effect here, on the next request.
-    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
-        let claims = self.signer.verify(bearer).map_err(|e| match e {
+    /// disablement take effect here, on the next request. A token bound to a device key
+    /// (`cnf.jkt`) must come as `Authorization: DPoP` with a proof by that key for this request.
+    pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Principal, AuthError> {
+        let claims = self.signer.verify(presented.token).map_err(|e| match e {
             TokenError::Signing(m) => AuthError::Internal(m),
             _ => AuthError::Unauthenticated,
         })?;
-        let now = self.now().unix_timestamp();
+        let at = self.now();
+        let now = at.unix_timestamp();
         if claims.exp <= now || claims.iat > now + 60 {
             return Err(AuthError::Unauthenticated);
+        }
+        let refused = |reason| AuthError::InvalidDpopProof { reason, resource: true };
+        match (&claims.cnf, presented.dpop_scheme) {
+            (Some(cnf), true) => {
+                let p = presented.proof.as_ref().ok_or(refused("a DPoP proof is required with this token"))?;
+                if !ct_eq(p.jkt.as_bytes(), cnf.jkt.as_bytes()) {
+                    return Err(refused("the proof is not signed by the key this token is bound to"));
+                }
+                let ath = dpop::access_token_hash(presented.token);
+                self.check_dpop(p, presented.method, presented.path, Some(&ath), at, true).await?;
+            }
+            // RFC 9449 §7.2: a bound token sent as a plain bearer token is refused.
+            (Some(_), false) => return Err(refused("this token is bound to a device key: use Authorization: DPoP")),
+            (None, true) => return Err(AuthError::Unauthenticated),
+            (None, false) => {}
         }
         let sid: SessionId = claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?;
         let session = self.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;

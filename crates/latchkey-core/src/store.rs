@@ -115,6 +115,16 @@ pub enum Write {
         /// Now.
         at: OffsetDateTime,
     },
+    /// Replace a live device's biometric key (the old one stops working) or its PIN hash (which
+    /// clears its PIN failures, unblocking it). Conflict `device` if it was revoked.
+    UpdateDevice {
+        /// The device.
+        id: DeviceId,
+        /// The new biometric key's point.
+        biometric_key: Option<Vec<u8>>,
+        /// The new PIN's hash.
+        pin_hash: Option<String>,
+    },
     /// A sign-in with the device succeeded; `reset_pin` clears its PIN failures (a right PIN).
     DeviceUsed {
         /// The device.
@@ -172,6 +182,10 @@ pub enum RotateOutcome {
     Reused(SessionId),
     /// Unknown token, or its session is revoked or expired.
     Invalid,
+    /// The session is bound to a device key (DPoP) and no proof by that key came with the token.
+    /// Nothing changed: the token is neither spent nor, when already spent, does it revoke the
+    /// family (someone without the key cannot end the device's session).
+    ProofMismatch,
 }
 
 /// Storage. Implementations: SQLite and PostgreSQL in `latchkey-store`; both pass
@@ -235,13 +249,19 @@ pub trait Store: Send + Sync + 'static {
     async fn live_sessions(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Session>, StoreError>;
     /// Spend `old_hash` and store `new_hash` in its family, atomically; a spent token revokes
     /// the family. `idle_cutoff`: the session must have been refreshed (or created) after it.
+    /// `proof_jkt`: the thumbprint of the key that signed the request's DPoP proof, which must
+    /// equal the session's `dpop_jkt` when it has one ([`RotateOutcome::ProofMismatch`]).
     async fn rotate_refresh(
         &self,
         old_hash: &str,
         new_hash: &str,
         now: OffsetDateTime,
         idle_cutoff: OffsetDateTime,
+        proof_jkt: Option<&str>,
     ) -> Result<RotateOutcome, StoreError>;
+    /// Record a DPoP proof (`id`: a digest of its key thumbprint and `jti`) kept until
+    /// `expires_at`; `false` if it was recorded already (a replay).
+    async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError>;
 
     /// Claim up to `limit` due messages for `lease`; a crashed worker's claims expire.
     async fn claim_outbox(
@@ -262,7 +282,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every message of a provider, oldest first (the development outbox is provider `dev`).
     async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
 
-    /// Delete rate-limit windows and flows that ended before `before`; returns rows deleted.
+    /// Delete rate-limit windows, flows and DPoP proof records that ended before `before`;
+    /// returns rows deleted.
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// Audit events, newest first, optionally for one user.

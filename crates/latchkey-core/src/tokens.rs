@@ -27,6 +27,16 @@ pub struct AccessClaims {
     pub amr: Vec<String>,
     /// When the user authenticated (Unix seconds).
     pub auth_time: i64,
+    /// Confirmation (RFC 9449 §6): the device key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a DPoP-bound access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// JWK SHA-256 thumbprint of the key every request must carry a DPoP proof by.
+    pub jkt: String,
 }
 
 /// Why a token was refused.

@@ -138,6 +138,14 @@ pub enum StepAnswer {
         /// The app PIN, 6 to 12 digits; checked by the server, never stored on the phone.
         pin: String,
     },
+    /// Register a fresh biometric key for this device (`rekey_biometric`), after the OS
+    /// invalidated the old one. The new key signs the re-key message (see `docs/devices.md`).
+    RekeyBiometric {
+        /// The new biometric key: SPKI DER or X9.63, Base64url.
+        biometric_key: String,
+        /// Its signature over the re-key message (DER or `r‖s`, Base64url).
+        biometric_signature: String,
+    },
     /// Sign the nonce of `device_signature`: with the biometric key, or with the possession key
     /// and the app PIN.
     DeviceSignature {
@@ -181,6 +189,7 @@ impl StepAnswer {
             StepAnswer::SaveRecoveryCodes {} => "save_recovery_codes",
             StepAnswer::EnrollDevice { .. } => "enroll_device",
             StepAnswer::DeviceSignature { .. } => "device_signature",
+            StepAnswer::RekeyBiometric { .. } => "rekey_biometric",
         }
     }
 }
@@ -383,6 +392,16 @@ pub enum NextStep {
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
     },
+    /// Create a new biometric key (the OS invalidated the old one), sign the re-key message with
+    /// it and answer `rekey_biometric`. The old key stops working when the answer is accepted.
+    RekeyBiometric {
+        /// The device being re-keyed.
+        device_id: String,
+        /// Single-use, part of the signed message.
+        nonce: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+    },
     /// Sign the sign-in message with the biometric key, or with the possession key and send the
     /// app PIN too.
     DeviceSignature {
@@ -435,6 +454,7 @@ impl NextStep {
             NextStep::SaveRecoveryCodes { .. } => "save_recovery_codes",
             NextStep::EnrollDevice { .. } => "enroll_device",
             NextStep::DeviceSignature { .. } => "device_signature",
+            NextStep::RekeyBiometric { .. } => "rekey_biometric",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",
@@ -622,6 +642,15 @@ pub struct RecoveryCodes {
     pub codes: Vec<String>,
 }
 
+/// `PUT /v1/me/devices/{id}/pin`: a new app PIN for a device (also unblocks a blocked PIN).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DevicePin {
+    /// 6 to 12 digits, not an easy one.
+    pub pin: String,
+}
+
 /// `PUT /v1/me/factors/preferred`: the method a sign-in lists first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -717,6 +746,9 @@ pub mod codes {
     pub const INVALID_GRANT: &str = "invalid_grant";
     /// The grant type is not supported.
     pub const UNSUPPORTED_GRANT_TYPE: &str = "unsupported_grant_type";
+    /// A device session's request came without a valid DPoP proof by the device's possession key
+    /// (RFC 9449): missing, signed by another key, for another method or URL, too old, replayed.
+    pub const INVALID_DPOP_PROOF: &str = "invalid_dpop_proof";
     /// No valid access token.
     pub const UNAUTHENTICATED: &str = "unauthenticated";
     /// The session is too old or too weak for this action: step up (RFC 9470).

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod dpop;
 pub mod http;
 pub mod jwt;
 pub mod keys;

@@ -56,7 +56,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
 }
 
 macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa" }; }
-macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id" }; }
+macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id, dpop_jkt" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
 macro_rules! sql {
@@ -135,6 +135,7 @@ macro_rules! store_impl {
                     revoke_reason: r.try_get("revoke_reason").map_err(db_err)?,
                     context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
                     device_id: r.try_get::<Option<Uuid>, _>("device_id").map_err(db_err)?.map(DeviceId),
+                    dpop_jkt: r.try_get("dpop_jkt").map_err(db_err)?,
                 })
             }
 
@@ -244,10 +245,10 @@ macro_rules! store_impl {
                     }
                     Write::InsertSession(s) => {
                         let amr = serde_json::to_string(&s.amr).map_err(|_| corrupt("amr"))?;
-                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"))
                             .bind(s.id.0).bind(s.user_id.0).bind(&s.acr).bind(amr).bind(us(s.auth_time)).bind(us(s.created_at))
                             .bind(us(s.last_refresh_at)).bind(us(s.expires_at)).bind(s.revoked_at.map(us)).bind(&s.revoke_reason)
-                            .bind(&s.context.ip).bind(&s.context.user_agent).bind(s.device_id.map(|d| d.0))
+                            .bind(&s.context.ip).bind(&s.context.user_agent).bind(s.device_id.map(|d| d.0)).bind(&s.dpop_jkt)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertRefreshToken { hash, session_id, created_at } => {
@@ -266,7 +267,7 @@ macro_rules! store_impl {
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::ClearFailures { key, kind } => {
-                        sqlx::query("DELETE FROM failure_counters WHERE key = $1 AND kind = $2")
+sqlx::query("DELETE FROM failure_counters WHERE key = $1 AND kind = $2")
                             .bind(key).bind(kind)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
@@ -313,6 +314,21 @@ macro_rules! store_impl {
                             .bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
                         sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'device_revoked' WHERE device_id = $1 AND revoked_at IS NULL")
                             .bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::UpdateDevice { id, biometric_key, pin_hash } => {
+                        let mut done = 0;
+                        if let Some(key) = biometric_key {
+                            done += sqlx::query("UPDATE devices SET biometric_key = $2 WHERE id = $1 AND revoked_at IS NULL")
+                                .bind(id.0).bind(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key))
+                                .execute(&mut **tx).await.map_err(db_err)?.rows_affected();
+                        }
+                        if let Some(hash) = pin_hash {
+                            done += sqlx::query("UPDATE devices SET pin_hash = $2, pin_failures = 0 WHERE id = $1 AND revoked_at IS NULL")
+                                .bind(id.0).bind(hash).execute(&mut **tx).await.map_err(db_err)?.rows_affected();
+                        }
+                        if done == 0 {
+                            return Err(StoreError::Conflict("device"));
+                        }
                     }
                     Write::DeviceUsed { id, at, reset_pin } => {
                         // A revoked device stays revoked, even against a sign-in racing the revocation.
@@ -495,7 +511,7 @@ macro_rules! store_impl {
                 rows.iter().map(Self::session).collect()
             }
 
-            async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now: OffsetDateTime, idle_cutoff: OffsetDateTime) -> Result<RotateOutcome, StoreError> {
+            async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now: OffsetDateTime, idle_cutoff: OffsetDateTime, proof_jkt: Option<&str>) -> Result<RotateOutcome, StoreError> {
                 let mut tx = self.begin().await?;
                 let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL RETURNING session_id")
                     .bind(old_hash).bind(us(now)).fetch_optional(&mut *tx).await.map_err(db_err)?;
@@ -505,6 +521,11 @@ macro_rules! store_impl {
                         let row = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
                             .bind(sid).fetch_one(&mut *tx).await.map_err(db_err)?;
                         let mut session = Self::session(&row)?;
+                        if session.dpop_jkt.is_some() && session.dpop_jkt.as_deref() != proof_jkt {
+                            // Not spent: the rollback leaves the token to its device (RFC 9449 §5).
+                            tx.rollback().await.map_err(db_err)?;
+                            return Ok(RotateOutcome::ProofMismatch);
+                        }
                         if session.revoked_at.is_some() || session.expires_at <= now || session.last_refresh_at < idle_cutoff {
                             RotateOutcome::Invalid
                         } else {
@@ -517,15 +538,22 @@ macro_rules! store_impl {
                         }
                     }
                     None => {
-                        let known = sqlx::query("SELECT session_id FROM refresh_tokens WHERE hash = $1")
+                        let known = sqlx::query("SELECT r.session_id, s.dpop_jkt FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1")
                             .bind(old_hash).fetch_optional(&mut *tx).await.map_err(db_err)?;
                         match known {
-                            // RFC 9700 §4.14.2: a spent token presented again revokes its family.
                             Some(r) => {
                                 let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
-                                sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
-                                    .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
-                                RotateOutcome::Reused(SessionId(sid))
+                                let bound: Option<String> = r.try_get("dpop_jkt").map_err(db_err)?;
+                                if bound.is_some() && bound.as_deref() != proof_jkt {
+                                    // Someone without the device key holds a spent token: they can
+                                    // do nothing with it, and must not be able to end the session.
+                                    RotateOutcome::ProofMismatch
+                                } else {
+                                    // RFC 9700 §4.14.2: a spent token presented again revokes its family.
+                                    sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
+                                        .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
+                                    RotateOutcome::Reused(SessionId(sid))
+                                }
                             }
                             None => RotateOutcome::Invalid,
                         }
@@ -533,6 +561,12 @@ macro_rules! store_impl {
                 };
                 tx.commit().await.map_err(db_err)?;
                 Ok(outcome)
+            }
+
+            async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
+                let r = sqlx::query("INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(id).bind(us(expires_at)).execute(&self.pool).await.map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
             }
 
             async fn claim_outbox(&self, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError> {
@@ -595,6 +629,7 @@ macro_rules! store_impl {
                 let mut n = 0;
                 n += sqlx::query("DELETE FROM rate_counters WHERE window_start < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM flows WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                n += sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 tx.commit().await.map_err(db_err)?;
                 Ok(n)
             }
@@ -603,7 +638,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "users",
     "flows",
     "sessions",
@@ -615,6 +650,7 @@ const TABLES: [&str; 11] = [
     "factors",
     "recovery_codes",
     "devices",
+    "dpop_proofs",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

@@ -32,8 +32,14 @@ impl Drop for Serve {
 
 /// Start `latchkey serve` in `dir` and read the address it prints.
 fn serve(dir: &Path) -> Serve {
+    serve_with(dir, &[])
+}
+
+/// The same with environment variables set.
+fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Serve {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -66,7 +72,9 @@ fn outbox(dir: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_no_configuration_runs_the_whole_password_journey() {
     let dir = temp_dir();
-    let server = serve(&dir);
+    // The issuer is the public URL; fixed here because the restart below gets another port.
+    let public_url = [("LATCHKEY_PUBLIC_URL", "https://auth.example.test")];
+    let server = serve_with(&dir, &public_url);
     assert!(dir.join("latchkey-data/latchkey.db").exists());
     assert_eq!(server.startup.iter().filter(|l| l.contains("created key file")).count(), 3, "{:?}", server.startup);
     for key in ["jwt-signing-key.p8", "data-key", "pepper"] {
@@ -107,7 +115,7 @@ async fn serve_with_no_configuration_runs_the_whole_password_journey() {
     // A restart keeps the keys: a token signed before still verifies after.
     let t = c.sign_in("cli", pw).await.unwrap().tokens.unwrap();
     drop(server);
-    let server = serve(&dir);
+    let server = serve_with(&dir, &public_url);
     assert!(!server.startup.iter().any(|l| l.contains("created key file")), "a restart reuses the keys");
     let c = Client::new(&server.url).unwrap();
     assert_eq!(c.me(&t.access_token).await.unwrap().username, "cli");
@@ -158,15 +166,54 @@ async fn the_device_emulator_enrols_and_signs_in_by_pin_and_by_biometric_key() {
     let out = cli(&["sign-in", "--pin", "371946"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["tokens"]["token_type"], "DPoP");
+    // The session is bound to the device's key: only the device can use and refresh it.
     let access = answer["tokens"]["access_token"].as_str().unwrap();
-    let me = c.me(access).await.unwrap();
-    assert_eq!((me.acr.as_str(), me.amr.clone()), ("aal2", vec!["hwk".to_string(), "pin".into(), "mfa".into()]));
+    let e = c.me(access).await.unwrap_err();
+    assert!(matches!(e, latchkey_client::ClientError::Decode(_)), "the SDK needs the device key: {e}");
+    let refresh = answer["tokens"]["refresh_token"].as_str().unwrap();
+    assert_eq!(c.refresh(refresh).await.unwrap_err().code(), Some("invalid_dpop_proof"));
+    let out = cli(&["refresh"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["me"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((me["acr"].as_str(), me["amr"].clone()), (Some("aal2"), serde_json::json!(["hwk", "pin", "mfa"])));
     assert!(cli(&["sign-in"]).status.success(), "the biometric key");
     let wrong = cli(&["sign-in", "--pin", "902817"]);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stdout).contains("code_mismatch"));
     let listed = c.devices(&t.access_token).await.unwrap().devices;
     assert_eq!((listed[0].id.as_str(), listed[0].name.as_str()), (device_id.as_str(), "Terminal"));
+}
+
+#[test]
+fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() {
+    let dir = temp_dir();
+    let server = serve(&dir);
+    let device = dir.join("phone.json");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["device"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &server.url, "--file", device.to_str().unwrap()]);
+        let out = Command::new(BIN).args(&all).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = |out: String| serde_json::from_str::<serde_json::Value>(&out).unwrap();
+    let a = json(cli(&["sign-up", "--username", "pat", "--phone", "+14155550123", "--email", "pat@example.com"]));
+    assert_eq!(a["next_step"]["type"], "confirm_sign_up");
+    let flow = a["flow_id"].as_str().unwrap();
+    let confirm = format!(r#"{{"step":"confirm_sign_up","code":"{}"}}"#, code_for(&dir, "+14155550123"));
+    assert_eq!(json(cli(&["answer", "--flow", flow, &confirm]))["next_step"]["type"], "enroll_device");
+    cli(&["enroll", "--flow", flow, "--pin", "371946"]);
+    let me = json(cli(&["me"]));
+    assert_eq!((&me["acr"], &me["amr"]), (&serde_json::json!("aal1"), &serde_json::json!(["sms", "hwk"])));
+    // A SIM swap: a new device with the SMS code and nothing else (the email is not verified).
+    let a = json(cli(&["sign-in", "--username", "pat"]));
+    let code = format!(r#"{{"step":"sms_code","code":"{}"}}"#, code_for(&dir, "+14155550123"));
+    let r = json(cli(&["answer", "--flow", a["flow_id"].as_str().unwrap(), &code]));
+    assert_eq!((r["next_step"]["type"].as_str(), r["tokens"].is_null()), (Some("denied"), true));
 }
 
 #[test]

@@ -109,7 +109,6 @@ impl Auth {
             revoked_at: None,
         };
         let mut batch = Batch::new();
-        batch.push(Write::InsertDevice(device));
         // In a sign-up or a new-device sign-in, the enrolment completes it: a session bound to
         // the new device, with what this flow verified plus the device key.
         let (session_id, tokens) = if flow.kind == FlowKind::Enroll {
@@ -117,9 +116,10 @@ impl Auth {
         } else {
             let mut methods: Vec<&str> = amr.iter().map(String::as_str).collect();
             methods.push("hwk");
-            let (session, tokens) = self.new_session(&user, &methods, Some(device_id), now, &ctx, &mut batch)?;
+            let (session, tokens) = self.new_session(&user, &methods, Some(&device), now, &ctx, &mut batch)?;
             (Some(session.id), Some(tokens))
         };
+        batch.push(Write::InsertDevice(device));
         let done = Flow { state: FlowState::Completed { session_id }, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version }).push(audit(
             now,
@@ -303,7 +303,7 @@ impl Auth {
         let amr: &[&str] = if role == KeyRole::Biometric { &["hwk"] } else { &["hwk", "pin"] };
         let mut batch = Batch::new();
         batch.push(Write::DeviceUsed { id: device.id, at: now, reset_pin: role == KeyRole::Possession });
-        let (session, tokens) = self.new_session(&user, amr, Some(device.id), now, &ctx, &mut batch)?;
+        let (session, tokens) = self.new_session(&user, amr, Some(&device), now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,
@@ -354,12 +354,7 @@ impl Auth {
 
     /// `DELETE /v1/me/devices/{id}`: its keys, PIN and sessions stop working at once.
     pub async fn revoke_device(&self, p: &Principal, id: DeviceId, ctx: ClientContext) -> Result<(), AuthError> {
-        let device = self
-            .store
-            .device(id)
-            .await?
-            .filter(|d| d.user_id == p.user.id && d.revoked_at.is_none())
-            .ok_or(AuthError::NotFound)?;
+        let device = self.live_device_of(p, id).await?;
         let now = self.now();
         let mut batch = Batch::new();
         batch.push(Write::RevokeDevice { id, at: now }).push(audit(
@@ -377,5 +372,141 @@ impl Auth {
         self.store.apply(batch).await?;
         self.outbox_wakeup.notify_one();
         Ok(())
+    }
+
+    /// `POST /v1/me/devices/{id}/biometric-key`: an `enroll` flow whose step is `rekey_biometric`.
+    /// Only from that device, signed in with its PIN in the last 10 minutes: the biometric key
+    /// is what the OS invalidated, so the PIN is what proves the user (DESIGN.md).
+    pub async fn rekey_biometric(
+        &self,
+        p: &Principal,
+        id: DeviceId,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        self.live_device_of(p, id).await?;
+        let now = self.now();
+        let max_age = self.settings.mfa.step_up_max_age_secs;
+        let by_pin_here = p.session.device_id == Some(id) && p.session.amr.iter().any(|m| m == "pin");
+        if !by_pin_here || now - p.session.auth_time > secs(max_age) {
+            return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
+        }
+        let state = FlowState::AwaitingBiometricKey {
+            device_id: id,
+            nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+        };
+        self.start_enrollment(p, FlowId::new(), state, "biometric_key", vec![], now, &ctx).await
+    }
+
+    /// `rekey_biometric`: the new key signs the re-key message; then it replaces the old one, and
+    /// the account's addresses are told.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn complete_rekey(
+        &self,
+        flow: Flow,
+        device_id: DeviceId,
+        nonce: String,
+        biometric_key: String,
+        signature: String,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let step = "rekey_biometric";
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let key = dk::parse_public_key(&biometric_key)
+            .map_err(|e| AuthError::InvalidRequest(format!("biometric_key: {e}")))?;
+        let attempts = match self.reserve_attempt(&flow, step, None, OTP, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(o),
+        };
+        let device = self.store.device(device_id).await?.filter(|d| d.revoked_at.is_none() && d.user_id == user.id);
+        let message = dk::signed_message(
+            Purpose::Rekey,
+            &flow.id.to_string(),
+            &nonce,
+            KeyRole::Biometric,
+            &device_id.to_string(),
+        );
+        let Some(device) =
+            device.filter(|d| d.possession_key != key && dk::verify(&key, message.as_bytes(), &signature))
+        else {
+            return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+        };
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateDevice { id: device.id, biometric_key: Some(key), pin_hash: None })
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
+            .push(audit(
+                now,
+                Some(user.id),
+                "device_biometric_key_replaced",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "device_id": device.id}),
+            ));
+        let notice = format!(
+            "The device \"{}\" registered a new biometric key (fingerprint or face settings changed on it). If this was not you, remove the device from your account.",
+            device.name
+        );
+        for m in self.notification(&user, "A device's biometric key was replaced", &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict("device")) => return self.refuse(&flow, step, attempts, false, now, &ctx).await,
+            Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
+            Err(e) => return Err(e.into()),
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(done, vec![StepEvent { step, outcome: "success" }]))
+    }
+
+    /// `PUT /v1/me/devices/{id}/pin`: a new app PIN, which also unblocks a blocked one. Needs a
+    /// sign-in at `aal2` from the last 10 minutes — with another factor when the PIN is blocked,
+    /// which is how the user "recovers with another factor" (DESIGN.md).
+    pub async fn set_device_pin(
+        &self,
+        p: &Principal,
+        id: DeviceId,
+        pin: SecretString,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        let device = self.live_device_of(p, id).await?;
+        let now = self.now();
+        let max_age = self.settings.mfa.step_up_max_age_secs;
+        if now - p.session.auth_time > secs(max_age) || p.session.acr == "aal1" {
+            return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
+        }
+        dk::check_pin(pin.expose()).map_err(|reason| AuthError::InvalidRequest(format!("pin: {reason}")))?;
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateDevice { id, biometric_key: None, pin_hash: Some(self.hasher.hash(&pin).await?) })
+            .push(audit(
+                now,
+                Some(p.user.id),
+                "device_pin_changed",
+                "success",
+                &ctx,
+                serde_json::json!({"device_id": id, "was_blocked": device.pin_failures >= PIN_LIMIT}),
+            ));
+        let notice = format!("The app PIN of the device \"{}\" was changed.", device.name);
+        for m in self.notification(&p.user, "A device's PIN was changed", &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        match self.store.apply(batch).await {
+            Err(StoreError::Conflict("device")) => return Err(AuthError::NotFound),
+            other => other?,
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// One of the caller's devices that is not revoked, or `not_found`.
+    async fn live_device_of(&self, p: &Principal, id: DeviceId) -> Result<Device, AuthError> {
+        self.store
+            .device(id)
+            .await?
+            .filter(|d| d.user_id == p.user.id && d.revoked_at.is_none())
+            .ok_or(AuthError::NotFound)
     }
 }

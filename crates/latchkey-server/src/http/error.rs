@@ -28,7 +28,9 @@ fn status(e: &AuthError) -> StatusCode {
         AuthError::InvalidRequest(_)
         | AuthError::InvalidPassword(_)
         | AuthError::InvalidGrant
-        | AuthError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+        | AuthError::UnsupportedGrantType
+        | AuthError::InvalidDpopProof { resource: false, .. } => StatusCode::BAD_REQUEST,
+        AuthError::InvalidDpopProof { resource: true, .. } => StatusCode::UNAUTHORIZED,
         AuthError::NotAuthorized | AuthError::Unauthenticated | AuthError::InsufficientAuthentication { .. } => {
             StatusCode::UNAUTHORIZED
         }
@@ -66,6 +68,13 @@ impl IntoResponse for ApiError {
         match &e {
             AuthError::Unauthenticated => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // RFC 9449 §7.1.
+            AuthError::InvalidDpopProof { resource: true, .. } => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("DPoP error=\"invalid_dpop_proof\", algs=\"ES256\""),
+                );
             }
             // RFC 9470 §3: tell the client what a new authentication must achieve.
             AuthError::InsufficientAuthentication { acr, max_age } => {

@@ -5,8 +5,9 @@ use super::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use latchkey_core::AuthError;
+use latchkey_core::dpop::DpopProof;
 use latchkey_core::model::ClientContext;
-use latchkey_core::service::Principal;
+use latchkey_core::service::{Presented, Principal};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 
@@ -56,21 +57,54 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-/// The caller's verified access token, live session and user.
+/// The caller's verified access token, live session and user. A device session's token comes as
+/// `Authorization: DPoP …` with a `DPoP` proof by the device's possession key (RFC 9449 §7).
 pub struct Authenticated(pub Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(ApiError(AuthError::Unauthenticated))?;
-        Ok(Self(state.auth.authenticate(token).await?))
+        let (scheme, token) = authorization(parts).ok_or(ApiError(AuthError::Unauthenticated))?;
+        let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+        if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError(AuthError::Unauthenticated));
+        }
+        let proof = dpop_proof(parts).map_err(|reason| AuthError::InvalidDpopProof { reason, resource: true })?;
+        let presented = Presented { token, dpop_scheme, proof, method: parts.method.as_str(), path: parts.uri.path() };
+        Ok(Self(state.auth.authenticate(presented).await?))
     }
+}
+
+/// The request's `DPoP` proof, its signature verified; at most one (RFC 9449 §4.3).
+pub struct Dpop(pub Option<DpopProof>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Dpop {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let proof = dpop_proof(parts).map_err(|reason| AuthError::InvalidDpopProof { reason, resource: false })?;
+        Ok(Self(proof))
+    }
+}
+
+fn dpop_proof(parts: &Parts) -> Result<Option<DpopProof>, &'static str> {
+    let mut values = parts.headers.get_all("dpop").iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err("more than one DPoP header");
+    }
+    crate::dpop::verify(value.to_str().map_err(|_| "the DPoP header is not ASCII")?).map(Some)
+}
+
+/// The `Authorization` scheme and credentials.
+fn authorization(parts: &Parts) -> Option<(&str, &str)> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    Some((scheme, token.trim())).filter(|(_, t)| !t.is_empty())
 }
 
 /// The `Authorization: Bearer …` value.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    authorization(parts).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t)
 }

@@ -51,6 +51,7 @@ pub struct AppState {
         session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
+        session::rekey_biometric, session::set_device_pin,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session::router())
         .merge(admin::router())
         .merge(ops::router())
+        .layer(middleware::from_fn_with_state(state.clone(), server_date))
         .fallback(|| async { error::ApiError(AuthError::NotFound) })
         .method_not_allowed_fallback(|| async {
             error::ApiError(AuthError::InvalidRequest("method not allowed on this route".into()))
@@ -118,6 +120,25 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(DefaultBodyLimit::max(64 * 1024)),
         )
+}
+
+/// `Date` from the server's clock (the injected one), so a device whose own clock is off can
+/// still date its DPoP proofs within the ±60 s the server accepts: the SDK keeps the offset.
+async fn server_date(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    if let Ok(date) = state.auth.now().to_offset(time::UtcOffset::UTC).format(&format)
+        && let Ok(v) = axum::http::HeaderValue::from_str(&date)
+    {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    resp
 }
 
 /// Request counts and latencies by route (the route template, never the raw path).

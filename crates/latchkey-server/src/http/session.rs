@@ -2,15 +2,15 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated, Client};
+use super::extract::{ApiJson, Authenticated, Client, Dpop};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
 use latchkey_proto::{
-    DeviceList, EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, PreferredMfa, RecoveryCodes, SessionList,
-    SignOutRequest, TokenRequest, Tokens,
+    DeviceList, DevicePin, EnrollFactorRequest, ErrorBody, FactorList, FlowAnswer, Me, PreferredMfa, RecoveryCodes,
+    SessionList, SignOutRequest, TokenRequest, Tokens,
 };
 
 pub fn router() -> Router<AppState> {
@@ -26,17 +26,24 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me/recovery-codes", post(recovery_codes))
         .route("/v1/me/devices", get(devices).post(enroll_device))
         .route("/v1/me/devices/{id}", delete(revoke_device))
+        .route("/v1/me/devices/{id}/biometric-key", post(rekey_biometric))
+        .route("/v1/me/devices/{id}/pin", put(set_device_pin))
 }
 
-/// Rotate a refresh token. A spent token revokes its whole family (`invalid_grant`).
+/// Rotate a refresh token. A spent token revokes its whole family (`invalid_grant`). A device
+/// session's refresh needs a `DPoP` header: a proof (RFC 9449) by the device's possession key
+/// for `POST` to this URL; without it nothing changes and the answer is `invalid_dpop_proof`.
 #[utoipa::path(post, path = "/v1/token", tag = "tokens", request_body = TokenRequest,
-    responses((status = 200, body = Tokens), (status = 400, description = "invalid_grant, unsupported_grant_type", body = ErrorBody)))]
+    params(("DPoP" = Option<String>, Header, description = "DPoP proof JWT (RFC 9449); required for device sessions")),
+    responses((status = 200, body = Tokens),
+        (status = 400, description = "invalid_grant, unsupported_grant_type, invalid_dpop_proof", body = ErrorBody)))]
 pub async fn token(
     State(s): State<AppState>,
     Client(ctx): Client,
+    Dpop(proof): Dpop,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Json<Tokens>, ApiError> {
-    Ok(Json(s.auth.refresh(req, ctx).await?))
+    Ok(Json(s.auth.refresh(req, proof, ctx).await?))
 }
 
 /// End this session (`scope: session`, the default) or every session (`all`).
@@ -189,5 +196,43 @@ pub async fn revoke_device(
 ) -> Result<StatusCode, ApiError> {
     let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
     s.auth.revoke_device(&p, id, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Register a fresh biometric key for this device after the OS invalidated the old one: an
+/// `enroll` flow whose step is `rekey_biometric`. Only from the device itself, signed in with its
+/// PIN in the last 10 minutes (else `401 insufficient_user_authentication`). See `docs/devices.md`.
+#[utoipa::path(post, path = "/v1/me/devices/{id}/biometric-key", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = FlowAnswer),
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn rekey_biometric(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    Path(id): Path<String>,
+) -> Result<Json<FlowAnswer>, ApiError> {
+    let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
+    let o = s.auth.rekey_biometric(&p, id, ctx).await?;
+    super::flows::answer(&s, o)
+}
+
+/// Set a device's app PIN; a blocked PIN is unblocked. Needs a sign-in at `aal2` from the last
+/// 10 minutes (with another factor, when the PIN is blocked). The account's addresses are told.
+#[utoipa::path(put, path = "/v1/me/devices/{id}/pin", tag = "me", security(("bearer" = [])), request_body = DevicePin,
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 204, description = "Set"), (status = 400, description = "invalid_request (an easy PIN)", body = ErrorBody),
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn set_device_pin(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DevicePin>,
+) -> Result<StatusCode, ApiError> {
+    let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
+    s.auth.set_device_pin(&p, id, latchkey_core::secret::SecretString::new(req.pin), ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 //! and server-checked PIN, the PIN block, revocation, and the attacks of the device issue
 //! (DEV-1…4, SES-10, FLOW-4), through the SDK and its software key store.
 
-use latchkey_client::{Keystore, KeystoreError, SoftwareKeystore, Unlock, key_alias};
+use latchkey_client::{Client, Keystore, KeystoreError, SoftwareKeystore, TokenVault, Unlock, key_alias};
 use latchkey_testkit::proto::{
     Channel, DeviceKey, MfaMethod, NextStep, SignUpRequest, StepAnswer, Tokens, codes, device_message,
 };
@@ -48,6 +48,11 @@ async fn with_device(s: &TestServer, name: &str) -> (String, SoftwareKeystore, S
     (id, ks, secret)
 }
 
+/// The app on the device: its requests carry DPoP proofs by the device's possession key.
+fn on_device(c: &Client, ks: &SoftwareKeystore, device_id: &str) -> Client {
+    c.with_device_key(Arc::new(ks.clone()), device_id).unwrap()
+}
+
 fn refusal(a: &latchkey_testkit::proto::FlowAnswer) -> String {
     match (&a.error, &a.next_step) {
         (_, NextStep::Denied { .. }) => "denied".into(),
@@ -73,24 +78,46 @@ async fn the_passwordless_journey_enrol_biometric_pin_invalidation_and_revocatio
         "every enrolment is announced"
     );
     // Biometric key: possession only until attestation evidences user verification (DEV-4).
-    let bio = c.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap().tokens.unwrap();
-    let me = c.me(&bio.access_token).await.unwrap();
+    let d = on_device(&c, &ks, &id);
+    let bio = d.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    let me = d.me(&bio.access_token).await.unwrap();
     assert_eq!((me.acr.as_str(), me.amr.clone()), ("aal1", vec!["hwk".to_string()]));
     // Possession key + the server-checked PIN: two factors.
-    let pin = c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
-    let me = c.me(&pin.access_token).await.unwrap();
+    let pin = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let me = d.me(&pin.access_token).await.unwrap();
     assert_eq!((me.acr.as_str(), me.amr.clone()), ("aal2", vec!["hwk".to_string(), "pin".into(), "mfa".into()]));
+    // SES-4: the device's session refreshes with a proof by its possession key.
+    let pin = d.refresh(&pin.refresh_token).await.unwrap();
+    assert_eq!(pin.token_type, "DPoP");
+    assert_eq!(d.me(&pin.access_token).await.unwrap().acr, "aal2");
     // New fingerprint enrolled: the OS invalidates the biometric key; the SDK says so before
     // sending anything, and the PIN still works.
-    ks.invalidate(&key_alias(&id, DeviceKey::Biometric));
-    let e = c.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap_err();
+    let bio_alias = key_alias(&id, DeviceKey::Biometric);
+    let old_key = SoftwareKeystore::new();
+    for (alias, pkcs8) in ks.export().into_iter().filter(|(a, _)| *a == bio_alias) {
+        old_key.import(&alias, pkcs8).unwrap();
+    }
+    ks.invalidate(&bio_alias);
+    let e = d.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap_err();
     assert!(matches!(e, latchkey_client::ClientError::Keystore(KeystoreError::Invalidated(_))), "{e}");
-    assert!(c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.is_some());
+    let by_pin = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    // Re-keying needs this device's PIN sign-in: not the biometric session, not another one.
+    for (token, who) in [(&bio.access_token, "a biometric session"), (&t.access_token, "a session of no device")] {
+        let e = d.rekey_biometric(token, &ks, &id).await.unwrap_err();
+        assert_eq!(e.code(), Some(codes::INSUFFICIENT_USER_AUTHENTICATION), "{who}");
+    }
+    let done = d.rekey_biometric(&by_pin.access_token, &ks, &id).await.unwrap();
+    assert_eq!(done.next_step, NextStep::Done);
+    assert!(d.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap().tokens.is_some(), "the fresh key");
+    let r = d.device_sign_in(&id, &old_key, Unlock::Biometric).await.unwrap();
+    assert_eq!((refusal(&r), r.tokens.is_none()), (codes::CODE_MISMATCH.to_string(), true), "the old key, at once");
+    assert!(s.outbox().await.iter().any(|m| m.to == "ada@example.com" && m.subject.contains("biometric key")));
     // SES-10: revoking the device ends its sessions and its keys at once (DEV-2: same second).
     c.revoke_device(&t.access_token, &id).await.unwrap();
-    let e = c.me(&pin.access_token).await.unwrap_err();
+    let e = d.me(&pin.access_token).await.unwrap_err();
     assert_eq!(e.status(), Some(401), "a session signed in with the device");
-    assert!(c.refresh(&bio.refresh_token).await.is_err(), "and its refresh tokens");
+    let e = d.refresh(&bio.refresh_token).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INVALID_GRANT), "and its refresh tokens, even with the key");
     let r = c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap();
     assert_eq!((refusal(&r), r.tokens.is_none()), (codes::CODE_MISMATCH.to_string(), true));
     assert!(c.devices(&t.access_token).await.unwrap().devices.is_empty());
@@ -181,6 +208,19 @@ async fn dev_3_a_stolen_phone_without_the_app_pin_is_blocked_after_five_tries_wi
     // However long one waits.
     s.clock.advance(Duration::days(7));
     assert!(c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.is_none());
+    // The owner recovers with another factor (password and app code), then sets a new PIN.
+    let weak = c.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    let d = on_device(&c, &ks, &id);
+    let e = d.set_device_pin(&weak.access_token, &id, "580213").await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INSUFFICIENT_USER_AUTHENTICATION), "the biometric key alone is aal1");
+    let t = aal2_session(&s, "dan", &secret).await;
+    let e = c.set_device_pin(&t.access_token, &id, "123456").await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INVALID_REQUEST), "an easy PIN");
+    c.set_device_pin(&t.access_token, &id, "580213").await.unwrap();
+    assert!(!c.devices(&t.access_token).await.unwrap().devices[0].pin_blocked);
+    assert!(c.device_sign_in(&id, &ks, Unlock::Pin("580213")).await.unwrap().tokens.is_some());
+    assert!(c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.is_none(), "the old PIN is gone");
+    assert!(s.outbox().await.iter().any(|m| m.to == "dan@example.com" && m.subject.contains("PIN was changed")));
 }
 
 async fn dev_2_and_flow_4_signatures_bind_to_their_flow_nonce_device_and_user(b: Backend) {
@@ -291,14 +331,15 @@ async fn a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device(b
     let s = TestServer::start(b).await;
     let (id, ks, t) = passwordless(&s, "pia", "+14155550301").await;
     let c = s.client();
-    let me = c.me(&t.access_token).await.unwrap();
+    let d = on_device(&c, &ks, &id);
+    let me = d.me(&t.access_token).await.unwrap();
     assert_eq!(
         (me.acr.as_str(), me.amr.clone(), me.phone_verified),
         ("aal1", vec!["sms".to_string(), "hwk".into()], true)
     );
-    assert_eq!(c.devices(&t.access_token).await.unwrap().devices[0].id, id);
-    let pin = c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
-    assert_eq!(c.me(&pin.access_token).await.unwrap().acr, "aal2");
+    assert_eq!(d.devices(&t.access_token).await.unwrap().devices[0].id, id);
+    let pin = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    assert_eq!(d.me(&pin.access_token).await.unwrap().acr, "aal2");
     let e = c.sign_in("pia", "any password at all").await.unwrap_err();
     assert_eq!(e.code(), Some(codes::NOT_AUTHORIZED), "there is no password to sign in with");
     let r = s
@@ -322,8 +363,9 @@ async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend
     let (id, ks, _) = passwordless(&s, "quy", "+14155550302").await;
     let c = s.client();
     // The owner verifies the email address (a second proof for new devices).
-    let t = c.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
-    let v = c.enroll_email(&t.access_token, None).await.unwrap();
+    let d = on_device(&c, &ks, &id);
+    let t = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let v = d.enroll_email(&t.access_token, None).await.unwrap();
     c.verify_code(&v.flow_id, &s.code_for("quy@example.com").await).await.unwrap();
     // The attacker has the SIM: a new device, the SMS code…
     let a = c.sign_in_new_device("quy").await.unwrap();
@@ -356,9 +398,9 @@ async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend
     let e = c.email_code(&a.flow_id, &s.code_for("quy@example.com").await).await.unwrap();
     let new_ks = SoftwareKeystore::new();
     let (new_id, done) = c.enroll_device_step(&e, &new_ks, "New phone", "android", "902817").await.unwrap();
-    let me = c.me(&done.tokens.unwrap().access_token).await.unwrap();
+    let me = on_device(&c, &new_ks, &new_id).me(&done.tokens.unwrap().access_token).await.unwrap();
     assert_eq!(me.amr, vec!["sms".to_string(), "email".into(), "hwk".into()]);
-    assert_eq!(c.devices(&t.access_token).await.unwrap().devices.len(), 2);
+    assert_eq!(d.devices(&t.access_token).await.unwrap().devices.len(), 2);
     assert!(c.device_sign_in(&new_id, &new_ks, Unlock::Pin("902817")).await.unwrap().tokens.is_some());
     assert!(
         s.outbox().await.iter().filter(|m| m.to == "quy@example.com" && m.subject.contains("new device")).count() >= 1,
@@ -414,6 +456,141 @@ async fn rl_5_a_new_device_sign_in_looks_the_same_for_unknown_and_password_accou
     assert_eq!(s.outbox().await.len(), sent_before + 2, "only the real passwordless account got codes");
 }
 
+/// POST /v1/token with this refresh token and, optionally, this `DPoP` header.
+async fn raw_refresh(s: &TestServer, refresh_token: &str, proof: Option<&str>) -> latchkey_testkit::RawResponse {
+    let body = serde_json::json!({"grant_type": "refresh_token", "refresh_token": refresh_token}).to_string();
+    let headers: Vec<(&str, &str)> = proof.map(|p| ("DPoP", p)).into_iter().collect();
+    s.raw().raw("POST", "/v1/token", None, Some(body), &headers).await
+}
+
+fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn ses_4_a_device_session_needs_a_proof_by_its_key_to_refresh_and_to_be_used(b: Backend) {
+    use base64::Engine;
+    let s = TestServer::start(b).await;
+    let (id, ks, _) = with_device(&s, "hal").await;
+    let (other_id, other_ks, _) = with_device(&s, "ian").await;
+    let c = s.client();
+    let d = on_device(&c, &ks, &id);
+    let t = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    assert_eq!(t.token_type, "DPoP");
+    // cnf.jkt is the RFC 7638 thumbprint of the possession key, as a JOSE library computes it.
+    let point = ks.public_key(&key_alias(&id, DeviceKey::Possession)).unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])}),
+    )
+    .unwrap();
+    let jkt = jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap();
+    assert_eq!(claims(&t.access_token)["cnf"]["jkt"], jkt.as_str());
+
+    let token_url = format!("{}/v1/token", s.url);
+    let refused = |r: latchkey_testkit::RawResponse, why: &str| {
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_DPOP_PROOF)), "{why}");
+    };
+    refused(raw_refresh(&s, &t.refresh_token, None).await, "no proof");
+    let other = on_device(&c, &other_ks, &other_id);
+    let p = other.dpop_proof("POST", &token_url, None, None).unwrap();
+    refused(raw_refresh(&s, &t.refresh_token, Some(&p)).await, "another device's key");
+    let now = latchkey_core::clock::Clock::now(&s.clock).unix_timestamp();
+    for (p, why) in [
+        (d.dpop_proof("GET", &token_url, None, None), "wrong htm"),
+        (d.dpop_proof("POST", "http://evil.example/v1/token", None, None), "wrong htu"),
+        (d.dpop_proof("POST", &token_url, None, Some(now - 61)), "iat 61 s early"),
+        (d.dpop_proof("POST", &token_url, None, Some(now + 61)), "iat 61 s late"),
+        (d.dpop_proof("POST", &token_url, None, Some(i64::MIN)), "iat at the end of time"),
+    ] {
+        refused(raw_refresh(&s, &t.refresh_token, Some(&p.unwrap())).await, why);
+    }
+    let forged = d.dpop_proof("POST", &token_url, None, None).unwrap().replace(".", "X.");
+    refused(raw_refresh(&s, &t.refresh_token, Some(&forged)).await, "a proof that is not a good JWS");
+    // None of that spent the token: with a proof inside the window it rotates, once per proof.
+    let p = d.dpop_proof("POST", &token_url, None, Some(now - 59)).unwrap();
+    let r = raw_refresh(&s, &t.refresh_token, Some(&p)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t2: Tokens = serde_json::from_str(&r.body).unwrap();
+    refused(raw_refresh(&s, &t2.refresh_token, Some(&p)).await, "a replayed proof (same jti)");
+    // A thief with the spent token and no key cannot use it, nor end the device's session by
+    // making the server see reuse.
+    refused(raw_refresh(&s, &t.refresh_token, None).await, "a stolen spent token");
+    assert_eq!(d.me(&t2.access_token).await.unwrap().username, "hal");
+
+    // The access token is bound too (RFC 9449 §7): not as a bearer token, not with a proof made
+    // for another token or another request.
+    let me_url = format!("{}/v1/me", s.url);
+    let get_me = |auth: String, proof: Option<String>| {
+        let raw = s.raw();
+        async move {
+            let mut headers = vec![("Authorization", auth.as_str())];
+            if let Some(p) = &proof {
+                headers.push(("DPoP", p.as_str()));
+            }
+            raw.raw("GET", "/v1/me", None, None, &headers).await
+        }
+    };
+    let at = &t2.access_token;
+    let r = get_me(format!("Bearer {at}"), None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some(codes::INVALID_DPOP_PROOF)));
+    assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("DPoP ")), "{:?}", r.headers);
+    for (proof, why) in [
+        (None, "no proof"),
+        (Some(d.dpop_proof("GET", &me_url, Some(&t.access_token), None).unwrap()), "ath of another token"),
+        (Some(d.dpop_proof("GET", &me_url, None, None).unwrap()), "no ath"),
+        (Some(d.dpop_proof("POST", &me_url, Some(at), None).unwrap()), "wrong htm"),
+        (Some(other.dpop_proof("GET", &me_url, Some(at), None).unwrap()), "another key"),
+    ] {
+        let r = get_me(format!("DPoP {at}"), proof).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some(codes::INVALID_DPOP_PROOF)), "{why}");
+    }
+    let good = d.dpop_proof("GET", &me_url, Some(at), None).unwrap();
+    assert_eq!(get_me(format!("DPoP {at}"), Some(good.clone())).await.status, 200);
+    assert_eq!(get_me(format!("DPoP {at}"), Some(good)).await.status, 401, "a proof is used once");
+    // A token that is not bound is not accepted under the DPoP scheme.
+    s.create_user("plain", PW).await;
+    let plain = s.sign_in("plain", PW).await;
+    let p = d.dpop_proof("GET", &me_url, Some(&plain.access_token), None).unwrap();
+    assert_eq!(get_me(format!("DPoP {}", plain.access_token), Some(p)).await.status, 401);
+
+    // Through the SDK: a client without the device key cannot refresh; the device can, even
+    // after its idea of the server's time went stale (it retries dated by the server's Date).
+    let e = c.refresh(&t2.refresh_token).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INVALID_DPOP_PROOF));
+    s.clock.advance(Duration::minutes(10));
+    let t3 = d.refresh(&t2.refresh_token).await.unwrap();
+    assert_eq!(d.me(&t3.access_token).await.unwrap().username, "hal");
+}
+
+async fn the_token_vault_keeps_the_session_only_behind_the_biometric_unlock(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (id, ks, _) = with_device(&s, "jo").await;
+    let d = on_device(&s.client(), &ks, &id);
+    let vault = TokenVault::new(Arc::new(ks.clone()), &id);
+    let t = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let sealed = vault.seal(&t.refresh_token).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains(&t.refresh_token), "sealed, not encoded");
+    // The app resumes the session: open (biometric prompt), refresh with a DPoP proof, re-seal.
+    let (t2, sealed2) = d.refresh_sealed(&vault, &sealed).await.unwrap();
+    assert_eq!(d.me(&t2.access_token).await.unwrap().username, "jo");
+    let e = d.refresh_sealed(&vault, &sealed).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INVALID_GRANT), "the old sealed token was spent");
+    // Someone enrols their finger on the phone: the OS invalidates the vault key (and the
+    // biometric key); the sealed session is gone for good, on the phone, not just on the server.
+    ks.enroll_new_biometrics();
+    let e = d.refresh_sealed(&vault, &sealed2).await.unwrap_err();
+    assert!(matches!(e, latchkey_client::ClientError::Keystore(KeystoreError::Invalidated(_))), "{e}");
+    let e = vault.open(&sealed2).unwrap_err();
+    assert!(matches!(e, latchkey_client::ClientError::Keystore(KeystoreError::NotFound(_))), "cleared: {e}");
+    assert!(d.device_sign_in(&id, &ks, Unlock::Biometric).await.is_err(), "the biometric key went too");
+    // The owner signs in with the PIN and seals the new session under a fresh vault key.
+    let t3 = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let sealed3 = vault.seal(&t3.refresh_token).unwrap();
+    assert!(d.refresh_sealed(&vault, &sealed3).await.is_ok());
+}
+
 both_stores!(
     a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device,
     sim_swap_a_new_device_with_only_the_sms_code_gets_no_session,
@@ -425,4 +602,6 @@ both_stores!(
     dev_3_a_stolen_phone_without_the_app_pin_is_blocked_after_five_tries_with_no_oracle,
     dev_2_and_flow_4_signatures_bind_to_their_flow_nonce_device_and_user,
     twenty_parallel_answers_to_one_nonce_yield_one_session,
+    ses_4_a_device_session_needs_a_proof_by_its_key_to_refresh_and_to_be_used,
+    the_token_vault_keeps_the_session_only_behind_the_biometric_unlock,
 );

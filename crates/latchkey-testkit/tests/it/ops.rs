@@ -52,6 +52,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/me/devices"),
     ("post", "/v1/me/devices"),
     ("delete", "/v1/me/devices/{id}"),
+    ("post", "/v1/me/devices/{id}/biometric-key"),
+    ("put", "/v1/me/devices/{id}/pin"),
     ("post", "/admin/v1/users/{username}/require-password-change"),
     ("post", "/admin/v1/users/{username}/disable"),
     ("post", "/admin/v1/users/{username}/enable"),
