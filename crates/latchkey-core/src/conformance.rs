@@ -229,6 +229,32 @@ pub async fn failure_counters_lock_progressively_and_hold_under_concurrency(stor
     );
 }
 
+/// A success clears the counter while failures are being reserved in parallel (checklist REC-3:
+/// one right recovery code among wrong ones). Every reservation gets an answer, never an error.
+pub async fn a_counter_cleared_during_parallel_reservations_never_errors(store: Arc<dyn Store>) {
+    let policy = LockoutPolicy { free_attempts: 1000, base_delay_secs: 1, max_delay_secs: 1, hard_cap: 10_000 };
+    for _ in 0..30 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let mut tasks = vec![];
+        for i in 0..16 {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                if i % 2 == 0 {
+                    store.reserve_failure("user:erin", "otp", T0, &policy).await.map(|_| ())
+                } else {
+                    store.apply(Batch(vec![Write::ClearFailures { key: "user:erin".into(), kind: "otp".into() }])).await
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+    one(store.as_ref(), Write::ClearFailures { key: "user:erin".into(), kind: "otp".into() }).await;
+    assert_eq!(store.reserve_failure("user:erin", "otp", T0, &policy).await.unwrap(), Reservation::Allowed(1));
+}
+
 pub async fn rate_limits_count_per_bucket_and_window(store: Arc<dyn Store>) {
     let b = vec![("send:account:x".to_string(), 2), ("send:ip:1".to_string(), 3)];
     assert!(store.hit_rate_limits(&b, T0).await.unwrap());
@@ -664,6 +690,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         parallel_flow_transitions_yield_exactly_one_winner,
         flow_attempts_never_exceed_the_cap_under_concurrency,
         failure_counters_lock_progressively_and_hold_under_concurrency,
+        a_counter_cleared_during_parallel_reservations_never_errors,
         rate_limits_count_per_bucket_and_window,
         refresh_tokens_rotate_once_and_reuse_revokes_the_family,
         parallel_refreshes_rotate_at_most_once,

@@ -267,7 +267,10 @@ macro_rules! store_impl {
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::ClearFailures { key, kind } => {
-sqlx::query("DELETE FROM failure_counters WHERE key = $1 AND kind = $2")
+                        // Reset rather than delete: a parallel `reserve_failure` blocked on this
+                        // row re-reads it and counts from zero, where a deleted row made it find
+                        // nothing at all (a 503 under PostgreSQL's read committed).
+                        sqlx::query("UPDATE failure_counters SET failures = 0, locked_until = NULL WHERE key = $1 AND kind = $2")
                             .bind(key).bind(kind)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
