@@ -32,6 +32,20 @@ pub trait Keystore: Send + Sync {
     /// only after a biometric check and invalidates it when biometrics change. Returns the public
     /// key as SubjectPublicKeyInfo DER or an X9.63 point.
     fn create_key(&self, alias: &str, user_verification: bool) -> Result<Vec<u8>, KeystoreError>;
+    /// Create the biometric key as `create_key(alias, true)` does, with the platform's
+    /// attestation of it for `challenge`. Android: `setAttestationChallenge(challenge)` on the
+    /// `KeyGenParameterSpec` (with `setUserAuthenticationRequired(true)`, biometric only, for
+    /// every use), then `getCertificateChain(alias)`, with the biometric it offers (`fpt`,
+    /// `face`, `iris`). Platforms without key attestation (iOS, the software store) return
+    /// `None`, the default; the server then counts the key as possession only.
+    fn create_attested_key(
+        &self,
+        alias: &str,
+        challenge: &[u8],
+    ) -> Result<(Vec<u8>, Option<latchkey_proto::DeviceAttestation>), KeystoreError> {
+        let _ = challenge;
+        Ok((self.create_key(alias, true)?, None))
+    }
     /// An ECDSA P-256/SHA-256 signature (DER) over `message`. For a user-verified key the OS shows
     /// its biometric prompt first.
     fn sign(&self, alias: &str, message: &[u8]) -> Result<Vec<u8>, KeystoreError>;

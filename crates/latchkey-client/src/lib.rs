@@ -315,9 +315,17 @@ impl Client {
             return Err(ClientError::Decode(format!("expected enroll_device, got {}", a.next_step.name())));
         };
         let mut keys = vec![];
-        for (key, uv) in [(DeviceKey::Possession, false), (DeviceKey::Biometric, true)] {
+        let mut attestation = None;
+        for key in [DeviceKey::Possession, DeviceKey::Biometric] {
             let alias = key_alias(device_id, key);
-            let public = keystore.create_key(&alias, uv)?;
+            let public = if key == DeviceKey::Biometric {
+                // The attestation challenge is the step's nonce (docs/devices.md, "Attestation").
+                let (public, evidence) = keystore.create_attested_key(&alias, nonce.as_bytes())?;
+                attestation = evidence;
+                public
+            } else {
+                keystore.create_key(&alias, false)?
+            };
             let message = device_message("enroll", &a.flow_id, nonce, key, device_id);
             keys.push((b64url(&public), b64url(&keystore.sign(&alias, message.as_bytes())?)));
         }
@@ -329,6 +337,7 @@ impl Client {
             possession_signature: keys[0].1.clone(),
             biometric_signature: keys[1].1.clone(),
             pin: pin.into(),
+            attestation,
         };
         let done = self.answer(&a.flow_id, &answer).await;
         if !matches!(&done, Ok(FlowAnswer { next_step: NextStep::Done, .. })) {
@@ -403,10 +412,10 @@ impl Client {
             return Err(ClientError::Decode(format!("expected rekey_biometric, got {}", a.next_step.name())));
         };
         let alias = key_alias(device_id, DeviceKey::Biometric);
-        let public = keystore.create_key(&alias, true)?;
+        let (public, attestation) = keystore.create_attested_key(&alias, nonce.as_bytes())?;
         let message = device_message("rekey", &a.flow_id, nonce, DeviceKey::Biometric, device_id);
         let biometric_signature = b64url(&keystore.sign(&alias, message.as_bytes())?);
-        let answer = StepAnswer::RekeyBiometric { biometric_key: b64url(&public), biometric_signature };
+        let answer = StepAnswer::RekeyBiometric { biometric_key: b64url(&public), biometric_signature, attestation };
         self.answer(&a.flow_id, &answer).await
     }
 

@@ -627,6 +627,11 @@ pub async fn pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_s
         platform: "ios".into(),
         possession_key: vec![4; 65],
         biometric_key: vec![4, 1, 2],
+        biometric_evidence: Some(BiometricEvidence {
+            format: "android_key".into(),
+            security_level: "strongbox".into(),
+            modality: "face".into(),
+        }),
         pin_hash: "$argon2id$fake".into(),
         pin_failures: 0,
         created_at: T0,
@@ -645,8 +650,16 @@ pub async fn pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_s
         ]))
         .await
         .unwrap();
-    assert_eq!(store.device(d.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(store.device(d.id).await.unwrap(), Some(d.clone()), "the evidence round-trips");
     assert_eq!(store.devices(u.id).await.unwrap().len(), 1);
+    // A new biometric key without evidence clears the old key's evidence with it.
+    one(store.as_ref(), Write::UpdateDevice { id: d.id, biometric_key: Some((vec![4, 3], None)), pin_hash: None })
+        .await;
+    let rekeyed = store.device(d.id).await.unwrap().unwrap();
+    assert_eq!((rekeyed.biometric_key, rekeyed.biometric_evidence), (vec![4, 3], None));
+    let again = Some((vec![4, 1, 2], d.biometric_evidence.clone()));
+    one(store.as_ref(), Write::UpdateDevice { id: d.id, biometric_key: again, pin_hash: None }).await;
+    assert_eq!(store.device(d.id).await.unwrap(), Some(d.clone()));
     let barrier = Arc::new(tokio::sync::Barrier::new(12));
     let mut tasks = vec![];
     for _ in 0..12 {

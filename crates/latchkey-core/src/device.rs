@@ -62,10 +62,15 @@ pub enum KeyError {
 
 /// The DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point: SEQUENCE {
 /// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66 bytes: no unused bits, 0x04, X, Y) }.
-const P256_SPKI_PREFIX: [u8; 26] = [
+pub(crate) const P256_SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
     0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
+
+/// Base64url or standard Base64, padded or not, as phones' libraries produce it.
+pub fn decode_base64(s: &str) -> Result<Vec<u8>, KeyError> {
+    b64(s)
+}
 
 fn b64(s: &str) -> Result<Vec<u8>, KeyError> {
     let s = s.trim();

@@ -11,6 +11,9 @@ pub enum AuthError {
     /// Malformed input; nothing changed.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A device attestation was sent and does not verify; nothing changed.
+    #[error("{0}")]
+    InvalidAttestation(String),
     /// The request body is larger than the server accepts (64 KiB).
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -98,6 +101,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::InvalidRequest(_) => codes::INVALID_REQUEST,
+            AuthError::InvalidAttestation(_) => codes::INVALID_ATTESTATION,
             AuthError::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
             AuthError::UsernameExists => codes::USERNAME_EXISTS,
             AuthError::InvalidPassword(_) => codes::INVALID_PASSWORD,

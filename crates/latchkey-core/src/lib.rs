@@ -2,6 +2,7 @@
 //! [`store::Store`] trait. It knows nothing of HTTP or SQL; time and randomness are injected.
 #![warn(missing_docs)]
 
+pub mod attestation;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;

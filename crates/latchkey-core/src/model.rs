@@ -327,6 +327,17 @@ pub struct Session {
     pub dpop_jkt: Option<String>,
 }
 
+/// A verified attestation of a device's biometric key (checklist DEV-4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BiometricEvidence {
+    /// `android_key`.
+    pub format: String,
+    /// `tee` or `strongbox`.
+    pub security_level: String,
+    /// The RFC 8176 `amr` value of the biometric the app declared: `fpt`, `face` or `iris`.
+    pub modality: String,
+}
+
 /// An enrolled device: two P-256 public keys and the app PIN's hash. Nothing secret to the device
 /// is here; the PIN is checked by the server and counted per device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,6 +354,9 @@ pub struct Device {
     pub possession_key: Vec<u8>,
     /// The biometric key's uncompressed point.
     pub biometric_key: Vec<u8>,
+    /// What proves the biometric key needs a biometric for every use; without it a biometric
+    /// sign-in is possession only (checklist DEV-4).
+    pub biometric_evidence: Option<BiometricEvidence>,
     /// Argon2id PHC string of the app PIN (peppered).
     pub pin_hash: String,
     /// Consecutive wrong PINs; at the limit the PIN is blocked.

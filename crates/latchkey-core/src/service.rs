@@ -26,7 +26,7 @@ use latchkey_proto::{Channel, DenialReason, MfaMethod, StepAnswer, codes};
 
 mod device;
 mod mfa;
-pub use device::DeviceEnrollment;
+pub use device::{DeviceEnrollment, NewBiometricKey};
 use mfa::{EMAIL, SMS};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -680,6 +680,7 @@ impl Auth {
                     possession_signature,
                     biometric_signature,
                     pin,
+                    attestation,
                 },
             ) => {
                 let e = DeviceEnrollment {
@@ -690,6 +691,7 @@ impl Auth {
                     possession_signature,
                     biometric_signature,
                     pin: SecretString::new(pin),
+                    attestation,
                 };
                 self.complete_device_enrollment(flow, e, now, ctx).await
             }
@@ -698,8 +700,11 @@ impl Auth {
             }
             (
                 FlowState::AwaitingBiometricKey { device_id, nonce },
-                StepAnswer::RekeyBiometric { biometric_key, biometric_signature },
-            ) => self.complete_rekey(flow, device_id, nonce, biometric_key, biometric_signature, now, ctx).await,
+                StepAnswer::RekeyBiometric { biometric_key, biometric_signature, attestation },
+            ) => {
+                let key = NewBiometricKey { key: biometric_key, signature: biometric_signature, attestation };
+                self.complete_rekey(flow, device_id, nonce, key, now, ctx).await
+            }
             (FlowState::AwaitingRecoveryCodesSaved { codes_sealed }, StepAnswer::SaveRecoveryCodes {}) => {
                 self.save_recovery_codes(flow, codes_sealed, now, ctx).await
             }
@@ -1936,13 +1941,15 @@ fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
     None
 }
 
-/// Whether the methods verified cover two distinct factor classes (knowledge and possession).
-/// An email code is not a possession factor (NIST SP 800-63B-4 §3.1.3.1, checklist OOB-7), and
-/// the same class twice is still one (checklist FLOW-2).
+/// Whether the methods verified cover two distinct factor classes (knowledge, possession,
+/// inherence). An email code is not a possession factor (NIST SP 800-63B-4 §3.1.3.1, checklist
+/// OOB-7), and the same class twice is still one (checklist FLOW-2). A biometric (`fpt`, `face`,
+/// `iris`) appears only with the device key it unlocked, as evidenced (checklist DEV-4).
 fn two_classes(amr: &[&str]) -> bool {
     let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
     let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms"));
-    knowledge && possession
+    let inherence = amr.iter().any(|m| matches!(*m, "fpt" | "face" | "iris"));
+    u8::from(knowledge) + u8::from(possession) + u8::from(inherence) >= 2
 }
 
 /// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.

@@ -205,10 +205,18 @@ pub struct DevicePolicy {
     /// a number, never a device): `email` (a code to the verified address), `totp`,
     /// `recovery_code`.
     pub second_proofs: Vec<MfaMethod>,
+    /// Trusted Android Key Attestation roots: PEM certificates (in production Google's, from
+    /// <https://android.googleapis.com/attestation/root>), or paths to PEM files, which the
+    /// server reads when it loads its configuration. Empty: attestations are not evaluated and
+    /// a biometric-key sign-in counts as possession only (`aal1`).
+    pub android_attestation_roots: Vec<String>,
 }
 
 impl Default for DevicePolicy {
     fn default() -> Self {
-        Self { second_proofs: vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode] }
+        Self {
+            second_proofs: vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode],
+            android_attestation_roots: vec![],
+        }
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::ids::{DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::{
-    AuditEvent, Device, Factor, Flow, LockoutPolicy, OutboxMessage, RecoveryCode, Reservation, Session, User,
+    AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage, RecoveryCode, Reservation,
+    Session, User,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -120,8 +121,8 @@ pub enum Write {
     UpdateDevice {
         /// The device.
         id: DeviceId,
-        /// The new biometric key's point.
-        biometric_key: Option<Vec<u8>>,
+        /// The new biometric key's point, with its evidence (none clears the old evidence).
+        biometric_key: Option<(Vec<u8>, Option<BiometricEvidence>)>,
         /// The new PIN's hash.
         pin_hash: Option<String>,
     },

@@ -137,6 +137,11 @@ pub enum StepAnswer {
         biometric_signature: String,
         /// The app PIN, 6 to 12 digits; checked by the server, never stored on the phone.
         pin: String,
+        /// The platform's evidence that the biometric key needs a biometric for every use
+        /// (Android Key Attestation with this step's nonce as the challenge). Without it, a
+        /// biometric-key sign-in counts as possession only (`aal1`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attestation: Option<DeviceAttestation>,
     },
     /// Register a fresh biometric key for this device (`rekey_biometric`), after the OS
     /// invalidated the old one. The new key signs the re-key message (see `docs/devices.md`).
@@ -145,6 +150,9 @@ pub enum StepAnswer {
         biometric_key: String,
         /// Its signature over the re-key message (DER or `r‖s`, Base64url).
         biometric_signature: String,
+        /// Evidence for the new key, as in `enroll_device` (challenge: this step's nonce).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attestation: Option<DeviceAttestation>,
     },
     /// Sign the nonce of `device_signature`: with the biometric key, or with the possession key
     /// and the app PIN.
@@ -192,6 +200,22 @@ impl StepAnswer {
             StepAnswer::RekeyBiometric { .. } => "rekey_biometric",
         }
     }
+}
+
+/// A platform's attestation of the biometric key (`docs/devices.md`, "Attestation").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAttestation {
+    /// `android_key`: Android Key Attestation.
+    pub format: String,
+    /// The key's certificate chain, leaf first, each DER in Base64 or Base64url (Android:
+    /// `KeyStore.getCertificateChain(alias)` of a key created with `setAttestationChallenge`
+    /// set to the UTF-8 bytes of the step's nonce).
+    pub certificates: Vec<String>,
+    /// Which biometric the phone offers, for `amr`: `fpt`, `face` or `iris`. Attestation proves
+    /// that a strong biometric guards the key, not which one; this is the app's word.
+    pub biometric: String,
 }
 
 /// Which of a device's two keys signed.
@@ -620,6 +644,10 @@ pub struct DeviceInfo {
     pub platform: String,
     /// Whether five wrong PINs blocked its PIN (sign in another way and enrol it again).
     pub pin_blocked: bool,
+    /// What proves its biometric key needs a biometric (`android_key/tee`,
+    /// `android_key/strongbox`), or null: then a biometric sign-in is possession only.
+    #[serde(default)]
+    pub biometric_evidence: Option<String>,
     /// Enrolled (RFC 3339).
     pub created_at: String,
     /// Last used to sign in (RFC 3339).
@@ -757,6 +785,8 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// The change would leave the account without the second factor its policy requires.
     pub const MFA_REQUIRED: &str = "mfa_required";
+    /// A device attestation was sent and does not verify (the message says why).
+    pub const INVALID_ATTESTATION: &str = "invalid_attestation";
     /// The app PIN does not meet the rules (in a step answer).
     pub const INVALID_PIN: &str = "invalid_pin";
     /// The resource does not exist.

@@ -174,7 +174,15 @@ impl Config {
         let raw: serde_json::Value = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let known = serde_json::to_value(Config::default())?;
         unknown_keys("", &raw, &known, &mut warnings);
-        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        // Entries that are not PEM text are paths to PEM files.
+        for entry in &mut config.policy.devices.android_attestation_roots {
+            if !entry.trim_start().starts_with("-----BEGIN") {
+                *entry = std::fs::read_to_string(&*entry).map_err(|e| {
+                    anyhow::anyhow!("policy.devices.android_attestation_roots: cannot read {entry}: {e}")
+                })?;
+            }
+        }
         config.validate()?;
         Ok(Loaded { config, warnings })
     }
@@ -212,6 +220,8 @@ impl Config {
         if p.mfa.methods.contains(&latchkey_core::MfaMethod::Unknown) {
             anyhow::bail!("policy.mfa.methods: each must be one of totp, sms, email, recovery_code");
         }
+        latchkey_core::attestation::root_keys(&p.devices.android_attestation_roots)
+            .map_err(|e| anyhow::anyhow!("policy.devices.android_attestation_roots: {e}"))?;
         Ok(())
     }
 
@@ -354,5 +364,25 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./latchkey-data"));
         assert!(c.database_url().starts_with("sqlite://./latchkey-data/latchkey.db"));
+    }
+
+    #[test]
+    fn attestation_roots_are_pem_or_paths_read_at_load_and_checked() {
+        let dir = std::env::temp_dir().join(format!("lk-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = latchkey_core::attestation::testing::TestRoot::new();
+        let pem_file = dir.join("roots.pem");
+        std::fs::write(&pem_file, root.pem()).unwrap();
+        let load = |roots: &str| {
+            let file = dir.join("latchkey.toml");
+            std::fs::write(&file, format!("[policy.devices]\nandroid_attestation_roots = {roots}\n")).unwrap();
+            Config::load_from(Some(&file), &Overrides::default(), env(&[])).map(|l| l.config)
+        };
+        let c = load(&format!("[{:?}]", pem_file.to_str().unwrap())).unwrap();
+        assert_eq!(c.policy.devices.android_attestation_roots, vec![root.pem()], "a path is read");
+        let e = load("[\"/nonexistent/roots.pem\"]").unwrap_err().to_string();
+        assert!(e.contains("android_attestation_roots: cannot read /nonexistent/roots.pem"), "{e}");
+        let e = load("[\"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\"]").unwrap_err().to_string();
+        assert!(e.contains("android_attestation_roots: entry 0"), "{e}");
     }
 }

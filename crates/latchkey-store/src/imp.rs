@@ -14,6 +14,10 @@ fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn evidence_json(e: Option<&latchkey_core::model::BiometricEvidence>) -> Result<Option<String>, StoreError> {
+    e.map(|e| serde_json::to_string(e).map_err(|_| corrupt("biometric evidence"))).transpose()
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
@@ -151,6 +155,8 @@ macro_rules! store_impl {
                     platform: r.try_get("platform").map_err(db_err)?,
                     possession_key: key("possession_key")?,
                     biometric_key: key("biometric_key")?,
+                    biometric_evidence: r.try_get::<Option<String>, _>("biometric_evidence").map_err(db_err)?
+                        .map(|j| serde_json::from_str(&j).map_err(|_| corrupt("biometric evidence"))).transpose()?,
                     pin_hash: r.try_get("pin_hash").map_err(db_err)?,
                     pin_failures: n32(r.try_get("pin_failures").map_err(db_err)?),
                     created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
@@ -306,10 +312,10 @@ macro_rules! store_impl {
                     }
                     Write::InsertDevice(d) => {
                         let b64 = |k: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
-                        sqlx::query("INSERT INTO devices (id, user_id, name, platform, possession_key, biometric_key, pin_hash, pin_failures, created_at, last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                        sqlx::query("INSERT INTO devices (id, user_id, name, platform, possession_key, biometric_key, pin_hash, pin_failures, created_at, last_used_at, revoked_at, biometric_evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
                             .bind(d.id.0).bind(d.user_id.0).bind(&d.name).bind(&d.platform).bind(b64(&d.possession_key))
                             .bind(b64(&d.biometric_key)).bind(&d.pin_hash).bind(i64::from(d.pin_failures)).bind(us(d.created_at))
-                            .bind(d.last_used_at.map(us)).bind(d.revoked_at.map(us))
+                            .bind(d.last_used_at.map(us)).bind(d.revoked_at.map(us)).bind(evidence_json(d.biometric_evidence.as_ref())?)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::RevokeDevice { id, at } => {
@@ -320,9 +326,10 @@ macro_rules! store_impl {
                     }
                     Write::UpdateDevice { id, biometric_key, pin_hash } => {
                         let mut done = 0;
-                        if let Some(key) = biometric_key {
-                            done += sqlx::query("UPDATE devices SET biometric_key = $2 WHERE id = $1 AND revoked_at IS NULL")
+                        if let Some((key, evidence)) = biometric_key {
+                            done += sqlx::query("UPDATE devices SET biometric_key = $2, biometric_evidence = $3 WHERE id = $1 AND revoked_at IS NULL")
                                 .bind(id.0).bind(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key))
+                                .bind(evidence_json(evidence.as_ref())?)
                                 .execute(&mut **tx).await.map_err(db_err)?.rows_affected();
                         }
                         if let Some(hash) = pin_hash {

@@ -361,3 +361,67 @@ impl RawClient {
         RawResponse { status, headers, body: resp.text().await.unwrap() }
     }
 }
+
+/// A phone with Android Key Attestation: software keys (shared with [`AndroidKeystore::keys`]),
+/// and for each biometric key a certificate chain under a test root whose KeyDescription says
+/// what [`AndroidKeystore::claims`] makes of the good case (a TEE key that needs a biometric for
+/// every use, with the server's challenge).
+#[derive(Clone)]
+pub struct AndroidKeystore {
+    /// The keys themselves.
+    pub keys: latchkey_client::SoftwareKeystore,
+    /// The attestation root the server must trust.
+    pub root: Arc<latchkey_core::attestation::testing::TestRoot>,
+    /// Turns the good claims into the ones this phone makes.
+    pub claims: fn(latchkey_core::attestation::testing::Claims) -> latchkey_core::attestation::testing::Claims,
+    /// The biometric the phone declares.
+    pub biometric: &'static str,
+}
+
+impl AndroidKeystore {
+    /// An honest phone with a fingerprint reader under `root`.
+    pub fn new(root: Arc<latchkey_core::attestation::testing::TestRoot>) -> Self {
+        AndroidKeystore { keys: latchkey_client::SoftwareKeystore::new(), root, claims: |c| c, biometric: "fpt" }
+    }
+}
+
+impl latchkey_client::Keystore for AndroidKeystore {
+    fn create_key(&self, alias: &str, uv: bool) -> Result<Vec<u8>, latchkey_client::KeystoreError> {
+        self.keys.create_key(alias, uv)
+    }
+    fn create_attested_key(
+        &self,
+        alias: &str,
+        challenge: &[u8],
+    ) -> Result<(Vec<u8>, Option<proto::DeviceAttestation>), latchkey_client::KeystoreError> {
+        use data_encoding::BASE64URL_NOPAD;
+        let public = self.keys.create_key(alias, true)?;
+        let point = if public.len() == 91 { &public[26..] } else { &public[..] };
+        let claims = (self.claims)(latchkey_core::attestation::testing::Claims::good(challenge));
+        let chain = self.root.chain(point, &claims);
+        let attestation = proto::DeviceAttestation {
+            format: "android_key".into(),
+            certificates: chain.iter().map(|c| BASE64URL_NOPAD.encode(c)).collect(),
+            biometric: self.biometric.into(),
+        };
+        Ok((public, Some(attestation)))
+    }
+    fn sign(&self, alias: &str, message: &[u8]) -> Result<Vec<u8>, latchkey_client::KeystoreError> {
+        self.keys.sign(alias, message)
+    }
+    fn seal(&self, alias: &str, plaintext: &[u8]) -> Result<Vec<u8>, latchkey_client::KeystoreError> {
+        self.keys.seal(alias, plaintext)
+    }
+    fn open(&self, alias: &str, sealed: &[u8]) -> Result<Vec<u8>, latchkey_client::KeystoreError> {
+        self.keys.open(alias, sealed)
+    }
+    fn public_key(&self, alias: &str) -> Result<Vec<u8>, latchkey_client::KeystoreError> {
+        self.keys.public_key(alias)
+    }
+    fn delete_key(&self, alias: &str) -> Result<(), latchkey_client::KeystoreError> {
+        self.keys.delete_key(alias)
+    }
+    fn is_invalidated(&self, alias: &str) -> bool {
+        self.keys.is_invalidated(alias)
+    }
+}

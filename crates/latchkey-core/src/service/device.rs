@@ -30,6 +30,18 @@ pub struct DeviceEnrollment {
     pub biometric_signature: String,
     /// App PIN.
     pub pin: SecretString,
+    /// The platform's attestation of the biometric key.
+    pub attestation: Option<proto::DeviceAttestation>,
+}
+
+/// A `rekey_biometric` answer.
+pub struct NewBiometricKey {
+    /// The new biometric key (SPKI DER or X9.63, Base64/Base64url).
+    pub key: String,
+    /// Its signature over the re-key message.
+    pub signature: String,
+    /// The platform's attestation of it.
+    pub attestation: Option<proto::DeviceAttestation>,
 }
 
 impl Auth {
@@ -73,6 +85,7 @@ impl Auth {
         if name.is_empty() || name.chars().count() > 64 || platform.is_empty() || platform.chars().count() > 32 {
             return Err(AuthError::InvalidRequest("name (1–64 characters) and platform (1–32) are required".into()));
         }
+        let biometric_evidence = self.biometric_evidence(e.attestation.as_ref(), &biometric, &nonce, now)?;
         if let Err(reason) = dk::check_pin(e.pin.expose()) {
             let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
             o.error = step_error(codes::INVALID_PIN, reason);
@@ -102,6 +115,7 @@ impl Auth {
             platform: platform.to_owned(),
             possession_key: possession,
             biometric_key: biometric,
+            biometric_evidence,
             pin_hash: self.hasher.hash(&e.pin).await?,
             pin_failures: 0,
             created_at: now,
@@ -297,10 +311,18 @@ impl Auth {
             }
         }
         // Checklist DEV-4 and DESIGN.md "Assurance": a biometric-key signature counts as a biometric
-        // factor only when the key's user-verification binding is evidenced (attestation, not yet
-        // verified), so today it is something you have: `hwk`, `aal1`. The possession key with the
-        // server-checked PIN is two factors: `hwk` + `pin`, `aal2`.
-        let amr: &[&str] = if role == KeyRole::Biometric { &["hwk"] } else { &["hwk", "pin"] };
+        // factor only when an attestation showed that the key needs a biometric for every use
+        // (`hwk` + `fpt`, `aal2`); otherwise it is something you have (`hwk`, `aal1`). The
+        // possession key with the server-checked PIN is two factors: `hwk` + `pin`, `aal2`.
+        let amr: &[&str] = match (role, &device.biometric_evidence) {
+            (KeyRole::Possession, _) => &["hwk", "pin"],
+            (KeyRole::Biometric, None) => &["hwk"],
+            (KeyRole::Biometric, Some(e)) => match e.modality.as_str() {
+                "face" => &["hwk", "face"],
+                "iris" => &["hwk", "iris"],
+                _ => &["hwk", "fpt"],
+            },
+        };
         let mut batch = Batch::new();
         batch.push(Write::DeviceUsed { id: device.id, at: now, reset_pin: role == KeyRole::Possession });
         let (session, tokens) = self.new_session(&user, amr, Some(&device), now, &ctx, &mut batch)?;
@@ -345,6 +367,7 @@ impl Auth {
                     name: d.name,
                     platform: d.platform,
                     pin_blocked: d.pin_failures >= PIN_LIMIT,
+                    biometric_evidence: d.biometric_evidence.map(|e| format!("{}/{}", e.format, e.security_level)),
                     created_at: rfc3339(d.created_at),
                     last_used_at: d.last_used_at.map(rfc3339),
                 })
@@ -405,15 +428,15 @@ impl Auth {
         flow: Flow,
         device_id: DeviceId,
         nonce: String,
-        biometric_key: String,
-        signature: String,
+        new: NewBiometricKey,
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
         let step = "rekey_biometric";
         let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
-        let key = dk::parse_public_key(&biometric_key)
-            .map_err(|e| AuthError::InvalidRequest(format!("biometric_key: {e}")))?;
+        let key =
+            dk::parse_public_key(&new.key).map_err(|e| AuthError::InvalidRequest(format!("biometric_key: {e}")))?;
+        let evidence = self.biometric_evidence(new.attestation.as_ref(), &key, &nonce, now)?;
         let attempts = match self.reserve_attempt(&flow, step, None, OTP, now).await? {
             Ok(n) => n,
             Err(o) => return Ok(o),
@@ -427,14 +450,14 @@ impl Auth {
             &device_id.to_string(),
         );
         let Some(device) =
-            device.filter(|d| d.possession_key != key && dk::verify(&key, message.as_bytes(), &signature))
+            device.filter(|d| d.possession_key != key && dk::verify(&key, message.as_bytes(), &new.signature))
         else {
             return self.refuse(&flow, step, attempts, false, now, &ctx).await;
         };
         let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
         let mut batch = Batch::new();
         batch
-            .push(Write::UpdateDevice { id: device.id, biometric_key: Some(key), pin_hash: None })
+            .push(Write::UpdateDevice { id: device.id, biometric_key: Some((key, evidence)), pin_hash: None })
             .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
             .push(audit(
                 now,
@@ -499,6 +522,44 @@ impl Auth {
         }
         self.outbox_wakeup.notify_one();
         Ok(())
+    }
+
+    /// Checklist DEV-4: the evidence that the biometric key `point` needs a biometric for every
+    /// use, from the app's attestation with this step's `nonce` as the challenge. None when the
+    /// app sent none or no roots are configured; an attestation that does not verify is an error,
+    /// so an app that builds its key wrongly hears why.
+    fn biometric_evidence(
+        &self,
+        attestation: Option<&proto::DeviceAttestation>,
+        point: &[u8],
+        nonce: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<BiometricEvidence>, AuthError> {
+        let Some(a) = attestation else { return Ok(None) };
+        let pems = &self.settings.devices.android_attestation_roots;
+        if pems.is_empty() {
+            return Ok(None);
+        }
+        let bad = |m: &str| AuthError::InvalidAttestation(format!("attestation: {m}"));
+        if a.format != "android_key" {
+            return Err(bad("format must be android_key"));
+        }
+        if !matches!(a.biometric.as_str(), "fpt" | "face" | "iris") {
+            return Err(bad("biometric must be fpt, face or iris"));
+        }
+        let chain = a
+            .certificates
+            .iter()
+            .map(|c| dk::decode_base64(c).map_err(|_| bad("certificates must be Base64 DER")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let roots = crate::attestation::root_keys(pems).map_err(AuthError::Unavailable)?;
+        let verdict = crate::attestation::verify_android_key(&chain, &roots, point, nonce.as_bytes(), now)
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(Some(BiometricEvidence {
+            format: a.format.clone(),
+            security_level: verdict.security_level.as_str().into(),
+            modality: a.biometric.clone(),
+        }))
     }
 
     /// One of the caller's devices that is not revoked, or `not_found`.

@@ -26,6 +26,7 @@ pub struct PendingError {
 fn status(e: &AuthError) -> StatusCode {
     match e {
         AuthError::InvalidRequest(_)
+        | AuthError::InvalidAttestation(_)
         | AuthError::InvalidPassword(_)
         | AuthError::InvalidGrant
         | AuthError::UnsupportedGrantType

@@ -3,10 +3,11 @@
 //! (DEV-1…4, SES-10, FLOW-4), through the SDK and its software key store.
 
 use latchkey_client::{Client, Keystore, KeystoreError, SoftwareKeystore, TokenVault, Unlock, key_alias};
+use latchkey_core::attestation::testing::{Claims, TestRoot};
 use latchkey_testkit::proto::{
     Channel, DeviceKey, MfaMethod, NextStep, SignUpRequest, StepAnswer, Tokens, codes, device_message,
 };
-use latchkey_testkit::{Backend, TestServer, totp_code};
+use latchkey_testkit::{AndroidKeystore, Backend, TestServer, totp_code};
 use std::sync::Arc;
 use time::Duration;
 use tokio::sync::Barrier;
@@ -157,6 +158,7 @@ async fn dev_1_enrolment_needs_a_recent_aal2_session_and_proofs_of_both_keys(b: 
         possession_signature: b64(&ks.sign("p", msg(DeviceKey::Possession).as_bytes()).unwrap()),
         biometric_signature: b64(&ks.sign(bio_signer, msg(DeviceKey::Biometric).as_bytes()).unwrap()),
         pin: PIN.into(),
+        attestation: None,
     };
     let r = c.answer(&flow, &answer("x")).await.unwrap();
     assert_eq!(refusal(&r), codes::CODE_MISMATCH, "the biometric proof is by another key");
@@ -591,7 +593,91 @@ async fn the_token_vault_keeps_the_session_only_behind_the_biometric_unlock(b: B
     assert!(d.refresh_sealed(&vault, &sealed3).await.is_ok());
 }
 
+fn acr_amr(me: &latchkey_testkit::proto::Me) -> (String, Vec<String>) {
+    (me.acr.clone(), me.amr.clone())
+}
+
+fn owned(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+async fn dev_4_a_biometric_sign_in_counts_as_a_biometric_only_with_an_attested_biometric_only_key(b: Backend) {
+    let root = Arc::new(TestRoot::new());
+    let pem = root.pem();
+    let s = TestServer::start_with(b, move |c| c.policy.devices.android_attestation_roots = vec![pem]).await;
+    let (t, secret) = aal2_user_and_secret(&s, "dora").await;
+    let c = s.client();
+    let pixel = AndroidKeystore::new(root.clone());
+    let (id, done) = c.enroll_device(&t.access_token, &pixel, "Dora's Pixel", "android", PIN).await.unwrap();
+    assert_eq!(done.next_step, NextStep::Done);
+    let listed = c.devices(&t.access_token).await.unwrap().devices;
+    assert_eq!(listed[0].biometric_evidence.as_deref(), Some("android_key/tee"));
+    let d = on_device(&c, &pixel.keys, &id);
+    let bio = d.device_sign_in(&id, &pixel, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    assert_eq!(acr_amr(&d.me(&bio.access_token).await.unwrap()), ("aal2".into(), owned(&["hwk", "fpt", "mfa"])));
+
+    // Keys that a device PIN also unlocks, that one check unlocks for a while, that software
+    // holds, or attested under a root nobody configured, or with an earlier flow's challenge:
+    // the enrolment is refused with the reason, and nothing is enrolled.
+    type Lie = fn(Claims) -> Claims;
+    let lenient: [(Lie, &str); 4] = [
+        (|c| Claims { user_auth_type: Some(3), ..c }, "userAuthType"),
+        (|c| Claims { auth_timeout: Some(300), ..c }, "authTimeout"),
+        (|c| Claims { level: 0, ..c }, "TEE or StrongBox"),
+        (|c| Claims { challenge: b"an earlier nonce".to_vec(), ..c }, "challenge"),
+    ];
+    let untrusted = AndroidKeystore::new(Arc::new(TestRoot::new()));
+    let mut phones: Vec<(AndroidKeystore, &str)> = lenient
+        .iter()
+        .map(|(f, why)| (AndroidKeystore { claims: *f, ..AndroidKeystore::new(root.clone()) }, *why))
+        .collect();
+    phones.push((untrusted, "trusted attestation root"));
+    for (phone, why) in &phones {
+        let t = aal2_session(&s, "dora", &secret).await;
+        let e = c.enroll_device(&t.access_token, phone, "Another", "android", PIN).await.unwrap_err();
+        assert_eq!(e.code(), Some(codes::INVALID_ATTESTATION), "{why}");
+        assert!(e.to_string().contains(why), "{why}: {e}");
+    }
+    assert_eq!(c.devices(&t.access_token).await.unwrap().devices.len(), 1, "nothing enrolled");
+
+    // A phone with no attestation (iOS, or an Android app that sends none): possession only.
+    let t = aal2_session(&s, "dora", &secret).await;
+    let iphone = SoftwareKeystore::new();
+    let (ios_id, _) = c.enroll_device(&t.access_token, &iphone, "Dora's iPhone", "ios", PIN).await.unwrap();
+    let di = on_device(&c, &iphone, &ios_id);
+    let bio = di.device_sign_in(&ios_id, &iphone, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    assert_eq!(acr_amr(&di.me(&bio.access_token).await.unwrap()), ("aal1".into(), owned(&["hwk"])));
+
+    // A new fingerprint: the re-keyed key is attested again, or, without attestation, loses the
+    // old key's evidence with it.
+    pixel.keys.invalidate(&key_alias(&id, DeviceKey::Biometric));
+    let by_pin = d.device_sign_in(&id, &pixel, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    assert_eq!(d.rekey_biometric(&by_pin.access_token, &pixel, &id).await.unwrap().next_step, NextStep::Done);
+    let bio = d.device_sign_in(&id, &pixel, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    assert_eq!(acr_amr(&d.me(&bio.access_token).await.unwrap()).0, "aal2");
+    let by_pin = d.device_sign_in(&id, &pixel, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let bad = AndroidKeystore { claims: |c| Claims { user_auth_type: Some(1), ..c }, ..pixel.clone() };
+    let e = d.rekey_biometric(&by_pin.access_token, &bad, &id).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INVALID_ATTESTATION), "a device-PIN key is refused at re-keying too");
+    assert_eq!(d.rekey_biometric(&by_pin.access_token, &pixel.keys, &id).await.unwrap().next_step, NextStep::Done);
+    let bio = d.device_sign_in(&id, &pixel, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    assert_eq!(acr_amr(&d.me(&bio.access_token).await.unwrap()), ("aal1".into(), owned(&["hwk"])));
+    let t = aal2_session(&s, "dora", &secret).await;
+    let listed = c.devices(&t.access_token).await.unwrap().devices;
+    assert_eq!(listed.iter().map(|d| d.biometric_evidence.clone()).collect::<Vec<_>>(), vec![None, None]);
+
+    // A server that trusts no root does not evaluate attestations: possession only.
+    let plain = TestServer::start(b).await;
+    let t = aal2_user(&plain, "eve").await;
+    let phone = AndroidKeystore::new(root);
+    let (id, _) = plain.client().enroll_device(&t.access_token, &phone, "Eve's Pixel", "android", PIN).await.unwrap();
+    let d = on_device(&plain.client(), &phone.keys, &id);
+    let bio = d.device_sign_in(&id, &phone, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    assert_eq!(acr_amr(&d.me(&bio.access_token).await.unwrap()), ("aal1".into(), owned(&["hwk"])));
+}
+
 both_stores!(
+    dev_4_a_biometric_sign_in_counts_as_a_biometric_only_with_an_attested_biometric_only_key,
     a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device,
     sim_swap_a_new_device_with_only_the_sms_code_gets_no_session,
     a_new_device_is_denied_when_the_account_has_no_second_proof,
