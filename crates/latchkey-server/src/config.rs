@@ -152,7 +152,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(f));
         }
-        for (k, v) in env.filter(|(k, _)| k.starts_with("LATCHKEY_")) {
+        // `LATCHKEY_TEST_*` belongs to the test suite (the PostgreSQL URL), not to the server.
+        for (k, v) in env.filter(|(k, _)| k.starts_with("LATCHKEY_") && !k.starts_with("LATCHKEY_TEST_")) {
             let name = k.trim_start_matches("LATCHKEY_");
             let (name, from_file) = match name.strip_suffix("_FILE") {
                 Some(n) => (n, true),
@@ -328,6 +329,7 @@ mod tests {
                 ("LATCHKEY_SMS_WEBHOOK_URL", "http://127.0.0.1:1/sms"),
                 ("LATCHKEY_SMS_WEBHOOK_SECRET_FILE", secret.to_str().unwrap()),
                 ("OTHER", "x"),
+                ("LATCHKEY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1/test"),
             ]),
         )
         .unwrap();
@@ -339,6 +341,7 @@ mod tests {
         assert_eq!(c.policy.flows.max_attempts, 3);
         assert_eq!(c.sms_webhook_secret.as_deref(), Some("s3cret-from-file"));
         assert!(loaded.warnings.iter().any(|w| w.contains("`bogus`")), "{:?}", loaded.warnings);
+        assert!(!loaded.warnings.iter().any(|w| w.contains("test_database_url")), "the test suite's variable");
         assert!(loaded.warnings.iter().any(|w| w.contains("`policy.tokens.nope`")), "{:?}", loaded.warnings);
         let shown = c.redacted_toml().unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
