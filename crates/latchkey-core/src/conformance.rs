@@ -255,6 +255,55 @@ pub async fn a_counter_cleared_during_parallel_reservations_never_errors(store: 
     assert_eq!(store.reserve_failure("user:erin", "otp", T0, &policy).await.unwrap(), Reservation::Allowed(1));
 }
 
+/// One active factor per kind and user, however many requests add one at once.
+pub async fn one_active_factor_per_kind_holds_under_concurrency(store: Arc<dyn Store>) {
+    let u = user("fay");
+    one(store.as_ref(), Write::InsertUser(u.clone())).await;
+    let factor = |kind: &str, state: &str| Factor {
+        id: FactorId::new(),
+        user_id: u.id,
+        kind: kind.into(),
+        state: state.into(),
+        secret_sealed: None,
+        last_step: None,
+        created_at: T0,
+        last_used_at: None,
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let mut tasks = vec![];
+    for _ in 0..10 {
+        let (store, barrier, f) = (store.clone(), barrier.clone(), factor("sms", "active"));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.apply(Batch(vec![Write::InsertFactor(f)])).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let kinds = |fs: Vec<Factor>| fs.into_iter().map(|f| (f.kind, f.state)).collect::<Vec<_>>();
+    assert_eq!(kinds(store.factors(u.id).await.unwrap()), vec![("sms".into(), "active".into())]);
+    // Two pending authenticator apps confirmed at once: one becomes active, the other conflicts.
+    let (a, b) = (factor("totp", "pending"), factor("totp", "pending"));
+    let both = Batch(vec![Write::InsertFactor(a.clone()), Write::InsertFactor(b.clone())]);
+    store.apply(both).await.unwrap();
+    let (s1, s2) = (store.clone(), store.clone());
+    let (r1, r2) = tokio::join!(
+        s1.apply(Batch(vec![Write::ActivateFactor { id: a.id }])),
+        s2.apply(Batch(vec![Write::ActivateFactor { id: b.id }]))
+    );
+    assert_eq!(
+        [&r1, &r2].iter().filter(|r| matches!(r, Err(StoreError::Conflict("factor")))).count(),
+        1,
+        "{r1:?} {r2:?}"
+    );
+    assert!(r1.is_ok() || r2.is_ok());
+    let active = store.factors(u.id).await.unwrap().into_iter().filter(|f| f.kind == "totp" && f.state == "active");
+    assert_eq!(active.count(), 1);
+    let err = store.apply(Batch(vec![Write::ActivateFactor { id: FactorId::new() }])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("factor")), "a factor that is gone");
+}
+
 pub async fn rate_limits_count_per_bucket_and_window(store: Arc<dyn Store>) {
     let b = vec![("send:account:x".to_string(), 2), ("send:ip:1".to_string(), 3)];
     assert!(store.hit_rate_limits(&b, T0).await.unwrap());
@@ -704,6 +753,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         flow_attempts_never_exceed_the_cap_under_concurrency,
         failure_counters_lock_progressively_and_hold_under_concurrency,
         a_counter_cleared_during_parallel_reservations_never_errors,
+        one_active_factor_per_kind_holds_under_concurrency,
         rate_limits_count_per_bucket_and_window,
         refresh_tokens_rotate_once_and_reuse_revokes_the_family,
         parallel_refreshes_rotate_at_most_once,

@@ -1612,6 +1612,10 @@ impl Auth {
             Err(StoreError::Conflict("totp_step")) => {
                 Ok(Some(self.refuse(flow, flow.state.step_name(), attempts, true, now, ctx).await?))
             }
+            // A parallel enrolment activated another authenticator app first.
+            Err(StoreError::Conflict("factor")) => {
+                Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()))
+            }
             Err(StoreError::Conflict("flow")) => Err(AuthError::FlowCompleted),
             Err(e) => Err(e.into()),
             Ok(()) => Ok(None),

@@ -76,9 +76,11 @@ pub enum Write {
         /// Counter kind.
         kind: String,
     },
-    /// Insert a factor.
+    /// Insert a factor. An active one is not inserted when the user already has an active factor
+    /// of its kind (one per kind, enforced by the store under concurrency).
     InsertFactor(Factor),
-    /// Mark a pending factor active.
+    /// Mark a pending factor active. Conflict `factor` if it is not pending any more or the user
+    /// already has an active factor of its kind.
     ActivateFactor {
         /// Which.
         id: FactorId,

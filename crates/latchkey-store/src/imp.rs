@@ -281,14 +281,24 @@ macro_rules! store_impl {
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertFactor(f) => {
-                        sqlx::query("INSERT INTO factors (id, user_id, kind, state, secret_sealed, last_step, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        // An active factor of this kind added by a parallel request is the same
+                        // factor: keep it (one active per kind and user).
+                        sqlx::query("INSERT INTO factors (id, user_id, kind, state, secret_sealed, last_step, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id, kind) WHERE state = 'active' DO NOTHING")
                             .bind(f.id.0).bind(f.user_id.0).bind(&f.kind).bind(&f.state).bind(&f.secret_sealed)
                             .bind(f.last_step).bind(us(f.created_at)).bind(f.last_used_at.map(us))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::ActivateFactor { id } => {
-                        sqlx::query("UPDATE factors SET state = 'active' WHERE id = $1")
-                            .bind(id.0).execute(&mut **tx).await.map_err(db_err)?;
+                        let r = sqlx::query("UPDATE factors SET state = 'active' WHERE id = $1 AND state <> 'active'")
+                            .bind(id.0).execute(&mut **tx).await;
+                        match r {
+                            // Another factor of its kind became active first, or this one was
+                            // replaced or already activated.
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("factor")),
+                            Err(e) => return Err(db_err(e)),
+                            Ok(done) if done.rows_affected() != 1 => return Err(StoreError::Conflict("factor")),
+                            Ok(_) => {}
+                        }
                     }
                     Write::DeleteFactor { id } => {
                         sqlx::query("DELETE FROM recovery_codes WHERE user_id IN (SELECT user_id FROM factors WHERE id = $1 AND kind = 'recovery_codes')")
