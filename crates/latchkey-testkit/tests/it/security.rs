@@ -14,16 +14,32 @@ fn req(username: &str, email: &str) -> SignUpRequest {
     SignUpRequest { username: username.into(), password: Some(PW.into()), email: Some(email.into()), phone: None }
 }
 
+#[test]
+fn a_code_is_found_as_a_number_but_not_inside_another_or_as_a_fraction() {
+    for hit in ["123456", "code 123456.", "\"123456\"", "x.123456", "1 .123456"] {
+        assert!(contains_number(hit, "123456"), "{hit}");
+    }
+    for miss in ["1234567", "0123456", "11:42:53.123456Z", "0.123456"] {
+        assert!(!contains_number(miss, "123456"), "{miss}");
+    }
+}
+
 fn other_code(code: &str) -> &'static str {
     if code == "000000" { "111111" } else { "000000" }
 }
 
-/// `s` contains `digits` as a whole number (not inside a longer run of digits).
+/// `s` contains `digits` as a whole number (not inside a longer run of digits, and not the
+/// fractional part of a decimal: `11:42:53.123456Z`, the microseconds of every log line's
+/// timestamp, matched a six-digit code by chance now and then, since the log capture holds the
+/// whole suite's lines).
 fn contains_number(s: &str, digits: &str) -> bool {
     s.match_indices(digits).any(|(i, _)| {
-        let before = s[..i].chars().next_back().is_some_and(|c| c.is_ascii_digit());
+        let mut back = s[..i].chars().rev();
+        let before = back.next();
+        let fraction = before == Some('.') && back.next().is_some_and(|c| c.is_ascii_digit());
+        let before = before.is_some_and(|c| c.is_ascii_digit());
         let after = s[i + digits.len()..].chars().next().is_some_and(|c| c.is_ascii_digit());
-        !before && !after
+        !before && !after && !fraction
     })
 }
 
