@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use latchkey_client::{Client, SoftwareKeystore, Unlock};
-use latchkey_proto::{NextStep, SignUpRequest, StepAnswer, Tokens};
+use latchkey_proto::{ApprovalDecision, NextStep, SignUpRequest, StepAnswer, Tokens};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -80,6 +80,23 @@ pub enum DeviceCommand {
         #[command(flatten)]
         common: DeviceArgs,
     },
+    /// Push approval on this device: prints the approval its account is asked (app, IP, client,
+    /// kind) as JSON; `--number N` approves with the number shown on the signing-in screen,
+    /// `--deny` denies, `--report` answers "this wasn't me". The answer is signed by the
+    /// biometric key, the requests by the possession key.
+    Approve {
+        #[command(flatten)]
+        common: DeviceArgs,
+        /// Approve, with the number the signing-in screen shows.
+        #[arg(long, conflicts_with_all = ["deny", "report"])]
+        number: Option<String>,
+        /// Deny: the sign-in ends.
+        #[arg(long, conflicts_with = "report")]
+        deny: bool,
+        /// "This wasn't me": the sign-in ends, prompts pause, the account is told.
+        #[arg(long)]
+        report: bool,
+    },
 }
 
 #[derive(Args)]
@@ -149,6 +166,22 @@ pub async fn run(command: DeviceCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&tokens)?);
             device.tokens = Some(tokens);
             save(&common.file, &device)
+        }
+        DeviceCommand::Approve { common, number, deny, report } => {
+            let device = load(&common.file)?;
+            let client = device.client(&common.url)?;
+            let pending = client.device_approvals().await?.approvals;
+            let Some(req) = pending.first() else { anyhow::bail!("no approval is waiting") };
+            println!("{}", serde_json::to_string(req)?);
+            let decision = match (number.is_some(), deny, report) {
+                (true, _, _) => ApprovalDecision::Approve,
+                (_, true, _) => ApprovalDecision::Deny,
+                (_, _, true) => ApprovalDecision::Report,
+                _ => return Ok(()),
+            };
+            let outcome = client.answer_approval(req, decision, number.as_deref()).await?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            Ok(())
         }
         DeviceCommand::Me { common } => {
             let device = load(&common.file)?;

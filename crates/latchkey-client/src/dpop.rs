@@ -22,6 +22,11 @@ impl std::fmt::Debug for DpopKey {
 }
 
 impl DpopKey {
+    /// The key store holding this device's keys.
+    pub(crate) fn keystore(&self) -> &Arc<dyn Keystore> {
+        &self.keystore
+    }
+
     pub(crate) fn new(keystore: Arc<dyn Keystore>, alias: String) -> Result<Self> {
         let public = keystore.public_key(&alias)?;
         let point = uncompressed_point(&public)

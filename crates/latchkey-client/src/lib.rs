@@ -106,6 +106,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     device_key: Option<Arc<DpopKey>>,
+    /// The enrolled device this client runs on (its keys are `device_key`'s key store's).
+    device_id: Option<String>,
     clock_offset: Arc<AtomicI64>,
 }
 
@@ -125,6 +127,7 @@ impl Client {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             device_key: None,
+            device_id: None,
             clock_offset: Arc::new(AtomicI64::new(0)),
         })
     }
@@ -134,7 +137,7 @@ impl Client {
     /// bound (`cnf.jkt`). Without it a device session cannot refresh.
     pub fn with_device_key(&self, keystore: Arc<dyn Keystore>, device_id: &str) -> Result<Self> {
         let key = DpopKey::new(keystore, key_alias(device_id, DeviceKey::Possession))?;
-        Ok(Self { device_key: Some(Arc::new(key)), ..self.clone() })
+        Ok(Self { device_key: Some(Arc::new(key)), device_id: Some(device_id.into()), ..self.clone() })
     }
 
     /// A DPoP proof (RFC 9449) by this device's possession key, for an app's own requests — to its
@@ -146,6 +149,11 @@ impl Client {
             .as_ref()
             .ok_or_else(|| ClientError::Decode("no device key: use Client::with_device_key".into()))?;
         key.proof(method, url, access_token, iat.unwrap_or_else(|| self.server_time()))
+    }
+
+    /// The enrolled device this client runs on ([`Client::with_device_key`]).
+    pub fn device_id(&self) -> Option<&str> {
+        self.device_id.as_deref()
     }
 
     /// The server's base URL.
@@ -172,6 +180,80 @@ impl Client {
     /// `GET /v1/flows/{id}`.
     pub async fn flow(&self, flow_id: &str) -> Result<FlowAnswer> {
         self.send(self.http.get(self.url(&format!("/v1/flows/{flow_id}")))).await
+    }
+
+    /// `GET /v1/flows/{id}?wait=N`: at `push_approval`, held up to `wait_secs` (at most 30) until
+    /// the phone answers; `done` with tokens once approved, `denied` when not.
+    pub async fn wait_flow(&self, flow_id: &str, wait_secs: u64) -> Result<FlowAnswer> {
+        self.send(self.http.get(self.url(&format!("/v1/flows/{flow_id}?wait={wait_secs}")))).await
+    }
+
+    // ----- on an enrolled device: push approvals ----------------------------------------------
+
+    /// `GET /v1/device/approvals`: what this device's account is asked to approve. Needs
+    /// [`Client::with_device_key`]; the request is signed by the possession key.
+    pub async fn device_approvals(&self) -> Result<ApprovalList> {
+        self.signed_by_device(Method::GET, "/v1/device/approvals", None::<&()>).await
+    }
+
+    /// `GET /v1/device/approvals/{id}`: one approval's details (the id a notification carried).
+    pub async fn device_approval(&self, approval_id: &str) -> Result<ApprovalRequest> {
+        self.signed_by_device(Method::GET, &format!("/v1/device/approvals/{approval_id}"), None::<&()>).await
+    }
+
+    /// Answer an approval: the biometric key (the OS shows its prompt) signs the approval, its
+    /// nonce, the number the user typed (for `Approve`) and the decision.
+    pub async fn answer_approval(
+        &self,
+        approval: &ApprovalRequest,
+        decision: ApprovalDecision,
+        number: Option<&str>,
+    ) -> Result<ApprovalOutcome> {
+        let (Some(device_id), Some(key)) = (&self.device_id, &self.device_key) else { return Err(no_device()) };
+        let keystore = key.keystore();
+        let alias = key_alias(device_id, DeviceKey::Biometric);
+        if keystore.is_invalidated(&alias) {
+            return Err(KeystoreError::Invalidated(alias).into());
+        }
+        let number = number.map(str::trim).unwrap_or("");
+        let message = approval_message(&approval.id, &approval.nonce, &approval.kind, number, decision, device_id);
+        let signature = b64url(&keystore.sign(&alias, message.as_bytes())?);
+        let body =
+            ApprovalAnswer { decision, number: Some(number.into()).filter(|n: &String| !n.is_empty()), signature };
+        let path = format!("/v1/device/approvals/{}", approval.id);
+        self.signed_by_device(Method::POST, &path, Some(&body)).await
+    }
+
+    /// A request signed by this device (`Authorization: Device <id>` and a DPoP proof), sent
+    /// again once with a fresh proof if the server's clock turned out to differ from what this
+    /// client assumed (its `Date` header says so).
+    async fn signed_by_device<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let device_id = self.device_id.as_ref().ok_or_else(no_device)?;
+        let url = self.url(path);
+        let request = |iat: i64| -> Result<reqwest::RequestBuilder> {
+            let proof = self.dpop_proof(method.as_str(), &url, None, Some(iat))?;
+            let req = self
+                .http
+                .request(method.clone(), &url)
+                .header(reqwest::header::AUTHORIZATION, format!("Device {device_id}"))
+                .header("dpop", proof);
+            Ok(match body {
+                Some(b) => req.json(b),
+                None => req,
+            })
+        };
+        let assumed = self.server_time();
+        match self.send(request(assumed)?).await {
+            Err(e) if e.code() == Some(codes::INVALID_DPOP_PROOF) && (self.server_time() - assumed).abs() > 30 => {
+                self.send(request(self.server_time())?).await
+            }
+            other => other,
+        }
     }
 
     /// `POST /v1/flows/{id}` with any step answer.
@@ -566,4 +648,8 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         }),
         Err(_) => Err(ClientError::Decode(format!("HTTP {status} without an error body"))),
     }
+}
+
+fn no_device() -> ClientError {
+    ClientError::Decode("no device: use Client::with_device_key".into())
 }

@@ -54,3 +54,5 @@ id_type!(/// An audit event.
     EventId);
 id_type!(/// An enrolled device (its two keys and its app PIN).
     DeviceId);
+id_type!(/// A push approval: one question to the account's enrolled devices.
+    ApprovalId);

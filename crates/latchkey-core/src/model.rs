@@ -1,6 +1,6 @@
 //! The records the domain keeps: users, flows, sessions, outbox messages, audit events.
 
-use crate::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_proto::{Channel, DenialReason, MfaMethod};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -159,6 +159,9 @@ pub enum FlowState {
         /// `enroll_device` (SMS proves a number, never a device).
         #[serde(default)]
         new_device: Option<NewDevice>,
+        /// For `push_approval`: the approval the account's devices were asked.
+        #[serde(default)]
+        push: Option<PushChallenge>,
     },
     /// Waiting for the code sent to a phone or address being added as a factor. The account's
     /// current value stays authoritative until this code is right (checklist LIFE-5). In a
@@ -233,6 +236,7 @@ impl FlowState {
                 Some(MfaMethod::Sms) => "sms_code",
                 Some(MfaMethod::Email) => "email_code",
                 Some(MfaMethod::RecoveryCode) => "recovery_code",
+                Some(MfaMethod::PushApproval) => "push_approval",
                 Some(_) => "totp_code",
             },
             FlowState::AwaitingVerification { .. } => "verify_code",
@@ -250,6 +254,18 @@ impl FlowState {
     pub fn is_terminal(&self) -> bool {
         matches!(self, FlowState::Completed { .. } | FlowState::Denied { .. })
     }
+}
+
+/// A push approval a sign-in waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushChallenge {
+    /// The approval.
+    pub approval_id: ApprovalId,
+    /// The number shown on the signing-in screen.
+    pub number: String,
+    /// When it stops being answerable.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }
 
 /// Where a passwordless new-device sign-in stands.
@@ -336,6 +352,78 @@ pub struct BiometricEvidence {
     pub security_level: String,
     /// The RFC 8176 `amr` value of the biometric the app declared: `fpt`, `face` or `iris`.
     pub modality: String,
+}
+
+/// Where a push approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for a device's answer.
+    Pending,
+    /// Approved with the right number.
+    Approved,
+    /// Denied, or answered with a wrong number.
+    Denied,
+    /// "This wasn't me".
+    Reported,
+    /// Not answered in time (set when the next one is asked).
+    Expired,
+}
+
+impl ApprovalStatus {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Reported => "reported",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved,
+            "denied" => ApprovalStatus::Denied,
+            "reported" => ApprovalStatus::Reported,
+            "expired" => ApprovalStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// A push approval (DESIGN.md, "Push approval"): a sign-in elsewhere asks the account's enrolled
+/// devices; one answers with its biometric key over the id, the nonce, the number and the
+/// decision. At most one is pending per account; each is answered once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Id (what a notification carries).
+    pub id: ApprovalId,
+    /// Whose devices are asked.
+    pub user_id: UserId,
+    /// The waiting flow.
+    pub flow_id: FlowId,
+    /// `sign_in` or `new_device`.
+    pub kind: String,
+    /// The two digits shown on the signing-in screen.
+    pub number: String,
+    /// Single-use, in the signed answer.
+    pub nonce: String,
+    /// Where it stands.
+    pub status: ApprovalStatus,
+    /// Asked.
+    pub created_at: OffsetDateTime,
+    /// Not answerable after this.
+    pub expires_at: OffsetDateTime,
+    /// Answered.
+    pub decided_at: Option<OffsetDateTime>,
+    /// The device that answered.
+    pub device_id: Option<DeviceId>,
+    /// The signing-in client, shown on the phone.
+    pub context: ClientContext,
 }
 
 /// An enrolled device: two P-256 public keys and the app PIN's hash. Nothing secret to the device

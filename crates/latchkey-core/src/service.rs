@@ -26,6 +26,7 @@ use latchkey_proto::{Channel, DenialReason, MfaMethod, StepAnswer, codes};
 
 mod device;
 mod mfa;
+mod push;
 pub use device::{DeviceEnrollment, NewBiometricKey};
 use mfa::{EMAIL, SMS};
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub struct Auth {
     settings: Settings,
     routes: OutboxRoutes,
     outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// Wakes held `GET /v1/flows/{id}` requests on this replica when a push is answered.
+    push_wakeup: Arc<tokio::sync::Notify>,
 }
 
 /// The collaborators of [`Auth`].
@@ -175,6 +178,7 @@ impl Auth {
             settings: p.settings,
             routes: p.routes,
             outbox_wakeup: p.outbox_wakeup,
+            push_wakeup: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -218,7 +222,7 @@ impl Auth {
                     other_methods: if sms { vec![MfaMethod::Sms] } else { vec![] },
                 }
             }
-            FlowState::AwaitingMfa { method, methods, code, .. } => {
+            FlowState::AwaitingMfa { method, methods, code, push, .. } => {
                 let other_methods: Vec<MfaMethod> = methods.iter().copied().filter(|m| Some(*m) != *method).collect();
                 let destination = code.as_ref().map(|c| c.destination.clone()).unwrap_or_default();
                 match method {
@@ -226,6 +230,15 @@ impl Auth {
                     Some(MfaMethod::Sms) => proto::NextStep::SmsCode { destination, attempts_left, other_methods },
                     Some(MfaMethod::Email) => proto::NextStep::EmailCode { destination, attempts_left, other_methods },
                     Some(MfaMethod::RecoveryCode) => proto::NextStep::RecoveryCode { attempts_left, other_methods },
+                    Some(MfaMethod::PushApproval) => match push {
+                        Some(p) => proto::NextStep::PushApproval {
+                            approval_id: p.approval_id.to_string(),
+                            number: p.number.clone(),
+                            expires_at: rfc3339(p.expires_at),
+                            other_methods,
+                        },
+                        None => proto::NextStep::SelectMfa { methods: methods.clone() },
+                    },
                     Some(_) => proto::NextStep::TotpCode { attempts_left, other_methods },
                 }
             }
@@ -610,12 +623,13 @@ impl Auth {
     // ----- flows -----------------------------------------------------------------------------
 
     /// `GET /v1/flows/{id}`.
+    /// A flow at `push_approval` learns the phone's answer here.
     pub async fn current(&self, id: FlowId, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
         let flow = self.load_flow(id, ctx).await?;
         if !flow.state.is_terminal() && flow.expires_at <= self.now() {
             return Err(expired(&flow.state));
         }
-        Ok(Self::outcome(flow, vec![]))
+        self.settle_push(flow, ctx).await
     }
 
     async fn load_flow(&self, id: FlowId, ctx: &ClientContext) -> Result<Flow, AuthError> {
@@ -662,6 +676,9 @@ impl Auth {
                 FlowState::AwaitingMfa { method: Some(MfaMethod::Totp), then_new_password, .. },
                 StepAnswer::TotpCode { code },
             ) => self.totp_sign_in(flow, then_new_password, SecretString::new(code), now, ctx).await,
+            (FlowState::AwaitingMfa { method: Some(MfaMethod::PushApproval), .. }, StepAnswer::PushApproval {}) => {
+                self.settle_push(flow, &ctx).await
+            }
             (FlowState::AwaitingMfa { method: Some(MfaMethod::Sms), .. }, StepAnswer::SmsCode { code })
             | (FlowState::AwaitingMfa { method: Some(MfaMethod::Email), .. }, StepAnswer::EmailCode { code }) => {
                 self.oob_sign_in(flow, SecretString::new(code), now, ctx).await
@@ -832,6 +849,8 @@ impl Auth {
                     _ => Err(AuthError::FlowCompleted),
                 }
             }
+            // Another approval is outstanding for the account (checklist PUSH-4).
+            Err(StoreError::Conflict("approval_pending")) => Err(AuthError::LimitExceeded),
             Err(e) => Err(e.into()),
         }
     }
@@ -1890,13 +1909,14 @@ fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
         (FlowState::AwaitingVerification { channel, value, .. }, Some(code)) => {
             FlowState::AwaitingVerification { channel: *channel, value: value.clone(), code }
         }
-        (FlowState::AwaitingMfa { method, methods, then_new_password, new_device, .. }, Some(code)) => {
+        (FlowState::AwaitingMfa { method, methods, then_new_password, new_device, push, .. }, Some(code)) => {
             FlowState::AwaitingMfa {
                 method: *method,
                 methods: methods.clone(),
                 code: Some(code),
                 then_new_password: *then_new_password,
                 new_device: new_device.clone(),
+                push: push.clone(),
             }
         }
         (other, _) => other.clone(),

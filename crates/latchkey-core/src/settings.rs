@@ -21,6 +21,8 @@ pub struct Settings {
     pub mfa: MfaPolicy,
     /// Device keys.
     pub devices: DevicePolicy,
+    /// Push approval.
+    pub push: PushPolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -34,6 +36,7 @@ impl Default for Settings {
             limits: Limits::default(),
             mfa: MfaPolicy::default(),
             devices: DevicePolicy::default(),
+            push: PushPolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -164,7 +167,8 @@ pub enum MfaMode {
 pub struct MfaPolicy {
     /// `off`, `optional` (default) or `required`.
     pub mode: MfaMode,
-    /// The methods sign-in may offer, in the default order (`totp`, `sms`, `email`, `recovery_code`).
+    /// The methods sign-in may offer, in the default order (`totp`, `push_approval`, `sms`,
+    /// `email`, `recovery_code`).
     pub methods: Vec<MfaMethod>,
     /// With `mode = "required"`, users without a factor may verify a phone for SMS instead of
     /// adding an authenticator app (NIST SP 800-63B-4 treats SMS as restricted; default off).
@@ -180,7 +184,13 @@ impl Default for MfaPolicy {
     fn default() -> Self {
         Self {
             mode: MfaMode::Optional,
-            methods: vec![MfaMethod::Totp, MfaMethod::Sms, MfaMethod::Email, MfaMethod::RecoveryCode],
+            methods: vec![
+                MfaMethod::Totp,
+                MfaMethod::PushApproval,
+                MfaMethod::Sms,
+                MfaMethod::Email,
+                MfaMethod::RecoveryCode,
+            ],
             allow_sms_setup: false,
             require_phishing_resistant: false,
             step_up_max_age_secs: 600,
@@ -215,8 +225,29 @@ pub struct DevicePolicy {
 impl Default for DevicePolicy {
     fn default() -> Self {
         Self {
-            second_proofs: vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode],
+            second_proofs: vec![MfaMethod::PushApproval, MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode],
             android_attestation_roots: vec![],
         }
+    }
+}
+
+/// Push approval (`[policy.push]`; checklist PUSH-3, PUSH-4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PushPolicy {
+    /// How long the phone may answer (seconds; at most 600).
+    pub approval_ttl_secs: u64,
+    /// Approvals an account may be asked per window (besides one outstanding at a time).
+    pub max_per_window: u32,
+    /// The window (seconds).
+    pub window_secs: u64,
+    /// After "this wasn't me", no push prompts for the account for this long (seconds; at most
+    /// a day).
+    pub report_lock_secs: u64,
+}
+
+impl Default for PushPolicy {
+    fn default() -> Self {
+        Self { approval_ttl_secs: 120, max_per_window: 5, window_secs: 900, report_lock_secs: 3600 }
     }
 }

@@ -1,10 +1,10 @@
 //! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
-use crate::ids::{DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::{
-    AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage, RecoveryCode, Reservation,
-    Session, User,
+    Approval, ApprovalStatus, AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage,
+    RecoveryCode, Reservation, Session, User,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -111,6 +111,22 @@ pub enum Write {
     },
     /// Enrol a device.
     InsertDevice(Device),
+    /// Ask the account's devices (a pending approval past its expiry is closed first).
+    /// Conflict `approval_pending` while another is pending: one outstanding push per account
+    /// (checklist PUSH-4), however many sign-ins ask at once.
+    InsertApproval(Approval),
+    /// A device's answer to a pending approval that has not expired at `at`. Conflict `approval`
+    /// if it was answered already or expired: each approval takes effect once (checklist PUSH-3).
+    DecideApproval {
+        /// The approval.
+        id: ApprovalId,
+        /// Approved, denied or reported.
+        status: ApprovalStatus,
+        /// The device that answered.
+        device_id: DeviceId,
+        /// Now.
+        at: OffsetDateTime,
+    },
     /// Revoke a device and every session signed in with it.
     RevokeDevice {
         /// The device.
@@ -240,6 +256,12 @@ pub trait Store: Send + Sync + 'static {
     /// Count one more PIN attempt on a device before it is evaluated, unless `max` consecutive
     /// failures are counted already: `Some(n)`, the n-th; `None`, the PIN is blocked.
     async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError>;
+    /// An approval.
+    async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError>;
+    /// The user's approvals waiting for an answer that have not expired at `now`.
+    async fn pending_approvals(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Approval>, StoreError>;
+    /// When the user last answered an approval "this wasn't me", if they did.
+    async fn last_reported_approval(&self, user_id: UserId) -> Result<Option<OffsetDateTime>, StoreError>;
     /// The user's recovery codes, used ones included.
     async fn recovery_codes(&self, user_id: UserId) -> Result<Vec<RecoveryCode>, StoreError>;
     /// Claim flows that expired before `before` and were not claimed yet, at most `limit`, so

@@ -90,6 +90,8 @@ pub enum StepAnswer {
         /// The 6-digit code.
         code: String,
     },
+    /// At `push_approval`: has the phone answered? The same as `GET /v1/flows/{id}`.
+    PushApproval {},
     /// The code sent by text message at the `sms_code` step.
     SmsCode {
         /// The 6-digit code.
@@ -198,6 +200,7 @@ impl StepAnswer {
             StepAnswer::EnrollDevice { .. } => "enroll_device",
             StepAnswer::DeviceSignature { .. } => "device_signature",
             StepAnswer::RekeyBiometric { .. } => "rekey_biometric",
+            StepAnswer::PushApproval {} => "push_approval",
         }
     }
 }
@@ -259,6 +262,106 @@ pub fn device_message(purpose: &str, flow_id: &str, nonce: &str, key: DeviceKey,
     format!("latchkey-device-v1\n{purpose}\n{flow_id}\n{nonce}\n{}\n{device_id}", key.as_str())
 }
 
+/// The exact text an enrolled device signs with its biometric key to answer a push approval
+/// (`POST /v1/device/approvals/{id}`): the approval, the server's nonce, what is being approved
+/// (`sign_in` or `new_device`), the number the user typed (empty for `deny` and `report`), the
+/// decision and the device. Nothing else is accepted as an answer (checklist PUSH-1, PUSH-2).
+///
+/// ```
+/// use latchkey_proto::{ApprovalDecision, approval_message};
+/// assert_eq!(
+///     approval_message("a", "n", "sign_in", "42", ApprovalDecision::Approve, "d"),
+///     "latchkey-approval-v1\na\nn\nsign_in\n42\napprove\nd"
+/// );
+/// ```
+pub fn approval_message(
+    approval_id: &str,
+    nonce: &str,
+    kind: &str,
+    number: &str,
+    decision: ApprovalDecision,
+    device_id: &str,
+) -> String {
+    format!("latchkey-approval-v1\n{approval_id}\n{nonce}\n{kind}\n{number}\n{}\n{device_id}", decision.as_str())
+}
+
+/// What the user decided on their phone.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    /// It was me: with the number shown on the other screen.
+    Approve,
+    /// Not now: the sign-in ends.
+    Deny,
+    /// This wasn't me: the sign-in ends, push prompts stop for a while, the account is told.
+    Report,
+}
+
+impl ApprovalDecision {
+    /// The wire and message name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalDecision::Approve => "approve",
+            ApprovalDecision::Deny => "deny",
+            ApprovalDecision::Report => "report",
+        }
+    }
+}
+
+/// `GET /v1/device/approvals/{id}`: what the phone shows before the user decides.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApprovalRequest {
+    /// The approval id (what a notification carries).
+    pub id: String,
+    /// Single-use, part of the signed answer.
+    pub nonce: String,
+    /// `sign_in` (a sign-in elsewhere) or `new_device` (a new phone's first sign-in).
+    pub kind: String,
+    /// The product asking (configuration `policy.product_name`).
+    pub app: String,
+    /// Where the sign-in comes from, as the server saw it.
+    pub ip: Option<String>,
+    /// The signing-in client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// When it was asked (RFC 3339).
+    pub created_at: String,
+    /// When it stops being accepted (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `GET /v1/device/approvals`: the account's approvals waiting for an answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApprovalList {
+    /// At most one (one outstanding approval per account).
+    pub approvals: Vec<ApprovalRequest>,
+}
+
+/// `POST /v1/device/approvals/{id}`: the user's decision, signed by the biometric key over
+/// [`approval_message`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalAnswer {
+    /// Approve, deny or report.
+    pub decision: ApprovalDecision,
+    /// For `approve`: the number the user typed from the other screen.
+    #[serde(default)]
+    pub number: Option<String>,
+    /// The biometric key's signature (DER or `r‖s`, Base64url).
+    pub signature: String,
+}
+
+/// The answer to `POST /v1/device/approvals/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApprovalOutcome {
+    /// `approved`, `denied` (a deny, or a wrong number) or `reported`.
+    pub status: String,
+}
+
 /// A second-factor method a sign-in can ask for.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -273,6 +376,8 @@ pub enum MfaMethod {
     Email,
     /// One of the saved recovery codes (`recovery_code`).
     RecoveryCode,
+    /// Approval on an enrolled device, matching the number shown here (`push_approval`).
+    PushApproval,
     /// A method this client does not know yet.
     #[serde(other)]
     Unknown,
@@ -286,6 +391,7 @@ impl MfaMethod {
             MfaMethod::Sms => "sms",
             MfaMethod::Email => "email",
             MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::PushApproval => "push_approval",
             MfaMethod::Unknown => "unknown",
         }
     }
@@ -314,8 +420,11 @@ pub enum Channel {
 pub enum DenialReason {
     /// Too many wrong answers: start again (a new code is sent).
     TooManyAttempts,
-    /// The flow ended for a reason the server does not disclose.
+    /// The flow ended for a reason the server does not disclose (also: the phone denied the
+    /// push approval, reported it, or answered with a wrong number).
     Denied,
+    /// The push approval was not answered in time: start again.
+    Expired,
     /// A reason this client does not know yet.
     #[serde(other)]
     Unknown,
@@ -434,6 +543,20 @@ pub enum NextStep {
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
     },
+    /// Show `number` and tell the user to approve on their enrolled phone, typing that number
+    /// there. Poll `GET /v1/flows/{id}?wait=25` (or answer `push_approval` to check): `done`
+    /// with tokens once approved, `denied` when denied, reported, wrong or expired.
+    PushApproval {
+        /// The approval the phone is asked about.
+        approval_id: String,
+        /// Two digits to show; the phone must send them back (NIST SP 800-63B-4 §3.1.3.1).
+        number: String,
+        /// When the approval stops being accepted (RFC 3339).
+        expires_at: String,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
     /// Show these recovery codes (once) and let the user save them; answer `save_recovery_codes`
     /// to put them in force in place of any earlier set.
     SaveRecoveryCodes {
@@ -478,6 +601,7 @@ impl NextStep {
             NextStep::SaveRecoveryCodes { .. } => "save_recovery_codes",
             NextStep::EnrollDevice { .. } => "enroll_device",
             NextStep::DeviceSignature { .. } => "device_signature",
+            NextStep::PushApproval { .. } => "push_approval",
             NextStep::RekeyBiometric { .. } => "rekey_biometric",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",

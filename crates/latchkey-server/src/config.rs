@@ -221,6 +221,12 @@ impl Config {
         if p.mfa.methods.contains(&latchkey_core::MfaMethod::Unknown) {
             anyhow::bail!("policy.mfa.methods: each must be one of totp, sms, email, recovery_code");
         }
+        if p.push.approval_ttl_secs == 0 || p.push.approval_ttl_secs > 600 {
+            anyhow::bail!("policy.push.approval_ttl_secs: 1 to 600 (checklist PUSH-3)");
+        }
+        if p.push.report_lock_secs > 86_400 {
+            anyhow::bail!("policy.push.report_lock_secs: at most a day (approvals are kept that long)");
+        }
         latchkey_core::attestation::root_keys(&p.devices.android_attestation_roots)
             .map_err(|e| anyhow::anyhow!("policy.devices.android_attestation_roots: {e}"))?;
         Ok(())

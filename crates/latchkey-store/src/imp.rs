@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use base64::Engine;
 use latchkey_core::MfaMethod;
-use latchkey_core::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use latchkey_core::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_core::model::*;
 use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
@@ -140,6 +140,24 @@ macro_rules! store_impl {
                     context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
                     device_id: r.try_get::<Option<Uuid>, _>("device_id").map_err(db_err)?.map(DeviceId),
                     dpop_jkt: r.try_get("dpop_jkt").map_err(db_err)?,
+                })
+            }
+
+            fn approval(r: &$row) -> Result<Approval, StoreError> {
+                let status: String = r.try_get("status").map_err(db_err)?;
+                Ok(Approval {
+                    id: ApprovalId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    flow_id: FlowId(r.try_get::<Uuid, _>("flow_id").map_err(db_err)?),
+                    kind: r.try_get("kind").map_err(db_err)?,
+                    number: r.try_get("number").map_err(db_err)?,
+                    nonce: r.try_get("nonce").map_err(db_err)?,
+                    status: ApprovalStatus::parse(&status).ok_or_else(|| corrupt("approval status"))?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    expires_at: from_us(r.try_get("expires_at").map_err(db_err)?)?,
+                    decided_at: opt_us(r.try_get("decided_at").map_err(db_err)?)?,
+                    device_id: r.try_get::<Option<Uuid>, _>("device_id").map_err(db_err)?.map(DeviceId),
+                    context: ClientContext { ip: r.try_get("ip").map_err(db_err)?, user_agent: r.try_get("user_agent").map_err(db_err)? },
                 })
             }
 
@@ -320,6 +338,28 @@ macro_rules! store_impl {
                             return Err(StoreError::Conflict("recovery_code"));
                         }
                     }
+                    Write::InsertApproval(a) => {
+                        sqlx::query("UPDATE approvals SET status = 'expired' WHERE user_id = $1 AND status = 'pending' AND expires_at <= $2")
+                            .bind(a.user_id.0).bind(us(a.created_at)).execute(&mut **tx).await.map_err(db_err)?;
+                        let r = sqlx::query("INSERT INTO approvals (id, user_id, flow_id, kind, number, nonce, status, created_at, expires_at, decided_at, device_id, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                            .bind(a.id.0).bind(a.user_id.0).bind(a.flow_id.0).bind(&a.kind).bind(&a.number).bind(&a.nonce)
+                            .bind(a.status.as_str()).bind(us(a.created_at)).bind(us(a.expires_at)).bind(a.decided_at.map(us))
+                            .bind(a.device_id.map(|d| d.0)).bind(&a.context.ip).bind(&a.context.user_agent)
+                            .execute(&mut **tx).await;
+                        match r {
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("approval_pending")),
+                            Err(e) => return Err(db_err(e)),
+                            Ok(_) => {}
+                        }
+                    }
+                    Write::DecideApproval { id, status, device_id, at } => {
+                        let done = sqlx::query("UPDATE approvals SET status = $2, device_id = $3, decided_at = $4 WHERE id = $1 AND status = 'pending' AND expires_at > $4")
+                            .bind(id.0).bind(status.as_str()).bind(device_id.0).bind(us(at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("approval"));
+                        }
+                    }
                     Write::InsertDevice(d) => {
                         let b64 = |k: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
                         sqlx::query("INSERT INTO devices (id, user_id, name, platform, possession_key, biometric_key, pin_hash, pin_failures, created_at, last_used_at, revoked_at, biometric_evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
@@ -497,6 +537,23 @@ macro_rules! store_impl {
                 r.map(|r| r.try_get::<i64, _>("pin_failures").map(n32).map_err(db_err)).transpose()
             }
 
+            async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError> {
+                let r = sqlx::query("SELECT * FROM approvals WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::approval).transpose()
+            }
+
+            async fn pending_approvals(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Approval>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM approvals WHERE user_id = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at")
+                    .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::approval).collect()
+            }
+
+            async fn last_reported_approval(&self, user_id: UserId) -> Result<Option<OffsetDateTime>, StoreError> {
+                let r = sqlx::query("SELECT MAX(decided_at) AS at FROM approvals WHERE user_id = $1 AND status = 'reported'")
+                    .bind(user_id.0).fetch_one(&self.pool).await.map_err(db_err)?;
+                opt_us(r.try_get("at").map_err(db_err)?)
+            }
+
             async fn recovery_codes(&self, user_id: UserId) -> Result<Vec<RecoveryCode>, StoreError> {
                 let rows = sqlx::query("SELECT * FROM recovery_codes WHERE user_id = $1 ORDER BY created_at, mac")
                     .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
@@ -650,6 +707,7 @@ macro_rules! store_impl {
                 n += sqlx::query("DELETE FROM rate_counters WHERE window_start < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM flows WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                n += sqlx::query("DELETE FROM approvals WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 tx.commit().await.map_err(db_err)?;
                 Ok(n)
             }
@@ -658,7 +716,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 13] = [
     "users",
     "flows",
     "sessions",
@@ -671,6 +729,7 @@ const TABLES: [&str; 12] = [
     "recovery_codes",
     "devices",
     "dpop_proofs",
+    "approvals",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

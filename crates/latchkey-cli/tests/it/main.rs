@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use latchkey_client::Client;
-use latchkey_proto::{NextStep, SignOutScope, SignUpRequest};
+use latchkey_proto::{MfaMethod, NextStep, SignOutScope, SignUpRequest};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -185,6 +185,18 @@ async fn the_device_emulator_enrols_and_signs_in_by_pin_and_by_biometric_key() {
     assert!(String::from_utf8_lossy(&wrong.stdout).contains("code_mismatch"));
     let listed = c.devices(&t.access_token).await.unwrap().devices;
     assert_eq!((listed[0].id.as_str(), listed[0].name.as_str()), (device_id.as_str(), "Terminal"));
+    // Push approval: a password sign-in elsewhere picks the phone, which approves it with the
+    // number that screen shows.
+    let f = c.sign_in("dev", pw).await.unwrap();
+    let p = c.select_mfa(&f.flow_id, MfaMethod::PushApproval).await.unwrap();
+    let NextStep::PushApproval { number, .. } = p.next_step else { panic!("{:?}", p.next_step) };
+    let out = cli(&["approve", "--number", &number]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.lines().next().unwrap().contains("\"kind\":\"sign_in\""), "{printed}");
+    assert!(printed.lines().nth(1).unwrap().contains("\"approved\""), "{printed}");
+    let done = c.wait_flow(&f.flow_id, 5).await.unwrap();
+    assert!(done.tokens.is_some(), "{done:?}");
 }
 
 #[test]
@@ -209,10 +221,31 @@ fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() 
     cli(&["enroll", "--flow", flow, "--pin", "371946"]);
     let me = json(cli(&["me"]));
     assert_eq!((&me["acr"], &me["amr"]), (&serde_json::json!("aal1"), &serde_json::json!(["sms", "hwk"])));
-    // A SIM swap: a new device with the SMS code and nothing else (the email is not verified).
-    let a = json(cli(&["sign-in", "--username", "pat"]));
+    // A SIM swap: a new device with the SMS code can only ask pat's phone (the email is not
+    // verified), and pat reports it from the phone.
+    let thief = dir.join("thief.json");
+    let thief_cli = |args: &[&str]| {
+        let mut all = vec!["device"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &server.url, "--file", thief.to_str().unwrap()]);
+        let out = Command::new(BIN).args(&all).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        json(String::from_utf8(out.stdout).unwrap())
+    };
+    let a = thief_cli(&["sign-in", "--username", "pat"]);
+    let flow = a["flow_id"].as_str().unwrap();
     let code = format!(r#"{{"step":"sms_code","code":"{}"}}"#, code_for(&dir, "+14155550123"));
-    let r = json(cli(&["answer", "--flow", a["flow_id"].as_str().unwrap(), &code]));
+    let r = thief_cli(&["answer", "--flow", flow, &code]);
+    assert_eq!((r["next_step"]["type"].as_str(), r["tokens"].is_null()), (Some("select_mfa"), true));
+    assert_eq!(r["next_step"]["methods"], serde_json::json!(["push_approval"]));
+    let p = thief_cli(&["answer", "--flow", flow, r#"{"step":"select_mfa","method":"push_approval"}"#]);
+    assert_eq!(p["next_step"]["type"], "push_approval");
+    let shown = cli(&["approve"]);
+    let asked = json(shown.lines().next().unwrap().to_owned());
+    assert_eq!(asked["kind"], "new_device", "{shown}");
+    let answered = cli(&["approve", "--report"]);
+    assert_eq!(json(answered.lines().nth(1).unwrap().to_owned())["status"], "reported");
+    let r = thief_cli(&["answer", "--flow", flow, r#"{"step":"push_approval"}"#]);
     assert_eq!((r["next_step"]["type"].as_str(), r["tokens"].is_null()), (Some("denied"), true));
 }
 

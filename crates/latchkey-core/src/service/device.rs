@@ -129,7 +129,9 @@ impl Auth {
             (None, None)
         } else {
             let mut methods: Vec<&str> = amr.iter().map(String::as_str).collect();
-            methods.push("hwk");
+            if !methods.contains(&"hwk") {
+                methods.push("hwk");
+            }
             let (session, tokens) = self.new_session(&user, &methods, Some(&device), now, &ctx, &mut batch)?;
             (Some(session.id), Some(tokens))
         };
@@ -204,6 +206,7 @@ impl Auth {
             code: Some(code),
             then_new_password: false,
             new_device: Some(NewDevice { verified: vec![], second_proofs }),
+            push: None,
         };
         let user_id = user.as_ref().map(|u| u.id);
         let flow = self.new_flow(flow_id, FlowKind::SignIn, user_id, state, now, ctx.clone());

@@ -26,6 +26,8 @@ pub(super) fn amr_of(m: MfaMethod) -> &'static str {
     match m {
         MfaMethod::Sms => "sms",
         MfaMethod::Email => "email",
+        // A signature by an enrolled device's key.
+        MfaMethod::PushApproval => "hwk",
         _ => "otp",
     }
 }
@@ -63,6 +65,7 @@ impl Auth {
                     active(RECOVERY_CODES)
                         && self.store.recovery_codes(user.id).await?.iter().any(|c| c.used_at.is_none())
                 }
+                MfaMethod::PushApproval => !self.store.devices(user.id).await?.is_empty(),
                 _ => false,
             };
             if usable && policy.allows(*m) && !out.contains(m) {
@@ -121,7 +124,7 @@ impl Auth {
             }
             _ => None,
         };
-        let state = FlowState::AwaitingMfa { method, methods, code, then_new_password, new_device: None };
+        let state = FlowState::AwaitingMfa { method, methods, code, then_new_password, new_device: None, push: None };
         let event = StepEvent { step: state.step_name(), outcome: "issued" };
         Ok(Some(MfaStart { state, writes, event }))
     }
@@ -186,6 +189,10 @@ impl Auth {
             return Err(AuthError::FlowExpired);
         }
         let mut batch = Batch::new();
+        let push = match (method, &user) {
+            (MfaMethod::PushApproval, Some(user)) => Some(self.ask_devices(&flow, user, now, &ctx, &mut batch).await?),
+            _ => None,
+        };
         let code = match method {
             MfaMethod::Sms | MfaMethod::Email => {
                 if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
@@ -206,7 +213,7 @@ impl Auth {
             }
             _ => None,
         };
-        let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device };
+        let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device, push };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
@@ -320,6 +327,7 @@ impl Auth {
                     code: None,
                     then_new_password: false,
                     new_device: Some(NewDevice { verified, second_proofs: nd.second_proofs.clone() }),
+                    push: None,
                 }
             }
         } else {
@@ -856,6 +864,7 @@ pub(super) fn state_step_of(m: MfaMethod) -> &'static str {
         MfaMethod::Sms => "sms_code",
         MfaMethod::Email => "email_code",
         MfaMethod::RecoveryCode => "recovery_code",
+        MfaMethod::PushApproval => "push_approval",
         _ => "select_mfa",
     }
 }

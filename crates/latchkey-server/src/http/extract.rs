@@ -76,6 +76,26 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// An enrolled device signing its own request (`Authorization: Device <device id>` and a `DPoP`
+/// proof by its possession key): how a phone fetches and answers push approvals without a
+/// session.
+pub struct SignedByDevice(pub latchkey_core::model::Device);
+
+impl FromRequestParts<AppState> for SignedByDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (scheme, device_id) = authorization(parts).ok_or(ApiError(AuthError::Unauthenticated))?;
+        if !scheme.eq_ignore_ascii_case("device") {
+            return Err(ApiError(AuthError::Unauthenticated));
+        }
+        let proof = dpop_proof(parts).map_err(|reason| AuthError::InvalidDpopProof { reason, resource: true })?;
+        let device =
+            state.auth.authenticate_device(device_id, proof.as_ref(), parts.method.as_str(), parts.uri.path()).await?;
+        Ok(Self(device))
+    }
+}
+
 /// The request's `DPoP` proof, its signature verified; at most one (RFC 9449 §4.3).
 pub struct Dpop(pub Option<DpopProof>);
 

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Client};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
@@ -71,16 +71,28 @@ pub async fn forgot_password(
     answer(&s, o)
 }
 
-/// The flow's current answer (tokens are only ever in the answer that completed it).
-#[utoipa::path(get, path = "/v1/flows/{id}", tag = "flows", params(("id" = String, Path, description = "The flow id")),
+/// `?wait=N`: hold the request up to N seconds (at most 30) while the flow waits for a push answer.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct Wait {
+    /// Seconds to hold the request while the flow is at `push_approval` (0–30).
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+/// The flow's current answer (tokens are only ever in the answer that completed it). At
+/// `push_approval` this is where the phone's answer arrives: `done` with tokens once approved;
+/// with `?wait=N` the request returns as soon as it does.
+#[utoipa::path(get, path = "/v1/flows/{id}", tag = "flows", params(("id" = String, Path, description = "The flow id"), Wait),
     responses((status = 200, body = FlowAnswer), (status = 403, description = "flow_context_mismatch", body = ErrorBody),
         (status = 404, description = "flow_not_found", body = ErrorBody), (status = 410, description = "flow_expired", body = ErrorBody)))]
 pub async fn get_flow(
     State(s): State<AppState>,
     Client(ctx): Client,
     Path(id): Path<String>,
+    Query(q): Query<Wait>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
-    let o = s.auth.current(flow_id(&id)?, &ctx).await?;
+    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
+    let o = s.auth.current_waiting(flow_id(&id)?, &ctx, wait).await?;
     answer(&s, o)
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP adapter: routes close to their handlers, one error type, request ids everywhere.
 
 pub mod admin;
+pub mod device;
 pub mod error;
 pub mod extract;
 pub mod flows;
@@ -52,12 +53,14 @@ pub struct AppState {
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin,
+        device::approvals, device::approval, device::answer,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
     modifiers(&SecuritySchemes),
     tags((name = "flows", description = "Sign-up, sign-in and recovery as server-run state machines"),
-         (name = "tokens", description = "Refresh and sign-out"), (name = "me", description = "The signed-in user"),
+         (name = "tokens", description = "Refresh and sign-out"),
+         (name = "device", description = "An enrolled device's own requests (push approval), signed by its key"), (name = "me", description = "The signed-in user"),
          (name = "admin", description = "Administration (admin token)"), (name = "operations"), (name = "discovery"))
 )]
 pub struct ApiDoc;
@@ -71,6 +74,17 @@ impl utoipa::Modify for SecuritySchemes {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "device",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Device <device id>` with a `DPoP` proof by the device's possession key",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "admin",
@@ -95,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
     Router::new()
         .merge(flows::router())
+        .merge(device::router())
         .merge(session::router())
         .merge(admin::router())
         .merge(ops::router())

@@ -33,10 +33,14 @@ async fn aal2_user_and_secret(s: &TestServer, name: &str) -> (Tokens, String) {
 }
 
 /// Password and TOTP: a fresh `aal2` session (the clock moves a step on, so the code is new).
+/// With a device enrolled, push approval is offered too, so the app picks TOTP.
 async fn aal2_session(s: &TestServer, name: &str, secret: &str) -> Tokens {
     s.clock.advance(Duration::seconds(30));
     let c = s.client();
     let f = c.sign_in(name, PW).await.unwrap();
+    if matches!(f.next_step, NextStep::SelectMfa { .. }) {
+        c.select_mfa(&f.flow_id, MfaMethod::Totp).await.unwrap();
+    }
     c.totp_code(&f.flow_id, &totp_code(secret, &s.clock, 0)).await.unwrap().tokens.unwrap()
 }
 
@@ -377,7 +381,8 @@ async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend
         a.next_step
     );
     let after_sms = c.sms_code(&a.flow_id, &s.code_for("+14155550302").await).await.unwrap();
-    assert_eq!(after_sms.next_step, NextStep::SelectMfa { methods: vec![MfaMethod::Email] });
+    // The owner's enrolled phone (push approval, see push.rs) or the verified mailbox.
+    assert_eq!(after_sms.next_step, NextStep::SelectMfa { methods: vec![MfaMethod::PushApproval, MfaMethod::Email] });
     assert!(after_sms.tokens.is_none(), "SMS alone never completes a new device");
     let attacker_ks = SoftwareKeystore::new();
     let e = c.enroll_device_step(&after_sms, &attacker_ks, "Thief", "android", PIN).await.unwrap_err();
@@ -411,7 +416,11 @@ async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend
 }
 
 async fn a_new_device_is_denied_when_the_account_has_no_second_proof(b: Backend) {
-    let s = TestServer::start(b).await;
+    // Every passwordless account has a device to approve from, unless policy leaves push out.
+    let s = TestServer::start_with(b, |c| {
+        c.policy.devices.second_proofs = vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode]
+    })
+    .await;
     passwordless(&s, "rex", "+14155550303").await;
     let c = s.client();
     let a = c.sign_in_new_device("rex").await.unwrap();

@@ -33,6 +33,7 @@ mod devices;
 mod flows;
 mod mfa;
 mod ops;
+mod push;
 mod security;
 mod tokens;
 mod totp;

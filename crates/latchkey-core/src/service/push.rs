@@ -1,0 +1,267 @@
+//! Push approval with number matching (DESIGN.md, "Push approval"; checklist PUSH-1…4).
+//!
+//! A sign-in at `push_approval` asks the account's enrolled devices: an approval row with a
+//! two-digit number shown on the signing-in screen and a server nonce. A device, authenticated
+//! by a DPoP-style proof of its possession key, fetches the details and answers with its
+//! biometric key's signature over [`proto::approval_message`]. The waiting flow learns the
+//! answer from the database when it is read (`GET /v1/flows/{id}`, held or polled), so the
+//! phone and the sign-in may talk to different replicas.
+
+use super::*;
+use crate::device as dk;
+use crate::ids::ApprovalId;
+use latchkey_proto::ApprovalDecision;
+
+/// The approval's kind for a new device's first sign-in, and for any other sign-in.
+const NEW_DEVICE: &str = "new_device";
+const SIGN_IN: &str = "sign_in";
+
+/// How a held `GET /v1/flows/{id}` re-reads the database for an answer given on another replica.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Auth {
+    /// `select_mfa` with `push_approval`: ask the account's devices. Refused (429
+    /// `limit_exceeded`, nothing sent) while another approval is outstanding, past the cap per
+    /// window, or for a while after the user answered one "this wasn't me" (checklist PUSH-4).
+    pub(super) async fn ask_devices(
+        &self,
+        flow: &Flow,
+        user: &User,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<PushChallenge, AuthError> {
+        let policy = &self.settings.push;
+        if let Some(at) = self.store.last_reported_approval(user.id).await?
+            && now < at + secs(policy.report_lock_secs)
+        {
+            return Err(AuthError::LimitExceeded);
+        }
+        let window = i64::try_from(policy.window_secs.max(1)).unwrap_or(900);
+        let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
+            .unwrap_or(now);
+        let bucket = format!("push:account:{}", user.id);
+        if !self.store.hit_rate_limits(&[(bucket, policy.max_per_window)], start).await? {
+            return Err(AuthError::LimitExceeded);
+        }
+        let expires_at = (now + secs(policy.approval_ttl_secs)).min(flow.expires_at);
+        let new_device = matches!(&flow.state, FlowState::AwaitingMfa { new_device: Some(_), .. });
+        let approval = Approval {
+            id: ApprovalId::new(),
+            user_id: user.id,
+            flow_id: flow.id,
+            kind: if new_device { NEW_DEVICE } else { SIGN_IN }.into(),
+            // 10–99: two digits, never a leading zero to mistype.
+            number: (10 + random_digits(self.rng.as_ref(), 4).expose().parse::<u32>().unwrap_or(0) % 90).to_string(),
+            nonce: random_token(self.rng.as_ref(), 16).expose().to_owned(),
+            status: ApprovalStatus::Pending,
+            created_at: now,
+            expires_at,
+            decided_at: None,
+            device_id: None,
+            context: flow.context.clone(),
+        };
+        let challenge = PushChallenge { approval_id: approval.id, number: approval.number.clone(), expires_at };
+        batch.push(Write::InsertApproval(approval)).push(audit(
+            now,
+            Some(user.id),
+            "push_approval",
+            "issued",
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "approval_id": challenge.approval_id}),
+        ));
+        Ok(challenge)
+    }
+
+    /// A flow at `push_approval`, brought up to date with its approval: `done` with tokens once
+    /// approved (the flow's compare-and-swap gives them to one reader), `denied` when denied,
+    /// reported, answered with a wrong number or expired; otherwise unchanged.
+    pub(super) async fn settle_push(&self, flow: Flow, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
+        let FlowState::AwaitingMfa { method: Some(MfaMethod::PushApproval), push: Some(p), then_new_password, .. } =
+            flow.state.clone()
+        else {
+            return Ok(Self::outcome(flow, vec![]));
+        };
+        let now = self.now();
+        let approval = self.store.approval(p.approval_id).await?;
+        let status = approval.as_ref().map_or(ApprovalStatus::Expired, |a| a.status);
+        let step = "push_approval";
+        let ended = |reason| Flow { state: FlowState::Denied { reason }, version: flow.version + 1, ..flow.clone() };
+        let (next, tokens, outcome) = match status {
+            ApprovalStatus::Pending if now < p.expires_at => return Ok(Self::outcome(flow, vec![])),
+            ApprovalStatus::Approved => {
+                let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+                let mut batch = Batch::new();
+                let (next, tokens) = self.after_second_factor(
+                    &flow,
+                    &user,
+                    MfaMethod::PushApproval,
+                    then_new_password,
+                    now,
+                    ctx,
+                    &mut batch,
+                )?;
+                self.commit(batch, flow.id).await?;
+                return Ok(FlowOutcome {
+                    flow: next,
+                    tokens,
+                    error: None,
+                    events: vec![StepEvent { step, outcome: "verified" }],
+                });
+            }
+            ApprovalStatus::Pending | ApprovalStatus::Expired => (ended(DenialReason::Expired), None, "expired"),
+            ApprovalStatus::Denied | ApprovalStatus::Reported => (ended(DenialReason::Denied), None, "denied"),
+        };
+        let mut batch = Batch::new();
+        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
+            now,
+            flow.user_id,
+            step,
+            outcome,
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "approval_id": p.approval_id}),
+        ));
+        self.commit(batch, flow.id).await?;
+        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome }] })
+    }
+
+    /// `GET /v1/flows/{id}?wait=…`: the flow, held up to `wait` while it waits for a push
+    /// answer. Woken at once by an answer given on this replica; another replica's answer is
+    /// seen within a quarter of a second (the database is the only shared state).
+    pub async fn current_waiting(
+        &self,
+        id: FlowId,
+        ctx: &ClientContext,
+        wait: std::time::Duration,
+    ) -> Result<FlowOutcome, AuthError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.push_wakeup.notified();
+            let o = self.current(id, ctx).await?;
+            let waiting = matches!(&o.flow.state, FlowState::AwaitingMfa { push: Some(_), .. });
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return Ok(o);
+            }
+            let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + WAIT_POLL), notified).await;
+        }
+    }
+
+    // ----- the device's side -----------------------------------------------------------------
+
+    /// A request signed by an enrolled device: `Authorization: Device <id>` with a DPoP proof by
+    /// its possession key for this method and URL (single-use, ±60 s). Anything else, a revoked
+    /// device included, is `401 unauthenticated`.
+    pub async fn authenticate_device(
+        &self,
+        device_id: &str,
+        proof: Option<&DpopProof>,
+        method: &str,
+        path: &str,
+    ) -> Result<Device, AuthError> {
+        let id = device_id.parse::<uuid::Uuid>().map(DeviceId).map_err(|_| AuthError::Unauthenticated)?;
+        let device = self.store.device(id).await?.filter(|d| d.revoked_at.is_none());
+        let (Some(device), Some(proof)) = (device, proof) else {
+            return Err(AuthError::Unauthenticated);
+        };
+        if !dpop::thumbprint(&device.possession_key).is_some_and(|t| ct_eq(proof.jkt.as_bytes(), t.as_bytes())) {
+            return Err(AuthError::Unauthenticated);
+        }
+        self.check_dpop(proof, method, path, None, self.now(), true).await?;
+        Ok(device)
+    }
+
+    /// `GET /v1/device/approvals`: what the device's account is being asked.
+    pub async fn device_approvals(&self, device: &Device) -> Result<proto::ApprovalList, AuthError> {
+        let pending = self.store.pending_approvals(device.user_id, self.now()).await?;
+        Ok(proto::ApprovalList { approvals: pending.iter().map(|a| self.approval_request(a)).collect() })
+    }
+
+    /// `GET /v1/device/approvals/{id}`: one pending approval of the device's account.
+    pub async fn device_approval(&self, device: &Device, id: &str) -> Result<proto::ApprovalRequest, AuthError> {
+        let a = self.pending_approval_of(device, id).await?;
+        Ok(self.approval_request(&a))
+    }
+
+    /// `POST /v1/device/approvals/{id}`: the user's decision, signed by the device's biometric
+    /// key. A wrong or missing number denies the sign-in and counts as a second-factor failure
+    /// (checklist PUSH-1); a bad signature changes nothing; the first answer wins (PUSH-3);
+    /// "this wasn't me" also pauses push prompts for the account and tells the user.
+    pub async fn answer_approval(
+        &self,
+        device: &Device,
+        id: &str,
+        answer: proto::ApprovalAnswer,
+        ctx: ClientContext,
+    ) -> Result<proto::ApprovalOutcome, AuthError> {
+        let a = self.pending_approval_of(device, id).await?;
+        let now = self.now();
+        let number = answer.number.as_deref().unwrap_or("").trim();
+        let message = proto::approval_message(id, &a.nonce, &a.kind, number, answer.decision, &device.id.to_string());
+        if !dk::verify(&device.biometric_key, message.as_bytes(), &answer.signature) {
+            return Err(AuthError::NotAuthorized);
+        }
+        let status = match answer.decision {
+            ApprovalDecision::Approve if ct_eq(number.as_bytes(), a.number.as_bytes()) => ApprovalStatus::Approved,
+            ApprovalDecision::Approve | ApprovalDecision::Deny => ApprovalStatus::Denied,
+            ApprovalDecision::Report => ApprovalStatus::Reported,
+        };
+        let user = self.store.user_by_id(a.user_id).await?.ok_or(AuthError::NotFound)?;
+        let wrong_number = answer.decision == ApprovalDecision::Approve && status == ApprovalStatus::Denied;
+        if wrong_number {
+            // Counted like a wrong code; the limit itself is the flow's and the account's.
+            let _ = self.store.reserve_failure(&user.username_canonical, OTP, now, &self.settings.limits.code).await?;
+        }
+        let outcome = if wrong_number { "wrong_number" } else { status.as_str() };
+        let mut batch = Batch::new();
+        batch.push(Write::DecideApproval { id: a.id, status, device_id: device.id, at: now }).push(audit(
+            now,
+            Some(user.id),
+            "push_answer",
+            outcome,
+            &ctx,
+            serde_json::json!({"approval_id": a.id, "flow_id": a.flow_id, "device_id": device.id}),
+        ));
+        if status == ApprovalStatus::Reported {
+            let body = format!(
+                "Someone tried to sign in to your account and you answered \"this wasn't me\" on \"{}\". Their sign-in was stopped and sign-in prompts on your devices are paused for a while. If someone knows your password, change it now.",
+                device.name
+            );
+            for m in self.notification(&user, "A sign-in you did not make was stopped", &body, now)? {
+                batch.push(Write::Enqueue(m));
+            }
+        }
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict("approval")) => return Err(AuthError::FlowCompleted),
+            Err(e) => return Err(e.into()),
+        }
+        self.outbox_wakeup.notify_one();
+        self.push_wakeup.notify_waiters();
+        Ok(proto::ApprovalOutcome { status: status.as_str().into() })
+    }
+
+    async fn pending_approval_of(&self, device: &Device, id: &str) -> Result<Approval, AuthError> {
+        let id = id.parse::<uuid::Uuid>().map(ApprovalId).map_err(|_| AuthError::NotFound)?;
+        let a = self.store.approval(id).await?.filter(|a| a.user_id == device.user_id).ok_or(AuthError::NotFound)?;
+        if a.status != ApprovalStatus::Pending {
+            return Err(AuthError::FlowCompleted);
+        }
+        if a.expires_at <= self.now() {
+            return Err(AuthError::FlowExpired);
+        }
+        Ok(a)
+    }
+
+    fn approval_request(&self, a: &Approval) -> proto::ApprovalRequest {
+        proto::ApprovalRequest {
+            id: a.id.to_string(),
+            nonce: a.nonce.clone(),
+            kind: a.kind.clone(),
+            app: self.settings.product_name.clone(),
+            ip: a.context.ip.clone(),
+            user_agent: a.context.user_agent.clone(),
+            created_at: rfc3339(a.created_at),
+            expires_at: rfc3339(a.expires_at),
+        }
+    }
+}
