@@ -224,6 +224,13 @@ impl Client {
         self.signed_by_device(Method::POST, &path, Some(&body)).await
     }
 
+    /// `PUT /v1/device/push-token`: where this device is notified — `fcm`, `apns` or `webhook`
+    /// with the token the platform gave, or `none` to poll. Call it whenever the token changes.
+    pub async fn set_push_token(&self, provider: &str, token: Option<&str>) -> Result<()> {
+        let body = PushRegistration { provider: provider.into(), token: token.map(Into::into) };
+        self.signed_by_device_raw(Method::PUT, "/v1/device/push-token", Some(&body)).await.map(|_| ())
+    }
+
     /// A request signed by this device (`Authorization: Device <id>` and a DPoP proof), sent
     /// again once with a fresh proof if the server's clock turned out to differ from what this
     /// client assumed (its `Date` header says so).
@@ -233,6 +240,16 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
+        let resp = self.signed_by_device_raw(method, path, body).await?;
+        resp.json::<T>().await.map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn signed_by_device_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response> {
         let device_id = self.device_id.as_ref().ok_or_else(no_device)?;
         let url = self.url(path);
         let request = |iat: i64| -> Result<reqwest::RequestBuilder> {
@@ -247,10 +264,15 @@ impl Client {
                 None => req,
             })
         };
+        let attempt = async |iat: i64| {
+            let resp = request(iat)?.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+            self.note_date(&resp);
+            check(resp).await
+        };
         let assumed = self.server_time();
-        match self.send(request(assumed)?).await {
+        match attempt(assumed).await {
             Err(e) if e.code() == Some(codes::INVALID_DPOP_PROOF) && (self.server_time() - assumed).abs() > 30 => {
-                self.send(request(self.server_time())?).await
+                attempt(self.server_time()).await
             }
             other => other,
         }

@@ -777,6 +777,7 @@ pub async fn pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_s
             security_level: "strongbox".into(),
             modality: "face".into(),
         }),
+        push: None,
         pin_hash: "$argon2id$fake".into(),
         pin_failures: 0,
         created_at: T0,
@@ -796,6 +797,11 @@ pub async fn pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_s
         .await
         .unwrap();
     assert_eq!(store.device(d.id).await.unwrap(), Some(d.clone()), "the evidence round-trips");
+    let push = Some(PushAddress { provider: "fcm".into(), token: "fcm-token-1".into() });
+    one(store.as_ref(), Write::SetPushAddress { id: d.id, push: push.clone() }).await;
+    assert_eq!(store.device(d.id).await.unwrap().unwrap().push, push, "the push address round-trips");
+    one(store.as_ref(), Write::SetPushAddress { id: d.id, push: None }).await;
+    assert_eq!(store.device(d.id).await.unwrap(), Some(d.clone()), "and clears");
     assert_eq!(store.devices(u.id).await.unwrap().len(), 1);
     // A new biometric key without evidence clears the old key's evidence with it.
     one(store.as_ref(), Write::UpdateDevice { id: d.id, biometric_key: Some((vec![4, 3], None)), pin_hash: None })
@@ -827,6 +833,9 @@ pub async fn pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_s
     assert!(store.session(other.id).await.unwrap().unwrap().revoked_at.is_none(), "other sessions do not");
     assert!(store.devices(u.id).await.unwrap().is_empty());
     assert_eq!(store.reserve_pin_attempt(d.id, 5).await.unwrap(), None, "a revoked device has no PIN");
+    let gone =
+        Write::SetPushAddress { id: d.id, push: Some(PushAddress { provider: "fcm".into(), token: "t".into() }) };
+    assert!(matches!(store.apply(Batch(vec![gone])).await, Err(StoreError::Conflict("device"))), "revoked");
     let err = store.apply(Batch(vec![Write::DeviceUsed { id: d.id, at: T0, reset_pin: false }])).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict("device")), "a sign-in racing the revocation loses");
 }

@@ -343,6 +343,16 @@ pub struct Session {
     pub dpop_jkt: Option<String>,
 }
 
+/// A device's push address, registered by the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushAddress {
+    /// `fcm`, `apns` or `webhook`.
+    pub provider: String,
+    /// The device's token with that provider (FCM registration token, APNs device token, or
+    /// whatever the app's own backend knows the device by).
+    pub token: String,
+}
+
 /// A verified attestation of a device's biometric key (checklist DEV-4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BiometricEvidence {
@@ -445,6 +455,8 @@ pub struct Device {
     /// What proves the biometric key needs a biometric for every use; without it a biometric
     /// sign-in is possession only (checklist DEV-4).
     pub biometric_evidence: Option<BiometricEvidence>,
+    /// Where it is notified (push approvals, notices); none: it polls.
+    pub push: Option<PushAddress>,
     /// Argon2id PHC string of the app PIN (peppered).
     pub pin_hash: String,
     /// Consecutive wrong PINs; at the limit the PIN is blocked.

@@ -48,6 +48,9 @@ pub struct OutboxRoutes {
     pub email: String,
     /// `sms_webhook` or `dev`.
     pub sms: String,
+    /// The device push providers configured (`fcm`, `apns`, `webhook`); a device registered with
+    /// another is notified through `dev`.
+    pub push: Vec<String>,
 }
 
 /// What happened at a step, for metrics: the step and `issued`, `verified`, `failed` or `denied`.

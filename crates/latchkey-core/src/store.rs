@@ -4,7 +4,7 @@
 use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::{
     Approval, ApprovalStatus, AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage,
-    RecoveryCode, Reservation, Session, User,
+    PushAddress, RecoveryCode, Reservation, Session, User,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -111,6 +111,13 @@ pub enum Write {
     },
     /// Enrol a device.
     InsertDevice(Device),
+    /// Set or clear where a live device is notified. Conflict `device` if it was revoked.
+    SetPushAddress {
+        /// The device.
+        id: DeviceId,
+        /// The address; none: the device polls.
+        push: Option<PushAddress>,
+    },
     /// Ask the account's devices (a pending approval past its expiry is closed first).
     /// Conflict `approval_pending` while another is pending: one outstanding push per account
     /// (checklist PUSH-4), however many sign-ins ask at once.

@@ -794,6 +794,34 @@ pub struct RecoveryCodes {
     pub codes: Vec<String>,
 }
 
+/// `PUT /v1/device/push-token`: where this device is notified (signed by the device).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PushRegistration {
+    /// `fcm` (Firebase Cloud Messaging), `apns` (Apple Push Notification service), `webhook`
+    /// (the app's own backend is told), or `none` (the device polls).
+    pub provider: String,
+    /// The FCM registration token, the APNs device token (hex), or the app's own identifier for
+    /// the device. Absent for `none`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// What a push notification carries (FCM `data`, the APNs payload beside `aps`, the webhook's
+/// `data`): never the details, which the device fetches with a signed request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PushData {
+    /// `approval` (fetch `GET /v1/device/approvals/{approval_id}`) or `notice` (something
+    /// changed on the account; the text is in the notification).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `approval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+}
+
 /// `PUT /v1/me/devices/{id}/pin`: a new app PIN for a device (also unblocks a blocked PIN).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -37,6 +37,16 @@ pub struct Config {
     pub sms_webhook_url: Option<String>,
     /// The HMAC key for `X-Latchkey-Signature`.
     pub sms_webhook_secret: Option<String>,
+    /// Device notifications through the app's own backend: receives
+    /// `{"device_token","title","body","data"}` signed like the SMS webhook.
+    pub push_webhook_url: Option<String>,
+    /// The HMAC key for the push webhook's `X-Latchkey-Signature`.
+    pub push_webhook_secret: Option<String>,
+    /// Firebase Cloud Messaging (HTTP v1): the service account's JSON key, as a path or the JSON
+    /// itself (`client_email`, `private_key`, `token_uri`, `project_id`).
+    pub fcm_service_account: Option<String>,
+    /// The FCM API's base URL (tests point it at a local receiver).
+    pub fcm_base_url: String,
     /// In development (no provider for a channel), also log message bodies (codes). Off in tests.
     pub dev_log_message_bodies: bool,
     /// Outbox worker.
@@ -97,6 +107,10 @@ impl Default for Config {
             email_from: "Latchkey <no-reply@localhost>".into(),
             sms_webhook_url: None,
             sms_webhook_secret: None,
+            push_webhook_url: None,
+            push_webhook_secret: None,
+            fcm_service_account: None,
+            fcm_base_url: "https://fcm.googleapis.com".into(),
             dev_log_message_bodies: true,
             outbox: OutboxConfig::default(),
             argon2: HashParams::default(),
@@ -131,7 +145,8 @@ pub struct Loaded {
 }
 
 /// Keys whose values are secrets: redacted when printed.
-const SECRET_KEYS: &[&str] = &["admin_token", "smtp_url", "sms_webhook_secret", "database_url"];
+const SECRET_KEYS: &[&str] =
+    &["admin_token", "smtp_url", "sms_webhook_secret", "push_webhook_secret", "fcm_service_account", "database_url"];
 
 impl Config {
     /// Load from the layers described in the module docs.
@@ -199,6 +214,9 @@ impl Config {
         }
         if self.sms_webhook_url.is_some() && self.sms_webhook_secret.as_deref().is_none_or(str::is_empty) {
             anyhow::bail!("sms_webhook_url needs sms_webhook_secret (LATCHKEY_SMS_WEBHOOK_SECRET or …_FILE)");
+        }
+        if self.push_webhook_url.is_some() && self.push_webhook_secret.as_deref().is_none_or(str::is_empty) {
+            anyhow::bail!("push_webhook_url needs push_webhook_secret (LATCHKEY_PUSH_WEBHOOK_SECRET or …_FILE)");
         }
         if let Some(t) = &self.admin_token
             && t.len() < 32

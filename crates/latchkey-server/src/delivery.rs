@@ -26,6 +26,11 @@ pub fn routes(config: &Config) -> OutboxRoutes {
     OutboxRoutes {
         email: if config.smtp_url.is_some() { SMTP } else { DEV }.into(),
         sms: if config.sms_webhook_url.is_some() { SMS_WEBHOOK } else { DEV }.into(),
+        push: [("fcm", config.fcm_service_account.is_some()), ("webhook", config.push_webhook_url.is_some())]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(p, _)| p.to_owned())
+            .collect(),
     }
 }
 
@@ -49,6 +54,8 @@ pub fn sign_webhook(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 pub struct Senders {
     smtp: Option<(AsyncSmtpTransport<Tokio1Executor>, lettre::message::Mailbox)>,
     sms: Option<(String, Vec<u8>, reqwest::Client)>,
+    push_webhook: Option<crate::push::WebhookSender>,
+    fcm: Option<crate::push::FcmSender>,
     dev_log_bodies: bool,
 }
 
@@ -73,7 +80,18 @@ impl Senders {
             }
             _ => None,
         };
-        Ok(Self { smtp, sms, dev_log_bodies: config.dev_log_message_bodies })
+        let http = || reqwest::Client::builder().timeout(timeout).build();
+        let push_webhook = match (&config.push_webhook_url, &config.push_webhook_secret) {
+            (Some(url), Some(secret)) => {
+                Some(crate::push::WebhookSender { url: url.clone(), secret: secret.as_bytes().to_vec(), http: http()? })
+            }
+            _ => None,
+        };
+        let fcm = match &config.fcm_service_account {
+            Some(sa) => Some(crate::push::FcmSender::new(sa, &config.fcm_base_url, http()?)?),
+            None => None,
+        };
+        Ok(Self { smtp, sms, push_webhook, fcm, dev_log_bodies: config.dev_log_message_bodies })
     }
 
     async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
@@ -112,6 +130,14 @@ impl Senders {
                     .await
                     .map_err(|e| format!("sms webhook: {}", e.without_url()))?;
                 if resp.status().is_success() { Ok(()) } else { Err(format!("sms webhook answered {}", resp.status())) }
+            }
+            "webhook" | "fcm" if m.channel == "push" => {
+                let p: crate::push::Payload = serde_json::from_str(body).map_err(|e| format!("push payload: {e}"))?;
+                match (m.provider.as_str(), &self.push_webhook, &self.fcm) {
+                    ("webhook", Some(w), _) => w.send(&m.id.to_string(), &m.to, &p, now_unix).await,
+                    ("fcm", _, Some(f)) => f.send(&m.to, &p, now_unix).await,
+                    (other, _, _) => Err(format!("push provider {other} is not configured")),
+                }
             }
             other => Err(format!("unknown provider {other}")),
         }

@@ -7,6 +7,7 @@ pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod outbox;
+pub mod push;
 
 use config::Config;
 use latchkey_core::clock::Clock;

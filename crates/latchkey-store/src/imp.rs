@@ -175,6 +175,10 @@ macro_rules! store_impl {
                     biometric_key: key("biometric_key")?,
                     biometric_evidence: r.try_get::<Option<String>, _>("biometric_evidence").map_err(db_err)?
                         .map(|j| serde_json::from_str(&j).map_err(|_| corrupt("biometric evidence"))).transpose()?,
+                    push: match (r.try_get::<Option<String>, _>("push_provider").map_err(db_err)?, r.try_get::<Option<String>, _>("push_token").map_err(db_err)?) {
+                        (Some(provider), Some(token)) => Some(PushAddress { provider, token }),
+                        _ => None,
+                    },
                     pin_hash: r.try_get("pin_hash").map_err(db_err)?,
                     pin_failures: n32(r.try_get("pin_failures").map_err(db_err)?),
                     created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
@@ -338,6 +342,14 @@ macro_rules! store_impl {
                             return Err(StoreError::Conflict("recovery_code"));
                         }
                     }
+                    Write::SetPushAddress { id, push } => {
+                        let done = sqlx::query("UPDATE devices SET push_provider = $2, push_token = $3 WHERE id = $1 AND revoked_at IS NULL")
+                            .bind(id.0).bind(push.as_ref().map(|p| p.provider.clone())).bind(push.as_ref().map(|p| p.token.clone()))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("device"));
+                        }
+                    }
                     Write::InsertApproval(a) => {
                         sqlx::query("UPDATE approvals SET status = 'expired' WHERE user_id = $1 AND status = 'pending' AND expires_at <= $2")
                             .bind(a.user_id.0).bind(us(a.created_at)).execute(&mut **tx).await.map_err(db_err)?;
@@ -362,10 +374,11 @@ macro_rules! store_impl {
                     }
                     Write::InsertDevice(d) => {
                         let b64 = |k: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
-                        sqlx::query("INSERT INTO devices (id, user_id, name, platform, possession_key, biometric_key, pin_hash, pin_failures, created_at, last_used_at, revoked_at, biometric_evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                        sqlx::query("INSERT INTO devices (id, user_id, name, platform, possession_key, biometric_key, pin_hash, pin_failures, created_at, last_used_at, revoked_at, biometric_evidence, push_provider, push_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                             .bind(d.id.0).bind(d.user_id.0).bind(&d.name).bind(&d.platform).bind(b64(&d.possession_key))
                             .bind(b64(&d.biometric_key)).bind(&d.pin_hash).bind(i64::from(d.pin_failures)).bind(us(d.created_at))
                             .bind(d.last_used_at.map(us)).bind(d.revoked_at.map(us)).bind(evidence_json(d.biometric_evidence.as_ref())?)
+                            .bind(d.push.as_ref().map(|p| p.provider.clone())).bind(d.push.as_ref().map(|p| p.token.clone()))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::RevokeDevice { id, at } => {

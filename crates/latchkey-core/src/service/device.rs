@@ -116,6 +116,7 @@ impl Auth {
             possession_key: possession,
             biometric_key: biometric,
             biometric_evidence,
+            push: None,
             pin_hash: self.hasher.hash(&e.pin).await?,
             pin_failures: 0,
             created_at: now,
@@ -150,6 +151,11 @@ impl Auth {
             "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
         );
         for m in self.notification(&user, "A new device was added", &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        // And the user's other devices (DESIGN.md: every enrolment notifies them).
+        let data = proto::PushData { kind: "notice".into(), approval_id: None };
+        for m in self.push_to_devices(user.id, Some(device_id), "A new device was added", &notice, &data, now).await? {
             batch.push(Write::Enqueue(m));
         }
         self.commit(batch, flow.id).await?;

@@ -62,7 +62,18 @@ impl Auth {
             context: flow.context.clone(),
         };
         let challenge = PushChallenge { approval_id: approval.id, number: approval.number.clone(), expires_at };
-        batch.push(Write::InsertApproval(approval)).push(audit(
+        // The notification carries the approval id only; the phone fetches the rest, signed.
+        let data = proto::PushData { kind: "approval".into(), approval_id: Some(approval.id.to_string()) };
+        let (title, text) = if new_device {
+            ("A new device is signing in", "Open the app to approve or deny it.")
+        } else {
+            ("Approve a sign-in?", "Open the app to approve or deny it.")
+        };
+        batch.push(Write::InsertApproval(approval));
+        for m in self.push_to_devices(user.id, None, title, text, &data, now).await? {
+            batch.push(Write::Enqueue(m));
+        }
+        batch.push(audit(
             now,
             Some(user.id),
             "push_approval",
@@ -143,6 +154,76 @@ impl Auth {
                 return Ok(o);
             }
             let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + WAIT_POLL), notified).await;
+        }
+    }
+
+    /// Push notifications to the user's live devices that registered a push address (all but
+    /// `except`), through the outbox so they are retried. A provider this server has no
+    /// credentials for goes to the development sink.
+    pub(super) async fn push_to_devices(
+        &self,
+        user_id: UserId,
+        except: Option<DeviceId>,
+        title: &str,
+        text: &str,
+        data: &proto::PushData,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OutboxMessage>, AuthError> {
+        let payload = serde_json::json!({"title": title, "body": text, "data": data}).to_string();
+        let mut out = vec![];
+        for d in self.store.devices(user_id).await?.into_iter().filter(|d| Some(d.id) != except) {
+            let Some(push) = d.push else { continue };
+            let provider = if self.routes.push.contains(&push.provider) { push.provider.clone() } else { "dev".into() };
+            let id = MessageId::new();
+            out.push(OutboxMessage {
+                id,
+                channel: "push".into(),
+                provider,
+                to: format!("{}:{}", push.provider, push.token),
+                subject: title.into(),
+                body_sealed: Some(self.keys.seal(self.rng.as_ref(), &id.to_string(), payload.as_bytes())?),
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+                created_at: now,
+                sent_at: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `PUT /v1/device/push-token`: where this device is notified, or `none` to poll.
+    pub async fn set_push_address(
+        &self,
+        device: &Device,
+        r: proto::PushRegistration,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        let token = r.token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let push = match (r.provider.as_str(), token) {
+            ("none", _) => None,
+            ("fcm" | "apns" | "webhook", Some(t)) if t.len() <= 4096 && !t.contains(char::is_control) => {
+                Some(PushAddress { provider: r.provider.clone(), token: t.to_owned() })
+            }
+            ("fcm" | "apns" | "webhook", _) => {
+                return Err(AuthError::InvalidRequest("token: 1 to 4096 printable characters".into()));
+            }
+            _ => return Err(AuthError::InvalidRequest("provider must be fcm, apns, webhook or none".into())),
+        };
+        let now = self.now();
+        let mut batch = Batch::new();
+        batch.push(Write::SetPushAddress { id: device.id, push }).push(audit(
+            now,
+            Some(device.user_id),
+            "device_push_address",
+            "success",
+            &ctx,
+            serde_json::json!({"device_id": device.id, "provider": r.provider}),
+        ));
+        match self.store.apply(batch).await {
+            Err(StoreError::Conflict("device")) => Err(AuthError::Unauthenticated),
+            other => Ok(other?),
         }
     }
 

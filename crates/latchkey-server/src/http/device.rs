@@ -5,14 +5,30 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Client, SignedByDevice};
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
 use axum::{Json, Router};
-use latchkey_proto::{ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, ErrorBody};
+use latchkey_proto::{ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, ErrorBody, PushRegistration};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/device/approvals", get(approvals))
         .route("/v1/device/approvals/{id}", get(approval).post(answer))
+        .route("/v1/device/push-token", put(push_token))
+}
+
+/// Where this device is notified: `fcm`, `apns` or `webhook` with its token, or `none` to poll.
+#[utoipa::path(put, path = "/v1/device/push-token", tag = "device", security(("device" = [])), request_body = PushRegistration,
+    responses((status = 204, description = "registered"), (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthenticated, invalid_dpop_proof", body = ErrorBody)))]
+pub async fn push_token(
+    State(s): State<AppState>,
+    SignedByDevice(d): SignedByDevice,
+    Client(ctx): Client,
+    ApiJson(req): ApiJson<PushRegistration>,
+) -> Result<StatusCode, ApiError> {
+    s.auth.set_push_address(&d, req, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The approvals the device's account is asked (at most one: one outstanding per account).

@@ -42,6 +42,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/device/approvals"),
     ("get", "/v1/device/approvals/{id}"),
     ("post", "/v1/device/approvals/{id}"),
+    ("put", "/v1/device/push-token"),
     ("post", "/v1/token"),
     ("post", "/v1/sign-out"),
     ("get", "/v1/me"),

@@ -363,7 +363,173 @@ async fn push_across_replicas_the_phone_answers_one_and_the_waiting_sign_in_is_h
     assert!(done.tokens.is_some(), "replica A saw replica B's answer in the database");
 }
 
+// ----- notifications ----------------------------------------------------------------------
+
+#[derive(Default)]
+struct Received {
+    /// (signature valid, path, authorization header, JSON body).
+    requests: Vec<(bool, String, String, serde_json::Value)>,
+    failures_left: usize,
+}
+
+type Shared = Arc<std::sync::Mutex<Received>>;
+
+/// A local stand-in for the app's backend (checks the webhook's HMAC) and for FCM: the OAuth
+/// token endpoint checks the service-account JWT the way Google does (RS256 by the account's
+/// key, `iss`, `aud`, `scope`), and `messages:send` checks the access token it issued.
+async fn receivers(webhook_secret: &'static str, fcm_public_pem: String, failures: usize) -> (String, Shared) {
+    use axum::http::{HeaderMap, StatusCode};
+    use latchkey_server::delivery::{SIGNATURE_HEADER, sign_webhook};
+    let state: Shared = Arc::new(std::sync::Mutex::new(Received { failures_left: failures, ..Default::default() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (st, st2, st3) = (state.clone(), state.clone(), state.clone());
+    let token_aud = format!("{base}/token");
+    let app = axum::Router::new()
+        .route(
+            "/webhook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                let sig = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let t: i64 =
+                    sig.split(',').next().and_then(|p| p.strip_prefix("t=")).and_then(|t| t.parse().ok()).unwrap_or(0);
+                let valid = sig == sign_webhook(webhook_secret.as_bytes(), t, &body);
+                let json = serde_json::from_slice(&body).unwrap_or_default();
+                let mut st = st.lock().unwrap();
+                st.requests.push((valid, "/webhook".into(), String::new(), json));
+                if st.failures_left > 0 {
+                    st.failures_left -= 1;
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else if valid {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
+            }),
+        )
+        .route(
+            "/token",
+            axum::routing::post(move |body: String| async move {
+                let form: std::collections::HashMap<String, String> = body
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.replace("%3A", ":")))
+                    .collect();
+                let key = jsonwebtoken::DecodingKey::from_rsa_pem(fcm_public_pem.as_bytes()).unwrap();
+                let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+                v.set_audience(&[token_aud.as_str()]);
+                v.set_issuer(&["push@test-project.iam.gserviceaccount.com"]);
+                let claims = jsonwebtoken::decode::<serde_json::Value>(&form["assertion"], &key, &v);
+                let valid = form.get("grant_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                    && claims.as_ref().is_ok_and(|c| c.claims["scope"] == latchkey_server::push::FCM_SCOPE);
+                st2.lock().unwrap().requests.push((valid, "/token".into(), String::new(), serde_json::Value::Null));
+                if valid {
+                    (StatusCode::OK, axum::Json(serde_json::json!({"access_token": "ya29.test", "expires_in": 3600})))
+                } else {
+                    (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "invalid_grant"})))
+                }
+            }),
+        )
+        .route(
+            "/v1/projects/test-project/messages:send",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let valid = auth == "Bearer ya29.test";
+                let json = serde_json::from_slice(&body).unwrap_or_default();
+                st3.lock().unwrap().requests.push((valid, "/fcm".into(), auth, json));
+                if valid { StatusCode::OK } else { StatusCode::UNAUTHORIZED }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, state)
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn devices_are_notified_through_the_signed_webhook_and_fcm_and_failures_are_retried(b: Backend) {
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let (base, received) = receivers("push-secret", rsa.public_key_pem(), 1).await;
+    let account = serde_json::json!({
+        "type": "service_account",
+        "project_id": "test-project",
+        "client_email": "push@test-project.iam.gserviceaccount.com",
+        "private_key": rsa.serialize_pem(),
+        "token_uri": format!("{base}/token"),
+    })
+    .to_string();
+    let s = TestServer::start_with(b, |c| {
+        c.push_webhook_url = Some(format!("{base}/webhook"));
+        c.push_webhook_secret = Some("push-secret".into());
+        c.fcm_service_account = Some(account);
+        c.fcm_base_url = base.clone();
+        c.outbox.backoff_base_secs = 5;
+    })
+    .await;
+    let (phone, ks) = with_phone(&s, "zed").await;
+    let e = phone.set_push_token("carrier-pigeon", Some("x")).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INVALID_REQUEST));
+    assert_eq!(phone.set_push_token("fcm", None).await.unwrap_err().code(), Some(codes::INVALID_REQUEST));
+    phone.set_push_token("webhook", Some("app-device-1")).await.unwrap();
+    // A sign-in elsewhere: the phone's backend is told the approval id, and nothing more.
+    let laptop = s.client();
+    let (_, number) = push_sign_in(&laptop, "zed").await;
+    let req = asked(&phone).await;
+    let got = |path: &str| -> Vec<(bool, serde_json::Value)> {
+        received.lock().unwrap().requests.iter().filter(|r| r.1 == path).map(|r| (r.0, r.3.clone())).collect()
+    };
+    eventually("the first webhook attempt", || got("/webhook").len() == 1).await;
+    // The backend failed once: retried after the backoff, by the server's clock.
+    s.clock.advance(Duration::seconds(5));
+    eventually("the retry", || got("/webhook").len() == 2).await;
+    let hooks = got("/webhook");
+    assert!(hooks.iter().all(|(valid, _)| *valid), "signed");
+    let body = &hooks[1].1;
+    assert_eq!(body["device_token"], "app-device-1");
+    assert_eq!(body["data"], serde_json::json!({"type": "approval", "approval_id": req.id}));
+    assert!(!body.to_string().contains(&req.nonce) && !body.to_string().contains(&format!("\"{number}\"")), "{body}");
+    phone.answer_approval(&req, ApprovalDecision::Deny, None).await.unwrap();
+    // Through FCM now: a service-account token (fetched once), then messages:send.
+    phone.set_push_token("fcm", Some("fcm-registration-token")).await.unwrap();
+    s.clock.advance(Duration::seconds(1));
+    push_sign_in(&laptop, "zed").await;
+    let second = asked(&phone).await;
+    eventually("the FCM send", || got("/fcm").len() == 1).await;
+    let (valid, msg) = got("/fcm").remove(0);
+    assert!(valid, "with the access token from the token endpoint");
+    assert_eq!(msg["message"]["token"], "fcm-registration-token");
+    assert_eq!(msg["message"]["data"], serde_json::json!({"type": "approval", "approval_id": second.id}));
+    assert!(msg["message"]["notification"]["title"].is_string());
+    assert_eq!(got("/token"), vec![(true, serde_json::Value::Null)], "a valid service-account JWT");
+    phone.answer_approval(&second, ApprovalDecision::Deny, None).await.unwrap();
+    // Every enrolment notifies the other devices: a tablet enrolled from the phone's PIN session
+    // (a fresh aal2) tells the phone.
+    let t = phone.device_sign_in(&device_id_of(&phone), &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let (_, done) =
+        phone.enroll_device(&t.access_token, &SoftwareKeystore::new(), "Tablet", "android", PIN).await.unwrap();
+    assert_eq!(done.next_step, NextStep::Done);
+    eventually("the enrolment notice", || got("/fcm").len() == 2).await;
+    let notice = got("/fcm").remove(1).1;
+    assert_eq!(notice["message"]["data"], serde_json::json!({"type": "notice"}));
+    assert_eq!(notice["message"]["notification"]["title"], "A new device was added");
+    assert_eq!(got("/token").len(), 1, "the access token is reused until it nears expiry");
+    // A device that registered `none` polls: nothing is sent for it.
+    phone.set_push_token("none", None).await.unwrap();
+    s.clock.advance(Duration::seconds(1));
+    push_sign_in(&laptop, "zed").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(got("/fcm").len(), 2);
+}
+
 both_stores!(
+    devices_are_notified_through_the_signed_webhook_and_fcm_and_failures_are_retried,
     push_1_approving_with_the_number_completes_the_waiting_sign_in,
     push_1_a_wrong_or_missing_number_denies_and_counts_as_a_failure,
     push_2_only_this_devices_biometric_signature_over_this_approval_counts,
