@@ -47,6 +47,16 @@ pub struct Config {
     pub fcm_service_account: Option<String>,
     /// The FCM API's base URL (tests point it at a local receiver).
     pub fcm_base_url: String,
+    /// APNs token authentication: the `.p8` signing key, as a path or the PEM itself.
+    pub apns_key: Option<String>,
+    /// Its key id (10 characters, from Apple's developer portal).
+    pub apns_key_id: Option<String>,
+    /// The team id.
+    pub apns_team_id: Option<String>,
+    /// The app's bundle id (`apns-topic`).
+    pub apns_topic: Option<String>,
+    /// `https://api.push.apple.com` (default) or `https://api.sandbox.push.apple.com`.
+    pub apns_base_url: String,
     /// In development (no provider for a channel), also log message bodies (codes). Off in tests.
     pub dev_log_message_bodies: bool,
     /// Outbox worker.
@@ -111,6 +121,11 @@ impl Default for Config {
             push_webhook_secret: None,
             fcm_service_account: None,
             fcm_base_url: "https://fcm.googleapis.com".into(),
+            apns_key: None,
+            apns_key_id: None,
+            apns_team_id: None,
+            apns_topic: None,
+            apns_base_url: "https://api.push.apple.com".into(),
             dev_log_message_bodies: true,
             outbox: OutboxConfig::default(),
             argon2: HashParams::default(),
@@ -145,8 +160,15 @@ pub struct Loaded {
 }
 
 /// Keys whose values are secrets: redacted when printed.
-const SECRET_KEYS: &[&str] =
-    &["admin_token", "smtp_url", "sms_webhook_secret", "push_webhook_secret", "fcm_service_account", "database_url"];
+const SECRET_KEYS: &[&str] = &[
+    "admin_token",
+    "smtp_url",
+    "sms_webhook_secret",
+    "push_webhook_secret",
+    "fcm_service_account",
+    "apns_key",
+    "database_url",
+];
 
 impl Config {
     /// Load from the layers described in the module docs.
@@ -217,6 +239,11 @@ impl Config {
         }
         if self.push_webhook_url.is_some() && self.push_webhook_secret.as_deref().is_none_or(str::is_empty) {
             anyhow::bail!("push_webhook_url needs push_webhook_secret (LATCHKEY_PUSH_WEBHOOK_SECRET or …_FILE)");
+        }
+        if self.apns_key.is_some()
+            && (self.apns_key_id.is_none() || self.apns_team_id.is_none() || self.apns_topic.is_none())
+        {
+            anyhow::bail!("apns_key needs apns_key_id, apns_team_id and apns_topic");
         }
         if let Some(t) = &self.admin_token
             && t.len() < 32

@@ -26,11 +26,15 @@ pub fn routes(config: &Config) -> OutboxRoutes {
     OutboxRoutes {
         email: if config.smtp_url.is_some() { SMTP } else { DEV }.into(),
         sms: if config.sms_webhook_url.is_some() { SMS_WEBHOOK } else { DEV }.into(),
-        push: [("fcm", config.fcm_service_account.is_some()), ("webhook", config.push_webhook_url.is_some())]
-            .into_iter()
-            .filter(|(_, on)| *on)
-            .map(|(p, _)| p.to_owned())
-            .collect(),
+        push: [
+            ("fcm", config.fcm_service_account.is_some()),
+            ("apns", config.apns_key.is_some()),
+            ("webhook", config.push_webhook_url.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(p, _)| p.to_owned())
+        .collect(),
     }
 }
 
@@ -56,6 +60,7 @@ pub struct Senders {
     sms: Option<(String, Vec<u8>, reqwest::Client)>,
     push_webhook: Option<crate::push::WebhookSender>,
     fcm: Option<crate::push::FcmSender>,
+    apns: Option<crate::push::ApnsSender>,
     dev_log_bodies: bool,
 }
 
@@ -91,7 +96,13 @@ impl Senders {
             Some(sa) => Some(crate::push::FcmSender::new(sa, &config.fcm_base_url, http()?)?),
             None => None,
         };
-        Ok(Self { smtp, sms, push_webhook, fcm, dev_log_bodies: config.dev_log_message_bodies })
+        let apns = match (&config.apns_key, &config.apns_key_id, &config.apns_team_id, &config.apns_topic) {
+            (Some(key), Some(key_id), Some(team), Some(topic)) => {
+                Some(crate::push::ApnsSender::new(key, key_id, team, topic, &config.apns_base_url, timeout)?)
+            }
+            _ => None,
+        };
+        Ok(Self { smtp, sms, push_webhook, fcm, apns, dev_log_bodies: config.dev_log_message_bodies })
     }
 
     async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
@@ -131,12 +142,13 @@ impl Senders {
                     .map_err(|e| format!("sms webhook: {}", e.without_url()))?;
                 if resp.status().is_success() { Ok(()) } else { Err(format!("sms webhook answered {}", resp.status())) }
             }
-            "webhook" | "fcm" if m.channel == "push" => {
+            "webhook" | "fcm" | "apns" if m.channel == "push" => {
                 let p: crate::push::Payload = serde_json::from_str(body).map_err(|e| format!("push payload: {e}"))?;
-                match (m.provider.as_str(), &self.push_webhook, &self.fcm) {
-                    ("webhook", Some(w), _) => w.send(&m.id.to_string(), &m.to, &p, now_unix).await,
-                    ("fcm", _, Some(f)) => f.send(&m.to, &p, now_unix).await,
-                    (other, _, _) => Err(format!("push provider {other} is not configured")),
+                match (m.provider.as_str(), &self.push_webhook, &self.fcm, &self.apns) {
+                    ("webhook", Some(w), _, _) => w.send(&m.id.to_string(), &m.to, &p, now_unix).await,
+                    ("fcm", _, Some(f), _) => f.send(&m.to, &p, now_unix).await,
+                    ("apns", _, _, Some(a)) => a.send(&m.to, &p, now_unix).await,
+                    (other, _, _, _) => Err(format!("push provider {other} is not configured")),
                 }
             }
             other => Err(format!("unknown provider {other}")),

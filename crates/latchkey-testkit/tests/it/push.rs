@@ -528,7 +528,83 @@ async fn devices_are_notified_through_the_signed_webhook_and_fcm_and_failures_ar
     assert_eq!(got("/fcm").len(), 2);
 }
 
+/// A local APNs: HTTP/2 only, an ES256 provider token by the team's key with its key id, the app's
+/// topic. The first request is refused as Apple refuses an expired provider token.
+async fn apns_receiver(
+    public_pem: String,
+) -> (String, Arc<std::sync::Mutex<Vec<(bool, String, String, serde_json::Value)>>>) {
+    use axum::http::{HeaderMap, StatusCode, Version};
+    let seen = Arc::new(std::sync::Mutex::new(vec![]));
+    let st = seen.clone();
+    let app = axum::Router::new().route(
+        "/3/device/{token}",
+        axum::routing::post(
+            move |version: Version,
+                  axum::extract::Path(token): axum::extract::Path<String>,
+                  headers: HeaderMap,
+                  body: axum::body::Bytes| async move {
+                let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let jwt = header("authorization").strip_prefix("bearer ").unwrap_or_default().to_owned();
+                let key = jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()).unwrap();
+                let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+                v.required_spec_claims.clear();
+                v.validate_exp = false;
+                v.set_issuer(&["TEAM123456"]);
+                let kid = jsonwebtoken::decode_header(&jwt).ok().and_then(|h| h.kid);
+                let valid = version == Version::HTTP_2
+                    && jsonwebtoken::decode::<serde_json::Value>(&jwt, &key, &v).is_ok()
+                    && kid.as_deref() == Some("KEY123ABCD")
+                    && header("apns-topic") == "com.example.latchkey"
+                    && header("apns-push-type") == "alert";
+                let json = serde_json::from_slice(&body).unwrap_or_default();
+                let mut seen = st.lock().unwrap();
+                seen.push((valid, token, jwt, json));
+                if seen.len() == 1 {
+                    (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"reason": "ExpiredProviderToken"})))
+                } else if valid {
+                    (StatusCode::OK, axum::Json(serde_json::json!({})))
+                } else {
+                    (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"reason": "InvalidProviderToken"})))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+async fn apns_gets_an_es256_provider_token_over_http2_and_a_refused_token_is_renewed(b: Backend) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let (base, seen) = apns_receiver(key.public_key_pem()).await;
+    let s = TestServer::start_with(b, |c| {
+        c.apns_key = Some(key.serialize_pem());
+        c.apns_key_id = Some("KEY123ABCD".into());
+        c.apns_team_id = Some("TEAM123456".into());
+        c.apns_topic = Some("com.example.latchkey".into());
+        c.apns_base_url = base;
+        c.outbox.backoff_base_secs = 5;
+    })
+    .await;
+    let (phone, _) = with_phone(&s, "ari").await;
+    phone.set_push_token("apns", Some("a1b2c3d4e5f6")).await.unwrap();
+    push_sign_in(&s.client(), "ari").await;
+    let req = asked(&phone).await;
+    eventually("the first APNs request", || seen.lock().unwrap().len() == 1).await;
+    s.clock.advance(Duration::seconds(5));
+    eventually("the retry", || seen.lock().unwrap().len() == 2).await;
+    let seen = seen.lock().unwrap().clone();
+    let (valid, token, jwt, body) = &seen[1];
+    assert!(*valid, "HTTP/2, a valid ES256 provider token with the key id, the topic");
+    assert_eq!(token, "a1b2c3d4e5f6");
+    assert_ne!(jwt, &seen[0].2, "the refused provider token was replaced");
+    assert_eq!((body["type"].as_str(), body["approval_id"].as_str()), (Some("approval"), Some(req.id.as_str())));
+    assert!(body["aps"]["alert"]["title"].is_string());
+}
+
 both_stores!(
+    apns_gets_an_es256_provider_token_over_http2_and_a_refused_token_is_renewed,
     devices_are_notified_through_the_signed_webhook_and_fcm_and_failures_are_retried,
     push_1_approving_with_the_number_completes_the_waiting_sign_in,
     push_1_a_wrong_or_missing_number_denies_and_counts_as_a_failure,
