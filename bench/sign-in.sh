@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sign-in throughput: the server on core 0, the load generator on core 1.
 # Usage: bench/sign-in.sh [sqlite|postgres] [runs] [seconds] [concurrency]
-#   BENCH=sign-in (password, default) or BENCH=device-sign-in (UNLOCK=biometric|pin)
+#   BENCH=sign-in (password, default), BENCH=device-sign-in (UNLOCK=biometric|pin), or
+#   BENCH=push-approval (Argon2 at its minimum and the push limits raised, so the push path is
+#   what is measured)
 # Prints one JSON line per run, with the server's CPU time per sign-in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,9 @@ bin=target/release/latchkey
 [ -x "$bin" ] || cargo build --release --bin latchkey
 dir=$(mktemp -d); port=18181
 export LATCHKEY_POLICY__LIMITS__SENDS_PER_IP=100000 LATCHKEY_LOG_LEVEL=warn
+if [ "${BENCH:-sign-in}" = push-approval ]; then
+  export LATCHKEY_ARGON2__M_KIB=8 LATCHKEY_ARGON2__T=1 LATCHKEY_POLICY__PUSH__MAX_PER_WINDOW=100000000
+fi
 db_args=()
 if [ "$store" = postgres ]; then
   url=${LATCHKEY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/latchkey_bench}

@@ -1,6 +1,7 @@
 //! Load generators that drive real flows over HTTP through the SDK and report throughput and
 //! latency percentiles. Measure with the server pinned to one core (see docs/benchmarks.md).
 
+use anyhow::Context;
 use clap::Subcommand;
 use latchkey_client::Client;
 use latchkey_proto::{NextStep, SignUpRequest};
@@ -67,6 +68,29 @@ pub enum BenchCommand {
         #[arg(long, default_value = "biometric")]
         unlock: String,
     },
+    /// Push approvals with number matching: per worker, one account with a password, an SMS
+    /// factor and an enrolled software phone (set up through the development outbox); then each
+    /// cycle signs in with the password, chooses `push_approval`, has the phone fetch the approval
+    /// (signed request) and approve it with the number (biometric-key signature), and collects
+    /// the tokens with `GET /v1/flows/{id}?wait=5`. Run the server with Argon2 at its minimum
+    /// and the push limits raised (`bench/sign-in.sh` does) to measure the push path.
+    PushApproval {
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The server's data directory (to read codes).
+        #[arg(long, default_value = "./latchkey-data")]
+        data_dir: PathBuf,
+        /// The server's database, if not the default SQLite file in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Concurrent accounts (each a signing-in screen and its phone).
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to run after a 2-second warm-up.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -77,6 +101,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::DeviceSignIn { url, data_dir, database_url, concurrency, seconds, unlock } => {
             device_sign_in(url, data_dir, database_url, concurrency, seconds, &unlock).await
+        }
+        BenchCommand::PushApproval { url, data_dir, database_url, concurrency, seconds } => {
+            push_approval(url, data_dir, database_url, concurrency, seconds).await
         }
     }
 }
@@ -211,6 +238,63 @@ async fn device_sign_in(
     })
     .await?;
     report("device-sign-in", &format!("\"unlock\":\"{unlock}\","), all, errors, concurrency, seconds);
+    Ok(())
+}
+
+async fn push_approval(
+    url: String,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    concurrency: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    use latchkey_client::SoftwareKeystore;
+    use latchkey_proto::{ApprovalDecision, MfaMethod};
+    let outbox = Outbox::open(&data_dir, database_url).await?;
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let password = "bench-password-not-common-7";
+    let mut accounts = vec![];
+    for i in 0..concurrency {
+        let screen = Client::with_user_agent(&url, "latchkey-bench")?;
+        let username = format!("push-{}-{i}", &run_id[20..]);
+        let email = format!("{username}@bench.invalid");
+        let phone_number =
+            format!("+1555{:07}", (u32::from_str_radix(&run_id[24..30], 16)? % 9_000 + 1_000) * 100 + i as u32 % 100);
+        let req = SignUpRequest {
+            username: username.clone(),
+            password: Some(password.into()),
+            email: Some(email.clone()),
+            phone: None,
+        };
+        let a = screen.sign_up(&req).await?;
+        screen.confirm_sign_up(&a.flow_id, &outbox.code_for(&email).await?).await?;
+        // aal2 (password + SMS) to enrol the phone.
+        let t = screen.sign_in(&username, password).await?.tokens.context("the first sign-in")?;
+        let v = screen.enroll_sms(&t.access_token, Some(&phone_number)).await?;
+        screen.verify_code(&v.flow_id, &outbox.code_for(&phone_number).await?).await?;
+        let f = screen.sign_in(&username, password).await?;
+        let t = screen.sms_code(&f.flow_id, &outbox.code_for(&phone_number).await?).await?.tokens.context("aal2")?;
+        let keystore = SoftwareKeystore::new();
+        let (device_id, _) = screen.enroll_device(&t.access_token, &keystore, "bench", "cli", "371946").await?;
+        let phone = screen.with_device_key(std::sync::Arc::new(keystore), &device_id)?;
+        accounts.push((screen, phone, username));
+    }
+    eprintln!("bench: {concurrency} accounts with a phone ready; warming up 2 s, then measuring {seconds} s");
+    let (all, errors) = drive(accounts, seconds, move |w| async move {
+        let (screen, phone, username) = w.as_ref();
+        let cycle = async {
+            let a = screen.sign_in(username, password).await?;
+            let p = screen.select_mfa(&a.flow_id, MfaMethod::PushApproval).await?;
+            let NextStep::PushApproval { number, .. } = p.next_step else { anyhow::bail!("no push_approval step") };
+            let asked = phone.device_approvals().await?.approvals;
+            let req = asked.first().context("the phone was not asked")?;
+            phone.answer_approval(req, ApprovalDecision::Approve, Some(&number)).await?;
+            Ok::<_, anyhow::Error>(screen.wait_flow(&a.flow_id, 5).await?.tokens.is_some())
+        };
+        cycle.await.unwrap_or(false)
+    })
+    .await?;
+    report("push-approval", "", all, errors, concurrency, seconds);
     Ok(())
 }
 
