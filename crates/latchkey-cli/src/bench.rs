@@ -139,6 +139,29 @@ impl Outbox {
     }
 }
 
+/// The password every bench account has.
+const PASSWORD: &str = "bench-password-not-common-7";
+
+/// A distinct phone number per worker and run: +1 555 01xx xxxx style, never a real one.
+fn bench_phone(run_id: &str, i: usize) -> anyhow::Result<String> {
+    Ok(format!("+1555{:07}", (u32::from_str_radix(&run_id[24..30], 16)? % 9_000 + 1_000) * 100 + i as u32 % 100))
+}
+
+/// A confirmed account with [`PASSWORD`] and an email address, signed up through `client`.
+async fn password_account(outbox: &Outbox, client: &Client, username: &str) -> anyhow::Result<()> {
+    let email = format!("{username}@bench.invalid");
+    let req = SignUpRequest {
+        username: username.into(),
+        password: Some(PASSWORD.into()),
+        email: Some(email.clone()),
+        phone: None,
+    };
+    let answer = client.sign_up(&req).await?;
+    let done = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&email).await?).await?;
+    anyhow::ensure!(done.next_step == NextStep::Done, "confirming {username} failed: {:?}", done.next_step);
+    Ok(())
+}
+
 /// Run one task per worker, each calling `once` in a loop for a 2-second warm-up and then
 /// `seconds`; returns the latencies of the successful calls in the measured window and the
 /// number of failures.
@@ -213,9 +236,7 @@ async fn device_sign_in(
     for i in 0..concurrency {
         let client = Client::with_user_agent(&url, "latchkey-bench")?;
         let username = format!("dev-{}-{i}", &run_id[20..]);
-        // A distinct number per device and run: +1 555 01xx xxxx style, never a real one.
-        let phone =
-            format!("+1555{:07}", (u32::from_str_radix(&run_id[24..30], 16)? % 9_000 + 1_000) * 100 + i as u32 % 100);
+        let phone = bench_phone(&run_id, i)?;
         let answer = client
             .sign_up(&SignUpRequest {
                 username: username.clone(),
@@ -252,27 +273,17 @@ async fn push_approval(
     use latchkey_proto::{ApprovalDecision, MfaMethod};
     let outbox = Outbox::open(&data_dir, database_url).await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let password = "bench-password-not-common-7";
     let mut accounts = vec![];
     for i in 0..concurrency {
         let screen = Client::with_user_agent(&url, "latchkey-bench")?;
         let username = format!("push-{}-{i}", &run_id[20..]);
-        let email = format!("{username}@bench.invalid");
-        let phone_number =
-            format!("+1555{:07}", (u32::from_str_radix(&run_id[24..30], 16)? % 9_000 + 1_000) * 100 + i as u32 % 100);
-        let req = SignUpRequest {
-            username: username.clone(),
-            password: Some(password.into()),
-            email: Some(email.clone()),
-            phone: None,
-        };
-        let a = screen.sign_up(&req).await?;
-        screen.confirm_sign_up(&a.flow_id, &outbox.code_for(&email).await?).await?;
+        let phone_number = bench_phone(&run_id, i)?;
+        password_account(&outbox, &screen, &username).await?;
         // aal2 (password + SMS) to enrol the phone.
-        let t = screen.sign_in(&username, password).await?.tokens.context("the first sign-in")?;
+        let t = screen.sign_in(&username, PASSWORD).await?.tokens.context("the first sign-in")?;
         let v = screen.enroll_sms(&t.access_token, Some(&phone_number)).await?;
         screen.verify_code(&v.flow_id, &outbox.code_for(&phone_number).await?).await?;
-        let f = screen.sign_in(&username, password).await?;
+        let f = screen.sign_in(&username, PASSWORD).await?;
         let t = screen.sms_code(&f.flow_id, &outbox.code_for(&phone_number).await?).await?.tokens.context("aal2")?;
         let keystore = SoftwareKeystore::new();
         let (device_id, _) = screen.enroll_device(&t.access_token, &keystore, "bench", "cli", "371946").await?;
@@ -283,7 +294,7 @@ async fn push_approval(
     let (all, errors) = drive(accounts, seconds, move |w| async move {
         let (screen, phone, username) = w.as_ref();
         let cycle = async {
-            let a = screen.sign_in(username, password).await?;
+            let a = screen.sign_in(username, PASSWORD).await?;
             let p = screen.select_mfa(&a.flow_id, MfaMethod::PushApproval).await?;
             let NextStep::PushApproval { number, .. } = p.next_step else { anyhow::bail!("no push_approval step") };
             let asked = phone.device_approvals().await?.approvals;
@@ -307,28 +318,17 @@ async fn sign_in(
 ) -> anyhow::Result<()> {
     let outbox = Outbox::open(&data_dir, database_url).await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let password = "bench-password-not-common-7";
     let mut users = vec![];
     for i in 0..concurrency {
         let client = Client::with_user_agent(&url, "latchkey-bench")?;
         let username = format!("bench-{}-{i}", &run_id[20..]);
-        let email = format!("{username}@bench.invalid");
-        let answer = client
-            .sign_up(&SignUpRequest {
-                username: username.clone(),
-                password: Some(password.into()),
-                email: Some(email.clone()),
-                phone: None,
-            })
-            .await?;
-        let done = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&email).await?).await?;
-        anyhow::ensure!(done.next_step == NextStep::Done, "confirming {username} failed: {:?}", done.next_step);
+        password_account(&outbox, &client, &username).await?;
         users.push((client, username));
     }
     eprintln!("bench: {concurrency} users ready; warming up 2 s, then measuring {seconds} s");
     let (all, errors) = drive(users, seconds, move |w| async move {
         let (client, username) = w.as_ref();
-        matches!(client.sign_in(username, password).await, Ok(a) if a.tokens.is_some())
+        matches!(client.sign_in(username, PASSWORD).await, Ok(a) if a.tokens.is_some())
     })
     .await?;
     report("sign-in", "", all, errors, concurrency, seconds);
