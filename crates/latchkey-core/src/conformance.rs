@@ -343,11 +343,22 @@ pub async fn one_pending_approval_per_account_and_each_is_answered_once(store: A
     assert!(decided.device_id.is_some());
     let reported = (decided.status == ApprovalStatus::Reported).then_some(expiry + Duration::seconds(1));
     assert_eq!(store.last_reported_approval(u.id).await.unwrap(), reported);
+    // Withdrawing leaves an answered approval as it was, and ends a pending one for good.
+    one(store.as_ref(), Write::WithdrawApproval { id: second.id, at: expiry + Duration::seconds(2) }).await;
+    assert_eq!(store.approval(second.id).await.unwrap().unwrap(), decided);
+    let third = approval(u.id, expiry + Duration::seconds(3));
+    one(store.as_ref(), Write::InsertApproval(third.clone())).await;
+    let at = expiry + Duration::seconds(4);
+    let both = Batch(vec![Write::WithdrawApproval { id: third.id, at }, Write::InsertApproval(approval(u.id, at))]);
+    store.apply(both).await.unwrap();
+    assert_eq!(store.approval(third.id).await.unwrap().unwrap().status, ApprovalStatus::Withdrawn, "replaced at once");
+    let late = Write::DecideApproval { id: third.id, status: ApprovalStatus::Approved, device_id: DeviceId::new(), at };
+    assert!(matches!(store.apply(Batch(vec![late])).await, Err(StoreError::Conflict("approval"))));
     // Another account is not limited by this one's.
     let v = user("hal");
     one(store.as_ref(), Write::InsertUser(v.clone())).await;
     one(store.as_ref(), Write::InsertApproval(approval(v.id, T0))).await;
-    assert!(store.purge(expiry + Duration::hours(1)).await.unwrap() >= 3);
+    assert!(store.purge(expiry + Duration::hours(1)).await.unwrap() >= 5);
     assert_eq!(store.approval(second.id).await.unwrap(), None, "purged");
 }
 

@@ -378,6 +378,8 @@ pub enum ApprovalStatus {
     Reported,
     /// Not answered in time (set when the next one is asked).
     Expired,
+    /// Withdrawn: the sign-in switched to another method or asked again.
+    Withdrawn,
 }
 
 impl ApprovalStatus {
@@ -389,6 +391,7 @@ impl ApprovalStatus {
             ApprovalStatus::Denied => "denied",
             ApprovalStatus::Reported => "reported",
             ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Withdrawn => "withdrawn",
         }
     }
 
@@ -400,6 +403,7 @@ impl ApprovalStatus {
             "denied" => ApprovalStatus::Denied,
             "reported" => ApprovalStatus::Reported,
             "expired" => ApprovalStatus::Expired,
+            "withdrawn" => ApprovalStatus::Withdrawn,
             _ => return None,
         })
     }

@@ -122,6 +122,13 @@ pub enum Write {
     /// Conflict `approval_pending` while another is pending: one outstanding push per account
     /// (checklist PUSH-4), however many sign-ins ask at once.
     InsertApproval(Approval),
+    /// Withdraw a pending approval (its sign-in moved on); nothing if it was answered already.
+    WithdrawApproval {
+        /// The approval.
+        id: ApprovalId,
+        /// Now.
+        at: OffsetDateTime,
+    },
     /// A device's answer to a pending approval that has not expired at `at`. Conflict `approval`
     /// if it was answered already or expired: each approval takes effect once (checklist PUSH-3).
     DecideApproval {

@@ -364,6 +364,10 @@ macro_rules! store_impl {
                             Ok(_) => {}
                         }
                     }
+                    Write::WithdrawApproval { id, at } => {
+                        sqlx::query("UPDATE approvals SET status = 'withdrawn', decided_at = $2 WHERE id = $1 AND status = 'pending'")
+                            .bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                    }
                     Write::DecideApproval { id, status, device_id, at } => {
                         let done = sqlx::query("UPDATE approvals SET status = $2, device_id = $3, decided_at = $4 WHERE id = $1 AND status = 'pending' AND expires_at > $4")
                             .bind(id.0).bind(status.as_str()).bind(device_id.0).bind(us(at))

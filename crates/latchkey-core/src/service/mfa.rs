@@ -189,6 +189,11 @@ impl Auth {
             return Err(AuthError::FlowExpired);
         }
         let mut batch = Batch::new();
+        // A prompt this sign-in asked for earlier is withdrawn, whatever comes next: the phone
+        // stops showing it, and asking again is not refused as a second outstanding push.
+        if let FlowState::AwaitingMfa { push: Some(p), .. } = &flow.state {
+            batch.push(Write::WithdrawApproval { id: p.approval_id, at: now });
+        }
         let push = match (method, &user) {
             (MfaMethod::PushApproval, Some(user)) => Some(self.ask_devices(&flow, user, now, &ctx, &mut batch).await?),
             _ => None,

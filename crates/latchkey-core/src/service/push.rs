@@ -120,7 +120,9 @@ impl Auth {
                     events: vec![StepEvent { step, outcome: "verified" }],
                 });
             }
-            ApprovalStatus::Pending | ApprovalStatus::Expired => (ended(DenialReason::Expired), None, "expired"),
+            ApprovalStatus::Pending | ApprovalStatus::Expired | ApprovalStatus::Withdrawn => {
+                (ended(DenialReason::Expired), None, "expired")
+            }
             ApprovalStatus::Denied | ApprovalStatus::Reported => (ended(DenialReason::Denied), None, "denied"),
         };
         let mut batch = Batch::new();

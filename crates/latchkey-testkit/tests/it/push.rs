@@ -248,6 +248,28 @@ async fn push_4_one_outstanding_prompt_per_account_and_five_per_window(b: Backen
     assert!(phone.device_approvals().await.unwrap().approvals.is_empty(), "and nothing is asked");
 }
 
+async fn switching_away_from_push_withdraws_the_prompt_and_asking_again_replaces_it(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (phone, _) = with_phone(&s, "ned").await;
+    let laptop = s.client();
+    let (flow, number) = push_sign_in(&laptop, "ned").await;
+    let first = asked(&phone).await;
+    // Asking again from the same sign-in replaces the prompt (not a second outstanding push).
+    let again = laptop.select_mfa(&flow, MfaMethod::PushApproval).await.unwrap();
+    assert!(matches!(again.next_step, NextStep::PushApproval { .. }), "{:?}", again.next_step);
+    let second = asked(&phone).await;
+    assert_ne!(second.id, first.id);
+    let e = phone.answer_approval(&first, ApprovalDecision::Approve, Some(&number)).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::FLOW_COMPLETED), "the replaced prompt cannot be answered");
+    // Switching to the authenticator app withdraws the prompt from the phone.
+    laptop.select_mfa(&flow, MfaMethod::Totp).await.unwrap();
+    assert!(phone.device_approvals().await.unwrap().approvals.is_empty());
+    let e = phone.answer_approval(&second, ApprovalDecision::Approve, None).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::FLOW_COMPLETED));
+    // And another sign-in may push at once.
+    push_sign_in(&laptop, "ned").await;
+}
+
 async fn push_report_ends_the_sign_in_pauses_prompts_and_tells_the_user(b: Backend) {
     let s = TestServer::start(b).await;
     let (phone, _) = with_phone(&s, "val").await;
@@ -612,6 +634,7 @@ both_stores!(
     push_3_an_approval_takes_effect_once_expires_and_a_deny_ends_the_sign_in,
     push_4_one_outstanding_prompt_per_account_and_five_per_window,
     push_report_ends_the_sign_in_pauses_prompts_and_tells_the_user,
+    switching_away_from_push_withdraws_the_prompt_and_asking_again_replaces_it,
     a_new_devices_first_sign_in_is_approved_from_the_enrolled_phone,
     sim_swap_the_thief_can_only_ask_the_owners_phone_which_reports_it,
     push_across_replicas_the_phone_answers_one_and_the_waiting_sign_in_is_held_on_the_other,
