@@ -2,11 +2,32 @@
 //! latency percentiles. Measure with the server pinned to one core (see docs/benchmarks.md).
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use latchkey_client::Client;
 use latchkey_proto::{NextStep, SignUpRequest};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The server a load generator drives, and how hard.
+#[derive(Args)]
+pub struct Target {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The server's data directory (to read codes from its development outbox).
+    #[arg(long, default_value = "./latchkey-data")]
+    data_dir: PathBuf,
+    /// The server's database, if not the default SQLite file in the data directory.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Concurrent workers, each with its own account (at most the per-IP send limit, 20 by
+    /// default, unless the server raises it as bench/sign-in.sh does).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds to run after a 2-second warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -30,40 +51,14 @@ pub enum BenchCommand {
     /// confirmation codes from the server's development outbox (so run it against a server with
     /// no email provider, on this machine, with its data directory).
     SignIn {
-        /// The server.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// The server's data directory (to read confirmation codes).
-        #[arg(long, default_value = "./latchkey-data")]
-        data_dir: PathBuf,
-        /// The server's database, if not the default SQLite file in the data directory.
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Concurrent workers (one user each; at most the per-IP send limit, 20 by default).
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Seconds to run after a 2-second warm-up.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        target: Target,
     },
     /// Device sign-ins (device id → nonce → signature → tokens): one passwordless account and
     /// one software device per worker, created first through the development outbox.
     DeviceSignIn {
-        /// The server.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// The server's data directory (to read confirmation codes).
-        #[arg(long, default_value = "./latchkey-data")]
-        data_dir: PathBuf,
-        /// The server's database, if not the default SQLite file in the data directory.
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Concurrent simulated devices.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Seconds to run after a 2-second warm-up.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        target: Target,
         /// `biometric` (a signature only) or `pin` (a signature and the PIN: one Argon2id check).
         #[arg(long, default_value = "biometric")]
         unlock: String,
@@ -75,36 +70,17 @@ pub enum BenchCommand {
     /// the tokens with `GET /v1/flows/{id}?wait=5`. Run the server with Argon2 at its minimum
     /// and the push limits raised (`bench/sign-in.sh` does) to measure the push path.
     PushApproval {
-        /// The server.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// The server's data directory (to read codes).
-        #[arg(long, default_value = "./latchkey-data")]
-        data_dir: PathBuf,
-        /// The server's database, if not the default SQLite file in the data directory.
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Concurrent accounts (each a signing-in screen and its phone).
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Seconds to run after a 2-second warm-up.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Hash { m_kib, t, p, count } => hash(m_kib, t, p, count).await,
-        BenchCommand::SignIn { url, data_dir, database_url, concurrency, seconds } => {
-            sign_in(url, data_dir, database_url, concurrency, seconds).await
-        }
-        BenchCommand::DeviceSignIn { url, data_dir, database_url, concurrency, seconds, unlock } => {
-            device_sign_in(url, data_dir, database_url, concurrency, seconds, &unlock).await
-        }
-        BenchCommand::PushApproval { url, data_dir, database_url, concurrency, seconds } => {
-            push_approval(url, data_dir, database_url, concurrency, seconds).await
-        }
+        BenchCommand::SignIn { target } => sign_in(target).await,
+        BenchCommand::DeviceSignIn { target, unlock } => device_sign_in(target, &unlock).await,
+        BenchCommand::PushApproval { target } => push_approval(target).await,
     }
 }
 
@@ -215,14 +191,8 @@ fn report(bench: &str, extra: &str, mut all: Vec<Duration>, errors: u64, concurr
     );
 }
 
-async fn device_sign_in(
-    url: String,
-    data_dir: PathBuf,
-    database_url: Option<String>,
-    concurrency: usize,
-    seconds: u64,
-    unlock: &str,
-) -> anyhow::Result<()> {
+async fn device_sign_in(target: Target, unlock: &str) -> anyhow::Result<()> {
+    let Target { url, data_dir, database_url, concurrency, seconds } = target;
     use latchkey_client::{SoftwareKeystore, Unlock};
     let pin_mode = match unlock {
         "biometric" => false,
@@ -262,13 +232,8 @@ async fn device_sign_in(
     Ok(())
 }
 
-async fn push_approval(
-    url: String,
-    data_dir: PathBuf,
-    database_url: Option<String>,
-    concurrency: usize,
-    seconds: u64,
-) -> anyhow::Result<()> {
+async fn push_approval(target: Target) -> anyhow::Result<()> {
+    let Target { url, data_dir, database_url, concurrency, seconds } = target;
     use latchkey_client::SoftwareKeystore;
     use latchkey_proto::{ApprovalDecision, MfaMethod};
     let outbox = Outbox::open(&data_dir, database_url).await?;
@@ -309,13 +274,8 @@ async fn push_approval(
     Ok(())
 }
 
-async fn sign_in(
-    url: String,
-    data_dir: PathBuf,
-    database_url: Option<String>,
-    concurrency: usize,
-    seconds: u64,
-) -> anyhow::Result<()> {
+async fn sign_in(target: Target) -> anyhow::Result<()> {
+    let Target { url, data_dir, database_url, concurrency, seconds } = target;
     let outbox = Outbox::open(&data_dir, database_url).await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let mut users = vec![];
