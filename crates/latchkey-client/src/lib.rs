@@ -177,6 +177,28 @@ impl Client {
         self.post("/v1/forgot-password", None, &ForgotPasswordRequest { username: username.into() }).await
     }
 
+    /// `POST /v1/recovery`: recover an account (lost phone, forgotten password). The first step
+    /// is `email_code` or `sms_code` (`channel` asks for one); then a second proof
+    /// (`select_mfa`) or `recovery_wait`; then `new_password` or `enroll_device`.
+    pub async fn recover(&self, username: &str, channel: Option<Channel>) -> Result<FlowAnswer> {
+        self.post("/v1/recovery", None, &RecoveryRequest { username: username.into(), channel }).await
+    }
+
+    /// Answer `recovery_wait`: the same step before `ready_at`, the next one after it.
+    pub async fn recovery_wait(&self, flow_id: &str) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::RecoveryWait {}).await
+    }
+
+    /// `POST /v1/recovery/cancel`: the owner's one-tap cancel, with the token from a notice.
+    pub async fn cancel_recovery(&self, token: &str) -> Result<RecoveryCancelled> {
+        self.post("/v1/recovery/cancel", None, &RecoveryCancelRequest { token: token.into() }).await
+    }
+
+    /// `DELETE /v1/me/recovery`: cancel every recovery of the signed-in account in progress.
+    pub async fn cancel_my_recoveries(&self, access_token: &str) -> Result<RecoveryCancelled> {
+        self.send(self.authed(Method::DELETE, "/v1/me/recovery", access_token)?).await
+    }
+
     /// `GET /v1/flows/{id}`.
     pub async fn flow(&self, flow_id: &str) -> Result<FlowAnswer> {
         self.send(self.http.get(self.url(&format!("/v1/flows/{flow_id}")))).await
@@ -194,6 +216,12 @@ impl Client {
     /// [`Client::with_device_key`]; the request is signed by the possession key.
     pub async fn device_approvals(&self) -> Result<ApprovalList> {
         self.signed_by_device(Method::GET, "/v1/device/approvals", None::<&()>).await
+    }
+
+    /// `DELETE /v1/device/recovery`: from an enrolled device, cancel every recovery of its
+    /// account in progress (the push a recovery sends says `{"type":"recovery"}`).
+    pub async fn cancel_recoveries_from_device(&self) -> Result<RecoveryCancelled> {
+        self.signed_by_device(Method::DELETE, "/v1/device/recovery", None::<&()>).await
     }
 
     /// `GET /v1/device/approvals/{id}`: one approval's details (the id a notification carried).

@@ -24,6 +24,8 @@ fn user(name: &str) -> User {
         password_hash: Some("$argon2id$fake".into()),
         must_change_password: false,
         preferred_mfa: None,
+        phone_changed_at: None,
+        email_changed_at: None,
         created_at: T0,
         updated_at: T0,
     }

@@ -66,6 +66,11 @@ pub struct User {
     pub must_change_password: bool,
     /// The second factor sign-in lists first.
     pub preferred_mfa: Option<MfaMethod>,
+    /// When the phone number last changed or became an SMS factor: SMS is not trusted for a
+    /// cooling-off period after it (a new number is a new authenticator).
+    pub phone_changed_at: Option<OffsetDateTime>,
+    /// When the email address last changed or became a factor (same rule, for recovery).
+    pub email_changed_at: Option<OffsetDateTime>,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
@@ -129,11 +134,15 @@ pub enum FlowState {
         then_enroll_device: bool,
     },
     /// Waiting for a new password (an administrator required it); the old one was verified,
-    /// with `amr` the methods verified so far in this flow.
+    /// with `amr` the methods verified so far in this flow. In a recovery, the proofs were
+    /// given and the password completes it (no session).
     AwaitingNewPassword {
         /// Methods verified so far (RFC 8176).
         #[serde(default)]
         amr: Vec<String>,
+        /// Set in a recovery flow.
+        #[serde(default)]
+        recovery: Option<Recovery>,
     },
     /// An enrolment: waiting for the first code from the authenticator app.
     AwaitingTotpSetup {
@@ -162,6 +171,20 @@ pub enum FlowState {
         /// For `push_approval`: the approval the account's devices were asked.
         #[serde(default)]
         push: Option<PushChallenge>,
+        /// A recovery: its first proof (a code to a channel), then a second, independent one.
+        #[serde(default)]
+        recovery: Option<Recovery>,
+    },
+    /// A recovery with one proof, waiting out the delay the owner can veto (`recovery_wait`).
+    AwaitingRecoveryWait {
+        /// When it may continue.
+        #[serde(with = "time::serde::rfc3339")]
+        ready_at: OffsetDateTime,
+        /// Where it stands.
+        recovery: Recovery,
+        /// MAC of the cancel token sent in the notices (the token is single-use: a cancel ends
+        /// the flow).
+        cancel_mac: String,
     },
     /// Waiting for the code sent to a phone or address being added as a factor. The account's
     /// current value stays authoritative until this code is right (checklist LIFE-5). In a
@@ -186,6 +209,9 @@ pub enum FlowState {
         /// Methods verified earlier in this flow (sign-up and new-device sign-in).
         #[serde(default)]
         amr: Vec<String>,
+        /// Set in a recovery flow: the enrolment completes it.
+        #[serde(default)]
+        recovery: Option<Recovery>,
         /// The id the device gets (shown to the app, part of the signed message).
         device_id: DeviceId,
         /// Single-use nonce in the signed message.
@@ -240,6 +266,7 @@ impl FlowState {
                 Some(_) => "totp_code",
             },
             FlowState::AwaitingVerification { .. } => "verify_code",
+            FlowState::AwaitingRecoveryWait { .. } => "recovery_wait",
             FlowState::AwaitingRecoveryCodesSaved { .. } => "save_recovery_codes",
             FlowState::AwaitingDeviceEnrollment { .. } => "enroll_device",
             FlowState::AwaitingDeviceSignature { .. } => "device_signature",
@@ -275,6 +302,25 @@ pub struct NewDevice {
     pub verified: Vec<String>,
     /// The second proofs this account can give, fixed when the flow started.
     pub second_proofs: Vec<MfaMethod>,
+}
+
+/// Where a recovery stands (DESIGN.md: every way back in needs two independent proofs, or a
+/// delay the owner can veto).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Methods verified so far (RFC 8176 values: `email`, `sms`, `otp`, `hwk`).
+    pub verified: Vec<String>,
+    /// The channel of the first proof.
+    pub first: Channel,
+    /// The second proofs this account can give, fixed at the first proof.
+    pub second_proofs: Vec<MfaMethod>,
+    /// The new password given with the first proof (`forgot-password`), as an Argon2id hash:
+    /// set only when the recovery completes.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// It went through `recovery_wait` (one proof and the delay), not two proofs.
+    #[serde(default)]
+    pub waited: bool,
 }
 
 /// Who started a flow. The flow answers only that client.

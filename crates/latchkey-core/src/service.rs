@@ -27,6 +27,7 @@ use latchkey_proto::{Channel, DenialReason, MfaMethod, StepAnswer, codes};
 mod device;
 mod mfa;
 mod push;
+mod recovery;
 pub use device::{DeviceEnrollment, NewBiometricKey};
 use mfa::{EMAIL, SMS};
 use std::sync::Arc;
@@ -274,6 +275,9 @@ impl Auth {
                     attempts_left,
                 }
             }
+            FlowState::AwaitingRecoveryWait { ready_at, .. } => {
+                proto::NextStep::RecoveryWait { ready_at: rfc3339(*ready_at) }
+            }
             FlowState::Completed { .. } => proto::NextStep::Done,
             FlowState::Denied { reason } => proto::NextStep::Denied { reason: *reason },
         };
@@ -341,9 +345,19 @@ impl Auth {
                 return Err(AuthError::InvalidRequest("an email or a phone number is required".into()));
             }
         };
-        self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
-
+        if let Some(p) = &phone
+            && !self.settings.limits.sms_allowed(p.as_str())
+        {
+            return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
+        }
         let existing = self.store.user_by_username(&username.canonical).await?;
+        // A taken username sends nothing, so it must not spend the account's budget (a stranger
+        // could keep its owner from getting codes) — but it is limited just the same.
+        if existing.is_some() {
+            self.check_look_alike_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
+        } else {
+            self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
+        }
         // Hash even for a taken username, so both answers take the same time.
         let hash = match &password {
             Some(pw) => Some(self.hasher.hash(pw).await?),
@@ -365,6 +379,8 @@ impl Auth {
             password_hash: hash,
             must_change_password: false,
             preferred_mfa: None,
+            phone_changed_at: None,
+            email_changed_at: None,
             created_at: now,
             updated_at: now,
         };
@@ -530,7 +546,7 @@ impl Auth {
                 flow_id,
                 FlowKind::SignIn,
                 Some(user.id),
-                FlowState::AwaitingNewPassword { amr: vec!["pwd".into()] },
+                FlowState::AwaitingNewPassword { amr: vec!["pwd".into()], recovery: None },
                 now,
                 ctx.clone(),
             );
@@ -574,55 +590,6 @@ impl Auth {
         })
     }
 
-    // ----- forgot password -------------------------------------------------------------------
-
-    /// `POST /v1/forgot-password`: always a `reset_password` step, whether or not the user exists.
-    pub async fn forgot_password(
-        &self,
-        req: proto::ForgotPasswordRequest,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
-        let now = self.now();
-        let key = canonical_username(&req.username);
-        if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username is required".into()));
-        }
-        let user = self.store.user_by_username(&key).await?;
-        let target = user
-            .as_ref()
-            .filter(|u| matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed))
-            .and_then(|u| recovery_destination(u).map(|d| (u.id, d)));
-        let destination = target.as_ref().map(|(_, (_, d, _))| d.as_str());
-        let channel = target.as_ref().map(|(_, (c, _, _))| *c).unwrap_or(Channel::Email);
-        self.check_send_limits(&key, destination, &ctx, channel).await?;
-
-        let flow_id = FlowId::new();
-        let mut batch = Batch::new();
-        let (code, user_id) = match target {
-            Some((uid, (channel, destination, masked))) => {
-                let (code, message) =
-                    self.issue_code(flow_id, channel, &destination, masked, "Reset your password", now)?;
-                batch.push(Write::Enqueue(message));
-                (Some(code), Some(uid))
-            }
-            None => (None, None),
-        };
-        let mut flow =
-            self.new_flow(flow_id, FlowKind::Recovery, user_id, FlowState::AwaitingReset { code }, now, ctx.clone());
-        flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
-        batch.push(Write::InsertFlow(flow.clone())).push(audit(
-            now,
-            user_id,
-            "forgot_password",
-            if user_id.is_some() { "code_sent" } else { "no_destination" },
-            &ctx,
-            serde_json::json!({"flow_id": flow.id}),
-        ));
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "issued" }]))
-    }
-
     // ----- flows -----------------------------------------------------------------------------
 
     /// `GET /v1/flows/{id}`.
@@ -663,9 +630,19 @@ impl Auth {
                     if then_enroll_device { AfterConfirm::EnrollDevice } else { AfterConfirm::SignIn(sign_in_after) };
                 self.confirm_sign_up(flow, code, then, SecretString::new(given), now, ctx).await
             }
-            (FlowState::AwaitingNewPassword { amr }, StepAnswer::NewPassword { password }) => {
+            (FlowState::AwaitingNewPassword { recovery: Some(rec), .. }, StepAnswer::NewPassword { password }) => {
+                self.recovery_new_password(flow, rec, normalize(&password), now, ctx).await
+            }
+            (FlowState::AwaitingNewPassword { amr, .. }, StepAnswer::NewPassword { password }) => {
                 self.set_new_password(flow, amr, normalize(&password), now, ctx).await
             }
+            (FlowState::AwaitingRecoveryWait { .. }, StepAnswer::RecoveryWait {}) => {
+                self.recovery_wait(flow, now, ctx).await
+            }
+            (
+                FlowState::AwaitingMfa { methods, recovery: Some(_), .. },
+                StepAnswer::SelectMfa { method: MfaMethod::RecoveryWait },
+            ) if methods.contains(&MfaMethod::RecoveryWait) => self.choose_wait(flow, now, ctx).await,
             (FlowState::AwaitingTotpSetup { factor_id, .. }, StepAnswer::SetupTotp { code }) => {
                 self.confirm_totp_setup(flow, factor_id, SecretString::new(code), now, ctx).await
             }
@@ -908,21 +885,43 @@ impl Auth {
             }
             AfterConfirm::SignIn(false) => FlowState::Completed { session_id: None },
             // A passwordless sign-up goes on to enrol its first device.
-            AfterConfirm::EnrollDevice => FlowState::AwaitingDeviceEnrollment {
-                amr: vec!["sms".into()],
-                device_id: DeviceId::new(),
-                nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+            // A passwordless sign-up with an email verifies it too, so the owner has a second
+            // proof for a new phone or a recovery from day one; then it enrols the first device.
+            AfterConfirm::EnrollDevice => match user.email.clone().filter(|_| !user.email_verified) {
+                Some(email) => {
+                    let e = Email::parse(&email).map_err(|e| AuthError::Internal(e.to_string()))?;
+                    let (code, message) =
+                        self.issue_code(flow.id, Channel::Email, e.as_str(), e.masked(), "Verify your email address", now)?;
+                    batch.push(Write::Enqueue(message));
+                    FlowState::AwaitingVerification { channel: Channel::Email, value: e.as_str().to_owned(), code }
+                }
+                None => self.first_device_state(),
             },
         };
-        let done = Flow { state, version: flow.version + 1, ..flow.clone() };
+        let expires_at = match state {
+            FlowState::AwaitingVerification { .. } => now + secs(self.settings.flows.code_ttl_secs),
+            _ => flow.expires_at,
+        };
+        let done = Flow { state, version: flow.version + 1, expires_at, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome {
             flow: done,
             tokens,
             error: None,
             events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }],
         })
+    }
+
+    /// A sign-up's first device: `enroll_device`, after the SMS code (amr `sms`).
+    pub(super) fn first_device_state(&self) -> FlowState {
+        FlowState::AwaitingDeviceEnrollment {
+            amr: vec!["sms".into()],
+            recovery: None,
+            device_id: DeviceId::new(),
+            nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+        }
     }
 
     async fn set_new_password(
@@ -971,62 +970,6 @@ impl Auth {
         })
     }
 
-    async fn reset_password(
-        &self,
-        flow: Flow,
-        code: Option<CodeChallenge>,
-        given: SecretString,
-        password: SecretString,
-        now: OffsetDateTime,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
-        let user = self.user_of(&flow).await?;
-        let key = user.as_ref().map(|u| u.username_canonical.clone());
-        // The policy is checked before the code, so a weak password does not spend an attempt.
-        if let Err(reason) = check_policy(&password, key.as_deref().unwrap_or_default()) {
-            let mut o = Self::outcome(flow, vec![StepEvent { step: "reset_password", outcome: "failed" }]);
-            o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
-            return Ok(o);
-        }
-        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), CODE), now, &ctx).await? {
-            return Ok(o);
-        }
-        let Some(mut user) = user else {
-            return Err(AuthError::Internal("reset flow without user".into()));
-        };
-        user.password_hash = Some(self.hasher.hash(&password).await?);
-        user.must_change_password = false;
-        if let Some(c) = &code {
-            match c.channel {
-                Channel::Sms => user.phone_verified = true,
-                _ => user.email_verified = true,
-            }
-        }
-        if user.status == UserStatus::Unconfirmed {
-            user.status = UserStatus::Active;
-        }
-        user.updated_at = now;
-        // Checklist LIFE-3 and SES-6: a reset yields no session and ends every existing one.
-        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
-        let mut batch = Batch::new();
-        batch
-            .push(Write::UpdateUser(user.clone()))
-            .push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "password_reset".into() })
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: PASSWORD.into() })
-            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
-            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
-            .push(audit(
-                now,
-                Some(user.id),
-                "password_reset",
-                "success",
-                &ctx,
-                serde_json::json!({"flow_id": flow.id}),
-            ));
-        self.commit(batch, flow.id).await?;
-        Ok(Self::outcome(done, vec![StepEvent { step: "reset_password", outcome: "verified" }]))
-    }
-
     /// `POST /v1/flows/{id}/resend`: a new code for the current step. The attempt count is
     /// kept (NIST §3.1.3.2: a new code SHALL NOT reset the failure count).
     pub async fn resend(&self, id: FlowId, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
@@ -1071,9 +1014,9 @@ impl Auth {
         let new_code = match (&target, flow.user_id) {
             (Some((channel, dest, masked)), Some(_)) => {
                 let subject = match (&flow.state, flow.kind) {
+                    (_, FlowKind::Recovery) => "Recover your account",
                     (FlowState::AwaitingMfa { .. }, _) => "Your sign-in code",
                     (FlowState::AwaitingVerification { .. }, _) => "Verify your new address",
-                    (_, FlowKind::Recovery) => "Reset your password",
                     _ => "Confirm your sign-up",
                 };
                 let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
@@ -1661,7 +1604,8 @@ impl Auth {
         batch.push(Write::ActivateFactor { id: factor.id });
         // Inside a sign-in (policy requires MFA), the first code also completes the sign-in.
         let (done, tokens) = if flow.kind == FlowKind::SignIn {
-            self.after_second_factor(&flow, user, MfaMethod::Totp, user.must_change_password, now, &ctx, &mut batch)?
+            self.after_second_factor(&flow, user, MfaMethod::Totp, user.must_change_password, now, &ctx, &mut batch)
+                .await?
         } else {
             let done =
                 Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
@@ -1706,7 +1650,8 @@ impl Auth {
         };
         let mut batch = Batch(found.accepted(now));
         let (next, tokens) =
-            self.after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)?;
+            self.after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)
+                .await?;
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }
@@ -1863,14 +1808,64 @@ impl Auth {
         if let Some(ip) = &ctx.ip {
             buckets.push((format!("send:ip:{ip}"), l.sends_per_ip));
         }
+        if channel == Channel::Sms
+            && let Some(d) = destination
+            && !l.sms_allowed(d)
+        {
+            return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
+        }
         let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
         if ok && channel == Channel::Sms && destination.is_some() {
-            let day =
-                OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400))
-                    .unwrap_or(now);
-            ok = self.store.hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day).await?;
+            ok = self.sms_day_allows(ctx, true).await?;
         }
         if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
+    }
+
+    /// The limits of a request that sends nothing (a look-alike answer for a taken or unknown
+    /// username): counted like a real send so the answers stay alike, but on a bucket of its own,
+    /// so strangers never spend a real account's budget.
+    async fn check_look_alike_limits(
+        &self,
+        account: &str,
+        destination: Option<&str>,
+        ctx: &ClientContext,
+        channel: Channel,
+    ) -> Result<(), AuthError> {
+        let l = &self.settings.limits;
+        let now = self.now();
+        let window = i64::try_from(l.send_window_secs.max(1)).unwrap_or(900);
+        let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
+            .unwrap_or(now);
+        let mut buckets = vec![(format!("send:look_alike:{account}"), l.sends_per_account)];
+        if let Some(d) = destination {
+            buckets.push((format!("send:destination:{d}"), l.sends_per_destination));
+        }
+        if let Some(ip) = &ctx.ip {
+            buckets.push((format!("send:ip:{ip}"), l.sends_per_ip));
+        }
+        let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
+        if ok && channel == Channel::Sms {
+            ok = self.sms_day_allows(ctx, false).await?;
+        }
+        if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
+    }
+
+    /// One more text message today: within the client IP's daily share (so no single client
+    /// spends the server's budget) and, for a real send, the server's daily budget.
+    async fn sms_day_allows(&self, ctx: &ClientContext, real: bool) -> Result<bool, AuthError> {
+        let l = &self.settings.limits;
+        let now = self.now();
+        let day = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400))
+            .unwrap_or(now);
+        if let Some(ip) = &ctx.ip
+            && !self.store.hit_rate_limits(&[(format!("sms:daily:ip:{ip}"), l.sms_daily_per_ip)], day).await?
+        {
+            return Ok(false);
+        }
+        if !real {
+            return Ok(true);
+        }
+        Ok(self.store.hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day).await?)
     }
 }
 
@@ -1912,7 +1907,7 @@ fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
         (FlowState::AwaitingVerification { channel, value, .. }, Some(code)) => {
             FlowState::AwaitingVerification { channel: *channel, value: value.clone(), code }
         }
-        (FlowState::AwaitingMfa { method, methods, then_new_password, new_device, push, .. }, Some(code)) => {
+        (FlowState::AwaitingMfa { method, methods, then_new_password, new_device, push, recovery, .. }, Some(code)) => {
             FlowState::AwaitingMfa {
                 method: *method,
                 methods: methods.clone(),
@@ -1920,6 +1915,7 @@ fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
                 then_new_password: *then_new_password,
                 new_device: new_device.clone(),
                 push: push.clone(),
+                recovery: recovery.clone(),
             }
         }
         (other, _) => other.clone(),
@@ -1953,19 +1949,6 @@ fn confirmation_destination(u: &User) -> Result<(Channel, String, String), AuthE
         return Ok((Channel::Sms, p.as_str().to_owned(), p.masked()));
     }
     Err(AuthError::Internal("account has no email or phone".into()))
-}
-
-/// Where a reset code goes: a verified email, else a verified phone; an unconfirmed account's
-/// sign-up address also qualifies (the code then confirms it).
-fn recovery_destination(u: &User) -> Option<(Channel, String, String)> {
-    let unconfirmed = u.status == UserStatus::Unconfirmed;
-    if let Some(e) = u.email.as_deref().filter(|_| u.email_verified || unconfirmed).and_then(|e| Email::parse(e).ok()) {
-        return Some((Channel::Email, e.as_str().to_owned(), e.masked()));
-    }
-    if let Some(p) = u.phone.as_deref().filter(|_| u.phone_verified || unconfirmed).and_then(|p| Phone::parse(p).ok()) {
-        return Some((Channel::Sms, p.as_str().to_owned(), p.masked()));
-    }
-    None
 }
 
 /// Whether the methods verified cover two distinct factor classes (knowledge, possession,

@@ -23,6 +23,8 @@ pub struct Settings {
     pub devices: DevicePolicy,
     /// Push approval.
     pub push: PushPolicy,
+    /// Account recovery.
+    pub recovery: RecoveryPolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -37,6 +39,7 @@ impl Default for Settings {
             mfa: MfaPolicy::default(),
             devices: DevicePolicy::default(),
             push: PushPolicy::default(),
+            recovery: RecoveryPolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -133,6 +136,19 @@ pub struct Limits {
     pub sends_per_ip: u32,
     /// Text messages per UTC day for the whole server (SMS-pumping cost control; default 1000).
     pub sms_daily_budget: u32,
+    /// Text messages per UTC day one client IP may cause (default 30), so no single client can
+    /// spend the server's daily budget.
+    pub sms_daily_per_ip: u32,
+    /// Phone-number prefixes text messages may go to (`["+1", "+44"]`); empty: every number.
+    /// Numbers elsewhere are refused at sign-up and factor enrolment and never texted.
+    pub sms_allowed_prefixes: Vec<String>,
+}
+
+impl Limits {
+    /// Whether text messages may go to this E.164 number.
+    pub fn sms_allowed(&self, phone: &str) -> bool {
+        self.sms_allowed_prefixes.is_empty() || self.sms_allowed_prefixes.iter().any(|p| phone.starts_with(p.trim()))
+    }
 }
 
 impl Default for Limits {
@@ -145,6 +161,8 @@ impl Default for Limits {
             sends_per_destination: 5,
             sends_per_ip: 20,
             sms_daily_budget: 1000,
+            sms_daily_per_ip: 30,
+            sms_allowed_prefixes: vec![],
         }
     }
 }
@@ -249,5 +267,33 @@ pub struct PushPolicy {
 impl Default for PushPolicy {
     fn default() -> Self {
         Self { approval_ttl_secs: 120, max_per_window: 5, window_secs: 900, report_lock_secs: 3600 }
+    }
+}
+
+/// Account recovery (`[policy.recovery]`; DESIGN.md, "Recovery obeys the same rule as sign-in").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecoveryPolicy {
+    /// A recovery with one proof waits this long, while every device and verified address of
+    /// the account is told and may cancel it (default 72 hours: a weekend away from email).
+    pub delay_secs: u64,
+    /// After the wait, the recovery may be completed for this long (default 24 hours).
+    pub ready_for_secs: u64,
+    /// After the phone number changes or an SMS factor is added, SMS is not a sign-in factor,
+    /// a new device's first step, or a recovery channel for this long (default 7 days).
+    pub phone_change_cooldown_secs: u64,
+    /// After the email address changes, it is not a recovery channel for this long (default
+    /// 7 days).
+    pub email_change_cooldown_secs: u64,
+}
+
+impl Default for RecoveryPolicy {
+    fn default() -> Self {
+        Self {
+            delay_secs: 72 * 3600,
+            ready_for_secs: 24 * 3600,
+            phone_change_cooldown_secs: 7 * 24 * 3600,
+            email_change_cooldown_secs: 7 * 24 * 3600,
+        }
     }
 }

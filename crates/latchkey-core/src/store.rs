@@ -33,7 +33,8 @@ pub enum Write {
     /// Insert a flow (version as given).
     InsertFlow(Flow),
     /// Replace a flow if its stored version is `expected_version`; the stored version becomes
-    /// `flow.version`, which must be `expected_version + 1`. Otherwise `Conflict("flow")`.
+    /// `flow.version`, which must be `expected_version + 1`, and its attempts `flow.attempts`.
+    /// Otherwise `Conflict("flow")`.
     UpdateFlow {
         /// The new flow.
         flow: Flow,
@@ -237,6 +238,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A flow by id.
     async fn flow(&self, id: FlowId) -> Result<Option<Flow>, StoreError>;
+    /// The user's `recovery` flows that have not expired at `now`, oldest first (a waiting
+    /// recovery is one of them; the owner's cancel ends it).
+    async fn recovery_flows(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Flow>, StoreError>;
     /// Atomically count one more answer on a flow if it has had fewer than `max`; returns the
     /// new attempt count, or `None` when no more may be evaluated.
     async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;

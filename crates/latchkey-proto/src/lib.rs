@@ -65,6 +65,37 @@ pub struct ForgotPasswordRequest {
     pub username: String,
 }
 
+/// `POST /v1/recovery`: start recovering an account (docs/recovery.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryRequest {
+    /// The username of the account to recover.
+    pub username: String,
+    /// Where the first code should go: `email` or `sms`. Without it, the verified email when the
+    /// account has one, else the verified phone. The step is this channel's code step whether or
+    /// not the account can receive it there (a code is sent only when it can).
+    #[serde(default)]
+    pub channel: Option<Channel>,
+}
+
+/// `POST /v1/recovery/cancel`: the one-tap "this wasn't me" from a recovery notice.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCancelRequest {
+    /// The token from the notice (single-use; it expires with the recovery).
+    pub token: String,
+}
+
+/// The answer to a recovery cancel: how many waiting recoveries were cancelled.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RecoveryCancelled {
+    /// Recoveries of the account that were waiting and are now cancelled.
+    pub cancelled: u32,
+}
+
 /// `POST /v1/flows/{id}`: the answer to the step the flow is waiting for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -172,6 +203,8 @@ pub enum StepAnswer {
         /// The 6-digit code.
         code: String,
     },
+    /// At `recovery_wait`: has the wait ended? Before `ready_at` the same step comes back.
+    RecoveryWait {},
     /// The code sent by `forgot-password`, with the new password.
     ResetPassword {
         /// The 6-digit code.
@@ -201,6 +234,7 @@ impl StepAnswer {
             StepAnswer::DeviceSignature { .. } => "device_signature",
             StepAnswer::RekeyBiometric { .. } => "rekey_biometric",
             StepAnswer::PushApproval {} => "push_approval",
+            StepAnswer::RecoveryWait {} => "recovery_wait",
         }
     }
 }
@@ -378,6 +412,9 @@ pub enum MfaMethod {
     RecoveryCode,
     /// Approval on an enrolled device, matching the number shown here (`push_approval`).
     PushApproval,
+    /// In a recovery: "I have no second proof" — wait out the delay the real owner can veto
+    /// (`recovery_wait`).
+    RecoveryWait,
     /// A method this client does not know yet.
     #[serde(other)]
     Unknown,
@@ -392,6 +429,7 @@ impl MfaMethod {
             MfaMethod::Email => "email",
             MfaMethod::RecoveryCode => "recovery_code",
             MfaMethod::PushApproval => "push_approval",
+            MfaMethod::RecoveryWait => "recovery_wait",
             MfaMethod::Unknown => "unknown",
         }
     }
@@ -425,6 +463,8 @@ pub enum DenialReason {
     Denied,
     /// The push approval was not answered in time: start again.
     Expired,
+    /// The account's owner cancelled this recovery ("this wasn't me").
+    Cancelled,
     /// A reason this client does not know yet.
     #[serde(other)]
     Unknown,
@@ -572,6 +612,13 @@ pub enum NextStep {
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
     },
+    /// A recovery with one proof only: it may continue at `ready_at` (RFC 3339) unless the
+    /// owner cancels it meanwhile from any enrolled device, verified address or session. Answer
+    /// `recovery_wait` (or read the flow) after that time; before it, this step comes back.
+    RecoveryWait {
+        /// When the recovery may continue.
+        ready_at: String,
+    },
     /// The flow is complete. Tokens are in [`FlowAnswer::tokens`] for sign-in flows.
     Done,
     /// The flow ended without success; start a new one.
@@ -603,6 +650,7 @@ impl NextStep {
             NextStep::DeviceSignature { .. } => "device_signature",
             NextStep::PushApproval { .. } => "push_approval",
             NextStep::RekeyBiometric { .. } => "rekey_biometric",
+            NextStep::RecoveryWait { .. } => "recovery_wait",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",

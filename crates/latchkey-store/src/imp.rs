@@ -59,7 +59,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
     })
 }
 
-macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa" }; }
+macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa, phone_changed_at, email_changed_at" }; }
 macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id, dpop_jkt" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
@@ -104,6 +104,8 @@ macro_rules! store_impl {
                     created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
                     updated_at: from_us(r.try_get("updated_at").map_err(db_err)?)?,
                     preferred_mfa: r.try_get::<Option<String>, _>("preferred_mfa").map_err(db_err)?.as_deref().map(mfa_method).transpose()?,
+                    phone_changed_at: opt_us(r.try_get("phone_changed_at").map_err(db_err)?)?,
+                    email_changed_at: opt_us(r.try_get("email_changed_at").map_err(db_err)?)?,
                 })
             }
 
@@ -235,11 +237,11 @@ macro_rules! store_impl {
             async fn write(tx: &mut sqlx::Transaction<'static, $db>, w: Write) -> Result<(), StoreError> {
                 match w {
                     Write::InsertUser(u) => {
-                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
                             .bind(u.id.0).bind(&u.username).bind(&u.username_canonical).bind(&u.email).bind(u.email_verified)
                             .bind(&u.phone).bind(u.phone_verified).bind(u.status.as_str()).bind(&u.password_hash)
                             .bind(u.must_change_password).bind(us(u.created_at)).bind(us(u.updated_at))
-                            .bind(u.preferred_mfa.map(|m| m.as_str()))
+                            .bind(u.preferred_mfa.map(|m| m.as_str())).bind(u.phone_changed_at.map(us)).bind(u.email_changed_at.map(us))
                             .execute(&mut **tx).await;
                         match r {
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("username")),
@@ -248,10 +250,10 @@ macro_rules! store_impl {
                         }
                     }
                     Write::UpdateUser(u) => {
-                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10 WHERE id = $1")
+                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10, phone_changed_at = $11, email_changed_at = $12 WHERE id = $1")
                             .bind(u.id.0).bind(&u.email).bind(u.email_verified).bind(&u.phone).bind(u.phone_verified)
                             .bind(u.status.as_str()).bind(&u.password_hash).bind(u.must_change_password).bind(us(u.updated_at))
-                            .bind(u.preferred_mfa.map(|m| m.as_str()))
+                            .bind(u.preferred_mfa.map(|m| m.as_str())).bind(u.phone_changed_at.map(us)).bind(u.email_changed_at.map(us))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertFlow(f) => {
@@ -264,8 +266,10 @@ macro_rules! store_impl {
                     }
                     Write::UpdateFlow { flow: f, expected_version } => {
                         let state = serde_json::to_string(&f.state).map_err(|_| corrupt("flow state"))?;
-                        let done = sqlx::query("UPDATE flows SET state = $2, version = $3, expires_at = $4 WHERE id = $1 AND version = $5")
-                            .bind(f.id.0).bind(state).bind(f.version).bind(us(f.expires_at)).bind(expected_version)
+                        // `attempts` as the transition says: the wrong answers before it (the right
+                        // answer that made it reserved one more, which it gives back).
+                        let done = sqlx::query("UPDATE flows SET state = $2, version = $3, expires_at = $4, attempts = $6 WHERE id = $1 AND version = $5")
+                            .bind(f.id.0).bind(state).bind(f.version).bind(us(f.expires_at)).bind(expected_version).bind(i64::from(f.attempts))
                             .execute(&mut **tx).await.map_err(db_err)?;
                         if done.rows_affected() != 1 {
                             return Err(StoreError::Conflict("flow"));
@@ -475,6 +479,12 @@ macro_rules! store_impl {
             async fn flow(&self, id: FlowId) -> Result<Option<Flow>, StoreError> {
                 let r = sqlx::query("SELECT * FROM flows WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
                 r.as_ref().map(Self::flow).transpose()
+            }
+
+            async fn recovery_flows(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Flow>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM flows WHERE user_id = $1 AND kind = 'recovery' AND expires_at > $2 ORDER BY created_at")
+                    .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::flow).collect()
             }
 
             async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {

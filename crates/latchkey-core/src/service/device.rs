@@ -55,6 +55,7 @@ impl Auth {
         }
         let state = FlowState::AwaitingDeviceEnrollment {
             amr: vec![],
+            recovery: None,
             device_id: DeviceId::new(),
             nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
         };
@@ -70,7 +71,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let FlowState::AwaitingDeviceEnrollment { device_id, nonce, amr } = flow.state.clone() else {
+        let FlowState::AwaitingDeviceEnrollment { device_id, nonce, amr, recovery } = flow.state.clone() else {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
         let step = "enroll_device";
@@ -124,8 +125,13 @@ impl Auth {
             revoked_at: None,
         };
         let mut batch = Batch::new();
-        // In a sign-up or a new-device sign-in, the enrolment completes it: a session bound to
-        // the new device, with what this flow verified plus the device key.
+        // A recovery completes here: older sessions end (before this one starts) and every
+        // channel is told; its notice says a device was added.
+        if let Some(rec) = &recovery {
+            self.finish_recovery(&user, rec, None, Some(device_id), &flow, now, &ctx, &mut batch).await?;
+        }
+        // In a sign-up, a new-device sign-in or a recovery, the enrolment completes it: a session
+        // bound to the new device, with what this flow verified plus the device key.
         let (session_id, tokens) = if flow.kind == FlowKind::Enroll {
             (None, None)
         } else {
@@ -146,17 +152,16 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "device_id": device_id, "platform": platform}),
         ));
-        // Every enrolment is announced, with the way to undo it (DESIGN.md; checklist LIFE-1).
-        let notice = format!(
-            "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
-        );
-        for m in self.notification(&user, "A new device was added", &notice, now)? {
-            batch.push(Write::Enqueue(m));
-        }
-        // And the user's other devices (DESIGN.md: every enrolment notifies them).
-        let data = proto::PushData { kind: "notice".into(), approval_id: None };
-        for m in self.push_to_devices(user.id, Some(device_id), "A new device was added", &notice, &data, now).await? {
-            batch.push(Write::Enqueue(m));
+        // Every enrolment is announced on every channel, the user's other devices included, with
+        // the way to undo it (DESIGN.md; checklist LIFE-1). A recovery announced it already.
+        if recovery.is_none() {
+            let notice = format!(
+                "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
+            );
+            let data = proto::PushData { kind: "notice".into(), approval_id: None };
+            for m in self.notify_everywhere(&user, "A new device was added", &notice, &data, Some(device_id), now).await? {
+                batch.push(Write::Enqueue(m));
+            }
         }
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
@@ -182,9 +187,13 @@ impl Auth {
             .store
             .user_by_username(&key)
             .await?
-            .filter(|u| u.status == UserStatus::Active && u.password_hash.is_none() && u.phone_verified);
+            // A number changed within the cooldown proves nothing yet (DESIGN.md).
+            .filter(|u| u.status == UserStatus::Active && u.password_hash.is_none() && self.sms_trusted(u, now));
         let phone = user.as_ref().and_then(|u| u.phone.as_deref()).and_then(|p| Phone::parse(p).ok());
-        self.check_send_limits(&key, phone.as_ref().map(|p| p.as_str()), &ctx, Channel::Sms).await?;
+        match &phone {
+            Some(p) if user.is_some() => self.check_send_limits(&key, Some(p.as_str()), &ctx, Channel::Sms).await?,
+            _ => self.check_look_alike_limits(&key, None, &ctx, Channel::Sms).await?,
+        }
         let flow_id = FlowId::new();
         let mut batch = Batch::new();
         let (code, second_proofs) = match (&user, &phone) {
@@ -213,6 +222,7 @@ impl Auth {
             then_new_password: false,
             new_device: Some(NewDevice { verified: vec![], second_proofs }),
             push: None,
+            recovery: None,
         };
         let user_id = user.as_ref().map(|u| u.id);
         let flow = self.new_flow(flow_id, FlowKind::SignIn, user_id, state, now, ctx.clone());

@@ -59,7 +59,8 @@ impl Auth {
         for m in &policy.methods {
             let usable = match m {
                 MfaMethod::Totp => active(TOTP),
-                MfaMethod::Sms => active(SMS) && user.phone_verified && user.phone.is_some(),
+                // A number changed within the cooldown is not trusted yet (DESIGN.md).
+                MfaMethod::Sms => active(SMS) && self.sms_trusted(user, self.now()),
                 MfaMethod::Email => active(EMAIL) && user.email_verified && user.email.is_some(),
                 MfaMethod::RecoveryCode => {
                     active(RECOVERY_CODES)
@@ -124,7 +125,15 @@ impl Auth {
             }
             _ => None,
         };
-        let state = FlowState::AwaitingMfa { method, methods, code, then_new_password, new_device: None, push: None };
+        let state = FlowState::AwaitingMfa {
+            method,
+            methods,
+            code,
+            then_new_password,
+            new_device: None,
+            push: None,
+            recovery: None,
+        };
         let event = StepEvent { step: state.step_name(), outcome: "issued" };
         Ok(Some(MfaStart { state, writes, event }))
     }
@@ -177,13 +186,15 @@ impl Auth {
         if !methods.contains(&method) {
             return Err(AuthError::InvalidRequest(format!("`{}` is not offered in this sign-in", method.as_str())));
         }
-        let new_device = match &flow.state {
-            FlowState::AwaitingMfa { new_device, .. } => new_device.clone(),
-            _ => None,
+        let (new_device, recovery) = match &flow.state {
+            FlowState::AwaitingMfa { new_device, recovery, .. } => (new_device.clone(), recovery.clone()),
+            _ => (None, None),
         };
-        // The first step of a new-device sign-in hides where the code went, and a look-alike
-        // flow for an unknown account (no user) answers the same without sending anything.
-        let first_stage = new_device.as_ref().is_some_and(|nd| nd.verified.is_empty());
+        // The first step of a new-device sign-in or a recovery hides where the code went, and a
+        // look-alike flow for an unknown account (no user) answers the same without sending
+        // anything.
+        let first_stage = new_device.as_ref().is_some_and(|nd| nd.verified.is_empty())
+            || recovery.as_ref().is_some_and(|r| r.verified.is_empty());
         let user = self.user_of(&flow).await?;
         if user.is_none() && !first_stage {
             return Err(AuthError::FlowExpired);
@@ -209,16 +220,20 @@ impl Auth {
                         batch.push(Write::Enqueue(message));
                         code
                     }
-                    None => self.unknowable_code(flow.id, Channel::Sms, String::new(), now),
+                    None => {
+                        let channel = if method == MfaMethod::Sms { Channel::Sms } else { Channel::Email };
+                        self.unknowable_code(flow.id, channel, String::new(), now)
+                    }
                 };
-                if first_stage {
+                if first_stage && !self.settings.sign_up.reveal_username_exists {
                     code.destination = String::new();
                 }
                 Some(code)
             }
             _ => None,
         };
-        let state = FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device, push };
+        let state =
+            FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device, push, recovery };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
@@ -263,8 +278,9 @@ impl Auth {
             batch.push(Write::TouchFactor { id: f.id, at: now });
         }
         let (next, tokens) =
-            self.after_second_factor(&flow, &user, method, then_new_password, now, &ctx, &mut batch)?;
+            self.after_second_factor(&flow, &user, method, then_new_password, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome {
             flow: next,
             tokens,
@@ -276,7 +292,7 @@ impl Auth {
     /// The sign-in after a verified second factor: a session, or the new-password step first.
     /// Pushes the session and the flow transition onto `batch`.
     #[allow(clippy::too_many_arguments)] // the flow's facts, the batch it adds to: no natural grouping
-    pub(super) fn after_second_factor(
+    pub(super) async fn after_second_factor(
         &self,
         flow: &Flow,
         user: &User,
@@ -289,9 +305,12 @@ impl Auth {
         if let FlowState::AwaitingMfa { new_device: Some(nd), .. } = &flow.state {
             return Ok(self.new_device_next(flow, method, nd, now, ctx, batch));
         }
+        if let FlowState::AwaitingMfa { recovery: Some(rec), .. } = &flow.state {
+            return self.recovery_next(flow, user, method, rec, now, ctx, batch).await;
+        }
         let amr = ["pwd", amr_of(method)];
         let (state, tokens) = if then_new_password {
-            (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect() }, None)
+            (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect(), recovery: None }, None)
         } else {
             let (session, tokens) = self.new_session(user, &amr, None, now, ctx, batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
@@ -333,11 +352,13 @@ impl Auth {
                     then_new_password: false,
                     new_device: Some(NewDevice { verified, second_proofs: nd.second_proofs.clone() }),
                     push: None,
+                    recovery: None,
                 }
             }
         } else {
             FlowState::AwaitingDeviceEnrollment {
                 amr: verified,
+                recovery: None,
                 device_id: DeviceId::new(),
                 nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
             }
@@ -378,8 +399,9 @@ impl Auth {
         batch
             .push(Write::UseRecoveryCode { user_id: user.id, mac: mac.clone(), at: now })
             .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() });
-        let (next, tokens) =
-            self.after_second_factor(&flow, &user, MfaMethod::RecoveryCode, then_new_password, now, &ctx, &mut batch)?;
+        let (next, tokens) = self
+            .after_second_factor(&flow, &user, MfaMethod::RecoveryCode, then_new_password, now, &ctx, &mut batch)
+            .await?;
         // Checklist REC-4: the user hears of every use, with what is left and how to renew.
         let body = format!(
             "A recovery code was used to sign in to your account. {left} unused codes are left; you can generate a new set in your security settings, which makes the old ones stop working. If this was not you, reset your password and contact support."
@@ -470,16 +492,23 @@ impl Auth {
         if let Err(o) = self.check_code(&flow, Some(&code), &given, (Some(&key), CODE), now, &ctx).await? {
             return Ok(o);
         }
+        if flow.kind == FlowKind::SignUp {
+            return self.sign_up_email_verified(flow, user, now, ctx).await;
+        }
         let (kind, label) = if channel == Channel::Sms { (SMS, "phone number") } else { (EMAIL, "email address") };
+        // A new number or address is a new authenticator: not trusted for sign-in or recovery
+        // for a cooling-off period (DESIGN.md; `policy.recovery.*_change_cooldown_secs`).
         let old = if channel == Channel::Sms {
             let old = user.phone.clone().filter(|p| user.phone_verified && *p != value);
             user.phone = Some(value.clone());
             user.phone_verified = true;
+            user.phone_changed_at = Some(now);
             old
         } else {
             let old = user.email.clone().filter(|e| user.email_verified && *e != value);
             user.email = Some(value.clone());
             user.email_verified = true;
+            user.email_changed_at = Some(now);
             old
         };
         user.updated_at = now;
@@ -516,14 +545,16 @@ impl Auth {
             }
         );
         let subject = if old.is_some() { format!("Your {label} was changed") } else { format!("A {label} was added") };
-        for m in self.notification(&user, &subject, &notice, now)? {
+        let data = proto::PushData { kind: "notice".into(), approval_id: None };
+        for m in self.notify_everywhere(&user, &subject, &notice, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
         if let Some(old) = &old {
             batch.push(Write::Enqueue(self.sealed_message(channel, old, &subject, &notice, now)?));
         }
         let (next, tokens) = if flow.kind == FlowKind::SignIn {
-            self.after_second_factor(&flow, &user, MfaMethod::Sms, user.must_change_password, now, &ctx, &mut batch)?
+            self.after_second_factor(&flow, &user, MfaMethod::Sms, user.must_change_password, now, &ctx, &mut batch)
+                .await?
         } else {
             let done =
                 Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
@@ -538,6 +569,28 @@ impl Auth {
             error: None,
             events: vec![StepEvent { step: "verify_code", outcome: "verified" }],
         })
+    }
+
+    /// `verify_code` inside a passwordless sign-up: the email is verified (a second proof from day
+    /// one), then the first device is enrolled.
+    async fn sign_up_email_verified(
+        &self,
+        flow: Flow,
+        mut user: User,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        user.email_verified = true;
+        user.updated_at = now;
+        let next = Flow { state: self.first_device_state(), version: flow.version + 1, ..flow.clone() };
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateUser(user.clone()))
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
+            .push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version })
+            .push(audit(now, Some(user.id), "verify_email", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+        self.commit(batch, flow.id).await?;
+        Ok(Self::outcome(next, vec![StepEvent { step: "verify_code", outcome: "verified" }]))
     }
 
     // ----- managing factors ------------------------------------------------------------------
@@ -570,6 +623,9 @@ impl Auth {
             }
             let raw = req.phone.clone().or_else(|| user.phone.clone()).unwrap_or_default();
             let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+            if !self.settings.limits.sms_allowed(phone.as_str()) {
+                return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
+            }
             (Channel::Sms, phone.as_str().to_owned(), phone.masked(), user.phone.as_deref())
         } else {
             if !self.settings.mfa.allows(MfaMethod::Email) {

@@ -15,6 +15,8 @@ use latchkey_proto::ApprovalDecision;
 /// The approval's kind for a new device's first sign-in, and for any other sign-in.
 const NEW_DEVICE: &str = "new_device";
 const SIGN_IN: &str = "sign_in";
+/// The second proof of a recovery.
+const RECOVERY: &str = "recovery";
 
 /// How a held `GET /v1/flows/{id}` re-reads the database for an answer given on another replica.
 const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
@@ -46,11 +48,19 @@ impl Auth {
         }
         let expires_at = (now + secs(policy.approval_ttl_secs)).min(flow.expires_at);
         let new_device = matches!(&flow.state, FlowState::AwaitingMfa { new_device: Some(_), .. });
+        let recovery = matches!(&flow.state, FlowState::AwaitingMfa { recovery: Some(_), .. });
         let approval = Approval {
             id: ApprovalId::new(),
             user_id: user.id,
             flow_id: flow.id,
-            kind: if new_device { NEW_DEVICE } else { SIGN_IN }.into(),
+            kind: if new_device {
+                NEW_DEVICE
+            } else if recovery {
+                RECOVERY
+            } else {
+                SIGN_IN
+            }
+            .into(),
             // 10–99: two digits, never a leading zero to mistype.
             number: (10 + random_digits(self.rng.as_ref(), 4).expose().parse::<u32>().unwrap_or(0) % 90).to_string(),
             nonce: random_token(self.rng.as_ref(), 16).expose().to_owned(),
@@ -64,7 +74,9 @@ impl Auth {
         let challenge = PushChallenge { approval_id: approval.id, number: approval.number.clone(), expires_at };
         // The notification carries the approval id only; the phone fetches the rest, signed.
         let data = proto::PushData { kind: "approval".into(), approval_id: Some(approval.id.to_string()) };
-        let (title, text) = if new_device {
+        let (title, text) = if recovery {
+            ("Someone is recovering your account", "Open the app to approve or deny it.")
+        } else if new_device {
             ("A new device is signing in", "Open the app to approve or deny it.")
         } else {
             ("Approve a sign-in?", "Open the app to approve or deny it.")
@@ -103,16 +115,13 @@ impl Auth {
             ApprovalStatus::Approved => {
                 let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
                 let mut batch = Batch::new();
-                let (next, tokens) = self.after_second_factor(
-                    &flow,
-                    &user,
-                    MfaMethod::PushApproval,
-                    then_new_password,
-                    now,
-                    ctx,
-                    &mut batch,
-                )?;
-                self.commit(batch, flow.id).await?;
+                let (next, tokens) = self
+                    .after_second_factor(&flow, &user, MfaMethod::PushApproval, then_new_password, now, ctx, &mut batch)
+                    .await?;
+                if let Some(current) = self.commit_or_current(batch, flow.id).await? {
+                    return Ok(Self::outcome(current, vec![]));
+                }
+                self.outbox_wakeup.notify_one();
                 return Ok(FlowOutcome {
                     flow: next,
                     tokens,
@@ -134,8 +143,21 @@ impl Auth {
             ctx,
             serde_json::json!({"flow_id": flow.id, "approval_id": p.approval_id}),
         ));
-        self.commit(batch, flow.id).await?;
+        if let Some(current) = self.commit_or_current(batch, flow.id).await? {
+            return Ok(Self::outcome(current, vec![]));
+        }
         Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome }] })
+    }
+
+    /// Commit a transition that reading the flow brings about. When another reader (or answer)
+    /// moved it first, a read does not fail: the flow as it now stands is the answer (`done`
+    /// without tokens, or `denied`). `Ok(None)`: this request made the transition.
+    async fn commit_or_current(&self, batch: Batch, flow_id: FlowId) -> Result<Option<Flow>, AuthError> {
+        match self.store.apply(batch).await {
+            Ok(()) => Ok(None),
+            Err(StoreError::Conflict("flow")) => Ok(Some(self.store.flow(flow_id).await?.ok_or(AuthError::FlowNotFound)?)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `GET /v1/flows/{id}?wait=…`: the flow, held up to `wait` while it waits for a push

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod flows;
 pub mod ops;
+pub mod recovery;
 pub mod session;
 
 use crate::jwt::JwtSigner;
@@ -49,6 +50,7 @@ pub struct AppState {
     info(title = "Latchkey", description = "Authentication for mobile apps: every flow answers with the next step."),
     paths(
         flows::sign_up, flows::sign_in, flows::forgot_password, flows::get_flow, flows::answer_flow, flows::resend,
+        recovery::start, recovery::cancel_page, recovery::cancel, recovery::cancel_from_session, recovery::cancel_from_device,
         session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
@@ -109,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
     Router::new()
         .merge(flows::router())
+        .merge(recovery::router())
         .merge(device::router())
         .merge(session::router())
         .merge(admin::router())
