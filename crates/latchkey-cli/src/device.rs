@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use latchkey_client::{Client, SoftwareKeystore, Unlock};
-use latchkey_proto::{ApprovalDecision, NextStep, SignUpRequest, StepAnswer, Tokens};
+use latchkey_proto::{ApprovalDecision, Channel, NextStep, SignUpRequest, StepAnswer, Tokens};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -58,6 +58,27 @@ pub enum DeviceCommand {
         /// An email address (recommended: a second proof for new devices once verified).
         #[arg(long)]
         email: Option<String>,
+    },
+    /// Recover an account from this (new) device: prints the first step (`email_code` or
+    /// `sms_code`). Answer it and the second proof with `answer`, or choose
+    /// '{"step":"select_mfa","method":"recovery_wait"}' and come back after `ready_at` with
+    /// '{"step":"recovery_wait"}'; a passwordless account then enrols this device with
+    /// `enroll --flow`.
+    Recover {
+        #[command(flatten)]
+        common: DeviceArgs,
+        /// The account.
+        #[arg(long)]
+        username: String,
+        /// Where the first code goes: `email` or `sms` (default: the email when verified).
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// From this enrolled device: cancel every recovery of its account in progress ("this
+    /// wasn't me"), signed by the device's key.
+    CancelRecovery {
+        #[command(flatten)]
+        common: DeviceArgs,
     },
     /// Answer a flow's step from this device, e.g. '{"step":"sms_code","code":"123456"}'. Prints
     /// the answer. (A flow answers only the client that started it.)
@@ -138,6 +159,21 @@ pub async fn run(command: DeviceCommand) -> anyhow::Result<()> {
         DeviceCommand::SignUp { common, username, phone, email } => {
             let req = SignUpRequest { username, password: None, email, phone: Some(phone) };
             println!("{}", serde_json::to_string(&Client::new(&common.url)?.sign_up(&req).await?)?);
+            Ok(())
+        }
+        DeviceCommand::Recover { common, username, channel } => {
+            let channel = match channel.as_deref() {
+                None => None,
+                Some("email") => Some(Channel::Email),
+                Some("sms") => Some(Channel::Sms),
+                Some(other) => anyhow::bail!("--channel must be email or sms, not {other}"),
+            };
+            println!("{}", serde_json::to_string(&Client::new(&common.url)?.recover(&username, channel).await?)?);
+            Ok(())
+        }
+        DeviceCommand::CancelRecovery { common } => {
+            let device = load(&common.file)?;
+            println!("{}", serde_json::to_string(&device.client(&common.url)?.cancel_recoveries_from_device().await?)?);
             Ok(())
         }
         DeviceCommand::Answer { common, flow, answer } => {

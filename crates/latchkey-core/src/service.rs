@@ -890,8 +890,14 @@ impl Auth {
             AfterConfirm::EnrollDevice => match user.email.clone().filter(|_| !user.email_verified) {
                 Some(email) => {
                     let e = Email::parse(&email).map_err(|e| AuthError::Internal(e.to_string()))?;
-                    let (code, message) =
-                        self.issue_code(flow.id, Channel::Email, e.as_str(), e.masked(), "Verify your email address", now)?;
+                    let (code, message) = self.issue_code(
+                        flow.id,
+                        Channel::Email,
+                        e.as_str(),
+                        e.masked(),
+                        "Verify your email address",
+                        now,
+                    )?;
                     batch.push(Write::Enqueue(message));
                     FlowState::AwaitingVerification { channel: Channel::Email, value: e.as_str().to_owned(), code }
                 }
@@ -1649,9 +1655,9 @@ impl Auth {
             Err(o) => return Ok(o),
         };
         let mut batch = Batch(found.accepted(now));
-        let (next, tokens) =
-            self.after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)
-                .await?;
+        let (next, tokens) = self
+            .after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)
+            .await?;
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }

@@ -861,8 +861,9 @@ pub struct PushRegistration {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct PushData {
-    /// `approval` (fetch `GET /v1/device/approvals/{approval_id}`) or `notice` (something
-    /// changed on the account; the text is in the notification).
+    /// `approval` (fetch `GET /v1/device/approvals/{approval_id}`), `recovery` (someone is
+    /// recovering the account: offer "this wasn't me", `DELETE /v1/device/recovery`) or `notice`
+    /// (something changed on the account; the text is in the notification).
     #[serde(rename = "type")]
     pub kind: String,
     /// For `approval`.

@@ -137,6 +137,11 @@ pub fn test_config(backend: Backend) -> (Config, OpenOptions) {
         ..Default::default()
     };
     config.outbox.poll_interval_ms = 25;
+    // Recovery's clocks in seconds, so tests of other things can add a phone and use it at once
+    // or reset a password without a 72-hour wait; recovery tests set the real values they test.
+    config.policy.recovery.delay_secs = 60;
+    config.policy.recovery.phone_change_cooldown_secs = 0;
+    config.policy.recovery.email_change_cooldown_secs = 0;
     let mut open = OpenOptions { max_connections: Some(8), ..Default::default() };
     match backend {
         Backend::Sqlite => {
@@ -253,6 +258,61 @@ impl TestServer {
         a.tokens.unwrap_or_else(|| panic!("expected tokens, got {:?}", a.next_step))
     }
 
+    /// A passwordless account (username, phone, and an email verified inside the sign-up when
+    /// given) with its first device, enrolled with `pin`: the device's id, its key store and the
+    /// sign-up's tokens.
+    pub async fn passwordless_account(
+        &self,
+        name: &str,
+        phone: &str,
+        email: Option<&str>,
+        pin: &str,
+    ) -> (String, latchkey_client::SoftwareKeystore, proto::Tokens) {
+        use proto::{Channel, NextStep};
+        let c = self.client();
+        let req = proto::SignUpRequest {
+            username: name.into(),
+            password: None,
+            email: email.map(str::to_owned),
+            phone: Some(phone.into()),
+        };
+        let a = c.sign_up(&req).await.unwrap();
+        assert!(
+            matches!(&a.next_step, NextStep::ConfirmSignUp { channel: Channel::Sms, .. }),
+            "the phone is what a passwordless sign-up confirms: {:?}",
+            a.next_step
+        );
+        let mut e = c.confirm_sign_up(&a.flow_id, &self.code_for(phone).await).await.unwrap();
+        if let Some(email) = email {
+            // The email is verified too, so it is a second proof from day one.
+            assert!(matches!(&e.next_step, NextStep::VerifyCode { channel: Channel::Email, .. }), "{:?}", e.next_step);
+            e = c.verify_code(&a.flow_id, &self.code_for(email).await).await.unwrap();
+        }
+        assert!(matches!(e.next_step, NextStep::EnrollDevice { .. }), "{:?}", e.next_step);
+        assert!(e.tokens.is_none());
+        let ks = latchkey_client::SoftwareKeystore::new();
+        let (id, done) = c.enroll_device_step(&e, &ks, "First phone", "ios", pin).await.unwrap();
+        (id, ks, done.tokens.expect("the first device completes the sign-up"))
+    }
+
+    /// Reset the password of an account with no second proof (its email only): `forgot-password`,
+    /// the code and the new password, then `recovery_wait` out the delay. The final answer.
+    pub async fn reset_password_by_waiting(&self, username: &str, email: &str, password: &str) -> proto::FlowAnswer {
+        let c = self.client();
+        let f = c.forgot_password(username).await.unwrap();
+        let a = c.reset_password(&f.flow_id, &self.code_for(email).await, password).await.unwrap();
+        let a = match a.next_step {
+            proto::NextStep::SelectMfa { .. } => {
+                c.select_mfa(&f.flow_id, proto::MfaMethod::RecoveryWait).await.unwrap()
+            }
+            _ => a,
+        };
+        assert!(matches!(a.next_step, proto::NextStep::RecoveryWait { .. }), "{:?}", a.next_step);
+        let delay = i64::try_from(self.config.policy.recovery.delay_secs).unwrap();
+        self.clock.advance(time::Duration::seconds(delay + 1));
+        c.recovery_wait(&f.flow_id).await.unwrap()
+    }
+
     /// Stop serving (the database stays).
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -343,7 +403,11 @@ impl RawClient {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(method, format!("{}{path}", self.base)).header("user-agent", USER_AGENT);
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
+            let typed = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(b);
         }
         if let Some(t) = bearer {
             req = req.bearer_auth(t);

@@ -131,7 +131,8 @@ fn code_for(dir: &Path, to: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_emulator_enrols_and_signs_in_by_pin_and_by_biometric_key() {
     let dir = temp_dir();
-    let server = serve(&dir);
+    // A phone just added is no sign-in factor for a week; this test has no week to wait.
+    let server = serve_with(&dir, &[("LATCHKEY_POLICY__RECOVERY__PHONE_CHANGE_COOLDOWN_SECS", "0")]);
     let c = Client::new(&server.url).unwrap();
     let pw = "correct horse battery";
     let req = SignUpRequest {
@@ -217,12 +218,14 @@ fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() 
     assert_eq!(a["next_step"]["type"], "confirm_sign_up");
     let flow = a["flow_id"].as_str().unwrap();
     let confirm = format!(r#"{{"step":"confirm_sign_up","code":"{}"}}"#, code_for(&dir, "+14155550123"));
-    assert_eq!(json(cli(&["answer", "--flow", flow, &confirm]))["next_step"]["type"], "enroll_device");
+    assert_eq!(json(cli(&["answer", "--flow", flow, &confirm]))["next_step"]["type"], "verify_code");
+    let verify = format!(r#"{{"step":"verify_code","code":"{}"}}"#, code_for(&dir, "pat@example.com"));
+    assert_eq!(json(cli(&["answer", "--flow", flow, &verify]))["next_step"]["type"], "enroll_device");
     cli(&["enroll", "--flow", flow, "--pin", "371946"]);
     let me = json(cli(&["me"]));
     assert_eq!((&me["acr"], &me["amr"]), (&serde_json::json!("aal1"), &serde_json::json!(["sms", "hwk"])));
-    // A SIM swap: a new device with the SMS code can only ask pat's phone (the email is not
-    // verified), and pat reports it from the phone.
+    // A SIM swap: a new device with the SMS code must ask pat's phone or pat's mailbox; the
+    // thief asks the phone, and pat reports it there.
     let thief = dir.join("thief.json");
     let thief_cli = |args: &[&str]| {
         let mut all = vec!["device"];
@@ -237,7 +240,7 @@ fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() 
     let code = format!(r#"{{"step":"sms_code","code":"{}"}}"#, code_for(&dir, "+14155550123"));
     let r = thief_cli(&["answer", "--flow", flow, &code]);
     assert_eq!((r["next_step"]["type"].as_str(), r["tokens"].is_null()), (Some("select_mfa"), true));
-    assert_eq!(r["next_step"]["methods"], serde_json::json!(["push_approval"]));
+    assert_eq!(r["next_step"]["methods"], serde_json::json!(["push_approval", "email"]));
     let p = thief_cli(&["answer", "--flow", flow, r#"{"step":"select_mfa","method":"push_approval"}"#]);
     assert_eq!(p["next_step"]["type"], "push_approval");
     let shown = cli(&["approve"]);
@@ -247,6 +250,29 @@ fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() 
     assert_eq!(json(answered.lines().nth(1).unwrap().to_owned())["status"], "reported");
     let r = thief_cli(&["answer", "--flow", flow, r#"{"step":"push_approval"}"#]);
     assert_eq!((r["next_step"]["type"].as_str(), r["tokens"].is_null()), (Some("denied"), true));
+    // Pat's phone is lost. On a new phone pat recovers with two proofs: the mailbox, then the
+    // number (a replacement SIM); the new phone is enrolled and signed in.
+    let new = dir.join("new-phone.json");
+    let new_cli = |args: &[&str]| {
+        let mut all = vec!["device"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &server.url, "--file", new.to_str().unwrap()]);
+        let out = Command::new(BIN).args(&all).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let r = json(new_cli(&["recover", "--username", "pat"]));
+    assert_eq!(r["next_step"]["type"], "email_code", "{r}");
+    let flow = r["flow_id"].as_str().unwrap();
+    let email = format!(r#"{{"step":"email_code","code":"{}"}}"#, code_for(&dir, "pat@example.com"));
+    let r = json(new_cli(&["answer", "--flow", flow, &email]));
+    assert_eq!(r["next_step"]["methods"], serde_json::json!(["push_approval", "sms", "recovery_wait"]), "{r}");
+    json(new_cli(&["answer", "--flow", flow, r#"{"step":"select_mfa","method":"sms"}"#]));
+    let sms = format!(r#"{{"step":"sms_code","code":"{}"}}"#, code_for(&dir, "+14155550123"));
+    assert_eq!(json(new_cli(&["answer", "--flow", flow, &sms]))["next_step"]["type"], "enroll_device");
+    new_cli(&["enroll", "--flow", flow, "--pin", "902817"]);
+    let me = json(new_cli(&["me"]));
+    assert_eq!(me["amr"], serde_json::json!(["email", "sms", "hwk"]), "{me}");
 }
 
 #[test]

@@ -159,7 +159,9 @@ impl Auth {
                 "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
             );
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
-            for m in self.notify_everywhere(&user, "A new device was added", &notice, &data, Some(device_id), now).await? {
+            for m in
+                self.notify_everywhere(&user, "A new device was added", &notice, &data, Some(device_id), now).await?
+            {
                 batch.push(Write::Enqueue(m));
             }
         }

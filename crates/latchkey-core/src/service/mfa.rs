@@ -232,8 +232,15 @@ impl Auth {
             }
             _ => None,
         };
-        let state =
-            FlowState::AwaitingMfa { method: Some(method), methods, code, then_new_password, new_device, push, recovery };
+        let state = FlowState::AwaitingMfa {
+            method: Some(method),
+            methods,
+            code,
+            then_new_password,
+            new_device,
+            push,
+            recovery,
+        };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
@@ -258,13 +265,17 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let FlowState::AwaitingMfa { method: Some(method), code, then_new_password, .. } = flow.state.clone() else {
+        let FlowState::AwaitingMfa { method: Some(method), code, then_new_password, recovery, .. } = flow.state.clone()
+        else {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
         // A new-device sign-in for an unknown account has no user: its code never matches.
         let user = self.user_of(&flow).await?;
         let key = user.as_ref().map(|u| u.username_canonical.clone());
-        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), OTP), now, &ctx).await? {
+        // A recovery's first code proves a channel, like a reset or confirmation code (`code`
+        // counter); every later proof counts with sign-in's second factors (`otp`).
+        let counter = if recovery.is_some_and(|r| r.verified.is_empty()) { CODE } else { OTP };
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), counter), now, &ctx).await? {
             return Ok(o);
         }
         let (Some(user), Some(key)) = (user, key) else {
@@ -273,7 +284,7 @@ impl Auth {
         let kind = if method == MfaMethod::Sms { SMS } else { EMAIL };
         let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.kind == kind && f.state == ACTIVE);
         let mut batch = Batch::new();
-        batch.push(Write::ClearFailures { key, kind: OTP.into() });
+        batch.push(Write::ClearFailures { key, kind: counter.into() });
         if let Some(f) = factor {
             batch.push(Write::TouchFactor { id: f.id, at: now });
         }
@@ -310,7 +321,10 @@ impl Auth {
         }
         let amr = ["pwd", amr_of(method)];
         let (state, tokens) = if then_new_password {
-            (FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect(), recovery: None }, None)
+            (
+                FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect(), recovery: None },
+                None,
+            )
         } else {
             let (session, tokens) = self.new_session(user, &amr, None, now, ctx, batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))

@@ -155,7 +155,9 @@ impl Auth {
     async fn commit_or_current(&self, batch: Batch, flow_id: FlowId) -> Result<Option<Flow>, AuthError> {
         match self.store.apply(batch).await {
             Ok(()) => Ok(None),
-            Err(StoreError::Conflict("flow")) => Ok(Some(self.store.flow(flow_id).await?.ok_or(AuthError::FlowNotFound)?)),
+            Err(StoreError::Conflict("flow")) => {
+                Ok(Some(self.store.flow(flow_id).await?.ok_or(AuthError::FlowNotFound)?))
+            }
             Err(e) => Err(e.into()),
         }
     }

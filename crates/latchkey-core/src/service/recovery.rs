@@ -52,9 +52,11 @@ impl Auth {
         };
         let flow_id = FlowId::new();
         let mut batch = Batch::new();
-        let (code, user_id) = self.first_code(flow_id, &key, user.as_ref(), channel, target, &ctx, now, &mut batch).await?;
+        let (code, user_id) =
+            self.first_code(flow_id, &key, user.as_ref(), channel, target, &ctx, now, &mut batch).await?;
         let method = if channel == Channel::Sms { MfaMethod::Sms } else { MfaMethod::Email };
-        let recovery = Recovery { verified: vec![], first: channel, second_proofs: vec![], password_hash: None, waited: false };
+        let recovery =
+            Recovery { verified: vec![], first: channel, second_proofs: vec![], password_hash: None, waited: false };
         let state = FlowState::AwaitingMfa {
             method: Some(method),
             methods: vec![method],
@@ -87,7 +89,8 @@ impl Auth {
         let channel = target.as_ref().map_or(Channel::Email, |t| t.0);
         let flow_id = FlowId::new();
         let mut batch = Batch::new();
-        let (code, user_id) = self.first_code(flow_id, &key, user.as_ref(), channel, target, &ctx, now, &mut batch).await?;
+        let (code, user_id) =
+            self.first_code(flow_id, &key, user.as_ref(), channel, target, &ctx, now, &mut batch).await?;
         let code = user_id.map(|_| code);
         let mut flow =
             self.new_flow(flow_id, FlowKind::Recovery, user_id, FlowState::AwaitingReset { code }, now, ctx.clone());
@@ -114,7 +117,8 @@ impl Auth {
         match (user, target) {
             (Some(u), Some((channel, to, masked))) => {
                 self.check_send_limits(key, Some(&to), ctx, channel).await?;
-                let (mut code, message) = self.issue_code(flow_id, channel, &to, masked, "Recover your account", now)?;
+                let (mut code, message) =
+                    self.issue_code(flow_id, channel, &to, masked, "Recover your account", now)?;
                 if !reveal {
                     code.destination = String::new();
                 }
@@ -233,7 +237,7 @@ impl Auth {
             o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
             return Ok(o);
         }
-        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), OTP), now, &ctx).await? {
+        if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), CODE), now, &ctx).await? {
             return Ok(o);
         }
         let (Some(user), Some(code)) = (user, code) else {
@@ -248,11 +252,16 @@ impl Auth {
         };
         let method = if code.channel == Channel::Sms { MfaMethod::Sms } else { MfaMethod::Email };
         let mut batch = Batch::new();
-        batch.push(Write::ClearFailures { key: user.username_canonical.clone(), kind: OTP.into() });
+        batch.push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() });
         let (next, tokens) = self.recovery_next(&flow, &user, method, &recovery, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step: "reset_password", outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "reset_password", outcome: "verified" }],
+        })
     }
 
     /// A recovery after one of its proofs: after the first, the second (`select_mfa` among the
@@ -299,13 +308,23 @@ impl Auth {
             push: None,
             recovery: Some(rec),
         };
-        let next = Flow { state, version: flow.version + 1, expires_at: now + secs(self.settings.flows.ttl_secs), ..flow.clone() };
+        let next = Flow {
+            state,
+            version: flow.version + 1,
+            expires_at: now + secs(self.settings.flows.ttl_secs),
+            ..flow.clone()
+        };
         batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version });
         Ok((next, None))
     }
 
     /// `select_mfa` with `recovery_wait` (the user has no second proof): start the delay.
-    pub(super) async fn choose_wait(&self, flow: Flow, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub(super) async fn choose_wait(
+        &self,
+        flow: Flow,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let FlowState::AwaitingMfa { recovery: Some(rec), push, .. } = flow.state.clone() else {
             return Err(AuthError::InvalidRequest("`recovery_wait` is offered only in a recovery".into()));
         };
@@ -368,20 +387,31 @@ impl Auth {
 
     /// `recovery_wait`: the same step until `ready_at`; then the completion. The flow is read
     /// from the database, so a cancel on any replica is seen.
-    pub(super) async fn recovery_wait(&self, flow: Flow, now: OffsetDateTime, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub(super) async fn recovery_wait(
+        &self,
+        flow: Flow,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let FlowState::AwaitingRecoveryWait { ready_at, recovery, .. } = flow.state.clone() else {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
         if now < ready_at {
             return Ok(Self::outcome(flow, vec![]));
         }
-        let user = self.user_of(&flow).await?.filter(|u| u.status == UserStatus::Active).ok_or(AuthError::FlowExpired)?;
+        let user =
+            self.user_of(&flow).await?.filter(|u| u.status == UserStatus::Active).ok_or(AuthError::FlowExpired)?;
         let mut batch = Batch::new();
         let rec = Recovery { waited: true, ..recovery };
         let (next, tokens) = self.recovery_completion(&flow, &user, rec, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step: "recovery_wait", outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "recovery_wait", outcome: "verified" }],
+        })
     }
 
     /// After the proofs (or the wait): set the held password, or ask for a new password (an
@@ -406,7 +436,9 @@ impl Auth {
                 self.finish_recovery(user, &rec, Some(hash), None, flow, now, ctx, batch).await?;
                 FlowState::Completed { session_id: None }
             }
-            Completion::NewPassword => FlowState::AwaitingNewPassword { amr: rec.verified.clone(), recovery: Some(rec) },
+            Completion::NewPassword => {
+                FlowState::AwaitingNewPassword { amr: rec.verified.clone(), recovery: Some(rec) }
+            }
             Completion::Device => FlowState::AwaitingDeviceEnrollment {
                 amr: rec.verified.clone(),
                 recovery: Some(rec),
@@ -504,7 +536,11 @@ impl Auth {
 
     /// `POST /v1/recovery/cancel {token}`: the one-tap cancel from a notice. The token names its
     /// recovery; it works while that recovery waits, once.
-    pub async fn cancel_recovery_by_token(&self, token: &str, ctx: ClientContext) -> Result<proto::RecoveryCancelled, AuthError> {
+    pub async fn cancel_recovery_by_token(
+        &self,
+        token: &str,
+        ctx: ClientContext,
+    ) -> Result<proto::RecoveryCancelled, AuthError> {
         let refused = || AuthError::NotFound;
         let (id, secret) = token.trim().split_once('.').ok_or_else(refused)?;
         let id: FlowId = id.parse().map_err(|_| refused())?;
@@ -524,20 +560,35 @@ impl Auth {
 
     /// `DELETE /v1/me/recovery` (any session of the account) and `DELETE /v1/device/recovery` (a
     /// signed device request): end every recovery of the account in progress.
-    pub async fn cancel_recoveries_of(&self, user: &User, via: &str, ctx: ClientContext) -> Result<proto::RecoveryCancelled, AuthError> {
+    pub async fn cancel_recoveries_of(
+        &self,
+        user: &User,
+        via: &str,
+        ctx: ClientContext,
+    ) -> Result<proto::RecoveryCancelled, AuthError> {
         let flows = self.store.recovery_flows(user.id, self.now()).await?;
         Ok(proto::RecoveryCancelled { cancelled: self.cancel_recoveries(user, flows, via, ctx).await? })
     }
 
     /// `DELETE /v1/device/recovery`: the same, signed by one of the account's devices.
-    pub async fn cancel_recoveries_of_device(&self, device: &Device, ctx: ClientContext) -> Result<proto::RecoveryCancelled, AuthError> {
+    pub async fn cancel_recoveries_of_device(
+        &self,
+        device: &Device,
+        ctx: ClientContext,
+    ) -> Result<proto::RecoveryCancelled, AuthError> {
         let user = self.store.user_by_id(device.user_id).await?.ok_or(AuthError::Unauthenticated)?;
         self.cancel_recoveries_of(&user, "device", ctx).await
     }
 
     /// Cancel those of `flows` still in progress, each by a compare-and-swap (a completion or a
     /// cancel on another replica wins or loses cleanly); the account hears of it everywhere.
-    async fn cancel_recoveries(&self, user: &User, flows: Vec<Flow>, via: &str, ctx: ClientContext) -> Result<u32, AuthError> {
+    async fn cancel_recoveries(
+        &self,
+        user: &User,
+        flows: Vec<Flow>,
+        via: &str,
+        ctx: ClientContext,
+    ) -> Result<u32, AuthError> {
         let now = self.now();
         let mut cancelled = 0u32;
         for flow in flows.into_iter().filter(|f| !f.state.is_terminal() && f.expires_at > now) {
@@ -545,7 +596,11 @@ impl Auth {
             if let FlowState::AwaitingMfa { push: Some(p), .. } = &flow.state {
                 batch.push(Write::WithdrawApproval { id: p.approval_id, at: now });
             }
-            let denied = Flow { state: FlowState::Denied { reason: DenialReason::Cancelled }, version: flow.version + 1, ..flow.clone() };
+            let denied = Flow {
+                state: FlowState::Denied { reason: DenialReason::Cancelled },
+                version: flow.version + 1,
+                ..flow.clone()
+            };
             batch.push(Write::UpdateFlow { flow: denied, expected_version: flow.version }).push(audit(
                 now,
                 Some(user.id),
@@ -566,7 +621,8 @@ impl Auth {
                 self.settings.product_name
             );
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
-            let notices = self.notify_everywhere(user, "An account recovery was cancelled", &body, &data, None, now).await?;
+            let notices =
+                self.notify_everywhere(user, "An account recovery was cancelled", &body, &data, None, now).await?;
             self.store.apply(Batch(notices.into_iter().map(Write::Enqueue).collect())).await?;
             self.outbox_wakeup.notify_one();
         }

@@ -66,9 +66,11 @@ pub async fn cancel_page(Query(q): Query<TokenQuery>) -> Html<String> {
     responses((status = 200, body = RecoveryCancelled), (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 404, description = "not_found: unknown, used or expired token", body = ErrorBody)))]
 pub async fn cancel(State(s): State<AppState>, Client(ctx): Client, req: Request) -> Response {
-    let form = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.starts_with("application/x-www-form-urlencoded")
-    });
+    let form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form {
         let Ok(Form(body)) = Form::<RecoveryCancelRequest>::from_request(req, &s).await else {
             return Html(page("Nothing to cancel", "<p>The link is incomplete.</p>")).into_response();
@@ -79,11 +81,10 @@ pub async fn cancel(State(s): State<AppState>, Client(ctx): Client, req: Request
                 "<p>The recovery was stopped and nothing was changed. Consider changing your password.</p>",
             ))
             .into_response(),
-            Err(AuthError::NotFound) => Html(page(
-                "Nothing to cancel",
-                "<p>This recovery was already cancelled, completed or has expired.</p>",
-            ))
-            .into_response(),
+            Err(AuthError::NotFound) => {
+                Html(page("Nothing to cancel", "<p>This recovery was already cancelled, completed or has expired.</p>"))
+                    .into_response()
+            }
             Err(e) => ApiError(e).into_response(),
         };
     }

@@ -4,9 +4,7 @@
 
 use latchkey_client::{Client, Keystore, KeystoreError, SoftwareKeystore, TokenVault, Unlock, key_alias};
 use latchkey_core::attestation::testing::{Claims, TestRoot};
-use latchkey_testkit::proto::{
-    Channel, DeviceKey, MfaMethod, NextStep, SignUpRequest, StepAnswer, Tokens, codes, device_message,
-};
+use latchkey_testkit::proto::{DeviceKey, MfaMethod, NextStep, StepAnswer, Tokens, codes, device_message};
 use latchkey_testkit::{AndroidKeystore, Backend, TestServer, totp_code};
 use std::sync::Arc;
 use time::Duration;
@@ -309,28 +307,7 @@ async fn twenty_parallel_answers_to_one_nonce_yield_one_session(b: Backend) {
 /// A passwordless account (username, phone, email) with its first device; returns the device's
 /// id, key store and the sign-up's tokens.
 async fn passwordless(s: &TestServer, name: &str, phone: &str) -> (String, SoftwareKeystore, Tokens) {
-    let c = s.client();
-    let a = c
-        .sign_up(&SignUpRequest {
-            username: name.into(),
-            password: None,
-            email: Some(format!("{name}@example.com")),
-            phone: Some(phone.into()),
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(&a.next_step, NextStep::ConfirmSignUp { channel: Channel::Sms, .. }),
-        "the phone is what a passwordless sign-up confirms: {:?}",
-        a.next_step
-    );
-    let e = c.confirm_sign_up(&a.flow_id, &s.code_for(phone).await).await.unwrap();
-    assert!(matches!(e.next_step, NextStep::EnrollDevice { .. }), "{:?}", e.next_step);
-    assert!(e.tokens.is_none());
-    let ks = SoftwareKeystore::new();
-    let (id, done) = c.enroll_device_step(&e, &ks, "First phone", "ios", PIN).await.unwrap();
-    let t = done.tokens.expect("the first device completes the sign-up");
-    (id, ks, t)
+    s.passwordless_account(name, phone, Some(&format!("{name}@example.com")), PIN).await
 }
 
 async fn a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device(b: Backend) {
@@ -343,6 +320,7 @@ async fn a_passwordless_sign_up_confirms_the_phone_and_enrols_the_first_device(b
         (me.acr.as_str(), me.amr.clone(), me.phone_verified),
         ("aal1", vec!["sms".to_string(), "hwk".into()], true)
     );
+    assert!(me.email_verified, "a passwordless sign-up verifies the email it was given");
     assert_eq!(d.devices(&t.access_token).await.unwrap().devices[0].id, id);
     let pin = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
     assert_eq!(d.me(&pin.access_token).await.unwrap().acr, "aal2");
@@ -368,11 +346,9 @@ async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend
     let s = TestServer::start(b).await;
     let (id, ks, _) = passwordless(&s, "quy", "+14155550302").await;
     let c = s.client();
-    // The owner verifies the email address (a second proof for new devices).
+    // The owner's email was verified at sign-up: a second proof for new devices.
     let d = on_device(&c, &ks, &id);
     let t = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
-    let v = d.enroll_email(&t.access_token, None).await.unwrap();
-    c.verify_code(&v.flow_id, &s.code_for("quy@example.com").await).await.unwrap();
     // The attacker has the SIM: a new device, the SMS code…
     let a = c.sign_in_new_device("quy").await.unwrap();
     assert!(
@@ -418,10 +394,11 @@ async fn sim_swap_a_new_device_with_only_the_sms_code_gets_no_session(b: Backend
 async fn a_new_device_is_denied_when_the_account_has_no_second_proof(b: Backend) {
     // Every passwordless account has a device to approve from, unless policy leaves push out.
     let s = TestServer::start_with(b, |c| {
-        c.policy.devices.second_proofs = vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode]
+        c.policy.devices.second_proofs = vec![MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode];
+        c.policy.sign_up.require_email = false;
     })
     .await;
-    passwordless(&s, "rex", "+14155550303").await;
+    s.passwordless_account("rex", "+14155550303", None, PIN).await;
     let c = s.client();
     let a = c.sign_in_new_device("rex").await.unwrap();
     let r = c.sms_code(&a.flow_id, &s.code_for("+14155550303").await).await.unwrap();

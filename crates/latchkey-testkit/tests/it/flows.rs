@@ -204,7 +204,12 @@ async fn forgot_password_resets_with_a_code_and_a_new_password(b: Backend) {
         .await
         .unwrap();
     assert_eq!(wrong.error.unwrap().code, codes::CODE_MISMATCH);
-    let done = c.reset_password(&a.flow_id, &code, "new passphrase here").await.unwrap();
+    // The email is hal's only proof: the new password waits out the delay hal could cancel.
+    let wait = c.reset_password(&a.flow_id, &code, "new passphrase here").await.unwrap();
+    assert!(matches!(wait.next_step, NextStep::RecoveryWait { .. }), "{:?}", wait.next_step);
+    assert_eq!(c.sign_in("hal", "new passphrase here").await.unwrap_err().code(), Some(codes::NOT_AUTHORIZED));
+    s.clock.advance(time::Duration::seconds(61));
+    let done = c.recovery_wait(&a.flow_id).await.unwrap();
     assert_eq!(done.next_step, NextStep::Done);
     assert!(done.tokens.is_none());
     assert!(c.sign_in("hal", "new passphrase here").await.unwrap().tokens.is_some());

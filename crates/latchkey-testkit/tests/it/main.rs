@@ -34,6 +34,7 @@ mod flows;
 mod mfa;
 mod ops;
 mod push;
+mod recovery;
 mod security;
 mod tokens;
 mod totp;

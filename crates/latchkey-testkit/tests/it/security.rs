@@ -329,9 +329,7 @@ async fn rl_1_a_parallel_burst_and_a_slow_loop_never_exceed_the_failure_cap(b: B
     assert_eq!(total, 50);
     s.clock.advance(Duration::days(2));
     assert_eq!(sign_in_raw(&s, "rl1", PW).await.status, 429, "locked until a password reset");
-    let f = s.client().forgot_password("rl1").await.unwrap();
-    let code = s.code_for("rl1@example.com").await;
-    s.client().reset_password(&f.flow_id, &code, "recovered passphrase").await.unwrap();
+    s.reset_password_by_waiting("rl1", "rl1@example.com", "recovered passphrase").await;
     assert!(s.client().sign_in("rl1", "recovered passphrase").await.unwrap().tokens.is_some());
 }
 
@@ -465,9 +463,7 @@ async fn life_3_a_password_reset_gives_no_session_and_ends_existing_ones(b: Back
     s.create_user("life3", PW).await;
     let old = s.sign_in("life3", PW).await;
     let c = s.client();
-    let f = c.forgot_password("life3").await.unwrap();
-    let code = s.code_for("life3@example.com").await;
-    let done = c.reset_password(&f.flow_id, &code, "reset passphrase ok").await.unwrap();
+    let done = s.reset_password_by_waiting("life3", "life3@example.com", "reset passphrase ok").await;
     assert_eq!((done.next_step, done.tokens), (NextStep::Done, None));
     assert_eq!(s.raw().request("GET", "/v1/me", Some(&old.access_token), None).await.status, 401);
     assert_eq!(c.refresh(&old.refresh_token).await.unwrap_err().code(), Some(codes::INVALID_GRANT));
@@ -493,10 +489,12 @@ async fn log_1_no_password_code_or_token_reaches_the_logs_or_the_database(b: Bac
     let _ = c.sign_in("log1", "log1 wrong passphrase").await;
     let t = s.sign_in("log1", pw).await;
     let t2 = c.refresh(&t.refresh_token).await.unwrap();
+    let new_pw = "log1 new passphrase";
     let f = c.forgot_password("log1").await.unwrap();
     let code2 = s.code_for("log1@example.com").await;
-    let new_pw = "log1 new passphrase";
     c.reset_password(&f.flow_id, &code2, new_pw).await.unwrap();
+    s.clock.advance(Duration::seconds(61));
+    assert_eq!(c.recovery_wait(&f.flow_id).await.unwrap().next_step, NextStep::Done);
     let _ = c.refresh(&t.refresh_token).await;
 
     let logs = captured_logs();

@@ -103,9 +103,7 @@ async fn ses_6_reset_disable_and_revoke_all_end_every_session_on_the_next_call(b
     s.raw().request("POST", "/admin/v1/users/ses6/enable", Some(ADMIN_TOKEN), None).await;
     // Password reset.
     let t = s.sign_in("ses6", PW).await;
-    let f = c.forgot_password("ses6").await.unwrap();
-    let code = s.code_for("ses6@example.com").await;
-    c.reset_password(&f.flow_id, &code, "after the reset pw").await.unwrap();
+    s.reset_password_by_waiting("ses6", "ses6@example.com", "after the reset pw").await;
     assert_eq!(me_status(&s, &t.access_token).await, 401);
     assert_eq!(c.refresh(&t.refresh_token).await.unwrap_err().code(), Some(codes::INVALID_GRANT));
 }

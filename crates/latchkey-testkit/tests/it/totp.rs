@@ -1,7 +1,7 @@
 //! TOTP: enrolment from a session, the `totp_code` step at sign-in, and the checklist's TOTP
 //! items (the RFC vectors, TOTP-1, are unit tests in latchkey-core).
 
-use latchkey_testkit::proto::{NextStep, codes};
+use latchkey_testkit::proto::{MfaMethod, NextStep, codes};
 use latchkey_testkit::{Backend, TestServer, totp_code};
 use std::sync::Arc;
 use time::Duration;
@@ -297,8 +297,14 @@ async fn life_3_after_a_password_reset_the_next_sign_in_still_asks_for_the_code(
     let c = s.client();
     let f = c.forgot_password("jill").await.unwrap();
     let code = s.code_for("jill@example.com").await;
-    let done = c.reset_password(&f.flow_id, &code, "a new passphrase now").await.unwrap();
-    assert!(done.tokens.is_none());
+    // The email code, then the authenticator app: two proofs, so the reset is immediate.
+    let second = c.reset_password(&f.flow_id, &code, "a new passphrase now").await.unwrap();
+    assert_eq!(second.next_step, NextStep::SelectMfa { methods: vec![MfaMethod::Totp, MfaMethod::RecoveryWait] });
+    c.select_mfa(&f.flow_id, MfaMethod::Totp).await.unwrap();
+    s.clock.advance(time::Duration::seconds(30));
+    let done = c.totp_code(&f.flow_id, &totp_code(&secret, &s.clock, 0)).await.unwrap();
+    assert_eq!((done.next_step, done.tokens.is_none()), (NextStep::Done, true));
+    s.clock.advance(time::Duration::seconds(30));
     let a = c.sign_in("jill", "a new passphrase now").await.unwrap();
     assert!(matches!(a.next_step, NextStep::TotpCode { attempts_left: 5, .. }), "{:?}", a.next_step);
     assert!(a.tokens.is_none());
