@@ -189,8 +189,9 @@ impl Client {
         self.answer(flow_id, &StepAnswer::RecoveryWait {}).await
     }
 
-    /// `POST /v1/recovery/cancel`: the owner's one-tap cancel, with the token from a notice.
-    pub async fn cancel_recovery(&self, token: &str) -> Result<RecoveryCancelled> {
+    /// `POST /v1/recovery/cancel`: "this wasn't me", with the token from a security notice's
+    /// link (a waiting recovery is cancelled, a change undone).
+    pub async fn this_wasnt_me(&self, token: &str) -> Result<UndoOutcome> {
         self.post("/v1/recovery/cancel", None, &RecoveryCancelRequest { token: token.into() }).await
     }
 

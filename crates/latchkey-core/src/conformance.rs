@@ -2,10 +2,16 @@
 //! fresh, migrated store. Concurrency checks start N tasks behind a barrier.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod recovery;
+
 use crate::ids::*;
 use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use latchkey_proto::Channel;
+use recovery::{
+    a_single_use_value_takes_effect_in_one_batch_only, a_transition_sets_the_attempt_count_it_carries,
+    recovery_flows_are_listed_per_account_and_change_times_round_trip,
+};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime, macros::datetime};
 
@@ -886,6 +892,9 @@ pub fn all() -> Vec<(&'static str, Check)> {
         a_recovery_code_is_spent_once_and_a_new_set_replaces_the_old,
         expired_flows_are_claimed_once_across_parallel_sweepers,
         pin_attempts_cap_under_concurrency_and_revoking_a_device_ends_its_sessions,
+        recovery_flows_are_listed_per_account_and_change_times_round_trip,
+        a_transition_sets_the_attempt_count_it_carries,
+        a_single_use_value_takes_effect_in_one_batch_only,
     ]
 }
 

@@ -28,6 +28,7 @@ mod device;
 mod mfa;
 mod push;
 mod recovery;
+mod undo;
 pub use device::{DeviceEnrollment, NewBiometricKey};
 use mfa::{EMAIL, SMS};
 use std::sync::Arc;
@@ -967,7 +968,17 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id, "session_id": session.id}),
             ));
+        let body = format!(
+            "The password of your {} account was changed. If this was not you, put the account on hold: {}",
+            self.settings.product_name,
+            self.undo_link(user.id, undo::Undo::Lock, None, now)
+        );
+        let data = proto::PushData { kind: "notice".into(), approval_id: None };
+        for m in self.notify_everywhere(&user, "Your password was changed", &body, &data, None, now).await? {
+            batch.push(Write::Enqueue(m));
+        }
         self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome {
             flow: done,
             tokens: Some(tokens),

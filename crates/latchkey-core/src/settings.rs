@@ -285,6 +285,8 @@ pub struct RecoveryPolicy {
     /// After the email address changes, it is not a recovery channel for this long (default
     /// 7 days).
     pub email_change_cooldown_secs: u64,
+    /// How long the "this wasn't me" link of a security notice works (default 7 days).
+    pub notice_link_ttl_secs: u64,
 }
 
 impl Default for RecoveryPolicy {
@@ -294,6 +296,7 @@ impl Default for RecoveryPolicy {
             ready_for_secs: 24 * 3600,
             phone_change_cooldown_secs: 7 * 24 * 3600,
             email_change_cooldown_secs: 7 * 24 * 3600,
+            notice_link_ttl_secs: 7 * 24 * 3600,
         }
     }
 }

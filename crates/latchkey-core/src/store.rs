@@ -185,6 +185,14 @@ pub enum Write {
         /// When.
         at: OffsetDateTime,
     },
+    /// Spend a single-use value (a notice's "this wasn't me" token) kept until `expires_at`;
+    /// `Conflict("used_once")` if it was spent already, so the batch takes effect once.
+    UseOnce {
+        /// A digest of the value.
+        id: String,
+        /// When it could no longer be accepted anyway.
+        expires_at: OffsetDateTime,
+    },
     /// Queue a message for delivery.
     Enqueue(OutboxMessage),
     /// Record an audit event.

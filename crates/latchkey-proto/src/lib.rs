@@ -88,6 +88,15 @@ pub struct RecoveryCancelRequest {
     pub token: String,
 }
 
+/// The answer to a "this wasn't me" token (`POST /v1/recovery/cancel`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UndoOutcome {
+    /// `recovery_cancelled` (a waiting recovery ended), `account_locked` (every session ended;
+    /// the account is held until it is recovered) or `device_removed`.
+    pub outcome: String,
+}
+
 /// The answer to a recovery cancel: how many waiting recoveries were cancelled.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -430,6 +430,13 @@ macro_rules! store_impl {
                             return Err(StoreError::Conflict("totp_step"));
                         }
                     }
+                    Write::UseOnce { id, expires_at } => {
+                        let r = sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                            .bind(&id).bind(us(expires_at)).execute(&mut **tx).await.map_err(db_err)?;
+                        if r.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("used_once"));
+                        }
+                    }
                     Write::Enqueue(m) => {
                         sqlx::query(sql!("INSERT INTO outbox (", outbox_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
                             .bind(m.id.0).bind(&m.channel).bind(&m.provider).bind(&m.to).bind(&m.subject).bind(&m.body_sealed)
@@ -668,7 +675,7 @@ macro_rules! store_impl {
             }
 
             async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
-                let r = sqlx::query("INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                let r = sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                     .bind(id).bind(us(expires_at)).execute(&self.pool).await.map_err(db_err)?;
                 Ok(r.rows_affected() == 1)
             }
@@ -733,7 +740,7 @@ macro_rules! store_impl {
                 let mut n = 0;
                 n += sqlx::query("DELETE FROM rate_counters WHERE window_start < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM flows WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
-                n += sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                n += sqlx::query("DELETE FROM used_once WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM approvals WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 tx.commit().await.map_err(db_err)?;
                 Ok(n)
@@ -755,7 +762,7 @@ const TABLES: [&str; 13] = [
     "factors",
     "recovery_codes",
     "devices",
-    "dpop_proofs",
+    "used_once",
     "approvals",
 ];
 

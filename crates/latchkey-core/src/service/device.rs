@@ -156,7 +156,8 @@ impl Auth {
         // the way to undo it (DESIGN.md; checklist LIFE-1). A recovery announced it already.
         if recovery.is_none() {
             let notice = format!(
-                "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it from your devices and reset your password."
+                "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it: {}",
+                self.undo_link(user.id, super::undo::Undo::Device, Some(device_id), now)
             );
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
             for m in

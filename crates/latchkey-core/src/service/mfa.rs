@@ -551,12 +551,13 @@ impl Auth {
         ));
         // Checklist LIFE-1 and LIFE-5: the account's address and the replaced one are told.
         let notice = format!(
-            "The {label} {} was verified and is now used for sign-in codes on your account. If this was not you, reset your password and contact support.",
+            "The {label} {} was verified and is now used for sign-in codes on your account. If this was not you, put the account on hold: {}",
             if channel == Channel::Sms {
                 Phone::parse(&value).map(|p| p.masked()).unwrap_or_default()
             } else {
                 Email::parse(&value).map(|e| e.masked()).unwrap_or_default()
-            }
+            },
+            self.undo_link(user.id, super::undo::Undo::Lock, None, now)
         );
         let subject = if old.is_some() { format!("Your {label} was changed") } else { format!("A {label} was added") };
         let data = proto::PushData { kind: "notice".into(), approval_id: None };

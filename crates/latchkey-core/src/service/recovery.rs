@@ -11,8 +11,14 @@
 //!   asked channel and real ones; look-alikes send nothing and spend no real account's budget.
 //! - Nothing is revoked or changed until the recovery completes.
 
+use super::undo::Undo;
 use super::*;
 use crate::identity::canonical_username;
+
+/// Who may recover: an active account, or one held by "this wasn't me" (a recovery releases it).
+fn recoverable(status: UserStatus) -> bool {
+    matches!(status, UserStatus::Active | UserStatus::Locked)
+}
 
 /// The steps of a recovery that end it: the new password, or the new device.
 enum Completion {
@@ -40,7 +46,7 @@ impl Auth {
         if matches!(req.channel, Some(Channel::Unknown)) {
             return Err(AuthError::InvalidRequest("channel must be email or sms".into()));
         }
-        let user = self.store.user_by_username(&key).await?.filter(|u| u.status == UserStatus::Active);
+        let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
         let channels = user.as_ref().map(|u| self.recovery_channels(u, now)).unwrap_or_default();
         let (channel, target) = match req.channel {
             Some(c) => (c, channels.into_iter().find(|(ch, _, _)| *ch == c)),
@@ -84,7 +90,7 @@ impl Auth {
         if key.is_empty() {
             return Err(AuthError::InvalidRequest("username is required".into()));
         }
-        let user = self.store.user_by_username(&key).await?.filter(|u| u.status == UserStatus::Active);
+        let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
         let target = user.as_ref().and_then(|u| self.recovery_channels(u, now).into_iter().next());
         let channel = target.as_ref().map_or(Channel::Email, |t| t.0);
         let flow_id = FlowId::new();
@@ -399,8 +405,7 @@ impl Auth {
         if now < ready_at {
             return Ok(Self::outcome(flow, vec![]));
         }
-        let user =
-            self.user_of(&flow).await?.filter(|u| u.status == UserStatus::Active).ok_or(AuthError::FlowExpired)?;
+        let user = self.user_of(&flow).await?.filter(|u| recoverable(u.status)).ok_or(AuthError::FlowExpired)?;
         let mut batch = Batch::new();
         let rec = Recovery { waited: true, ..recovery };
         let (next, tokens) = self.recovery_completion(&flow, &user, rec, now, &ctx, &mut batch).await?;
@@ -493,6 +498,8 @@ impl Auth {
         batch: &mut Batch,
     ) -> Result<(), AuthError> {
         let mut updated = user.clone();
+        // A recovery is how an account held by "this wasn't me" comes back.
+        updated.status = UserStatus::Active;
         if let Some(h) = password_hash {
             updated.password_hash = Some(h);
             updated.must_change_password = false;
@@ -519,10 +526,11 @@ impl Auth {
         ));
         let what = if new_device.is_some() { "a new device was added to it" } else { "its password was changed" };
         let body = format!(
-            "Your {} account was recovered{}: {what}, and every other session was signed out{}. If this was not you, contact support at once.",
+            "Your {} account was recovered{}: {what}, and every other session was signed out{}. If this was not you, put the account on hold at once: {}",
             self.settings.product_name,
             ctx.ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default(),
             if rec.waited { " and older devices removed" } else { "" },
+            self.undo_link(user.id, Undo::Lock, new_device, now),
         );
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
         // The devices are told before the batch revokes them.
@@ -534,9 +542,9 @@ impl Auth {
 
     // ----- the owner's veto ------------------------------------------------------------------
 
-    /// `POST /v1/recovery/cancel {token}`: the one-tap cancel from a notice. The token names its
-    /// recovery; it works while that recovery waits, once.
-    pub async fn cancel_recovery_by_token(
+    /// The one-tap cancel from a "being recovered" notice (`POST /v1/recovery/cancel`). The token
+    /// names its recovery; it works while that recovery waits, once.
+    pub(super) async fn cancel_recovery_by_token(
         &self,
         token: &str,
         ctx: ClientContext,

@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Form, Json, Router};
 use latchkey_core::AuthError;
-use latchkey_proto::{ErrorBody, FlowAnswer, RecoveryCancelRequest, RecoveryCancelled, RecoveryRequest};
+use latchkey_proto::{ErrorBody, FlowAnswer, RecoveryCancelRequest, RecoveryCancelled, RecoveryRequest, UndoOutcome};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -45,25 +45,35 @@ pub struct TokenQuery {
     token: String,
 }
 
-/// The page a notice's link opens: it only asks; the button posts the cancel.
+/// The page a notice's link opens: it only asks; the button posts the token.
 #[utoipa::path(get, path = "/v1/recovery/cancel", tag = "flows", params(TokenQuery),
-    responses((status = 200, description = "An HTML page with a button that cancels the recovery", content_type = "text/html")))]
+    responses((status = 200, description = "An HTML page whose button posts the token", content_type = "text/html")))]
 pub async fn cancel_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    let (title, what, button) = if q.token.starts_with("u.") {
+        ("Was this not you?", "If you did not make this change, undo it.", "This wasn't me")
+    } else {
+        (
+            "Cancel this account recovery?",
+            "Someone started recovering your account. If it was not you, cancel it: nothing will change.",
+            "Cancel the recovery",
+        )
+    };
     Html(page(
-        "Cancel this account recovery?",
+        title,
         &format!(
-            "<p>Someone started recovering your account. If it was not you, cancel it: nothing will change.</p>\
-             <form method=\"post\" action=\"/v1/recovery/cancel\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
-             <button type=\"submit\">Cancel the recovery</button></form>",
+            "<p>{what}</p><form method=\"post\" action=\"/v1/recovery/cancel\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <button type=\"submit\">{button}</button></form>",
             escape(&q.token)
         ),
     ))
 }
 
-/// Cancel the recovery a notice was about (`{"token": …}` as JSON, or the page's form). The
-/// token works once, while the recovery waits; otherwise `404 not_found`.
+/// "This wasn't me": the token of a security notice (`{"token": …}` as JSON, or the page's
+/// form). A waiting recovery is cancelled; a completed recovery, a password, phone or email change
+/// puts the account on hold until it is recovered; a new device is removed. Each token works
+/// once, until it expires; otherwise `404 not_found`.
 #[utoipa::path(post, path = "/v1/recovery/cancel", tag = "flows", request_body = RecoveryCancelRequest,
-    responses((status = 200, body = RecoveryCancelled), (status = 400, description = "invalid_request", body = ErrorBody),
+    responses((status = 200, body = UndoOutcome), (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 404, description = "not_found: unknown, used or expired token", body = ErrorBody)))]
 pub async fn cancel(State(s): State<AppState>, Client(ctx): Client, req: Request) -> Response {
     let form = req
@@ -73,17 +83,19 @@ pub async fn cancel(State(s): State<AppState>, Client(ctx): Client, req: Request
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form {
         let Ok(Form(body)) = Form::<RecoveryCancelRequest>::from_request(req, &s).await else {
-            return Html(page("Nothing to cancel", "<p>The link is incomplete.</p>")).into_response();
+            return Html(page("Nothing to do", "<p>The link is incomplete.</p>")).into_response();
         };
-        return match s.auth.cancel_recovery_by_token(&body.token, ctx).await {
-            Ok(_) => Html(page(
-                "Recovery cancelled",
-                "<p>The recovery was stopped and nothing was changed. Consider changing your password.</p>",
-            ))
-            .into_response(),
+        return match s.auth.this_wasnt_me(&body.token, ctx).await {
+            Ok(o) => {
+                let text = match o.outcome.as_str() {
+                    "recovery_cancelled" => "The recovery was stopped and nothing was changed.",
+                    "device_removed" => "The device was removed from your account.",
+                    _ => "Every session was signed out and the account is on hold until you recover it.",
+                };
+                Html(page("Done", &format!("<p>{text}</p>"))).into_response()
+            }
             Err(AuthError::NotFound) => {
-                Html(page("Nothing to cancel", "<p>This recovery was already cancelled, completed or has expired.</p>"))
-                    .into_response()
+                Html(page("Nothing to do", "<p>This link was used already or has expired.</p>")).into_response()
             }
             Err(e) => ApiError(e).into_response(),
         };
@@ -92,7 +104,7 @@ pub async fn cancel(State(s): State<AppState>, Client(ctx): Client, req: Request
         Ok(ApiJson(b)) => b,
         Err(e) => return e.into_response(),
     };
-    match s.auth.cancel_recovery_by_token(&body.token, ctx).await {
+    match s.auth.this_wasnt_me(&body.token, ctx).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => ApiError(e).into_response(),
     }

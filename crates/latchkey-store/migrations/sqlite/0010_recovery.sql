@@ -4,3 +4,6 @@ ALTER TABLE users ADD COLUMN phone_changed_at INTEGER;
 ALTER TABLE users ADD COLUMN email_changed_at INTEGER;
 -- A waiting recovery is a flow; the owner's cancel finds the account's recovery flows.
 CREATE INDEX flows_user_kind ON flows (user_id, kind);
+-- Single-use values of every kind (a DPoP proof's jti, a notice's "this wasn't me" token), kept
+-- until they could no longer be accepted anyway.
+ALTER TABLE dpop_proofs RENAME TO used_once;

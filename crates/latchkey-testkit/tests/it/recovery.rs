@@ -26,14 +26,14 @@ fn cancelled(a: &FlowAnswer) -> bool {
     matches!(a.next_step, NextStep::Denied { reason: DenialReason::Cancelled })
 }
 
-/// The cancel token in the newest "being recovered" notice to `to`.
-async fn cancel_token(s: &TestServer, to: &str) -> String {
+/// The token of the link in the newest notice to `to` whose subject contains `subject`.
+async fn link_token(s: &TestServer, to: &str, subject: &str) -> String {
     let messages = s.outbox().await;
     let m = messages
         .iter()
         .rev()
-        .find(|m| m.to == to && m.subject.contains("being recovered"))
-        .unwrap_or_else(|| panic!("no recovery notice to {to}"));
+        .find(|m| m.to == to && m.subject.contains(subject))
+        .unwrap_or_else(|| panic!("no notice \"{subject}\" to {to}"));
     let start = m.body.find("token=").expect("a cancel link") + "token=".len();
     m.body[start..].split_whitespace().next().unwrap().to_owned()
 }
@@ -93,7 +93,7 @@ async fn attack_2_a_sim_swappers_recovery_ends_no_session_every_channel_hears_an
         "a push to the enrolled device"
     );
     // A mail scanner fetching the link cancels nothing; the owner's tap (a POST) does.
-    let token = cancel_token(&s, "bo@example.com").await;
+    let token = link_token(&s, "bo@example.com", "being recovered").await;
     let page = s.raw().request("GET", &format!("/v1/recovery/cancel?token={token}"), None, None).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<form method=\"post\""), "{}", page.body);
@@ -109,7 +109,7 @@ async fn attack_2_a_sim_swappers_recovery_ends_no_session_every_channel_hears_an
             &[("content-type", "application/x-www-form-urlencoded")],
         )
         .await;
-    assert!(done.body.contains("Recovery cancelled"), "{}", done.body);
+    assert!(done.body.contains("The recovery was stopped"), "{}", done.body);
     s.clock.advance(Duration::seconds(61));
     let end = thief.recovery_wait(&a.flow_id).await.unwrap();
     assert!(cancelled(&end) && end.tokens.is_none(), "{:?}", end.next_step);
@@ -506,7 +506,72 @@ async fn a_passwordless_sign_up_verifies_the_email_which_is_then_a_second_proof(
     assert_eq!(methods(&r), vec![MfaMethod::Email, MfaMethod::RecoveryWait]);
 }
 
+async fn this_wasnt_me_after_a_recovery_holds_the_account_until_it_is_recovered_again(b: Backend) {
+    let s = TestServer::start(b).await;
+    s.create_user("max", PW).await;
+    let owner = s.sign_in("max", PW).await;
+    // Someone with max's mailbox waits out the delay (max ignored the first notice) and sets a
+    // password; the notice of it carries "this wasn't me".
+    s.reset_password_by_waiting("max", "max@example.com", "the thief's passphrase").await;
+    let thief = s.sign_in("max", "the thief's passphrase").await;
+    let token = link_token(&s, "max@example.com", "was recovered").await;
+    // A tampered token is refused and changes nothing.
+    let forged = token.replacen(".lock.", ".device.", 1);
+    let r = s.raw().request("POST", "/v1/recovery/cancel", None, Some(serde_json::json!({"token": forged}))).await;
+    assert_eq!(r.status, 404);
+    let r = s.raw().request("POST", "/v1/recovery/cancel", None, Some(serde_json::json!({"token": token}))).await;
+    assert_eq!((r.status, r.json()["outcome"].as_str()), (200, Some("account_locked")), "{}", r.body);
+    // Every session ends and nobody signs in, the thief's password included.
+    let c = s.client();
+    assert_eq!(c.me(&thief.access_token).await.unwrap_err().status(), Some(401));
+    assert_eq!(c.refresh(&owner.refresh_token).await.unwrap_err().code(), Some(codes::INVALID_GRANT));
+    assert_eq!(c.sign_in("max", "the thief's passphrase").await.unwrap_err().code(), Some(codes::NOT_AUTHORIZED));
+    let again = s.raw().request("POST", "/v1/recovery/cancel", None, Some(serde_json::json!({"token": token}))).await;
+    assert_eq!(again.status, 404, "the token worked once");
+    assert!(s.outbox().await.iter().any(|m| m.to == "max@example.com" && m.subject.contains("on hold")));
+    // A recovery releases the account.
+    let done = s.reset_password_by_waiting("max", "max@example.com", "max's own passphrase").await;
+    assert_eq!(done.next_step, NextStep::Done);
+    assert!(c.sign_in("max", "max's own passphrase").await.unwrap().tokens.is_some());
+}
+
+async fn this_wasnt_me_on_a_new_device_notice_removes_the_device(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (id, ks, _) = s.passwordless_account("nia", "+14155550412", Some("nia@example.com"), PIN).await;
+    let d = on_device(&s, &ks, &id);
+    let t = d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.unwrap();
+    let other = SoftwareKeystore::new();
+    let (new_id, _) = d.enroll_device(&t.access_token, &other, "Unknown tablet", "android", "902817").await.unwrap();
+    let token = link_token(&s, "nia@example.com", "new device was added").await;
+    let page = s.raw().request("GET", &format!("/v1/recovery/cancel?token={token}"), None, None).await;
+    assert!(page.body.contains("This wasn't me"), "{}", page.body);
+    assert!(
+        on_device(&s, &other, &new_id)
+            .device_sign_in(&new_id, &other, Unlock::Pin("902817"))
+            .await
+            .unwrap()
+            .tokens
+            .is_some()
+    );
+    let done = s
+        .raw()
+        .raw(
+            "POST",
+            "/v1/recovery/cancel",
+            None,
+            Some(format!("token={token}")),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert!(done.body.contains("The device was removed"), "{}", done.body);
+    let r = on_device(&s, &other, &new_id).device_sign_in(&new_id, &other, Unlock::Pin("902817")).await.unwrap();
+    assert!(r.tokens.is_none(), "its keys stopped working");
+    assert!(d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.is_some(), "the other device is fine");
+}
+
 both_stores!(
+    this_wasnt_me_after_a_recovery_holds_the_account_until_it_is_recovered_again,
+    this_wasnt_me_on_a_new_device_notice_removes_the_device,
     attack_1_the_sim_alone_never_resets_a_passwordless_account,
     attack_2_a_sim_swappers_recovery_ends_no_session_every_channel_hears_and_one_tap_cancels,
     attack_3_a_new_number_is_no_sms_factor_new_device_step_or_recovery_channel_until_the_cooldown,

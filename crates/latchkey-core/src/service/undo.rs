@@ -1,0 +1,117 @@
+//! "This wasn't me": the one-tap link in a security notice, which undoes what the notice reports
+//! (DESIGN.md: notices the thief cannot suppress, each with a way back). A new device is removed;
+//! a recovery, a password change or a new phone or email holds the account — every session
+//! ends and nobody signs in — until it is recovered (two proofs, or the delay the owner can veto).
+//!
+//! The token names what it undoes and whose, until when, under a MAC with the server's pepper, so
+//! nothing is stored until it is used; using it spends it in the same transaction as its effect.
+
+use super::*;
+use crate::crypto::sha256_b64;
+
+/// What a "this wasn't me" token undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Undo {
+    /// Hold the account until it is recovered (and remove the device the change enrolled).
+    Lock,
+    /// Remove the device the notice announced.
+    Device,
+}
+
+impl Undo {
+    fn as_str(self) -> &'static str {
+        match self {
+            Undo::Lock => "lock",
+            Undo::Device => "device",
+        }
+    }
+}
+
+/// A token's prefix; a waiting recovery's cancel token starts with its flow id instead.
+const PREFIX: &str = "u";
+
+impl Auth {
+    /// The "this wasn't me" link for a notice to `user` about what `undo` would reverse;
+    /// `device`: the device to remove.
+    pub(super) fn undo_link(&self, user: UserId, undo: Undo, device: Option<DeviceId>, now: OffsetDateTime) -> String {
+        let exp = (now + secs(self.settings.recovery.notice_link_ttl_secs)).unix_timestamp();
+        let subject = device.map_or_else(|| "-".to_owned(), |d| d.to_string());
+        let signed = format!("{}.{subject}.{exp}", undo.as_str());
+        let mac = self.keys.mac("undo", &user.to_string(), &signed);
+        format!("{}/v1/recovery/cancel?token={PREFIX}.{user}.{signed}.{mac}", self.settings.tokens.issuer)
+    }
+
+    /// `POST /v1/recovery/cancel {token}`: a waiting recovery's cancel, or the undo a notice
+    /// offered. Unknown, tampered, expired and used tokens are one `not_found`.
+    pub async fn this_wasnt_me(&self, token: &str, ctx: ClientContext) -> Result<proto::UndoOutcome, AuthError> {
+        let token = token.trim();
+        if !token.starts_with("u.") {
+            self.cancel_recovery_by_token(token, ctx).await?;
+            return Ok(proto::UndoOutcome { outcome: "recovery_cancelled".into() });
+        }
+        let now = self.now();
+        let refused = || AuthError::NotFound;
+        let parts: Vec<&str> = token.split('.').collect();
+        let [_, user_id, action, subject, exp, mac] = parts.as_slice() else { return Err(refused()) };
+        let signed = format!("{action}.{subject}.{exp}");
+        if !ct_eq(self.keys.mac("undo", user_id, &signed).as_bytes(), mac.as_bytes()) {
+            return Err(refused());
+        }
+        let exp =
+            exp.parse::<i64>().ok().and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok()).ok_or_else(refused)?;
+        if exp <= now {
+            return Err(refused());
+        }
+        let user_id = user_id.parse::<uuid::Uuid>().map(UserId).map_err(|_| refused())?;
+        let device = match *subject {
+            "-" => None,
+            d => Some(d.parse::<uuid::Uuid>().map(DeviceId).map_err(|_| refused())?),
+        };
+        let mut user = self.store.user_by_id(user_id).await?.ok_or_else(refused)?;
+        let mut batch = Batch::new();
+        batch.push(Write::UseOnce { id: sha256_b64(format!("undo:{token}").as_bytes()), expires_at: exp });
+        let live = |id: DeviceId| async move {
+            Ok::<_, AuthError>(self.store.device(id).await?.filter(|d| d.user_id == user_id && d.revoked_at.is_none()))
+        };
+        let (outcome, subject_line, body) = match *action {
+            "lock" => {
+                if user.status == UserStatus::Active {
+                    user.status = UserStatus::Locked;
+                    user.updated_at = now;
+                    batch.push(Write::UpdateUser(user.clone()));
+                }
+                batch.push(Write::RevokeUserSessions { user_id, at: now, reason: "this_wasnt_me".into() });
+                if let Some(d) = device
+                    && live(d).await?.is_some()
+                {
+                    batch.push(Write::RevokeDevice { id: d, at: now });
+                }
+                let body = format!(
+                    "Your {} account is on hold: every session was signed out and nobody can sign in until the account is recovered. To get back in, recover it with two proofs (for example your email and your authenticator app), or with one and a waiting period.",
+                    self.settings.product_name
+                );
+                ("account_locked", "Your account is on hold", body)
+            }
+            "device" => {
+                let d = live(device.ok_or_else(refused)?).await?.ok_or_else(refused)?;
+                batch.push(Write::RevokeDevice { id: d.id, at: now });
+                let body =
+                    format!("The device \"{}\" was removed from your account and can no longer sign in.", d.name);
+                ("device_removed", "A device was removed", body)
+            }
+            _ => return Err(refused()),
+        };
+        batch.push(audit(now, Some(user_id), "this_wasnt_me", outcome, &ctx, serde_json::json!({"device_id": device})));
+        let data = proto::PushData { kind: "notice".into(), approval_id: None };
+        for m in self.notify_everywhere(&user, subject_line, &body, &data, None, now).await? {
+            batch.push(Write::Enqueue(m));
+        }
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict("used_once")) => return Err(refused()),
+            Err(e) => return Err(e.into()),
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(proto::UndoOutcome { outcome: outcome.into() })
+    }
+}
