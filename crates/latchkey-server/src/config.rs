@@ -269,6 +269,12 @@ impl Config {
         if p.push.approval_ttl_secs == 0 || p.push.approval_ttl_secs > 600 {
             anyhow::bail!("policy.push.approval_ttl_secs: 1 to 600 (checklist PUSH-3)");
         }
+        if p.limits.sms_allowed_prefixes.iter().any(|x| {
+            let digits = x.trim().strip_prefix('+').unwrap_or("");
+            digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+        }) {
+            anyhow::bail!("policy.limits.sms_allowed_prefixes: each must be `+` and 1 to 15 digits, like \"+44\"");
+        }
         if p.push.report_lock_secs > 86_400 {
             anyhow::bail!("policy.push.report_lock_secs: at most a day (approvals are kept that long)");
         }
@@ -401,8 +407,29 @@ mod tests {
     }
 
     #[test]
+    fn the_recovery_policy_and_sms_limits_come_from_their_variables() {
+        let c = Config::load_from(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("LATCHKEY_POLICY__RECOVERY__DELAY_SECS", "60"),
+                ("LATCHKEY_POLICY__RECOVERY__PHONE_CHANGE_COOLDOWN_SECS", "61"),
+                ("LATCHKEY_POLICY__RECOVERY__EMAIL_CHANGE_COOLDOWN_SECS", "62"),
+                ("LATCHKEY_POLICY__LIMITS__SMS_ALLOWED_PREFIXES", r#"["+1","+44"]"#),
+            ]),
+        )
+        .unwrap()
+        .config;
+        let r = &c.policy.recovery;
+        assert_eq!((r.delay_secs, r.phone_change_cooldown_secs, r.email_change_cooldown_secs), (60, 61, 62));
+        assert_eq!(c.policy.limits.sms_allowed_prefixes, vec!["+1".to_string(), "+44".into()]);
+        assert_eq!(Config::default().policy.recovery.delay_secs, 72 * 3600, "72 hours unless configured");
+    }
+
+    #[test]
     fn impossible_values_are_refused() {
         for (k, v) in [
+            ("LATCHKEY_POLICY__LIMITS__SMS_ALLOWED_PREFIXES", r#"["44"]"#),
             ("LATCHKEY_LISTEN", "nowhere"),
             ("LATCHKEY_DATABASE_URL", "mysql://x"),
             ("LATCHKEY_SMS_WEBHOOK_URL", "http://x"),
