@@ -891,6 +891,7 @@ impl Auth {
             AfterConfirm::EnrollDevice => match user.email.clone().filter(|_| !user.email_verified) {
                 Some(email) => {
                     let e = Email::parse(&email).map_err(|e| AuthError::Internal(e.to_string()))?;
+                    self.check_send_limits(&user.username_canonical, Some(e.as_str()), &ctx, Channel::Email).await?;
                     let (code, message) = self.issue_code(
                         flow.id,
                         Channel::Email,
@@ -1805,7 +1806,8 @@ impl Auth {
         })
     }
 
-    /// Checklist OOB-5: per account, destination and IP per window, plus the daily SMS budget.
+    /// Checklist OOB-5: per account, destination and IP per window, plus the daily SMS share of
+    /// the client and the server's daily SMS budget.
     async fn check_send_limits(
         &self,
         account: &str,
@@ -1813,29 +1815,7 @@ impl Auth {
         ctx: &ClientContext,
         channel: Channel,
     ) -> Result<(), AuthError> {
-        let l = &self.settings.limits;
-        let now = self.now();
-        let window = i64::try_from(l.send_window_secs.max(1)).unwrap_or(900);
-        let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
-            .unwrap_or(now);
-        let mut buckets = vec![(format!("send:account:{account}"), l.sends_per_account)];
-        if let Some(d) = destination {
-            buckets.push((format!("send:destination:{d}"), l.sends_per_destination));
-        }
-        if let Some(ip) = &ctx.ip {
-            buckets.push((format!("send:ip:{ip}"), l.sends_per_ip));
-        }
-        if channel == Channel::Sms
-            && let Some(d) = destination
-            && !l.sms_allowed(d)
-        {
-            return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
-        }
-        let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
-        if ok && channel == Channel::Sms && destination.is_some() {
-            ok = self.sms_day_allows(ctx, true).await?;
-        }
-        if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
+        self.send_limits(&format!("send:account:{account}"), destination, ctx, channel, true).await
     }
 
     /// The limits of a request that sends nothing (a look-alike answer for a taken or unknown
@@ -1848,12 +1828,29 @@ impl Auth {
         ctx: &ClientContext,
         channel: Channel,
     ) -> Result<(), AuthError> {
+        self.send_limits(&format!("send:look_alike:{account}"), destination, ctx, channel, false).await
+    }
+
+    async fn send_limits(
+        &self,
+        account_bucket: &str,
+        destination: Option<&str>,
+        ctx: &ClientContext,
+        channel: Channel,
+        real: bool,
+    ) -> Result<(), AuthError> {
         let l = &self.settings.limits;
+        if channel == Channel::Sms
+            && let Some(d) = destination
+            && !l.sms_allowed(d)
+        {
+            return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
+        }
         let now = self.now();
         let window = i64::try_from(l.send_window_secs.max(1)).unwrap_or(900);
         let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
             .unwrap_or(now);
-        let mut buckets = vec![(format!("send:look_alike:{account}"), l.sends_per_account)];
+        let mut buckets = vec![(account_bucket.to_owned(), l.sends_per_account)];
         if let Some(d) = destination {
             buckets.push((format!("send:destination:{d}"), l.sends_per_destination));
         }
@@ -1862,13 +1859,13 @@ impl Auth {
         }
         let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
         if ok && channel == Channel::Sms {
-            ok = self.sms_day_allows(ctx, false).await?;
+            ok = self.sms_day_allows(ctx, real && destination.is_some()).await?;
         }
         if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
     }
 
     /// One more text message today: within the client IP's daily share (so no single client
-    /// spends the server's budget) and, for a real send, the server's daily budget.
+    /// spends the server's budget) and, for a real send (`real`), the server's daily budget.
     async fn sms_day_allows(&self, ctx: &ClientContext, real: bool) -> Result<bool, AuthError> {
         let l = &self.settings.limits;
         let now = self.now();

@@ -225,7 +225,7 @@ impl Auth {
                         self.unknowable_code(flow.id, channel, String::new(), now)
                     }
                 };
-                if first_stage && !self.settings.sign_up.reveal_username_exists {
+                if first_stage {
                     code.destination = String::new();
                 }
                 Some(code)

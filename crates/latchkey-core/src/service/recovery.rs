@@ -119,15 +119,13 @@ impl Auth {
         now: OffsetDateTime,
         batch: &mut Batch,
     ) -> Result<(CodeChallenge, Option<UserId>), AuthError> {
-        let reveal = self.settings.sign_up.reveal_username_exists;
         match (user, target) {
             (Some(u), Some((channel, to, masked))) => {
                 self.check_send_limits(key, Some(&to), ctx, channel).await?;
+                // Where it went is not shown: it would tell which accounts exist and what they have.
                 let (mut code, message) =
                     self.issue_code(flow_id, channel, &to, masked, "Recover your account", now)?;
-                if !reveal {
-                    code.destination = String::new();
-                }
+                code.destination = String::new();
                 batch.push(Write::Enqueue(message));
                 Ok((code, Some(u.id)))
             }
