@@ -569,7 +569,64 @@ async fn this_wasnt_me_on_a_new_device_notice_removes_the_device(b: Backend) {
     assert!(d.device_sign_in(&id, &ks, Unlock::Pin(PIN)).await.unwrap().tokens.is_some(), "the other device is fine");
 }
 
+async fn rl_7_a_locked_second_factor_answers_a_right_code_in_a_recovery_like_a_wrong_one(b: Backend) {
+    let s = TestServer::start_with(b, |c| {
+        c.policy.limits.code.free_attempts = 3;
+        c.policy.limits.code.hard_cap = 3;
+    })
+    .await;
+    s.create_user("ola", PW).await;
+    let c = s.client();
+    let t = s.sign_in("ola", PW).await;
+    let a = c.enroll_totp(&t.access_token).await.unwrap();
+    let NextStep::SetupTotp { secret, .. } = a.next_step else { panic!("{:?}", a.next_step) };
+    c.setup_totp(&a.flow_id, &totp_code(&secret, &s.clock, 0)).await.unwrap();
+    // Three wrong app codes at sign-in lock the account's second-factor counter…
+    let f = c.sign_in("ola", PW).await.unwrap();
+    for _ in 0..3 {
+        c.totp_code(&f.flow_id, "000001").await.unwrap();
+    }
+    // …and a recovery buys no more guesses: past the email code, a right app code is refused
+    // exactly like a wrong one.
+    s.clock.advance(Duration::seconds(30));
+    let mut answers = vec![];
+    for code in [totp_code(&secret, &s.clock, 0), "000002".to_string()] {
+        let r = c.recover("ola", None).await.unwrap();
+        let m = c.email_code(&r.flow_id, &s.code_for("ola@example.com").await).await.unwrap();
+        assert_eq!(methods(&m), vec![MfaMethod::Totp, MfaMethod::RecoveryWait]);
+        c.select_mfa(&r.flow_id, MfaMethod::Totp).await.unwrap();
+        let a = c.totp_code(&r.flow_id, &code).await.unwrap();
+        answers.push((a.next_step, a.error, a.tokens.is_none()));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].1.as_ref().map(|e| e.code.as_str()), Some(codes::LIMIT_EXCEEDED));
+}
+
+async fn oob_6_a_recovery_texts_only_a_number_verified_earlier(b: Backend) {
+    let s = TestServer::start(b).await;
+    let c = s.client();
+    // Signed up with an email and a phone: the email was confirmed, the phone never was.
+    let a = c
+        .sign_up(&SignUpRequest {
+            username: "pia".into(),
+            password: Some(PW.into()),
+            email: Some("pia@example.com".into()),
+            phone: Some("+14155550413".into()),
+        })
+        .await
+        .unwrap();
+    c.confirm_sign_up(&a.flow_id, &s.code_for("pia@example.com").await).await.unwrap();
+    let r = c.recover("pia", Some(Channel::Sms)).await.unwrap();
+    assert!(matches!(r.next_step, NextStep::SmsCode { .. }), "it looks the same: {:?}", r.next_step);
+    assert_eq!(s.messages_to("+14155550413").await, 0, "no text to a number nobody verified");
+    let r = c.recover("pia", None).await.unwrap();
+    let m = c.email_code(&r.flow_id, &s.code_for("pia@example.com").await).await.unwrap();
+    assert!(is_wait(&m), "nor is it a second proof: {:?}", m.next_step);
+}
+
 both_stores!(
+    rl_7_a_locked_second_factor_answers_a_right_code_in_a_recovery_like_a_wrong_one,
+    oob_6_a_recovery_texts_only_a_number_verified_earlier,
     this_wasnt_me_after_a_recovery_holds_the_account_until_it_is_recovered_again,
     this_wasnt_me_on_a_new_device_notice_removes_the_device,
     attack_1_the_sim_alone_never_resets_a_passwordless_account,
