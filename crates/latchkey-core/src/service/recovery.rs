@@ -38,15 +38,11 @@ impl Auth {
         req: proto::RecoveryRequest,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let now = self.now();
-        let key = canonical_username(&req.username);
-        if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username is required".into()));
-        }
         if matches!(req.channel, Some(Channel::Unknown)) {
             return Err(AuthError::InvalidRequest("channel must be email or sms".into()));
         }
-        let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
+        let now = self.now();
+        let (key, user) = self.account_to_recover(&req.username).await?;
         let channels = user.as_ref().map(|u| self.recovery_channels(u, now)).unwrap_or_default();
         let (channel, target) = match req.channel {
             Some(c) => (c, channels.into_iter().find(|(ch, _, _)| *ch == c)),
@@ -86,11 +82,7 @@ impl Auth {
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
-        let key = canonical_username(&req.username);
-        if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username is required".into()));
-        }
-        let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
+        let (key, user) = self.account_to_recover(&req.username).await?;
         let target = user.as_ref().and_then(|u| self.recovery_channels(u, now).into_iter().next());
         let channel = target.as_ref().map_or(Channel::Email, |t| t.0);
         let flow_id = FlowId::new();
@@ -102,6 +94,17 @@ impl Auth {
             self.new_flow(flow_id, FlowKind::Recovery, user_id, FlowState::AwaitingReset { code }, now, ctx.clone());
         flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
         self.insert_recovery_flow(flow, user_id.is_some(), batch, now, &ctx).await
+    }
+
+    /// The canonical username and the account it names, if that account may recover (an
+    /// active one, or one held by "this wasn't me": a recovery releases it).
+    async fn account_to_recover(&self, username: &str) -> Result<(String, Option<User>), AuthError> {
+        let key = canonical_username(username);
+        if key.is_empty() {
+            return Err(AuthError::InvalidRequest("username is required".into()));
+        }
+        let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
+        Ok((key, user))
     }
 
     /// The first code of a recovery: sent when the account can receive it on `channel` (then the
