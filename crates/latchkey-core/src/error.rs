@@ -85,6 +85,9 @@ pub enum AuthError {
     /// No such resource.
     #[error("not found")]
     NotFound,
+    /// The route exists, but not with this method.
+    #[error("this route does not accept this method; see the Allow header")]
+    MethodNotAllowed,
     /// Not available in this version.
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -121,6 +124,7 @@ impl AuthError {
             AuthError::Forbidden => codes::FORBIDDEN,
             AuthError::MfaRequired(_) => codes::MFA_REQUIRED,
             AuthError::NotFound => codes::NOT_FOUND,
+            AuthError::MethodNotAllowed => codes::METHOD_NOT_ALLOWED,
             AuthError::NotImplemented(_) => codes::NOT_IMPLEMENTED,
             AuthError::Unavailable(_) => codes::UNAVAILABLE,
             AuthError::Internal(_) => codes::INTERNAL,

@@ -1444,7 +1444,12 @@ impl Auth {
             TOTP => {}
             SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
             mfa::RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
-            _ => return Err(AuthError::NotImplemented("this factor type is not supported yet")),
+            "passkey" => return Err(AuthError::NotImplemented("passkeys are not supported yet")),
+            _ => {
+                return Err(AuthError::InvalidRequest(
+                    "type must be totp, sms, email, recovery_codes or passkey".into(),
+                ));
+            }
         }
         if !self.settings.mfa.allows(MfaMethod::Totp) {
             return Err(AuthError::InvalidRequest("policy does not allow authenticator apps".into()));

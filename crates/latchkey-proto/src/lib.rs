@@ -1003,6 +1003,8 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     /// The feature is not available on this server yet.
     pub const NOT_IMPLEMENTED: &str = "not_implemented";
+    /// The route exists, but not with this method (`405`, with an `Allow` header).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// The server could not decide (database or provider down); nothing was changed.
     pub const UNAVAILABLE: &str = "unavailable";
     /// An unexpected server error.

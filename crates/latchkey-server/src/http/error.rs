@@ -37,6 +37,7 @@ fn status(e: &AuthError) -> StatusCode {
         }
         AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
+        AuthError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         AuthError::UsernameExists
         | AuthError::FlowCompleted
         | AuthError::StepMismatch { .. }
@@ -93,10 +94,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: write the JSON body of error answers, with the request id.
+/// Middleware: write the JSON body of error answers, with the request id; and, on every
+/// answer, `Cache-Control: no-store` (RFC 6749 §5.1: answers carry tokens, TOTP secrets and
+/// recovery codes; none of them may sit in a cache) and `X-Content-Type-Options: nosniff`.
 pub async fn render_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Some(p) = resp.extensions_mut().remove::<PendingError>() {
         let body = ErrorBody { error: ErrorDetail { code: p.code.into(), message: p.message, request_id } };
         let (mut parts, _) = resp.into_parts();

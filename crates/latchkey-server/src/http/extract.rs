@@ -28,6 +28,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A query string; a malformed one is `400 invalid_request` with the JSON error body.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError(AuthError::InvalidRequest(rejection.body_text()))),
+        }
+    }
+}
+
 /// Who is calling: IP (the peer, or `X-Forwarded-For` when configured) and user agent.
 pub struct Client(pub ClientContext);
 

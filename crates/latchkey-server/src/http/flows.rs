@@ -2,8 +2,8 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Client};
-use axum::extract::{Path, Query, State};
+use super::extract::{ApiJson, ApiQuery, Client};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
@@ -73,6 +73,7 @@ pub async fn forgot_password(
 
 /// `?wait=N`: hold the request up to N seconds (at most 30) while the flow waits for a push answer.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Wait {
     /// Seconds to hold the request while the flow is at `push_approval` (0–30).
     #[serde(default)]
@@ -89,7 +90,7 @@ pub async fn get_flow(
     State(s): State<AppState>,
     Client(ctx): Client,
     Path(id): Path<String>,
-    Query(q): Query<Wait>,
+    ApiQuery(q): ApiQuery<Wait>,
 ) -> Result<Json<FlowAnswer>, ApiError> {
     let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
     let o = s.auth.current_waiting(flow_id(&id)?, &ctx, wait).await?;

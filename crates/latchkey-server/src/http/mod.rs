@@ -118,9 +118,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .layer(middleware::from_fn_with_state(state.clone(), server_date))
         .fallback(|| async { error::ApiError(AuthError::NotFound) })
-        .method_not_allowed_fallback(|| async {
-            error::ApiError(AuthError::InvalidRequest("method not allowed on this route".into()))
-        })
+        // axum adds the `Allow` header to this answer.
+        .method_not_allowed_fallback(|| async { error::ApiError(AuthError::MethodNotAllowed) })
         .with_state(state)
         .layer(
             ServiceBuilder::new()

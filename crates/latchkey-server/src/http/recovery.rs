@@ -4,9 +4,9 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated, Client, SignedByDevice};
+use super::extract::{ApiJson, ApiQuery, Authenticated, Client, SignedByDevice};
 use super::flows::answer;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -39,6 +39,7 @@ pub async fn start(
 
 /// `?token=…` of a notice's link.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     /// The token from the notice.
     #[serde(default)]
@@ -48,7 +49,7 @@ pub struct TokenQuery {
 /// The page a notice's link opens: it only asks; the button posts the token.
 #[utoipa::path(get, path = "/v1/recovery/cancel", tag = "flows", params(TokenQuery),
     responses((status = 200, description = "An HTML page whose button posts the token", content_type = "text/html")))]
-pub async fn cancel_page(Query(q): Query<TokenQuery>) -> Html<String> {
+pub async fn cancel_page(ApiQuery(q): ApiQuery<TokenQuery>) -> Html<String> {
     let (title, what, button) = if q.token.starts_with("u.") {
         ("Was this not you?", "If you did not make this change, undo it.", "This wasn't me")
     } else {

@@ -1,5 +1,6 @@
 //! Operations: health, metrics, the OpenAPI document covering every route, request ids.
 
+use latchkey_testkit::proto::codes;
 use latchkey_testkit::{Backend, TestServer};
 
 const PW: &str = "correct horse battery";
@@ -123,7 +124,35 @@ async fn every_response_carries_a_request_id_that_error_bodies_repeat(b: Backend
     );
 }
 
+async fn every_answer_is_no_store_and_nosniff_and_every_refusal_is_the_json_error(b: Backend) {
+    let s = TestServer::start(b).await;
+    s.create_user("cache", PW).await;
+    // Issue 11, item 8: tokens (RFC 6749 §5.1), secrets and errors are never cached or sniffed.
+    let tokens = s
+        .raw()
+        .request("POST", "/v1/sign-in", None, Some(serde_json::json!({"username": "cache", "password": PW})))
+        .await;
+    assert!(tokens.json()["tokens"]["access_token"].is_string());
+    let refused = s.raw().request("GET", "/v1/me", None, None).await;
+    let page = s.raw().request("GET", "/v1/recovery/cancel?token=x", None, None).await;
+    for r in [&tokens, &refused, &page] {
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{r:?}");
+    }
+    // Item 7: a wrong method is 405 with `Allow` and the JSON error.
+    let r = s.raw().request("PUT", "/v1/sign-in", None, None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (405, Some(codes::METHOD_NOT_ALLOWED)));
+    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(r.json()["error"]["request_id"].as_str(), r.header("x-request-id"));
+    // A bad query parameter is the JSON error with a code and a request id, not plain text.
+    let r = s.raw().request("GET", "/v1/flows/0193a0b0-0000-7000-8000-000000000000?wait=-1", None, None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)), "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.json()["error"]["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+}
+
 both_stores!(
+    every_answer_is_no_store_and_nosniff_and_every_refusal_is_the_json_error,
     health_checks_report_liveness_and_database_readiness,
     metrics_count_requests_by_route_and_flow_steps_by_outcome,
     the_openapi_document_is_3_1_and_describes_every_route,

@@ -104,6 +104,11 @@ async fn enrolling_needs_a_recent_sign_in_and_only_one_app_at_a_time(b: Backend)
         (501, Some(codes::NOT_IMPLEMENTED)),
         "passkeys come later"
     );
+    let r = s
+        .raw()
+        .request("POST", "/v1/me/factors", Some(&t.access_token), Some(serde_json::json!({"type": "bogus"})))
+        .await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)), "not a 501");
     let pending_flow = pending(&s, "bob").await;
     let r = s.raw().request("GET", "/v1/me/factors", Some(&pending_flow), None).await;
     assert_eq!(r.status, 401, "checklist FLOW-1: an MFA-pending flow is not a session");
