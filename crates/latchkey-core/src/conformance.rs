@@ -2,11 +2,13 @@
 //! fresh, migrated store. Concurrency checks start N tasks behind a barrier.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod counters;
 mod recovery;
 
 use crate::ids::*;
 use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
+use counters::a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept;
 use latchkey_proto::Channel;
 use recovery::{
     a_single_use_value_takes_effect_in_one_batch_only, a_transition_sets_the_attempt_count_it_carries,
@@ -191,7 +193,13 @@ pub async fn flow_attempts_never_exceed_the_cap_under_concurrency(store: Arc<dyn
 }
 
 pub async fn failure_counters_lock_progressively_and_hold_under_concurrency(store: Arc<dyn Store>) {
-    let policy = LockoutPolicy { free_attempts: 3, base_delay_secs: 10, max_delay_secs: 60, hard_cap: 6 };
+    let policy = LockoutPolicy {
+        free_attempts: 3,
+        base_delay_secs: 10,
+        max_delay_secs: 60,
+        hard_cap: 6,
+        forget_after_secs: 3600,
+    };
     let barrier = Arc::new(tokio::sync::Barrier::new(40));
     let mut tasks = vec![];
     for _ in 0..40 {
@@ -240,7 +248,13 @@ pub async fn failure_counters_lock_progressively_and_hold_under_concurrency(stor
 /// A success clears the counter while failures are being reserved in parallel (checklist REC-3:
 /// one right recovery code among wrong ones). Every reservation gets an answer, never an error.
 pub async fn a_counter_cleared_during_parallel_reservations_never_errors(store: Arc<dyn Store>) {
-    let policy = LockoutPolicy { free_attempts: 1000, base_delay_secs: 1, max_delay_secs: 1, hard_cap: 10_000 };
+    let policy = LockoutPolicy {
+        free_attempts: 1000,
+        base_delay_secs: 1,
+        max_delay_secs: 1,
+        hard_cap: 10_000,
+        forget_after_secs: 3600,
+    };
     for _ in 0..30 {
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let mut tasks = vec![];
@@ -895,6 +909,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         recovery_flows_are_listed_per_account_and_change_times_round_trip,
         a_transition_sets_the_attempt_count_it_carries,
         a_single_use_value_takes_effect_in_one_batch_only,
+        a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept,
     ]
 }
 

@@ -38,6 +38,22 @@ impl Username {
     }
 }
 
+/// The canonical key of a username offered at sign-in, recovery or administration: refused when
+/// it could never name an account (empty, or longer than a username may be), so no unbounded
+/// string reaches a store as a counter or rate-limit key (issue 11, item 5).
+pub fn lookup_key(raw: &str) -> Result<String, IdentifierError> {
+    // A username is at most 64 characters of at most 4 bytes, before and after NFKC; anything
+    // much longer is refused before it is normalised.
+    if raw.len() > 1024 {
+        return Err(IdentifierError::Username);
+    }
+    let key = canonical_username(raw);
+    if key.is_empty() || key.chars().count() > 64 {
+        return Err(IdentifierError::Username);
+    }
+    Ok(key)
+}
+
 /// The canonical key of any string a user offers as a username, valid or not. Used for failure
 /// counters, so an attacker cannot dodge a lockout by changing case or normalisation form.
 pub fn canonical_username(raw: &str) -> String {

@@ -637,6 +637,15 @@ pub struct LockoutPolicy {
     pub max_delay_secs: u64,
     /// After this many consecutive failures no attempt is evaluated until a reset.
     pub hard_cap: u32,
+    /// A counter below `hard_cap` with no failure for this long is forgotten (and its row
+    /// purged), so counters for names nobody uses do not pile up; one at the cap is kept until a
+    /// reset (default 30 days).
+    #[serde(default = "default_forget_after_secs")]
+    pub forget_after_secs: u64,
+}
+
+fn default_forget_after_secs() -> u64 {
+    30 * 24 * 3600
 }
 
 /// The answer to "may one more attempt be evaluated?".
@@ -649,6 +658,13 @@ pub enum Reservation {
 }
 
 impl LockoutPolicy {
+    /// When a counter that has just reached `failures` may be forgotten (`None`: at the cap, kept
+    /// until a reset).
+    pub fn forget_at(&self, failures: u32, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        (failures < self.hard_cap)
+            .then(|| now + time::Duration::seconds(i64::try_from(self.forget_after_secs).unwrap_or(i64::MAX)))
+    }
+
     /// The delay imposed after `failures` consecutive failures.
     pub fn delay_after(&self, failures: u32) -> Option<time::Duration> {
         if failures < self.free_attempts {

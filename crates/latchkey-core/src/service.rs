@@ -12,7 +12,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::crypto::{Keys, sha256_b64};
 use crate::dpop::{self, DpopProof};
 use crate::error::AuthError;
-use crate::identity::{Email, Phone, Username, canonical_username};
+use crate::identity::{Email, Phone, Username, lookup_key};
 use crate::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::*;
 use crate::password::{SecretHasher, check_policy, normalize};
@@ -467,10 +467,7 @@ impl Auth {
             };
         };
         let now = self.now();
-        let key = canonical_username(raw_username);
-        if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username and password are required".into()));
-        }
+        let key = lookup_key(raw_username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let password = normalize(raw_password);
         if let Reservation::Locked(_) =
             self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await?
@@ -1381,7 +1378,8 @@ impl Auth {
 
     /// Administrative changes to an account, by username.
     pub async fn admin_update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
-        let mut user = self.store.user_by_username(&canonical_username(username)).await?.ok_or(AuthError::NotFound)?;
+        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
+        let mut user = self.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
         let now = self.now();
         let mut batch = Batch::new();
         let kind = match action {

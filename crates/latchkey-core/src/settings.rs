@@ -154,8 +154,20 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            password: LockoutPolicy { free_attempts: 5, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 50 },
-            code: LockoutPolicy { free_attempts: 10, base_delay_secs: 1, max_delay_secs: 900, hard_cap: 100 },
+            password: LockoutPolicy {
+                free_attempts: 5,
+                base_delay_secs: 1,
+                max_delay_secs: 900,
+                hard_cap: 50,
+                forget_after_secs: 30 * 24 * 3600,
+            },
+            code: LockoutPolicy {
+                free_attempts: 10,
+                base_delay_secs: 1,
+                max_delay_secs: 900,
+                hard_cap: 100,
+                forget_after_secs: 30 * 24 * 3600,
+            },
             send_window_secs: 900,
             sends_per_account: 5,
             sends_per_destination: 5,

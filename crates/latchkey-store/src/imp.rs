@@ -507,32 +507,39 @@ macro_rules! store_impl {
             }
 
             async fn reserve_failure(&self, key: &str, kind: &str, now: OffsetDateTime, policy: &LockoutPolicy) -> Result<Reservation, StoreError> {
-                let mut tx = self.begin().await?;
-                sqlx::query("INSERT INTO failure_counters (key, kind, failures) VALUES ($1, $2, 0) ON CONFLICT (key, kind) DO NOTHING")
-                    .bind(key).bind(kind).execute(&mut *tx).await.map_err(db_err)?;
-                let counted = sqlx::query("UPDATE failure_counters SET failures = failures + 1 WHERE key = $1 AND kind = $2 AND failures < $3 AND (locked_until IS NULL OR locked_until <= $4) RETURNING failures")
-                    .bind(key).bind(kind).bind(i64::from(policy.hard_cap)).bind(us(now))
-                    .fetch_optional(&mut *tx).await.map_err(db_err)?;
-                let out = match counted {
-                    Some(r) => {
-                        let failures = n32(r.try_get("failures").map_err(db_err)?);
-                        // The delay is set when the attempt is reserved, so a parallel burst
-                        // cannot slip more evaluations in before the first result is known.
-                        let until = policy.delay_after(failures).map(|d| us(now + d));
-                        sqlx::query("UPDATE failure_counters SET locked_until = $3 WHERE key = $1 AND kind = $2")
-                            .bind(key).bind(kind).bind(until).execute(&mut *tx).await.map_err(db_err)?;
-                        Reservation::Allowed(failures)
-                    }
-                    None => {
-                        let r = sqlx::query("SELECT failures, locked_until FROM failure_counters WHERE key = $1 AND kind = $2")
-                            .bind(key).bind(kind).fetch_one(&mut *tx).await.map_err(db_err)?;
-                        let failures = n32(r.try_get("failures").map_err(db_err)?);
-                        let until = opt_us(r.try_get("locked_until").map_err(db_err)?)?;
-                        Reservation::Locked(if failures >= policy.hard_cap { None } else { until })
-                    }
-                };
-                tx.commit().await.map_err(db_err)?;
-                Ok(out)
+                // Twice at most: the purge may delete a forgotten row between the insert and the
+                // update; the second round starts from a fresh row.
+                for _ in 0..2 {
+                    let mut tx = self.begin().await?;
+                    sqlx::query("INSERT INTO failure_counters (key, kind, failures) VALUES ($1, $2, 0) ON CONFLICT (key, kind) DO NOTHING")
+                        .bind(key).bind(kind).execute(&mut *tx).await.map_err(db_err)?;
+                    let counted = sqlx::query("UPDATE failure_counters SET failures = failures + 1 WHERE key = $1 AND kind = $2 AND failures < $3 AND (locked_until IS NULL OR locked_until <= $4) RETURNING failures")
+                        .bind(key).bind(kind).bind(i64::from(policy.hard_cap)).bind(us(now))
+                        .fetch_optional(&mut *tx).await.map_err(db_err)?;
+                    let out = match counted {
+                        Some(r) => {
+                            let failures = n32(r.try_get("failures").map_err(db_err)?);
+                            // The delay is set when the attempt is reserved, so a parallel burst
+                            // cannot slip more evaluations in before the first result is known.
+                            let until = policy.delay_after(failures).map(|d| us(now + d));
+                            let forget = policy.forget_at(failures, now).map(us);
+                            sqlx::query("UPDATE failure_counters SET locked_until = $3, expires_at = $4 WHERE key = $1 AND kind = $2")
+                                .bind(key).bind(kind).bind(until).bind(forget).execute(&mut *tx).await.map_err(db_err)?;
+                            Reservation::Allowed(failures)
+                        }
+                        None => {
+                            let r = sqlx::query("SELECT failures, locked_until FROM failure_counters WHERE key = $1 AND kind = $2")
+                                .bind(key).bind(kind).fetch_optional(&mut *tx).await.map_err(db_err)?;
+                            let Some(r) = r else { continue };
+                            let failures = n32(r.try_get("failures").map_err(db_err)?);
+                            let until = opt_us(r.try_get("locked_until").map_err(db_err)?)?;
+                            Reservation::Locked(if failures >= policy.hard_cap { None } else { until })
+                        }
+                    };
+                    tx.commit().await.map_err(db_err)?;
+                    return Ok(out);
+                }
+                Err(StoreError::Unavailable("failure counter vanished twice".into()))
             }
 
             async fn hit_rate_limits(&self, buckets: &[(String, u32)], window_start: OffsetDateTime) -> Result<bool, StoreError> {
@@ -741,6 +748,9 @@ macro_rules! store_impl {
                 n += sqlx::query("DELETE FROM rate_counters WHERE window_start < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM flows WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM used_once WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                // Forgotten counters (below their cap, quiet for `forget_after_secs`); one at its
+                // cap has no expiry and stays until a reset.
+                n += sqlx::query("DELETE FROM failure_counters WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM approvals WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 tx.commit().await.map_err(db_err)?;
                 Ok(n)

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::device::{self as dk, KeyRole, Purpose};
-use crate::identity::canonical_username;
+use crate::identity::lookup_key;
 use latchkey_proto::DeviceKey;
 
 /// Consecutive wrong PINs after which a device's PIN is blocked.
@@ -182,10 +182,7 @@ impl Auth {
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
-        let key = canonical_username(raw_username);
-        if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username is required".into()));
-        }
+        let key = lookup_key(raw_username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let user = self
             .store
             .user_by_username(&key)

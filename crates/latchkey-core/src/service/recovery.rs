@@ -13,7 +13,7 @@
 
 use super::undo::Undo;
 use super::*;
-use crate::identity::canonical_username;
+use crate::identity::lookup_key;
 
 /// Who may recover: an active account, or one held by "this wasn't me" (a recovery releases it).
 fn recoverable(status: UserStatus) -> bool {
@@ -99,10 +99,7 @@ impl Auth {
     /// The canonical username and the account it names, if that account may recover (an
     /// active one, or one held by "this wasn't me": a recovery releases it).
     async fn account_to_recover(&self, username: &str) -> Result<(String, Option<User>), AuthError> {
-        let key = canonical_username(username);
-        if key.is_empty() {
-            return Err(AuthError::InvalidRequest("username is required".into()));
-        }
+        let key = lookup_key(username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
         Ok((key, user))
     }

@@ -536,7 +536,32 @@ async fn log_2_with_the_database_down_nothing_is_issued_and_nothing_internal_lea
     assert_eq!(s.raw().request("GET", "/health/live", None, None).await.status, 200);
 }
 
+async fn unbounded_usernames_never_reach_the_store(b: Backend) {
+    let s = TestServer::start(b).await;
+    // Issue 11, item 5: 60 KB usernames at every door that takes one are refused at the door, so
+    // none becomes a counter or rate-limit key.
+    let huge = "x".repeat(60 * 1024);
+    let long = "y".repeat(65);
+    for name in [&huge, &long] {
+        for (path, body) in [
+            ("/v1/sign-in", serde_json::json!({"username": name, "password": "whatever it is"})),
+            ("/v1/sign-in", serde_json::json!({"username": name})),
+            ("/v1/forgot-password", serde_json::json!({"username": name})),
+            ("/v1/recovery", serde_json::json!({"username": name})),
+        ] {
+            let r = s.raw().request("POST", path, None, Some(body)).await;
+            assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)), "{path}");
+        }
+    }
+    let dump = s.db.dump_text().await.unwrap();
+    assert!(!dump.contains(&long), "no key of the refused usernames was stored");
+    // A 64-character name is a possible account, and answers as an unknown one.
+    let r = sign_in_raw(&s, &"z".repeat(64), "whatever it is").await;
+    assert_eq!(r.status, 401);
+}
+
 both_stores!(
+    unbounded_usernames_never_reach_the_store,
     flow_3_a_pending_flow_expires_and_is_single_use,
     flow_6_a_pending_flow_is_not_a_session_and_differs_from_the_tokens,
     oob_1_codes_are_six_random_digits_stored_only_as_macs_and_expire_in_ten_minutes,
