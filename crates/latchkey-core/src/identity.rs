@@ -9,6 +9,10 @@ pub enum IdentifierError {
     /// The username is empty, too long, or has characters that are not allowed.
     #[error("username must be 1 to 64 letters, digits, or . _ - @ +")]
     Username,
+    /// The username mixes writing systems (a Cyrillic `і` among Latin letters), so it could pass
+    /// for another user's (Unicode UTS #39).
+    #[error("username must be written in one script (it could be mistaken for another)")]
+    MixedScript,
     /// Not an email address.
     #[error("email address is not valid")]
     Email,
@@ -34,7 +38,15 @@ impl Username {
         let canonical = canonical_username(&display);
         let ok_len = (1..=64).contains(&canonical.chars().count());
         let ok_chars = canonical.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
-        if ok_len && ok_chars { Ok(Self { display, canonical }) } else { Err(IdentifierError::Username) }
+        if !(ok_len && ok_chars) {
+            return Err(IdentifierError::Username);
+        }
+        // UTS #39 mixed-script detection: `vіctim1` (Cyrillic і) would be a separate account that
+        // looks like `victim1` in every notice and list. One script (plus digits and punctuation).
+        if !unicode_security::MixedScript::is_single_script(canonical.as_str()) {
+            return Err(IdentifierError::MixedScript);
+        }
+        Ok(Self { display, canonical })
     }
 }
 
@@ -65,12 +77,27 @@ pub fn canonical_username(raw: &str) -> String {
 pub struct Email(String);
 
 impl Email {
-    /// Parse an address. Deliberately simple: one `@`, a dotted domain, no spaces or controls.
+    /// Parse an address: exactly the addresses that are delivered as typed — the WHATWG (HTML)
+    /// "valid email address" rule, with a dotted domain, at most 254 characters, and no RFC 2047
+    /// encoded word (`=?…?=`) that a mail library would decode into another recipient. Display
+    /// names, comments, quoted local parts and non-ASCII addresses are refused at the door.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         let raw = raw.trim();
-        let (local, domain) = raw.rsplit_once('@').ok_or(IdentifierError::Email)?;
-        let bad = |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@');
-        if bad(local) || bad(domain) || !domain.contains('.') || raw.len() > 254 {
+        let (local, domain) = raw.split_once('@').ok_or(IdentifierError::Email)?;
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(c);
+        let label = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let ok = !local.is_empty()
+            && local.chars().all(atext)
+            && !local.contains("=?")
+            && domain.contains('.')
+            && domain.split('.').all(label)
+            && raw.len() <= 254;
+        if !ok {
             return Err(IdentifierError::Email);
         }
         Ok(Self(format!("{local}@{}", domain.to_lowercase())))
@@ -131,6 +158,40 @@ mod tests {
         assert_eq!(a.canonical, b.canonical);
         assert_eq!(a.canonical, c.canonical);
         assert_eq!(canonical_username(" ALICE "), "alice");
+    }
+
+    #[test]
+    fn only_addresses_delivered_as_typed_are_accepted() {
+        for good in
+            ["alice@example.com", "a.b+tag@mail.example.co.uk", "o'neil@example.org", "x_y-z@sub-domain.example"]
+        {
+            assert!(Email::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "x<attacker@evil.example>",
+            "Alice <alice@example.com>",
+            "=?utf-8?q?attacker=40evil.example?=@victim.example",
+            "\"a@b\"@example.com",
+            "alice@example.com (comment)",
+            "alice@@example.com",
+            "alice@exa mple.com",
+            "alice@-example.com",
+            "alice@example",
+            "alïce@example.com",
+            "alice@exämple.com",
+            "alice@example.com\r\nBcc: x@evil.example",
+            "alice@[127.0.0.1]",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_username_written_in_two_scripts_is_refused() {
+        assert!(Username::parse("victim1").is_ok());
+        assert!(Username::parse("жена").is_ok(), "one script other than Latin");
+        assert_eq!(Username::parse("v\u{0456}ctim1"), Err(IdentifierError::MixedScript), "Cyrillic і");
+        assert_eq!(Username::parse("p\u{0430}ypal"), Err(IdentifierError::MixedScript), "Cyrillic а");
     }
 
     #[test]

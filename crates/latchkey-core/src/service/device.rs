@@ -86,6 +86,13 @@ impl Auth {
         if name.is_empty() || name.chars().count() > 64 || platform.is_empty() || platform.chars().count() > 32 {
             return Err(AuthError::InvalidRequest("name (1–64 characters) and platform (1–32) are required".into()));
         }
+        // Both are echoed into security notices: no line breaks or invisible characters to forge
+        // a notice's lines, and no link or markup to turn it into a lure.
+        if [name, platform].iter().any(|s| !shown_safely(s)) {
+            return Err(AuthError::InvalidRequest(
+                "name and platform: no control or invisible characters, links or < >".into(),
+            ));
+        }
         let biometric_evidence = self.biometric_evidence(e.attestation.as_ref(), &biometric, &nonce, now)?;
         if let Err(reason) = dk::check_pin(e.pin.expose()) {
             let mut o = Self::outcome(flow, vec![StepEvent { step, outcome: "failed" }]);
@@ -589,4 +596,12 @@ impl Auth {
             .filter(|d| d.user_id == p.user.id && d.revoked_at.is_none())
             .ok_or(AuthError::NotFound)
     }
+}
+
+/// Whether user-chosen text can go into a notice as it is: no control characters (CR/LF forge
+/// lines), no invisible or direction-changing ones (they hide or reorder text), no link or markup.
+fn shown_safely(s: &str) -> bool {
+    let invisible =
+        |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
+    !s.chars().any(|c| c.is_control() || invisible(c) || c == '<' || c == '>') && !s.contains("://")
 }

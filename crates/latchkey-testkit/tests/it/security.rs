@@ -560,7 +560,43 @@ async fn unbounded_usernames_never_reach_the_store(b: Backend) {
     assert_eq!(r.status, 401);
 }
 
+async fn input_that_would_turn_into_something_else_is_refused_at_the_door(b: Backend) {
+    let s = TestServer::start_with(b, |c| c.policy.sign_up.require_email = false).await;
+    s.create_user("victim1", PW).await;
+    // Issue 11, item 6: an address is accepted only if it is delivered as typed.
+    for email in [
+        "x<attacker@evil.example>",
+        "Victim <attacker@evil.example>",
+        "=?utf-8?q?attacker=40evil.example?=@victim.example",
+        "\"attacker@evil.example\"@victim.example",
+    ] {
+        let body = serde_json::json!({"username": "someone", "password": PW, "email": email});
+        let r = s.raw().request("POST", "/v1/sign-up", None, Some(body)).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)), "{email}");
+    }
+    assert_eq!(s.messages_to("attacker@evil.example").await, 0);
+    // A username that passes for another (a Cyrillic і) is refused, not a second account.
+    let body = serde_json::json!({"username": "v\u{0456}ctim1", "password": PW, "email": "v@example.com"});
+    let r = s.raw().request("POST", "/v1/sign-up", None, Some(body)).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)));
+    // A device name cannot forge lines or links in the notices that quote it.
+    let c = s.client();
+    let phone = "+14155550414";
+    let req = SignUpRequest { username: "dana".into(), password: None, email: None, phone: Some(phone.into()) };
+    let a = c.sign_up(&req).await.unwrap();
+    let e = c.confirm_sign_up(&a.flow_id, &s.code_for(phone).await).await.unwrap();
+    let ks = latchkey_client::SoftwareKeystore::new();
+    for name in
+        ["Phone\r\nYour account is safe", "Phone \u{202E}enohp", "Get help at https://evil.example", "<b>Phone</b>"]
+    {
+        let err = c.enroll_device_step(&e, &ks, name, "ios", "371946").await.unwrap_err();
+        assert_eq!((err.status(), err.code()), (Some(400), Some(codes::INVALID_REQUEST)), "{name:?}");
+    }
+    assert!(c.enroll_device_step(&e, &ks, "Dana's phone", "ios", "371946").await.unwrap().1.tokens.is_some());
+}
+
 both_stores!(
+    input_that_would_turn_into_something_else_is_refused_at_the_door,
     unbounded_usernames_never_reach_the_store,
     flow_3_a_pending_flow_expires_and_is_single_use,
     flow_6_a_pending_flow_is_not_a_session_and_differs_from_the_tokens,
