@@ -95,8 +95,9 @@ impl Outbox {
     async fn open(data_dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<Self> {
         let config =
             latchkey_server::config::Config { data_dir: data_dir.to_owned(), database_url, ..Default::default() };
-        let (ring, _) = latchkey_server::keys::load_or_create(data_dir)?;
-        let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
+        let (ring, _) = latchkey_server::keys::load(data_dir, false)?;
+        let open = latchkey_store::OpenOptions { existing_only: true, ..Default::default() };
+        let db = latchkey_store::Database::open(&config.database_url(), &open).await?;
         Ok(Self { db, keys: ring.keys, data_dir: data_dir.to_owned() })
     }
 

@@ -119,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(c) => {
             let config = c.load()?;
             if config.database_url.is_none() {
-                std::fs::create_dir_all(&config.data_dir)?;
+                latchkey_server::keys::create_data_dir(&config.data_dir)?;
             }
             let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
             db.migrate().await?;
@@ -198,9 +198,10 @@ async fn shutdown_signal() {
 }
 
 async fn outbox(config: Config, json: bool) -> anyhow::Result<()> {
-    let (ring, _) = latchkey_server::keys::load_or_create(&config.data_dir)?;
-    let db = latchkey_store::Database::open(&config.database_url(), &Default::default()).await?;
-    db.migrate().await?;
+    // Read-only: never creates a data directory, keys or a database where there were none.
+    let (ring, _) = latchkey_server::keys::load(&config.data_dir, false)?;
+    let open = latchkey_store::OpenOptions { existing_only: true, ..Default::default() };
+    let db = latchkey_store::Database::open(&config.database_url(), &open).await?;
     let messages =
         latchkey_server::outbox::read(db.store().as_ref(), &ring.keys, latchkey_server::delivery::DEV).await?;
     for m in messages {

@@ -236,6 +236,16 @@ pub enum RotateOutcome {
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The key fingerprints recorded for this database (name → fingerprint).
+    async fn key_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Record fingerprints for the names not recorded yet (the first to record a name wins).
+    async fn record_key_fingerprints(
+        &self,
+        fingerprints: &[(String, String)],
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Whether any account exists.
+    async fn has_users(&self) -> Result<bool, StoreError>;
     /// Apply `batch` atomically.
     async fn apply(&self, batch: Batch) -> Result<(), StoreError>;
 

@@ -26,23 +26,70 @@ pub struct KeyRing {
     pub signing: SigningKey,
     /// Pepper and data key.
     pub keys: Keys,
+    /// Each file's fingerprint, as recorded in the database.
+    pub fingerprints: Vec<(String, String)>,
 }
 
 const SIGNING: &str = "jwt-signing-key.p8";
 const DATA: &str = "data-key";
 const PEPPER: &str = "pepper";
 
-/// Load the keys, creating any that are missing. `created` lists the files written.
-pub fn load_or_create(dir: &Path) -> anyhow::Result<(KeyRing, Vec<String>)> {
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+/// Load the keys for a server whose database is `store`: new keys only for a database that has
+/// none recorded and no accounts; otherwise every file must be there and match the fingerprints
+/// the database recorded, or the server refuses to start and says what to restore (a fresh
+/// pepper or data key would silently break every password, PIN and sealed secret).
+pub async fn load_checked(
+    dir: &Path,
+    store: &dyn latchkey_core::store::Store,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<(KeyRing, Vec<String>)> {
+    let recorded = store.key_fingerprints().await.map_err(|e| anyhow::anyhow!("cannot read key fingerprints: {e}"))?;
+    let fresh = recorded.is_empty() && !store.has_users().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ring, created) = load(dir, fresh)?;
+    if recorded.is_empty() {
+        store
+            .record_key_fingerprints(&ring.fingerprints, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot record key fingerprints: {e}"))?;
+    }
+    // Re-read: another replica may have recorded first, with other files.
+    let recorded = store.key_fingerprints().await.map_err(|e| anyhow::anyhow!("cannot read key fingerprints: {e}"))?;
+    for (name, fp) in &recorded {
+        let ours = ring.fingerprints.iter().find(|(n, _)| n == name).map(|(_, f)| f.as_str());
+        if ours != Some(fp.as_str()) {
+            anyhow::bail!(
+                "{} in {} is not the key this database was set up with (fingerprint {} expected, {} found). \
+                 Restore the right file from your backup (or point data_dir at it); every replica of one \
+                 database needs the same key files",
+                name,
+                dir.display(),
+                fp,
+                ours.unwrap_or("none"),
+            );
+        }
+    }
+    Ok((ring, created))
+}
+
+/// Load the keys, creating any that are missing when `create`; otherwise a missing file is an
+/// error that says what to restore. `created` lists the files written.
+pub fn load(dir: &Path, create: bool) -> anyhow::Result<(KeyRing, Vec<String>)> {
+    if create {
+        create_data_dir(dir)?;
+    } else if !dir.is_dir() {
+        anyhow::bail!(
+            "no Latchkey data in {}: run this where `latchkey serve` keeps its data, or pass --data-dir",
+            dir.display()
+        );
+    }
     let mut created = vec![];
-    let pkcs8 = read_or_write(dir, SIGNING, &mut created, || {
+    let pkcs8 = read_or_write(dir, SIGNING, create, &mut created, || {
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
             .map(|d| d.as_ref().to_vec())
             .map_err(|_| anyhow::anyhow!("cannot generate a signing key"))
     })?;
-    let data_key = read_or_write(dir, DATA, &mut created, || Ok(random32()))?;
-    let pepper = read_or_write(dir, PEPPER, &mut created, || Ok(random32()))?;
+    let data_key = read_or_write(dir, DATA, create, &mut created, || Ok(random32()))?;
+    let pepper = read_or_write(dir, PEPPER, create, &mut created, || Ok(random32()))?;
     if data_key.len() != 32 || pepper.len() != 32 {
         anyhow::bail!("{DATA} and {PEPPER} in {} must be 32 bytes", dir.display());
     }
@@ -51,13 +98,39 @@ pub fn load_or_create(dir: &Path) -> anyhow::Result<(KeyRing, Vec<String>)> {
     let public = pair.public_key().as_ref().to_vec();
     let kid = sha256_b64(&public).chars().take(16).collect();
     let data_key_id = sha256_b64(&data_key).chars().take(8).collect();
+    let fingerprints = vec![
+        (SIGNING.to_owned(), fingerprint(SIGNING, &public)),
+        (DATA.to_owned(), fingerprint(DATA, &data_key)),
+        (PEPPER.to_owned(), fingerprint(PEPPER, &pepper)),
+    ];
     Ok((
         KeyRing {
             signing: SigningKey { pkcs8: SecretBytes::new(pkcs8), kid, public },
             keys: Keys { pepper: SecretBytes::new(pepper), data_key_id, data_key: SecretBytes::new(data_key) },
+            fingerprints,
         },
         created,
     ))
+}
+
+/// A key file's fingerprint: 96 bits of SHA-256 over a label and the key (the public key for the
+/// signing key), enough to tell files apart and nothing to learn a 256-bit secret from.
+fn fingerprint(name: &str, bytes: &[u8]) -> String {
+    let mut input = format!("latchkey key fingerprint\0{name}\0").into_bytes();
+    input.extend_from_slice(bytes);
+    sha256_b64(&input).chars().take(16).collect()
+}
+
+/// The data directory (if missing), which only its owner can enter.
+pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))
 }
 
 fn random32() -> Vec<u8> {
@@ -69,12 +142,22 @@ fn random32() -> Vec<u8> {
 fn read_or_write(
     dir: &Path,
     name: &str,
+    create: bool,
     created: &mut Vec<String>,
     make: impl FnOnce() -> anyhow::Result<Vec<u8>>,
 ) -> anyhow::Result<Vec<u8>> {
     let path = dir.join(name);
     if path.exists() {
         return std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()));
+    }
+    if !create {
+        anyhow::bail!(
+            "{} is missing, but this data already has keys. Restore {name} (and the other key files) \
+             from your backup into {}, or point data_dir at them; new keys would make every password, \
+             PIN and sealed secret stop working",
+            path.display(),
+            dir.display()
+        );
     }
     let bytes = make()?;
     write_private(&path, &bytes)?;

@@ -79,11 +79,12 @@ impl Server {
     /// As [`Server::build`] with explicit database options (tests use a PostgreSQL schema each).
     pub async fn build_with(config: &Config, clock: Arc<dyn Clock>, open: OpenOptions) -> anyhow::Result<Self> {
         config.validate()?;
-        let (ring, created_files) = keys::load_or_create(&config.data_dir)?;
+        keys::create_data_dir(&config.data_dir)?;
         let db = Database::open(&config.database_url(), &open)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
         db.migrate().await.map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let (ring, created_files) = keys::load_checked(&config.data_dir, db.store().as_ref(), clock.now()).await?;
         let mut settings = config.policy.clone();
         if settings.tokens.issuer == latchkey_core::settings::TokenSettings::default().issuer {
             settings.tokens.issuer = config.issuer();

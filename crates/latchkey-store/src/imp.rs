@@ -488,6 +488,25 @@ macro_rules! store_impl {
                 r.as_ref().map(Self::flow).transpose()
             }
 
+            async fn key_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
+                let rows = sqlx::query("SELECT name, fingerprint FROM key_fingerprints ORDER BY name").fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(|r| Ok((r.try_get("name").map_err(db_err)?, r.try_get("fingerprint").map_err(db_err)?))).collect()
+            }
+
+            async fn record_key_fingerprints(&self, fingerprints: &[(String, String)], at: OffsetDateTime) -> Result<(), StoreError> {
+                let mut tx = self.begin().await?;
+                for (name, fp) in fingerprints {
+                    sqlx::query("INSERT INTO key_fingerprints (name, fingerprint, recorded_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                        .bind(name).bind(fp).bind(us(at)).execute(&mut *tx).await.map_err(db_err)?;
+                }
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn has_users(&self) -> Result<bool, StoreError> {
+                let r = sqlx::query("SELECT EXISTS (SELECT 1 FROM users) AS found").fetch_one(&self.pool).await.map_err(db_err)?;
+                r.try_get::<bool, _>("found").map_err(db_err)
+            }
+
             async fn recovery_flows(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Flow>, StoreError> {
                 let rows = sqlx::query("SELECT * FROM flows WHERE user_id = $1 AND kind = 'recovery' AND expires_at > $2 ORDER BY created_at")
                     .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
@@ -760,7 +779,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 14] = [
     "users",
     "flows",
     "sessions",
@@ -773,6 +792,7 @@ const TABLES: [&str; 13] = [
     "recovery_codes",
     "devices",
     "used_once",
+    "key_fingerprints",
     "approvals",
 ];
 

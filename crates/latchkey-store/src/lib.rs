@@ -23,6 +23,9 @@ pub struct OpenOptions {
     pub pg_schema: Option<String>,
     /// Maximum pool size (default: 16 for PostgreSQL, 8 for SQLite).
     pub max_connections: Option<u32>,
+    /// SQLite: open an existing database only, never create one (read-only commands such as
+    /// `latchkey outbox` run in the wrong directory must not leave an empty database behind).
+    pub existing_only: bool,
 }
 
 /// An open database of either kind.
@@ -72,9 +75,18 @@ impl Database {
             Ok(Database::Postgres(PgStore::new(pool)))
         } else if url.starts_with("sqlite:") {
             use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-            let o = SqliteConnectOptions::from_str(url)
-                .map_err(unavailable)?
-                .create_if_missing(true)
+            let o = SqliteConnectOptions::from_str(url).map_err(unavailable)?;
+            let file = o.get_filename().to_path_buf();
+            if !file.exists() {
+                if opts.existing_only {
+                    return Err(StoreError::Unavailable(format!("no database at {}", file.display())));
+                }
+                // Created 0600 before SQLite opens it: SQLite makes its -wal and -shm files with
+                // the database file's permissions, so nothing of it is readable by others.
+                create_private(&file).map_err(unavailable)?;
+            }
+            let o = o
+                .create_if_missing(!opts.existing_only)
                 .journal_mode(SqliteJournalMode::Wal)
                 // Every committed sign-up, session and code survives a power cut.
                 .synchronous(SqliteSynchronous::Full)
@@ -139,4 +151,16 @@ pub fn migration_versions() -> (Vec<i64>, Vec<i64>) {
     let s = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect();
     let p = sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
     (s, p)
+}
+
+/// An empty file only its owner can read and write.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map(|_| ())
 }

@@ -275,6 +275,71 @@ fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() 
     assert_eq!(me["amr"], serde_json::json!(["email", "sms", "hwk"]), "{me}");
 }
 
+/// `latchkey serve` in `dir` that must refuse to start: its standard error.
+fn serve_refused(dir: &Path) -> String {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success());
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return err;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started without its keys");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_server_missing_or_mismatching_its_key_files_refuses_to_start_and_says_what_to_restore() {
+    let dir = temp_dir();
+    let data = dir.join("latchkey-data");
+    drop(serve(&dir));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(data.join("latchkey.db"), 0o600), (data.clone(), 0o700), (data.join("pepper"), 0o600)] {
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, mode, "{}", path.display());
+        }
+    }
+    // A restore that forgot the pepper: no new one is made.
+    let pepper = std::fs::read(data.join("pepper")).unwrap();
+    std::fs::remove_file(data.join("pepper")).unwrap();
+    let err = serve_refused(&dir);
+    assert!(err.contains("pepper is missing") && err.contains("Restore pepper"), "{err}");
+    assert!(!data.join("pepper").exists(), "no new pepper was written");
+    // Another deployment's pepper: refused by its fingerprint.
+    std::fs::write(data.join("pepper"), [7u8; 32]).unwrap();
+    let err = serve_refused(&dir);
+    assert!(err.contains("pepper") && err.contains("not the key this database was set up with"), "{err}");
+    std::fs::write(data.join("pepper"), &pepper).unwrap();
+    drop(serve(&dir));
+}
+
+#[test]
+fn read_only_commands_never_create_data() {
+    let dir = temp_dir();
+    let out = Command::new(BIN).args(["outbox"]).current_dir(&dir).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Latchkey data"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("latchkey-data").exists(), "nothing was created");
+}
+
 #[test]
 fn config_check_validates_and_redacts_secrets() {
     let dir = temp_dir();

@@ -21,7 +21,7 @@ async fn postgres() -> Option<Database> {
         return None;
     };
     let schema = format!("conf_{}", uuid::Uuid::now_v7().simple());
-    let opts = OpenOptions { pg_schema: Some(schema), max_connections: Some(8) };
+    let opts = OpenOptions { pg_schema: Some(schema), max_connections: Some(8), ..Default::default() };
     let db =
         Database::open(&url, &opts).await.expect("LATCHKEY_TEST_DATABASE_URL is set but PostgreSQL is unreachable");
     db.migrate().await.unwrap();
