@@ -26,9 +26,13 @@ pub enum AuthError {
     /// Wrong username or password (never says which).
     #[error("incorrect username or password")]
     NotAuthorized,
-    /// Too many attempts or sends.
+    /// Too many attempts or sends; trying again sooner than `retry_after_secs` is refused too
+    /// (the HTTP answer's `Retry-After`).
     #[error("attempt limit exceeded; try again later")]
-    LimitExceeded,
+    LimitExceeded {
+        /// Seconds until an attempt may succeed (at least 1).
+        retry_after_secs: u64,
+    },
     /// No such flow.
     #[error("flow not found")]
     FlowNotFound,
@@ -109,7 +113,7 @@ impl AuthError {
             AuthError::UsernameExists => codes::USERNAME_EXISTS,
             AuthError::InvalidPassword(_) => codes::INVALID_PASSWORD,
             AuthError::NotAuthorized => codes::NOT_AUTHORIZED,
-            AuthError::LimitExceeded => codes::LIMIT_EXCEEDED,
+            AuthError::LimitExceeded { .. } => codes::LIMIT_EXCEEDED,
             AuthError::FlowNotFound => codes::FLOW_NOT_FOUND,
             AuthError::FlowExpired => codes::FLOW_EXPIRED,
             AuthError::ExpiredCode => codes::EXPIRED_CODE,
@@ -157,4 +161,9 @@ impl From<crate::tokens::TokenError> for AuthError {
     fn from(e: crate::tokens::TokenError) -> Self {
         AuthError::Internal(e.to_string())
     }
+}
+
+/// Seconds from `now` until `then`, at least 1: a `Retry-After` value.
+pub fn retry_after(now: time::OffsetDateTime, then: time::OffsetDateTime) -> u64 {
+    u64::try_from((then - now).whole_seconds()).unwrap_or(0).max(1)
 }

@@ -11,7 +11,7 @@
 use crate::clock::{Clock, rfc3339};
 use crate::crypto::{Keys, sha256_b64};
 use crate::dpop::{self, DpopProof};
-use crate::error::AuthError;
+use crate::error::{AuthError, retry_after};
 use crate::identity::{Email, Phone, Username, lookup_key};
 use crate::ids::{DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::*;
@@ -469,11 +469,13 @@ impl Auth {
         let now = self.now();
         let key = lookup_key(raw_username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let password = normalize(raw_password);
-        if let Reservation::Locked(_) =
+        if let Reservation::Locked(until) =
             self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await?
         {
             self.store.apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))])).await?;
-            return Err(AuthError::LimitExceeded);
+            // At the hard cap only a reset helps; the longest delay is the hint not to hammer.
+            let retry_after_secs = until.map_or(self.settings.limits.password.max_delay_secs, |t| retry_after(now, t));
+            return Err(AuthError::LimitExceeded { retry_after_secs });
         }
         let user = self.store.user_by_username(&key).await?;
         let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
@@ -823,12 +825,15 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => {
                 let now = self.store.flow(flow_id).await?;
                 match now.map(|f| f.state) {
-                    Some(FlowState::Denied { .. }) => Err(AuthError::LimitExceeded),
+                    // Denied by a parallel wrong answer: a new flow may start at once.
+                    Some(FlowState::Denied { .. }) => Err(AuthError::LimitExceeded { retry_after_secs: 1 }),
                     _ => Err(AuthError::FlowCompleted),
                 }
             }
             // Another approval is outstanding for the account (checklist PUSH-4).
-            Err(StoreError::Conflict("approval_pending")) => Err(AuthError::LimitExceeded),
+            Err(StoreError::Conflict("approval_pending")) => {
+                Err(AuthError::LimitExceeded { retry_after_secs: self.settings.push.approval_ttl_secs.max(1) })
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -1020,7 +1025,8 @@ impl Auth {
             _ => None,
         };
         if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
-            return Err(AuthError::LimitExceeded);
+            // This flow sends no more codes; a new one can, once it ends.
+            return Err(AuthError::LimitExceeded { retry_after_secs: retry_after(now, flow.expires_at) });
         }
         let channel = code.as_ref().map(|c| c.channel).unwrap_or(Channel::Email);
         self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel).await?;
@@ -1860,11 +1866,16 @@ impl Auth {
         if let Some(ip) = &ctx.ip {
             buckets.push((format!("send:ip:{ip}"), l.sends_per_ip));
         }
-        let mut ok = self.store.hit_rate_limits(&buckets, start).await?;
-        if ok && channel == Channel::Sms {
-            ok = self.sms_day_allows(ctx, real && destination.is_some()).await?;
+        if !self.store.hit_rate_limits(&buckets, start).await? {
+            return Err(AuthError::LimitExceeded {
+                retry_after_secs: retry_after(now, start + secs(l.send_window_secs)),
+            });
         }
-        if ok { Ok(()) } else { Err(AuthError::LimitExceeded) }
+        if channel == Channel::Sms && !self.sms_day_allows(ctx, real && destination.is_some()).await? {
+            let next_day = 86_400 - u64::try_from(now.unix_timestamp().rem_euclid(86_400)).unwrap_or(0);
+            return Err(AuthError::LimitExceeded { retry_after_secs: next_day.max(1) });
+        }
+        Ok(())
     }
 
     /// One more text message today: within the client IP's daily share (so no single client

@@ -212,7 +212,8 @@ impl Auth {
         let code = match method {
             MfaMethod::Sms | MfaMethod::Email => {
                 if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
-                    return Err(AuthError::LimitExceeded);
+                    // This flow sends no more codes; a new one can, once it ends.
+                    return Err(AuthError::LimitExceeded { retry_after_secs: retry_after(now, flow.expires_at) });
                 }
                 let mut code = match &user {
                     Some(user) => {
@@ -472,7 +473,8 @@ impl Auth {
         let raw = phone.or_else(|| user.phone.clone()).unwrap_or_default();
         let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
-            return Err(AuthError::LimitExceeded);
+            // This flow sends no more codes; a new one can, once it ends.
+            return Err(AuthError::LimitExceeded { retry_after_secs: retry_after(now, flow.expires_at) });
         }
         let (state, message) = self
             .verification_flow(flow.id, &user, (Channel::Sms, phone.as_str().into(), phone.masked()), now, &ctx)

@@ -37,14 +37,18 @@ impl Auth {
         if let Some(at) = self.store.last_reported_approval(user.id).await?
             && now < at + secs(policy.report_lock_secs)
         {
-            return Err(AuthError::LimitExceeded);
+            return Err(AuthError::LimitExceeded {
+                retry_after_secs: retry_after(now, at + secs(policy.report_lock_secs)),
+            });
         }
         let window = i64::try_from(policy.window_secs.max(1)).unwrap_or(900);
         let start = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
             .unwrap_or(now);
         let bucket = format!("push:account:{}", user.id);
         if !self.store.hit_rate_limits(&[(bucket, policy.max_per_window)], start).await? {
-            return Err(AuthError::LimitExceeded);
+            return Err(AuthError::LimitExceeded {
+                retry_after_secs: retry_after(now, start + Duration::seconds(window)),
+            });
         }
         let expires_at = (now + secs(policy.approval_ttl_secs)).min(flow.expires_at);
         let new_device = matches!(&flow.state, FlowState::AwaitingMfa { new_device: Some(_), .. });

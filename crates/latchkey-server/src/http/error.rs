@@ -43,7 +43,7 @@ fn status(e: &AuthError) -> StatusCode {
         | AuthError::StepMismatch { .. }
         | AuthError::MfaRequired(_) => StatusCode::CONFLICT,
         AuthError::FlowExpired | AuthError::ExpiredCode => StatusCode::GONE,
-        AuthError::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        AuthError::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         AuthError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         AuthError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,6 +86,10 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&v) {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
+            }
+            // RFC 9110 §10.2.3: when trying again may succeed.
+            AuthError::LimitExceeded { retry_after_secs } => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }

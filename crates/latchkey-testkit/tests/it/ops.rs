@@ -149,6 +149,13 @@ async fn every_answer_is_no_store_and_nosniff_and_every_refusal_is_the_json_erro
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)), "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.json()["error"]["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    // A 429 says when to try again: five wrong passwords, then one second's delay.
+    let wrong = serde_json::json!({"username": "cache", "password": "not the password"});
+    for _ in 0..5 {
+        assert_eq!(s.raw().request("POST", "/v1/sign-in", None, Some(wrong.clone())).await.status, 401);
+    }
+    let r = s.raw().request("POST", "/v1/sign-in", None, Some(wrong)).await;
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
 }
 
 both_stores!(
