@@ -59,7 +59,7 @@ pub struct AppState {
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ResponseDescriptions),
     tags((name = "flows", description = "Sign-up, sign-in and recovery as server-run state machines"),
          (name = "tokens", description = "Refresh and sign-out"),
          (name = "device", description = "An enrolled device's own requests (push approval), signed by its key"), (name = "me", description = "The signed-in user"),
@@ -92,6 +92,47 @@ impl utoipa::Modify for SecuritySchemes {
             "admin",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// OpenAPI requires a description on every response (3.1 §4.8.17.1): a response declared with a
+/// status and a body only gets the status's meaning and where the reason is.
+struct ResponseDescriptions;
+
+impl utoipa::Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, response) in op.responses.responses.iter_mut() {
+                    if let RefOr::T(r) = response
+                        && r.description.is_empty()
+                    {
+                        let reason = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Answer");
+                        r.description = if status.starts_with('2') {
+                            reason.to_owned()
+                        } else {
+                            format!("{reason}: the error body; `error.code` says why")
+                        };
+                    }
+                }
+            }
+        }
     }
 }
 
