@@ -51,7 +51,7 @@ pub struct SignInRequest {
     /// The password.
     #[serde(default)]
     pub password: Option<String>,
-    /// An enrolled device (device sign-in; not available yet).
+    /// An enrolled device: a device sign-in (`device_signature`).
     #[serde(default)]
     pub device_id: Option<String>,
 }
@@ -685,7 +685,7 @@ pub struct Tokens {
     pub access_token: String,
     /// An opaque refresh token, rotated on every use.
     pub refresh_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a device session (its tokens are bound to the device's key).
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -823,7 +823,7 @@ pub struct DeviceInfo {
     pub name: String,
     /// Its platform.
     pub platform: String,
-    /// Whether five wrong PINs blocked its PIN (sign in another way and enrol it again).
+    /// Whether five wrong PINs blocked its PIN (sign in another way, then `PUT /v1/me/devices/{id}/pin`).
     pub pin_blocked: bool,
     /// What proves its biometric key needs a biometric (`android_key/tee`,
     /// `android_key/strongbox`), or null: then a biometric sign-in is possession only.
@@ -954,6 +954,36 @@ pub struct ErrorDetail {
 
 /// The stable error codes of the API.
 pub mod codes {
+    /// Every code, for documents and clients that list them.
+    pub const ALL: &[&str] = &[
+        INVALID_REQUEST,
+        PAYLOAD_TOO_LARGE,
+        USERNAME_EXISTS,
+        INVALID_PASSWORD,
+        CODE_MISMATCH,
+        EXPIRED_CODE,
+        LIMIT_EXCEEDED,
+        NOT_AUTHORIZED,
+        FLOW_NOT_FOUND,
+        FLOW_EXPIRED,
+        FLOW_COMPLETED,
+        STEP_MISMATCH,
+        FLOW_CONTEXT_MISMATCH,
+        INVALID_GRANT,
+        UNSUPPORTED_GRANT_TYPE,
+        INVALID_DPOP_PROOF,
+        UNAUTHENTICATED,
+        INSUFFICIENT_USER_AUTHENTICATION,
+        FORBIDDEN,
+        MFA_REQUIRED,
+        INVALID_ATTESTATION,
+        INVALID_PIN,
+        NOT_FOUND,
+        NOT_IMPLEMENTED,
+        METHOD_NOT_ALLOWED,
+        UNAVAILABLE,
+        INTERNAL,
+    ];
     /// The request body or a field is malformed.
     pub const INVALID_REQUEST: &str = "invalid_request";
     /// The request body is over the size limit.

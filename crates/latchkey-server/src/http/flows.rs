@@ -48,8 +48,7 @@ pub async fn sign_up(
 /// `new_password`. Wrong username or password: 401 `not_authorized`, the same for both.
 #[utoipa::path(post, path = "/v1/sign-in", tag = "flows", request_body = SignInRequest,
     responses((status = 200, body = FlowAnswer), (status = 400, description = "invalid_request", body = ErrorBody),
-        (status = 401, description = "not_authorized", body = ErrorBody), (status = 429, description = "limit_exceeded", body = ErrorBody),
-        (status = 501, description = "not_implemented (device sign-in)", body = ErrorBody)))]
+        (status = 401, description = "not_authorized", body = ErrorBody), (status = 429, description = "limit_exceeded", body = ErrorBody)))]
 pub async fn sign_in(
     State(s): State<AppState>,
     Client(ctx): Client,

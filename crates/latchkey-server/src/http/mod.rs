@@ -77,17 +77,36 @@ impl utoipa::Modify for SecuritySchemes {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        // `Authorization` with schemes OpenAPI's `http` type does not name: described as the header.
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue};
         components.add_security_scheme(
             "device",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "`Authorization: Device <device id>` with a `DPoP` proof by the device's possession key",
-                    ))
-                    .build(),
-            ),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Device <device id>`, with a `DPoP` header: a proof (RFC 9449) by the device's possession key for this method and URL",
+            ))),
         );
+        components.add_security_scheme(
+            "dpop",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`DPoP <access token>` for a device session, with a `DPoP` header: a proof by the device's possession key carrying the token's `ath` (RFC 9449)",
+            ))),
+        );
+        // Tagged unions say which property tells their variants apart.
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{Discriminator, Schema};
+        for (name, tag) in [("NextStep", "type"), ("StepAnswer", "step")] {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+                one_of.discriminator = Some(Discriminator::new(tag));
+            }
+        }
+        // The error code is one of the documented, stable codes.
+        if let Some(RefOr::T(Schema::Object(detail))) = components.schemas.get_mut("ErrorDetail")
+            && let Some(RefOr::T(Schema::Object(code))) = detail.properties.get_mut("code")
+        {
+            code.enum_values = Some(latchkey_proto::codes::ALL.iter().map(|c| serde_json::json!(c)).collect());
+        }
         components.add_security_scheme(
             "admin",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -96,7 +115,8 @@ impl utoipa::Modify for SecuritySchemes {
 }
 
 /// OpenAPI requires a description on every response (3.1 §4.8.17.1): a response declared with a
-/// status and a body only gets the status's meaning and where the reason is.
+/// status and a body only gets the status's meaning and where the reason is. Bearer routes also
+/// list the DPoP scheme of device sessions.
 struct ResponseDescriptions;
 
 impl utoipa::Modify for ResponseDescriptions {
@@ -114,6 +134,11 @@ impl utoipa::Modify for ResponseDescriptions {
                 &mut item.trace,
             ];
             for op in ops.into_iter().flatten() {
+                // A bearer route takes a device session's DPoP-bound token as well.
+                let bearer = serde_json::to_value(&op.security).is_ok_and(|v| v.to_string().contains("\"bearer\""));
+                if bearer && let Some(security) = op.security.as_mut() {
+                    security.push(utoipa::openapi::security::SecurityRequirement::new("dpop", Vec::<String>::new()));
+                }
                 for (status, response) in op.responses.responses.iter_mut() {
                     if let RefOr::T(r) = response
                         && r.description.is_empty()

@@ -109,7 +109,7 @@ pub async fn factors(State(s): State<AppState>, Authenticated(p): Authenticated)
 /// `WWW-Authenticate` saying what to redo (RFC 9470).
 #[utoipa::path(post, path = "/v1/me/factors", tag = "me", security(("bearer" = [])), request_body = EnrollFactorRequest,
     responses((status = 200, body = FlowAnswer), (status = 400, body = ErrorBody),
-        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody), (status = 501, body = ErrorBody)))]
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody), (status = 501, description = "not_implemented: passkeys are not built yet", body = ErrorBody)))]
 pub async fn enroll_factor(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,

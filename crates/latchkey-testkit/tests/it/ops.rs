@@ -102,6 +102,29 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(b: Backend) {
     for schema in ["FlowAnswer", "NextStep", "StepAnswer", "ErrorBody", "Tokens"] {
         assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
     }
+    // Exact where it can be: tagged unions name their tag, the error code is the closed list,
+    // every response says what it is, and bearer routes take a device session's DPoP token too.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["NextStep"]["discriminator"]["propertyName"], "type");
+    assert_eq!(schemas["StepAnswer"]["discriminator"]["propertyName"], "step");
+    let listed: Vec<&str> = schemas["ErrorDetail"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    for code in [codes::METHOD_NOT_ALLOWED, codes::LIMIT_EXCEEDED, codes::INVALID_DPOP_PROOF, codes::INTERNAL] {
+        assert!(listed.contains(&code), "{code}");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}");
+            }
+        }
+    }
+    let me = &doc["paths"]["/v1/me"]["get"]["security"];
+    assert!(me.to_string().contains("\"dpop\"") && me.to_string().contains("\"bearer\""), "{me}");
 }
 
 async fn every_response_carries_a_request_id_that_error_bodies_repeat(b: Backend) {
