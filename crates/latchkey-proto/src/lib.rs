@@ -307,7 +307,8 @@ pub fn device_message(purpose: &str, flow_id: &str, nonce: &str, key: DeviceKey,
 
 /// The exact text an enrolled device signs with its biometric key to answer a push approval
 /// (`POST /v1/device/approvals/{id}`): the approval, the server's nonce, what is being approved
-/// (`sign_in` or `new_device`), the number the user typed (empty for `deny` and `report`), the
+/// (`sign_in`, `new_device` or `recovery`), the number the user typed (empty for `deny` and
+/// `report`: the line is there, with nothing on it), the
 /// decision and the device. Nothing else is accepted as an answer (checklist PUSH-1, PUSH-2).
 ///
 /// ```

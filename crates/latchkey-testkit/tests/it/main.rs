@@ -38,3 +38,4 @@ mod recovery;
 mod security;
 mod tokens;
 mod totp;
+mod vectors;
