@@ -61,6 +61,8 @@ pub struct Config {
     pub dev_log_message_bodies: bool,
     /// Outbox worker.
     pub outbox: OutboxConfig,
+    /// Connection and request bounds.
+    pub http: HttpConfig,
     /// Argon2id parameters.
     pub argon2: HashParams,
     /// Password hashes computed at once (each holds `argon2.m_kib` of memory); default: CPUs.
@@ -69,6 +71,30 @@ pub struct Config {
     pub database_max_connections: Option<u32>,
     /// Policy: tokens, flows, sign-up, limits.
     pub policy: Settings,
+}
+
+/// What a client may hold (`[http]`; issue 11, item 4): slow or idle clients cannot hold the
+/// server's connections, and a hung request ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Request headers must arrive within this; an idle keep-alive connection is closed after
+    /// it too (default 10 s).
+    pub header_read_timeout_secs: u64,
+    /// A request body must keep arriving: at most this between its chunks (default 10 s).
+    pub body_timeout_secs: u64,
+    /// A request is answered `408` if it has not been within this (default 60 s; above the 30 s
+    /// a `GET /v1/flows/{id}?wait=` may hold).
+    pub request_timeout_secs: u64,
+    /// Connections open at once; more are closed at once (default 512: keep it below the
+    /// process's open-file limit, less the database pool and providers).
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { header_read_timeout_secs: 10, body_timeout_secs: 10, request_timeout_secs: 60, max_connections: 512 }
+    }
 }
 
 /// The outbox worker's timing.
@@ -128,6 +154,7 @@ impl Default for Config {
             apns_base_url: "https://api.push.apple.com".into(),
             dev_log_message_bodies: true,
             outbox: OutboxConfig::default(),
+            http: HttpConfig::default(),
             argon2: HashParams::default(),
             hash_concurrency: None,
             database_max_connections: None,

@@ -6,6 +6,7 @@ pub mod dpop;
 pub mod http;
 pub mod jwt;
 pub mod keys;
+mod listen;
 pub mod outbox;
 pub mod push;
 
@@ -17,7 +18,6 @@ use latchkey_core::secret::{OsRandom, Random};
 use latchkey_core::{Auth, AuthParts};
 use latchkey_store::{Database, OpenOptions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 /// A server ready to serve.
@@ -33,6 +33,7 @@ pub struct Server {
     /// Files created at start-up (keys), for the start-up message.
     pub created_files: Vec<String>,
     worker: delivery::Worker,
+    http: config::HttpConfig,
 }
 
 /// The process-wide Prometheus recorder.
@@ -127,7 +128,16 @@ impl Server {
             trust_forwarded_for: config.trust_forwarded_for,
             database_kind: db.kind(),
         };
-        Ok(Self { router: http::router(state), auth, db, keys: ring.keys, created_files, worker })
+        let h = &config.http;
+        let router = http::router(state)
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_secs(
+                h.body_timeout_secs.max(1),
+            )))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                std::time::Duration::from_secs(h.request_timeout_secs.max(1)),
+            ));
+        Ok(Self { router, auth, db, keys: ring.keys, created_files, worker, http: config.http.clone() })
     }
 
     /// Serve on `listener` (and run the outbox worker) until `shutdown` completes.
@@ -138,13 +148,11 @@ impl Server {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(self.worker.run(stop_rx));
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .await?;
+        listen::serve(listener, self.router, &self.http, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
         let _ = worker.await;
         Ok(())
     }

@@ -181,7 +181,70 @@ async fn every_answer_is_no_store_and_nosniff_and_every_refusal_is_the_json_erro
     assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
 }
 
+/// What the server sends on `stream` until it closes it, or `None` if it is still open after
+/// `within` (a bound for a loaded machine, far above the configured timeouts).
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn slow_and_idle_clients_cannot_hold_the_server(b: Backend) {
+    use tokio::io::AsyncWriteExt;
+    // Issue 11, item 4, with the timeouts scaled down to a second.
+    let s = TestServer::start_with(b, |c| {
+        c.http.header_read_timeout_secs = 1;
+        c.http.body_timeout_secs = 1;
+        c.http.max_connections = 4;
+    })
+    .await;
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let patience = std::time::Duration::from_secs(15);
+    // Slowloris: headers that never end are cut off.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n").await.unwrap();
+    assert!(until_closed(&mut slow, patience).await.is_some(), "a header that never ends holds nothing");
+    // An idle keep-alive connection is closed after its answer.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answered = until_closed(&mut idle, patience).await.expect("closed once idle");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    // A body announced longer than it is gets an answer, not silence.
+    let mut short = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    short
+        .write_all(b"POST /v1/sign-in HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{\"username\":")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut short, patience).await.expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    // At most four connections: a fifth is closed unanswered while four idle ones are open…
+    let mut held = vec![];
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut fifth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = fifth.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let refused = until_closed(&mut fifth, patience).await.expect("closed at once");
+    assert!(refused.is_empty(), "no answer beyond the cap: {refused}");
+    // …and once the idle ones time out, the server answers again.
+    drop(held);
+    let ok = s.raw().request("GET", "/health/live", None, None).await;
+    assert_eq!(ok.status, 200);
+}
+
 both_stores!(
+    slow_and_idle_clients_cannot_hold_the_server,
     every_answer_is_no_store_and_nosniff_and_every_refusal_is_the_json_error,
     health_checks_report_liveness_and_database_readiness,
     metrics_count_requests_by_route_and_flow_steps_by_outcome,
