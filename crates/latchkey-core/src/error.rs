@@ -89,6 +89,9 @@ pub enum AuthError {
     /// No such resource.
     #[error("not found")]
     NotFound,
+    /// The request was not answered within the server's deadline; it may not have taken effect.
+    #[error("the request took too long and was stopped; it may be retried")]
+    RequestTimeout,
     /// The route exists, but not with this method.
     #[error("this route does not accept this method; see the Allow header")]
     MethodNotAllowed,
@@ -129,6 +132,7 @@ impl AuthError {
             AuthError::MfaRequired(_) => codes::MFA_REQUIRED,
             AuthError::NotFound => codes::NOT_FOUND,
             AuthError::MethodNotAllowed => codes::METHOD_NOT_ALLOWED,
+            AuthError::RequestTimeout => codes::REQUEST_TIMEOUT,
             AuthError::NotImplemented(_) => codes::NOT_IMPLEMENTED,
             AuthError::Unavailable(_) => codes::UNAVAILABLE,
             AuthError::Internal(_) => codes::INTERNAL,

@@ -982,6 +982,7 @@ pub mod codes {
         NOT_FOUND,
         NOT_IMPLEMENTED,
         METHOD_NOT_ALLOWED,
+        REQUEST_TIMEOUT,
         UNAVAILABLE,
         INTERNAL,
     ];
@@ -1036,8 +1037,21 @@ pub mod codes {
     pub const NOT_IMPLEMENTED: &str = "not_implemented";
     /// The route exists, but not with this method (`405`, with an `Allow` header).
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// The request was not answered within the server's deadline (`408`).
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
     /// The server could not decide (database or provider down); nothing was changed.
     pub const UNAVAILABLE: &str = "unavailable";
     /// An unexpected server error.
     pub const INTERNAL: &str = "internal";
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_error_code_is_listed_in_all() {
+        let src = include_str!("lib.rs");
+        let module = &src[src.find("pub mod codes").unwrap_or(0)..src.find("#[cfg(test)]").unwrap_or(src.len())];
+        // Every `pub const` of the module but `ALL` itself.
+        assert_eq!(module.matches("pub const ").count() - 1, super::codes::ALL.len());
+    }
 }

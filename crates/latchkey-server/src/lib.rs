@@ -127,16 +127,11 @@ impl Server {
             admin_token: config.admin_token.as_deref().map(Arc::from),
             trust_forwarded_for: config.trust_forwarded_for,
             database_kind: db.kind(),
+            request_timeout: std::time::Duration::from_secs(config.http.request_timeout_secs.max(1)),
         };
-        let h = &config.http;
-        let router = http::router(state)
-            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_secs(
-                h.body_timeout_secs.max(1),
-            )))
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                std::time::Duration::from_secs(h.request_timeout_secs.max(1)),
-            ));
+        let router = http::router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(config.http.body_timeout_secs.max(1)),
+        ));
         Ok(Self { router, auth, db, keys: ring.keys, created_files, worker, http: config.http.clone() })
     }
 

@@ -38,6 +38,7 @@ fn status(e: &AuthError) -> StatusCode {
         AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
         AuthError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        AuthError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         AuthError::UsernameExists
         | AuthError::FlowCompleted
         | AuthError::StepMismatch { .. }

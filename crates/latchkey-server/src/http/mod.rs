@@ -42,6 +42,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// `sqlite` or `postgres`.
     pub database_kind: &'static str,
+    /// A request not answered within this is `408 request_timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The OpenAPI 3.1 description of every route.
@@ -183,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(ops::router())
         .layer(middleware::from_fn_with_state(state.clone(), server_date))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .fallback(|| async { error::ApiError(AuthError::NotFound) })
         // axum adds the `Allow` header to this answer.
         .method_not_allowed_fallback(|| async { error::ApiError(AuthError::MethodNotAllowed) })
@@ -222,6 +225,15 @@ async fn server_date(
         resp.headers_mut().insert(axum::http::header::DATE, v);
     }
     resp
+}
+
+/// The whole-request deadline (`http.request_timeout_secs`): past it, `408 request_timeout` with
+/// the JSON error, and the handler is dropped (its transaction, if any, rolls back).
+async fn deadline(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => error::ApiError(AuthError::RequestTimeout).into_response(),
+    }
 }
 
 /// Request counts and latencies by route (the route template, never the raw path).

@@ -625,7 +625,18 @@ async fn apns_gets_an_es256_provider_token_over_http2_and_a_refused_token_is_ren
     assert!(body["aps"]["alert"]["title"].is_string());
 }
 
+async fn a_request_held_past_the_deadline_is_408_with_the_json_error(b: Backend) {
+    // Issue 11, items 4 and 7: the whole-request deadline, scaled to a second.
+    let s = TestServer::start_with(b, |c| c.http.request_timeout_secs = 1).await;
+    let (_phone, _) = with_phone(&s, "held").await;
+    let (flow, _) = push_sign_in(&s.client(), "held").await;
+    let r = s.raw().request("GET", &format!("/v1/flows/{flow}?wait=10"), None, None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (408, Some(codes::REQUEST_TIMEOUT)), "{}", r.body);
+    assert_eq!(r.json()["error"]["request_id"].as_str(), r.header("x-request-id"));
+}
+
 both_stores!(
+    a_request_held_past_the_deadline_is_408_with_the_json_error,
     apns_gets_an_es256_provider_token_over_http2_and_a_refused_token_is_renewed,
     devices_are_notified_through_the_signed_webhook_and_fcm_and_failures_are_retried,
     push_1_approving_with_the_number_completes_the_waiting_sign_in,
