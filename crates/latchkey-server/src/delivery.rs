@@ -118,9 +118,13 @@ impl Senders {
             SMTP => {
                 let (transport, from) = self.smtp.as_ref().ok_or("smtp is not configured")?;
                 let to = m.to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+                // The outbox message's id, the same on every attempt: a re-send after a crash
+                // (delivery is at least once) is one message to the receiver (issue 11, item 3).
+                let message_id = format!("<{}@{}>", m.id, from.email.domain());
                 let email = Message::builder()
                     .from(from.clone())
                     .to(to)
+                    .message_id(Some(message_id))
                     .subject(m.subject.clone())
                     .header(lettre::message::header::ContentType::TEXT_PLAIN)
                     .body(body.to_owned())

@@ -99,6 +99,8 @@ async fn email_codes_are_delivered_over_a_real_smtp_conversation(b: Backend) {
     .await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].body_sealed, None, "a delivered body is not kept");
+    // A stable Message-ID (the outbox message's id) lets a receiver drop a re-sent duplicate.
+    assert!(data.contains(&format!("Message-ID: <{}@example.com>", stored[0].id)), "{data}");
 }
 
 #[derive(Default)]
