@@ -73,6 +73,23 @@ pub enum BenchCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Outbox drain rate: serves an SMS webhook on `--sink`, queues `--messages` SMS messages
+    /// straight into the server's database (run the server with `sms_webhook_url =
+    /// http://<sink>/sms`; bench/outbox.sh does) and reports the messages per second that arrive.
+    Outbox {
+        /// The server's data directory (its data key seals the messages).
+        #[arg(long, default_value = "./latchkey-data")]
+        data_dir: PathBuf,
+        /// The server's database, if not the default SQLite file in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Where the SMS webhook the server delivers to listens.
+        #[arg(long, default_value = "127.0.0.1:18182")]
+        sink: String,
+        /// Messages in the burst.
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -81,6 +98,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::SignIn { target } => sign_in(target).await,
         BenchCommand::DeviceSignIn { target, unlock } => device_sign_in(target, &unlock).await,
         BenchCommand::PushApproval { target } => push_approval(target).await,
+        BenchCommand::Outbox { data_dir, database_url, sink, messages } => {
+            crate::bench_outbox::run(&data_dir, database_url, &sink, messages).await
+        }
     }
 }
 

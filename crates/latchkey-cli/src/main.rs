@@ -1,6 +1,7 @@
 //! `latchkey`: the server and its tools in one binary.
 
 mod bench;
+mod bench_outbox;
 mod device;
 
 use clap::{Args, Parser, Subcommand};

@@ -324,13 +324,18 @@ pub trait Store: Send + Sync + 'static {
     /// `expires_at`; `false` if it was recorded already (a replay).
     async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError>;
 
-    /// Claim up to `limit` due messages for `lease`; a crashed worker's claims expire.
+    /// Claim up to `limit` due messages of `provider` for `lease`; a crashed worker's claims
+    /// expire. Each provider is claimed on its own, so a hung one holds back only its messages.
     async fn claim_outbox(
         &self,
+        provider: &str,
         now: OffsetDateTime,
         limit: u32,
         lease: time::Duration,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Extend the lease of messages still being sent to `until` (a live sender renews; a dead
+    /// one's lease runs out soon and another worker takes the message).
+    async fn renew_outbox(&self, ids: &[MessageId], until: OffsetDateTime) -> Result<(), StoreError>;
     /// Mark a message delivered; `keep_body` keeps the sealed body (development outbox).
     async fn outbox_sent(&self, id: MessageId, now: OffsetDateTime, keep_body: bool) -> Result<(), StoreError>;
     /// Record a failed attempt: retry at `retry_at`, or give up (`None`).

@@ -109,10 +109,13 @@ pub struct OutboxConfig {
     pub backoff_base_secs: u64,
     /// Longest retry delay (default 3600 s).
     pub backoff_max_secs: u64,
-    /// A claimed message is retried by another worker after this (default 60 s).
+    /// A claimed message is held this long and renewed while its send is in flight; a message
+    /// claimed by a worker that died is sent again by another after it (default 10 s).
     pub lease_secs: u64,
-    /// Timeout for one delivery (default 15 s).
+    /// The deadline of one delivery, the whole conversation with the provider (default 15 s).
     pub send_timeout_secs: u64,
+    /// Messages sent at once per provider, per replica (default 8).
+    pub concurrency: usize,
 }
 
 impl Default for OutboxConfig {
@@ -122,8 +125,9 @@ impl Default for OutboxConfig {
             max_attempts: 10,
             backoff_base_secs: 5,
             backoff_max_secs: 3600,
-            lease_secs: 60,
+            lease_secs: 10,
             send_timeout_secs: 15,
+            concurrency: 8,
         }
     }
 }
@@ -279,6 +283,10 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             anyhow::bail!("log_format must be json or pretty");
+        }
+        let o = &self.outbox;
+        if o.lease_secs == 0 || o.send_timeout_secs == 0 || o.concurrency == 0 || o.concurrency > 1024 {
+            anyhow::bail!("outbox: lease_secs and send_timeout_secs must be at least 1, concurrency 1 to 1024");
         }
         let p = &self.policy;
         if p.flows.code_ttl_secs > 600 {

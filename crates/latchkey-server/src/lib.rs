@@ -9,6 +9,8 @@ pub mod keys;
 mod listen;
 pub mod outbox;
 pub mod push;
+pub mod webhook;
+pub mod worker;
 
 use config::Config;
 use latchkey_core::clock::Clock;
@@ -32,7 +34,7 @@ pub struct Server {
     pub keys: Keys,
     /// Files created at start-up (keys), for the start-up message.
     pub created_files: Vec<String>,
-    worker: delivery::Worker,
+    worker: worker::Worker,
     http: config::HttpConfig,
 }
 
@@ -110,7 +112,7 @@ impl Server {
             routes: delivery::routes(config),
             outbox_wakeup: wakeup.clone(),
         });
-        let worker = delivery::Worker {
+        let worker = worker::Worker {
             store,
             clock,
             keys: ring.keys.clone(),

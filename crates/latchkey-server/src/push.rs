@@ -5,7 +5,7 @@
 //! An outbox message for a device has channel `push`, `to` = `<provider>:<device token>`, and a
 //! sealed body `{"title","body","data"}`.
 
-use crate::delivery::{SIGNATURE_HEADER, sign_webhook};
+use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook};
 use serde::Deserialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ impl WebhookSender {
             .post(&self.url)
             .header("content-type", "application/json")
             .header(SIGNATURE_HEADER, sign_webhook(&self.secret, now_unix, &body))
-            .header("x-latchkey-message-id", message_id)
+            .header(MESSAGE_ID_HEADER, message_id)
             .body(body)
             .send()
             .await

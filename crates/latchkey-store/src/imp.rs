@@ -706,16 +706,24 @@ macro_rules! store_impl {
                 Ok(r.rows_affected() == 1)
             }
 
-            async fn claim_outbox(&self, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError> {
+            async fn claim_outbox(&self, provider: &str, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError> {
                 let rows = sqlx::query(sql!(
                     "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1 WHERE id IN (",
-                    "SELECT id FROM outbox WHERE (status = 'pending' AND next_attempt_at <= $2) OR (status = 'sending' AND lease_until <= $2) ",
+                    "SELECT id FROM outbox WHERE provider = $4 AND ((status = 'pending' AND next_attempt_at <= $2) OR (status = 'sending' AND lease_until <= $2)) ",
                     "ORDER BY next_attempt_at LIMIT $3", $claim_suffix, ") RETURNING ",
                     outbox_cols!()
                 ))
-                .bind(us(now + lease)).bind(us(now)).bind(i64::from(limit))
+                .bind(us(now + lease)).bind(us(now)).bind(i64::from(limit)).bind(provider)
                 .fetch_all(&self.pool).await.map_err(db_err)?;
                 rows.iter().map(Self::message).collect()
+            }
+
+            async fn renew_outbox(&self, ids: &[MessageId], until: OffsetDateTime) -> Result<(), StoreError> {
+                for id in ids {
+                    sqlx::query("UPDATE outbox SET lease_until = $2 WHERE id = $1 AND status = 'sending'")
+                        .bind(id.0).bind(us(until)).execute(&self.pool).await.map_err(db_err)?;
+                }
+                Ok(())
             }
 
             async fn outbox_sent(&self, id: MessageId, now: OffsetDateTime, keep_body: bool) -> Result<(), StoreError> {

@@ -170,7 +170,15 @@ impl TestServer {
 
     /// Another replica on the same database, data directory and clock.
     pub async fn replica(&self) -> Self {
-        Self::start_on(self.config.clone(), self.open.clone(), self.clock.clone()).await
+        self.replica_with(|_| {}).await
+    }
+
+    /// Another replica on the same database, data directory and clock, its configuration
+    /// changed by `f` (another provider, say).
+    pub async fn replica_with(&self, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        f(&mut config);
+        Self::start_on(config, self.open.clone(), self.clock.clone()).await
     }
 
     /// A server with exactly this configuration and clock.
@@ -311,6 +319,14 @@ impl TestServer {
         let delay = i64::try_from(self.config.policy.recovery.delay_secs).unwrap();
         self.clock.advance(time::Duration::seconds(delay + 1));
         c.recovery_wait(&f.flow_id).await.unwrap()
+    }
+
+    /// Tell the server to stop, as a crash would from the database's point of view: its
+    /// outbox worker stops renewing what it claimed.
+    pub fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
     }
 
     /// Stop serving (the database stays).

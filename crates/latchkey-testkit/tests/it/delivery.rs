@@ -2,7 +2,7 @@
 //! signature checked by a local receiver, and retries through the outbox when a provider fails.
 
 use latchkey_core::model::OutboxStatus;
-use latchkey_server::delivery::{SIGNATURE_HEADER, sign_webhook};
+use latchkey_server::webhook::{SIGNATURE_HEADER, sign_webhook};
 use latchkey_testkit::proto::{NextStep, SignUpRequest};
 use latchkey_testkit::{Backend, TestServer, extract_code};
 use std::sync::{Arc, Mutex};

@@ -33,6 +33,7 @@ mod devices;
 mod flows;
 mod mfa;
 mod ops;
+mod outbox;
 mod push;
 mod recovery;
 mod security;

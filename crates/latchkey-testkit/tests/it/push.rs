@@ -401,7 +401,7 @@ type Shared = Arc<std::sync::Mutex<Received>>;
 /// key, `iss`, `aud`, `scope`), and `messages:send` checks the access token it issued.
 async fn receivers(webhook_secret: &'static str, fcm_public_pem: String, failures: usize) -> (String, Shared) {
     use axum::http::{HeaderMap, StatusCode};
-    use latchkey_server::delivery::{SIGNATURE_HEADER, sign_webhook};
+    use latchkey_server::webhook::{SIGNATURE_HEADER, sign_webhook};
     let state: Shared = Arc::new(std::sync::Mutex::new(Received { failures_left: failures, ..Default::default() }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

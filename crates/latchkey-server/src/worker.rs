@@ -1,0 +1,269 @@
+//! The outbox worker. Each configured provider has a lane of its own: it claims only that
+//! provider's due messages and sends up to `outbox.concurrency` of them at once, each held to
+//! `outbox.send_timeout_secs`. A dead or hung provider delays only its own messages (issue 11,
+//! items 1–2). A message's lease is short and renewed while its send is in flight, so a message
+//! claimed by a replica that died is re-sent after `outbox.lease_secs`, not a minute later.
+//! Any number of replicas run a worker: claims are atomic in the database.
+
+use crate::config::OutboxConfig;
+use crate::delivery::{DEV, Senders, all_providers, backoff};
+use latchkey_core::clock::Clock;
+use latchkey_core::crypto::Keys;
+use latchkey_core::ids::MessageId;
+use latchkey_core::model::OutboxMessage;
+use latchkey_core::store::Store;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// The outbox worker.
+pub struct Worker {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// To open sealed bodies.
+    pub keys: Keys,
+    /// Senders.
+    pub senders: Senders,
+    /// Timing.
+    pub config: OutboxConfig,
+    /// Woken when a message is queued.
+    pub wakeup: Arc<Notify>,
+    /// To report flows that expired unfinished (the `abandoned` step metric).
+    pub auth: latchkey_core::Auth,
+}
+
+/// What every lane shares.
+struct Shared {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: Keys,
+    senders: Senders,
+    config: OutboxConfig,
+}
+
+/// One lane: the providers it claims for, and its own wake-up.
+struct Lane {
+    providers: Vec<&'static str>,
+    wakeup: Arc<Notify>,
+    poll: Duration,
+}
+
+impl Worker {
+    /// Deliver, and keep the database tidy, until `shutdown` fires.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        let configured = self.senders.configured();
+        let mut lanes: Vec<Lane> =
+            configured.iter().map(|p| Lane { providers: vec![*p], wakeup: Arc::new(Notify::new()), poll }).collect();
+        // Messages queued for a provider this replica does not have (another replica's, or one
+        // since removed from the configuration): looked at rarely; they fail as "not configured"
+        // and end `dead` with that reason unless a replica that has the provider takes them.
+        let wakeups: Vec<Arc<Notify>> = lanes.iter().map(|l| l.wakeup.clone()).collect();
+        let rest: Vec<&'static str> = all_providers().filter(|p| !configured.contains(p)).collect();
+        if !rest.is_empty() {
+            lanes.push(Lane { providers: rest, wakeup: Arc::new(Notify::new()), poll: poll * 20 });
+        }
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            keys: self.keys,
+            senders: self.senders,
+            config: self.config.clone(),
+        });
+        let mut tasks = JoinSet::new();
+        for lane in lanes {
+            tasks.spawn(lane.run(shared.clone(), shutdown.clone()));
+        }
+        let mut last_purge = self.clock.now();
+        let mut last_sweep = self.clock.now();
+        loop {
+            tokio::select! {
+                _ = self.wakeup.notified() => {
+                    // One queued message wakes every lane; each claims only its own.
+                    for w in &wakeups {
+                        w.notify_one();
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = self.clock.now();
+            if now - last_sweep >= time::Duration::minutes(1) {
+                last_sweep = now;
+                sweep_abandoned(&self.auth).await;
+            }
+            if now - last_purge > time::Duration::hours(1) {
+                last_purge = now;
+                if let Err(e) = self.store.purge(now - time::Duration::days(1)).await {
+                    tracing::warn!(error = %e, "purge failed");
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Count flows that expired at a step as `abandoned` there, so operators see where users drop
+/// off. The store hands each expired flow to one replica.
+pub async fn sweep_abandoned(auth: &latchkey_core::Auth) {
+    loop {
+        match auth.sweep_expired_flows(500).await {
+            Ok(events) => {
+                for e in &events {
+                    metrics::counter!("latchkey_flow_steps_total", "step" => e.step, "outcome" => e.outcome)
+                        .increment(1);
+                }
+                if events.len() < 500 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping expired flows failed");
+                return;
+            }
+        }
+    }
+}
+
+impl Lane {
+    async fn run(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+        let in_flight: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+        let lease = shared.lease();
+        // Renewed three times per lease, so one slow database round trip does not lose it.
+        let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sends = JoinSet::new();
+        loop {
+            let free = slots.available_permits();
+            let mut filled = false;
+            for provider in &self.providers {
+                let free = slots.available_permits();
+                if free == 0 {
+                    filled = true;
+                    break;
+                }
+                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                let now = shared.clock.now();
+                match shared.store.claim_outbox(provider, now, limit, shared.lease_time()).await {
+                    Ok(batch) => {
+                        filled |= batch.len() == free;
+                        for m in batch {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                            if let Ok(mut set) = in_flight.lock() {
+                                set.insert(m.id);
+                            }
+                            let (shared, in_flight) = (shared.clone(), in_flight.clone());
+                            sends.spawn(async move {
+                                let id = m.id;
+                                shared.deliver(m).await;
+                                if let Ok(mut set) = in_flight.lock() {
+                                    set.remove(&id);
+                                }
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, provider, "outbox: database unavailable"),
+                }
+            }
+            if filled && free > 0 && slots.available_permits() > 0 {
+                // More may be due and there is room: claim again at once.
+                continue;
+            }
+            tokio::select! {
+                _ = self.wakeup.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                Some(_) = sends.join_next(), if !sends.is_empty() => {}
+                _ = renew.tick() => shared.renew(&in_flight).await,
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        // In-flight sends get a moment to finish; the rest keep their claim until the lease
+        // ends and are sent again then (delivery is at least once).
+        let grace = Duration::from_secs(shared.config.send_timeout_secs.min(5));
+        let _ = tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await;
+        sends.abort_all();
+    }
+}
+
+impl Shared {
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.config.lease_secs.max(1))
+    }
+
+    fn lease_time(&self) -> time::Duration {
+        time::Duration::seconds(i64::try_from(self.config.lease_secs.max(1)).unwrap_or(60))
+    }
+
+    async fn renew(&self, in_flight: &Mutex<HashSet<MessageId>>) {
+        let ids: Vec<MessageId> = match in_flight.lock() {
+            Ok(set) => set.iter().copied().collect(),
+            Err(_) => return,
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let until = self.clock.now() + self.lease_time();
+        if let Err(e) = self.store.renew_outbox(&ids, until).await {
+            tracing::warn!(error = %e, "outbox: cannot renew leases; another worker may send these messages too");
+        }
+    }
+
+    async fn deliver(&self, m: OutboxMessage) {
+        let now = self.clock.now();
+        let body = m
+            .body_sealed
+            .as_deref()
+            .ok_or_else(|| "message has no body".to_owned())
+            .and_then(|s| self.keys.open(&m.id.to_string(), s).map_err(|e| e.to_string()))
+            .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()));
+        let deadline = Duration::from_secs(self.config.send_timeout_secs.max(1));
+        let result = match body {
+            Ok(body) => tokio::time::timeout(deadline, self.senders.send(&m, &body, now.unix_timestamp()))
+                .await
+                .unwrap_or_else(|_| Err(format!("{}: no answer within {} s", m.provider, deadline.as_secs()))),
+            Err(e) => Err(format!("cannot open message body: {e}")),
+        };
+        let now = self.clock.now();
+        let marked = match result {
+            Ok(()) => {
+                // The development outbox keeps a message; it is not counted as sent.
+                let outcome = if m.provider == DEV { "kept" } else { "sent" };
+                count(&m, outcome);
+                self.store.outbox_sent(m.id, now, m.provider == DEV).await
+            }
+            Err(e) => {
+                let retry = (m.attempts < self.config.max_attempts).then(|| now + backoff(&self.config, m.attempts));
+                count(&m, if retry.is_some() { "retry" } else { "dead" });
+                tracing::warn!(message_id = %m.id, channel = %m.channel, provider = %m.provider, attempts = m.attempts, error = %e, will_retry = retry.is_some(), "delivery failed");
+                self.store.outbox_failed(m.id, &e, retry).await
+            }
+        };
+        if let Err(e) = marked {
+            // The lease runs out and the message is tried again: at least once, never lost.
+            tracing::error!(message_id = %m.id, error = %e, "outbox: cannot record the delivery outcome");
+        }
+    }
+}
+
+fn count(m: &OutboxMessage, outcome: &'static str) {
+    metrics::counter!(
+        "latchkey_outbox_messages_total",
+        "channel" => m.channel.clone(),
+        "provider" => m.provider.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
