@@ -1,5 +1,6 @@
 //! `latchkey`: the server and its tools in one binary.
 
+mod backup;
 mod bench;
 mod bench_outbox;
 mod device;
@@ -37,6 +38,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Key files: rotate the token-signing key (docs/operations.md, "Rotating keys").
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write one archive of the database (SQLite; PostgreSQL is dumped with pg_dump) and every
+    /// key file, taken while the server runs.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// The archive to write (a new file, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Unpack a `latchkey backup` archive into a new data directory, checking every file.
+    Restore {
+        /// The archive.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to create (it must be empty or missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Print the current code of an authenticator-app secret (Base32), for testing.
     Totp {
         /// The Base32 secret (`setup_totp`'s `secret`).
@@ -56,6 +80,24 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// One step of a key rotation; restart every replica after each step.
+    Rotate {
+        #[command(flatten)]
+        common: Common,
+        /// The token-signing key: without a flag, stage a new key (published, not signing).
+        #[arg(long, required = true)]
+        jwt: bool,
+        /// Sign with the staged key; the current one stays published and accepted, as retired.
+        #[arg(long, conflicts_with = "retire")]
+        activate: bool,
+        /// Remove the retired key: the tokens it signed are refused from then.
+        #[arg(long)]
+        retire: bool,
     },
 }
 
@@ -148,6 +190,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", latchkey_server::http::openapi_json());
             Ok(())
         }
+        Command::Keys { command: KeysCommand::Rotate { common, jwt: _, activate, retire } } => {
+            use latchkey_server::keys::JwtRotation;
+            let config = common.load()?;
+            let open = latchkey_store::OpenOptions { existing_only: true, ..Default::default() };
+            let db = latchkey_store::Database::open(&config.database_url(), &open).await?;
+            let step = match (activate, retire) {
+                (true, _) => JwtRotation::Activate,
+                (_, true) => JwtRotation::Retire,
+                _ => JwtRotation::Stage,
+            };
+            let said = latchkey_server::keys::rotate_jwt(
+                &config.data_dir,
+                db.store().as_ref(),
+                step,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await?;
+            db.close().await;
+            eprintln!("latchkey: {said}");
+            Ok(())
+        }
+        Command::Backup { common, out } => backup::backup(&common.load()?, &out).await,
+        Command::Restore { from, data_dir } => backup::restore(&from, &data_dir).await,
         Command::Device { command } => device::run(command).await,
         Command::Bench { command } => bench::run(command).await,
     }

@@ -238,6 +238,15 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// The key fingerprints recorded for this database (name → fingerprint).
     async fn key_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Replace the recorded fingerprint of key `name` if it is still `expected` (a key rotation);
+    /// `false` if another fingerprint is recorded.
+    async fn replace_key_fingerprint(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     /// Record fingerprints for the names not recorded yet (the first to record a name wins).
     async fn record_key_fingerprints(
         &self,

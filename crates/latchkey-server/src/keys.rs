@@ -24,6 +24,9 @@ pub struct SigningKey {
 pub struct KeyRing {
     /// Token signing.
     pub signing: SigningKey,
+    /// Keys published in the JWKS and accepted, but not signing: a staged next key and the
+    /// retired previous one (see [`rotate_jwt`]).
+    pub published: Vec<SigningKey>,
     /// Pepper and data key.
     pub keys: Keys,
     /// Each file's fingerprint, as recorded in the database.
@@ -31,8 +34,27 @@ pub struct KeyRing {
 }
 
 const SIGNING: &str = "jwt-signing-key.p8";
+/// A staged token-signing key: published, not yet signing.
+const NEXT: &str = "jwt-signing-key.next.p8";
+/// The previous token-signing key: published until its tokens have expired.
+const RETIRED: &str = "jwt-signing-key.retired.p8";
 const DATA: &str = "data-key";
 const PEPPER: &str = "pepper";
+
+/// The key files present in `dir`, by name: what a backup must hold.
+pub fn key_files(dir: &Path) -> Vec<&'static str> {
+    [SIGNING, NEXT, RETIRED, DATA, PEPPER].into_iter().filter(|n| dir.join(n).exists()).collect()
+}
+
+/// Whether `name` is one of the key files (a restore writes only these and the database).
+pub fn is_key_file(name: &str) -> bool {
+    [SIGNING, NEXT, RETIRED, DATA, PEPPER].contains(&name)
+}
+
+/// Write a file only its owner can read; refuses to replace one.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_private(path, bytes)
+}
 
 /// Load the keys for a server whose database is `store`: new keys only for a database that has
 /// none recorded and no accounts; otherwise every file must be there and match the fingerprints
@@ -54,7 +76,12 @@ pub async fn load_checked(
     }
     // Re-read: another replica may have recorded first, with other files.
     let recorded = store.key_fingerprints().await.map_err(|e| anyhow::anyhow!("cannot read key fingerprints: {e}"))?;
-    for (name, fp) in &recorded {
+    check_fingerprints(dir, &ring, &recorded)?;
+    Ok((ring, created))
+}
+
+fn check_fingerprints(dir: &Path, ring: &KeyRing, recorded: &[(String, String)]) -> anyhow::Result<()> {
+    for (name, fp) in recorded {
         let ours = ring.fingerprints.iter().find(|(n, _)| n == name).map(|(_, f)| f.as_str());
         if ours != Some(fp.as_str()) {
             anyhow::bail!(
@@ -68,7 +95,7 @@ pub async fn load_checked(
             );
         }
     }
-    Ok((ring, created))
+    Ok(())
 }
 
 /// Load the keys, creating any that are missing when `create`; otherwise a missing file is an
@@ -83,34 +110,143 @@ pub fn load(dir: &Path, create: bool) -> anyhow::Result<(KeyRing, Vec<String>)> 
         );
     }
     let mut created = vec![];
-    let pkcs8 = read_or_write(dir, SIGNING, create, &mut created, || {
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map(|d| d.as_ref().to_vec())
-            .map_err(|_| anyhow::anyhow!("cannot generate a signing key"))
-    })?;
+    let pkcs8 = read_or_write(dir, SIGNING, create, &mut created, new_signing_key)?;
     let data_key = read_or_write(dir, DATA, create, &mut created, || Ok(random32()))?;
     let pepper = read_or_write(dir, PEPPER, create, &mut created, || Ok(random32()))?;
     if data_key.len() != 32 || pepper.len() != 32 {
         anyhow::bail!("{DATA} and {PEPPER} in {} must be 32 bytes", dir.display());
     }
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
-        .map_err(|_| anyhow::anyhow!("{SIGNING} is not a P-256 PKCS#8 key"))?;
-    let public = pair.public_key().as_ref().to_vec();
-    let kid = sha256_b64(&public).chars().take(16).collect();
+    let signing = signing_key(SIGNING, pkcs8)?;
+    let mut published = vec![];
+    for name in [NEXT, RETIRED] {
+        let path = dir.join(name);
+        if path.exists() {
+            let der = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            published.push(signing_key(name, der)?);
+        }
+    }
     let data_key_id = sha256_b64(&data_key).chars().take(8).collect();
     let fingerprints = vec![
-        (SIGNING.to_owned(), fingerprint(SIGNING, &public)),
+        (SIGNING.to_owned(), fingerprint(SIGNING, &signing.public)),
         (DATA.to_owned(), fingerprint(DATA, &data_key)),
         (PEPPER.to_owned(), fingerprint(PEPPER, &pepper)),
     ];
     Ok((
         KeyRing {
-            signing: SigningKey { pkcs8: SecretBytes::new(pkcs8), kid, public },
+            signing,
+            published,
             keys: Keys { pepper: SecretBytes::new(pepper), data_key_id, data_key: SecretBytes::new(data_key) },
             fingerprints,
         },
         created,
     ))
+}
+
+/// A P-256 PKCS#8 signing key read from the file `name`.
+fn signing_key(name: &str, pkcs8: Vec<u8>) -> anyhow::Result<SigningKey> {
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+        .map_err(|_| anyhow::anyhow!("{name} is not a P-256 PKCS#8 key"))?;
+    let public = pair.public_key().as_ref().to_vec();
+    let kid = sha256_b64(&public).chars().take(16).collect();
+    Ok(SigningKey { pkcs8: SecretBytes::new(pkcs8), kid, public })
+}
+
+fn new_signing_key() -> anyhow::Result<Vec<u8>> {
+    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| anyhow::anyhow!("cannot generate a signing key"))
+}
+
+/// A step of the token-signing key's rotation (docs/operations.md, "Rotating keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRotation {
+    /// Write a new key beside the current one: published in the JWKS and accepted, not signing.
+    Stage,
+    /// Sign with the staged key; the current one is kept, published and accepted, as retired.
+    Activate,
+    /// Remove the retired key: tokens it signed are refused from the next start.
+    Retire,
+}
+
+/// Take one step of the token-signing key's rotation in `dir`, for the database `store` (which
+/// records the signing key's fingerprint). Returns what was done, for the operator. Every
+/// replica must be restarted (with the same files) after each step.
+pub async fn rotate_jwt(
+    dir: &Path,
+    store: &dyn latchkey_core::store::Store,
+    step: JwtRotation,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<String> {
+    let (ring, _) = load_checked_existing(dir, store).await?;
+    let (next, retired) = (dir.join(NEXT), dir.join(RETIRED));
+    match step {
+        JwtRotation::Stage => {
+            if next.exists() {
+                anyhow::bail!("a key is staged already ({}): activate it first", next.display());
+            }
+            let der = new_signing_key()?;
+            let kid = signing_key(NEXT, der.clone())?.kid;
+            write_private(&next, &der)?;
+            Ok(format!(
+                "staged signing key {kid} in {}. Restart every replica so the JWKS publishes it; once resource \
+                 servers have refreshed their JWKS cache, run `latchkey keys rotate --jwt --activate`",
+                next.display()
+            ))
+        }
+        JwtRotation::Activate => {
+            if !next.exists() {
+                anyhow::bail!("no key is staged: run `latchkey keys rotate --jwt` first");
+            }
+            if retired.exists() {
+                anyhow::bail!(
+                    "a retired key is still published ({}): run `latchkey keys rotate --jwt --retire` once the tokens \
+                     it signed have expired, then activate",
+                    retired.display()
+                );
+            }
+            let der = std::fs::read(&next)?;
+            let new = signing_key(NEXT, der)?;
+            // The current key is copied to the retired slot first and the staged one renamed over
+            // it: at every moment there is a signing key on disk.
+            write_private(&retired, ring.signing.pkcs8.expose())?;
+            std::fs::rename(&next, dir.join(SIGNING))?;
+            let (old_fp, new_fp) = (fingerprint(SIGNING, &ring.signing.public), fingerprint(SIGNING, &new.public));
+            let recorded = store
+                .replace_key_fingerprint(SIGNING, &old_fp, &new_fp, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("the files are rotated but the database could not record it: {e}"))?;
+            if !recorded {
+                anyhow::bail!(
+                    "the files are rotated but the database records another signing key: was it rotated twice?"
+                );
+            }
+            Ok(format!(
+                "now signing with {} (the previous key {} stays published and accepted). Restart every replica; \
+                 once the tokens it signed have expired (policy.tokens.access_ttl_secs), run \
+                 `latchkey keys rotate --jwt --retire`",
+                new.kid, ring.signing.kid
+            ))
+        }
+        JwtRotation::Retire => {
+            if !retired.exists() {
+                anyhow::bail!("no retired key to remove");
+            }
+            let kid = signing_key(RETIRED, std::fs::read(&retired)?)?.kid;
+            std::fs::remove_file(&retired)?;
+            Ok(format!("removed the retired key {kid}. Restart every replica: tokens it signed are refused from then"))
+        }
+    }
+}
+
+/// Keys of an existing data directory, checked against the database's record (read only).
+pub async fn load_checked_existing(
+    dir: &Path,
+    store: &dyn latchkey_core::store::Store,
+) -> anyhow::Result<(KeyRing, Vec<String>)> {
+    let (ring, created) = load(dir, false)?;
+    let recorded = store.key_fingerprints().await.map_err(|e| anyhow::anyhow!("cannot read key fingerprints: {e}"))?;
+    check_fingerprints(dir, &ring, &recorded)?;
+    Ok((ring, created))
 }
 
 /// A key file's fingerprint: 96 bits of SHA-256 over a label and the key (the public key for the

@@ -92,7 +92,12 @@ impl Server {
         if settings.tokens.issuer == latchkey_core::settings::TokenSettings::default().issuer {
             settings.tokens.issuer = config.issuer();
         }
-        let signer = Arc::new(jwt::JwtSigner::new(&ring.signing, &settings.tokens.issuer, &settings.tokens.audience)?);
+        let signer = Arc::new(jwt::JwtSigner::new(
+            &ring.signing,
+            &ring.published,
+            &settings.tokens.issuer,
+            &settings.tokens.audience,
+        )?);
         let rng: Arc<dyn Random> = Arc::new(OsRandom);
         let concurrency = config
             .hash_concurrency

@@ -502,6 +502,12 @@ macro_rules! store_impl {
                 tx.commit().await.map_err(db_err)
             }
 
+            async fn replace_key_fingerprint(&self, name: &str, expected: &str, new: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+                let r = sqlx::query("UPDATE key_fingerprints SET fingerprint = $3, recorded_at = $4 WHERE name = $1 AND fingerprint = $2")
+                    .bind(name).bind(expected).bind(new).bind(us(at)).execute(&self.pool).await.map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
             async fn has_users(&self) -> Result<bool, StoreError> {
                 let r = sqlx::query("SELECT EXISTS (SELECT 1 FROM users) AS found").fetch_one(&self.pool).await.map_err(db_err)?;
                 r.try_get::<bool, _>("found").map_err(db_err)

@@ -113,6 +113,20 @@ impl Database {
         }
     }
 
+    /// A consistent copy of a SQLite database, written while it serves (`VACUUM INTO`, one read
+    /// transaction): what `latchkey backup` archives. PostgreSQL is backed up with `pg_dump`.
+    pub async fn sqlite_snapshot(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        match self {
+            Database::Sqlite(s) => {
+                let path =
+                    to.to_str().ok_or_else(|| StoreError::Unavailable("the snapshot path is not UTF-8".into()))?;
+                sqlx::query("VACUUM INTO $1").bind(path).execute(s.pool()).await.map_err(unavailable)?;
+                Ok(())
+            }
+            Database::Postgres(_) => Err(StoreError::Unavailable("PostgreSQL is backed up with pg_dump".into())),
+        }
+    }
+
     /// `sqlite` or `postgres`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+mod keys;
+
 const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
 
 fn temp_dir() -> PathBuf {
