@@ -231,16 +231,38 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let server = Server::build(&config, Arc::new(SystemClock)).await?;
     let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
-    for f in &server.created_files {
-        eprintln!("latchkey: created key file {f}");
-    }
-    eprintln!("latchkey: listening on http://{addr}");
-    eprintln!("latchkey: data directory {} ({} database)", data_dir.display(), server.db.kind());
-    if config.smtp_url.is_none() || config.sms_webhook_url.is_none() {
-        eprintln!(
-            "latchkey: messages without a provider go to the development outbox: `latchkey outbox --data-dir {}`",
-            data_dir.display()
+    let outbox_hint = (config.smtp_url.is_none() || config.sms_webhook_url.is_none())
+        .then(|| format!("latchkey outbox --data-dir {}", data_dir.display()));
+    if config.log_format == "json" {
+        // One JSON object per line like every other log line, for log shippers.
+        for f in &server.created_files {
+            tracing::info!(file = %f, "created key file");
+        }
+        tracing::info!(
+            url = %format!("http://{addr}"),
+            data_dir = %data_dir.display(),
+            database = server.db.kind(),
+            metrics = server.metrics_addr.map(|a| format!("http://{a}/metrics")),
+            admin = server.admin_addr.map(|a| format!("http://{a}/admin/v1")),
+            development_outbox = outbox_hint,
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
         );
+    } else {
+        for f in &server.created_files {
+            eprintln!("latchkey: created key file {f}");
+        }
+        eprintln!("latchkey: listening on http://{addr}");
+        eprintln!("latchkey: data directory {} ({} database)", data_dir.display(), server.db.kind());
+        if let Some(a) = server.metrics_addr {
+            eprintln!("latchkey: metrics on http://{a}/metrics");
+        }
+        if let Some(a) = server.admin_addr {
+            eprintln!("latchkey: admin API on http://{a}/admin/v1");
+        }
+        if let Some(hint) = outbox_hint {
+            eprintln!("latchkey: messages without a provider go to the development outbox: `{hint}`");
+        }
     }
     server.serve(listener, shutdown_signal()).await
 }

@@ -640,6 +640,20 @@ pub async fn each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds(store
     assert_eq!(store.outbox_messages(Some("smtp")).await.unwrap()[0].status, OutboxStatus::Sent);
     let got = store.claim_outbox("sms_webhook", T0, 10, lease).await.unwrap();
     assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![sms.id]);
+    // The backlog operators see: undelivered messages per provider and status, oldest first.
+    let mut later = message("sms_webhook");
+    later.created_at = T0 + Duration::seconds(30);
+    one(store.as_ref(), Write::Enqueue(later.clone())).await;
+    let mut older = message("sms_webhook");
+    older.created_at = T0 - Duration::seconds(30);
+    one(store.as_ref(), Write::Enqueue(older)).await;
+    store.outbox_failed(later.id, "gave up", None).await.unwrap();
+    let backlog = store.outbox_backlog().await.unwrap();
+    let row = |status| backlog.iter().find(|b| b.provider == "sms_webhook" && b.status == status).cloned();
+    assert_eq!(row(OutboxStatus::Pending).map(|b| (b.count, b.oldest)), Some((1, T0 - Duration::seconds(30))));
+    assert_eq!(row(OutboxStatus::Sending).map(|b| (b.count, b.oldest)), Some((1, T0)));
+    assert_eq!(row(OutboxStatus::Dead).map(|b| b.count), Some(1));
+    assert!(backlog.iter().all(|b| b.provider != "smtp"), "a delivered message is no backlog: {backlog:?}");
 }
 
 pub async fn parallel_workers_never_claim_one_message_twice(store: Arc<dyn Store>) {

@@ -32,6 +32,10 @@ pub enum AuthError {
     LimitExceeded {
         /// Seconds until an attempt may succeed (at least 1).
         retry_after_secs: u64,
+        /// Which limit, for operators (a metric label; never on the wire): `flow_sends`,
+        /// `send_rate`, `sms_daily`, `password_lockout`, `push_rate`, `push_paused`,
+        /// `push_outstanding`, `push_denied`.
+        limit: &'static str,
     },
     /// No such flow.
     #[error("flow not found")]

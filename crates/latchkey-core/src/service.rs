@@ -475,7 +475,7 @@ impl Auth {
             self.store.apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))])).await?;
             // At the hard cap only a reset helps; the longest delay is the hint not to hammer.
             let retry_after_secs = until.map_or(self.settings.limits.password.max_delay_secs, |t| retry_after(now, t));
-            return Err(AuthError::LimitExceeded { retry_after_secs });
+            return Err(AuthError::LimitExceeded { retry_after_secs, limit: "password_lockout" });
         }
         let user = self.store.user_by_username(&key).await?;
         let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
@@ -826,14 +826,17 @@ impl Auth {
                 let now = self.store.flow(flow_id).await?;
                 match now.map(|f| f.state) {
                     // Denied by a parallel wrong answer: a new flow may start at once.
-                    Some(FlowState::Denied { .. }) => Err(AuthError::LimitExceeded { retry_after_secs: 1 }),
+                    Some(FlowState::Denied { .. }) => {
+                        Err(AuthError::LimitExceeded { retry_after_secs: 1, limit: "push_denied" })
+                    }
                     _ => Err(AuthError::FlowCompleted),
                 }
             }
             // Another approval is outstanding for the account (checklist PUSH-4).
-            Err(StoreError::Conflict("approval_pending")) => {
-                Err(AuthError::LimitExceeded { retry_after_secs: self.settings.push.approval_ttl_secs.max(1) })
-            }
+            Err(StoreError::Conflict("approval_pending")) => Err(AuthError::LimitExceeded {
+                retry_after_secs: self.settings.push.approval_ttl_secs.max(1),
+                limit: "push_outstanding",
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -1026,7 +1029,10 @@ impl Auth {
         };
         if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
             // This flow sends no more codes; a new one can, once it ends.
-            return Err(AuthError::LimitExceeded { retry_after_secs: retry_after(now, flow.expires_at) });
+            return Err(AuthError::LimitExceeded {
+                retry_after_secs: retry_after(now, flow.expires_at),
+                limit: "flow_sends",
+            });
         }
         let channel = code.as_ref().map(|c| c.channel).unwrap_or(Channel::Email);
         self.check_send_limits(&key, target.as_ref().map(|t| t.1.as_str()), &ctx, channel).await?;
@@ -1869,11 +1875,12 @@ impl Auth {
         if !self.store.hit_rate_limits(&buckets, start).await? {
             return Err(AuthError::LimitExceeded {
                 retry_after_secs: retry_after(now, start + secs(l.send_window_secs)),
+                limit: "send_rate",
             });
         }
         if channel == Channel::Sms && !self.sms_day_allows(ctx, real && destination.is_some()).await? {
             let next_day = 86_400 - u64::try_from(now.unix_timestamp().rem_euclid(86_400)).unwrap_or(0);
-            return Err(AuthError::LimitExceeded { retry_after_secs: next_day.max(1) });
+            return Err(AuthError::LimitExceeded { retry_after_secs: next_day.max(1), limit: "sms_daily" });
         }
         Ok(())
     }

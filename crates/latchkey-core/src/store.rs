@@ -4,7 +4,7 @@
 use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::{
     Approval, ApprovalStatus, AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage,
-    PushAddress, RecoveryCode, Reservation, Session, User,
+    OutboxStatus, PushAddress, RecoveryCode, Reservation, Session, User,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -203,6 +203,19 @@ pub enum Write {
 #[derive(Debug, Clone, Default)]
 pub struct Batch(pub Vec<Write>);
 
+/// Undelivered messages of one provider in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// The provider.
+    pub provider: String,
+    /// `pending`, `sending` or `dead`.
+    pub status: OutboxStatus,
+    /// How many.
+    pub count: u64,
+    /// When the oldest was queued.
+    pub oldest: OffsetDateTime,
+}
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
@@ -354,6 +367,9 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         retry_at: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
+    /// Messages not delivered, per provider and status (`pending`, `sending`, `dead`): how many,
+    /// and when the oldest was queued.
+    async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>, StoreError>;
     /// Every message of a provider, oldest first (the development outbox is provider `dev`).
     async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
 

@@ -23,6 +23,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Bearer token for `/admin/v1/…`; the admin API is off without it.
     pub admin_token: Option<String>,
+    /// Serve `/metrics` (and the health checks) on this address instead of `listen`.
+    pub metrics_listen: Option<String>,
+    /// Serve `/admin/v1/…` (and the health checks) on this address instead of `listen`.
+    pub admin_listen: Option<String>,
     /// Trust the left-most `X-Forwarded-For` address (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
     /// `json` (default) or `pretty`.
@@ -140,6 +144,8 @@ impl Default for Config {
             database_url: None,
             public_url: None,
             admin_token: None,
+            metrics_listen: None,
+            admin_listen: None,
             trust_forwarded_for: false,
             log_format: "json".into(),
             log_level: "info".into(),
@@ -261,6 +267,12 @@ impl Config {
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|_| anyhow::anyhow!("listen: `{}` is not an address like 127.0.0.1:8080", self.listen))?;
+        for (key, addr) in [("metrics_listen", &self.metrics_listen), ("admin_listen", &self.admin_listen)] {
+            if let Some(a) = addr {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|_| anyhow::anyhow!("{key}: `{a}` is not an address like 127.0.0.1:9090"))?;
+            }
+        }
         let url = self.database_url();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("database_url must start with sqlite: or postgres://");

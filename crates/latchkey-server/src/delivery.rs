@@ -3,7 +3,7 @@
 //! prints). The worker that claims and hands them messages is `crate::worker`.
 
 use crate::config::{Config, OutboxConfig};
-use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook};
+use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook, with_causes};
 use latchkey_core::model::OutboxMessage;
 use latchkey_core::service::OutboxRoutes;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -129,7 +129,7 @@ impl Senders {
                     .header(lettre::message::header::ContentType::TEXT_PLAIN)
                     .body(body.to_owned())
                     .map_err(|e| format!("cannot build email: {e}"))?;
-                transport.send(email).await.map(|_| ()).map_err(|e| format!("smtp: {e}"))
+                transport.send(email).await.map(|_| ()).map_err(|e| format!("smtp: {}", with_causes(&e)))
             }
             SMS_WEBHOOK => {
                 let (url, secret, client) = self.sms.as_ref().ok_or("sms webhook is not configured")?;
@@ -143,7 +143,7 @@ impl Senders {
                     .body(payload)
                     .send()
                     .await
-                    .map_err(|e| format!("sms webhook: {}", e.without_url()))?;
+                    .map_err(|e| format!("sms webhook: {}", with_causes(&e.without_url())))?;
                 if resp.status().is_success() { Ok(()) } else { Err(format!("sms webhook answered {}", resp.status())) }
             }
             "webhook" | "fcm" | "apns" if m.channel == "push" => {

@@ -9,6 +9,7 @@ pub mod keys;
 mod listen;
 pub mod outbox;
 pub mod push;
+pub mod telemetry;
 pub mod webhook;
 pub mod worker;
 
@@ -19,8 +20,7 @@ use latchkey_core::password::SecretHasher;
 use latchkey_core::secret::{OsRandom, Random};
 use latchkey_core::{Auth, AuthParts};
 use latchkey_store::{Database, OpenOptions};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A server ready to serve.
 pub struct Server {
@@ -34,27 +34,17 @@ pub struct Server {
     pub keys: Keys,
     /// Files created at start-up (keys), for the start-up message.
     pub created_files: Vec<String>,
+    /// Where `/metrics` is served when `metrics_listen` is set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where `/admin/v1/…` is served when `admin_listen` is set.
+    pub admin_addr: Option<std::net::SocketAddr>,
+    /// The extra listeners and what they serve.
+    extra: Vec<(tokio::net::TcpListener, axum::Router)>,
     worker: worker::Worker,
     http: config::HttpConfig,
 }
 
-/// The process-wide Prometheus recorder.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-            let builder = PrometheusBuilder::new();
-            let builder = builder.set_buckets(&buckets).unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-            }
-            handle
-        })
-        .clone()
-}
+pub use telemetry::metrics_handle;
 
 /// Install the JSON (or pretty) log subscriber. Call once, from the binary.
 pub fn init_logging(config: &Config) {
@@ -136,10 +126,43 @@ impl Server {
             database_kind: db.kind(),
             request_timeout: std::time::Duration::from_secs(config.http.request_timeout_secs.max(1)),
         };
-        let router = http::router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            std::time::Duration::from_secs(config.http.body_timeout_secs.max(1)),
-        ));
-        Ok(Self { router, auth, db, keys: ring.keys, created_files, worker, http: config.http.clone() })
+        let body_timeout = std::time::Duration::from_secs(config.http.body_timeout_secs.max(1));
+        let surfaces = http::Surfaces {
+            api: true,
+            metrics: config.metrics_listen.is_none(),
+            admin: config.admin_listen.is_none(),
+        };
+        let build = |surfaces| {
+            http::router_for(state.clone(), surfaces)
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        };
+        let router = build(surfaces);
+        let mut extra = vec![];
+        let (mut metrics_addr, mut admin_addr) = (None, None);
+        for (addr, surfaces, slot) in [
+            (&config.metrics_listen, http::Surfaces { api: false, metrics: true, admin: false }, &mut metrics_addr),
+            (&config.admin_listen, http::Surfaces { api: false, metrics: false, admin: true }, &mut admin_addr),
+        ] {
+            if let Some(addr) = addr {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                *slot = Some(listener.local_addr()?);
+                extra.push((listener, build(surfaces)));
+            }
+        }
+        Ok(Self {
+            router,
+            auth,
+            db,
+            keys: ring.keys,
+            created_files,
+            metrics_addr,
+            admin_addr,
+            extra,
+            worker,
+            http: config.http.clone(),
+        })
     }
 
     /// Serve on `listener` (and run the outbox worker) until `shutdown` completes.
@@ -149,12 +172,25 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(self.worker.run(stop_rx));
+        let worker = tokio::spawn(self.worker.run(stop_rx.clone()));
+        let mut extras = tokio::task::JoinSet::new();
+        for (l, router) in self.extra {
+            let (http, mut stop) = (self.http.clone(), stop_rx.clone());
+            extras.spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = listen::serve(l, router, &http, stopped).await {
+                    tracing::error!(error = %e, "an operations listener failed");
+                }
+            });
+        }
         listen::serve(listener, self.router, &self.http, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })
         .await?;
+        while extras.join_next().await.is_some() {}
         let _ = worker.await;
         Ok(())
     }

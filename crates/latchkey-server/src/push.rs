@@ -5,7 +5,7 @@
 //! An outbox message for a device has channel `push`, `to` = `<provider>:<device token>`, and a
 //! sealed body `{"title","body","data"}`.
 
-use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook};
+use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook, with_causes};
 use serde::Deserialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ impl WebhookSender {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("push webhook: {}", e.without_url()))?;
+            .map_err(|e| format!("push webhook: {}", with_causes(&e.without_url())))?;
         if resp.status().is_success() { Ok(()) } else { Err(format!("push webhook answered {}", resp.status())) }
     }
 }
@@ -106,7 +106,7 @@ impl FcmSender {
             .json(&message)
             .send()
             .await
-            .map_err(|e| format!("fcm: {}", e.without_url()))?;
+            .map_err(|e| format!("fcm: {}", with_causes(&e.without_url())))?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
             // A revoked or expired token: fetch a new one on the retry.
             if let Ok(mut t) = self.token.lock() {
@@ -141,7 +141,7 @@ impl FcmSender {
             .body(form)
             .send()
             .await
-            .map_err(|e| format!("fcm token: {}", e.without_url()))?;
+            .map_err(|e| format!("fcm token: {}", with_causes(&e.without_url())))?;
         if !resp.status().is_success() {
             return Err(format!("fcm token endpoint answered {}", resp.status()));
         }
@@ -221,7 +221,7 @@ impl ApnsSender {
             .json(&body)
             .send()
             .await
-            .map_err(|e| format!("apns: {}", e.without_url()))?;
+            .map_err(|e| format!("apns: {}", with_causes(&e.without_url())))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

@@ -5,7 +5,7 @@ use base64::Engine;
 use latchkey_core::MfaMethod;
 use latchkey_core::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_core::model::*;
-use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError, Write};
+use latchkey_core::store::{Batch, OutboxBacklog, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -751,6 +751,22 @@ macro_rules! store_impl {
                 }
                 .map_err(db_err)?;
                 Ok(())
+            }
+
+            async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>, StoreError> {
+                let rows = sqlx::query("SELECT provider, status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE status <> 'sent' GROUP BY provider, status ORDER BY provider, status")
+                    .fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(OutboxBacklog {
+                            provider: r.try_get("provider").map_err(db_err)?,
+                            status: OutboxStatus::parse(&r.try_get::<String, _>("status").map_err(db_err)?)
+                                .ok_or_else(|| corrupt("outbox status"))?,
+                            count: u64::try_from(r.try_get::<i64, _>("n").map_err(db_err)?).unwrap_or(0),
+                            oldest: from_us(r.try_get("oldest").map_err(db_err)?)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError> {

@@ -118,6 +118,10 @@ pub struct TestServer {
     pub db: Database,
     /// The domain service (for the store).
     pub auth: latchkey_core::Auth,
+    /// `http://…` of the `metrics_listen` listener, when configured.
+    pub metrics_url: Option<String>,
+    /// `http://…` of the `admin_listen` listener, when configured.
+    pub admin_url: Option<String>,
     keys: latchkey_core::crypto::Keys,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -194,6 +198,8 @@ impl TestServer {
             .await
             .expect("test server builds (is PostgreSQL reachable?)");
         let (db, auth, keys) = (server.db.clone(), server.auth.clone(), server.keys.clone());
+        let metrics_url = server.metrics_addr.map(|a| format!("http://{a}"));
+        let admin_url = server.admin_addr.map(|a| format!("http://{a}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -203,7 +209,7 @@ impl TestServer {
                 .await
                 .unwrap();
         });
-        Self { url, clock, config, db, auth, keys, stop: Some(tx), task: Some(task), open }
+        Self { url, clock, config, db, auth, keys, metrics_url, admin_url, stop: Some(tx), task: Some(task), open }
     }
 
     /// The server's time, in Unix seconds.
@@ -220,6 +226,11 @@ impl TestServer {
     /// A raw HTTP client (same user agent) for crafted requests.
     pub fn raw(&self) -> RawClient {
         RawClient { base: self.url.clone(), http: reqwest::Client::new() }
+    }
+
+    /// A raw HTTP client for another of the server's listeners (`metrics_url`, `admin_url`).
+    pub fn raw_at(&self, base: &str) -> RawClient {
+        RawClient { base: base.to_owned(), http: reqwest::Client::new() }
     }
 
     /// The development outbox, oldest first.

@@ -58,6 +58,13 @@ fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Serve {
             url = Some(rest.trim().to_owned());
             break;
         }
+        // With JSON logs (the default) the banner is a log line too.
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["message"] == "listening"
+        {
+            url = v["url"].as_str().map(str::to_owned);
+            break;
+        }
     }
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});

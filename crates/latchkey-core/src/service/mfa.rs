@@ -213,7 +213,10 @@ impl Auth {
             MfaMethod::Sms | MfaMethod::Email => {
                 if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
                     // This flow sends no more codes; a new one can, once it ends.
-                    return Err(AuthError::LimitExceeded { retry_after_secs: retry_after(now, flow.expires_at) });
+                    return Err(AuthError::LimitExceeded {
+                        retry_after_secs: retry_after(now, flow.expires_at),
+                        limit: "flow_sends",
+                    });
                 }
                 let mut code = match &user {
                     Some(user) => {
@@ -474,7 +477,10 @@ impl Auth {
         let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         if self.store.reserve_flow_send(flow.id, self.settings.flows.max_sends).await?.is_none() {
             // This flow sends no more codes; a new one can, once it ends.
-            return Err(AuthError::LimitExceeded { retry_after_secs: retry_after(now, flow.expires_at) });
+            return Err(AuthError::LimitExceeded {
+                retry_after_secs: retry_after(now, flow.expires_at),
+                limit: "flow_sends",
+            });
         }
         let (state, message) = self
             .verification_flow(flow.id, &user, (Channel::Sms, phone.as_str().into(), phone.masked()), now, &ctx)

@@ -39,6 +39,7 @@ impl Auth {
         {
             return Err(AuthError::LimitExceeded {
                 retry_after_secs: retry_after(now, at + secs(policy.report_lock_secs)),
+                limit: "push_paused",
             });
         }
         let window = i64::try_from(policy.window_secs.max(1)).unwrap_or(900);
@@ -48,6 +49,7 @@ impl Auth {
         if !self.store.hit_rate_limits(&[(bucket, policy.max_per_window)], start).await? {
             return Err(AuthError::LimitExceeded {
                 retry_after_secs: retry_after(now, start + Duration::seconds(window)),
+                limit: "push_rate",
             });
         }
         let expires_at = (now + secs(policy.approval_ttl_secs)).min(flow.expires_at);

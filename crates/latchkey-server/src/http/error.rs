@@ -89,8 +89,9 @@ impl IntoResponse for ApiError {
                 }
             }
             // RFC 9110 §10.2.3: when trying again may succeed.
-            AuthError::LimitExceeded { retry_after_secs } => {
+            AuthError::LimitExceeded { retry_after_secs, limit } => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                metrics::counter!("latchkey_limit_refusals_total", "limit" => *limit).increment(1);
             }
             _ => {}
         }

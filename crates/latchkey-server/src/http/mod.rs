@@ -168,8 +168,30 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }
 
+/// What one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Surfaces {
+    /// The public API, discovery and the OpenAPI document.
+    pub api: bool,
+    /// `GET /metrics`.
+    pub metrics: bool,
+    /// `/admin/v1/…`.
+    pub admin: bool,
+}
+
+impl Surfaces {
+    /// Everything on one listener.
+    pub const ALL: Surfaces = Surfaces { api: true, metrics: true, admin: true };
+}
+
 /// The whole router with its middleware.
 pub fn router(state: AppState) -> Router {
+    router_for(state, Surfaces::ALL)
+}
+
+/// A router serving `surfaces` (the health checks always), with the middleware every answer
+/// gets.
+pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {
@@ -177,13 +199,22 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
-    Router::new()
-        .merge(flows::router())
-        .merge(recovery::router())
-        .merge(device::router())
-        .merge(session::router())
-        .merge(admin::router())
-        .merge(ops::router())
+    let mut routes = Router::new().merge(ops::health());
+    if surfaces.api {
+        routes = routes
+            .merge(flows::router())
+            .merge(recovery::router())
+            .merge(device::router())
+            .merge(session::router())
+            .merge(ops::router());
+    }
+    if surfaces.metrics {
+        routes = routes.merge(ops::metrics());
+    }
+    if surfaces.admin {
+        routes = routes.merge(admin::router());
+    }
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), server_date))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .fallback(|| async { error::ApiError(AuthError::NotFound) })
@@ -196,6 +227,7 @@ pub fn router(state: AppState) -> Router {
                     axum::http::header::AUTHORIZATION,
                     axum::http::header::COOKIE,
                 ]))
+                .layer(middleware::from_fn(bound_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(request_id))
@@ -206,6 +238,20 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(DefaultBodyLimit::max(64 * 1024)),
         )
+}
+
+/// A client's `X-Request-Id` is kept (it ties the client's logs to ours) only if it is at most
+/// 64 characters of `A-Z a-z 0-9 . _ : -`; any other is replaced by a new id, so a client cannot
+/// write kilobytes or control characters into every log line of its request.
+async fn bound_request_id(mut req: Request, next: Next) -> Response {
+    let bad = req.headers().get("x-request-id").is_some_and(|v| {
+        let b = v.as_bytes();
+        b.is_empty() || b.len() > 64 || !b.iter().all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    });
+    if bad {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// `Date` from the server's clock (the injected one), so a device whose own clock is off can

@@ -7,14 +7,22 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
+/// Discovery and the OpenAPI document (with the public API).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(openid_configuration))
+}
+
+/// The health checks: on every listener.
+pub fn health() -> Router<AppState> {
+    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready))
+}
+
+/// `GET /metrics`: on the main listener, or on `metrics_listen`.
+pub fn metrics() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics_text))
 }
 
 /// The process is up.
@@ -41,6 +49,7 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::record_backlog(s.auth.store().as_ref(), s.auth.now()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 

@@ -30,6 +30,63 @@ async fn metrics_count_requests_by_route_and_flow_steps_by_outcome(b: Backend) {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // A refusal by a limit says which limit: five codes per flow, then 429.
+    let a = s
+        .client()
+        .sign_up(&latchkey_testkit::proto::SignUpRequest {
+            username: "resender".into(),
+            password: Some(PW.into()),
+            email: Some("resender@example.com".into()),
+            phone: None,
+        })
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..6 {
+        refused |= s.client().resend(&a.flow_id).await.is_err();
+    }
+    assert!(refused);
+    let text = s.raw().request("GET", "/metrics", None, None).await.body;
+    for needle in [
+        "# HELP latchkey_http_requests_total HTTP requests answered",
+        "# HELP latchkey_outbox_messages_total Delivery attempts",
+        "# HELP latchkey_limit_refusals_total",
+        r#"latchkey_limit_refusals_total{limit="flow_sends"}"#,
+        r#"latchkey_outbox_messages_total{channel="email",provider="dev",outcome="kept"}"#,
+        r#"latchkey_outbox_messages{provider="smtp",status="pending"}"#,
+        r#"latchkey_outbox_messages{provider="dev",status="dead"}"#,
+        r#"latchkey_outbox_oldest_age_seconds{provider="sms_webhook"}"#,
+        r#"latchkey_build_info{version=""#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+async fn metrics_and_admin_can_have_listeners_of_their_own(b: Backend) {
+    let s = TestServer::start_with(b, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".into());
+        c.admin_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    s.create_user("split", PW).await;
+    let (metrics, admin) = (s.raw_at(s.metrics_url.as_deref().unwrap()), s.raw_at(s.admin_url.as_deref().unwrap()));
+    let disable = "/admin/v1/users/split/disable";
+    let token = latchkey_testkit::ADMIN_TOKEN;
+    // The public listener serves neither.
+    assert_eq!(s.raw().request("GET", "/metrics", None, None).await.status, 404);
+    assert_eq!(s.raw().request("POST", disable, Some(token), None).await.status, 404);
+    // Each serves its own, its health checks, and nothing else.
+    let m = metrics.request("GET", "/metrics", None, None).await;
+    assert!(m.status == 200 && m.body.contains("latchkey_http_requests_total"), "{}", m.body);
+    for other in [&metrics, &admin] {
+        assert_eq!(other.request("GET", "/health/ready", None, None).await.status, 200);
+        let r = other.request("POST", "/v1/sign-in", None, Some(serde_json::json!({"username": "split"}))).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
+    }
+    assert_eq!(metrics.request("POST", disable, Some(token), None).await.status, 404);
+    assert_eq!(admin.request("GET", "/metrics", None, None).await.status, 404);
+    assert_eq!(admin.request("POST", disable, Some(token), None).await.status, 204);
+    assert!(s.client().sign_in("split", PW).await.is_err(), "the admin action took effect");
 }
 
 /// Every route the router serves, as OpenAPI paths with methods.
@@ -138,6 +195,16 @@ async fn every_response_carries_a_request_id_that_error_bodies_repeat(b: Backend
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
     let ok = s.raw().request("GET", "/health/live", None, None).await;
     assert!(ok.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    // A client's own id is kept when it is short and plain, and replaced when it is not: a
+    // client cannot write kilobytes or control characters into every log line.
+    let mine = s.raw().raw("GET", "/health/live", None, None, &[("x-request-id", "app-42:retry.1")]).await;
+    assert_eq!(mine.header("x-request-id"), Some("app-42:retry.1"));
+    for hostile in ["x".repeat(65), "two words".into(), "<script>".into()] {
+        let r = s.raw().raw("GET", "/v1/me", None, None, &[("x-request-id", &hostile)]).await;
+        let id = r.header("x-request-id").unwrap().to_owned();
+        assert!(id != hostile && id.len() == 36, "{hostile:?} was replaced by a new id, not kept: {id}");
+        assert_eq!(r.json()["error"]["request_id"], id.as_str());
+    }
     let big = format!("{{\"username\":\"{}\"}}", "x".repeat(70 * 1024));
     let r = s.raw().raw("POST", "/v1/forgot-password", None, Some(big), &[]).await;
     assert_eq!(
@@ -250,4 +317,5 @@ both_stores!(
     metrics_count_requests_by_route_and_flow_steps_by_outcome,
     the_openapi_document_is_3_1_and_describes_every_route,
     every_response_carries_a_request_id_that_error_bodies_repeat,
+    metrics_and_admin_can_have_listeners_of_their_own,
 );
