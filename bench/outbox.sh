@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Outbox drain rate: the server on core 0 delivering SMS messages to the generator's webhook on
 # core 1, which queues a burst straight into the server's database and times the arrivals.
-# Usage: bench/outbox.sh [sqlite|postgres] [runs] [messages]
+# Usage: bench/outbox.sh [sqlite|postgres] [runs] [messages] [sink latency ms, default 40]
 #   BIN=path/to/latchkey runs another server binary (an older one, for a before/after figure);
 #   the generator is always this tree's.
 # Prints one JSON line per run, with the server's CPU time per message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-store=${1:-sqlite}; runs=${2:-3}; messages=${3:-2000}
+store=${1:-sqlite}; runs=${2:-3}; messages=${3:-2000}; latency=${4:-40}
 gen=target/release/latchkey
 [ -x "$gen" ] || cargo build --release --bin latchkey
 bin=${BIN:-$gen}
@@ -27,7 +27,7 @@ ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }
 hz=$(getconf CLK_TCK)
 for run in $(seq "$runs"); do
   before=$(ticks)
-  out=$(taskset -c 1 "$gen" bench outbox --data-dir "$dir" "${db_args[@]}" --sink "$sink" --messages "$messages")
+  out=$(taskset -c 1 "$gen" bench outbox --data-dir "$dir" "${db_args[@]}" --sink "$sink" --messages "$messages" --sink-latency-ms "$latency")
   after=$(ticks)
   cpu_ms=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$messages" 'BEGIN { printf "%.3f", t / hz * 1000 / n }')
   echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_message\":$cpu_ms}"

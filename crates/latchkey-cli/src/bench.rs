@@ -89,6 +89,10 @@ pub enum BenchCommand {
         /// Messages in the burst.
         #[arg(long, default_value_t = 2000)]
         messages: usize,
+        /// How long the sink takes to answer each message (a real provider's round trip; an
+        /// SMTP conversation with a hosted provider is 40 ms or more).
+        #[arg(long, default_value_t = 40)]
+        sink_latency_ms: u64,
     },
 }
 
@@ -98,8 +102,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::SignIn { target } => sign_in(target).await,
         BenchCommand::DeviceSignIn { target, unlock } => device_sign_in(target, &unlock).await,
         BenchCommand::PushApproval { target } => push_approval(target).await,
-        BenchCommand::Outbox { data_dir, database_url, sink, messages } => {
-            crate::bench_outbox::run(&data_dir, database_url, &sink, messages).await
+        BenchCommand::Outbox { data_dir, database_url, sink, messages, sink_latency_ms } => {
+            let latency = Duration::from_millis(sink_latency_ms);
+            crate::bench_outbox::run(&data_dir, database_url, &sink, messages, latency).await
         }
     }
 }

@@ -19,8 +19,14 @@ struct Arrivals {
 }
 
 /// Queue `messages` SMS messages and report the rate at which they arrive at the sink on
-/// `sink` (one JSON line).
-pub async fn run(data_dir: &Path, database_url: Option<String>, sink: &str, messages: usize) -> anyhow::Result<()> {
+/// `sink`, which answers each `latency` after it came (one JSON line).
+pub async fn run(
+    data_dir: &Path,
+    database_url: Option<String>,
+    sink: &str,
+    messages: usize,
+    latency: Duration,
+) -> anyhow::Result<()> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     let seen = arrivals.clone();
     let app = axum::Router::new().route(
@@ -28,6 +34,8 @@ pub async fn run(data_dir: &Path, database_url: Option<String>, sink: &str, mess
         axum::routing::post(move || {
             let seen = seen.clone();
             async move {
+                // A real provider's round trip: the answer comes `latency` after the request.
+                tokio::time::sleep(latency).await;
                 if let Ok(mut a) = seen.lock() {
                     a.times.push(Instant::now());
                 }
@@ -92,7 +100,8 @@ pub async fn run(data_dir: &Path, database_url: Option<String>, sink: &str, mess
     let (first, last) = (times[0], times[times.len() - 1]);
     let span = last.duration_since(first).as_secs_f64().max(1e-6);
     println!(
-        "{{\"bench\":\"outbox\",\"messages\":{messages},\"arrived\":{},\"seconds_first_to_last\":{span:.3},\"messages_per_second\":{:.1}}}",
+        "{{\"bench\":\"outbox\",\"messages\":{messages},\"sink_latency_ms\":{},\"arrived\":{},\"seconds_first_to_last\":{span:.3},\"messages_per_second\":{:.1}}}",
+        latency.as_millis(),
         times.len(),
         (times.len() - 1) as f64 / span
     );

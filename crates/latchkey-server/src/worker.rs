@@ -12,7 +12,7 @@ use latchkey_core::crypto::Keys;
 use latchkey_core::ids::MessageId;
 use latchkey_core::model::OutboxMessage;
 use latchkey_core::store::Store;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -134,48 +134,60 @@ pub async fn sweep_abandoned(auth: &latchkey_core::Auth) {
 }
 
 impl Lane {
+    /// Claims in batches and sends from a local queue: up to `2 × concurrency` messages are
+    /// held (claimed, their leases renewed) and topped up when half have finished, so a busy
+    /// lane writes one claim per batch, not one per message.
     async fn run(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
-        let in_flight: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+        let concurrency = shared.config.concurrency.max(1);
+        let target = concurrency * 2;
+        let slots = Arc::new(Semaphore::new(concurrency));
+        // Every message this lane holds, queued or being sent: their leases are renewed.
+        let held: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+        let mut queue: VecDeque<OutboxMessage> = VecDeque::new();
         let lease = shared.lease();
         // Renewed three times per lease, so one slow database round trip does not lose it.
         let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sends = JoinSet::new();
         loop {
-            let free = slots.available_permits();
-            let mut filled = false;
-            for provider in &self.providers {
-                let free = slots.available_permits();
-                if free == 0 {
-                    filled = true;
-                    break;
-                }
-                let limit = u32::try_from(free).unwrap_or(u32::MAX);
-                let now = shared.clock.now();
-                match shared.store.claim_outbox(provider, now, limit, shared.lease_time()).await {
-                    Ok(batch) => {
-                        filled |= batch.len() == free;
-                        for m in batch {
-                            let Ok(permit) = slots.clone().try_acquire_owned() else { break };
-                            if let Ok(mut set) = in_flight.lock() {
-                                set.insert(m.id);
-                            }
-                            let (shared, in_flight) = (shared.clone(), in_flight.clone());
-                            sends.spawn(async move {
-                                let id = m.id;
-                                shared.deliver(m).await;
-                                if let Ok(mut set) = in_flight.lock() {
-                                    set.remove(&id);
-                                }
-                                drop(permit);
-                            });
-                        }
+            let holding = queue.len() + sends.len();
+            let mut full_batch = false;
+            if holding <= concurrency {
+                let mut room = target - holding;
+                for provider in &self.providers {
+                    if room == 0 {
+                        break;
                     }
-                    Err(e) => tracing::error!(error = %e, provider, "outbox: database unavailable"),
+                    let limit = u32::try_from(room).unwrap_or(u32::MAX);
+                    match shared.store.claim_outbox(provider, shared.clock.now(), limit, shared.lease_time()).await {
+                        Ok(batch) => {
+                            full_batch |= batch.len() == room;
+                            room -= batch.len();
+                            if let Ok(mut set) = held.lock() {
+                                set.extend(batch.iter().map(|m| m.id));
+                            }
+                            queue.extend(batch);
+                        }
+                        Err(e) => tracing::error!(error = %e, provider, "outbox: database unavailable"),
+                    }
                 }
             }
-            if filled && free > 0 && slots.available_permits() > 0 {
+            while let Some(m) = queue.pop_front() {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    queue.push_front(m);
+                    break;
+                };
+                let (shared, held) = (shared.clone(), held.clone());
+                sends.spawn(async move {
+                    let id = m.id;
+                    shared.deliver(m).await;
+                    if let Ok(mut set) = held.lock() {
+                        set.remove(&id);
+                    }
+                    drop(permit);
+                });
+            }
+            if full_batch && queue.len() + sends.len() <= concurrency {
                 // More may be due and there is room: claim again at once.
                 continue;
             }
@@ -183,15 +195,15 @@ impl Lane {
                 _ = self.wakeup.notified() => {}
                 _ = tokio::time::sleep(self.poll) => {}
                 Some(_) = sends.join_next(), if !sends.is_empty() => {}
-                _ = renew.tick() => shared.renew(&in_flight).await,
+                _ = renew.tick() => shared.renew(&held).await,
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
                 break;
             }
         }
-        // In-flight sends get a moment to finish; the rest keep their claim until the lease
-        // ends and are sent again then (delivery is at least once).
+        // Sends in flight get a moment to finish. The rest, and the queued messages, keep their
+        // claim until the lease ends and another worker sends them (delivery is at least once).
         let grace = Duration::from_secs(shared.config.send_timeout_secs.min(5));
         let _ = tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await;
         sends.abort_all();
@@ -207,8 +219,8 @@ impl Shared {
         time::Duration::seconds(i64::try_from(self.config.lease_secs.max(1)).unwrap_or(60))
     }
 
-    async fn renew(&self, in_flight: &Mutex<HashSet<MessageId>>) {
-        let ids: Vec<MessageId> = match in_flight.lock() {
+    async fn renew(&self, held: &Mutex<HashSet<MessageId>>) {
+        let ids: Vec<MessageId> = match held.lock() {
             Ok(set) => set.iter().copied().collect(),
             Err(_) => return,
         };
