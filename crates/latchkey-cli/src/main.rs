@@ -121,6 +121,12 @@ struct Common {
     /// Database URL, sqlite:… or postgres://… (LATCHKEY_DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain, reloaded when it changes (LATCHKEY_TLS_CERT).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (LATCHKEY_TLS_KEY).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Common {
@@ -129,6 +135,8 @@ impl Common {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         };
         let loaded = Config::load(self.config.as_deref(), &overrides)?;
         for w in &loaded.warnings {
@@ -227,7 +235,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Without a public URL the server is its own issuer and DPoP target: name the address it got
     // (`--listen 127.0.0.1:0` picks a port).
     if config.public_url.is_none() {
-        config.public_url = Some(format!("http://{addr}"));
+        config.public_url = Some(format!("{}://{addr}", config.scheme()));
+    }
+    if let Some(w) = config.plain_http_warning() {
+        tracing::warn!("{w}");
     }
     let server = Server::build(&config, Arc::new(SystemClock)).await?;
     let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
@@ -239,7 +250,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::info!(file = %f, "created key file");
         }
         tracing::info!(
-            url = %format!("http://{addr}"),
+            url = %format!("{}://{addr}", config.scheme()),
             data_dir = %data_dir.display(),
             database = server.db.kind(),
             metrics = server.metrics_addr.map(|a| format!("http://{a}/metrics")),
@@ -252,7 +263,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         for f in &server.created_files {
             eprintln!("latchkey: created key file {f}");
         }
-        eprintln!("latchkey: listening on http://{addr}");
+        eprintln!("latchkey: listening on {}://{addr}", config.scheme());
         eprintln!("latchkey: data directory {} ({} database)", data_dir.display(), server.db.kind());
         if let Some(a) = server.metrics_addr {
             eprintln!("latchkey: metrics on http://{a}/metrics");

@@ -132,6 +132,20 @@ impl Client {
         })
     }
 
+    /// A client that trusts exactly the CA certificates in `roots_pem` (one or more PEM
+    /// certificates) instead of the system's: a deployment with a private CA, or a test with a
+    /// self-signed certificate.
+    pub fn with_root_certificates(base_url: &str, user_agent: &str, roots_pem: &[u8]) -> Result<Self> {
+        let roots =
+            reqwest::Certificate::from_pem_bundle(roots_pem).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .tls_certs_only(roots)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self { http, ..Self::with_user_agent(base_url, user_agent)? })
+    }
+
     /// This client on an enrolled device: requests of the device's sessions carry DPoP proofs by
     /// its possession key (RFC 9449) — refreshes always, other calls when the access token is
     /// bound (`cnf.jkt`). Without it a device session cannot refresh.

@@ -23,6 +23,12 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Bearer token for `/admin/v1/…`; the admin API is off without it.
     pub admin_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with `tls_key`); reloaded when it changes.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// How often the TLS files are looked at for a change (default 10 s).
+    pub tls_reload_secs: u64,
     /// Serve `/metrics` (and the health checks) on this address instead of `listen`.
     pub metrics_listen: Option<String>,
     /// Serve `/admin/v1/…` (and the health checks) on this address instead of `listen`.
@@ -144,6 +150,9 @@ impl Default for Config {
             database_url: None,
             public_url: None,
             admin_token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_secs: 10,
             metrics_listen: None,
             admin_listen: None,
             trust_forwarded_for: false,
@@ -185,6 +194,12 @@ pub struct Overrides {
     /// `--database-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// `--tls-cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A loaded configuration and the warnings met loading it.
@@ -267,6 +282,9 @@ impl Config {
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|_| anyhow::anyhow!("listen: `{}` is not an address like 127.0.0.1:8080", self.listen))?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together (--tls-cert and --tls-key)");
+        }
         for (key, addr) in [("metrics_listen", &self.metrics_listen), ("admin_listen", &self.admin_listen)] {
             if let Some(a) = addr {
                 a.parse::<std::net::SocketAddr>()
@@ -337,9 +355,41 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("latchkey.db").display()))
     }
 
+    /// A warning when tokens and DPoP would be bound to a plain-HTTP URL that is not this
+    /// machine's own (`public_url`, or `http://<listen>` without one): codes, passwords and
+    /// tokens would cross the network in clear unless a proxy in front terminates TLS and
+    /// `public_url` names its `https://` address.
+    pub fn plain_http_warning(&self) -> Option<String> {
+        let url = self.public_url.clone().unwrap_or_else(|| format!("{}://{}", self.scheme(), self.listen));
+        let rest = url.strip_prefix("http://")?;
+        let host = rest.split('/').next().unwrap_or_default();
+        let host = host
+            .rsplit_once(':')
+            .map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host.ends_with(".localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        (!loopback).then(|| {
+            format!(
+                "public_url is {url}: plain HTTP on an address other machines reach. Serve TLS (--tls-cert, --tls-key) \
+                 or put a TLS proxy in front and set public_url to its https:// address (docs/operations.md)"
+            )
+        })
+    }
+
+    /// `https` when TLS is configured, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() { "https" } else { "http" }
+    }
+
     /// The issuer: `public_url`, else `http://<listen>`.
     pub fn issuer(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("{}://{}", self.scheme(), self.listen))
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// The effective configuration as TOML, secrets replaced by `<redacted>`.
@@ -484,6 +534,32 @@ mod tests {
         ] {
             assert!(Config::load_from(None, &Overrides::default(), env(&[(k, v)])).is_err(), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_warned_about_only_off_this_machine() {
+        let with = |public: Option<&str>, listen: &str, tls: bool| Config {
+            public_url: public.map(str::to_owned),
+            listen: listen.into(),
+            tls_cert: tls.then(|| "c.pem".into()),
+            tls_key: tls.then(|| "k.pem".into()),
+            ..Config::default()
+        };
+        for quiet in [
+            with(None, "127.0.0.1:8080", false),
+            with(None, "[::1]:8080", false),
+            with(Some("http://localhost:8080"), "0.0.0.0:8080", false),
+            with(Some("https://auth.example.com"), "0.0.0.0:8080", false),
+            with(None, "0.0.0.0:8443", true),
+        ] {
+            assert_eq!(quiet.plain_http_warning(), None, "{:?} {}", quiet.public_url, quiet.listen);
+        }
+        for loud in [with(None, "0.0.0.0:8080", false), with(Some("http://auth.example.com"), "127.0.0.1:8080", false)]
+        {
+            let w = loud.plain_http_warning().unwrap();
+            assert!(w.contains("plain HTTP") && w.contains("--tls-cert"), "{w}");
+        }
+        assert_eq!(with(None, "0.0.0.0:8443", true).issuer(), "https://0.0.0.0:8443");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod listen;
 pub mod outbox;
 pub mod push;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;
 pub mod worker;
 
@@ -40,6 +41,8 @@ pub struct Server {
     pub admin_addr: Option<std::net::SocketAddr>,
     /// The extra listeners and what they serve.
     extra: Vec<(tokio::net::TcpListener, axum::Router)>,
+    /// TLS for every listener, when configured, and how often its files are looked at.
+    tls: Option<(Arc<tls::Tls>, std::time::Duration)>,
     worker: worker::Worker,
     http: config::HttpConfig,
 }
@@ -72,6 +75,14 @@ impl Server {
     /// As [`Server::build`] with explicit database options (tests use a PostgreSQL schema each).
     pub async fn build_with(config: &Config, clock: Arc<dyn Clock>, open: OpenOptions) -> anyhow::Result<Self> {
         config.validate()?;
+        // Before anything is created: a wrong certificate path stops the start at once.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some((
+                Arc::new(tls::Tls::load(cert, key)?),
+                std::time::Duration::from_secs(config.tls_reload_secs.max(1)),
+            )),
+            _ => None,
+        };
         keys::create_data_dir(&config.data_dir)?;
         let db = Database::open(&config.database_url(), &open)
             .await
@@ -160,6 +171,7 @@ impl Server {
             metrics_addr,
             admin_addr,
             extra,
+            tls,
             worker,
             http: config.http.clone(),
         })
@@ -174,18 +186,22 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(self.worker.run(stop_rx.clone()));
         let mut extras = tokio::task::JoinSet::new();
+        let acceptor = self.tls.as_ref().map(|(t, _)| t.acceptor());
+        if let Some((t, every)) = &self.tls {
+            extras.spawn(t.clone().watch(*every, stop_rx.clone()));
+        }
         for (l, router) in self.extra {
-            let (http, mut stop) = (self.http.clone(), stop_rx.clone());
+            let (http, mut stop, tls) = (self.http.clone(), stop_rx.clone(), acceptor.clone());
             extras.spawn(async move {
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                if let Err(e) = listen::serve(l, router, &http, stopped).await {
+                if let Err(e) = listen::serve(l, router, &http, tls, stopped).await {
                     tracing::error!(error = %e, "an operations listener failed");
                 }
             });
         }
-        listen::serve(listener, self.router, &self.http, async move {
+        listen::serve(listener, self.router, &self.http, acceptor, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })

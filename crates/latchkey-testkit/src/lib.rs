@@ -190,7 +190,7 @@ impl TestServer {
         install_log_capture();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let url = format!("http://{addr}");
+        let url = format!("{}://{addr}", config.scheme());
         if config.public_url.is_none() {
             config.public_url = Some(url.clone());
         }
@@ -287,8 +287,20 @@ impl TestServer {
         email: Option<&str>,
         pin: &str,
     ) -> (String, latchkey_client::SoftwareKeystore, proto::Tokens) {
+        self.passwordless_account_via(&self.client(), name, phone, email, pin).await
+    }
+
+    /// [`passwordless_account`](Self::passwordless_account) through the client `c` (another
+    /// address for the server: a proxy in front of it, say).
+    pub async fn passwordless_account_via(
+        &self,
+        c: &Client,
+        name: &str,
+        phone: &str,
+        email: Option<&str>,
+        pin: &str,
+    ) -> (String, latchkey_client::SoftwareKeystore, proto::Tokens) {
         use proto::{Channel, NextStep};
-        let c = self.client();
         let req = proto::SignUpRequest {
             username: name.into(),
             password: None,
@@ -311,7 +323,8 @@ impl TestServer {
         assert!(e.tokens.is_none());
         let ks = latchkey_client::SoftwareKeystore::new();
         let (id, done) = c.enroll_device_step(&e, &ks, "First phone", "ios", pin).await.unwrap();
-        (id, ks, done.tokens.expect("the first device completes the sign-up"))
+        let tokens = done.tokens.clone().unwrap_or_else(|| panic!("the first device completes the sign-up: {done:?}"));
+        (id, ks, tokens)
     }
 
     /// Reset the password of an account with no second proof (its email only): `forgot-password`,

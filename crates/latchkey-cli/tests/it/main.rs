@@ -337,6 +337,19 @@ fn a_server_missing_or_mismatching_its_key_files_refuses_to_start_and_says_what_
 }
 
 #[test]
+fn a_plain_http_public_url_off_this_machine_is_warned_about_at_start() {
+    let dir = temp_dir();
+    let server = serve_with(&dir, &[("LATCHKEY_PUBLIC_URL", "http://auth.example.test")]);
+    let warning =
+        server.startup.iter().find(|l| l.contains("plain HTTP")).unwrap_or_else(|| panic!("{:?}", server.startup));
+    let line: serde_json::Value = serde_json::from_str(warning).unwrap();
+    assert_eq!(line["level"], "WARN", "{line}");
+    drop(server);
+    let quiet = serve_with(&dir, &[("LATCHKEY_PUBLIC_URL", "https://auth.example.test")]);
+    assert!(!quiet.startup.iter().any(|l| l.contains("plain HTTP")), "{:?}", quiet.startup);
+}
+
+#[test]
 fn read_only_commands_never_create_data() {
     let dir = temp_dir();
     let out = Command::new(BIN).args(["outbox"]).current_dir(&dir).output().unwrap();

@@ -39,4 +39,5 @@ mod recovery;
 mod security;
 mod tokens;
 mod totp;
+mod transport;
 mod vectors;
