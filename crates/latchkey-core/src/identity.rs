@@ -34,6 +34,10 @@ pub struct Username {
 impl Username {
     /// Parse a username.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        // As typed, at most 64 characters too (the OpenAPI document's `maxLength`).
+        if raw.chars().count() > 64 {
+            return Err(IdentifierError::Username);
+        }
         let display: String = raw.trim().nfkc().collect();
         let canonical = canonical_username(&display);
         let ok_len = (1..=64).contains(&canonical.chars().count());
@@ -54,13 +58,13 @@ impl Username {
 /// it could never name an account (empty, or longer than a username may be), so no unbounded
 /// string reaches a store as a counter or rate-limit key (issue 11, item 5).
 pub fn lookup_key(raw: &str) -> Result<String, IdentifierError> {
-    // A username is at most 64 characters of at most 4 bytes, before and after NFKC; anything
-    // much longer is refused before it is normalised.
-    if raw.len() > 1024 {
+    // A username is at most 64 characters as typed (the OpenAPI document's `maxLength`), so
+    // the key is bounded too: NFKC expands a character to at most 18.
+    if raw.chars().count() > 64 {
         return Err(IdentifierError::Username);
     }
     let key = canonical_username(raw);
-    if key.is_empty() || key.chars().count() > 64 {
+    if key.is_empty() {
         return Err(IdentifierError::Username);
     }
     Ok(key)

@@ -27,7 +27,9 @@ use utoipa::ToSchema;
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
-    /// The username; compared after NFKC normalisation and case folding.
+    /// The username: 1 to 64 letters and digits of one script, `.`, `_`, `-`, `@` or `+`;
+    /// compared after NFKC normalisation and case folding.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
     pub username: String,
     /// The password (8 to 256 characters, no composition rules, common passwords refused).
     #[serde(default)]
@@ -45,8 +47,9 @@ pub struct SignUpRequest {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
-    /// The username.
+    /// The username (a password sign-in).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
     pub username: Option<String>,
     /// The password.
     #[serde(default)]
@@ -62,6 +65,7 @@ pub struct SignInRequest {
 #[serde(deny_unknown_fields)]
 pub struct ForgotPasswordRequest {
     /// The username whose password is to be reset.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
     pub username: String,
 }
 
@@ -71,6 +75,7 @@ pub struct ForgotPasswordRequest {
 #[serde(deny_unknown_fields)]
 pub struct RecoveryRequest {
     /// The username of the account to recover.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
     pub username: String,
     /// Where the first code should go: `email` or `sms`. Without it, the verified email when the
     /// account has one, else the verified phone. The step is this channel's code step whether or
@@ -714,6 +719,7 @@ pub struct FlowAnswer {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct TokenRequest {
     /// Only `refresh_token` is supported.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^refresh_token$"))]
     pub grant_type: String,
     /// The refresh token to rotate.
     pub refresh_token: String,

@@ -74,7 +74,7 @@ pub async fn forgot_password(
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Wait {
-    /// Seconds to hold the request while the flow is at `push_approval` (0–30).
+    /// Seconds to hold the request while the flow is at `push_approval` (more than 30 is held 30).
     #[serde(default)]
     wait: Option<u64>,
 }
@@ -83,7 +83,8 @@ pub struct Wait {
 /// `push_approval` this is where the phone's answer arrives: `done` with tokens once approved;
 /// with `?wait=N` the request returns as soon as it does.
 #[utoipa::path(get, path = "/v1/flows/{id}", tag = "flows", params(("id" = String, Path, description = "The flow id"), Wait),
-    responses((status = 200, body = FlowAnswer), (status = 403, description = "flow_context_mismatch", body = ErrorBody),
+    responses((status = 200, body = FlowAnswer), (status = 400, description = "invalid_request: `wait` is not a whole number of seconds", body = ErrorBody),
+        (status = 403, description = "flow_context_mismatch", body = ErrorBody),
         (status = 404, description = "flow_not_found", body = ErrorBody), (status = 410, description = "flow_expired", body = ErrorBody)))]
 pub async fn get_flow(
     State(s): State<AppState>,

@@ -165,7 +165,71 @@ impl utoipa::Modify for ResponseDescriptions {
 
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    let Ok(mut doc) = serde_json::to_value(ApiDoc::openapi()) else { return String::new() };
+    exact(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// What the derived document cannot say by itself (issue 11, item 13):
+/// - the SDK's `unknown` fallbacks (for values a newer server may add) are never sent by this
+///   server, so they are not in its enums or unions;
+/// - each answer to a step refuses properties it does not name, as the server does.
+fn exact(doc: &mut serde_json::Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    for name in ["Channel", "DenialReason", "MfaMethod"] {
+        if let Some(values) = schemas[name]["enum"].as_array_mut() {
+            values.retain(|v| v != "unknown");
+        }
+    }
+    if let Some(variants) = schemas["NextStep"]["oneOf"].as_array_mut() {
+        variants.retain(|v| v["properties"]["type"]["enum"] != serde_json::json!(["unknown"]));
+    }
+    if let Some(variants) = schemas["StepAnswer"]["oneOf"].as_array_mut() {
+        for v in variants.iter_mut().filter(|v| v["type"] == "object") {
+            v["additionalProperties"] = serde_json::Value::Bool(false);
+        }
+    }
+    // A sign-in is a device's id alone, or a username (with its password, or without one for a
+    // passwordless account's new device): never both, never neither.
+    schemas["SignInRequest"]["anyOf"] = serde_json::json!([
+        {"required": ["device_id"], "properties": {"device_id": {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}, "username": {"type": "null"}, "password": {"type": "null"}}},
+        {"required": ["username"], "properties": {"username": {"type": "string"}, "device_id": {"type": "null"}}},
+    ]);
+    let error = |what: &str| {
+        serde_json::json!({
+            "description": what,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for (_, op) in item.iter_mut() {
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op["responses"].as_object_mut() else { continue };
+            // What any route can answer, besides what it documents itself.
+            let mut add = |status: &str, what: &str| {
+                responses.entry(status.to_owned()).or_insert_with(|| error(what));
+            };
+            add("408", "request_timeout: not answered within `http.request_timeout_secs`");
+            add("503", "unavailable: the database cannot be reached; try again");
+            if has_body {
+                add("400", "invalid_request: the body is not JSON of this shape");
+                add("413", "payload_too_large: the body is over 64 KiB");
+            }
+            // A flow's id leads to its other operations (schemathesis follows these).
+            if matches!(path.as_str(), "/v1/sign-up" | "/v1/sign-in" | "/v1/forgot-password" | "/v1/recovery")
+                && let Some(ok) = responses.get_mut("200")
+            {
+                let by_id = serde_json::json!({"id": "$response.body#/flow_id"});
+                ok["links"] = serde_json::json!({
+                    "GetFlow": {"operationId": "get_flow", "parameters": by_id},
+                    "AnswerFlow": {"operationId": "answer_flow", "parameters": by_id},
+                    "Resend": {"operationId": "resend", "parameters": by_id},
+                });
+            }
+        }
+    }
 }
 
 /// What one listener serves.
