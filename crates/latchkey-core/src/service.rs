@@ -776,8 +776,9 @@ impl Auth {
             && let Reservation::Locked(_) =
                 self.store.reserve_failure(key, kind, now, &self.settings.limits.code).await?
         {
-            // A locked counter answers a right code exactly as a wrong one (checklist RL-7).
-            let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "failed" }]);
+            // A locked counter answers a right code exactly as a wrong one (checklist RL-7); the
+            // operators' metric says it was the lockout.
+            let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "locked" }]);
             o.error = step_error(codes::LIMIT_EXCEEDED, "too many wrong codes; try again later");
             return Ok(Err(o));
         }

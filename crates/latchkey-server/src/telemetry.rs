@@ -32,7 +32,7 @@ fn describe() {
     describe_histogram!("latchkey_http_request_duration_seconds", "Time to answer an HTTP request, by route template");
     describe_counter!(
         "latchkey_flow_steps_total",
-        "Flow steps by outcome: issued, verified, failed, denied, abandoned (expired waiting there)"
+        "Flow steps by outcome: issued, verified, failed, locked, denied, abandoned (expired waiting there)"
     );
     describe_counter!(
         "latchkey_outbox_messages_total",

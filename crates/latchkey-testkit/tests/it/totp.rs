@@ -232,6 +232,9 @@ async fn totp_7_wrong_codes_lock_the_factor_and_then_a_right_code_is_refused_ide
     assert_eq!(right.json()["error"]["code"], codes::LIMIT_EXCEEDED);
     assert_eq!(right.json()["error"], wrong.json()["error"]);
     assert_eq!(right.json()["next_step"]["type"], wrong.json()["next_step"]["type"]);
+    // The client cannot tell; the operator's metric can.
+    let metrics = s.raw().request("GET", "/metrics", None, None).await.body;
+    assert!(metrics.contains(r#"latchkey_flow_steps_total{step="totp_code",outcome="locked"}"#), "{metrics}");
     s.clock.advance(Duration::seconds(2));
     let f = pending(&s, "gail").await;
     assert!(c.totp_code(&f, &totp_code(&secret, &s.clock, 0)).await.unwrap().tokens.is_some(), "after the delay");
