@@ -83,11 +83,11 @@ impl Worker {
         loop {
             tokio::select! {
                 _ = self.wakeup.notified() => {
-                    // One queued message wakes every lane; each claims only its own.
+                    // One queued message wakes every lane; each claims only its own. (No
+                    // `continue`: under steady traffic the housekeeping below must still run.)
                     for w in &wakeups {
                         w.notify_one();
                     }
-                    continue;
                 }
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
@@ -177,13 +177,12 @@ impl Lane {
                     queue.push_front(m);
                     break;
                 };
-                let (shared, held) = (shared.clone(), held.clone());
+                let (shared, holding) = (shared.clone(), Holding { id: m.id, held: held.clone() });
                 sends.spawn(async move {
-                    let id = m.id;
                     shared.deliver(m).await;
-                    if let Ok(mut set) = held.lock() {
-                        set.remove(&id);
-                    }
+                    // Released even if the send panicked: a message nobody is sending must not
+                    // have its lease renewed for ever.
+                    drop(holding);
                     drop(permit);
                 });
             }
@@ -207,6 +206,20 @@ impl Lane {
         let grace = Duration::from_secs(shared.config.send_timeout_secs.min(5));
         let _ = tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await;
         sends.abort_all();
+    }
+}
+
+/// A message this lane holds; dropping it stops its lease's renewal.
+struct Holding {
+    id: MessageId,
+    held: Arc<Mutex<HashSet<MessageId>>>,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.held.lock() {
+            set.remove(&self.id);
+        }
     }
 }
 
