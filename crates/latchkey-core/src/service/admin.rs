@@ -1,0 +1,54 @@
+//! Account administration by username: disable, enable, unlock, revoke sessions, require a
+//! password change.
+
+use super::*;
+
+impl Auth {
+    /// Administrative changes to an account, by username.
+    pub async fn admin_update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
+        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
+        let mut user = self.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let now = self.now();
+        let mut batch = Batch::new();
+        let kind = match action {
+            AdminAction::RequirePasswordChange => {
+                user.must_change_password = true;
+                "admin_require_password_change"
+            }
+            AdminAction::Disable => {
+                user.status = UserStatus::Disabled;
+                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "account_disabled".into() });
+                "admin_disable"
+            }
+            AdminAction::Enable => {
+                user.status = if user.email_verified || user.phone_verified {
+                    UserStatus::Active
+                } else {
+                    UserStatus::Unconfirmed
+                };
+                "admin_enable"
+            }
+            AdminAction::RevokeSessions => {
+                batch.push(Write::RevokeUserSessions { user_id: user.id, at: now, reason: "admin_revoke_all".into() });
+                "admin_revoke_sessions"
+            }
+            AdminAction::Unlock => {
+                for kind in [PASSWORD, CODE, OTP] {
+                    batch.push(Write::ClearFailures { key: user.username_canonical.clone(), kind: kind.into() });
+                }
+                "admin_unlock"
+            }
+        };
+        user.updated_at = now;
+        batch.push(Write::UpdateUser(user.clone())).push(audit(
+            now,
+            Some(user.id),
+            kind,
+            "success",
+            &ctx,
+            serde_json::json!({}),
+        ));
+        self.store.apply(batch).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+//! Authenticator apps (TOTP): enrolment as an `enroll` flow, checking a code once per time step.
+
+use super::*;
+
+impl Auth {
+    /// `POST /v1/me/factors`: an `enroll` flow — `setup_totp` for `totp`, `verify_code` for `sms`
+    /// and `email`. Needs a sign-in from the last `step_up_max_age_secs`, at `aal2` once the
+    /// account has a factor that gives it (checklist LIFE-1).
+    pub async fn enroll(
+        &self,
+        p: &Principal,
+        req: &proto::EnrollFactorRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        if self.settings.mfa.mode == MfaMode::Off {
+            return Err(AuthError::InvalidRequest("second factors are turned off by policy".into()));
+        }
+        match req.kind.as_str() {
+            TOTP => {}
+            SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
+            mfa::RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
+            "passkey" => return Err(AuthError::NotImplemented("passkeys are not supported yet")),
+            _ => {
+                return Err(AuthError::InvalidRequest(
+                    "type must be totp, sms, email, recovery_codes or passkey".into(),
+                ));
+            }
+        }
+        if !self.settings.mfa.allows(MfaMethod::Totp) {
+            return Err(AuthError::InvalidRequest("policy does not allow authenticator apps".into()));
+        }
+        let now = self.now();
+        let factors = self.store.factors(p.user.id).await?;
+        self.require_step_up(p, &factors)?;
+        if factors.iter().any(|f| f.kind == TOTP && f.state == ACTIVE) {
+            return Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()));
+        }
+        let (factor, state) = self.new_totp_enrolment(&p.user, now)?;
+        // An earlier enrolment left unfinished is superseded.
+        let mut writes: Vec<Write> = factors
+            .iter()
+            .filter(|f| f.kind == TOTP && f.state == PENDING)
+            .map(|f| Write::DeleteFactor { id: f.id })
+            .collect();
+        writes.push(Write::InsertFactor(factor));
+        self.start_enrollment(p, FlowId::new(), state, TOTP, writes, now, &ctx).await
+    }
+
+    /// Store a new `enroll` flow at `state` with `writes` and its audit event; the answer shows
+    /// the flow's first step.
+    #[allow(clippy::too_many_arguments)] // what is enrolled and how: all needed, none derivable
+    pub(super) async fn start_enrollment(
+        &self,
+        p: &Principal,
+        flow_id: FlowId,
+        state: FlowState,
+        kind: &str,
+        mut writes: Vec<Write>,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let flow = self.new_flow(flow_id, FlowKind::Enroll, Some(p.user.id), state, now, ctx.clone());
+        writes.push(Write::InsertFlow(flow.clone()));
+        writes.push(audit(
+            now,
+            Some(p.user.id),
+            "enroll",
+            "started",
+            ctx,
+            serde_json::json!({"flow_id": flow.id, "type": kind}),
+        ));
+        self.store.apply(Batch(writes)).await?;
+        self.outbox_wakeup.notify_one();
+        let step = flow.state.step_name();
+        Ok(Self::outcome(flow, vec![StepEvent { step, outcome: "issued" }]))
+    }
+
+    /// A pending TOTP factor with a fresh 160-bit secret (RFC 4226 R6; NIST §3.1.4.1 asks for at
+    /// least 112), sealed with the data key, and the `setup_totp` state that shows it.
+    pub(super) fn new_totp_enrolment(
+        &self,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<(Factor, FlowState), AuthError> {
+        let id = FactorId::new();
+        let secret = random_bytes(self.rng.as_ref(), 20);
+        let sealed = self.keys.seal(self.rng.as_ref(), &id.to_string(), &secret)?;
+        let factor = Factor {
+            id,
+            user_id: user.id,
+            kind: TOTP.into(),
+            state: PENDING.into(),
+            secret_sealed: Some(sealed.clone()),
+            last_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        Ok((
+            factor,
+            FlowState::AwaitingTotpSetup { factor_id: id, account: user.username.clone(), secret_sealed: sealed },
+        ))
+    }
+
+    /// Reserve an attempt and check a TOTP code. `Ok(Ok(found))`: the code matches a step after the
+    /// factor's last one; `Ok(Err(answer))`: refused (wrong, replayed, locked).
+    pub(super) async fn check_totp(
+        &self,
+        flow: &Flow,
+        factor_id: Option<FactorId>,
+        given: &SecretString,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Result<TotpMatch, FlowOutcome>, AuthError> {
+        let step = flow.state.step_name();
+        let user = self.user_of(flow).await?.ok_or(AuthError::FlowExpired)?;
+        let attempts = match self.reserve_attempt(flow, step, Some(&user.username_canonical), OTP, now).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(Err(o)),
+        };
+        // An enrolment names its pending factor; a sign-in uses the active authenticator app.
+        let factor = self.store.factors(user.id).await?.into_iter().find(|f| match factor_id {
+            Some(id) => f.id == id,
+            None => f.kind == TOTP && f.state == ACTIVE,
+        });
+        let Some(factor) = factor else { return Err(AuthError::FlowExpired) };
+        let secret = factor
+            .secret_sealed
+            .as_deref()
+            .ok_or_else(|| AuthError::Internal("totp factor without a secret".into()))
+            .and_then(|s| Ok(self.keys.open(&factor.id.to_string(), s)?))?;
+        let params = TotpParams::default();
+        let t = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
+        if let Some(matched) = totp::verify(&secret, given.expose(), t, last, &params) {
+            return Ok(Ok(TotpMatch { user, factor, step: matched, attempts }));
+        }
+        // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
+        let replay = totp::verify(&secret, given.expose(), t, None, &params).is_some();
+        Ok(Err(self.refuse(flow, step, attempts, replay, now, ctx).await?))
+    }
+
+    /// A wrong (or replayed) answer: the same step with one attempt fewer, or `denied` when it was
+    /// the last attempt.
+    pub(super) async fn refuse(
+        &self,
+        flow: &Flow,
+        step: &'static str,
+        attempts: u32,
+        replay: bool,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let outcome = if replay { "replay" } else { "failure" };
+        let event = audit(now, flow.user_id, step, outcome, ctx, serde_json::json!({"flow_id": flow.id}));
+        self.store.apply(Batch(vec![event])).await?;
+        if attempts >= self.settings.flows.max_attempts {
+            return self.deny(flow, step, now, ctx).await;
+        }
+        let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "failed" }]);
+        let message = match step {
+            "device_signature" | "enroll_device" => "the signature or the PIN is not correct",
+            _ => "the code is not correct",
+        };
+        o.error = step_error(codes::CODE_MISMATCH, message);
+        Ok(o)
+    }
+
+    /// Commit a TOTP success; a parallel request that spent the same step first makes this one a
+    /// replay (refused like a wrong code).
+    pub(super) async fn commit_totp(
+        &self,
+        batch: Batch,
+        flow: &Flow,
+        attempts: u32,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Option<FlowOutcome>, AuthError> {
+        match self.store.apply(batch).await {
+            Err(StoreError::Conflict("totp_step")) => {
+                Ok(Some(self.refuse(flow, flow.state.step_name(), attempts, true, now, ctx).await?))
+            }
+            // A parallel enrolment activated another authenticator app first.
+            Err(StoreError::Conflict("factor")) => {
+                Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()))
+            }
+            Err(StoreError::Conflict("flow")) => Err(AuthError::FlowCompleted),
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok(None),
+        }
+    }
+
+    pub(super) async fn confirm_totp_setup(
+        &self,
+        flow: Flow,
+        factor_id: FactorId,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let found = match self.check_totp(&flow, Some(factor_id), &given, now, &ctx).await? {
+            Ok(found) => found,
+            Err(o) => return Ok(o),
+        };
+        let (user, factor) = (&found.user, &found.factor);
+        let mut batch = Batch(found.accepted(now));
+        batch.push(Write::ActivateFactor { id: factor.id });
+        // Inside a sign-in (policy requires MFA), the first code also completes the sign-in.
+        let (done, tokens) = if flow.kind == FlowKind::SignIn {
+            self.after_second_factor(&flow, user, MfaMethod::Totp, user.must_change_password, now, &ctx, &mut batch)
+                .await?
+        } else {
+            let done =
+                Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+            batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+            (done, None)
+        };
+        batch.push(audit(
+            now,
+            Some(user.id),
+            "factor_added",
+            "success",
+            &ctx,
+            serde_json::json!({"factor_id": factor.id, "type": TOTP}),
+        ));
+        // Checklist LIFE-1: every new factor is announced to the account's address.
+        for message in self.notification(user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
+            batch.push(Write::Enqueue(message));
+        }
+        if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
+            return Ok(refused);
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(FlowOutcome {
+            flow: done,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "setup_totp", outcome: "verified" }],
+        })
+    }
+
+    pub(super) async fn totp_sign_in(
+        &self,
+        flow: Flow,
+        then_new_password: bool,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let found = match self.check_totp(&flow, None, &given, now, &ctx).await? {
+            Ok(found) => found,
+            Err(o) => return Ok(o),
+        };
+        let mut batch = Batch(found.accepted(now));
+        let (next, tokens) = self
+            .after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)
+            .await?;
+        if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
+            return Ok(refused);
+        }
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
+        })
+    }
+
+    /// A security notice to each verified address of the account (email and phone).
+    pub(super) fn notification(
+        &self,
+        user: &User,
+        subject: &str,
+        body: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OutboxMessage>, AuthError> {
+        // Checklist LIFE-1: every verified address of the account hears of a change.
+        let email = user.email.as_deref().filter(|_| user.email_verified).map(|e| (Channel::Email, e));
+        let phone = user.phone.as_deref().filter(|_| user.phone_verified).map(|p| (Channel::Sms, p));
+        email.into_iter().chain(phone).map(|(c, to)| self.sealed_message(c, to, subject, body, now)).collect()
+    }
+}
+
+/// A TOTP code that matched: whose, which factor, the step to consume, the attempt it used.
+pub(super) struct TotpMatch {
+    pub(super) user: User,
+    pub(super) factor: Factor,
+    pub(super) step: u64,
+    pub(super) attempts: u32,
+}
+
+impl TotpMatch {
+    /// The writes every accepted code makes: spend its step (refused if a parallel request spent
+    /// it first) and reset the account's TOTP failure counter.
+    fn accepted(&self, now: OffsetDateTime) -> Vec<Write> {
+        vec![
+            Write::ConsumeTotpStep { id: self.factor.id, step: i64::try_from(self.step).unwrap_or(i64::MAX), at: now },
+            Write::ClearFailures { key: self.user.username_canonical.clone(), kind: OTP.into() },
+        ]
+    }
+}
+
+/// What an authenticator app needs, from the secret.
+pub(super) struct TotpEnrolment {
+    pub(super) secret: String,
+    pub(super) uri: String,
+    pub(super) qr_svg: String,
+}
+
+/// The Key URI Format (`otpauth://totp/Issuer:account?secret=…&issuer=…`) with SHA1, 6 digits,
+/// 30 s spelled out, and the QR code of it as SVG.
+pub(super) fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<TotpEnrolment, AuthError> {
+    let b32 = data_encoding::BASE32_NOPAD.encode(secret);
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let uri = format!(
+        "otpauth://totp/{}:{}?secret={b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(issuer),
+        enc(account),
+        enc(issuer)
+    );
+    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| AuthError::Internal(e.to_string()))?;
+    let qr_svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
+    Ok(TotpEnrolment { secret: b32, uri, qr_svg })
+}

@@ -1,0 +1,340 @@
+//! Sessions and tokens: issuing them, refresh-token rotation with reuse detection, DPoP binding,
+//! verifying access tokens, sign-out and revocation.
+
+use super::*;
+
+impl Auth {
+    pub(super) fn new_session(
+        &self,
+        user: &User,
+        amr: &[&str],
+        device: Option<&Device>,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(Session, proto::Tokens), AuthError> {
+        let t = &self.settings.tokens;
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user.id,
+            acr: assurance(amr, self.settings.mfa.require_phishing_resistant).into(),
+            amr: with_mfa(amr),
+            auth_time: now,
+            created_at: now,
+            last_refresh_at: now,
+            expires_at: now + secs(t.session_absolute_ttl_secs),
+            revoked_at: None,
+            revoke_reason: None,
+            context: ctx.clone(),
+            device_id: device.map(|d| d.id),
+            // A device session is bound to its possession key (RFC 9449).
+            dpop_jkt: device.and_then(|d| dpop::thumbprint(&d.possession_key)),
+        };
+        let refresh = random_token(self.rng.as_ref(), 32);
+        batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
+            hash: sha256_b64(refresh.expose().as_bytes()),
+            session_id: session.id,
+            created_at: now,
+        });
+        let tokens = self.tokens_for(&session, refresh, now)?;
+        Ok((session, tokens))
+    }
+
+    pub(super) fn tokens_for(
+        &self,
+        session: &Session,
+        refresh: SecretString,
+        now: OffsetDateTime,
+    ) -> Result<proto::Tokens, AuthError> {
+        let t = &self.settings.tokens;
+        let claims = AccessClaims {
+            iss: t.issuer.clone(),
+            aud: t.audience.clone(),
+            sub: session.user_id.to_string(),
+            sid: session.id.to_string(),
+            exp: (now + secs(t.access_ttl_secs)).unix_timestamp(),
+            iat: now.unix_timestamp(),
+            jti: random_token(self.rng.as_ref(), 16).expose().to_owned(),
+            client_id: t.audience.clone(),
+            acr: session.acr.clone(),
+            amr: session.amr.clone(),
+            auth_time: session.auth_time.unix_timestamp(),
+            cnf: session.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
+        };
+        Ok(proto::Tokens {
+            access_token: self.signer.sign(&claims)?,
+            refresh_token: refresh.expose().to_owned(),
+            // RFC 9449 §5: a bound token's type is DPoP.
+            token_type: if session.dpop_jkt.is_some() { "DPoP" } else { "Bearer" }.into(),
+            expires_in: t.access_ttl_secs,
+        })
+    }
+
+    /// `POST /v1/token` with `grant_type=refresh_token`: rotate (RFC 9700 §4.14.2).
+    /// A device session's refresh needs `proof`, a DPoP proof by the device's possession key
+    /// (RFC 9449 §5); without it, or with another key's, nothing changes and the answer is
+    /// `invalid_dpop_proof`.
+    pub async fn refresh(
+        &self,
+        req: proto::TokenRequest,
+        proof: Option<DpopProof>,
+        ctx: ClientContext,
+    ) -> Result<proto::Tokens, AuthError> {
+        if req.grant_type != "refresh_token" {
+            return Err(AuthError::UnsupportedGrantType);
+        }
+        let now = self.now();
+        let refused = |reason| AuthError::InvalidDpopProof { reason, resource: false };
+        if let Some(p) = &proof {
+            self.check_dpop(p, "POST", "/v1/token", None, now, false).await?;
+        }
+        let old = sha256_b64(req.refresh_token.as_bytes());
+        let fresh = random_token(self.rng.as_ref(), 32);
+        let idle_cutoff = now - secs(self.settings.tokens.session_idle_ttl_secs);
+        let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff, jkt).await? {
+            RotateOutcome::Rotated(session) => {
+                let user = self.store.user_by_id(session.user_id).await?;
+                if !user.is_some_and(|u| u.status == UserStatus::Active) {
+                    self.store
+                        .apply(Batch(vec![Write::RevokeSession {
+                            id: session.id,
+                            at: now,
+                            reason: "account_inactive".into(),
+                        }]))
+                        .await?;
+                    return Err(AuthError::InvalidGrant);
+                }
+                self.store
+                    .apply(Batch(vec![audit(
+                        now,
+                        Some(session.user_id),
+                        "refresh",
+                        "success",
+                        &ctx,
+                        serde_json::json!({"session_id": session.id}),
+                    )]))
+                    .await?;
+                self.tokens_for(&session, fresh, now)
+            }
+            RotateOutcome::Reused(sid) => {
+                let user = self.store.session(sid).await?.map(|s| s.user_id);
+                self.store
+                    .apply(Batch(vec![audit(
+                        now,
+                        user,
+                        "refresh_reuse",
+                        "family_revoked",
+                        &ctx,
+                        serde_json::json!({"session_id": sid}),
+                    )]))
+                    .await?;
+                Err(AuthError::InvalidGrant)
+            }
+            RotateOutcome::Invalid => Err(AuthError::InvalidGrant),
+            RotateOutcome::ProofMismatch => Err(refused(if proof.is_some() {
+                "the proof is not signed by the key this session is bound to"
+            } else {
+                "this refresh token is bound to a device key: send a DPoP proof by it"
+            })),
+        }
+    }
+
+    /// The checks on a DPoP proof that need the clock, the store and the issuer (RFC 9449
+    /// §4.3): method, URL, `iat` within ±60 s, `ath` when an access token comes with it, and
+    /// first use of its `jti`. The signature was checked by the HTTP layer.
+    pub(super) async fn check_dpop(
+        &self,
+        p: &DpopProof,
+        method: &str,
+        path: &str,
+        ath: Option<&str>,
+        now: OffsetDateTime,
+        resource: bool,
+    ) -> Result<(), AuthError> {
+        let refused = |reason| Err(AuthError::InvalidDpopProof { reason, resource });
+        if p.htm != method {
+            return refused("htm is not this request's method");
+        }
+        if dpop::target_uri(&p.htu) != format!("{}{path}", self.settings.tokens.issuer) {
+            return refused("htu is not this request's URL");
+        }
+        // abs_diff: an iat near i64::MIN or MAX must not overflow.
+        if p.iat.abs_diff(now.unix_timestamp()) > dpop::IAT_WINDOW_SECS.unsigned_abs() {
+            return refused("iat is more than 60 seconds from the server's time");
+        }
+        if let Some(ath) = ath
+            && p.ath.as_deref().is_none_or(|a| !ct_eq(a.as_bytes(), ath.as_bytes()))
+        {
+            return refused("ath is not the hash of this access token");
+        }
+        let id = sha256_b64(format!("{}.{}", p.jkt, p.jti).as_bytes());
+        let keep_until = OffsetDateTime::from_unix_timestamp(p.iat + dpop::IAT_WINDOW_SECS).unwrap_or(now);
+        if !self.store.use_dpop_proof(&id, keep_until.max(now)).await? {
+            return refused("this proof (jti) was used already");
+        }
+        Ok(())
+    }
+
+    /// Verify an access token and load its live session and user. Revocation and account
+    /// disablement take effect here, on the next request. A token bound to a device key
+    /// (`cnf.jkt`) must come as `Authorization: DPoP` with a proof by that key for this request.
+    pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Principal, AuthError> {
+        let claims = self.signer.verify(presented.token).map_err(|e| match e {
+            TokenError::Signing(m) => AuthError::Internal(m),
+            _ => AuthError::Unauthenticated,
+        })?;
+        let at = self.now();
+        let now = at.unix_timestamp();
+        if claims.exp <= now || claims.iat > now + 60 {
+            return Err(AuthError::Unauthenticated);
+        }
+        let refused = |reason| AuthError::InvalidDpopProof { reason, resource: true };
+        match (&claims.cnf, presented.dpop_scheme) {
+            (Some(cnf), true) => {
+                let p = presented.proof.as_ref().ok_or(refused("a DPoP proof is required with this token"))?;
+                if !ct_eq(p.jkt.as_bytes(), cnf.jkt.as_bytes()) {
+                    return Err(refused("the proof is not signed by the key this token is bound to"));
+                }
+                let ath = dpop::access_token_hash(presented.token);
+                self.check_dpop(p, presented.method, presented.path, Some(&ath), at, true).await?;
+            }
+            // RFC 9449 §7.2: a bound token sent as a plain bearer token is refused.
+            (Some(_), false) => return Err(refused("this token is bound to a device key: use Authorization: DPoP")),
+            (None, true) => return Err(AuthError::Unauthenticated),
+            (None, false) => {}
+        }
+        let sid: SessionId = claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?;
+        let session = self.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;
+        if session.revoked_at.is_some() || session.user_id.to_string() != claims.sub {
+            return Err(AuthError::Unauthenticated);
+        }
+        let user = self.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
+        if user.status != UserStatus::Active {
+            return Err(AuthError::Unauthenticated);
+        }
+        Ok(Principal { claims, session, user })
+    }
+
+    /// `POST /v1/sign-out`.
+    pub async fn sign_out(
+        &self,
+        p: &Principal,
+        scope: proto::SignOutScope,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        let now = self.now();
+        let revoke = match scope {
+            proto::SignOutScope::Session => {
+                Write::RevokeSession { id: p.session.id, at: now, reason: "sign_out".into() }
+            }
+            proto::SignOutScope::All => {
+                Write::RevokeUserSessions { user_id: p.user.id, at: now, reason: "sign_out_all".into() }
+            }
+        };
+        let scope_name = if scope == proto::SignOutScope::All { "all" } else { "session" };
+        self.store
+            .apply(Batch(vec![
+                revoke,
+                audit(
+                    now,
+                    Some(p.user.id),
+                    "sign_out",
+                    "success",
+                    &ctx,
+                    serde_json::json!({"scope": scope_name, "session_id": p.session.id}),
+                ),
+            ]))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/me`.
+    pub fn me(&self, p: &Principal) -> proto::Me {
+        proto::Me {
+            id: p.user.id.to_string(),
+            username: p.user.username.clone(),
+            email: p.user.email.clone(),
+            email_verified: p.user.email_verified,
+            phone: p.user.phone.clone(),
+            phone_verified: p.user.phone_verified,
+            status: p.user.status.as_str().into(),
+            session_id: p.session.id.to_string(),
+            acr: p.claims.acr.clone(),
+            amr: p.claims.amr.clone(),
+        }
+    }
+
+    /// `GET /v1/me/sessions`.
+    pub async fn sessions(&self, p: &Principal) -> Result<proto::SessionList, AuthError> {
+        let sessions = self.store.live_sessions(p.user.id, self.now()).await?;
+        Ok(proto::SessionList {
+            sessions: sessions
+                .into_iter()
+                .map(|s| proto::SessionInfo {
+                    id: s.id.to_string(),
+                    current: s.id == p.session.id,
+                    acr: s.acr,
+                    amr: s.amr,
+                    auth_time: rfc3339(s.auth_time),
+                    created_at: rfc3339(s.created_at),
+                    last_refresh_at: rfc3339(s.last_refresh_at),
+                    ip: s.context.ip,
+                    user_agent: s.context.user_agent,
+                })
+                .collect(),
+        })
+    }
+
+    /// `DELETE /v1/me/sessions/{id}`: only the caller's own sessions.
+    pub async fn revoke_session(&self, p: &Principal, id: SessionId, ctx: ClientContext) -> Result<(), AuthError> {
+        let session = self.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
+        let now = self.now();
+        self.store
+            .apply(Batch(vec![
+                Write::RevokeSession { id: session.id, at: now, reason: "revoked_by_user".into() },
+                audit(
+                    now,
+                    Some(p.user.id),
+                    "session_revoked",
+                    "success",
+                    &ctx,
+                    serde_json::json!({"session_id": session.id}),
+                ),
+            ]))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether the methods verified cover two distinct factor classes (knowledge, possession,
+/// inherence). An email code is not a possession factor (NIST SP 800-63B-4 §3.1.3.1, checklist
+/// OOB-7), and the same class twice is still one (checklist FLOW-2). A biometric (`fpt`, `face`,
+/// `iris`) appears only with the device key it unlocked, as evidenced (checklist DEV-4).
+pub(super) fn two_classes(amr: &[&str]) -> bool {
+    let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
+    let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms"));
+    let inherence = amr.iter().any(|m| matches!(*m, "fpt" | "face" | "iris"));
+    u8::from(knowledge) + u8::from(possession) + u8::from(inherence) >= 2
+}
+
+/// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
+/// Where policy requires a phishing-resistant authenticator, only a hardware key (`hwk`) counts
+/// (checklist FLOW-5). Computed from the methods verified in this flow, never cached.
+pub(super) fn assurance(amr: &[&str], phishing_resistant: bool) -> &'static str {
+    let resistant = !phishing_resistant || amr.contains(&"hwk");
+    if two_classes(amr) && resistant { "aal2" } else { "aal1" }
+}
+
+/// The RFC 8176 `amr`, with `mfa` when more than one factor class was verified.
+pub(super) fn with_mfa(amr: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = amr.iter().map(|s| (*s).to_owned()).collect();
+    if two_classes(amr) {
+        out.push("mfa".into());
+    }
+    out
+}
+
+pub(super) fn amr_or_pwd(amr: &[String]) -> Vec<&str> {
+    if amr.is_empty() { vec!["pwd"] } else { amr.iter().map(String::as_str).collect() }
+}

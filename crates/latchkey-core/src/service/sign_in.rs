@@ -1,0 +1,145 @@
+//! Password sign-in: the password step, lockouts that reveal nothing, and what it leads to (a
+//! second factor, a new password, a new device's proofs, or the session).
+
+use super::*;
+
+impl Auth {
+    /// `POST /v1/sign-in` with a username and password.
+    pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        if let Some(device_id) = req.device_id.as_deref() {
+            if req.username.is_some() || req.password.is_some() {
+                return Err(AuthError::InvalidRequest("sign in with a device_id, or a username and password".into()));
+            }
+            return self.device_sign_in(device_id, ctx).await;
+        }
+        let (Some(raw_username), Some(raw_password)) = (req.username.as_deref(), req.password.as_deref()) else {
+            return match req.username.as_deref() {
+                // No password: a passwordless account's first sign-in on a new device.
+                Some(username) => self.new_device_sign_in(username, ctx).await,
+                None => Err(AuthError::InvalidRequest("a username (and password), or a device_id, is required".into())),
+            };
+        };
+        let now = self.now();
+        let key = lookup_key(raw_username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let password = normalize(raw_password);
+        if let Reservation::Locked(until) =
+            self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await?
+        {
+            self.store.apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))])).await?;
+            // At the hard cap only a reset helps; the longest delay is the hint not to hammer.
+            let retry_after_secs = until.map_or(self.settings.limits.password.max_delay_secs, |t| retry_after(now, t));
+            return Err(AuthError::LimitExceeded { retry_after_secs, limit: "password_lockout" });
+        }
+        let user = self.store.user_by_username(&key).await?;
+        let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+        let user = match user {
+            Some(u) if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) => u,
+            other => {
+                let uid = other.map(|u| u.id);
+                self.store
+                    .apply(Batch(vec![audit(
+                        now,
+                        uid,
+                        "sign_in",
+                        "failure",
+                        &ctx,
+                        serde_json::json!({"method": "pwd"}),
+                    )]))
+                    .await?;
+                return Err(AuthError::NotAuthorized);
+            }
+        };
+        let clear = Write::ClearFailures { key: key.clone(), kind: PASSWORD.into() };
+        let flow_id = FlowId::new();
+
+        if user.status == UserStatus::Unconfirmed {
+            let (channel, destination, masked) = confirmation_destination(&user)?;
+            self.check_send_limits(&key, Some(&destination), &ctx, channel).await?;
+            let (code, message) =
+                self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
+            let flow = self.new_flow(
+                flow_id,
+                FlowKind::SignIn,
+                Some(user.id),
+                FlowState::AwaitingConfirmation { code, sign_in_after: true, then_enroll_device: false },
+                now,
+                ctx.clone(),
+            );
+            let mut batch = Batch::new();
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(Write::Enqueue(message)).push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "needs_confirmation",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
+            self.store.apply(batch).await?;
+            self.outbox_wakeup.notify_one();
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
+        }
+        if let Some(start) = self.start_mfa(flow_id, &user, now, &ctx).await? {
+            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), start.state, now, ctx.clone());
+            let step = flow.state.step_name();
+            let mut batch = Batch(start.writes);
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "needs_second_factor",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "step": step}),
+            ));
+            self.store.apply(batch).await?;
+            self.outbox_wakeup.notify_one();
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "password", outcome: "verified" }, start.event]));
+        }
+        if user.must_change_password {
+            let flow = self.new_flow(
+                flow_id,
+                FlowKind::SignIn,
+                Some(user.id),
+                FlowState::AwaitingNewPassword { amr: vec!["pwd".into()], recovery: None },
+                now,
+                ctx.clone(),
+            );
+            let mut batch = Batch::new();
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "needs_new_password",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
+            self.store.apply(batch).await?;
+            return Ok(Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "issued" }]));
+        }
+
+        let mut batch = Batch::new();
+        let (session, tokens) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
+        let done = self.new_flow(
+            flow_id,
+            FlowKind::SignIn,
+            Some(user.id),
+            FlowState::Completed { session_id: Some(session.id) },
+            now,
+            ctx.clone(),
+        );
+        batch.push(clear).push(Write::InsertFlow(done.clone())).push(audit(
+            now,
+            Some(user.id),
+            "sign_in",
+            "success",
+            &ctx,
+            serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
+        ));
+        self.store.apply(batch).await?;
+        Ok(FlowOutcome {
+            flow: done,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent { step: "password", outcome: "verified" }],
+        })
+    }
+}

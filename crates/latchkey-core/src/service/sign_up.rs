@@ -1,0 +1,158 @@
+//! Sign-up: the account is created unconfirmed and confirmed by a code to its email or phone
+//! (or, passwordless, by the phone, the email and the first device).
+
+use super::*;
+
+impl Auth {
+    /// `POST /v1/sign-up`.
+    pub async fn sign_up(&self, req: proto::SignUpRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let policy = &self.settings.sign_up;
+        let username = Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let email = req
+            .email
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        let phone = req
+            .phone
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(Phone::parse)
+            .transpose()
+            .map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        if policy.require_email && email.is_none() {
+            return Err(AuthError::InvalidRequest("email is required".into()));
+        }
+        if policy.require_phone && phone.is_none() {
+            return Err(AuthError::InvalidRequest("phone is required".into()));
+        }
+        let password = match req.password.as_deref() {
+            Some(p) => Some(normalize(p)),
+            None if policy.require_password => {
+                return Err(AuthError::InvalidRequest("password is required".into()));
+            }
+            None => None,
+        };
+        // Passwordless: the phone is confirmed by SMS, then the first device is enrolled in the
+        // same flow (DESIGN.md: the one exception to "SMS never completes a new device").
+        let passwordless = password.is_none();
+        if passwordless && phone.is_none() {
+            return Err(AuthError::InvalidRequest("a phone number is required to sign up without a password".into()));
+        }
+        if let Some(pw) = &password {
+            check_policy(pw, &username.canonical).map_err(AuthError::InvalidPassword)?;
+        }
+        let (channel, destination, masked) = match (&email, &phone) {
+            (_, Some(p)) if passwordless => (Channel::Sms, p.as_str().to_owned(), p.masked()),
+            (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),
+            (None, Some(p)) => (Channel::Sms, p.as_str().to_owned(), p.masked()),
+            (None, None) => {
+                return Err(AuthError::InvalidRequest("an email or a phone number is required".into()));
+            }
+        };
+        if let Some(p) = &phone
+            && !self.settings.limits.sms_allowed(p.as_str())
+        {
+            return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
+        }
+        let existing = self.store.user_by_username(&username.canonical).await?;
+        // A taken username sends nothing, so it must not spend the account's budget (a stranger
+        // could keep its owner from getting codes) — but it is limited just the same.
+        if existing.is_some() {
+            self.check_look_alike_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
+        } else {
+            self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
+        }
+        // Hash even for a taken username, so both answers take the same time.
+        let hash = match &password {
+            Some(pw) => Some(self.hasher.hash(pw).await?),
+            None => None,
+        };
+        if existing.is_some() {
+            return self.duplicate_sign_up(channel, masked, now, ctx).await;
+        }
+
+        let user = User {
+            id: UserId::new(),
+            username: username.display.clone(),
+            username_canonical: username.canonical.clone(),
+            email: email.as_ref().map(|e| e.as_str().to_owned()),
+            email_verified: false,
+            phone: phone.as_ref().map(|p| p.as_str().to_owned()),
+            phone_verified: false,
+            status: UserStatus::Unconfirmed,
+            password_hash: hash,
+            must_change_password: false,
+            preferred_mfa: None,
+            phone_changed_at: None,
+            email_changed_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let flow_id = FlowId::new();
+        let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
+        let flow = self.new_flow(
+            flow_id,
+            FlowKind::SignUp,
+            Some(user.id),
+            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: passwordless },
+            now,
+            ctx.clone(),
+        );
+        let mut batch = Batch::new();
+        batch
+            .push(Write::InsertUser(user.clone()))
+            .push(Write::InsertFlow(flow.clone()))
+            .push(Write::Enqueue(message))
+            .push(audit(now, Some(user.id), "sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
+        match self.store.apply(batch).await {
+            Ok(()) => {}
+            // Another request took the username between our read and our write.
+            Err(StoreError::Conflict("username")) => {
+                let masked = flow_masked(&flow);
+                return self.duplicate_sign_up(channel, masked, now, ctx).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
+    }
+
+    /// A sign-up for a taken username: refuse openly, or (default) answer exactly like a new
+    /// sign-up with a flow whose code nobody knows, sending nothing.
+    pub(super) async fn duplicate_sign_up(
+        &self,
+        channel: Channel,
+        masked: String,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        if self.settings.sign_up.reveal_username_exists {
+            return Err(AuthError::UsernameExists);
+        }
+        let flow_id = FlowId::new();
+        let code = self.unknowable_code(flow_id, channel, masked, now);
+        let flow = self.new_flow(
+            flow_id,
+            FlowKind::SignUp,
+            None,
+            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: false },
+            now,
+            ctx.clone(),
+        );
+        let mut batch = Batch::new();
+        batch.push(Write::InsertFlow(flow.clone())).push(audit(
+            now,
+            None,
+            "sign_up",
+            "duplicate_username",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id}),
+        ));
+        self.store.apply(batch).await?;
+        Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
+    }
+}
