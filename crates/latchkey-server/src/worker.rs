@@ -261,7 +261,9 @@ impl Shared {
                 .unwrap_or_else(|_| Err(format!("{}: no answer within {} s", m.provider, deadline.as_secs()))),
             Err(e) => Err(format!("cannot open message body: {e}")),
         };
-        let now = self.clock.now();
+        // Times are the attempt's start, as they always were: the retry is due `backoff` after
+        // it began (a send that used its whole deadline is tried again sooner), and a test's
+        // fake clock moved while a send is in flight cannot push the retry out of reach.
         let marked = match result {
             Ok(()) => {
                 // The development outbox keeps a message; it is not counted as sent.
