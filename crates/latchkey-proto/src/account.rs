@@ -1,0 +1,70 @@
+//! The signed-in account's factors: enrolling, listing, preferring; recovery codes.
+
+use super::*;
+
+/// `POST /v1/me/factors`: start enrolling a factor (an `enroll` flow).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFactorRequest {
+    /// `totp`, `sms`, `email` or `recovery_codes` (also `POST /v1/me/recovery-codes`, in one call).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `sms`: the phone (E.164) to verify; default the account's phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// For `email`: the address to verify; default the account's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// `POST /v1/me/recovery-codes`: the new set, shown this once. Any earlier set stops working.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RecoveryCodes {
+    /// Ten single-use codes of 120 bits each, `XXXX-XXXX-XXXX-XXXX-XXXX-XXXX`.
+    pub codes: Vec<String>,
+}
+
+/// `PUT /v1/me/factors/preferred`: the method a sign-in lists first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PreferredMfa {
+    /// An enrolled method (`totp`, `sms`, `email`).
+    pub method: MfaMethod,
+}
+
+/// One factor in `GET /v1/me/factors`. Never carries secret material.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FactorInfo {
+    /// The factor id.
+    pub id: String,
+    /// `totp`, `sms`, `email` or `recovery_codes`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending` (not yet confirmed by a first code) or `active`.
+    pub state: String,
+    /// `sms` and `email`: the verified destination, masked.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// `recovery_codes`: how many unused codes are left.
+    #[serde(default)]
+    pub remaining: Option<u32>,
+    /// Whether sign-in lists this method first.
+    #[serde(default)]
+    pub preferred: bool,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+    /// When it was last used to sign in (RFC 3339).
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/me/factors`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FactorList {
+    /// The user's factors besides the password.
+    pub factors: Vec<FactorInfo>,
+}

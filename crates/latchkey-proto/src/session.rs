@@ -1,0 +1,108 @@
+//! Sessions and tokens: the tokens a finished flow returns, refresh, sign-out, the signed-in
+//! account and its sessions.
+
+use super::*;
+
+/// Tokens, present only in `done`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Tokens {
+    /// An ES256 JWT (`typ: at+jwt`) verifiable with `/.well-known/jwks.json`.
+    pub access_token: String,
+    /// An opaque refresh token, rotated on every use.
+    pub refresh_token: String,
+    /// `Bearer`, or `DPoP` for a device session (its tokens are bound to the device's key).
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// `POST /v1/token`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenRequest {
+    /// Only `refresh_token` is supported.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^refresh_token$"))]
+    pub grant_type: String,
+    /// The refresh token to rotate.
+    pub refresh_token: String,
+}
+
+/// `POST /v1/sign-out`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SignOutRequest {
+    /// `session` (default) or `all`.
+    #[serde(default)]
+    pub scope: SignOutScope,
+}
+
+/// Which sessions a sign-out ends.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SignOutScope {
+    /// Only the session of the access token.
+    #[default]
+    Session,
+    /// Every session of the user.
+    All,
+}
+
+/// `GET /v1/me`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Me {
+    /// The user id (UUIDv7).
+    pub id: String,
+    /// The username as registered.
+    pub username: String,
+    /// The email address, if any.
+    pub email: Option<String>,
+    /// Whether the email address was verified.
+    pub email_verified: bool,
+    /// The phone number, if any.
+    pub phone: Option<String>,
+    /// Whether the phone number was verified.
+    pub phone_verified: bool,
+    /// `unconfirmed`, `active`, `locked` or `disabled`.
+    pub status: String,
+    /// The current session's id.
+    pub session_id: String,
+    /// The current session's assurance level.
+    pub acr: String,
+    /// The methods used to authenticate (RFC 8176).
+    pub amr: Vec<String>,
+}
+
+/// One session in `GET /v1/me/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionInfo {
+    /// The session id.
+    pub id: String,
+    /// Whether this is the session of the calling access token.
+    pub current: bool,
+    /// Assurance level.
+    pub acr: String,
+    /// Methods used (RFC 8176).
+    pub amr: Vec<String>,
+    /// When the user authenticated (RFC 3339).
+    pub auth_time: String,
+    /// When the session was created (RFC 3339).
+    pub created_at: String,
+    /// When the session was last refreshed (RFC 3339).
+    pub last_refresh_at: String,
+    /// The IP address that created it, if known.
+    pub ip: Option<String>,
+    /// The user agent that created it, if known.
+    pub user_agent: Option<String>,
+}
+
+/// `GET /v1/me/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionList {
+    /// Active sessions, newest first.
+    pub sessions: Vec<SessionInfo>,
+}
