@@ -194,4 +194,15 @@ impl Auth {
         }
         Ok(self.store.hit_rate_limits(&[("sms:daily".into(), l.sms_daily_budget)], day).await?)
     }
+
+    /// Claim flows that expired and report the unfinished ones as abandoned at their step, so
+    /// operators see where users drop off. Each flow is reported once across replicas.
+    pub async fn sweep_expired_flows(&self, limit: u32) -> Result<Vec<StepEvent>, AuthError> {
+        let flows = self.store.claim_expired_flows(self.now(), limit).await?;
+        Ok(flows
+            .iter()
+            .filter(|f| !f.state.is_terminal())
+            .map(|f| StepEvent { step: f.state.step_name(), outcome: "abandoned" })
+            .collect())
+    }
 }
