@@ -2,17 +2,30 @@
 //! fresh, migrated store. Concurrency checks start N tasks behind a barrier.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod approvals;
 mod counters;
+mod outbox;
 mod recovery;
+mod sessions;
 
 use crate::ids::*;
 use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
+use approvals::one_pending_approval_per_account_and_each_is_answered_once;
 use counters::a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept;
 use latchkey_proto::Channel;
+use outbox::{
+    each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds, parallel_workers_never_claim_one_message_twice,
+    the_outbox_is_claimed_once_retried_and_leased,
+};
 use recovery::{
     a_single_use_value_takes_effect_in_one_batch_only, a_transition_sets_the_attempt_count_it_carries,
     recovery_flows_are_listed_per_account_and_change_times_round_trip,
+};
+use sessions::{
+    a_bound_session_rotates_only_with_its_key_and_a_proof_is_used_once, idle_and_absolute_session_limits_stop_rotation,
+    parallel_refreshes_rotate_at_most_once, refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+    sessions_are_listed_and_revoked,
 };
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -277,113 +290,6 @@ pub async fn a_counter_cleared_during_parallel_reservations_never_errors(store: 
     assert_eq!(store.reserve_failure("user:erin", "otp", T0, &policy).await.unwrap(), Reservation::Allowed(1));
 }
 
-fn approval(user_id: UserId, at: OffsetDateTime) -> Approval {
-    Approval {
-        id: ApprovalId::new(),
-        user_id,
-        flow_id: FlowId::new(),
-        kind: "sign_in".into(),
-        number: "42".into(),
-        nonce: "n".into(),
-        status: ApprovalStatus::Pending,
-        created_at: at,
-        expires_at: at + Duration::minutes(2),
-        decided_at: None,
-        device_id: None,
-        context: ClientContext { ip: Some("192.0.2.1".into()), user_agent: Some("ua".into()) },
-    }
-}
-
-/// Checklist PUSH-3 and PUSH-4 in the store: one pending approval per account however many
-/// sign-ins ask at once, an expired one makes room, and an answer takes effect once.
-pub async fn one_pending_approval_per_account_and_each_is_answered_once(store: Arc<dyn Store>) {
-    let u = user("gil");
-    one(store.as_ref(), Write::InsertUser(u.clone())).await;
-    let barrier = Arc::new(tokio::sync::Barrier::new(10));
-    let mut tasks = vec![];
-    for _ in 0..10 {
-        let (store, barrier, a) = (store.clone(), barrier.clone(), approval(u.id, T0));
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store.apply(Batch(vec![Write::InsertApproval(a.clone())])).await.map(|()| a)
-        }));
-    }
-    let (mut first, mut refused) = (vec![], 0);
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(a) => first.push(a),
-            Err(StoreError::Conflict("approval_pending")) => refused += 1,
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    assert_eq!((first.len(), refused), (1, 9), "one outstanding approval per account");
-    let first = first.remove(0);
-    assert_eq!(store.approval(first.id).await.unwrap(), Some(first.clone()), "it round-trips");
-    assert_eq!(store.pending_approvals(u.id, T0).await.unwrap(), vec![first.clone()]);
-    let expiry = first.expires_at;
-    assert!(store.pending_approvals(u.id, expiry).await.unwrap().is_empty(), "not listed once expired");
-    let late = Write::DecideApproval {
-        id: first.id,
-        status: ApprovalStatus::Approved,
-        device_id: DeviceId::new(),
-        at: expiry,
-    };
-    assert!(matches!(store.apply(Batch(vec![late])).await, Err(StoreError::Conflict("approval"))), "too late");
-    // The expired one makes room for the next, and is closed.
-    let second = approval(u.id, expiry);
-    one(store.as_ref(), Write::InsertApproval(second.clone())).await;
-    assert_eq!(store.approval(first.id).await.unwrap().unwrap().status, ApprovalStatus::Expired);
-    // Twenty parallel answers: one takes effect.
-    let barrier = Arc::new(tokio::sync::Barrier::new(20));
-    let mut tasks = vec![];
-    for i in 0..20 {
-        let (store, barrier) = (store.clone(), barrier.clone());
-        let status = if i % 2 == 0 { ApprovalStatus::Approved } else { ApprovalStatus::Reported };
-        let w = Write::DecideApproval {
-            id: second.id,
-            status,
-            device_id: DeviceId::new(),
-            at: expiry + Duration::seconds(1),
-        };
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store.apply(Batch(vec![w])).await
-        }));
-    }
-    let mut won = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(()) => won += 1,
-            Err(StoreError::Conflict("approval")) => {}
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    assert_eq!(won, 1);
-    let decided = store.approval(second.id).await.unwrap().unwrap();
-    assert_ne!(decided.status, ApprovalStatus::Pending);
-    assert_eq!(decided.decided_at, Some(expiry + Duration::seconds(1)));
-    assert!(decided.device_id.is_some());
-    let reported = (decided.status == ApprovalStatus::Reported).then_some(expiry + Duration::seconds(1));
-    assert_eq!(store.last_reported_approval(u.id).await.unwrap(), reported);
-    // Withdrawing leaves an answered approval as it was, and ends a pending one for good.
-    one(store.as_ref(), Write::WithdrawApproval { id: second.id, at: expiry + Duration::seconds(2) }).await;
-    assert_eq!(store.approval(second.id).await.unwrap().unwrap(), decided);
-    let third = approval(u.id, expiry + Duration::seconds(3));
-    one(store.as_ref(), Write::InsertApproval(third.clone())).await;
-    let at = expiry + Duration::seconds(4);
-    let both = Batch(vec![Write::WithdrawApproval { id: third.id, at }, Write::InsertApproval(approval(u.id, at))]);
-    store.apply(both).await.unwrap();
-    assert_eq!(store.approval(third.id).await.unwrap().unwrap().status, ApprovalStatus::Withdrawn, "replaced at once");
-    let late = Write::DecideApproval { id: third.id, status: ApprovalStatus::Approved, device_id: DeviceId::new(), at };
-    assert!(matches!(store.apply(Batch(vec![late])).await, Err(StoreError::Conflict("approval"))));
-    // Another account is not limited by this one's.
-    let v = user("hal");
-    one(store.as_ref(), Write::InsertUser(v.clone())).await;
-    one(store.as_ref(), Write::InsertApproval(approval(v.id, T0))).await;
-    assert!(store.purge(expiry + Duration::hours(1)).await.unwrap() >= 5);
-    assert_eq!(store.approval(second.id).await.unwrap(), None, "purged");
-}
-
 /// One active factor per kind and user, however many requests add one at once.
 pub async fn one_active_factor_per_kind_holds_under_concurrency(store: Arc<dyn Store>) {
     let u = user("fay");
@@ -440,250 +346,6 @@ pub async fn rate_limits_count_per_bucket_and_window(store: Arc<dyn Store>) {
     assert!(!store.hit_rate_limits(&b, T0).await.unwrap(), "third send in the window exceeds 2");
     assert!(store.hit_rate_limits(&b, T0 + Duration::minutes(15)).await.unwrap(), "a new window");
     assert!(store.purge(T0 + Duration::minutes(1)).await.unwrap() >= 2);
-}
-
-async fn with_session(store: &Arc<dyn Store>) -> (User, Session) {
-    let u = user(&format!("s{}", UserId::new().0.simple()));
-    let s = session(u.id);
-    store
-        .apply(Batch(vec![
-            Write::InsertUser(u.clone()),
-            Write::InsertSession(s.clone()),
-            Write::InsertRefreshToken { hash: format!("h0-{}", s.id), session_id: s.id, created_at: T0 },
-        ]))
-        .await
-        .unwrap();
-    (u, s)
-}
-
-pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
-    let (_, s) = with_session(&store).await;
-    let h0 = format!("h0-{}", s.id);
-    let t1 = T0 + Duration::minutes(1);
-    let cutoff = T0 - Duration::days(7);
-    match store.rotate_refresh(&h0, "h1", t1, cutoff, None).await.unwrap() {
-        RotateOutcome::Rotated(got) => assert_eq!(got.last_refresh_at, t1),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(store.rotate_refresh(&h0, "h2", t1, cutoff, None).await.unwrap(), RotateOutcome::Reused(s.id));
-    let revoked = store.session(s.id).await.unwrap().unwrap();
-    assert_eq!(revoked.revoke_reason.as_deref(), Some("refresh_reuse"));
-    assert_eq!(
-        store.rotate_refresh("h1", "h3", t1, cutoff, None).await.unwrap(),
-        RotateOutcome::Invalid,
-        "the family is dead"
-    );
-    assert_eq!(store.rotate_refresh("unknown", "h4", t1, cutoff, None).await.unwrap(), RotateOutcome::Invalid);
-}
-
-pub async fn parallel_refreshes_rotate_at_most_once(store: Arc<dyn Store>) {
-    let (_, s) = with_session(&store).await;
-    let h0 = format!("h0-{}", s.id);
-    let barrier = Arc::new(tokio::sync::Barrier::new(10));
-    let mut tasks = vec![];
-    for i in 0..10 {
-        let (store, barrier, h0) = (store.clone(), barrier.clone(), h0.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store.rotate_refresh(&h0, &format!("new-{i}-{h0}"), T0, T0 - Duration::days(1), None).await.unwrap()
-        }));
-    }
-    let mut rotated = 0;
-    for t in tasks {
-        if let RotateOutcome::Rotated(_) = t.await.unwrap() {
-            rotated += 1;
-        }
-    }
-    assert_eq!(rotated, 1);
-    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some(), "reuse revoked the family");
-}
-
-pub async fn a_bound_session_rotates_only_with_its_key_and_a_proof_is_used_once(store: Arc<dyn Store>) {
-    let u = user(&format!("b{}", UserId::new().0.simple()));
-    let mut s = session(u.id);
-    s.dpop_jkt = Some("jkt-a".into());
-    store
-        .apply(Batch(vec![
-            Write::InsertUser(u),
-            Write::InsertSession(s.clone()),
-            Write::InsertRefreshToken { hash: "b0".into(), session_id: s.id, created_at: T0 },
-        ]))
-        .await
-        .unwrap();
-    let cutoff = T0 - Duration::days(1);
-    for proof in [None, Some("jkt-b")] {
-        assert_eq!(store.rotate_refresh("b0", "b1", T0, cutoff, proof).await.unwrap(), RotateOutcome::ProofMismatch);
-    }
-    // Refused without changing anything: the token is still live for its device.
-    assert!(matches!(
-        store.rotate_refresh("b0", "b1", T0, cutoff, Some("jkt-a")).await.unwrap(),
-        RotateOutcome::Rotated(_)
-    ));
-    // A spent token without the key neither works nor ends the session …
-    assert_eq!(store.rotate_refresh("b0", "b2", T0, cutoff, None).await.unwrap(), RotateOutcome::ProofMismatch);
-    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_none());
-    // … with the key it is reuse, and the family ends.
-    assert_eq!(store.rotate_refresh("b0", "b2", T0, cutoff, Some("jkt-a")).await.unwrap(), RotateOutcome::Reused(s.id));
-
-    // Twenty parallel presentations of one proof: one is accepted.
-    let barrier = Arc::new(tokio::sync::Barrier::new(20));
-    let mut tasks = vec![];
-    for _ in 0..20 {
-        let (store, barrier) = (store.clone(), barrier.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store.use_dpop_proof("proof-1", T0 + Duration::minutes(1)).await.unwrap()
-        }));
-    }
-    let mut accepted = 0;
-    for t in tasks {
-        accepted += usize::from(t.await.unwrap());
-    }
-    assert_eq!(accepted, 1);
-    assert!(store.use_dpop_proof("proof-2", T0 + Duration::minutes(1)).await.unwrap());
-    // Purged once expired, like flows.
-    assert!(store.purge(T0 + Duration::minutes(2)).await.unwrap() >= 2);
-    assert!(store.use_dpop_proof("proof-1", T0 + Duration::minutes(3)).await.unwrap());
-}
-
-pub async fn idle_and_absolute_session_limits_stop_rotation(store: Arc<dyn Store>) {
-    let (_, s) = with_session(&store).await;
-    let h0 = format!("h0-{}", s.id);
-    assert_eq!(
-        store.rotate_refresh(&h0, "x1", T0 + Duration::days(8), T0 + Duration::days(1), None).await.unwrap(),
-        RotateOutcome::Invalid,
-        "idle too long"
-    );
-    let (_, s) = with_session(&store).await;
-    let h0 = format!("h0-{}", s.id);
-    assert_eq!(
-        store.rotate_refresh(&h0, "x2", T0 + Duration::days(31), T0, None).await.unwrap(),
-        RotateOutcome::Invalid,
-        "past the absolute lifetime"
-    );
-}
-
-pub async fn sessions_are_listed_and_revoked(store: Arc<dyn Store>) {
-    let (u, s1) = with_session(&store).await;
-    let mut s2 = session(u.id);
-    s2.created_at = T0 + Duration::seconds(5);
-    one(store.as_ref(), Write::InsertSession(s2.clone())).await;
-    let live: Vec<_> = store.live_sessions(u.id, T0).await.unwrap().into_iter().map(|s| s.id).collect();
-    assert_eq!(live, vec![s2.id, s1.id]);
-    one(store.as_ref(), Write::RevokeSession { id: s2.id, at: T0, reason: "sign_out".into() }).await;
-    assert_eq!(store.live_sessions(u.id, T0).await.unwrap().len(), 1);
-    one(store.as_ref(), Write::RevokeUserSessions { user_id: u.id, at: T0, reason: "all".into() }).await;
-    assert!(store.live_sessions(u.id, T0).await.unwrap().is_empty());
-    assert_eq!(
-        store.session(s2.id).await.unwrap().unwrap().revoke_reason.as_deref(),
-        Some("sign_out"),
-        "first reason kept"
-    );
-}
-
-pub async fn the_outbox_is_claimed_once_retried_and_leased(store: Arc<dyn Store>) {
-    let m = message("smtp");
-    one(store.as_ref(), Write::Enqueue(m.clone())).await;
-    let claimed = store.claim_outbox("smtp", T0, 10, Duration::seconds(60)).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].attempts, 1);
-    assert!(store.claim_outbox("smtp", T0, 10, Duration::seconds(60)).await.unwrap().is_empty(), "leased");
-    store.outbox_failed(m.id, "connection refused", Some(T0 + Duration::seconds(30))).await.unwrap();
-    assert!(
-        store.claim_outbox("smtp", T0 + Duration::seconds(29), 10, Duration::seconds(60)).await.unwrap().is_empty()
-    );
-    let again = store.claim_outbox("smtp", T0 + Duration::seconds(30), 10, Duration::seconds(60)).await.unwrap();
-    assert_eq!(again[0].attempts, 2);
-    assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
-    // A worker that died mid-send: its lease ends and another worker takes the message.
-    let retaken = store.claim_outbox("smtp", T0 + Duration::seconds(91), 10, Duration::seconds(60)).await.unwrap();
-    assert_eq!(retaken.len(), 1);
-    store.outbox_sent(m.id, T0 + Duration::seconds(92), false).await.unwrap();
-    let all = store.outbox_messages(None).await.unwrap();
-    assert_eq!(all[0].status, OutboxStatus::Sent);
-    assert_eq!(all[0].body_sealed, None, "a delivered body is not kept");
-    let dev = message("dev");
-    one(store.as_ref(), Write::Enqueue(dev.clone())).await;
-    store.claim_outbox("dev", T0, 10, Duration::seconds(60)).await.unwrap();
-    store.outbox_sent(dev.id, T0, true).await.unwrap();
-    let kept = store.outbox_messages(Some("dev")).await.unwrap();
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].body_sealed.as_deref(), Some("sealed"));
-    let dead = message("smtp");
-    one(store.as_ref(), Write::Enqueue(dead.clone())).await;
-    store.outbox_failed(dead.id, "gave up", None).await.unwrap();
-    assert!(
-        store
-            .outbox_messages(Some("smtp"))
-            .await
-            .unwrap()
-            .iter()
-            .any(|m| m.id == dead.id && m.status == OutboxStatus::Dead)
-    );
-}
-
-pub async fn each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds(store: Arc<dyn Store>) {
-    let (mail, sms) = (message("smtp"), message("sms_webhook"));
-    one(store.as_ref(), Write::Enqueue(mail.clone())).await;
-    one(store.as_ref(), Write::Enqueue(sms.clone())).await;
-    let lease = Duration::seconds(10);
-    let got = store.claim_outbox("smtp", T0, 10, lease).await.unwrap();
-    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![mail.id], "only the provider asked for");
-    // A sender still at work renews its lease: nobody takes the message when the first ends.
-    store.renew_outbox(&[mail.id], T0 + Duration::seconds(20)).await.unwrap();
-    assert!(store.claim_outbox("smtp", T0 + Duration::seconds(15), 10, lease).await.unwrap().is_empty());
-    // A sender that stopped renewing: the message is taken once the renewed lease ends.
-    assert_eq!(store.claim_outbox("smtp", T0 + Duration::seconds(20), 10, lease).await.unwrap().len(), 1);
-    // Renewing a message that is no longer being sent changes nothing.
-    store.outbox_sent(mail.id, T0 + Duration::seconds(21), false).await.unwrap();
-    store.renew_outbox(&[mail.id], T0 + Duration::seconds(99)).await.unwrap();
-    assert_eq!(store.outbox_messages(Some("smtp")).await.unwrap()[0].status, OutboxStatus::Sent);
-    let got = store.claim_outbox("sms_webhook", T0, 10, lease).await.unwrap();
-    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![sms.id]);
-    // The backlog operators see: undelivered messages per provider and status, oldest first.
-    let mut later = message("sms_webhook");
-    later.created_at = T0 + Duration::seconds(30);
-    one(store.as_ref(), Write::Enqueue(later.clone())).await;
-    let mut older = message("sms_webhook");
-    older.created_at = T0 - Duration::seconds(30);
-    one(store.as_ref(), Write::Enqueue(older)).await;
-    store.outbox_failed(later.id, "gave up", None).await.unwrap();
-    let backlog = store.outbox_backlog().await.unwrap();
-    let row = |status| backlog.iter().find(|b| b.provider == "sms_webhook" && b.status == status).cloned();
-    assert_eq!(row(OutboxStatus::Pending).map(|b| (b.count, b.oldest)), Some((1, T0 - Duration::seconds(30))));
-    assert_eq!(row(OutboxStatus::Sending).map(|b| (b.count, b.oldest)), Some((1, T0)));
-    assert_eq!(row(OutboxStatus::Dead).map(|b| b.count), Some(1));
-    assert!(backlog.iter().all(|b| b.provider != "smtp"), "a delivered message is no backlog: {backlog:?}");
-}
-
-pub async fn parallel_workers_never_claim_one_message_twice(store: Arc<dyn Store>) {
-    for _ in 0..20 {
-        one(store.as_ref(), Write::Enqueue(message("smtp"))).await;
-    }
-    let barrier = Arc::new(tokio::sync::Barrier::new(4));
-    let mut tasks = vec![];
-    for _ in 0..4 {
-        let (store, barrier) = (store.clone(), barrier.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let mut ids = vec![];
-            loop {
-                let got = store.claim_outbox("smtp", T0, 3, Duration::seconds(60)).await.unwrap();
-                if got.is_empty() {
-                    return ids;
-                }
-                ids.extend(got.into_iter().map(|m| m.id));
-            }
-        }));
-    }
-    let mut all = vec![];
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let n = all.len();
-    all.sort();
-    all.dedup();
-    assert_eq!((n, all.len()), (20, 20));
 }
 
 pub async fn audit_events_are_kept_in_order(store: Arc<dyn Store>) {
