@@ -1,10 +1,11 @@
 //! The authentication service: every flow as a state machine over stored flow records. This file
 //! holds the shared context (`Auth`), the flow dispatcher — the `(state, answer)` table in
 //! `submit` — and the step mechanics every flow uses; each flow and each room of the account has
-//! a file of its own under `service/`: `sign_up`, `sign_in`, `mfa` (second factors and their
-//! set-up), `device` (device keys and PIN), `push` (approval with number matching), `recovery`,
-//! `undo` ("this wasn't me"), `authenticator` (TOTP), `sessions` (tokens, refresh, DPoP,
-//! sign-out), `admin`, `answers` (what the app is shown) and `limits` (codes and send limits).
+//! a file of its own under `service/`: `sign_up`, `sign_in`, `mfa` (second factors at sign-in),
+//! `verification` (a new phone or address), `factors` (managing them), `device` (device keys and
+//! PIN), `push` (approval with number matching), `recovery`, `undo` ("this wasn't me"),
+//! `authenticator` (TOTP), `sessions` (tokens, refresh, DPoP, sign-out), `admin`, `answers`
+//! (what the app is shown) and `limits` (flow records, codes and send limits).
 //!
 //! Invariants:
 //! - A transition is a compare-and-swap on the flow's version, committed in one batch with its
