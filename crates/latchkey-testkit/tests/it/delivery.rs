@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 const PW: &str = "correct horse battery";
 
 /// A minimal SMTP server that accepts every message and keeps its DATA.
-async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("smtp://{}", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -58,7 +58,8 @@ async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, received)
 }
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+/// Poll `f` every 25 ms until it gives a value (10 s at most).
+pub(crate) async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     for _ in 0..400 {
         if let Some(v) = f().await {
             return v;

@@ -2,6 +2,7 @@
 //! email, every send has a deadline, one provider's messages go out concurrently, and a message
 //! whose worker died is sent again after a short lease, with the same id on the wire.
 
+use crate::delivery::{eventually, smtp_sink};
 use latchkey_core::model::OutboxStatus;
 use latchkey_server::webhook::MESSAGE_ID_HEADER;
 use latchkey_testkit::proto::SignUpRequest;
@@ -35,48 +36,6 @@ async fn hung_smtp() -> (String, Arc<AtomicUsize>) {
         }
     });
     (url, connections)
-}
-
-/// A mail server that accepts everything and keeps each message's DATA.
-async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("smtp://{}", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = received.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut lines = BufReader::new(r).lines();
-                let _ = w.write_all(b"220 sink.test ESMTP\r\n").await;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "DATA" => {
-                            let _ = w.write_all(b"354 end with .\r\n").await;
-                            let mut data = String::new();
-                            while let Ok(Some(l)) = lines.next_line().await {
-                                if l == "." {
-                                    break;
-                                }
-                                data.push_str(&l);
-                                data.push('\n');
-                            }
-                            sink.lock().unwrap().push(data);
-                            b"250 queued\r\n"
-                        }
-                        "QUIT" => return,
-                        _ => b"250 ok\r\n",
-                    };
-                    if w.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, received)
 }
 
 /// What an SMS provider saw: per request, its message id and whether it was answered while
@@ -115,16 +74,6 @@ async fn sms_barrier(together: usize) -> (String, Arc<Mutex<Seen>>) {
     let url = format!("http://{}/sms", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
-}
-
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..400 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(StdDuration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn sign_up(username: &str, email: Option<&str>, phone: Option<&str>) -> SignUpRequest {
