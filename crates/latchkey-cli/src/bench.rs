@@ -322,7 +322,7 @@ async fn sign_in(target: Target) -> anyhow::Result<()> {
 }
 
 async fn hash(m_kib: u32, t: u32, p: u32, count: u32) -> anyhow::Result<()> {
-    use latchkey_core::password::{HashParams, SecretHasher};
+    use latchkey_core::factors::password::{HashParams, SecretHasher};
     use latchkey_core::secret::{OsRandom, SecretBytes, SecretString};
     let hasher =
         SecretHasher::new(SecretBytes::new(vec![7; 32]), HashParams { m_kib, t, p }, 1, std::sync::Arc::new(OsRandom))

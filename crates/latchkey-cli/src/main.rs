@@ -191,7 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .decode(cleaned.as_bytes())
                 .map_err(|e| anyhow::anyhow!("not Base32: {e}"))?;
             let now = at.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp().try_into().unwrap_or(0));
-            println!("{}", latchkey_core::totp::totp_at(&key, now, &Default::default()));
+            println!("{}", latchkey_core::factors::totp::totp_at(&key, now, &Default::default()));
             Ok(())
         }
         Command::Openapi => {

@@ -1,7 +1,7 @@
 //! The domain's error: every way a request can fail, each with a stable wire code.
 //! A wrong answer to a flow step is *not* here: it is a value in the flow answer.
 
-use crate::password::PasswordRejection;
+use crate::factors::password::PasswordRejection;
 use crate::store::StoreError;
 use latchkey_proto::codes;
 
@@ -153,8 +153,8 @@ impl From<StoreError> for AuthError {
     }
 }
 
-impl From<crate::password::HashError> for AuthError {
-    fn from(e: crate::password::HashError) -> Self {
+impl From<crate::factors::password::HashError> for AuthError {
+    fn from(e: crate::factors::password::HashError) -> Self {
         AuthError::Internal(e.to_string())
     }
 }

@@ -2,25 +2,27 @@
 //! [`store::Store`] trait. It knows nothing of HTTP or SQL; time and randomness are injected.
 #![warn(missing_docs)]
 
-pub mod attestation;
+pub mod account;
+pub mod auth;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod crypto;
-pub mod device;
 pub mod dpop;
 pub mod error;
+pub mod factors;
+pub mod flow;
+mod flows;
 pub mod identity;
 pub mod ids;
 pub mod model;
-pub mod password;
 pub mod secret;
-pub mod service;
+pub mod sessions;
 pub mod settings;
 pub mod store;
 pub mod tokens;
-pub mod totp;
 
+pub use auth::{Auth, AuthParts};
 pub use error::AuthError;
+pub use flows::{DeviceEnrollment, NewBiometricKey};
 pub use latchkey_proto::MfaMethod;
-pub use service::{Auth, AuthParts};

@@ -4,7 +4,7 @@
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use latchkey_core::password::HashParams;
+use latchkey_core::factors::password::HashParams;
 use latchkey_core::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -343,7 +343,7 @@ impl Config {
         if p.push.report_lock_secs > 86_400 {
             anyhow::bail!("policy.push.report_lock_secs: at most a day (approvals are kept that long)");
         }
-        latchkey_core::attestation::root_keys(&p.devices.android_attestation_roots)
+        latchkey_core::factors::attestation::root_keys(&p.devices.android_attestation_roots)
             .map_err(|e| anyhow::anyhow!("policy.devices.android_attestation_roots: {e}"))?;
         Ok(())
     }
@@ -574,7 +574,7 @@ mod tests {
     fn attestation_roots_are_pem_or_paths_read_at_load_and_checked() {
         let dir = std::env::temp_dir().join(format!("lk-cfg-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
-        let root = latchkey_core::attestation::testing::TestRoot::new();
+        let root = latchkey_core::factors::attestation::testing::TestRoot::new();
         let pem_file = dir.join("roots.pem");
         std::fs::write(&pem_file, root.pem()).unwrap();
         let load = |roots: &str| {

@@ -4,8 +4,8 @@
 
 use crate::config::{Config, OutboxConfig};
 use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook, with_causes};
+use latchkey_core::auth::OutboxRoutes;
 use latchkey_core::model::OutboxMessage;
-use latchkey_core::service::OutboxRoutes;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 

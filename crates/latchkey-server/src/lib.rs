@@ -17,7 +17,7 @@ pub mod worker;
 use config::Config;
 use latchkey_core::clock::Clock;
 use latchkey_core::crypto::Keys;
-use latchkey_core::password::SecretHasher;
+use latchkey_core::factors::password::SecretHasher;
 use latchkey_core::secret::{OsRandom, Random};
 use latchkey_core::{Auth, AuthParts};
 use latchkey_store::{Database, OpenOptions};

@@ -375,7 +375,7 @@ impl Drop for TestServer {
 /// The authenticator app's code for a Base32 secret at the server's time, `offset` steps away.
 pub fn totp_code(secret_b32: &str, clock: &FakeClock, offset: i64) -> String {
     use latchkey_core::clock::Clock;
-    use latchkey_core::totp::{TotpAlgorithm, hotp, step_at};
+    use latchkey_core::factors::totp::{TotpAlgorithm, hotp, step_at};
     let secret = data_encoding::BASE32_NOPAD.decode(secret_b32.as_bytes()).unwrap();
     let now = u64::try_from(clock.now().unix_timestamp()).unwrap();
     let step = step_at(now, &Default::default()).checked_add_signed(offset).unwrap();
@@ -475,16 +475,18 @@ pub struct AndroidKeystore {
     /// The keys themselves.
     pub keys: latchkey_client::SoftwareKeystore,
     /// The attestation root the server must trust.
-    pub root: Arc<latchkey_core::attestation::testing::TestRoot>,
+    pub root: Arc<latchkey_core::factors::attestation::testing::TestRoot>,
     /// Turns the good claims into the ones this phone makes.
-    pub claims: fn(latchkey_core::attestation::testing::Claims) -> latchkey_core::attestation::testing::Claims,
+    pub claims: fn(
+        latchkey_core::factors::attestation::testing::Claims,
+    ) -> latchkey_core::factors::attestation::testing::Claims,
     /// The biometric the phone declares.
     pub biometric: &'static str,
 }
 
 impl AndroidKeystore {
     /// An honest phone with a fingerprint reader under `root`.
-    pub fn new(root: Arc<latchkey_core::attestation::testing::TestRoot>) -> Self {
+    pub fn new(root: Arc<latchkey_core::factors::attestation::testing::TestRoot>) -> Self {
         AndroidKeystore { keys: latchkey_client::SoftwareKeystore::new(), root, claims: |c| c, biometric: "fpt" }
     }
 }
@@ -501,7 +503,7 @@ impl latchkey_client::Keystore for AndroidKeystore {
         use data_encoding::BASE64URL_NOPAD;
         let public = self.keys.create_key(alias, true)?;
         let point = if public.len() == 91 { &public[26..] } else { &public[..] };
-        let claims = (self.claims)(latchkey_core::attestation::testing::Claims::good(challenge));
+        let claims = (self.claims)(latchkey_core::factors::attestation::testing::Claims::good(challenge));
         let chain = self.root.chain(point, &claims);
         let attestation = proto::DeviceAttestation {
             format: "android_key".into(),

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{delete, post};
 use latchkey_core::AuthError;
+use latchkey_core::account::AdminAction;
 use latchkey_core::secret::ct_eq;
-use latchkey_core::service::AdminAction;
 use latchkey_proto::ErrorBody;
 
 pub fn router() -> Router<AppState> {

@@ -5,9 +5,9 @@ use super::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use latchkey_core::AuthError;
+use latchkey_core::auth::{Presented, Principal};
 use latchkey_core::dpop::DpopProof;
 use latchkey_core::model::ClientContext;
-use latchkey_core::service::{Presented, Principal};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 

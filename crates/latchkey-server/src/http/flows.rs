@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
+use latchkey_core::auth::FlowOutcome;
 use latchkey_core::ids::FlowId;
-use latchkey_core::service::FlowOutcome;
 use latchkey_proto::{ErrorBody, FlowAnswer, ForgotPasswordRequest, SignInRequest, SignUpRequest, StepAnswer};
 
 pub fn router() -> Router<AppState> {

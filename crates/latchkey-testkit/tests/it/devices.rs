@@ -3,7 +3,7 @@
 //! (DEV-1…4, SES-10, FLOW-4), through the SDK and its software key store.
 
 use latchkey_client::{Client, Keystore, KeystoreError, SoftwareKeystore, TokenVault, Unlock, key_alias};
-use latchkey_core::attestation::testing::{Claims, TestRoot};
+use latchkey_core::factors::attestation::testing::{Claims, TestRoot};
 use latchkey_testkit::proto::{DeviceKey, MfaMethod, NextStep, StepAnswer, Tokens, codes, device_message};
 use latchkey_testkit::{AndroidKeystore, Backend, TestServer, totp_code};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 
 use data_encoding::BASE64URL_NOPAD as B64;
 use latchkey_client::{Client, Keystore, SoftwareKeystore, key_alias};
-use latchkey_core::device::{self as dk, KeyRole, Purpose};
+use latchkey_core::factors::device::{self as dk, KeyRole, Purpose};
 use latchkey_testkit::proto::{ApprovalDecision, DeviceKey, approval_message, device_message};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -4,15 +4,21 @@
 //! The PIN is an activation secret checked here, never on the phone (DESIGN.md): its Argon2id
 //! hash lives only in the database, and five consecutive wrong PINs block it for that device.
 
-use super::*;
-use crate::device::{self as dk, KeyRole, Purpose};
-use crate::identity::lookup_key;
-use latchkey_proto::DeviceKey;
+use crate::auth::{Auth, FlowOutcome, OTP, Principal, StepEvent, audit, secs, step_error};
+use crate::clock::rfc3339;
+use crate::error::AuthError;
+use crate::factors::device::{self as dk, KeyRole, Purpose};
+use crate::identity::{Phone, lookup_key};
+use crate::ids::{DeviceId, FlowId};
+use crate::model::*;
+use crate::secret::{SecretString, random_token};
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::{Channel, DeviceKey, MfaMethod, codes};
+use time::OffsetDateTime;
 
 /// Consecutive wrong PINs after which a device's PIN is blocked.
-pub(super) const PIN_LIMIT: u32 = 5;
-/// A device sign-in's nonce lives this long (seconds).
-pub(super) const DEVICE_NONCE_TTL_SECS: u64 = 120;
+pub(crate) const PIN_LIMIT: u32 = 5;
 
 /// The device fields of an `enroll_device` answer.
 pub struct DeviceEnrollment {
@@ -64,7 +70,7 @@ impl Auth {
 
     /// `enroll_device`: both keys prove possession by signing the enrolment message; the PIN
     /// follows the rules; then the device exists and every address of the account is told.
-    pub(super) async fn complete_device_enrollment(
+    pub(crate) async fn complete_device_enrollment(
         &self,
         flow: Flow,
         e: DeviceEnrollment,
@@ -183,7 +189,7 @@ impl Auth {
     /// device, a second proof (a verified email's code, TOTP or a recovery code, by policy); then
     /// `enroll_device`. Unknown usernames and accounts with a password get the same first step,
     /// with no message sent and no code that works.
-    pub(super) async fn new_device_sign_in(
+    pub(crate) async fn new_device_sign_in(
         &self,
         raw_username: &str,
         ctx: ClientContext,
@@ -248,7 +254,7 @@ impl Auth {
 
     /// `POST /v1/sign-in {"device_id"}`: a `device_signature` step with a fresh 256-bit nonce. An
     /// unknown or revoked device gets the same answer, and no signature will verify.
-    pub(super) async fn device_sign_in(&self, raw_id: &str, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub(crate) async fn device_sign_in(&self, raw_id: &str, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
         let id: DeviceId =
             raw_id.parse().map_err(|_| AuthError::InvalidRequest("device_id is not a device id".into()))?;
@@ -279,7 +285,7 @@ impl Auth {
     /// right PIN. Counting, in order: the flow's attempts (every answer), then — only once the
     /// possession signature is right — the device's PIN failures; a blocked PIN answers a right
     /// PIN exactly like a wrong one (checklist RL-7).
-    pub(super) async fn device_signature(
+    pub(crate) async fn device_signature(
         &self,
         flow: Flow,
         key: DeviceKey,
@@ -449,7 +455,7 @@ impl Auth {
     /// `rekey_biometric`: the new key signs the re-key message; then it replaces the old one, and
     /// the account's addresses are told.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn complete_rekey(
+    pub(crate) async fn complete_rekey(
         &self,
         flow: Flow,
         device_id: DeviceId,
@@ -578,8 +584,8 @@ impl Auth {
             .iter()
             .map(|c| dk::decode_base64(c).map_err(|_| bad("certificates must be Base64 DER")))
             .collect::<Result<Vec<_>, _>>()?;
-        let roots = crate::attestation::root_keys(pems).map_err(AuthError::Unavailable)?;
-        let verdict = crate::attestation::verify_android_key(&chain, &roots, point, nonce.as_bytes(), now)
+        let roots = crate::factors::attestation::root_keys(pems).map_err(AuthError::Unavailable)?;
+        let verdict = crate::factors::attestation::verify_android_key(&chain, &roots, point, nonce.as_bytes(), now)
             .map_err(|e| bad(&e.to_string()))?;
         Ok(Some(BiometricEvidence {
             format: a.format.clone(),

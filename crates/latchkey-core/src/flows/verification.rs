@@ -1,12 +1,21 @@
 //! Verifying a new phone number or email address: the code step that makes it a factor or a
 //! recovery channel (counted on the account's `code` failure counter).
 
-use super::*;
-use latchkey_proto::MfaMethod;
+use crate::auth::{Auth, CODE, FlowOutcome, StepEvent, audit};
+use crate::error::{AuthError, retry_after};
+use crate::factors::{ACTIVE, EMAIL, SMS};
+use crate::identity::{Email, Phone};
+use crate::ids::{FactorId, FlowId};
+use crate::model::*;
+use crate::secret::SecretString;
+use crate::store::{Batch, Write};
+use latchkey_proto as proto;
+use latchkey_proto::{Channel, MfaMethod};
+use time::OffsetDateTime;
 
 impl Auth {
     /// A flow whose step is `verify_code` for `value` on `channel`.
-    pub(super) async fn verification_flow(
+    pub(crate) async fn verification_flow(
         &self,
         flow_id: FlowId,
         user: &User,
@@ -21,7 +30,7 @@ impl Auth {
     }
 
     /// `setup_sms` at the `setup_totp` step of a sign-in, where policy allows SMS set-up.
-    pub(super) async fn setup_sms(
+    pub(crate) async fn setup_sms(
         &self,
         flow: Flow,
         pending_totp: FactorId,
@@ -62,7 +71,7 @@ impl Auth {
 
     /// `verify_code`: the new phone or address becomes the account's (until now the old one was
     /// authoritative, checklist LIFE-5), its factor is active, and both addresses are told.
-    pub(super) async fn verify_destination(
+    pub(crate) async fn verify_destination(
         &self,
         flow: Flow,
         given: SecretString,
@@ -159,7 +168,7 @@ impl Auth {
 
     /// `verify_code` inside a passwordless sign-up: the email is verified (a second proof from day
     /// one), then the first device is enrolled.
-    pub(super) async fn sign_up_email_verified(
+    pub(crate) async fn sign_up_email_verified(
         &self,
         flow: Flow,
         mut user: User,

@@ -5,25 +5,23 @@
 //! Every second-factor guess (TOTP, SMS, email, recovery code) counts on the account's one `otp`
 //! failure counter (checklist RL-1, REC-5); verifying a new destination counts on `code`.
 
-use super::*;
-use latchkey_proto::MfaMethod;
-
-/// Factor kinds besides `totp`.
-pub(super) const SMS: &str = "sms";
-pub(super) const EMAIL: &str = "email";
-pub(super) const RECOVERY_CODES: &str = "recovery_codes";
-/// Ten codes of 15 random bytes: 24 Base32 characters, 120 bits (checklist REC-1 asks ≥ 64).
-pub(super) const RECOVERY_CODE_COUNT: usize = 10;
-const RECOVERY_CODE_BYTES: usize = 15;
-
-/// A factor kind that proves possession on its own (email does not, NIST SP 800-63B-4 §3.1.3.1).
-pub(super) fn is_strong(kind: &str) -> bool {
-    kind == TOTP || kind == SMS
-}
+use crate::auth::{Auth, CODE, FlowOutcome, OTP, StepEvent, audit};
+use crate::error::{AuthError, retry_after};
+use crate::factors::recovery_codes::normalize_recovery_code;
+use crate::factors::{ACTIVE, EMAIL, RECOVERY_CODES, SMS, TOTP, is_strong};
+use crate::identity::{Email, Phone};
+use crate::ids::{DeviceId, FlowId};
+use crate::model::*;
+use crate::secret::{SecretString, random_token};
+use crate::settings::MfaMode;
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::{Channel, DenialReason, MfaMethod};
+use time::OffsetDateTime;
 
 /// The RFC 8176 `amr` value a method adds. A recovery code is a one-time password (`otp`); an
 /// email code gets the unregistered `email`, which never counts towards `aal2`.
-pub(super) fn amr_of(m: MfaMethod) -> &'static str {
+pub(crate) fn amr_of(m: MfaMethod) -> &'static str {
     match m {
         MfaMethod::Sms => "sms",
         MfaMethod::Email => "email",
@@ -33,19 +31,8 @@ pub(super) fn amr_of(m: MfaMethod) -> &'static str {
     }
 }
 
-/// A fresh recovery code: 120 bits from the CSPRNG as 24 Base32 characters in groups of four.
-pub fn new_recovery_code(rng: &dyn Random) -> String {
-    let raw = data_encoding::BASE32_NOPAD.encode(&random_bytes(rng, RECOVERY_CODE_BYTES));
-    raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
-}
-
-/// A recovery code as typed: case, spaces and dashes do not matter.
-pub(super) fn normalize_recovery_code(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
-}
-
 /// What a sign-in asks for after the password: the state and the writes that go with it.
-pub(super) struct MfaStart {
+pub(crate) struct MfaStart {
     pub state: FlowState,
     pub writes: Vec<Write>,
     pub event: StepEvent,
@@ -53,7 +40,7 @@ pub(super) struct MfaStart {
 
 impl Auth {
     /// The methods this account can be asked for, the preferred one first, then policy order.
-    pub(super) async fn methods_of(&self, user: &User, factors: &[Factor]) -> Result<Vec<MfaMethod>, AuthError> {
+    pub(crate) async fn methods_of(&self, user: &User, factors: &[Factor]) -> Result<Vec<MfaMethod>, AuthError> {
         let policy = &self.settings.mfa;
         let active = |kind: &str| factors.iter().any(|f| f.kind == kind && f.state == ACTIVE);
         let mut out = Vec::new();
@@ -85,7 +72,7 @@ impl Auth {
 
     /// After a right password: the second-factor step, the set-up step when policy requires a
     /// factor the account lacks, or `None` when the sign-in is complete.
-    pub(super) async fn start_mfa(
+    pub(crate) async fn start_mfa(
         &self,
         flow_id: FlowId,
         user: &User,
@@ -175,7 +162,7 @@ impl Auth {
 
     /// `select_mfa`: pick (or switch to) a method. Attempts carry over; a code is sent for `sms`
     /// and `email`, counted against the flow's and the account's send limits.
-    pub(super) async fn select_mfa(
+    pub(crate) async fn select_mfa(
         &self,
         flow: Flow,
         methods: Vec<MfaMethod>,
@@ -263,7 +250,7 @@ impl Auth {
     }
 
     /// `sms_code` / `email_code` at sign-in.
-    pub(super) async fn oob_sign_in(
+    pub(crate) async fn oob_sign_in(
         &self,
         flow: Flow,
         given: SecretString,
@@ -308,7 +295,7 @@ impl Auth {
     /// The sign-in after a verified second factor: a session, or the new-password step first.
     /// Pushes the session and the flow transition onto `batch`.
     #[allow(clippy::too_many_arguments)] // the flow's facts, the batch it adds to: no natural grouping
-    pub(super) async fn after_second_factor(
+    pub(crate) async fn after_second_factor(
         &self,
         flow: &Flow,
         user: &User,
@@ -397,7 +384,7 @@ impl Auth {
 
     /// `recovery_code` at sign-in. The conditional update that spends the code is the only
     /// check, so 20 parallel submissions of one code yield one success (checklist REC-3).
-    pub(super) async fn recovery_sign_in(
+    pub(crate) async fn recovery_sign_in(
         &self,
         flow: Flow,
         then_new_password: bool,
@@ -443,7 +430,7 @@ impl Auth {
 }
 
 /// The step name of a second-factor method.
-pub(super) fn state_step_of(m: MfaMethod) -> &'static str {
+pub(crate) fn state_step_of(m: MfaMethod) -> &'static str {
     match m {
         MfaMethod::Totp => "totp_code",
         MfaMethod::Sms => "sms_code",
@@ -451,24 +438,5 @@ pub(super) fn state_step_of(m: MfaMethod) -> &'static str {
         MfaMethod::RecoveryCode => "recovery_code",
         MfaMethod::PushApproval => "push_approval",
         _ => "select_mfa",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::OsRandom;
-
-    #[test]
-    fn rec_1_recovery_codes_carry_120_bits_and_10k_of_them_never_repeat() {
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..10_000 {
-            let code = new_recovery_code(&OsRandom);
-            let raw = normalize_recovery_code(&code);
-            assert_eq!((code.len(), raw.len()), (29, 24), "{code}");
-            assert_eq!(data_encoding::BASE32_NOPAD.decode(raw.as_bytes()).unwrap().len(), 15, "120 bits");
-            assert!(seen.insert(raw), "a duplicate among 10k codes");
-        }
-        assert_eq!(normalize_recovery_code(" abcd-efgh ijkl "), "ABCDEFGHIJKL", "case, dashes, spaces");
     }
 }

@@ -1,7 +1,21 @@
 //! Password sign-in: the password step, lockouts that reveal nothing, and what it leads to (a
 //! second factor, a new password, a new device's proofs, or the session).
 
-use super::*;
+use crate::auth::{Auth, FlowOutcome, PASSWORD, StepEvent, audit, step_error};
+use crate::error::{AuthError, retry_after};
+use crate::factors::password::{check_policy, normalize};
+use crate::flow::expired;
+use crate::flows::sign_up::confirmation_destination;
+use crate::flows::undo::Undo;
+use crate::identity::lookup_key;
+use crate::ids::FlowId;
+use crate::model::*;
+use crate::secret::SecretString;
+use crate::sessions::amr_or_pwd;
+use crate::store::{Batch, Write};
+use latchkey_proto as proto;
+use latchkey_proto::codes;
+use time::OffsetDateTime;
 
 impl Auth {
     /// `POST /v1/sign-in` with a username and password.
@@ -140,6 +154,62 @@ impl Auth {
             tokens: Some(tokens),
             error: None,
             events: vec![StepEvent { step: "password", outcome: "verified" }],
+        })
+    }
+
+    pub(crate) async fn set_new_password(
+        &self,
+        flow: Flow,
+        amr: Vec<String>,
+        password: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let Some(mut user) = self.user_of(&flow).await? else {
+            return Err(expired(&flow.state));
+        };
+        if let Err(reason) = check_policy(&password, &user.username_canonical) {
+            let mut o = Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "failed" }]);
+            o.error = step_error(codes::INVALID_PASSWORD, &reason.to_string());
+            return Ok(o);
+        }
+        user.password_hash = Some(self.hasher.hash(&password).await?);
+        user.must_change_password = false;
+        user.updated_at = now;
+        let mut batch = Batch::new();
+        let (session, tokens) = self.new_session(&user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
+        let done = Flow {
+            state: FlowState::Completed { session_id: Some(session.id) },
+            version: flow.version + 1,
+            ..flow.clone()
+        };
+        batch
+            .push(Write::UpdateUser(user.clone()))
+            .push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version })
+            .push(audit(
+                now,
+                Some(user.id),
+                "new_password",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "session_id": session.id}),
+            ));
+        let body = format!(
+            "The password of your {} account was changed. If this was not you, put the account on hold: {}",
+            self.settings.product_name,
+            self.undo_link(user.id, Undo::Lock, None, now)
+        );
+        let data = proto::PushData { kind: "notice".into(), approval_id: None };
+        for m in self.notify_everywhere(&user, "Your password was changed", &body, &data, None, now).await? {
+            batch.push(Write::Enqueue(m));
+        }
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(FlowOutcome {
+            flow: done,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent { step: "new_password", outcome: "verified" }],
         })
     }
 }

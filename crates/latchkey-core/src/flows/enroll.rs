@@ -1,6 +1,17 @@
 //! Authenticator apps (TOTP): enrolment as an `enroll` flow, checking a code once per time step.
 
-use super::*;
+use crate::auth::{Auth, FlowOutcome, OTP, Principal, StepEvent, audit};
+use crate::error::AuthError;
+use crate::factors::totp::{self, TotpParams};
+use crate::factors::{ACTIVE, EMAIL, PENDING, RECOVERY_CODES, SMS, TOTP};
+use crate::ids::{FactorId, FlowId};
+use crate::model::*;
+use crate::secret::{SecretString, random_bytes};
+use crate::settings::MfaMode;
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::MfaMethod;
+use time::OffsetDateTime;
 
 impl Auth {
     /// `POST /v1/me/factors`: an `enroll` flow — `setup_totp` for `totp`, `verify_code` for `sms`
@@ -18,7 +29,7 @@ impl Auth {
         match req.kind.as_str() {
             TOTP => {}
             SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
-            mfa::RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
+            RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
             "passkey" => return Err(AuthError::NotImplemented("passkeys are not supported yet")),
             _ => {
                 return Err(AuthError::InvalidRequest(
@@ -49,7 +60,7 @@ impl Auth {
     /// Store a new `enroll` flow at `state` with `writes` and its audit event; the answer shows
     /// the flow's first step.
     #[allow(clippy::too_many_arguments)] // what is enrolled and how: all needed, none derivable
-    pub(super) async fn start_enrollment(
+    pub(crate) async fn start_enrollment(
         &self,
         p: &Principal,
         flow_id: FlowId,
@@ -77,7 +88,7 @@ impl Auth {
 
     /// A pending TOTP factor with a fresh 160-bit secret (RFC 4226 R6; NIST §3.1.4.1 asks for at
     /// least 112), sealed with the data key, and the `setup_totp` state that shows it.
-    pub(super) fn new_totp_enrolment(
+    pub(crate) fn new_totp_enrolment(
         &self,
         user: &User,
         now: OffsetDateTime,
@@ -103,7 +114,7 @@ impl Auth {
 
     /// Reserve an attempt and check a TOTP code. `Ok(Ok(found))`: the code matches a step after the
     /// factor's last one; `Ok(Err(answer))`: refused (wrong, replayed, locked).
-    pub(super) async fn check_totp(
+    pub(crate) async fn check_totp(
         &self,
         flow: &Flow,
         factor_id: Option<FactorId>,
@@ -139,35 +150,9 @@ impl Auth {
         Ok(Err(self.refuse(flow, step, attempts, replay, now, ctx).await?))
     }
 
-    /// A wrong (or replayed) answer: the same step with one attempt fewer, or `denied` when it was
-    /// the last attempt.
-    pub(super) async fn refuse(
-        &self,
-        flow: &Flow,
-        step: &'static str,
-        attempts: u32,
-        replay: bool,
-        now: OffsetDateTime,
-        ctx: &ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
-        let outcome = if replay { "replay" } else { "failure" };
-        let event = audit(now, flow.user_id, step, outcome, ctx, serde_json::json!({"flow_id": flow.id}));
-        self.store.apply(Batch(vec![event])).await?;
-        if attempts >= self.settings.flows.max_attempts {
-            return self.deny(flow, step, now, ctx).await;
-        }
-        let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "failed" }]);
-        let message = match step {
-            "device_signature" | "enroll_device" => "the signature or the PIN is not correct",
-            _ => "the code is not correct",
-        };
-        o.error = step_error(codes::CODE_MISMATCH, message);
-        Ok(o)
-    }
-
     /// Commit a TOTP success; a parallel request that spent the same step first makes this one a
     /// replay (refused like a wrong code).
-    pub(super) async fn commit_totp(
+    pub(crate) async fn commit_totp(
         &self,
         batch: Batch,
         flow: &Flow,
@@ -189,7 +174,7 @@ impl Auth {
         }
     }
 
-    pub(super) async fn confirm_totp_setup(
+    pub(crate) async fn confirm_totp_setup(
         &self,
         flow: Flow,
         factor_id: FactorId,
@@ -238,7 +223,7 @@ impl Auth {
         })
     }
 
-    pub(super) async fn totp_sign_in(
+    pub(crate) async fn totp_sign_in(
         &self,
         flow: Flow,
         then_new_password: bool,
@@ -264,28 +249,14 @@ impl Auth {
             events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
         })
     }
-
-    /// A security notice to each verified address of the account (email and phone).
-    pub(super) fn notification(
-        &self,
-        user: &User,
-        subject: &str,
-        body: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<OutboxMessage>, AuthError> {
-        // Checklist LIFE-1: every verified address of the account hears of a change.
-        let email = user.email.as_deref().filter(|_| user.email_verified).map(|e| (Channel::Email, e));
-        let phone = user.phone.as_deref().filter(|_| user.phone_verified).map(|p| (Channel::Sms, p));
-        email.into_iter().chain(phone).map(|(c, to)| self.sealed_message(c, to, subject, body, now)).collect()
-    }
 }
 
 /// A TOTP code that matched: whose, which factor, the step to consume, the attempt it used.
-pub(super) struct TotpMatch {
-    pub(super) user: User,
-    pub(super) factor: Factor,
-    pub(super) step: u64,
-    pub(super) attempts: u32,
+pub(crate) struct TotpMatch {
+    pub(crate) user: User,
+    pub(crate) factor: Factor,
+    pub(crate) step: u64,
+    pub(crate) attempts: u32,
 }
 
 impl TotpMatch {
@@ -297,34 +268,4 @@ impl TotpMatch {
             Write::ClearFailures { key: self.user.username_canonical.clone(), kind: OTP.into() },
         ]
     }
-}
-
-/// What an authenticator app needs, from the secret.
-pub(super) struct TotpEnrolment {
-    pub(super) secret: String,
-    pub(super) uri: String,
-    pub(super) qr_svg: String,
-}
-
-/// The Key URI Format (`otpauth://totp/Issuer:account?secret=…&issuer=…`) with SHA1, 6 digits,
-/// 30 s spelled out, and the QR code of it as SVG.
-pub(super) fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<TotpEnrolment, AuthError> {
-    let b32 = data_encoding::BASE32_NOPAD.encode(secret);
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let uri = format!(
-        "otpauth://totp/{}:{}?secret={b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
-        enc(issuer),
-        enc(account),
-        enc(issuer)
-    );
-    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| AuthError::Internal(e.to_string()))?;
-    let qr_svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
-    Ok(TotpEnrolment { secret: b32, uri, qr_svg })
 }

@@ -115,7 +115,7 @@ pub fn verify_android_key(
     if !roots.iter().any(|r| r.as_slice() == last.public_key().raw) {
         return Err(AttestationError::UntrustedRoot);
     }
-    let mut expected = crate::device::P256_SPKI_PREFIX.to_vec();
+    let mut expected = crate::factors::device::P256_SPKI_PREFIX.to_vec();
     expected.extend_from_slice(point);
     if leaf.public_key().raw != expected.as_slice() {
         return Err(AttestationError::WrongKey);

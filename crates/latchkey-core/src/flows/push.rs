@@ -7,10 +7,18 @@
 //! answer from the database when it is read (`GET /v1/flows/{id}`, held or polled), so the
 //! phone and the sign-in may talk to different replicas.
 
-use super::*;
-use crate::device as dk;
-use crate::ids::ApprovalId;
-use latchkey_proto::ApprovalDecision;
+use crate::auth::{Auth, FlowOutcome, OTP, StepEvent, audit, secs};
+use crate::clock::rfc3339;
+use crate::dpop::{self, DpopProof};
+use crate::error::{AuthError, retry_after};
+use crate::factors::device::{self as dk};
+use crate::ids::{ApprovalId, DeviceId, FlowId, MessageId, UserId};
+use crate::model::*;
+use crate::secret::{ct_eq, random_digits, random_token};
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::{ApprovalDecision, DenialReason, MfaMethod};
+use time::{Duration, OffsetDateTime};
 
 /// The approval's kind for a new device's first sign-in, and for any other sign-in.
 const NEW_DEVICE: &str = "new_device";
@@ -25,7 +33,7 @@ impl Auth {
     /// `select_mfa` with `push_approval`: ask the account's devices. Refused (429
     /// `limit_exceeded`, nothing sent) while another approval is outstanding, past the cap per
     /// window, or for a while after the user answered one "this wasn't me" (checklist PUSH-4).
-    pub(super) async fn ask_devices(
+    pub(crate) async fn ask_devices(
         &self,
         flow: &Flow,
         user: &User,
@@ -105,7 +113,7 @@ impl Auth {
     /// A flow at `push_approval`, brought up to date with its approval: `done` with tokens once
     /// approved (the flow's compare-and-swap gives them to one reader), `denied` when denied,
     /// reported, answered with a wrong number or expired; otherwise unchanged.
-    pub(super) async fn settle_push(&self, flow: Flow, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
+    pub(crate) async fn settle_push(&self, flow: Flow, ctx: &ClientContext) -> Result<FlowOutcome, AuthError> {
         let FlowState::AwaitingMfa { method: Some(MfaMethod::PushApproval), push: Some(p), then_new_password, .. } =
             flow.state.clone()
         else {
@@ -192,7 +200,7 @@ impl Auth {
     /// Push notifications to the user's live devices that registered a push address (all but
     /// `except`), through the outbox so they are retried. A provider this server has no
     /// credentials for goes to the development sink.
-    pub(super) async fn push_to_devices(
+    pub(crate) async fn push_to_devices(
         &self,
         user_id: UserId,
         except: Option<DeviceId>,

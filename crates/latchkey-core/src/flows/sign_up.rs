@@ -1,7 +1,17 @@
 //! Sign-up: the account is created unconfirmed and confirmed by a code to its email or phone
 //! (or, passwordless, by the phone, the email and the first device).
 
-use super::*;
+use crate::auth::{Auth, CODE, FlowOutcome, StepEvent, audit, secs};
+use crate::error::AuthError;
+use crate::factors::password::{check_policy, normalize};
+use crate::identity::{Email, Phone, Username};
+use crate::ids::{DeviceId, FlowId, UserId};
+use crate::model::*;
+use crate::secret::{SecretString, random_token};
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::Channel;
+use time::OffsetDateTime;
 
 impl Auth {
     /// `POST /v1/sign-up`.
@@ -123,7 +133,7 @@ impl Auth {
 
     /// A sign-up for a taken username: refuse openly, or (default) answer exactly like a new
     /// sign-up with a flow whose code nobody knows, sending nothing.
-    pub(super) async fn duplicate_sign_up(
+    pub(crate) async fn duplicate_sign_up(
         &self,
         channel: Channel,
         masked: String,
@@ -155,4 +165,127 @@ impl Auth {
         self.store.apply(batch).await?;
         Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
     }
+
+    pub(crate) async fn confirm_sign_up(
+        &self,
+        flow: Flow,
+        code: CodeChallenge,
+        then: AfterConfirm,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let user = match flow.user_id {
+            Some(id) => self.store.user_by_id(id).await?,
+            None => None,
+        };
+        let key = user.as_ref().map(|u| u.username_canonical.clone());
+        if let Err(o) = self.check_code(&flow, Some(&code), &given, (key.as_deref(), CODE), now, &ctx).await? {
+            return Ok(o);
+        }
+        // A right code implies a real user: decoy flows carry a code nobody knows.
+        let Some(mut user) = user else {
+            return Err(AuthError::Internal("confirmed flow without user".into()));
+        };
+        match code.channel {
+            Channel::Sms => user.phone_verified = true,
+            _ => user.email_verified = true,
+        }
+        if user.status == UserStatus::Unconfirmed {
+            user.status = UserStatus::Active;
+        }
+        user.updated_at = now;
+        let mut batch = Batch::new();
+        batch
+            .push(Write::UpdateUser(user.clone()))
+            .push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() })
+            .push(audit(
+                now,
+                Some(user.id),
+                "confirm_sign_up",
+                "success",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id, "channel": code.channel}),
+            ));
+        let mut tokens = None;
+        let state = match then {
+            AfterConfirm::SignIn(true) => {
+                let (session, t) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
+                tokens = Some(t);
+                FlowState::Completed { session_id: Some(session.id) }
+            }
+            AfterConfirm::SignIn(false) => FlowState::Completed { session_id: None },
+            // A passwordless sign-up goes on to enrol its first device.
+            // A passwordless sign-up with an email verifies it too, so the owner has a second
+            // proof for a new phone or a recovery from day one; then it enrols the first device.
+            AfterConfirm::EnrollDevice => match user.email.clone().filter(|_| !user.email_verified) {
+                Some(email) => {
+                    let e = Email::parse(&email).map_err(|e| AuthError::Internal(e.to_string()))?;
+                    self.check_send_limits(&user.username_canonical, Some(e.as_str()), &ctx, Channel::Email).await?;
+                    let (code, message) = self.issue_code(
+                        flow.id,
+                        Channel::Email,
+                        e.as_str(),
+                        e.masked(),
+                        "Verify your email address",
+                        now,
+                    )?;
+                    batch.push(Write::Enqueue(message));
+                    FlowState::AwaitingVerification { channel: Channel::Email, value: e.as_str().to_owned(), code }
+                }
+                None => self.first_device_state(),
+            },
+        };
+        let expires_at = match state {
+            FlowState::AwaitingVerification { .. } => now + secs(self.settings.flows.code_ttl_secs),
+            _ => flow.expires_at,
+        };
+        let done = Flow { state, version: flow.version + 1, expires_at, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(FlowOutcome {
+            flow: done,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }],
+        })
+    }
+
+    /// A sign-up's first device: `enroll_device`, after the SMS code (amr `sms`).
+    pub(crate) fn first_device_state(&self) -> FlowState {
+        FlowState::AwaitingDeviceEnrollment {
+            amr: vec!["sms".into()],
+            recovery: None,
+            device_id: DeviceId::new(),
+            nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+        }
+    }
+}
+
+/// What a right sign-up confirmation code leads to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AfterConfirm {
+    /// Done; with a session when the password was verified in this flow.
+    SignIn(bool),
+    /// A passwordless sign-up: enrol the first device.
+    EnrollDevice,
+}
+
+fn flow_masked(flow: &Flow) -> String {
+    match &flow.state {
+        FlowState::AwaitingConfirmation { code, .. } => code.destination.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Where a sign-up confirmation code goes: the email if any, else the phone.
+pub(crate) fn confirmation_destination(u: &User) -> Result<(Channel, String, String), AuthError> {
+    if let Some(e) = u.email.as_deref().and_then(|e| Email::parse(e).ok()) {
+        return Ok((Channel::Email, e.as_str().to_owned(), e.masked()));
+    }
+    if let Some(p) = u.phone.as_deref().and_then(|p| Phone::parse(p).ok()) {
+        return Ok((Channel::Sms, p.as_str().to_owned(), p.masked()));
+    }
+    Err(AuthError::Internal("account has no email or phone".into()))
 }

@@ -1,10 +1,16 @@
 //! Flow records, one-time codes and their messages, and the send limits (OOB-5) every code
 //! step goes through.
 
-use super::*;
+use crate::auth::{Auth, StepEvent, secs};
+use crate::error::{AuthError, retry_after};
+use crate::ids::{FlowId, MessageId, UserId};
+use crate::model::*;
+use crate::secret::{random_digits, random_token};
+use latchkey_proto::Channel;
+use time::OffsetDateTime;
 
 impl Auth {
-    pub(super) fn new_flow(
+    pub(crate) fn new_flow(
         &self,
         id: FlowId,
         kind: FlowKind,
@@ -19,9 +25,7 @@ impl Auth {
             | FlowState::AwaitingVerification { .. }
             | FlowState::AwaitingRecoveryCodesSaved { .. }
             | FlowState::AwaitingTotpSetup { .. } => self.settings.flows.code_ttl_secs,
-            FlowState::AwaitingDeviceSignature { .. } => {
-                device::DEVICE_NONCE_TTL_SECS.min(self.settings.flows.ttl_secs)
-            }
+            FlowState::AwaitingDeviceSignature { .. } => super::DEVICE_NONCE_TTL_SECS.min(self.settings.flows.ttl_secs),
             _ => self.settings.flows.ttl_secs,
         };
         Flow {
@@ -39,7 +43,7 @@ impl Auth {
     }
 
     /// A fresh 6-digit code (CSPRNG), its MAC for the flow, and the sealed message carrying it.
-    pub(super) fn issue_code(
+    pub(crate) fn issue_code(
         &self,
         flow_id: FlowId,
         channel: Channel,
@@ -67,7 +71,7 @@ impl Auth {
 
     /// A code nobody knows, for look-alike flows (a taken username, an unknown account): the
     /// answer has the same shape, nothing is sent and no answer matches.
-    pub(super) fn unknowable_code(
+    pub(crate) fn unknowable_code(
         &self,
         flow_id: FlowId,
         channel: Channel,
@@ -84,7 +88,7 @@ impl Auth {
     }
 
     /// A message for the outbox, its body sealed with the data key (it may hold a code).
-    pub(super) fn sealed_message(
+    pub(crate) fn sealed_message(
         &self,
         channel: Channel,
         to: &str,
@@ -115,7 +119,7 @@ impl Auth {
 
     /// Checklist OOB-5: per account, destination and IP per window, plus the daily SMS share of
     /// the client and the server's daily SMS budget.
-    pub(super) async fn check_send_limits(
+    pub(crate) async fn check_send_limits(
         &self,
         account: &str,
         destination: Option<&str>,
@@ -128,7 +132,7 @@ impl Auth {
     /// The limits of a request that sends nothing (a look-alike answer for a taken or unknown
     /// username): counted like a real send so the answers stay alike, but on a bucket of its own,
     /// so strangers never spend a real account's budget.
-    pub(super) async fn check_look_alike_limits(
+    pub(crate) async fn check_look_alike_limits(
         &self,
         account: &str,
         destination: Option<&str>,
@@ -138,7 +142,7 @@ impl Auth {
         self.send_limits(&format!("send:look_alike:{account}"), destination, ctx, channel, false).await
     }
 
-    pub(super) async fn send_limits(
+    pub(crate) async fn send_limits(
         &self,
         account_bucket: &str,
         destination: Option<&str>,
@@ -179,7 +183,7 @@ impl Auth {
 
     /// One more text message today: within the client IP's daily share (so no single client
     /// spends the server's budget) and, for a real send (`real`), the server's daily budget.
-    pub(super) async fn sms_day_allows(&self, ctx: &ClientContext, real: bool) -> Result<bool, AuthError> {
+    pub(crate) async fn sms_day_allows(&self, ctx: &ClientContext, real: bool) -> Result<bool, AuthError> {
         let l = &self.settings.limits;
         let now = self.now();
         let day = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400))
@@ -204,5 +208,19 @@ impl Auth {
             .filter(|f| !f.state.is_terminal())
             .map(|f| StepEvent { step: f.state.step_name(), outcome: "abandoned" })
             .collect())
+    }
+
+    /// A security notice to each verified address of the account (email and phone).
+    pub(crate) fn notification(
+        &self,
+        user: &User,
+        subject: &str,
+        body: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OutboxMessage>, AuthError> {
+        // Checklist LIFE-1: every verified address of the account hears of a change.
+        let email = user.email.as_deref().filter(|_| user.email_verified).map(|e| (Channel::Email, e));
+        let phone = user.phone.as_deref().filter(|_| user.phone_verified).map(|p| (Channel::Sms, p));
+        email.into_iter().chain(phone).map(|(c, to)| self.sealed_message(c, to, subject, body, now)).collect()
     }
 }

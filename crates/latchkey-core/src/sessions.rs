@@ -1,10 +1,21 @@
 //! Sessions and tokens: issuing them, refresh-token rotation with reuse detection, DPoP binding,
 //! verifying access tokens, sign-out and revocation.
 
-use super::*;
+use crate::auth::{Auth, Presented, Principal, audit, secs};
+use crate::clock::rfc3339;
+use crate::crypto::sha256_b64;
+use crate::dpop::{self, DpopProof};
+use crate::error::AuthError;
+use crate::ids::SessionId;
+use crate::model::*;
+use crate::secret::{SecretString, ct_eq, random_token};
+use crate::store::{Batch, RotateOutcome, Write};
+use crate::tokens::{AccessClaims, Confirmation, TokenError};
+use latchkey_proto as proto;
+use time::OffsetDateTime;
 
 impl Auth {
-    pub(super) fn new_session(
+    pub(crate) fn new_session(
         &self,
         user: &User,
         amr: &[&str],
@@ -40,7 +51,7 @@ impl Auth {
         Ok((session, tokens))
     }
 
-    pub(super) fn tokens_for(
+    pub(crate) fn tokens_for(
         &self,
         session: &Session,
         refresh: SecretString,
@@ -143,7 +154,7 @@ impl Auth {
     /// The checks on a DPoP proof that need the clock, the store and the issuer (RFC 9449
     /// §4.3): method, URL, `iat` within ±60 s, `ath` when an access token comes with it, and
     /// first use of its `jti`. The signature was checked by the HTTP layer.
-    pub(super) async fn check_dpop(
+    pub(crate) async fn check_dpop(
         &self,
         p: &DpopProof,
         method: &str,
@@ -311,7 +322,7 @@ impl Auth {
 /// inherence). An email code is not a possession factor (NIST SP 800-63B-4 §3.1.3.1, checklist
 /// OOB-7), and the same class twice is still one (checklist FLOW-2). A biometric (`fpt`, `face`,
 /// `iris`) appears only with the device key it unlocked, as evidenced (checklist DEV-4).
-pub(super) fn two_classes(amr: &[&str]) -> bool {
+pub(crate) fn two_classes(amr: &[&str]) -> bool {
     let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
     let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms"));
     let inherence = amr.iter().any(|m| matches!(*m, "fpt" | "face" | "iris"));
@@ -321,13 +332,13 @@ pub(super) fn two_classes(amr: &[&str]) -> bool {
 /// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
 /// Where policy requires a phishing-resistant authenticator, only a hardware key (`hwk`) counts
 /// (checklist FLOW-5). Computed from the methods verified in this flow, never cached.
-pub(super) fn assurance(amr: &[&str], phishing_resistant: bool) -> &'static str {
+pub(crate) fn assurance(amr: &[&str], phishing_resistant: bool) -> &'static str {
     let resistant = !phishing_resistant || amr.contains(&"hwk");
     if two_classes(amr) && resistant { "aal2" } else { "aal1" }
 }
 
 /// The RFC 8176 `amr`, with `mfa` when more than one factor class was verified.
-pub(super) fn with_mfa(amr: &[&str]) -> Vec<String> {
+pub(crate) fn with_mfa(amr: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = amr.iter().map(|s| (*s).to_owned()).collect();
     if two_classes(amr) {
         out.push("mfa".into());
@@ -335,6 +346,6 @@ pub(super) fn with_mfa(amr: &[&str]) -> Vec<String> {
     out
 }
 
-pub(super) fn amr_or_pwd(amr: &[String]) -> Vec<&str> {
+pub(crate) fn amr_or_pwd(amr: &[String]) -> Vec<&str> {
     if amr.is_empty() { vec!["pwd"] } else { amr.iter().map(String::as_str).collect() }
 }

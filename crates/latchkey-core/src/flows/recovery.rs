@@ -11,9 +11,21 @@
 //!   asked channel and real ones; look-alikes send nothing and spend no real account's budget.
 //! - Nothing is revoked or changed until the recovery completes.
 
-use super::undo::Undo;
-use super::*;
-use crate::identity::lookup_key;
+use crate::auth::{Auth, CODE, FlowOutcome, PASSWORD, StepEvent, audit, secs, step_error};
+use crate::clock::rfc3339;
+use crate::error::AuthError;
+use crate::factors::password::check_policy;
+use crate::factors::{ACTIVE, RECOVERY_CODES, TOTP};
+use crate::flows::second_factor::amr_of;
+use crate::flows::undo::Undo;
+use crate::identity::{Email, Phone, lookup_key};
+use crate::ids::{DeviceId, FlowId, UserId};
+use crate::model::*;
+use crate::secret::{SecretString, ct_eq, random_token};
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::{Channel, DenialReason, MfaMethod, codes};
+use time::OffsetDateTime;
 
 /// Who may recover: an active account, or one held by "this wasn't me" (a recovery releases it).
 fn recoverable(status: UserStatus) -> bool {
@@ -167,7 +179,7 @@ impl Auth {
 
     /// Whether SMS to the account's phone proves anything now: verified, texted by policy, and
     /// not changed within the cooldown (a new number is a new authenticator, DESIGN.md).
-    pub(super) fn sms_trusted(&self, u: &User, now: OffsetDateTime) -> bool {
+    pub(crate) fn sms_trusted(&self, u: &User, now: OffsetDateTime) -> bool {
         let cooldown = secs(self.settings.recovery.phone_change_cooldown_secs);
         u.phone_verified
             && u.phone.as_deref().is_some_and(|p| self.settings.limits.sms_allowed(p))
@@ -216,7 +228,7 @@ impl Auth {
         if first != Channel::Email && self.email_trusted(u, now) {
             out.push(MfaMethod::Email);
         }
-        if active(mfa::RECOVERY_CODES) && self.store.recovery_codes(u.id).await?.iter().any(|c| c.used_at.is_none()) {
+        if active(RECOVERY_CODES) && self.store.recovery_codes(u.id).await?.iter().any(|c| c.used_at.is_none()) {
             out.push(MfaMethod::RecoveryCode);
         }
         Ok(out)
@@ -224,7 +236,7 @@ impl Auth {
 
     /// `reset_password` (the first step of `forgot-password`): the code and an acceptable new
     /// password; the password's hash waits in the flow until the recovery completes.
-    pub(super) async fn reset_password(
+    pub(crate) async fn reset_password(
         &self,
         flow: Flow,
         code: Option<CodeChallenge>,
@@ -272,7 +284,7 @@ impl Auth {
     /// independent ones and `recovery_wait`; straight to the wait when there are none); after
     /// the second, the completion. Pushes the transition onto `batch`.
     #[allow(clippy::too_many_arguments)] // the flow's facts and the batch it adds to
-    pub(super) async fn recovery_next(
+    pub(crate) async fn recovery_next(
         &self,
         flow: &Flow,
         user: &User,
@@ -283,7 +295,7 @@ impl Auth {
         batch: &mut Batch,
     ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
         let mut rec = rec.clone();
-        rec.verified.push(mfa::amr_of(method).to_owned());
+        rec.verified.push(amr_of(method).to_owned());
         let first = rec.verified.len() == 1;
         batch.push(audit(
             now,
@@ -323,7 +335,7 @@ impl Auth {
     }
 
     /// `select_mfa` with `recovery_wait` (the user has no second proof): start the delay.
-    pub(super) async fn choose_wait(
+    pub(crate) async fn choose_wait(
         &self,
         flow: Flow,
         now: OffsetDateTime,
@@ -391,7 +403,7 @@ impl Auth {
 
     /// `recovery_wait`: the same step until `ready_at`; then the completion. The flow is read
     /// from the database, so a cancel on any replica is seen.
-    pub(super) async fn recovery_wait(
+    pub(crate) async fn recovery_wait(
         &self,
         flow: Flow,
         now: OffsetDateTime,
@@ -455,7 +467,7 @@ impl Auth {
     }
 
     /// `new_password` in a recovery: the password is set; no session (checklist LIFE-3).
-    pub(super) async fn recovery_new_password(
+    pub(crate) async fn recovery_new_password(
         &self,
         flow: Flow,
         rec: Recovery,
@@ -484,7 +496,7 @@ impl Auth {
     /// stop it) — then a notice on every channel (checklist LIFE-4). `new_device`: the device
     /// this recovery enrols, which stays.
     #[allow(clippy::too_many_arguments)] // what the recovery sets and the batch it adds to
-    pub(super) async fn finish_recovery(
+    pub(crate) async fn finish_recovery(
         &self,
         user: &User,
         rec: &Recovery,
@@ -542,7 +554,7 @@ impl Auth {
 
     /// The one-tap cancel from a "being recovered" notice (`POST /v1/recovery/cancel`). The token
     /// names its recovery; it works while that recovery waits, once.
-    pub(super) async fn cancel_recovery_by_token(
+    pub(crate) async fn cancel_recovery_by_token(
         &self,
         token: &str,
         ctx: ClientContext,
@@ -637,7 +649,7 @@ impl Auth {
 
     /// A security notice on every channel the thief cannot silence alone: each verified
     /// address and a push to each enrolled device (but `except`).
-    pub(super) async fn notify_everywhere(
+    pub(crate) async fn notify_everywhere(
         &self,
         user: &User,
         subject: &str,

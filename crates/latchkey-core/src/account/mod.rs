@@ -1,14 +1,28 @@
 //! The signed-in user's second factors: enrolling a phone or address, recovery codes, removing a
 //! factor (with the step-up it needs), the preferred method, and the list.
 
-use super::mfa::{RECOVERY_CODE_COUNT, RECOVERY_CODES, is_strong, new_recovery_code, normalize_recovery_code};
-use super::*;
-use latchkey_proto::MfaMethod;
+use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit, secs};
+use crate::clock::rfc3339;
+use crate::error::AuthError;
+use crate::factors::recovery_codes::{RECOVERY_CODE_COUNT, new_recovery_code, normalize_recovery_code};
+use crate::factors::{ACTIVE, EMAIL, RECOVERY_CODES, SMS, TOTP, is_strong};
+use crate::identity::{Email, Phone};
+use crate::ids::{FactorId, FlowId};
+use crate::model::*;
+use crate::settings::MfaMode;
+use crate::store::{Batch, Write};
+use latchkey_proto as proto;
+use latchkey_proto::{Channel, MfaMethod};
+use time::OffsetDateTime;
+
+pub mod admin;
+
+pub use admin::AdminAction;
 
 impl Auth {
     /// Checklist LIFE-1/LIFE-2: changing factors needs a sign-in within `step_up_max_age_secs`,
     /// at `aal2` once the account has a factor that can give it.
-    pub(super) fn require_step_up(&self, p: &Principal, factors: &[Factor]) -> Result<(), AuthError> {
+    pub(crate) fn require_step_up(&self, p: &Principal, factors: &[Factor]) -> Result<(), AuthError> {
         let max_age = self.settings.mfa.step_up_max_age_secs;
         let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
         let required = if strong { "aal2" } else { "aal1" };
@@ -20,7 +34,7 @@ impl Auth {
     }
 
     /// `POST /v1/me/factors` for `sms` or `email`: an `enroll` flow whose step is `verify_code`.
-    pub(super) async fn enroll_destination(
+    pub(crate) async fn enroll_destination(
         &self,
         p: &Principal,
         req: &proto::EnrollFactorRequest,
@@ -73,7 +87,7 @@ impl Auth {
 
     /// `POST /v1/me/factors {"type":"recovery_codes"}`: an `enroll` flow that shows a new set at
     /// `save_recovery_codes`; the set replaces the old one only when the app confirms it was saved.
-    pub(super) async fn enroll_recovery_codes(
+    pub(crate) async fn enroll_recovery_codes(
         &self,
         p: &Principal,
         ctx: ClientContext,
@@ -88,13 +102,13 @@ impl Auth {
     }
 
     /// The codes a `save_recovery_codes` step shows.
-    pub(super) fn sealed_recovery_codes(&self, flow: &Flow, sealed: &str) -> Result<Vec<String>, AuthError> {
+    pub(crate) fn sealed_recovery_codes(&self, flow: &Flow, sealed: &str) -> Result<Vec<String>, AuthError> {
         let json = self.keys.open(&flow.id.to_string(), sealed)?;
         serde_json::from_slice(&json).map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     /// `save_recovery_codes`: the app confirms the user saved the set; it now replaces the old one.
-    pub(super) async fn save_recovery_codes(
+    pub(crate) async fn save_recovery_codes(
         &self,
         flow: Flow,
         sealed: String,
@@ -114,7 +128,7 @@ impl Auth {
 
     /// A fresh set, after the checks: policy allows them, a TOTP or SMS factor exists for them to
     /// stand in for, and the sign-in is a recent `aal2` one (checklist REC-4, LIFE-1).
-    pub(super) async fn new_recovery_codes(&self, p: &Principal) -> Result<Vec<String>, AuthError> {
+    pub(crate) async fn new_recovery_codes(&self, p: &Principal) -> Result<Vec<String>, AuthError> {
         if !self.settings.mfa.allows(MfaMethod::RecoveryCode) {
             return Err(AuthError::InvalidRequest("policy does not allow recovery codes".into()));
         }
@@ -130,7 +144,7 @@ impl Auth {
 
     /// The writes that put `codes` in force in place of any earlier set, with the audit event and
     /// the notice.
-    pub(super) async fn recovery_codes_writes(
+    pub(crate) async fn recovery_codes_writes(
         &self,
         user: &User,
         codes: &[String],

@@ -1,7 +1,13 @@
 //! What a flow looks like on the wire: the next step a flow record shows the app, with what it
 //! may reveal (masked destinations, attempts left) and nothing it may not.
 
-use super::*;
+use crate::auth::{Auth, FlowOutcome, StepEvent};
+use crate::clock::rfc3339;
+use crate::error::AuthError;
+use crate::factors::totp::totp_enrolment;
+use crate::model::*;
+use latchkey_proto as proto;
+use latchkey_proto::MfaMethod;
 
 impl Auth {
     /// The wire answer for a flow outcome.
@@ -91,7 +97,7 @@ impl Auth {
         })
     }
 
-    pub(super) fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
+    pub(crate) fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
         FlowOutcome { flow, tokens: None, error: None, events }
     }
 }

@@ -1,7 +1,11 @@
 //! Account administration by username: disable, enable, unlock, revoke sessions, require a
 //! password change.
 
-use super::*;
+use crate::auth::{Auth, CODE, OTP, PASSWORD, audit};
+use crate::error::AuthError;
+use crate::identity::lookup_key;
+use crate::model::*;
+use crate::store::{Batch, Write};
 
 impl Auth {
     /// Administrative changes to an account, by username.
@@ -51,4 +55,19 @@ impl Auth {
         self.store.apply(batch).await?;
         Ok(())
     }
+}
+
+/// Administrative actions on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// The next sign-in must set a new password.
+    RequirePasswordChange,
+    /// Disable the account and end its sessions.
+    Disable,
+    /// Enable a disabled account.
+    Enable,
+    /// End every session.
+    RevokeSessions,
+    /// Clear the password and second-factor lockouts.
+    Unlock,
 }

@@ -6,12 +6,19 @@
 //! The token names what it undoes and whose, until when, under a MAC with the server's pepper, so
 //! nothing is stored until it is used; using it spends it in the same transaction as its effect.
 
-use super::*;
+use crate::auth::{Auth, audit, secs};
 use crate::crypto::sha256_b64;
+use crate::error::AuthError;
+use crate::ids::{DeviceId, UserId};
+use crate::model::*;
+use crate::secret::ct_eq;
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use time::OffsetDateTime;
 
 /// What a "this wasn't me" token undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Undo {
+pub(crate) enum Undo {
     /// Hold the account until it is recovered (and remove the device the change enrolled).
     Lock,
     /// Remove the device the notice announced.
@@ -33,7 +40,7 @@ const PREFIX: &str = "u";
 impl Auth {
     /// The "this wasn't me" link for a notice to `user` about what `undo` would reverse;
     /// `device`: the device to remove.
-    pub(super) fn undo_link(&self, user: UserId, undo: Undo, device: Option<DeviceId>, now: OffsetDateTime) -> String {
+    pub(crate) fn undo_link(&self, user: UserId, undo: Undo, device: Option<DeviceId>, now: OffsetDateTime) -> String {
         let exp = (now + secs(self.settings.recovery.notice_link_ttl_secs)).unix_timestamp();
         let subject = device.map_or_else(|| "-".to_owned(), |d| d.to_string());
         let signed = format!("{}.{subject}.{exp}", undo.as_str());

@@ -5,6 +5,7 @@
 //! once, and after step T is used a still-valid code for T−1 does not. The caller stores the
 //! returned step atomically (compare-and-swap on the last step) to make that hold under concurrency.
 
+use crate::error::AuthError;
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -90,6 +91,39 @@ pub fn verify(
         }
     }
     matched
+}
+
+/// What an authenticator app needs, from the secret.
+pub struct TotpEnrolment {
+    /// The secret in Base32, for typing in.
+    pub secret: String,
+    /// The `otpauth://` URI.
+    pub uri: String,
+    /// Its QR code, as SVG.
+    pub qr_svg: String,
+}
+
+/// The Key URI Format (`otpauth://totp/Issuer:account?secret=…&issuer=…`) with SHA1, 6 digits,
+/// 30 s spelled out, and the QR code of it as SVG.
+pub fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<TotpEnrolment, AuthError> {
+    let b32 = data_encoding::BASE32_NOPAD.encode(secret);
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let uri = format!(
+        "otpauth://totp/{}:{}?secret={b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(issuer),
+        enc(account),
+        enc(issuer)
+    );
+    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| AuthError::Internal(e.to_string()))?;
+    let qr_svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
+    Ok(TotpEnrolment { secret: b32, uri, qr_svg })
 }
 
 #[cfg(test)]
