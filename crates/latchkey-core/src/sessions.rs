@@ -1,11 +1,17 @@
-//! Sessions and tokens: issuing them, refresh-token rotation with reuse detection, DPoP binding,
-//! verifying access tokens, sign-out and revocation.
+//! Sessions and tokens (`auth.sessions()`): issuing them, refresh-token rotation with reuse
+//! detection, DPoP binding, verifying access tokens, the step-up a change needs, sign-out and
+//! revocation; and the assurance (`acr`, `amr`) a set of verified methods gives.
+//!
+//! Invariants:
+//! - A refresh token is used once; presenting a spent one ends its whole family (the session).
+//! - A device-bound session's tokens are refused without a DPoP proof by the bound key.
 
 use crate::auth::{Auth, Presented, Principal, audit, secs};
 use crate::clock::rfc3339;
 use crate::crypto::sha256_b64;
 use crate::dpop::{self, DpopProof};
 use crate::error::AuthError;
+use crate::factors::{ACTIVE, is_strong};
 use crate::ids::SessionId;
 use crate::model::*;
 use crate::secret::{SecretString, ct_eq, random_token};
@@ -14,7 +20,19 @@ use crate::tokens::{AccessClaims, Confirmation, TokenError};
 use latchkey_proto as proto;
 use time::OffsetDateTime;
 
+/// Sessions and tokens: a room of the service, borrowing its shared context.
+pub struct Sessions<'a> {
+    auth: &'a Auth,
+}
+
 impl Auth {
+    /// Sessions and tokens: issue, refresh, DPoP checks, sign-out, revocation.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { auth: self }
+    }
+}
+
+impl Sessions<'_> {
     pub(crate) fn new_session(
         &self,
         user: &User,
@@ -24,11 +42,11 @@ impl Auth {
         ctx: &ClientContext,
         batch: &mut Batch,
     ) -> Result<(Session, proto::Tokens), AuthError> {
-        let t = &self.settings.tokens;
+        let t = &self.auth.settings.tokens;
         let session = Session {
             id: SessionId::new(),
             user_id: user.id,
-            acr: assurance(amr, self.settings.mfa.require_phishing_resistant).into(),
+            acr: assurance(amr, self.auth.settings.mfa.require_phishing_resistant).into(),
             amr: with_mfa(amr),
             auth_time: now,
             created_at: now,
@@ -41,7 +59,7 @@ impl Auth {
             // A device session is bound to its possession key (RFC 9449).
             dpop_jkt: device.and_then(|d| dpop::thumbprint(&d.possession_key)),
         };
-        let refresh = random_token(self.rng.as_ref(), 32);
+        let refresh = random_token(self.auth.rng.as_ref(), 32);
         batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
             hash: sha256_b64(refresh.expose().as_bytes()),
             session_id: session.id,
@@ -57,7 +75,7 @@ impl Auth {
         refresh: SecretString,
         now: OffsetDateTime,
     ) -> Result<proto::Tokens, AuthError> {
-        let t = &self.settings.tokens;
+        let t = &self.auth.settings.tokens;
         let claims = AccessClaims {
             iss: t.issuer.clone(),
             aud: t.audience.clone(),
@@ -65,7 +83,7 @@ impl Auth {
             sid: session.id.to_string(),
             exp: (now + secs(t.access_ttl_secs)).unix_timestamp(),
             iat: now.unix_timestamp(),
-            jti: random_token(self.rng.as_ref(), 16).expose().to_owned(),
+            jti: random_token(self.auth.rng.as_ref(), 16).expose().to_owned(),
             client_id: t.audience.clone(),
             acr: session.acr.clone(),
             amr: session.amr.clone(),
@@ -73,7 +91,7 @@ impl Auth {
             cnf: session.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
         };
         Ok(proto::Tokens {
-            access_token: self.signer.sign(&claims)?,
+            access_token: self.auth.signer.sign(&claims)?,
             refresh_token: refresh.expose().to_owned(),
             // RFC 9449 §5: a bound token's type is DPoP.
             token_type: if session.dpop_jkt.is_some() { "DPoP" } else { "Bearer" }.into(),
@@ -94,20 +112,26 @@ impl Auth {
         if req.grant_type != "refresh_token" {
             return Err(AuthError::UnsupportedGrantType);
         }
-        let now = self.now();
+        let now = self.auth.now();
         let refused = |reason| AuthError::InvalidDpopProof { reason, resource: false };
         if let Some(p) = &proof {
             self.check_dpop(p, "POST", "/v1/token", None, now, false).await?;
         }
         let old = sha256_b64(req.refresh_token.as_bytes());
-        let fresh = random_token(self.rng.as_ref(), 32);
-        let idle_cutoff = now - secs(self.settings.tokens.session_idle_ttl_secs);
+        let fresh = random_token(self.auth.rng.as_ref(), 32);
+        let idle_cutoff = now - secs(self.auth.settings.tokens.session_idle_ttl_secs);
         let jkt = proof.as_ref().map(|p| p.jkt.as_str());
-        match self.store.rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff, jkt).await? {
+        match self
+            .auth
+            .store
+            .rotate_refresh(&old, &sha256_b64(fresh.expose().as_bytes()), now, idle_cutoff, jkt)
+            .await?
+        {
             RotateOutcome::Rotated(session) => {
-                let user = self.store.user_by_id(session.user_id).await?;
+                let user = self.auth.store.user_by_id(session.user_id).await?;
                 if !user.is_some_and(|u| u.status == UserStatus::Active) {
-                    self.store
+                    self.auth
+                        .store
                         .apply(Batch(vec![Write::RevokeSession {
                             id: session.id,
                             at: now,
@@ -116,7 +140,8 @@ impl Auth {
                         .await?;
                     return Err(AuthError::InvalidGrant);
                 }
-                self.store
+                self.auth
+                    .store
                     .apply(Batch(vec![audit(
                         now,
                         Some(session.user_id),
@@ -129,8 +154,9 @@ impl Auth {
                 self.tokens_for(&session, fresh, now)
             }
             RotateOutcome::Reused(sid) => {
-                let user = self.store.session(sid).await?.map(|s| s.user_id);
-                self.store
+                let user = self.auth.store.session(sid).await?.map(|s| s.user_id);
+                self.auth
+                    .store
                     .apply(Batch(vec![audit(
                         now,
                         user,
@@ -167,7 +193,7 @@ impl Auth {
         if p.htm != method {
             return refused("htm is not this request's method");
         }
-        if dpop::target_uri(&p.htu) != format!("{}{path}", self.settings.tokens.issuer) {
+        if dpop::target_uri(&p.htu) != format!("{}{path}", self.auth.settings.tokens.issuer) {
             return refused("htu is not this request's URL");
         }
         // abs_diff: an iat near i64::MIN or MAX must not overflow.
@@ -181,7 +207,7 @@ impl Auth {
         }
         let id = sha256_b64(format!("{}.{}", p.jkt, p.jti).as_bytes());
         let keep_until = OffsetDateTime::from_unix_timestamp(p.iat + dpop::IAT_WINDOW_SECS).unwrap_or(now);
-        if !self.store.use_dpop_proof(&id, keep_until.max(now)).await? {
+        if !self.auth.store.use_dpop_proof(&id, keep_until.max(now)).await? {
             return refused("this proof (jti) was used already");
         }
         Ok(())
@@ -191,11 +217,11 @@ impl Auth {
     /// disablement take effect here, on the next request. A token bound to a device key
     /// (`cnf.jkt`) must come as `Authorization: DPoP` with a proof by that key for this request.
     pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Principal, AuthError> {
-        let claims = self.signer.verify(presented.token).map_err(|e| match e {
+        let claims = self.auth.signer.verify(presented.token).map_err(|e| match e {
             TokenError::Signing(m) => AuthError::Internal(m),
             _ => AuthError::Unauthenticated,
         })?;
-        let at = self.now();
+        let at = self.auth.now();
         let now = at.unix_timestamp();
         if claims.exp <= now || claims.iat > now + 60 {
             return Err(AuthError::Unauthenticated);
@@ -216,11 +242,11 @@ impl Auth {
             (None, false) => {}
         }
         let sid: SessionId = claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?;
-        let session = self.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;
+        let session = self.auth.store.session(sid).await?.ok_or(AuthError::Unauthenticated)?;
         if session.revoked_at.is_some() || session.user_id.to_string() != claims.sub {
             return Err(AuthError::Unauthenticated);
         }
-        let user = self.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
+        let user = self.auth.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
         if user.status != UserStatus::Active {
             return Err(AuthError::Unauthenticated);
         }
@@ -234,7 +260,7 @@ impl Auth {
         scope: proto::SignOutScope,
         ctx: ClientContext,
     ) -> Result<(), AuthError> {
-        let now = self.now();
+        let now = self.auth.now();
         let revoke = match scope {
             proto::SignOutScope::Session => {
                 Write::RevokeSession { id: p.session.id, at: now, reason: "sign_out".into() }
@@ -244,7 +270,8 @@ impl Auth {
             }
         };
         let scope_name = if scope == proto::SignOutScope::All { "all" } else { "session" };
-        self.store
+        self.auth
+            .store
             .apply(Batch(vec![
                 revoke,
                 audit(
@@ -260,25 +287,9 @@ impl Auth {
         Ok(())
     }
 
-    /// `GET /v1/me`.
-    pub fn me(&self, p: &Principal) -> proto::Me {
-        proto::Me {
-            id: p.user.id.to_string(),
-            username: p.user.username.clone(),
-            email: p.user.email.clone(),
-            email_verified: p.user.email_verified,
-            phone: p.user.phone.clone(),
-            phone_verified: p.user.phone_verified,
-            status: p.user.status.as_str().into(),
-            session_id: p.session.id.to_string(),
-            acr: p.claims.acr.clone(),
-            amr: p.claims.amr.clone(),
-        }
-    }
-
     /// `GET /v1/me/sessions`.
-    pub async fn sessions(&self, p: &Principal) -> Result<proto::SessionList, AuthError> {
-        let sessions = self.store.live_sessions(p.user.id, self.now()).await?;
+    pub async fn list(&self, p: &Principal) -> Result<proto::SessionList, AuthError> {
+        let sessions = self.auth.store.live_sessions(p.user.id, self.auth.now()).await?;
         Ok(proto::SessionList {
             sessions: sessions
                 .into_iter()
@@ -298,10 +309,12 @@ impl Auth {
     }
 
     /// `DELETE /v1/me/sessions/{id}`: only the caller's own sessions.
-    pub async fn revoke_session(&self, p: &Principal, id: SessionId, ctx: ClientContext) -> Result<(), AuthError> {
-        let session = self.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
-        let now = self.now();
-        self.store
+    pub async fn revoke(&self, p: &Principal, id: SessionId, ctx: ClientContext) -> Result<(), AuthError> {
+        let session =
+            self.auth.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
+        let now = self.auth.now();
+        self.auth
+            .store
             .apply(Batch(vec![
                 Write::RevokeSession { id: session.id, at: now, reason: "revoked_by_user".into() },
                 audit(
@@ -314,6 +327,19 @@ impl Auth {
                 ),
             ]))
             .await?;
+        Ok(())
+    }
+
+    /// Checklist LIFE-1/LIFE-2: changing factors needs a sign-in within `step_up_max_age_secs`,
+    /// at `aal2` once the account has a factor that can give it.
+    pub(crate) fn require_step_up(&self, p: &Principal, factors: &[Factor]) -> Result<(), AuthError> {
+        let max_age = self.auth.settings.mfa.step_up_max_age_secs;
+        let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
+        let required = if strong { "aal2" } else { "aal1" };
+        let fresh = self.auth.now() - p.session.auth_time <= secs(max_age);
+        if !fresh || (strong && p.session.acr == "aal1") {
+            return Err(AuthError::InsufficientAuthentication { acr: required, max_age });
+        }
         Ok(())
     }
 }

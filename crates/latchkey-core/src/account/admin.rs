@@ -1,4 +1,4 @@
-//! Account administration by username: disable, enable, unlock, revoke sessions, require a
+//! The operator's actions on an account, by username (`auth.admin()`): disable, enable, unlock, revoke sessions, require a
 //! password change.
 
 use crate::auth::{Auth, CODE, OTP, PASSWORD, audit};
@@ -7,12 +7,24 @@ use crate::identity::lookup_key;
 use crate::model::*;
 use crate::store::{Batch, Write};
 
+/// The operator's actions on accounts: a room of the service, borrowing its shared context.
+pub struct Admin<'a> {
+    auth: &'a Auth,
+}
+
 impl Auth {
+    /// The operator's actions on accounts.
+    pub fn admin(&self) -> Admin<'_> {
+        Admin { auth: self }
+    }
+}
+
+impl Admin<'_> {
     /// Administrative changes to an account, by username.
-    pub async fn admin_update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
+    pub async fn update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
-        let mut user = self.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
-        let now = self.now();
+        let mut user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let now = self.auth.now();
         let mut batch = Batch::new();
         let kind = match action {
             AdminAction::RequirePasswordChange => {
@@ -52,7 +64,7 @@ impl Auth {
             &ctx,
             serde_json::json!({}),
         ));
-        self.store.apply(batch).await?;
+        self.auth.store.apply(batch).await?;
         Ok(())
     }
 }

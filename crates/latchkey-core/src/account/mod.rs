@@ -1,75 +1,38 @@
-//! The signed-in user's second factors: enrolling a phone or address, recovery codes, removing a
-//! factor (with the step-up it needs), the preferred method, and the list.
+//! The signed-in user's account (`auth.account()`): who they are (`/v1/me`), their factors (the
+//! list, removing one with the step-up it needs, the preferred method, a new set of recovery
+//! codes) and their devices (`devices.rs`). Adding a factor is a flow (`flows/enroll.rs`); the
+//! operator's actions are `admin.rs`. Every change is told to the account's verified channels.
 
-use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit, secs};
+use crate::auth::{Auth, Principal, audit};
 use crate::clock::rfc3339;
 use crate::error::AuthError;
-use crate::factors::recovery_codes::{RECOVERY_CODE_COUNT, new_recovery_code, normalize_recovery_code};
 use crate::factors::{ACTIVE, EMAIL, RECOVERY_CODES, SMS, TOTP, is_strong};
 use crate::identity::{Email, Phone};
-use crate::ids::{FactorId, FlowId};
+use crate::ids::FactorId;
 use crate::model::*;
 use crate::settings::MfaMode;
 use crate::store::{Batch, Write};
 use latchkey_proto as proto;
-use latchkey_proto::{Channel, MfaMethod};
-use time::OffsetDateTime;
+use latchkey_proto::MfaMethod;
 
 pub mod admin;
+mod devices;
 
 pub use admin::AdminAction;
 
+/// The signed-in user's account: a room of the service, borrowing its shared context.
+pub struct Account<'a> {
+    auth: &'a Auth,
+}
+
 impl Auth {
-    /// Checklist LIFE-1/LIFE-2: changing factors needs a sign-in within `step_up_max_age_secs`,
-    /// at `aal2` once the account has a factor that can give it.
-    pub(crate) fn require_step_up(&self, p: &Principal, factors: &[Factor]) -> Result<(), AuthError> {
-        let max_age = self.settings.mfa.step_up_max_age_secs;
-        let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
-        let required = if strong { "aal2" } else { "aal1" };
-        let fresh = self.now() - p.session.auth_time <= secs(max_age);
-        if !fresh || (strong && p.session.acr == "aal1") {
-            return Err(AuthError::InsufficientAuthentication { acr: required, max_age });
-        }
-        Ok(())
+    /// The signed-in user's account: profile, factors, devices.
+    pub fn account(&self) -> Account<'_> {
+        Account { auth: self }
     }
+}
 
-    /// `POST /v1/me/factors` for `sms` or `email`: an `enroll` flow whose step is `verify_code`.
-    pub(crate) async fn enroll_destination(
-        &self,
-        p: &Principal,
-        req: &proto::EnrollFactorRequest,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
-        let now = self.now();
-        let user = &p.user;
-        let (channel, value, masked, current) = if req.kind == SMS {
-            if !self.settings.mfa.allows(MfaMethod::Sms) {
-                return Err(AuthError::InvalidRequest("policy does not allow SMS codes".into()));
-            }
-            let raw = req.phone.clone().or_else(|| user.phone.clone()).unwrap_or_default();
-            let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
-            if !self.settings.limits.sms_allowed(phone.as_str()) {
-                return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
-            }
-            (Channel::Sms, phone.as_str().to_owned(), phone.masked(), user.phone.as_deref())
-        } else {
-            if !self.settings.mfa.allows(MfaMethod::Email) {
-                return Err(AuthError::InvalidRequest("policy does not allow email codes".into()));
-            }
-            let raw = req.email.clone().or_else(|| user.email.clone()).unwrap_or_default();
-            let email = Email::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
-            (Channel::Email, email.as_str().to_owned(), email.masked(), user.email.as_deref())
-        };
-        let factors = self.store.factors(user.id).await?;
-        self.require_step_up(p, &factors)?;
-        if factors.iter().any(|f| f.kind == req.kind && f.state == ACTIVE) && current == Some(value.as_str()) {
-            return Err(AuthError::InvalidRequest(format!("{} codes already go to this destination", req.kind)));
-        }
-        let flow_id = FlowId::new();
-        let (state, message) = self.verification_flow(flow_id, user, (channel, value, masked), now, &ctx).await?;
-        self.start_enrollment(p, flow_id, state, &req.kind, vec![Write::Enqueue(message)], now, &ctx).await
-    }
-
+impl Account<'_> {
     /// `POST /v1/me/recovery-codes`: a new set of ten, shown once, in force at once; the old set
     /// stops working.
     pub async fn regenerate_recovery_codes(
@@ -77,131 +40,29 @@ impl Auth {
         p: &Principal,
         ctx: ClientContext,
     ) -> Result<proto::RecoveryCodes, AuthError> {
-        let codes = self.new_recovery_codes(p).await?;
+        let codes = self.auth.new_recovery_codes(p).await?;
         let mut batch = Batch::new();
-        self.recovery_codes_writes(&p.user, &codes, self.now(), &ctx, &mut batch).await?;
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
+        self.auth.recovery_codes_writes(&p.user, &codes, self.auth.now(), &ctx, &mut batch).await?;
+        self.auth.store.apply(batch).await?;
+        self.auth.outbox_wakeup.notify_one();
         Ok(proto::RecoveryCodes { codes })
-    }
-
-    /// `POST /v1/me/factors {"type":"recovery_codes"}`: an `enroll` flow that shows a new set at
-    /// `save_recovery_codes`; the set replaces the old one only when the app confirms it was saved.
-    pub(crate) async fn enroll_recovery_codes(
-        &self,
-        p: &Principal,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
-        let codes = self.new_recovery_codes(p).await?;
-        let now = self.now();
-        let flow_id = FlowId::new();
-        let json = serde_json::to_vec(&codes).map_err(|e| AuthError::Internal(e.to_string()))?;
-        let codes_sealed = self.keys.seal(self.rng.as_ref(), &flow_id.to_string(), &json)?;
-        let state = FlowState::AwaitingRecoveryCodesSaved { codes_sealed };
-        self.start_enrollment(p, flow_id, state, RECOVERY_CODES, vec![], now, &ctx).await
-    }
-
-    /// The codes a `save_recovery_codes` step shows.
-    pub(crate) fn sealed_recovery_codes(&self, flow: &Flow, sealed: &str) -> Result<Vec<String>, AuthError> {
-        let json = self.keys.open(&flow.id.to_string(), sealed)?;
-        serde_json::from_slice(&json).map_err(|e| AuthError::Internal(e.to_string()))
-    }
-
-    /// `save_recovery_codes`: the app confirms the user saved the set; it now replaces the old one.
-    pub(crate) async fn save_recovery_codes(
-        &self,
-        flow: Flow,
-        sealed: String,
-        now: OffsetDateTime,
-        ctx: ClientContext,
-    ) -> Result<FlowOutcome, AuthError> {
-        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
-        let codes = self.sealed_recovery_codes(&flow, &sealed)?;
-        let mut batch = Batch::new();
-        self.recovery_codes_writes(&user, &codes, now, &ctx, &mut batch).await?;
-        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
-        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
-        self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(done, vec![StepEvent { step: "save_recovery_codes", outcome: "verified" }]))
-    }
-
-    /// A fresh set, after the checks: policy allows them, a TOTP or SMS factor exists for them to
-    /// stand in for, and the sign-in is a recent `aal2` one (checklist REC-4, LIFE-1).
-    pub(crate) async fn new_recovery_codes(&self, p: &Principal) -> Result<Vec<String>, AuthError> {
-        if !self.settings.mfa.allows(MfaMethod::RecoveryCode) {
-            return Err(AuthError::InvalidRequest("policy does not allow recovery codes".into()));
-        }
-        let factors = self.store.factors(p.user.id).await?;
-        if !factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE) {
-            return Err(AuthError::InvalidRequest(
-                "add an authenticator app or a phone first; recovery codes stand in for one".into(),
-            ));
-        }
-        self.require_step_up(p, &factors)?;
-        Ok((0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code(self.rng.as_ref())).collect())
-    }
-
-    /// The writes that put `codes` in force in place of any earlier set, with the audit event and
-    /// the notice.
-    pub(crate) async fn recovery_codes_writes(
-        &self,
-        user: &User,
-        codes: &[String],
-        now: OffsetDateTime,
-        ctx: &ClientContext,
-        batch: &mut Batch,
-    ) -> Result<(), AuthError> {
-        let macs = codes
-            .iter()
-            .map(|c| self.keys.mac("recovery", &user.id.to_string(), &normalize_recovery_code(c)))
-            .collect();
-        if !self.store.factors(user.id).await?.iter().any(|f| f.kind == RECOVERY_CODES) {
-            batch.push(Write::InsertFactor(Factor {
-                id: FactorId::new(),
-                user_id: user.id,
-                kind: RECOVERY_CODES.into(),
-                state: ACTIVE.into(),
-                secret_sealed: None,
-                last_step: None,
-                created_at: now,
-                last_used_at: None,
-            }));
-        }
-        batch.push(Write::ReplaceRecoveryCodes { user_id: user.id, macs, at: now }).push(audit(
-            now,
-            Some(user.id),
-            "recovery_codes_generated",
-            "success",
-            ctx,
-            serde_json::json!({"count": codes.len()}),
-        ));
-        for m in self.notification(
-            user,
-            "New recovery codes",
-            "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
-            now,
-        )? {
-            batch.push(Write::Enqueue(m));
-        }
-        Ok(())
     }
 
     /// `DELETE /v1/me/factors/{id}` (checklist LIFE-2): needs a fresh `aal2` sign-in; the last
     /// factor that gives `aal2` cannot go when policy requires MFA, and with it go the recovery
     /// codes that stood in for it.
     pub async fn remove_factor(&self, p: &Principal, id: FactorId, ctx: ClientContext) -> Result<(), AuthError> {
-        let now = self.now();
-        let factors = self.store.factors(p.user.id).await?;
+        let now = self.auth.now();
+        let factors = self.auth.store.factors(p.user.id).await?;
         let factor = factors.iter().find(|f| f.id == id).ok_or(AuthError::NotFound)?;
         if factor.state == ACTIVE {
-            self.require_step_up(p, &factors)?;
+            self.auth.sessions().require_step_up(p, &factors)?;
         }
         let strong_left = factors.iter().any(|f| f.id != id && is_strong(&f.kind) && f.state == ACTIVE);
         if factor.state == ACTIVE
             && is_strong(&factor.kind)
             && !strong_left
-            && self.settings.mfa.mode == MfaMode::Required
+            && self.auth.settings.mfa.mode == MfaMode::Required
         {
             return Err(AuthError::MfaRequired(
                 "policy requires a second factor; add another one before removing this",
@@ -234,7 +95,7 @@ impl Auth {
         let notices = if factor.state != ACTIVE {
             vec![]
         } else {
-            self.notification(
+            self.auth.notification(
                 &p.user,
                 "A second factor was removed",
                 &format!(
@@ -247,8 +108,8 @@ impl Auth {
         for m in notices {
             batch.push(Write::Enqueue(m));
         }
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
+        self.auth.store.apply(batch).await?;
+        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 
@@ -259,9 +120,9 @@ impl Auth {
         method: MfaMethod,
         ctx: ClientContext,
     ) -> Result<(), AuthError> {
-        let now = self.now();
-        let factors = self.store.factors(p.user.id).await?;
-        if method == MfaMethod::RecoveryCode || !self.methods_of(&p.user, &factors).await?.contains(&method) {
+        let now = self.auth.now();
+        let factors = self.auth.store.factors(p.user.id).await?;
+        if method == MfaMethod::RecoveryCode || !self.auth.methods_of(&p.user, &factors).await?.contains(&method) {
             return Err(AuthError::InvalidRequest(format!("`{}` is not an enrolled method", method.as_str())));
         }
         let mut batch = Batch::new();
@@ -275,7 +136,7 @@ impl Auth {
                 serde_json::json!({"method": method.as_str()}),
             ),
         );
-        for m in self.notification(
+        for m in self.auth.notification(
             &p.user,
             "Your sign-in method changed",
             &format!(
@@ -286,16 +147,16 @@ impl Auth {
         )? {
             batch.push(Write::Enqueue(m));
         }
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
+        self.auth.store.apply(batch).await?;
+        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 
     /// `GET /v1/me/factors`. Never returns secret material.
     pub async fn factors(&self, p: &Principal) -> Result<proto::FactorList, AuthError> {
-        let factors = self.store.factors(p.user.id).await?;
+        let factors = self.auth.store.factors(p.user.id).await?;
         let remaining = if factors.iter().any(|f| f.kind == RECOVERY_CODES) {
-            let codes = self.store.recovery_codes(p.user.id).await?;
+            let codes = self.auth.store.recovery_codes(p.user.id).await?;
             Some(u32::try_from(codes.iter().filter(|c| c.used_at.is_none()).count()).unwrap_or(0))
         } else {
             None
@@ -329,5 +190,21 @@ impl Auth {
                 })
                 .collect(),
         })
+    }
+
+    /// `GET /v1/me`.
+    pub fn me(&self, p: &Principal) -> proto::Me {
+        proto::Me {
+            id: p.user.id.to_string(),
+            username: p.user.username.clone(),
+            email: p.user.email.clone(),
+            email_verified: p.user.email_verified,
+            phone: p.user.phone.clone(),
+            phone_verified: p.user.phone_verified,
+            status: p.user.status.as_str().into(),
+            session_id: p.session.id.to_string(),
+            acr: p.claims.acr.clone(),
+            amr: p.claims.amr.clone(),
+        }
     }
 }

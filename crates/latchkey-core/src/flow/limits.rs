@@ -223,4 +223,10 @@ impl Auth {
         let phone = user.phone.as_deref().filter(|_| user.phone_verified).map(|p| (Channel::Sms, p));
         email.into_iter().chain(phone).map(|(c, to)| self.sealed_message(c, to, subject, body, now)).collect()
     }
+
+    /// The codes a `save_recovery_codes` step shows.
+    pub(crate) fn sealed_recovery_codes(&self, flow: &Flow, sealed: &str) -> Result<Vec<String>, AuthError> {
+        let json = self.keys.open(&flow.id.to_string(), sealed)?;
+        serde_json::from_slice(&json).map_err(|e| AuthError::Internal(e.to_string()))
+    }
 }

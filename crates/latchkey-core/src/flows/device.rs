@@ -1,11 +1,11 @@
 //! Device keys: enrolling a device (two P-256 keys and an app PIN), signing in with it by
-//! biometric key or by possession key + PIN, and listing and revoking devices.
+//! biometric key or by possession key + PIN, and replacing a device's biometric key. Listing,
+//! removing and re-PINning devices are the account's (`account/devices.rs`).
 //!
 //! The PIN is an activation secret checked here, never on the phone (DESIGN.md): its Argon2id
 //! hash lives only in the database, and five consecutive wrong PINs block it for that device.
 
 use crate::auth::{Auth, FlowOutcome, OTP, Principal, StepEvent, audit, secs, step_error};
-use crate::clock::rfc3339;
 use crate::error::AuthError;
 use crate::factors::device::{self as dk, KeyRole, Purpose};
 use crate::identity::{Phone, lookup_key};
@@ -152,7 +152,8 @@ impl Auth {
             if !methods.contains(&"hwk") {
                 methods.push("hwk");
             }
-            let (session, tokens) = self.new_session(&user, &methods, Some(&device), now, &ctx, &mut batch)?;
+            let (session, tokens) =
+                self.sessions().new_session(&user, &methods, Some(&device), now, &ctx, &mut batch)?;
             (Some(session.id), Some(tokens))
         };
         batch.push(Write::InsertDevice(device));
@@ -357,7 +358,7 @@ impl Auth {
         };
         let mut batch = Batch::new();
         batch.push(Write::DeviceUsed { id: device.id, at: now, reset_pin: role == KeyRole::Possession });
-        let (session, tokens) = self.new_session(&user, amr, Some(&device), now, &ctx, &mut batch)?;
+        let (session, tokens) = self.sessions().new_session(&user, amr, Some(&device), now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,
@@ -384,49 +385,6 @@ impl Auth {
             error: None,
             events: vec![StepEvent { step, outcome: "verified" }],
         })
-    }
-
-    /// `GET /v1/me/devices`.
-    pub async fn devices(&self, p: &Principal) -> Result<proto::DeviceList, AuthError> {
-        Ok(proto::DeviceList {
-            devices: self
-                .store
-                .devices(p.user.id)
-                .await?
-                .into_iter()
-                .map(|d| proto::DeviceInfo {
-                    id: d.id.to_string(),
-                    name: d.name,
-                    platform: d.platform,
-                    pin_blocked: d.pin_failures >= PIN_LIMIT,
-                    biometric_evidence: d.biometric_evidence.map(|e| format!("{}/{}", e.format, e.security_level)),
-                    created_at: rfc3339(d.created_at),
-                    last_used_at: d.last_used_at.map(rfc3339),
-                })
-                .collect(),
-        })
-    }
-
-    /// `DELETE /v1/me/devices/{id}`: its keys, PIN and sessions stop working at once.
-    pub async fn revoke_device(&self, p: &Principal, id: DeviceId, ctx: ClientContext) -> Result<(), AuthError> {
-        let device = self.live_device_of(p, id).await?;
-        let now = self.now();
-        let mut batch = Batch::new();
-        batch.push(Write::RevokeDevice { id, at: now }).push(audit(
-            now,
-            Some(p.user.id),
-            "device_revoked",
-            "success",
-            &ctx,
-            serde_json::json!({"device_id": id}),
-        ));
-        let notice = format!("The device \"{}\" was removed from your account and can no longer sign in.", device.name);
-        for m in self.notification(&p.user, "A device was removed", &notice, now)? {
-            batch.push(Write::Enqueue(m));
-        }
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
-        Ok(())
     }
 
     /// `POST /v1/me/devices/{id}/biometric-key`: an `enroll` flow whose step is `rekey_biometric`.
@@ -516,46 +474,6 @@ impl Auth {
         Ok(Self::outcome(done, vec![StepEvent { step, outcome: "success" }]))
     }
 
-    /// `PUT /v1/me/devices/{id}/pin`: a new app PIN, which also unblocks a blocked one. Needs a
-    /// sign-in at `aal2` from the last 10 minutes — with another factor when the PIN is blocked,
-    /// which is how the user "recovers with another factor" (DESIGN.md).
-    pub async fn set_device_pin(
-        &self,
-        p: &Principal,
-        id: DeviceId,
-        pin: SecretString,
-        ctx: ClientContext,
-    ) -> Result<(), AuthError> {
-        let device = self.live_device_of(p, id).await?;
-        let now = self.now();
-        let max_age = self.settings.mfa.step_up_max_age_secs;
-        if now - p.session.auth_time > secs(max_age) || p.session.acr == "aal1" {
-            return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
-        }
-        dk::check_pin(pin.expose()).map_err(|reason| AuthError::InvalidRequest(format!("pin: {reason}")))?;
-        let mut batch = Batch::new();
-        batch
-            .push(Write::UpdateDevice { id, biometric_key: None, pin_hash: Some(self.hasher.hash(&pin).await?) })
-            .push(audit(
-                now,
-                Some(p.user.id),
-                "device_pin_changed",
-                "success",
-                &ctx,
-                serde_json::json!({"device_id": id, "was_blocked": device.pin_failures >= PIN_LIMIT}),
-            ));
-        let notice = format!("The app PIN of the device \"{}\" was changed.", device.name);
-        for m in self.notification(&p.user, "A device's PIN was changed", &notice, now)? {
-            batch.push(Write::Enqueue(m));
-        }
-        match self.store.apply(batch).await {
-            Err(StoreError::Conflict("device")) => return Err(AuthError::NotFound),
-            other => other?,
-        }
-        self.outbox_wakeup.notify_one();
-        Ok(())
-    }
-
     /// Checklist DEV-4: the evidence that the biometric key `point` needs a biometric for every
     /// use, from the app's attestation with this step's `nonce` as the challenge. None when the
     /// app sent none or no roots are configured; an attestation that does not verify is an error,
@@ -595,7 +513,7 @@ impl Auth {
     }
 
     /// One of the caller's devices that is not revoked, or `not_found`.
-    async fn live_device_of(&self, p: &Principal, id: DeviceId) -> Result<Device, AuthError> {
+    pub(crate) async fn live_device_of(&self, p: &Principal, id: DeviceId) -> Result<Device, AuthError> {
         self.store
             .device(id)
             .await?

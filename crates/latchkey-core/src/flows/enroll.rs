@@ -1,16 +1,21 @@
-//! Authenticator apps (TOTP): enrolment as an `enroll` flow, checking a code once per time step.
+//! Enrolling a factor (`POST /v1/me/factors`) as an `enroll` flow: an authenticator app
+//! (`setup_totp`), a phone or address (`verify_code`, then `verification.rs`), a set of recovery
+//! codes (`save_recovery_codes`); and checking a TOTP code once per time step, which a sign-in's
+//! `totp_code` step (`second_factor.rs`) uses too.
 
 use crate::auth::{Auth, FlowOutcome, OTP, Principal, StepEvent, audit};
 use crate::error::AuthError;
+use crate::factors::recovery_codes::{RECOVERY_CODE_COUNT, new_recovery_code, normalize_recovery_code};
 use crate::factors::totp::{self, TotpParams};
-use crate::factors::{ACTIVE, EMAIL, PENDING, RECOVERY_CODES, SMS, TOTP};
+use crate::factors::{ACTIVE, EMAIL, PENDING, RECOVERY_CODES, SMS, TOTP, is_strong};
+use crate::identity::{Email, Phone};
 use crate::ids::{FactorId, FlowId};
 use crate::model::*;
 use crate::secret::{SecretString, random_bytes};
 use crate::settings::MfaMode;
 use crate::store::{Batch, StoreError, Write};
 use latchkey_proto as proto;
-use latchkey_proto::MfaMethod;
+use latchkey_proto::{Channel, MfaMethod};
 use time::OffsetDateTime;
 
 impl Auth {
@@ -42,7 +47,7 @@ impl Auth {
         }
         let now = self.now();
         let factors = self.store.factors(p.user.id).await?;
-        self.require_step_up(p, &factors)?;
+        self.sessions().require_step_up(p, &factors)?;
         if factors.iter().any(|f| f.kind == TOTP && f.state == ACTIVE) {
             return Err(AuthError::InvalidRequest("an authenticator app is already enrolled".into()));
         }
@@ -223,31 +228,137 @@ impl Auth {
         })
     }
 
-    pub(crate) async fn totp_sign_in(
+    /// `POST /v1/me/factors` for `sms` or `email`: an `enroll` flow whose step is `verify_code`.
+    pub(crate) async fn enroll_destination(
+        &self,
+        p: &Principal,
+        req: &proto::EnrollFactorRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let now = self.now();
+        let user = &p.user;
+        let (channel, value, masked, current) = if req.kind == SMS {
+            if !self.settings.mfa.allows(MfaMethod::Sms) {
+                return Err(AuthError::InvalidRequest("policy does not allow SMS codes".into()));
+            }
+            let raw = req.phone.clone().or_else(|| user.phone.clone()).unwrap_or_default();
+            let phone = Phone::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+            if !self.settings.limits.sms_allowed(phone.as_str()) {
+                return Err(AuthError::InvalidRequest("text messages cannot be sent to this phone number".into()));
+            }
+            (Channel::Sms, phone.as_str().to_owned(), phone.masked(), user.phone.as_deref())
+        } else {
+            if !self.settings.mfa.allows(MfaMethod::Email) {
+                return Err(AuthError::InvalidRequest("policy does not allow email codes".into()));
+            }
+            let raw = req.email.clone().or_else(|| user.email.clone()).unwrap_or_default();
+            let email = Email::parse(&raw).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+            (Channel::Email, email.as_str().to_owned(), email.masked(), user.email.as_deref())
+        };
+        let factors = self.store.factors(user.id).await?;
+        self.sessions().require_step_up(p, &factors)?;
+        if factors.iter().any(|f| f.kind == req.kind && f.state == ACTIVE) && current == Some(value.as_str()) {
+            return Err(AuthError::InvalidRequest(format!("{} codes already go to this destination", req.kind)));
+        }
+        let flow_id = FlowId::new();
+        let (state, message) = self.verification_flow(flow_id, user, (channel, value, masked), now, &ctx).await?;
+        self.start_enrollment(p, flow_id, state, &req.kind, vec![Write::Enqueue(message)], now, &ctx).await
+    }
+
+    /// `POST /v1/me/factors {"type":"recovery_codes"}`: an `enroll` flow that shows a new set at
+    /// `save_recovery_codes`; the set replaces the old one only when the app confirms it was saved.
+    pub(crate) async fn enroll_recovery_codes(
+        &self,
+        p: &Principal,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let codes = self.new_recovery_codes(p).await?;
+        let now = self.now();
+        let flow_id = FlowId::new();
+        let json = serde_json::to_vec(&codes).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let codes_sealed = self.keys.seal(self.rng.as_ref(), &flow_id.to_string(), &json)?;
+        let state = FlowState::AwaitingRecoveryCodesSaved { codes_sealed };
+        self.start_enrollment(p, flow_id, state, RECOVERY_CODES, vec![], now, &ctx).await
+    }
+
+    /// `save_recovery_codes`: the app confirms the user saved the set; it now replaces the old one.
+    pub(crate) async fn save_recovery_codes(
         &self,
         flow: Flow,
-        then_new_password: bool,
-        given: SecretString,
+        sealed: String,
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let found = match self.check_totp(&flow, None, &given, now, &ctx).await? {
-            Ok(found) => found,
-            Err(o) => return Ok(o),
-        };
-        let mut batch = Batch(found.accepted(now));
-        let (next, tokens) = self
-            .after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)
-            .await?;
-        if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
-            return Ok(refused);
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let codes = self.sealed_recovery_codes(&flow, &sealed)?;
+        let mut batch = Batch::new();
+        self.recovery_codes_writes(&user, &codes, now, &ctx, &mut batch).await?;
+        let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
+        batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(done, vec![StepEvent { step: "save_recovery_codes", outcome: "verified" }]))
+    }
+
+    /// A fresh set, after the checks: policy allows them, a TOTP or SMS factor exists for them to
+    /// stand in for, and the sign-in is a recent `aal2` one (checklist REC-4, LIFE-1).
+    pub(crate) async fn new_recovery_codes(&self, p: &Principal) -> Result<Vec<String>, AuthError> {
+        if !self.settings.mfa.allows(MfaMethod::RecoveryCode) {
+            return Err(AuthError::InvalidRequest("policy does not allow recovery codes".into()));
         }
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
-        })
+        let factors = self.store.factors(p.user.id).await?;
+        if !factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE) {
+            return Err(AuthError::InvalidRequest(
+                "add an authenticator app or a phone first; recovery codes stand in for one".into(),
+            ));
+        }
+        self.sessions().require_step_up(p, &factors)?;
+        Ok((0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code(self.rng.as_ref())).collect())
+    }
+
+    /// The writes that put `codes` in force in place of any earlier set, with the audit event and
+    /// the notice.
+    pub(crate) async fn recovery_codes_writes(
+        &self,
+        user: &User,
+        codes: &[String],
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(), AuthError> {
+        let macs = codes
+            .iter()
+            .map(|c| self.keys.mac("recovery", &user.id.to_string(), &normalize_recovery_code(c)))
+            .collect();
+        if !self.store.factors(user.id).await?.iter().any(|f| f.kind == RECOVERY_CODES) {
+            batch.push(Write::InsertFactor(Factor {
+                id: FactorId::new(),
+                user_id: user.id,
+                kind: RECOVERY_CODES.into(),
+                state: ACTIVE.into(),
+                secret_sealed: None,
+                last_step: None,
+                created_at: now,
+                last_used_at: None,
+            }));
+        }
+        batch.push(Write::ReplaceRecoveryCodes { user_id: user.id, macs, at: now }).push(audit(
+            now,
+            Some(user.id),
+            "recovery_codes_generated",
+            "success",
+            ctx,
+            serde_json::json!({"count": codes.len()}),
+        ));
+        for m in self.notification(
+            user,
+            "New recovery codes",
+            "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
+            now,
+        )? {
+            batch.push(Write::Enqueue(m));
+        }
+        Ok(())
     }
 }
 
@@ -262,7 +373,7 @@ pub(crate) struct TotpMatch {
 impl TotpMatch {
     /// The writes every accepted code makes: spend its step (refused if a parallel request spent
     /// it first) and reset the account's TOTP failure counter.
-    fn accepted(&self, now: OffsetDateTime) -> Vec<Write> {
+    pub(crate) fn accepted(&self, now: OffsetDateTime) -> Vec<Write> {
         vec![
             Write::ConsumeTotpStep { id: self.factor.id, step: i64::try_from(self.step).unwrap_or(i64::MAX), at: now },
             Write::ClearFailures { key: self.user.username_canonical.clone(), kind: OTP.into() },

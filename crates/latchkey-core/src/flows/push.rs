@@ -287,7 +287,7 @@ impl Auth {
         if !dpop::thumbprint(&device.possession_key).is_some_and(|t| ct_eq(proof.jkt.as_bytes(), t.as_bytes())) {
             return Err(AuthError::Unauthenticated);
         }
-        self.check_dpop(proof, method, path, None, self.now(), true).await?;
+        self.sessions().check_dpop(proof, method, path, None, self.now(), true).await?;
         Ok(device)
     }
 

@@ -1,6 +1,7 @@
 //! Second factors at sign-in: which step a sign-in asks for, `select_mfa` and switching, SMS and
 //! email codes, recovery codes, and what a verified second factor leads to. Verifying a new
-//! destination is `verification.rs`; managing factors is `factors.rs`.
+//! destination is `verification.rs`; enrolling one is `enroll.rs`;
+//! managing them is `account/`.
 //!
 //! Every second-factor guess (TOTP, SMS, email, recovery code) counts on the account's one `otp`
 //! failure counter (checklist RL-1, REC-5); verifying a new destination counts on `code`.
@@ -318,7 +319,7 @@ impl Auth {
                 None,
             )
         } else {
-            let (session, tokens) = self.new_session(user, &amr, None, now, ctx, batch)?;
+            let (session, tokens) = self.sessions().new_session(user, &amr, None, now, ctx, batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -426,6 +427,33 @@ impl Auth {
         }
         self.outbox_wakeup.notify_one();
         Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome: "verified" }] })
+    }
+
+    pub(crate) async fn totp_sign_in(
+        &self,
+        flow: Flow,
+        then_new_password: bool,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let found = match self.check_totp(&flow, None, &given, now, &ctx).await? {
+            Ok(found) => found,
+            Err(o) => return Ok(o),
+        };
+        let mut batch = Batch(found.accepted(now));
+        let (next, tokens) = self
+            .after_second_factor(&flow, &found.user, MfaMethod::Totp, then_new_password, now, &ctx, &mut batch)
+            .await?;
+        if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
+            return Ok(refused);
+        }
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
+        })
     }
 }
 

@@ -131,7 +131,7 @@ impl Auth {
         }
 
         let mut batch = Batch::new();
-        let (session, tokens) = self.new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
+        let (session, tokens) = self.sessions().new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
         let done = self.new_flow(
             flow_id,
             FlowKind::SignIn,
@@ -177,7 +177,7 @@ impl Auth {
         user.must_change_password = false;
         user.updated_at = now;
         let mut batch = Batch::new();
-        let (session, tokens) = self.new_session(&user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
+        let (session, tokens) = self.sessions().new_session(&user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,

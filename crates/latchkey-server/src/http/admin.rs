@@ -45,7 +45,7 @@ async fn act(
     action: AdminAction,
     ctx: latchkey_core::model::ClientContext,
 ) -> Result<StatusCode, ApiError> {
-    s.auth.admin_update(username, action, ctx).await?;
+    s.auth.admin().update(username, action, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

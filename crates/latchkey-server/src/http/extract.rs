@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         let proof = dpop_proof(parts).map_err(|reason| AuthError::InvalidDpopProof { reason, resource: true })?;
         let presented = Presented { token, dpop_scheme, proof, method: parts.method.as_str(), path: parts.uri.path() };
-        Ok(Self(state.auth.authenticate(presented).await?))
+        Ok(Self(state.auth.sessions().authenticate(presented).await?))
     }
 }
 

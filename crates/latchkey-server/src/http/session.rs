@@ -43,7 +43,7 @@ pub async fn token(
     Dpop(proof): Dpop,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Json<Tokens>, ApiError> {
-    Ok(Json(s.auth.refresh(req, proof, ctx).await?))
+    Ok(Json(s.auth.sessions().refresh(req, proof, ctx).await?))
 }
 
 /// End this session (`scope: session`, the default) or every session (`all`).
@@ -63,14 +63,14 @@ pub async fn sign_out(
             .map_err(|e| ApiError(AuthError::InvalidRequest(e.to_string())))?
             .scope
     };
-    s.auth.sign_out(&p, scope, ctx).await?;
+    s.auth.sessions().sign_out(&p, scope, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn me(State(s): State<AppState>, Authenticated(p): Authenticated) -> Json<Me> {
-    Json(s.auth.me(&p))
+    Json(s.auth.account().me(&p))
 }
 
 /// The user's live sessions.
@@ -79,7 +79,7 @@ pub async fn sessions(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,
 ) -> Result<Json<SessionList>, ApiError> {
-    Ok(Json(s.auth.sessions(&p).await?))
+    Ok(Json(s.auth.sessions().list(&p).await?))
 }
 
 /// Revoke one of the user's sessions; effective on its next request.
@@ -92,14 +92,14 @@ pub async fn revoke_session(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
-    s.auth.revoke_session(&p, id, ctx).await?;
+    s.auth.sessions().revoke(&p, id, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The user's second factors (never their secrets).
 #[utoipa::path(get, path = "/v1/me/factors", tag = "me", security(("bearer" = [])), responses((status = 200, body = FactorList), (status = 401, body = ErrorBody)))]
 pub async fn factors(State(s): State<AppState>, Authenticated(p): Authenticated) -> Result<Json<FactorList>, ApiError> {
-    Ok(Json(s.auth.factors(&p).await?))
+    Ok(Json(s.auth.account().factors(&p).await?))
 }
 
 /// Start enrolling a factor: an `enroll` flow answered through `/v1/flows/{id}` — `setup_totp` for
@@ -134,7 +134,7 @@ pub async fn remove_factor(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
-    s.auth.remove_factor(&p, id, ctx).await?;
+    s.auth.account().remove_factor(&p, id, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -147,7 +147,7 @@ pub async fn set_preferred(
     Client(ctx): Client,
     ApiJson(req): ApiJson<PreferredMfa>,
 ) -> Result<StatusCode, ApiError> {
-    s.auth.set_preferred_mfa(&p, req.method, ctx).await?;
+    s.auth.account().set_preferred_mfa(&p, req.method, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -161,13 +161,13 @@ pub async fn recovery_codes(
     Authenticated(p): Authenticated,
     Client(ctx): Client,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    Ok(Json(s.auth.regenerate_recovery_codes(&p, ctx).await?))
+    Ok(Json(s.auth.account().regenerate_recovery_codes(&p, ctx).await?))
 }
 
 /// The user's enrolled devices (not revoked).
 #[utoipa::path(get, path = "/v1/me/devices", tag = "me", security(("bearer" = [])), responses((status = 200, body = DeviceList), (status = 401, body = ErrorBody)))]
 pub async fn devices(State(s): State<AppState>, Authenticated(p): Authenticated) -> Result<Json<DeviceList>, ApiError> {
-    Ok(Json(s.auth.devices(&p).await?))
+    Ok(Json(s.auth.account().devices(&p).await?))
 }
 
 /// Enrol this device: an `enroll` flow whose step is `enroll_device` (the device id to use and a
@@ -195,7 +195,7 @@ pub async fn revoke_device(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
-    s.auth.revoke_device(&p, id, ctx).await?;
+    s.auth.account().revoke_device(&p, id, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -233,6 +233,6 @@ pub async fn set_device_pin(
     ApiJson(req): ApiJson<DevicePin>,
 ) -> Result<StatusCode, ApiError> {
     let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
-    s.auth.set_device_pin(&p, id, latchkey_core::secret::SecretString::new(req.pin), ctx).await?;
+    s.auth.account().set_device_pin(&p, id, latchkey_core::secret::SecretString::new(req.pin), ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
