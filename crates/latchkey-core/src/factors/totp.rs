@@ -5,7 +5,6 @@
 //! once, and after step T is used a still-valid code for T−1 does not. The caller stores the
 //! returned step atomically (compare-and-swap on the last step) to make that hold under concurrency.
 
-use crate::error::AuthError;
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -105,7 +104,7 @@ pub struct TotpEnrolment {
 
 /// The Key URI Format (`otpauth://totp/Issuer:account?secret=…&issuer=…`) with SHA1, 6 digits,
 /// 30 s spelled out, and the QR code of it as SVG.
-pub fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<TotpEnrolment, AuthError> {
+pub fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<TotpEnrolment, qrcode::types::QrError> {
     let b32 = data_encoding::BASE32_NOPAD.encode(secret);
     let enc = |s: &str| -> String {
         s.bytes()
@@ -121,7 +120,7 @@ pub fn totp_enrolment(issuer: &str, account: &str, secret: &[u8]) -> Result<Totp
         enc(account),
         enc(issuer)
     );
-    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| AuthError::Internal(e.to_string()))?;
+    let qr = qrcode::QrCode::new(uri.as_bytes())?;
     let qr_svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
     Ok(TotpEnrolment { secret: b32, uri, qr_svg })
 }

@@ -22,7 +22,8 @@ impl Auth {
             FlowState::AwaitingNewPassword { .. } => proto::NextStep::NewPassword { attempts_left },
             FlowState::AwaitingTotpSetup { factor_id, account, secret_sealed } => {
                 let secret = self.keys.open(&factor_id.to_string(), secret_sealed)?;
-                let enrolment = totp_enrolment(&self.settings.product_name, account, &secret)?;
+                let enrolment = totp_enrolment(&self.settings.product_name, account, &secret)
+                    .map_err(|e| AuthError::Internal(e.to_string()))?;
                 let mfa = &self.settings.mfa;
                 let sms = o.flow.kind == FlowKind::SignIn && mfa.allow_sms_setup && mfa.allows(MfaMethod::Sms);
                 proto::NextStep::SetupTotp {

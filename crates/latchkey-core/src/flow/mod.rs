@@ -26,7 +26,6 @@ pub(crate) const DEVICE_NONCE_TTL_SECS: u64 = 120;
 
 mod answers;
 mod limits;
-pub mod state;
 
 impl Auth {
     /// `GET /v1/flows/{id}`.

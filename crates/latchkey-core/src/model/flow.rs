@@ -1,8 +1,9 @@
 //! The flow record and its states: what each flow waits for, as stored (JSON in the flow row).
-//! `FlowState` is half of the table in `flows/mod.rs`; the other half is the app's answer.
+//! `FlowState` is half of the table in `flows/mod.rs`; the other half is the app's answer. The
+//! engine that moves a flow from state to state is `crate::flow`.
 
+use super::ClientContext;
 use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, SessionId, UserId};
-use crate::model::ClientContext;
 use latchkey_proto::{Channel, DenialReason, MfaMethod};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

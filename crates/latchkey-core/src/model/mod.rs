@@ -1,13 +1,14 @@
 //! The records the domain keeps: users, sessions, devices, factors, approvals, outbox messages,
-//! audit events. The flow record and its states live with their engine (`flow::state`) and are
-//! named here too, so one import gives a store every record.
+//! audit events; the flow record and its states, half of the table in `flows/mod.rs`, have a
+//! file of their own (`flow.rs`).
 
 use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use latchkey_proto::MfaMethod;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use crate::flow::state::{CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery};
+mod flow;
+pub use flow::{CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery};
 
 /// An account's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
