@@ -241,7 +241,12 @@ async fn device_sign_in(target: Target, unlock: &str) -> anyhow::Result<()> {
                 phone: Some(phone.clone()),
             })
             .await?;
-        let enroll = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&phone).await?).await?;
+        let mut enroll = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&phone).await?).await?;
+        // A passwordless sign-up with an email verifies it before the first device.
+        if matches!(enroll.next_step, NextStep::VerifyCode { .. }) {
+            let email = format!("{username}@bench.invalid");
+            enroll = client.verify_code(&enroll.flow_id, &outbox.code_for(&email).await?).await?;
+        }
         let keystore = SoftwareKeystore::new();
         let (device_id, done) = client.enroll_device_step(&enroll, &keystore, "bench", "cli", pin).await?;
         anyhow::ensure!(done.tokens.is_some(), "enrolling {username}'s device failed: {:?}", done.next_step);
