@@ -2,7 +2,8 @@
 //! mechanics every flow uses — attempt reservation, code checks, refusal and denial, the
 //! compare-and-swap commit, resending a code — plus flow records, codes and send limits
 //! (`limits`) and what a flow shows the app (`answers`). The `(state, answer)` table that
-//! dispatches to the flows is `flows/mod.rs`; the flow record and its states are `state`.
+//! dispatches to the flows is `flows/mod.rs`; the flow record and its states are
+//! `model::flow`.
 //!
 //! Invariants:
 //! - A transition is a compare-and-swap on the flow's version, committed in one batch with its

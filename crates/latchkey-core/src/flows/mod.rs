@@ -1,6 +1,6 @@
 //! The flows, one file each, and the table a reader starts from: `submit` matches the flow's
 //! state with the app's answer and hands the pair to the flow that owns it. The states
-//! themselves are `flow::state`; the step mechanics the flows share are `flow`.
+//! themselves are `model::flow`; the step mechanics the flows share are `flow`.
 
 use crate::auth::{Auth, FlowOutcome};
 use crate::error::AuthError;
