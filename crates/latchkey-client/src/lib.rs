@@ -21,6 +21,7 @@
 
 mod dpop;
 mod keystore;
+mod step_up;
 mod vault;
 
 use base64::Engine;
@@ -33,6 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+pub use step_up::StepUpChallenge;
 pub use vault::TokenVault;
 
 /// Why a call failed.
@@ -49,6 +51,9 @@ pub enum ClientError {
         message: String,
         /// Request id, for the server's logs.
         request_id: String,
+        /// With `insufficient_user_authentication`: what a step-up must achieve (RFC 9470),
+        /// from `WWW-Authenticate`. [`Client::with_step_up`] acts on it.
+        challenge: Option<StepUpChallenge>,
     },
     /// The server could not be reached.
     #[error("transport: {0}")]
@@ -182,8 +187,18 @@ impl Client {
 
     /// `POST /v1/sign-in` with a username and password.
     pub async fn sign_in(&self, username: &str, password: &str) -> Result<FlowAnswer> {
-        let req = SignInRequest { username: Some(username.into()), password: Some(password.into()), device_id: None };
+        let req = SignInRequest {
+            username: Some(username.into()),
+            password: Some(password.into()),
+            device_id: None,
+            ..Default::default()
+        };
         self.post("/v1/sign-in", None, &req).await
+    }
+
+    /// `POST /v1/sign-in` with every field the request may carry (`acr_values`, `max_age`).
+    pub async fn sign_in_with(&self, req: &SignInRequest) -> Result<FlowAnswer> {
+        self.post("/v1/sign-in", None, req).await
     }
 
     /// `POST /v1/forgot-password`.
@@ -499,7 +514,8 @@ impl Client {
     /// on this device. Steps: `sms_code`, then `select_mfa` for a second proof, then
     /// `enroll_device` ([`Client::enroll_device_step`]), which ends with tokens.
     pub async fn sign_in_new_device(&self, username: &str) -> Result<FlowAnswer> {
-        let req = SignInRequest { username: Some(username.into()), password: None, device_id: None };
+        let req =
+            SignInRequest { username: Some(username.into()), password: None, device_id: None, ..Default::default() };
         self.post("/v1/sign-in", None, &req).await
     }
 
@@ -512,7 +528,8 @@ impl Client {
         keystore: &dyn Keystore,
         unlock: Unlock<'_>,
     ) -> Result<FlowAnswer> {
-        let req = SignInRequest { username: None, password: None, device_id: Some(device_id.into()) };
+        let req =
+            SignInRequest { username: None, password: None, device_id: Some(device_id.into()), ..Default::default() };
         let a: FlowAnswer = self.post("/v1/sign-in", None, &req).await?;
         let NextStep::DeviceSignature { nonce, .. } = &a.next_step else {
             return Err(ClientError::Decode(format!("expected device_signature, got {}", a.next_step.name())));
@@ -703,6 +720,11 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         return Ok(resp);
     }
     let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(StepUpChallenge::parse);
     let text = resp.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(b) => Err(ClientError::Api {
@@ -710,6 +732,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
             code: b.error.code,
             message: b.error.message,
             request_id: b.error.request_id,
+            challenge,
         }),
         Err(_) => Err(ClientError::Decode(format!("HTTP {status} without an error body"))),
     }

@@ -1,7 +1,7 @@
 //! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
-use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
 use crate::model::{
     Approval, ApprovalStatus, AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage,
     OutboxStatus, PushAddress, RecoveryCode, Reservation, Session, User,
@@ -43,6 +43,26 @@ pub enum Write {
     },
     /// Insert a session.
     InsertSession(Session),
+    /// Raise a live session in place after a step-up: its level, methods and `auth_time`. A
+    /// session revoked or expired meanwhile is `Conflict("session")`.
+    RaiseSession {
+        /// Which.
+        id: SessionId,
+        /// The new `acr`.
+        acr: String,
+        /// The new `amr`.
+        amr: Vec<String>,
+        /// When the factor was verified.
+        auth_time: OffsetDateTime,
+    },
+    /// Spend every unspent refresh token of a session: presenting one later is reuse (the
+    /// session's tokens were reissued).
+    SpendRefreshTokens {
+        /// Whose.
+        session_id: SessionId,
+        /// When.
+        at: OffsetDateTime,
+    },
     /// Insert a refresh token (its hash) for a session.
     InsertRefreshToken {
         /// SHA-256 of the token.
@@ -379,4 +399,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit events, newest first, optionally for one user.
     async fn audit_events(&self, user_id: Option<UserId>, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// One user's audit events, newest first, strictly older than the event `before` when given
+    /// (a cursor: events written meanwhile never shift a page). An unknown `before` gives none.
+    async fn user_events(
+        &self,
+        user_id: UserId,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -38,6 +38,16 @@ pub struct SignInRequest {
     /// An enrolled device: a device sign-in (`device_signature`).
     #[serde(default)]
     pub device_id: Option<String>,
+    /// The assurance wanted (RFC 9470, as `POST /v1/step-up`): `aal2` makes a password sign-in
+    /// ask for a second factor of a class that gives it, or set one up, whatever the policy's
+    /// `mfa.mode`. Values Latchkey does not know are ignored (OpenID Connect's are voluntary).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
+    pub acr_values: Option<String>,
+    /// Accepted for symmetry with `POST /v1/step-up`: a sign-in always authenticates now, so
+    /// any value is met.
+    #[serde(default)]
+    pub max_age: Option<u64>,
 }
 
 /// `POST /v1/forgot-password`.

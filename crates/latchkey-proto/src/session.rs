@@ -106,3 +106,52 @@ pub struct SessionList {
     /// Active sessions, newest first.
     pub sessions: Vec<SessionInfo>,
 }
+
+/// `POST /v1/step-up` (RFC 9470): raise the calling session in place. Both fields are optional;
+/// with neither, the target is `aal2`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// The assurance wanted, as in RFC 9470's challenge: space-separated, in order of
+    /// preference; Latchkey knows `aal1` and `aal2` and takes the first it knows.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
+    pub acr_values: Option<String>,
+    /// The most seconds since the user last authenticated that the caller accepts; an older
+    /// session verifies a factor again.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+}
+
+/// One entry of the signed-in user's security timeline (`GET /v1/me/events`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SecurityEvent {
+    /// The event's id; pass the last one seen as `before` for the next page.
+    pub id: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// What happened: `sign_in`, `step_up`, `refresh_reuse`, `device_enrolled`, … (the list is
+    /// in docs/adaptive.md; new kinds may appear).
+    pub kind: String,
+    /// How it ended: `success`, `failure`, `locked`, `denied`, … (per kind).
+    pub outcome: String,
+    /// The client's IP address, when known.
+    pub ip: Option<String>,
+    /// The client's `User-Agent`, when known.
+    pub user_agent: Option<String>,
+    /// Facts about it that are safe to show the account's owner: ids of the session, device,
+    /// factor or flow it concerns, the method or channel used. Never a secret, code or address.
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /v1/me/events`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SecurityEvents {
+    /// This page.
+    pub events: Vec<SecurityEvent>,
+    /// Set when there may be older events: pass it as `before` to read them.
+    pub next_before: Option<String>,
+}

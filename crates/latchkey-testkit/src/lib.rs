@@ -412,6 +412,13 @@ impl RawResponse {
     }
 }
 
+/// The claims of a JWT, unverified (tests read what the server put in its tokens).
+pub fn jwt_claims(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = data_encoding::BASE64URL_NOPAD.decode(payload.as_bytes()).unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
 /// Requests the SDK would never send (forged tokens, malformed bodies), with full responses.
 #[derive(Clone)]
 pub struct RawClient {

@@ -17,6 +17,7 @@ use latchkey_proto::MfaMethod;
 
 pub mod admin;
 mod devices;
+mod events;
 
 pub use admin::AdminAction;
 

@@ -141,3 +141,75 @@ pub async fn sessions_are_listed_and_revoked(store: Arc<dyn Store>) {
         "first reason kept"
     );
 }
+
+pub async fn a_session_is_raised_in_place_only_while_live_and_its_tokens_spent(store: Arc<dyn Store>) {
+    let (_, s) = with_session(&store).await;
+    let t1 = T0 + Duration::minutes(2);
+    let raise = |at| Write::RaiseSession {
+        id: s.id,
+        acr: "aal2".into(),
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        auth_time: at,
+    };
+    store
+        .apply(Batch(vec![
+            raise(t1),
+            Write::SpendRefreshTokens { session_id: s.id, at: t1 },
+            Write::InsertRefreshToken { hash: format!("h1-{}", s.id), session_id: s.id, created_at: t1 },
+        ]))
+        .await
+        .unwrap();
+    let raised = store.session(s.id).await.unwrap().unwrap();
+    assert_eq!((raised.acr.as_str(), raised.amr.len(), raised.auth_time), ("aal2", 3, t1));
+    let cutoff = T0 - Duration::days(7);
+    assert_eq!(
+        store.rotate_refresh(&format!("h0-{}", s.id), "h2", t1, cutoff, None).await.unwrap(),
+        RotateOutcome::Reused(s.id),
+        "a token spent by the raise is reuse"
+    );
+    // Revoked (here by that reuse): nothing to raise, and the batch changes nothing.
+    let e = store.apply(Batch(vec![raise(t1 + Duration::minutes(1))])).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("session")), "{e:?}");
+    assert_eq!(store.session(s.id).await.unwrap().unwrap().auth_time, t1);
+}
+
+pub async fn a_users_events_page_by_cursor_newest_first(store: Arc<dyn Store>) {
+    let (u, _) = with_session(&store).await;
+    let (other, _) = with_session(&store).await;
+    let event = |user: UserId, n: i64, at: OffsetDateTime| {
+        Write::Audit(AuditEvent {
+            id: EventId::new(),
+            at,
+            user_id: Some(user),
+            kind: "sign_in".into(),
+            outcome: "success".into(),
+            ip: None,
+            user_agent: None,
+            detail: serde_json::json!({"n": n}),
+        })
+    };
+    // Five events, the last three at one instant (a fake clock does that): ids break the tie.
+    let times = [
+        T0,
+        T0 + Duration::seconds(1),
+        T0 + Duration::seconds(2),
+        T0 + Duration::seconds(2),
+        T0 + Duration::seconds(2),
+    ];
+    let writes: Vec<Write> = times.iter().enumerate().map(|(n, at)| event(u.id, n as i64, *at)).collect();
+    for w in writes {
+        store.apply(Batch(vec![w])).await.unwrap();
+    }
+    store.apply(Batch(vec![event(other.id, 99, T0)])).await.unwrap();
+    let n = |e: &AuditEvent| e.detail["n"].as_i64().unwrap();
+    let first = store.user_events(u.id, None, 2).await.unwrap();
+    assert_eq!(first.iter().map(n).collect::<Vec<_>>(), vec![4, 3]);
+    // A newer event written between pages does not shift the next one.
+    store.apply(Batch(vec![event(u.id, 5, T0 + Duration::seconds(9))])).await.unwrap();
+    let second = store.user_events(u.id, Some(first[1].id), 10).await.unwrap();
+    assert_eq!(second.iter().map(n).collect::<Vec<_>>(), vec![2, 1, 0]);
+    assert!(store.user_events(u.id, Some(EventId::new()), 10).await.unwrap().is_empty(), "an unknown cursor");
+    let theirs = store.user_events(other.id, None, 10).await.unwrap();
+    assert_eq!(theirs.iter().map(n).collect::<Vec<_>>(), vec![99]);
+    assert!(store.user_events(u.id, Some(theirs[0].id), 10).await.unwrap().is_empty(), "another user's cursor");
+}

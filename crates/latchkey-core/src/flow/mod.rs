@@ -166,6 +166,8 @@ impl Auth {
                     _ => Err(AuthError::FlowCompleted),
                 }
             }
+            // A step-up's session was revoked or expired meanwhile.
+            Err(StoreError::Conflict("session")) => Err(AuthError::Unauthenticated),
             // Another approval is outstanding for the account (checklist PUSH-4).
             Err(StoreError::Conflict("approval_pending")) => Err(AuthError::LimitExceeded {
                 retry_after_secs: self.settings.push.approval_ttl_secs.max(1),
@@ -305,17 +307,19 @@ pub(crate) fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowS
         (FlowState::AwaitingVerification { channel, value, .. }, Some(code)) => {
             FlowState::AwaitingVerification { channel: *channel, value: value.clone(), code }
         }
-        (FlowState::AwaitingMfa { method, methods, then_new_password, new_device, push, recovery, .. }, Some(code)) => {
-            FlowState::AwaitingMfa {
-                method: *method,
-                methods: methods.clone(),
-                code: Some(code),
-                then_new_password: *then_new_password,
-                new_device: new_device.clone(),
-                push: push.clone(),
-                recovery: recovery.clone(),
-            }
-        }
+        (
+            FlowState::AwaitingMfa { method, methods, then_new_password, new_device, push, recovery, step_up, .. },
+            Some(code),
+        ) => FlowState::AwaitingMfa {
+            method: *method,
+            methods: methods.clone(),
+            code: Some(code),
+            then_new_password: *then_new_password,
+            new_device: new_device.clone(),
+            push: push.clone(),
+            recovery: recovery.clone(),
+            step_up: step_up.clone(),
+        },
         (other, _) => other.clone(),
     }
 }

@@ -237,6 +237,7 @@ impl Auth {
             new_device: Some(NewDevice { verified: vec![], second_proofs }),
             push: None,
             recovery: None,
+            step_up: None,
         };
         let user_id = user.as_ref().map(|u| u.id);
         let flow = self.new_flow(flow_id, FlowKind::SignIn, user_id, state, now, ctx.clone());

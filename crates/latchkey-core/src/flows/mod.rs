@@ -19,6 +19,7 @@ pub(crate) mod recovery;
 pub(crate) mod second_factor;
 pub(crate) mod sign_in;
 pub(crate) mod sign_up;
+pub(crate) mod step_up;
 pub(crate) mod undo;
 pub(crate) mod verification;
 

@@ -79,6 +79,7 @@ impl Auth {
             new_device: None,
             push: None,
             recovery: Some(recovery),
+            step_up: None,
         };
         let mut flow = self.new_flow(flow_id, FlowKind::Recovery, user_id, state, now, ctx.clone());
         flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
@@ -323,6 +324,7 @@ impl Auth {
             new_device: None,
             push: None,
             recovery: Some(rec),
+            step_up: None,
         };
         let next = Flow {
             state,

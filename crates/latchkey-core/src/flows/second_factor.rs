@@ -72,22 +72,31 @@ impl Auth {
     }
 
     /// After a right password: the second-factor step, the set-up step when policy requires a
-    /// factor the account lacks, or `None` when the sign-in is complete.
+    /// factor the account lacks, or `None` when the sign-in is complete. `aal2`: the sign-in
+    /// asked for it (`acr_values`), so it goes as if the policy required a second factor, and
+    /// offers none that cannot give `aal2` (email).
     pub(crate) async fn start_mfa(
         &self,
         flow_id: FlowId,
         user: &User,
+        aal2: bool,
         now: OffsetDateTime,
         ctx: &ClientContext,
     ) -> Result<Option<MfaStart>, AuthError> {
         let policy = &self.settings.mfa;
         if policy.mode == MfaMode::Off {
+            if aal2 {
+                return Err(AuthError::InvalidRequest("acr_values: second factors are turned off by policy".into()));
+            }
             return Ok(None);
         }
         let factors = self.store.factors(user.id).await?;
-        let methods = self.methods_of(user, &factors).await?;
+        let mut methods = self.methods_of(user, &factors).await?;
+        if aal2 {
+            methods.retain(|m| *m != MfaMethod::Email);
+        }
         let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
-        if policy.mode == MfaMode::Required && !strong {
+        if (policy.mode == MfaMode::Required || aal2) && !strong {
             // Lead the user through adding an authenticator app inside this sign-in.
             let (factor, state) = self.new_totp_enrolment(user, now)?;
             return Ok(Some(MfaStart {
@@ -96,15 +105,34 @@ impl Auth {
                 event: StepEvent { step: "setup_totp", outcome: "issued" },
             }));
         }
+        if methods.is_empty() {
+            if aal2 {
+                return Err(AuthError::MfaRequired("acr_values: no second factor of this account can give aal2 now"));
+            }
+            return Ok(None);
+        }
+        Ok(Some(self.ask_for(flow_id, user, methods, user.must_change_password, now, ctx).await?))
+    }
+
+    /// The second-factor step for `methods` (not empty): the one method when there is one
+    /// besides recovery codes (its code sent for `sms` and `email`), else `select_mfa`.
+    pub(crate) async fn ask_for(
+        &self,
+        flow_id: FlowId,
+        user: &User,
+        methods: Vec<MfaMethod>,
+        then_new_password: bool,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<MfaStart, AuthError> {
         let primary: Vec<MfaMethod> = methods.iter().copied().filter(|m| *m != MfaMethod::RecoveryCode).collect();
         let method = match (primary.len(), methods.first()) {
-            (_, None) => return Ok(None),
+            (_, None) => None,
             // Only recovery codes left: ask for one.
             (0, Some(m)) => Some(*m),
             (1, _) => Some(primary[0]),
             _ => None,
         };
-        let then_new_password = user.must_change_password;
         let mut writes = vec![];
         let code = match method {
             Some(m @ (MfaMethod::Sms | MfaMethod::Email)) => {
@@ -122,9 +150,10 @@ impl Auth {
             new_device: None,
             push: None,
             recovery: None,
+            step_up: None,
         };
         let event = StepEvent { step: state.step_name(), outcome: "issued" };
-        Ok(Some(MfaStart { state, writes, event }))
+        Ok(MfaStart { state, writes, event })
     }
 
     /// A code for `sms` or `email` at sign-in, to the account's verified destination (checklist
@@ -175,9 +204,11 @@ impl Auth {
         if !methods.contains(&method) {
             return Err(AuthError::InvalidRequest(format!("`{}` is not offered in this sign-in", method.as_str())));
         }
-        let (new_device, recovery) = match &flow.state {
-            FlowState::AwaitingMfa { new_device, recovery, .. } => (new_device.clone(), recovery.clone()),
-            _ => (None, None),
+        let (new_device, recovery, step_up) = match &flow.state {
+            FlowState::AwaitingMfa { new_device, recovery, step_up, .. } => {
+                (new_device.clone(), recovery.clone(), step_up.clone())
+            }
+            _ => (None, None, None),
         };
         // The first step of a new-device sign-in or a recovery hides where the code went, and a
         // look-alike flow for an unknown account (no user) answers the same without sending
@@ -233,6 +264,7 @@ impl Auth {
             new_device,
             push,
             recovery,
+            step_up,
         };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -312,6 +344,9 @@ impl Auth {
         if let FlowState::AwaitingMfa { recovery: Some(rec), .. } = &flow.state {
             return self.recovery_next(flow, user, method, rec, now, ctx, batch).await;
         }
+        if let FlowState::AwaitingMfa { step_up: Some(su), .. } = &flow.state {
+            return self.finish_step_up(flow, user, Some(method), su, now, ctx, batch).await;
+        }
         let amr = ["pwd", amr_of(method)];
         let (state, tokens) = if then_new_password {
             (
@@ -360,6 +395,7 @@ impl Auth {
                     new_device: Some(NewDevice { verified, second_proofs: nd.second_proofs.clone() }),
                     push: None,
                     recovery: None,
+                    step_up: None,
                 }
             }
         } else {

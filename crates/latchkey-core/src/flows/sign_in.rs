@@ -6,6 +6,7 @@ use crate::error::{AuthError, retry_after};
 use crate::factors::password::{check_policy, normalize};
 use crate::flow::expired;
 use crate::flows::sign_up::confirmation_destination;
+use crate::flows::step_up::wanted_acr;
 use crate::flows::undo::Undo;
 use crate::identity::lookup_key;
 use crate::ids::FlowId;
@@ -33,6 +34,10 @@ impl Auth {
                 None => Err(AuthError::InvalidRequest("a username (and password), or a device_id, is required".into())),
             };
         };
+        // RFC 9470 at sign-in: `aal2` asks for a second factor whatever the policy's mode; values
+        // Latchkey does not know are ignored, as OpenID Connect's voluntary `acr_values` are. A
+        // sign-in authenticates now, so every `max_age` is met.
+        let aal2 = req.acr_values.as_deref().and_then(|v| wanted_acr(Some(v)).ok()) == Some("aal2");
         let now = self.now();
         let key = lookup_key(raw_username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let password = normalize(raw_password);
@@ -92,7 +97,7 @@ impl Auth {
             self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
-        if let Some(start) = self.start_mfa(flow_id, &user, now, &ctx).await? {
+        if let Some(start) = self.start_mfa(flow_id, &user, aal2, now, &ctx).await? {
             let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), start.state, now, ctx.clone());
             let step = flow.state.step_name();
             let mut batch = Batch(start.writes);

@@ -20,6 +20,8 @@ pub enum FlowKind {
     Recovery,
     /// Adding a factor from a session.
     Enroll,
+    /// Raising a session's assurance in place (RFC 9470).
+    StepUp,
 }
 
 impl FlowKind {
@@ -30,6 +32,7 @@ impl FlowKind {
             FlowKind::SignIn => "sign_in",
             FlowKind::Recovery => "recovery",
             FlowKind::Enroll => "enroll",
+            FlowKind::StepUp => "step_up",
         }
     }
 }
@@ -105,6 +108,9 @@ pub enum FlowState {
         /// A recovery: its first proof (a code to a channel), then a second, independent one.
         #[serde(default)]
         recovery: Option<Recovery>,
+        /// A step-up: the session the verified factor raises, instead of a new session.
+        #[serde(default)]
+        step_up: Option<StepUp>,
     },
     /// A recovery with one proof, waiting out the delay the owner can veto (`recovery_wait`).
     AwaitingRecoveryWait {
@@ -224,6 +230,15 @@ pub struct PushChallenge {
     /// When it stops being answerable.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+}
+
+/// The session a `step_up` flow raises (RFC 9470), and the level it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUp {
+    /// The session; its tokens are reissued, never a second session.
+    pub session_id: SessionId,
+    /// The `acr` asked for (`aal1` or `aal2`).
+    pub acr: String,
 }
 
 /// Where a passwordless new-device sign-in stands.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 mod flow;
-pub use flow::{CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery};
+pub use flow::{CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery, StepUp};
 
 /// An account's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! The HTTP adapter: routes close to their handlers, one error type, request ids everywhere.
 
+pub mod adaptive;
 pub mod admin;
 pub mod device;
 pub mod error;
@@ -56,7 +57,7 @@ pub struct AppState {
         session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
-        session::rekey_biometric, session::set_device_pin,
+        session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
@@ -218,8 +219,10 @@ fn exact(doc: &mut serde_json::Value) {
                 add("413", "payload_too_large: the body is over 64 KiB");
             }
             // A flow's id leads to its other operations (schemathesis follows these).
-            if matches!(path.as_str(), "/v1/sign-up" | "/v1/sign-in" | "/v1/forgot-password" | "/v1/recovery")
-                && let Some(ok) = responses.get_mut("200")
+            if matches!(
+                path.as_str(),
+                "/v1/sign-up" | "/v1/sign-in" | "/v1/forgot-password" | "/v1/recovery" | "/v1/step-up"
+            ) && let Some(ok) = responses.get_mut("200")
             {
                 let by_id = serde_json::json!({"id": "$response.body#/flow_id"});
                 ok["links"] = serde_json::json!({
@@ -270,6 +273,7 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
             .merge(recovery::router())
             .merge(device::router())
             .merge(session::router())
+            .merge(adaptive::router())
             .merge(ops::router());
     }
     if surfaces.metrics {

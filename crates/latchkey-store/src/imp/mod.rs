@@ -56,6 +56,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
         "sign_in" => FlowKind::SignIn,
         "recovery" => FlowKind::Recovery,
         "enroll" => FlowKind::Enroll,
+        "step_up" => FlowKind::StepUp,
         _ => return Err(corrupt("flow kind")),
     })
 }
@@ -427,6 +428,17 @@ macro_rules! store_impl {
                         .bind(u.0).bind(i64::from(limit)).fetch_all(&self.pool).await,
                     None => sqlx::query("SELECT * FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
                         .bind(i64::from(limit)).fetch_all(&self.pool).await,
+                }
+                .map_err(db_err)?;
+                rows.iter().map(Self::event).collect()
+            }
+
+            async fn user_events(&self, user_id: UserId, before: Option<EventId>, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows = match before {
+                    Some(b) => sqlx::query("SELECT * FROM audit_events WHERE user_id = $1 AND (at, id) < (SELECT at, id FROM audit_events WHERE id = $2 AND user_id = $1) ORDER BY at DESC, id DESC LIMIT $3")
+                        .bind(user_id.0).bind(b.0).bind(i64::from(limit)).fetch_all(&self.pool).await,
+                    None => sqlx::query("SELECT * FROM audit_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
+                        .bind(user_id.0).bind(i64::from(limit)).fetch_all(&self.pool).await,
                 }
                 .map_err(db_err)?;
                 rows.iter().map(Self::event).collect()

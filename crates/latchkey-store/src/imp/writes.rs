@@ -58,6 +58,20 @@ macro_rules! store_writes {
                             .bind(hash).bind(session_id.0).bind(us(created_at))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
+                    Write::RaiseSession { id, acr, amr, auth_time } => {
+                        let amr = serde_json::to_string(&amr).map_err(|_| corrupt("amr"))?;
+                        let done = sqlx::query("UPDATE sessions SET acr = $2, amr = $3, auth_time = $4 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $4")
+                            .bind(id.0).bind(&acr).bind(amr).bind(us(auth_time))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("session"));
+                        }
+                    }
+                    Write::SpendRefreshTokens { session_id, at } => {
+                        sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE session_id = $1 AND used_at IS NULL")
+                            .bind(session_id.0).bind(us(at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
                     Write::RevokeSession { id, at, reason } => {
                         sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
                             .bind(id.0).bind(us(at)).bind(reason)

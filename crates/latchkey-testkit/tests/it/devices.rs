@@ -453,9 +453,7 @@ async fn raw_refresh(s: &TestServer, refresh_token: &str, proof: Option<&str>) -
 }
 
 fn claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    latchkey_testkit::jwt_claims(jwt)
 }
 
 async fn ses_4_a_device_session_needs_a_proof_by_its_key_to_refresh_and_to_be_used(b: Backend) {

@@ -37,6 +37,7 @@ mod outbox;
 mod push;
 mod recovery;
 mod security;
+mod step_up;
 mod tokens;
 mod totp;
 mod transport;

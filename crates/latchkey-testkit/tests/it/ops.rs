@@ -121,6 +121,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/me/devices/{id}"),
     ("post", "/v1/me/devices/{id}/biometric-key"),
     ("put", "/v1/me/devices/{id}/pin"),
+    ("post", "/v1/step-up"),
+    ("get", "/v1/me/events"),
     ("post", "/admin/v1/users/{username}/require-password-change"),
     ("post", "/admin/v1/users/{username}/disable"),
     ("post", "/admin/v1/users/{username}/enable"),

@@ -1,0 +1,218 @@
+//! Step-up (RFC 9470): raising the calling session in place. `POST /v1/step-up` starts a
+//! `step_up` flow that asks only for what the session lacks — a second factor the session has
+//! not used when its level is too low, any factor when its `auth_time` is too old — with the
+//! same steps, attempts and limits as a sign-in's second factor. Its `done` reissues the tokens
+//! of the same session (`sid` kept) with the raised `acr`, the new `amr` and `auth_time`.
+//!
+//! Invariants:
+//! - Never a second session, never a lower level: the new `acr` is the higher of the session's
+//!   and what its methods plus the new one give; `auth_time` moves only when a factor was
+//!   verified in this flow.
+//! - The session's older refresh tokens are spent when the new ones are issued: presenting one
+//!   later is reuse and ends the session (checklist SES-2).
+
+use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit};
+use crate::crypto::sha256_b64;
+use crate::error::AuthError;
+use crate::flows::second_factor::{MfaStart, amr_of};
+use crate::ids::FlowId;
+use crate::model::*;
+use crate::secret::random_token;
+use crate::sessions::{assurance, with_mfa};
+use crate::settings::MfaMode;
+use crate::store::{Batch, StoreError, Write};
+use latchkey_proto as proto;
+use latchkey_proto::MfaMethod;
+use time::OffsetDateTime;
+
+/// The assurance levels Latchkey can be asked for, lowest first.
+const LEVELS: [&str; 2] = ["aal1", "aal2"];
+
+/// The first level of a space-separated `acr_values` that Latchkey knows (RFC 9470 §4: in order
+/// of preference); `aal2` when none is given. Unknown values only: `invalid_request`.
+pub(crate) fn wanted_acr(acr_values: Option<&str>) -> Result<&'static str, AuthError> {
+    let Some(values) = acr_values.filter(|v| !v.trim().is_empty()) else {
+        return Ok("aal2");
+    };
+    values
+        .split_whitespace()
+        .find_map(|v| LEVELS.iter().find(|l| **l == v).copied())
+        .ok_or_else(|| AuthError::InvalidRequest("acr_values: Latchkey offers aal1 and aal2".into()))
+}
+
+fn rank(acr: &str) -> usize {
+    LEVELS.iter().position(|l| *l == acr).unwrap_or(LEVELS.len())
+}
+
+impl Auth {
+    /// `POST /v1/step-up`: a `step_up` flow for the calling session, or `done` at once when the
+    /// session already meets `acr_values` and `max_age` (the same tokens' session, reissued).
+    pub async fn step_up(
+        &self,
+        p: &Principal,
+        req: proto::StepUpRequest,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let acr = wanted_acr(req.acr_values.as_deref())?;
+        let now = self.now();
+        let raise = rank(&p.session.acr) < rank(acr);
+        let stale = req
+            .max_age
+            .is_some_and(|m| (now - p.session.auth_time).whole_seconds() > i64::try_from(m).unwrap_or(i64::MAX));
+        let flow_id = FlowId::new();
+        let step_up = StepUp { session_id: p.session.id, acr: acr.into() };
+        if !raise && !stale {
+            let flow = self.new_flow(
+                flow_id,
+                FlowKind::StepUp,
+                Some(p.user.id),
+                FlowState::AwaitingMfa {
+                    method: None,
+                    methods: vec![],
+                    code: None,
+                    then_new_password: false,
+                    new_device: None,
+                    push: None,
+                    recovery: None,
+                    step_up: Some(step_up.clone()),
+                },
+                now,
+                ctx.clone(),
+            );
+            let mut batch = Batch::new();
+            batch.push(Write::InsertFlow(flow.clone()));
+            let (done, tokens) = self.finish_step_up(&flow, &p.user, None, &step_up, now, &ctx, &mut batch).await?;
+            self.commit_step_up(batch).await?;
+            return Ok(FlowOutcome {
+                flow: done,
+                tokens,
+                error: None,
+                events: vec![StepEvent { step: "step_up", outcome: "verified" }],
+            });
+        }
+        if self.settings.mfa.mode == MfaMode::Off {
+            return Err(AuthError::InvalidRequest("second factors are turned off by policy".into()));
+        }
+        let factors = self.store.factors(p.user.id).await?;
+        let used: Vec<&str> = p.session.amr.iter().map(String::as_str).collect();
+        let resistant = self.settings.mfa.require_phishing_resistant;
+        let methods: Vec<MfaMethod> = self
+            .methods_of(&p.user, &factors)
+            .await?
+            .into_iter()
+            // Raising the level: only a method that gives it with what the session has.
+            .filter(|m| !raise || rank(assurance(&[used.as_slice(), &[amr_of(*m)]].concat(), resistant)) >= rank(acr))
+            .collect();
+        if methods.is_empty() {
+            return Err(AuthError::MfaRequired(
+                "this account has no second factor that can raise the session: add one first",
+            ));
+        }
+        let MfaStart { state, writes, event } = self.ask_for(flow_id, &p.user, methods, false, now, &ctx).await?;
+        let state = match state {
+            FlowState::AwaitingMfa { method, methods, code, push, .. } => FlowState::AwaitingMfa {
+                method,
+                methods,
+                code,
+                then_new_password: false,
+                new_device: None,
+                push,
+                recovery: None,
+                step_up: Some(step_up),
+            },
+            other => other,
+        };
+        let flow = self.new_flow(flow_id, FlowKind::StepUp, Some(p.user.id), state, now, ctx.clone());
+        let mut batch = Batch(writes);
+        batch.push(Write::InsertFlow(flow.clone())).push(audit(
+            now,
+            Some(p.user.id),
+            "step_up",
+            "started",
+            &ctx,
+            serde_json::json!({"flow_id": flow.id, "session_id": p.session.id, "acr": acr}),
+        ));
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![event]))
+    }
+
+    /// The end of a step-up: the session raised in place (`method` verified now, or none when
+    /// it already met the request), its refresh tokens spent and new tokens issued. Pushes the
+    /// writes onto `batch`.
+    #[allow(clippy::too_many_arguments)] // the flow's facts and the batch it adds to
+    pub(crate) async fn finish_step_up(
+        &self,
+        flow: &Flow,
+        user: &User,
+        method: Option<MfaMethod>,
+        su: &StepUp,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
+        let session = self
+            .store
+            .session(su.session_id)
+            .await?
+            .filter(|s| s.user_id == user.id && s.revoked_at.is_none() && s.expires_at > now)
+            .ok_or(AuthError::Unauthenticated)?;
+        let mut amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "mfa").collect();
+        if let Some(m) = method
+            && !amr.contains(&amr_of(m))
+        {
+            amr.push(amr_of(m));
+        }
+        let computed = assurance(&amr, self.settings.mfa.require_phishing_resistant);
+        // Never lower: a session raised earlier keeps its level.
+        let acr = if rank(computed) >= rank(&session.acr) { computed.to_owned() } else { session.acr.clone() };
+        let raised = Session {
+            acr,
+            amr: with_mfa(&amr),
+            auth_time: if method.is_some() { now } else { session.auth_time },
+            ..session
+        };
+        let refresh = random_token(self.rng.as_ref(), 32);
+        batch
+            .push(Write::RaiseSession {
+                id: raised.id,
+                acr: raised.acr.clone(),
+                amr: raised.amr.clone(),
+                auth_time: raised.auth_time,
+            })
+            .push(Write::SpendRefreshTokens { session_id: raised.id, at: now })
+            .push(Write::InsertRefreshToken {
+                hash: sha256_b64(refresh.expose().as_bytes()),
+                session_id: raised.id,
+                created_at: now,
+            });
+        let tokens = self.sessions().tokens_for(&raised, refresh, now)?;
+        let next = Flow {
+            state: FlowState::Completed { session_id: Some(raised.id) },
+            version: flow.version + 1,
+            ..flow.clone()
+        };
+        batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
+            now,
+            Some(user.id),
+            "step_up",
+            "success",
+            ctx,
+            serde_json::json!({
+                "flow_id": flow.id,
+                "session_id": raised.id,
+                "method": method.map(MfaMethod::as_str),
+                "acr": raised.acr,
+            }),
+        ));
+        Ok((next, Some(tokens)))
+    }
+
+    /// Commit a step-up met at once; a session revoked meanwhile is no longer there to raise.
+    async fn commit_step_up(&self, batch: Batch) -> Result<(), AuthError> {
+        match self.store.apply(batch).await {
+            Err(StoreError::Conflict("session")) => Err(AuthError::Unauthenticated),
+            other => Ok(other?),
+        }
+    }
+}
