@@ -60,7 +60,10 @@ impl Username {
 pub fn lookup_key(raw: &str) -> Result<String, IdentifierError> {
     // A username is at most 64 characters as typed (the OpenAPI document's `maxLength`), so
     // the key is bounded too: NFKC expands a character to at most 18.
-    if raw.chars().count() > 64 {
+    // No username has a control character (`Username::parse` refuses them, the OpenAPI
+    // document's pattern too), and a NUL cannot even be stored in PostgreSQL: such a name is
+    // refused before it becomes a key.
+    if raw.chars().count() > 64 || raw.chars().any(char::is_control) {
         return Err(IdentifierError::Username);
     }
     let key = canonical_username(raw);
@@ -162,6 +165,14 @@ mod tests {
         assert_eq!(a.canonical, b.canonical);
         assert_eq!(a.canonical, c.canonical);
         assert_eq!(canonical_username(" ALICE "), "alice");
+    }
+
+    #[test]
+    fn a_lookup_refuses_control_characters_and_trims_spaces() {
+        assert_eq!(lookup_key(" alice ").unwrap(), "alice");
+        for bad in ["a\u{0}b", "\u{7}", "al\nice", "alice\n", "a\u{85}b", ""] {
+            assert!(lookup_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub struct RecoveryRequest {
     /// The username of the account to recover.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub username: String,
     /// Where the first code should go: `email` or `sms`. Without it, the verified email when the
     /// account has one, else the verified phone. The step is this channel's code step whether or

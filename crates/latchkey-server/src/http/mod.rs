@@ -47,6 +47,11 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
 }
 
+/// What a username field may hold: 1–64 characters (its `maxLength`), one of them not a space,
+/// none a control character.
+const USERNAME_PATTERN: &str =
+    r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
 /// The OpenAPI 3.1 description of every route.
 #[derive(OpenApi)]
 #[openapi(
@@ -192,6 +197,11 @@ fn exact(doc: &mut serde_json::Value) {
     }
     // A sign-in is a device's id alone, or a username (with its password, or without one for a
     // passwordless account's new device): never both, never neither.
+    // A username holds something other than a space and no control character anywhere (the
+    // server refuses them before they become a key: a NUL cannot even be stored in PostgreSQL).
+    for schema in ["SignUpRequest", "SignInRequest", "ForgotPasswordRequest", "RecoveryRequest"] {
+        schemas[schema]["properties"]["username"]["pattern"] = serde_json::json!(USERNAME_PATTERN);
+    }
     schemas["SignInRequest"]["anyOf"] = serde_json::json!([
         {"required": ["device_id"], "properties": {"device_id": {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}, "username": {"type": "null"}, "password": {"type": "null"}}},
         {"required": ["username"], "properties": {"username": {"type": "string"}, "device_id": {"type": "null"}}},
