@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-pub use step_up::StepUpChallenge;
+pub use step_up::{StepUpChallenge, action_hash, verified_action};
 pub use vault::TokenVault;
 
 /// Why a call failed.
@@ -260,7 +260,9 @@ impl Client {
     }
 
     /// Answer an approval: the biometric key (the OS shows its prompt) signs the approval, its
-    /// nonce, the number the user typed (for `Approve`) and the decision.
+    /// nonce and kind, the number the user typed (for `Approve`) and the decision. An action
+    /// approval is approved only if its action is the one its kind's hash names
+    /// ([`verified_action`]: show that action's text before asking).
     pub async fn answer_approval(
         &self,
         approval: &ApprovalRequest,
@@ -268,6 +270,10 @@ impl Client {
         number: Option<&str>,
     ) -> Result<ApprovalOutcome> {
         let (Some(device_id), Some(key)) = (&self.device_id, &self.device_key) else { return Err(no_device()) };
+        if decision == ApprovalDecision::Approve {
+            // Never approve an action other than the one the approval's hash names.
+            verified_action(approval)?;
+        }
         let keystore = key.keystore();
         let alias = key_alias(device_id, DeviceKey::Biometric);
         if keystore.is_invalidated(&alias) {

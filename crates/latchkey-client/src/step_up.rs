@@ -4,7 +4,9 @@
 //! answer its steps, keeps the new tokens and retries the call once.
 
 use crate::{Client, ClientError, Result};
-use latchkey_proto::{FlowAnswer, NextStep, SecurityEvents, StepUpRequest, Tokens, codes};
+use latchkey_proto::{
+    Action, ApprovalRequest, FlowAnswer, NextStep, SecurityEvents, StepUpRequest, Tokens, canonical_action, codes,
+};
 use reqwest::Method;
 use std::future::Future;
 
@@ -37,7 +39,7 @@ impl StepUpChallenge {
 
     /// The `POST /v1/step-up` body that answers it.
     pub fn request(&self) -> StepUpRequest {
-        StepUpRequest { acr_values: self.acr_values.clone(), max_age: self.max_age }
+        StepUpRequest { acr_values: self.acr_values.clone(), max_age: self.max_age, action: None }
     }
 }
 
@@ -134,6 +136,27 @@ impl Client {
         *tokens = fresh;
         call(tokens.access_token.clone()).await
     }
+}
+
+/// The hash an action approval binds: `base64url(SHA-256(canonical_action))`, unpadded. The
+/// app's backend computes it of the action it is about to execute and compares it with the
+/// approval JWT's `action_hash`.
+pub fn action_hash(action: &Action) -> Result<String> {
+    let canonical = canonical_action(action).map_err(|e| ClientError::Decode(e.to_string()))?;
+    Ok(crate::b64url(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref()))
+}
+
+/// The action an approval asks the user to approve, once checked against the hash its `kind`
+/// binds (`action:<hash>`): show this, word for word. `Ok(None)` for a sign-in's approval; an
+/// error when the action is missing or is not the one the hash names (never show or sign it).
+pub fn verified_action(approval: &ApprovalRequest) -> Result<Option<&Action>> {
+    let Some(hash) = approval.kind.strip_prefix("action:") else { return Ok(None) };
+    let action =
+        approval.action.as_ref().ok_or_else(|| ClientError::Decode("an action approval without its action".into()))?;
+    if action_hash(action)? != hash {
+        return Err(ClientError::Decode("the action shown is not the one this approval binds".into()));
+    }
+    Ok(Some(action))
 }
 
 impl ClientError {

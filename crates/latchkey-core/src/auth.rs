@@ -56,6 +56,8 @@ pub struct FlowOutcome {
     pub error: Option<proto::StepError>,
     /// For metrics.
     pub events: Vec<StepEvent>,
+    /// Only on the request that completed a step-up with an action: the approval JWT.
+    pub approval: Option<String>,
 }
 
 /// An access token as a request presented it.

@@ -11,7 +11,7 @@ mod sessions;
 use crate::ids::*;
 use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
-use approvals::one_pending_approval_per_account_and_each_is_answered_once;
+use approvals::{an_approvals_action_round_trips, one_pending_approval_per_account_and_each_is_answered_once};
 use counters::a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept;
 use latchkey_proto::Channel;
 use outbox::{
@@ -592,6 +592,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         a_counter_cleared_during_parallel_reservations_never_errors,
         one_active_factor_per_kind_holds_under_concurrency,
         one_pending_approval_per_account_and_each_is_answered_once,
+        an_approvals_action_round_trips,
         rate_limits_count_per_bucket_and_window,
         refresh_tokens_rotate_once_and_reuse_revokes_the_family,
         parallel_refreshes_rotate_at_most_once,

@@ -32,6 +32,37 @@ pub struct AccessClaims {
     pub cnf: Option<Confirmation>,
 }
 
+/// Claims of an action approval (`typ: approval+jwt`): who approved which action in which
+/// session, at what level, when. Signed with the access tokens' key, so the JWKS verifies it; its
+/// type keeps it from ever passing as an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience (the access tokens' audience).
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    /// Issued at (Unix seconds): when the phone's approval was accepted.
+    pub iat: i64,
+    /// Expiry (Unix seconds).
+    pub exp: i64,
+    /// Unique id: a backend executes an action once per approval.
+    pub jti: String,
+    /// `base64url(SHA-256(canonical_action))` of the approved action.
+    pub action_hash: String,
+    /// The action's `type`.
+    pub action_type: String,
+    /// The session's level after the approval.
+    pub acr: String,
+    /// Its methods (RFC 8176), `hwk` among them: the phone's key signed.
+    pub amr: Vec<String>,
+    /// When the user authenticated (Unix seconds): the approval.
+    pub auth_time: i64,
+}
+
 /// The `cnf` claim of a DPoP-bound access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmation {
@@ -58,6 +89,8 @@ pub enum TokenError {
 pub trait AccessTokenSigner: Send + Sync + 'static {
     /// Sign claims into a compact JWT.
     fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError>;
+    /// Sign an action approval (`typ: approval+jwt`) with the same key.
+    fn sign_approval(&self, claims: &ApprovalClaims) -> Result<String, TokenError>;
     /// Verify a compact JWT and return its claims.
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError>;
 }

@@ -115,7 +115,8 @@ pub struct ApprovalRequest {
     pub id: String,
     /// Single-use, part of the signed answer.
     pub nonce: String,
-    /// `sign_in` (a sign-in elsewhere) or `new_device` (a new phone's first sign-in).
+    /// `sign_in` (a sign-in elsewhere), `new_device` (a new phone's first sign-in), `recovery`,
+    /// or `action:<hash>` (an action to approve, see `action`).
     pub kind: String,
     /// The product asking (configuration `policy.product_name`).
     pub app: String,
@@ -127,6 +128,10 @@ pub struct ApprovalRequest {
     pub created_at: String,
     /// When it stops being accepted (RFC 3339).
     pub expires_at: String,
+    /// For `kind` `action:<hash>`: the action to show. Show it only if the SHA-256 of its
+    /// [`canonical_action`] is that hash (the SDK checks before it signs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
 }
 
 /// `GET /v1/device/approvals`: the account's approvals waiting for an answer.

@@ -10,7 +10,7 @@ use super::*;
 pub struct SignUpRequest {
     /// The username: 1 to 64 letters and digits of one script, `.`, `_`, `-`, `@` or `+`;
     /// compared after NFKC normalisation and case folding.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub username: String,
     /// The password (8 to 256 characters, no composition rules, common passwords refused).
     #[serde(default)]
@@ -30,7 +30,7 @@ pub struct SignUpRequest {
 pub struct SignInRequest {
     /// The username (a password sign-in).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub username: Option<String>,
     /// The password.
     #[serde(default)]
@@ -45,8 +45,9 @@ pub struct SignInRequest {
     #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub acr_values: Option<String>,
     /// Accepted for symmetry with `POST /v1/step-up`: a sign-in always authenticates now, so
-    /// any value is met.
-    #[serde(default)]
+    /// any value is met. At most 2,147,483,647.
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub max_age: Option<u64>,
 }
 
@@ -56,7 +57,7 @@ pub struct SignInRequest {
 #[serde(deny_unknown_fields)]
 pub struct ForgotPasswordRequest {
     /// The username whose password is to be reset.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub username: String,
 }
 
@@ -490,4 +491,9 @@ pub struct FlowAnswer {
     /// Why the last answer was refused, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
+    /// Only in the `done` that completed a step-up with an `action`: a short-lived JWT
+    /// (`typ: approval+jwt`, verifiable with the JWKS) binding `sub`, `sid`, the action's hash,
+    /// `acr`, `amr` and the time, for the app's backend to check before it executes the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod account;
+mod action;
 mod device;
 mod error;
 mod flow;
@@ -30,6 +31,7 @@ mod recovery;
 mod session;
 
 pub use account::*;
+pub use action::*;
 pub use device::*;
 pub use error::*;
 pub use flow::*;

@@ -119,9 +119,15 @@ pub struct StepUpRequest {
     #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub acr_values: Option<String>,
     /// The most seconds since the user last authenticated that the caller accepts; an older
-    /// session verifies a factor again.
-    #[serde(default)]
+    /// session verifies a factor again. At most 2,147,483,647.
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub max_age: Option<u64>,
+    /// An action to approve on the enrolled phone (its text shown, its hash signed); the
+    /// flow's `done` then carries an `approval` JWT. Always asks the phone, however fresh the
+    /// session.
+    #[serde(default)]
+    pub action: Option<Action>,
 }
 
 /// One entry of the signed-in user's security timeline (`GET /v1/me/events`).
@@ -154,4 +160,18 @@ pub struct SecurityEvents {
     pub events: Vec<SecurityEvent>,
     /// Set when there may be older events: pass it as `before` to read them.
     pub next_before: Option<String>,
+}
+
+/// A number of seconds as JSON Schema's `integer` allows it: `300` or `300.0` (an integral
+/// number however written), never a fraction or a negative.
+pub(crate) fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Number>::deserialize(d)?;
+    let Some(n) = v else { return Ok(None) };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom("a whole number of seconds, not negative")),
+    }
 }

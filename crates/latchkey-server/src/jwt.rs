@@ -2,7 +2,7 @@
 
 use crate::keys::SigningKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use latchkey_core::tokens::{AccessClaims, AccessTokenSigner, TokenError};
+use latchkey_core::tokens::{AccessClaims, AccessTokenSigner, ApprovalClaims, TokenError};
 
 /// Signs with the data directory's key; verifies only tokens of the keys it publishes (the
 /// signing key, a staged next key and the retired previous one), its issuer and audience.
@@ -45,6 +45,13 @@ impl AccessTokenSigner for JwtSigner {
     fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some("at+jwt".into());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| TokenError::Signing(e.to_string()))
+    }
+
+    fn sign_approval(&self, claims: &ApprovalClaims) -> Result<String, TokenError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("approval+jwt".into());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| TokenError::Signing(e.to_string()))
     }

@@ -207,6 +207,24 @@ async fn the_device_emulator_enrols_and_signs_in_by_pin_and_by_biometric_key() {
     assert!(printed.lines().nth(1).unwrap().contains("\"approved\""), "{printed}");
     let done = c.wait_flow(&f.flow_id, 5).await.unwrap();
     assert!(done.tokens.is_some(), "{done:?}");
+    // An action: the app asks the phone to approve a payment; the emulator shows it, checks its
+    // hash and signs; the app gets the approval JWT for its backend.
+    let action = latchkey_proto::Action {
+        kind: "payment".into(),
+        text: "Pay €120.00 to ACME Ltd".into(),
+        data: Some(serde_json::json!({"amount_minor": 12000, "payee": "ACME Ltd"})),
+    };
+    let req = latchkey_proto::StepUpRequest { action: Some(action.clone()), ..Default::default() };
+    let a = c.step_up(&t.access_token, &req).await.unwrap();
+    let NextStep::PushApproval { number, .. } = a.next_step else { panic!("{:?}", a.next_step) };
+    let out = cli(&["approve", "--number", &number]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(printed.lines().next().unwrap()).unwrap();
+    assert_eq!(shown["action"]["text"], "Pay €120.00 to ACME Ltd");
+    assert_eq!(shown["kind"], format!("action:{}", latchkey_client::action_hash(&action).unwrap()));
+    let done = c.wait_flow(&a.flow_id, 5).await.unwrap();
+    assert!(done.approval.is_some() && done.tokens.is_some(), "{done:?}");
 }
 
 #[test]

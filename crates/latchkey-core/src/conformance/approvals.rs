@@ -16,7 +16,23 @@ fn approval(user_id: UserId, at: OffsetDateTime) -> Approval {
         decided_at: None,
         device_id: None,
         context: ClientContext { ip: Some("192.0.2.1".into()), user_agent: Some("ua".into()) },
+        action: None,
     }
+}
+
+/// An action approval keeps the action the phone is to show, exactly.
+pub async fn an_approvals_action_round_trips(store: Arc<dyn Store>) {
+    let u = user("ada");
+    one(store.as_ref(), Write::InsertUser(u.clone())).await;
+    let action = latchkey_proto::Action {
+        kind: "payment".into(),
+        text: "Pay €120.00 to ACME Ltd — \"now\"".into(),
+        data: Some(serde_json::json!({"amount_minor": 12000, "payee": {"name": "ACME Ltd", "iban": "DE89…"}})),
+    };
+    let a = Approval { kind: "action:abc".into(), action: Some(action.clone()), ..approval(u.id, T0) };
+    one(store.as_ref(), Write::InsertApproval(a.clone())).await;
+    let got = store.approval(a.id).await.unwrap().unwrap();
+    assert_eq!((got.kind.as_str(), got.action), ("action:abc", Some(action)));
 }
 
 /// Checklist PUSH-3 and PUSH-4 in the store: one pending approval per account however many

@@ -95,10 +95,11 @@ impl Auth {
             next_step,
             tokens: o.tokens.clone(),
             error: o.error.clone(),
+            approval: o.approval.clone(),
         })
     }
 
     pub(crate) fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
-        FlowOutcome { flow, tokens: None, error: None, events }
+        FlowOutcome { flow, tokens: None, error: None, events, approval: None }
     }
 }

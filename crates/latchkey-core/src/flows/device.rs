@@ -182,7 +182,13 @@ impl Auth {
         }
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome { flow: done, tokens, error: None, events: vec![StepEvent { step, outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: done,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step, outcome: "verified" }],
+            approval: None,
+        })
     }
 
     /// `POST /v1/sign-in {"username"}` without a password: the first sign-in on a new device of a
@@ -385,6 +391,7 @@ impl Auth {
             tokens: Some(tokens),
             error: None,
             events: vec![StepEvent { step, outcome: "verified" }],
+            approval: None,
         })
     }
 

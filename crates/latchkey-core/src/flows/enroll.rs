@@ -225,6 +225,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: "setup_totp", outcome: "verified" }],
+            approval: None,
         })
     }
 

@@ -63,18 +63,21 @@ impl Auth {
         let expires_at = (now + secs(policy.approval_ttl_secs)).min(flow.expires_at);
         let new_device = matches!(&flow.state, FlowState::AwaitingMfa { new_device: Some(_), .. });
         let recovery = matches!(&flow.state, FlowState::AwaitingMfa { recovery: Some(_), .. });
+        let action = match &flow.state {
+            FlowState::AwaitingMfa { step_up: Some(StepUp { action: Some(a), .. }), .. } => Some(a.clone()),
+            _ => None,
+        };
         let approval = Approval {
             id: ApprovalId::new(),
             user_id: user.id,
             flow_id: flow.id,
-            kind: if new_device {
-                NEW_DEVICE
-            } else if recovery {
-                RECOVERY
-            } else {
-                SIGN_IN
-            }
-            .into(),
+            kind: match &action {
+                // The phone's signature covers the kind, so it covers the action's hash.
+                Some(a) => proto::action_approval_kind(&a.hash),
+                None if new_device => NEW_DEVICE.into(),
+                None if recovery => RECOVERY.into(),
+                None => SIGN_IN.into(),
+            },
             // 10–99: two digits, never a leading zero to mistype.
             number: (10 + random_digits(self.rng.as_ref(), 4).expose().parse::<u32>().unwrap_or(0) % 90).to_string(),
             nonce: random_token(self.rng.as_ref(), 16).expose().to_owned(),
@@ -84,11 +87,14 @@ impl Auth {
             decided_at: None,
             device_id: None,
             context: flow.context.clone(),
+            action: action.as_ref().map(|a| a.action.clone()),
         };
         let challenge = PushChallenge { approval_id: approval.id, number: approval.number.clone(), expires_at };
         // The notification carries the approval id only; the phone fetches the rest, signed.
         let data = proto::PushData { kind: "approval".into(), approval_id: Some(approval.id.to_string()) };
-        let (title, text) = if recovery {
+        let (title, text) = if action.is_some() {
+            ("Approve an action?", "Open the app to see what you are approving.")
+        } else if recovery {
             ("Someone is recovering your account", "Open the app to approve or deny it.")
         } else if new_device {
             ("A new device is signing in", "Open the app to approve or deny it.")
@@ -129,9 +135,26 @@ impl Auth {
             ApprovalStatus::Approved => {
                 let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
                 let mut batch = Batch::new();
-                let (next, tokens) = self
-                    .after_second_factor(&flow, &user, MfaMethod::PushApproval, then_new_password, now, ctx, &mut batch)
-                    .await?;
+                let (next, tokens, approval) = match &flow.state {
+                    FlowState::AwaitingMfa { step_up: Some(su @ StepUp { action: Some(_), .. }), .. } => {
+                        self.finish_step_up(&flow, &user, Some(MfaMethod::PushApproval), su, now, ctx, &mut batch)
+                            .await?
+                    }
+                    _ => {
+                        let (next, tokens) = self
+                            .after_second_factor(
+                                &flow,
+                                &user,
+                                MfaMethod::PushApproval,
+                                then_new_password,
+                                now,
+                                ctx,
+                                &mut batch,
+                            )
+                            .await?;
+                        (next, tokens, None)
+                    }
+                };
                 if let Some(current) = self.commit_or_current(batch, flow.id).await? {
                     return Ok(Self::outcome(current, vec![]));
                 }
@@ -141,6 +164,7 @@ impl Auth {
                     tokens,
                     error: None,
                     events: vec![StepEvent { step, outcome: "verified" }],
+                    approval,
                 });
             }
             ApprovalStatus::Pending | ApprovalStatus::Expired | ApprovalStatus::Withdrawn => {
@@ -160,7 +184,7 @@ impl Auth {
         if let Some(current) = self.commit_or_current(batch, flow.id).await? {
             return Ok(Self::outcome(current, vec![]));
         }
-        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome }] })
+        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome }], approval: None })
     }
 
     /// Commit a transition that reading the flow brings about. When another reader (or answer)
@@ -172,6 +196,8 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => {
                 Ok(Some(self.store.flow(flow_id).await?.ok_or(AuthError::FlowNotFound)?))
             }
+            // A step-up's session was revoked or expired before the phone's answer was read.
+            Err(StoreError::Conflict("session")) => Err(AuthError::Unauthenticated),
             Err(e) => Err(e.into()),
         }
     }
@@ -383,6 +409,7 @@ impl Auth {
             user_agent: a.context.user_agent.clone(),
             created_at: rfc3339(a.created_at),
             expires_at: rfc3339(a.expires_at),
+            action: a.action.clone(),
         }
     }
 }

@@ -278,6 +278,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: "reset_password", outcome: "verified" }],
+            approval: None,
         })
     }
 
@@ -428,6 +429,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: "recovery_wait", outcome: "verified" }],
+            approval: None,
         })
     }
 

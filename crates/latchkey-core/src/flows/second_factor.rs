@@ -322,6 +322,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: state_step_of(method), outcome: "verified" }],
+            approval: None,
         })
     }
 
@@ -345,7 +346,12 @@ impl Auth {
             return self.recovery_next(flow, user, method, rec, now, ctx, batch).await;
         }
         if let FlowState::AwaitingMfa { step_up: Some(su), .. } = &flow.state {
-            return self.finish_step_up(flow, user, Some(method), su, now, ctx, batch).await;
+            if su.action.is_some() {
+                // An action is approved by the phone only, and its JWT is issued by `settle_push`.
+                return Err(AuthError::Internal("an action's step-up completes by push approval".into()));
+            }
+            let (next, tokens, _) = self.finish_step_up(flow, user, Some(method), su, now, ctx, batch).await?;
+            return Ok((next, tokens));
         }
         let amr = ["pwd", amr_of(method)];
         let (state, tokens) = if then_new_password {
@@ -462,7 +468,13 @@ impl Auth {
             Err(e) => return Err(e.into()),
         }
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome { flow: next, tokens, error: None, events: vec![StepEvent { step, outcome: "verified" }] })
+        Ok(FlowOutcome {
+            flow: next,
+            tokens,
+            error: None,
+            events: vec![StepEvent { step, outcome: "verified" }],
+            approval: None,
+        })
     }
 
     pub(crate) async fn totp_sign_in(
@@ -489,6 +501,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
+            approval: None,
         })
     }
 }

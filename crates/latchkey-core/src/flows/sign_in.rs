@@ -6,7 +6,7 @@ use crate::error::{AuthError, retry_after};
 use crate::factors::password::{check_policy, normalize};
 use crate::flow::expired;
 use crate::flows::sign_up::confirmation_destination;
-use crate::flows::step_up::wanted_acr;
+use crate::flows::step_up::{check_request, wanted_acr};
 use crate::flows::undo::Undo;
 use crate::identity::lookup_key;
 use crate::ids::FlowId;
@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 impl Auth {
     /// `POST /v1/sign-in` with a username and password.
     pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        check_request(req.acr_values.as_deref(), req.max_age)?;
         if let Some(device_id) = req.device_id.as_deref() {
             if req.username.is_some() || req.password.is_some() {
                 return Err(AuthError::InvalidRequest("sign in with a device_id, or a username and password".into()));
@@ -159,6 +160,7 @@ impl Auth {
             tokens: Some(tokens),
             error: None,
             events: vec![StepEvent { step: "password", outcome: "verified" }],
+            approval: None,
         })
     }
 
@@ -215,6 +217,7 @@ impl Auth {
             tokens: Some(tokens),
             error: None,
             events: vec![StepEvent { step: "new_password", outcome: "verified" }],
+            approval: None,
         })
     }
 }

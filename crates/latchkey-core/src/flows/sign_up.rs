@@ -249,6 +249,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }],
+            approval: None,
         })
     }
 

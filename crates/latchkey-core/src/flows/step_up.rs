@@ -11,7 +11,7 @@
 //! - The session's older refresh tokens are spent when the new ones are issued: presenting one
 //!   later is reuse and ends the session (checklist SES-2).
 
-use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit};
+use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit, secs};
 use crate::crypto::sha256_b64;
 use crate::error::AuthError;
 use crate::flows::second_factor::{MfaStart, amr_of};
@@ -21,9 +21,13 @@ use crate::secret::random_token;
 use crate::sessions::{assurance, with_mfa};
 use crate::settings::MfaMode;
 use crate::store::{Batch, StoreError, Write};
+use crate::tokens::ApprovalClaims;
 use latchkey_proto as proto;
 use latchkey_proto::MfaMethod;
 use time::OffsetDateTime;
+
+/// How long an action's approval JWT is accepted: the backend executes the action right after.
+const APPROVAL_TTL_SECS: u64 = 300;
 
 /// The assurance levels Latchkey can be asked for, lowest first.
 const LEVELS: [&str; 2] = ["aal1", "aal2"];
@@ -40,6 +44,18 @@ pub(crate) fn wanted_acr(acr_values: Option<&str>) -> Result<&'static str, AuthE
         .ok_or_else(|| AuthError::InvalidRequest("acr_values: Latchkey offers aal1 and aal2".into()))
 }
 
+/// `acr_values` and `max_age` as documented: at most 256 characters, and at most 2³¹−1 seconds
+/// (68 years; anything larger is a client bug).
+pub(crate) fn check_request(acr_values: Option<&str>, max_age: Option<u64>) -> Result<(), AuthError> {
+    if acr_values.is_some_and(|v| v.chars().count() > 256) {
+        return Err(AuthError::InvalidRequest("acr_values: at most 256 characters".into()));
+    }
+    match max_age {
+        Some(m) if m > i32::MAX as u64 => Err(AuthError::InvalidRequest("max_age: at most 2147483647 seconds".into())),
+        _ => Ok(()),
+    }
+}
+
 fn rank(acr: &str) -> usize {
     LEVELS.iter().position(|l| *l == acr).unwrap_or(LEVELS.len())
 }
@@ -53,6 +69,7 @@ impl Auth {
         req: proto::StepUpRequest,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
+        check_request(req.acr_values.as_deref(), req.max_age)?;
         let acr = wanted_acr(req.acr_values.as_deref())?;
         let now = self.now();
         let raise = rank(&p.session.acr) < rank(acr);
@@ -60,7 +77,17 @@ impl Auth {
             .max_age
             .is_some_and(|m| (now - p.session.auth_time).whole_seconds() > i64::try_from(m).unwrap_or(i64::MAX));
         let flow_id = FlowId::new();
-        let step_up = StepUp { session_id: p.session.id, acr: acr.into() };
+        let action = match &req.action {
+            Some(a) => {
+                let canonical = proto::canonical_action(a).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+                Some(Box::new(ActionToApprove { action: a.clone(), hash: sha256_b64(canonical.as_bytes()) }))
+            }
+            None => None,
+        };
+        let step_up = StepUp { session_id: p.session.id, acr: acr.into(), action };
+        if step_up.action.is_some() {
+            return self.approve_action(p, flow_id, step_up, now, ctx).await;
+        }
         if !raise && !stale {
             let flow = self.new_flow(
                 flow_id,
@@ -81,13 +108,14 @@ impl Auth {
             );
             let mut batch = Batch::new();
             batch.push(Write::InsertFlow(flow.clone()));
-            let (done, tokens) = self.finish_step_up(&flow, &p.user, None, &step_up, now, &ctx, &mut batch).await?;
+            let (done, tokens, _) = self.finish_step_up(&flow, &p.user, None, &step_up, now, &ctx, &mut batch).await?;
             self.commit_step_up(batch).await?;
             return Ok(FlowOutcome {
                 flow: done,
                 tokens,
                 error: None,
                 events: vec![StepEvent { step: "step_up", outcome: "verified" }],
+                approval: None,
             });
         }
         if self.settings.mfa.mode == MfaMode::Off {
@@ -123,23 +151,13 @@ impl Auth {
             other => other,
         };
         let flow = self.new_flow(flow_id, FlowKind::StepUp, Some(p.user.id), state, now, ctx.clone());
-        let mut batch = Batch(writes);
-        batch.push(Write::InsertFlow(flow.clone())).push(audit(
-            now,
-            Some(p.user.id),
-            "step_up",
-            "started",
-            &ctx,
-            serde_json::json!({"flow_id": flow.id, "session_id": p.session.id, "acr": acr}),
-        ));
-        self.store.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
-        Ok(Self::outcome(flow, vec![event]))
+        let detail = serde_json::json!({"flow_id": flow.id, "session_id": p.session.id, "acr": acr});
+        self.start_step_up(p, flow, Batch(writes), detail, event, now, &ctx).await
     }
 
     /// The end of a step-up: the session raised in place (`method` verified now, or none when
-    /// it already met the request), its refresh tokens spent and new tokens issued. Pushes the
-    /// writes onto `batch`.
+    /// it already met the request), its refresh tokens spent and new tokens issued, and for an
+    /// action the approval JWT. Pushes the writes onto `batch`.
     #[allow(clippy::too_many_arguments)] // the flow's facts and the batch it adds to
     pub(crate) async fn finish_step_up(
         &self,
@@ -150,7 +168,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: &ClientContext,
         batch: &mut Batch,
-    ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
+    ) -> Result<(Flow, Option<proto::Tokens>, Option<String>), AuthError> {
         let session = self
             .store
             .session(su.session_id)
@@ -187,6 +205,10 @@ impl Auth {
                 created_at: now,
             });
         let tokens = self.sessions().tokens_for(&raised, refresh, now)?;
+        let approval = match &su.action {
+            Some(a) => Some(self.approval_jwt(&raised, a, now)?),
+            None => None,
+        };
         let next = Flow {
             state: FlowState::Completed { session_id: Some(raised.id) },
             version: flow.version + 1,
@@ -203,9 +225,102 @@ impl Auth {
                 "session_id": raised.id,
                 "method": method.map(MfaMethod::as_str),
                 "acr": raised.acr,
+                "action_hash": su.action.as_ref().map(|a| a.hash.clone()),
             }),
         ));
-        Ok((next, Some(tokens)))
+        Ok((next, Some(tokens), approval))
+    }
+
+    /// A step-up with an action: the enrolled phones are asked at once (push approval with the
+    /// action's text), however fresh the session, since approving *this* action is the point.
+    async fn approve_action(
+        &self,
+        p: &Principal,
+        flow_id: FlowId,
+        step_up: StepUp,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        if !self.settings.mfa.allows(MfaMethod::PushApproval) || self.store.devices(p.user.id).await?.is_empty() {
+            return Err(AuthError::MfaRequired("approving an action needs an enrolled device with push approval"));
+        }
+        let hash = step_up.action.as_ref().map(|a| a.hash.clone());
+        let mut flow = self.new_flow(
+            flow_id,
+            FlowKind::StepUp,
+            Some(p.user.id),
+            FlowState::AwaitingMfa {
+                method: Some(MfaMethod::PushApproval),
+                methods: vec![MfaMethod::PushApproval],
+                code: None,
+                then_new_password: false,
+                new_device: None,
+                push: None,
+                recovery: None,
+                step_up: Some(step_up),
+            },
+            now,
+            ctx.clone(),
+        );
+        let mut batch = Batch::new();
+        let challenge = self.ask_devices(&flow, &p.user, now, &ctx, &mut batch).await?;
+        if let FlowState::AwaitingMfa { push, .. } = &mut flow.state {
+            *push = Some(challenge);
+        }
+        let detail = serde_json::json!({"flow_id": flow.id, "session_id": p.session.id, "action_hash": hash});
+        let event = StepEvent { step: "push_approval", outcome: "issued" };
+        self.start_step_up(p, flow, batch, detail, event, now, &ctx).await
+    }
+
+    /// Store a new `step_up` flow with `batch`'s writes and its `started` event; the answer shows
+    /// its first step.
+    #[allow(clippy::too_many_arguments)] // the flow, what goes with it, and the request's facts
+    async fn start_step_up(
+        &self,
+        p: &Principal,
+        flow: Flow,
+        mut batch: Batch,
+        detail: serde_json::Value,
+        event: StepEvent,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        batch.push(Write::InsertFlow(flow.clone())).push(audit(
+            now,
+            Some(p.user.id),
+            "step_up",
+            "started",
+            ctx,
+            detail,
+        ));
+        self.commit(batch, flow.id).await?;
+        self.outbox_wakeup.notify_one();
+        Ok(Self::outcome(flow, vec![event]))
+    }
+
+    /// The approval JWT for an action the phone approved, in the raised session.
+    pub(crate) fn approval_jwt(
+        &self,
+        session: &Session,
+        action: &ActionToApprove,
+        now: OffsetDateTime,
+    ) -> Result<String, AuthError> {
+        let t = &self.settings.tokens;
+        let claims = ApprovalClaims {
+            iss: t.issuer.clone(),
+            aud: t.audience.clone(),
+            sub: session.user_id.to_string(),
+            sid: session.id.to_string(),
+            iat: now.unix_timestamp(),
+            exp: (now + secs(APPROVAL_TTL_SECS)).unix_timestamp(),
+            jti: random_token(self.rng.as_ref(), 16).expose().to_owned(),
+            action_hash: action.hash.clone(),
+            action_type: action.action.kind.clone(),
+            acr: session.acr.clone(),
+            amr: session.amr.clone(),
+            auth_time: session.auth_time.unix_timestamp(),
+        };
+        Ok(self.signer.sign_approval(&claims)?)
     }
 
     /// Commit a step-up met at once; a session revoked meanwhile is no longer there to raise.

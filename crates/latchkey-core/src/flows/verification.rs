@@ -163,6 +163,7 @@ impl Auth {
             tokens,
             error: None,
             events: vec![StepEvent { step: "verify_code", outcome: "verified" }],
+            approval: None,
         })
     }
 

@@ -232,13 +232,26 @@ pub struct PushChallenge {
     pub expires_at: OffsetDateTime,
 }
 
-/// The session a `step_up` flow raises (RFC 9470), and the level it was asked for.
+/// The session a `step_up` flow raises (RFC 9470), the level it was asked for, and the action
+/// the phone is to approve, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepUp {
     /// The session; its tokens are reissued, never a second session.
     pub session_id: SessionId,
     /// The `acr` asked for (`aal1` or `aal2`).
     pub acr: String,
+    /// An action to approve: the approval's kind binds its hash, the `done` carries its JWT.
+    #[serde(default)]
+    pub action: Option<Box<ActionToApprove>>,
+}
+
+/// An action a step-up asks the phone to approve, with the hash that binds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionToApprove {
+    /// The action, as the app sent it.
+    pub action: latchkey_proto::Action,
+    /// `base64url(SHA-256(canonical_action))`.
+    pub hash: String,
 }
 
 /// Where a passwordless new-device sign-in stands.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 mod flow;
-pub use flow::{CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery, StepUp};
+pub use flow::{ActionToApprove, CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery, StepUp};
 
 /// An account's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +218,8 @@ pub struct Approval {
     pub device_id: Option<DeviceId>,
     /// The signing-in client, shown on the phone.
     pub context: ClientContext,
+    /// For an action approval (`kind` `action:<hash>`): the action the phone shows.
+    pub action: Option<latchkey_proto::Action>,
 }
 
 /// An enrolled device: two P-256 public keys and the app PIN's hash. Nothing secret to the device

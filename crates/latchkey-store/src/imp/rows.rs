@@ -90,6 +90,11 @@ macro_rules! store_rows {
                         ip: r.try_get("ip").map_err(db_err)?,
                         user_agent: r.try_get("user_agent").map_err(db_err)?,
                     },
+                    action: r
+                        .try_get::<Option<String>, _>("action")
+                        .map_err(db_err)?
+                        .map(|s| serde_json::from_str(&s).map_err(|_| corrupt("approval action")))
+                        .transpose()?,
                 })
             }
 

@@ -141,10 +141,11 @@ macro_rules! store_writes {
                     Write::InsertApproval(a) => {
                         sqlx::query("UPDATE approvals SET status = 'expired' WHERE user_id = $1 AND status = 'pending' AND expires_at <= $2")
                             .bind(a.user_id.0).bind(us(a.created_at)).execute(&mut **tx).await.map_err(db_err)?;
-                        let r = sqlx::query("INSERT INTO approvals (id, user_id, flow_id, kind, number, nonce, status, created_at, expires_at, decided_at, device_id, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                        let action = a.action.as_ref().map(serde_json::to_string).transpose().map_err(|_| corrupt("approval action"))?;
+                        let r = sqlx::query("INSERT INTO approvals (id, user_id, flow_id, kind, number, nonce, status, created_at, expires_at, decided_at, device_id, ip, user_agent, action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                             .bind(a.id.0).bind(a.user_id.0).bind(a.flow_id.0).bind(&a.kind).bind(&a.number).bind(&a.nonce)
                             .bind(a.status.as_str()).bind(us(a.created_at)).bind(us(a.expires_at)).bind(a.decided_at.map(us))
-                            .bind(a.device_id.map(|d| d.0)).bind(&a.context.ip).bind(&a.context.user_agent)
+                            .bind(a.device_id.map(|d| d.0)).bind(&a.context.ip).bind(&a.context.user_agent).bind(action)
                             .execute(&mut **tx).await;
                         match r {
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("approval_pending")),

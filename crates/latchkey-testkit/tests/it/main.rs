@@ -28,6 +28,7 @@ macro_rules! both_stores {
     };
 }
 
+mod actions;
 mod delivery;
 mod devices;
 mod flows;

@@ -15,7 +15,7 @@ const PIN: &str = "371946";
 
 /// A user with an authenticator app and an enrolled phone: the phone's client (signing its own
 /// requests) and its key store.
-async fn with_phone(s: &TestServer, name: &str) -> (Client, SoftwareKeystore) {
+pub(super) async fn with_phone(s: &TestServer, name: &str) -> (Client, SoftwareKeystore) {
     s.create_user(name, PW).await;
     let c = s.client();
     let t = s.sign_in(name, PW).await;
@@ -44,7 +44,7 @@ async fn push_sign_in(c: &Client, name: &str) -> (String, String) {
 }
 
 /// The one approval the phone is asked.
-async fn asked(phone: &Client) -> ApprovalRequest {
+pub(super) async fn asked(phone: &Client) -> ApprovalRequest {
     let list = phone.device_approvals().await.unwrap().approvals;
     assert_eq!(list.len(), 1, "{list:?}");
     list.into_iter().next().unwrap()

@@ -84,7 +84,7 @@ async fn max_age_asks_a_fresh_factor_of_an_old_session_and_a_fresh_one_is_done_a
     let signed_in_at = jwt_claims(&t.access_token)["auth_time"].clone();
     s.clock.advance(Duration::seconds(100));
     // Recent enough: done at once, the same session, auth_time unchanged.
-    let req = StepUpRequest { acr_values: Some("aal2".into()), max_age: Some(300) };
+    let req = StepUpRequest { acr_values: Some("aal2".into()), max_age: Some(300), action: None };
     let done = c.step_up(&t.access_token, &req).await.unwrap();
     assert_eq!(done.next_step, NextStep::Done);
     let same = done.tokens.unwrap();
@@ -140,7 +140,10 @@ async fn a_step_up_offers_only_what_raises_the_session(b: Backend) {
         .unwrap();
     c.verify_code(&a.flow_id, &s.code_for("+15550100777").await).await.unwrap();
     let a = c
-        .step_up(&t.access_token, &StepUpRequest { acr_values: Some("urn:unknown aal2".into()), max_age: None })
+        .step_up(
+            &t.access_token,
+            &StepUpRequest { acr_values: Some("urn:unknown aal2".into()), max_age: None, action: None },
+        )
         .await
         .unwrap();
     let NextStep::SelectMfa { methods, .. } = &a.next_step else { panic!("{:?}", a.next_step) };

@@ -200,3 +200,61 @@ fn the_test_vectors_hold_for_the_server_and_the_sdk() {
     assert_eq!(a, b, "claims");
     assert!(latchkey_server::dpop::verify(&fresh).is_ok());
 }
+
+const ACTION_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors/action.json");
+
+/// Actions and their canonical encodings and hashes (docs/adaptive.md, "Approving an action"):
+/// what an app's backend and a phone compute to check an approval binds *this* action.
+fn action_vectors() -> Value {
+    use latchkey_testkit::proto::{Action, action_approval_kind, canonical_action};
+    let actions = [
+        Action {
+            kind: "payment".into(),
+            text: "Pay €120.00 to ACME Ltd".into(),
+            data: Some(json!({"payee": "ACME Ltd", "amount_minor": 12000, "currency": "EUR"})),
+        },
+        Action {
+            kind: "payment".into(),
+            text: "Pay €120.01 to ACME Ltd".into(),
+            data: Some(json!({"payee": "ACME Ltd", "amount_minor": 12001, "currency": "EUR"})),
+        },
+        Action { kind: "device.unlock".into(), text: "Unlock the front door".into(), data: None },
+        Action {
+            kind: "transfer".into(),
+            text: "Send \"savings\"\tto\nBob".into(),
+            data: Some(json!({"z": [3, {"b": false, "a": null}], "a": "\u{1}é", "n": -7})),
+        },
+    ];
+    let entries: Vec<Value> = actions
+        .iter()
+        .map(|a| {
+            let canonical = canonical_action(a).unwrap();
+            let hash = latchkey_core::crypto::sha256_b64(canonical.as_bytes());
+            json!({"action": a, "canonical": canonical, "sha256_b64url": hash, "approval_kind": action_approval_kind(&hash)})
+        })
+        .collect();
+    json!({
+        "about": "Action approval (docs/adaptive.md): `canonical` is the exact UTF-8 text hashed (RFC 8785 JCS for actions with ASCII keys and no fractional numbers); `sha256_b64url` is Base64url without padding of its SHA-256, the approval JWT's `action_hash`; `approval_kind` is the approval's `kind`, inside the signed approval message.",
+        "actions": entries,
+    })
+}
+
+#[test]
+fn the_action_vectors_hold_for_the_server_and_the_sdk() {
+    if std::env::var("LATCHKEY_WRITE_TEST_VECTORS").is_ok() {
+        std::fs::write(ACTION_PATH, serde_json::to_string_pretty(&action_vectors()).unwrap() + "\n").unwrap();
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(ACTION_PATH).unwrap()).unwrap();
+    assert_eq!(v, action_vectors(), "the file is what the server computes");
+    for e in v["actions"].as_array().unwrap() {
+        let action: latchkey_testkit::proto::Action = serde_json::from_value(e["action"].clone()).unwrap();
+        assert_eq!(
+            latchkey_client::action_hash(&action).unwrap(),
+            e["sha256_b64url"].as_str().unwrap(),
+            "the SDK's hash"
+        );
+    }
+    let hashes: std::collections::HashSet<&str> =
+        v["actions"].as_array().unwrap().iter().map(|e| e["sha256_b64url"].as_str().unwrap()).collect();
+    assert_eq!(hashes.len(), 4, "one cent more is another hash");
+}
