@@ -8,6 +8,7 @@
 use crate::auth::{Auth, FlowOutcome, OTP, Principal, StepEvent, audit, secs, step_error};
 use crate::error::AuthError;
 use crate::factors::device::{self as dk, KeyRole, Purpose};
+use crate::flows::step_up::reaches;
 use crate::identity::{Phone, lookup_key};
 use crate::ids::{DeviceId, FlowId};
 use crate::model::*;
@@ -275,6 +276,7 @@ impl Auth {
         let state = FlowState::AwaitingDeviceSignature {
             device_id: known,
             nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+            step_up: None,
         };
         let flow = self.new_flow(FlowId::new(), FlowKind::SignIn, user.map(|u| u.id), state, now, ctx.clone());
         let event = audit(
@@ -302,7 +304,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
-        let FlowState::AwaitingDeviceSignature { device_id, nonce } = flow.state.clone() else {
+        let FlowState::AwaitingDeviceSignature { device_id, nonce, step_up } = flow.state.clone() else {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
         let step = "device_signature";
@@ -365,6 +367,42 @@ impl Auth {
         };
         let mut batch = Batch::new();
         batch.push(Write::DeviceUsed { id: device.id, at: now, reset_pin: role == KeyRole::Possession });
+        if let Some(su) = &step_up {
+            // A step-up of this device's session: raised in place, and only to the level asked.
+            let session = self.store.session(su.session_id).await?.ok_or(AuthError::Unauthenticated)?;
+            if session.device_id != Some(device.id) {
+                // Only the device a session is bound to steps it up by signing.
+                return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+            }
+            if !reaches(&session, amr, su, self.settings.mfa.require_phishing_resistant) {
+                let mut o = self.refuse(&flow, step, attempts, false, now, &ctx).await?;
+                if o.error.is_some() {
+                    o.error = step_error(
+                        codes::INSUFFICIENT_USER_AUTHENTICATION,
+                        "this key alone does not give the level asked: sign with the possession key and the PIN",
+                    );
+                }
+                return Ok(o);
+            }
+            let (next, tokens, _) =
+                self.finish_step_up(&flow, &user, amr, Some(step), su, now, &ctx, &mut batch).await?;
+            match self.store.apply(batch).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict("device")) => {
+                    return self.refuse(&flow, step, attempts, false, now, &ctx).await;
+                }
+                Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
+                Err(StoreError::Conflict("session")) => return Err(AuthError::Unauthenticated),
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(FlowOutcome {
+                flow: next,
+                tokens,
+                error: None,
+                events: vec![StepEvent { step, outcome: "verified" }],
+                approval: None,
+            });
+        }
         let (session, tokens) = self.sessions().new_session(&user, amr, Some(&device), now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },

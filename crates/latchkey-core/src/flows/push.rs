@@ -12,6 +12,7 @@ use crate::clock::rfc3339;
 use crate::dpop::{self, DpopProof};
 use crate::error::{AuthError, retry_after};
 use crate::factors::device::{self as dk};
+use crate::flows::second_factor::amr_of;
 use crate::ids::{ApprovalId, DeviceId, FlowId, MessageId, UserId};
 use crate::model::*;
 use crate::secret::{ct_eq, random_digits, random_token};
@@ -137,7 +138,9 @@ impl Auth {
                 let mut batch = Batch::new();
                 let (next, tokens, approval) = match &flow.state {
                     FlowState::AwaitingMfa { step_up: Some(su @ StepUp { action: Some(_), .. }), .. } => {
-                        self.finish_step_up(&flow, &user, Some(MfaMethod::PushApproval), su, now, ctx, &mut batch)
+                        let method = MfaMethod::PushApproval;
+                        let verified = [amr_of(method)];
+                        self.finish_step_up(&flow, &user, &verified, Some(method.as_str()), su, now, ctx, &mut batch)
                             .await?
                     }
                     _ => {

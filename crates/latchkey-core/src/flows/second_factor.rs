@@ -350,7 +350,8 @@ impl Auth {
                 // An action is approved by the phone only, and its JWT is issued by `settle_push`.
                 return Err(AuthError::Internal("an action's step-up completes by push approval".into()));
             }
-            let (next, tokens, _) = self.finish_step_up(flow, user, Some(method), su, now, ctx, batch).await?;
+            let (next, tokens, _) =
+                self.finish_step_up(flow, user, &[amr_of(method)], Some(method.as_str()), su, now, ctx, batch).await?;
             return Ok((next, tokens));
         }
         let amr = ["pwd", amr_of(method)];

@@ -20,7 +20,7 @@ use crate::model::*;
 use crate::secret::random_token;
 use crate::sessions::{assurance, with_mfa};
 use crate::settings::MfaMode;
-use crate::store::{Batch, StoreError, Write};
+use crate::store::{Batch, Write};
 use crate::tokens::ApprovalClaims;
 use latchkey_proto as proto;
 use latchkey_proto::MfaMethod;
@@ -54,6 +54,15 @@ pub(crate) fn check_request(acr_values: Option<&str>, max_age: Option<u64>) -> R
         Some(m) if m > i32::MAX as u64 => Err(AuthError::InvalidRequest("max_age: at most 2147483647 seconds".into())),
         _ => Ok(()),
     }
+}
+
+/// Whether a session's methods and level plus those `verified` now give at least the level the
+/// step-up asked for.
+pub(crate) fn reaches(session: &Session, verified: &[&str], su: &StepUp, phishing_resistant: bool) -> bool {
+    let mut amr: Vec<&str> = session.amr.iter().map(String::as_str).collect();
+    amr.extend_from_slice(verified);
+    let computed = rank(assurance(&amr, phishing_resistant)).max(rank(&session.acr));
+    computed >= rank(&su.acr)
 }
 
 fn rank(acr: &str) -> usize {
@@ -108,15 +117,26 @@ impl Auth {
             );
             let mut batch = Batch::new();
             batch.push(Write::InsertFlow(flow.clone()));
-            let (done, tokens, _) = self.finish_step_up(&flow, &p.user, None, &step_up, now, &ctx, &mut batch).await?;
-            self.commit_step_up(batch).await?;
-            return Ok(FlowOutcome {
-                flow: done,
-                tokens,
-                error: None,
-                events: vec![StepEvent { step: "step_up", outcome: "verified" }],
-                approval: None,
-            });
+            let (done, tokens, _) =
+                self.finish_step_up(&flow, &p.user, &[], None, &step_up, now, &ctx, &mut batch).await?;
+            self.commit(batch, flow.id).await?;
+            // No step was presented or verified: nothing for the step metrics.
+            return Ok(FlowOutcome { flow: done, tokens, error: None, events: vec![], approval: None });
+        }
+        // A device's own session steps up with the device's signature: the biometric key, or the
+        // possession key and the PIN when the level must rise.
+        if let Some(device_id) = p.session.device_id
+            && self.store.device(device_id).await?.is_some_and(|d| d.revoked_at.is_none())
+        {
+            let state = FlowState::AwaitingDeviceSignature {
+                device_id: Some(device_id),
+                nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
+                step_up: Some(step_up),
+            };
+            let flow = self.new_flow(flow_id, FlowKind::StepUp, Some(p.user.id), state, now, ctx.clone());
+            let detail = serde_json::json!({"flow_id": flow.id, "session_id": p.session.id, "acr": acr});
+            let event = StepEvent { step: "device_signature", outcome: "issued" };
+            return self.start_step_up(p, flow, Batch::new(), detail, event, now, &ctx).await;
         }
         if self.settings.mfa.mode == MfaMode::Off {
             return Err(AuthError::InvalidRequest("second factors are turned off by policy".into()));
@@ -163,7 +183,8 @@ impl Auth {
         &self,
         flow: &Flow,
         user: &User,
-        method: Option<MfaMethod>,
+        verified: &[&str],
+        method: Option<&str>,
         su: &StepUp,
         now: OffsetDateTime,
         ctx: &ClientContext,
@@ -176,10 +197,10 @@ impl Auth {
             .filter(|s| s.user_id == user.id && s.revoked_at.is_none() && s.expires_at > now)
             .ok_or(AuthError::Unauthenticated)?;
         let mut amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "mfa").collect();
-        if let Some(m) = method
-            && !amr.contains(&amr_of(m))
-        {
-            amr.push(amr_of(m));
+        for m in verified {
+            if !amr.contains(m) {
+                amr.push(m);
+            }
         }
         let computed = assurance(&amr, self.settings.mfa.require_phishing_resistant);
         // Never lower: a session raised earlier keeps its level.
@@ -187,7 +208,7 @@ impl Auth {
         let raised = Session {
             acr,
             amr: with_mfa(&amr),
-            auth_time: if method.is_some() { now } else { session.auth_time },
+            auth_time: if verified.is_empty() { session.auth_time } else { now },
             ..session
         };
         let refresh = random_token(self.rng.as_ref(), 32);
@@ -223,7 +244,7 @@ impl Auth {
             serde_json::json!({
                 "flow_id": flow.id,
                 "session_id": raised.id,
-                "method": method.map(MfaMethod::as_str),
+                "method": method,
                 "acr": raised.acr,
                 "action_hash": su.action.as_ref().map(|a| a.hash.clone()),
             }),
@@ -321,13 +342,5 @@ impl Auth {
             auth_time: session.auth_time.unix_timestamp(),
         };
         Ok(self.signer.sign_approval(&claims)?)
-    }
-
-    /// Commit a step-up met at once; a session revoked meanwhile is no longer there to raise.
-    async fn commit_step_up(&self, batch: Batch) -> Result<(), AuthError> {
-        match self.store.apply(batch).await {
-            Err(StoreError::Conflict("session")) => Err(AuthError::Unauthenticated),
-            other => Ok(other?),
-        }
     }
 }

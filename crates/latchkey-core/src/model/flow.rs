@@ -168,6 +168,9 @@ pub enum FlowState {
         device_id: Option<DeviceId>,
         /// Single-use nonce in the signed message.
         nonce: String,
+        /// A step-up of the session this device signed in: it is raised instead of a new one.
+        #[serde(default)]
+        step_up: Option<StepUp>,
     },
     /// Waiting for the reset code and a new password. `code` is `None` when the username is
     /// unknown, so the answer looks the same and every code is refused.

@@ -15,7 +15,9 @@ pub fn router() -> Router<AppState> {
 
 /// Raise the calling session in place (RFC 9470): a `step_up` flow asking only for what the
 /// session lacks (a second factor it has not used when `acr_values` is above its level, any
-/// factor when its `auth_time` is older than `max_age`), answered through `/v1/flows/{id}`.
+/// factor when its `auth_time` is older than `max_age`; a device's own session signs with the
+/// device, `device_signature`), answered through `/v1/flows/{id}`. With `action`, the enrolled
+/// phone approves that action (`push_approval`) and `done` carries an `approval` JWT.
 /// Its `done` carries new tokens for the same session (`sid` kept): raised `acr`, new `amr` and
 /// `auth_time`; the session's older refresh tokens are spent. A session that already meets the
 /// request gets `done` at once. With neither field the target is `aal2`.

@@ -313,7 +313,46 @@ async fn the_sdk_steps_up_and_retries_once_on_a_challenge_from_the_apps_own_api(
     assert_eq!(calls.load(Ordering::SeqCst), 5, "the call and one retry, never a loop");
 }
 
+async fn a_device_session_steps_up_with_the_devices_own_signature(b: Backend) {
+    use latchkey_client::Unlock;
+    let s = TestServer::start(b).await;
+    let (device_id, ks, _) = s.passwordless_account("dora", "+15550100888", Some("dora@example.com"), "371946").await;
+    let phone = s.client().with_device_key(Arc::new(ks.clone()), &device_id).unwrap();
+    // The biometric key without attestation is possession only: an aal1 session.
+    let t = phone.device_sign_in(&device_id, &ks, Unlock::Biometric).await.unwrap().tokens.unwrap();
+    assert_eq!(jwt_claims(&t.access_token)["acr"], "aal1");
+    let a = phone.step_up(&t.access_token, &StepUpRequest::default()).await.unwrap();
+    let NextStep::DeviceSignature { nonce, .. } = a.next_step.clone() else { panic!("{:?}", a.next_step) };
+    // The biometric key again does not raise it: refused, with what to do instead.
+    let again = phone.device_signature(&a.flow_id, &nonce, &device_id, &ks, Unlock::Biometric).await.unwrap();
+    let e = again.error.expect("refused");
+    assert_eq!(e.code, codes::INSUFFICIENT_USER_AUTHENTICATION, "{}", e.message);
+    assert!(again.tokens.is_none());
+    // The possession key and the PIN do: the same session, aal2, bound to the same device key.
+    s.clock.advance(Duration::seconds(3));
+    let done = phone.device_signature(&a.flow_id, &nonce, &device_id, &ks, Unlock::Pin("371946")).await.unwrap();
+    let raised = done.tokens.expect("tokens");
+    let (before, after) = (jwt_claims(&t.access_token), jwt_claims(&raised.access_token));
+    assert_eq!((&after["sid"], &after["cnf"]), (&before["sid"], &before["cnf"]));
+    assert_eq!((after["acr"].as_str(), after["auth_time"].as_i64()), (Some("aal2"), Some(s.clock_unix())));
+    assert_eq!(after["amr"], serde_json::json!(["hwk", "pin", "mfa"]));
+    assert_eq!(raised.token_type, "DPoP");
+    assert_eq!(phone.me(&raised.access_token).await.unwrap().acr, "aal2");
+    // Later, an old sign-in: the biometric key refreshes auth_time and keeps aal2.
+    s.clock.advance(Duration::seconds(500));
+    // The SDK dates its DPoP proofs by the server's clock as its last answer told it (the fake
+    // clock just jumped): any request brings it up to date.
+    phone.flow(&a.flow_id).await.unwrap();
+    let req = StepUpRequest { max_age: Some(300), ..Default::default() };
+    let a = phone.step_up(&raised.access_token, &req).await.unwrap();
+    let NextStep::DeviceSignature { nonce, .. } = a.next_step.clone() else { panic!("{:?}", a.next_step) };
+    let fresh = phone.device_signature(&a.flow_id, &nonce, &device_id, &ks, Unlock::Biometric).await.unwrap();
+    let claims = jwt_claims(&fresh.tokens.expect("tokens").access_token);
+    assert_eq!((claims["acr"].as_str(), claims["auth_time"].as_i64()), (Some("aal2"), Some(s.clock_unix())));
+}
+
 both_stores!(
+    a_device_session_steps_up_with_the_devices_own_signature,
     the_sdk_steps_up_and_retries_once_on_a_challenge_from_the_apps_own_api,
     ses_7_the_sdk_steps_up_on_latchkeys_challenge_and_the_session_is_raised_in_place,
     a_refresh_token_from_before_the_step_up_is_reuse_and_ends_the_session,
