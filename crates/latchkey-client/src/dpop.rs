@@ -60,9 +60,14 @@ impl DpopKey {
 /// Whether an access token is bound to a key (`cnf` in its claims). The token is not verified:
 /// this only picks the `Authorization` scheme; the server decides.
 pub(crate) fn is_bound(access_token: &str) -> bool {
-    let Some(payload) = access_token.split('.').nth(1) else { return false };
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return false };
-    serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|c| c.get("cnf").is_some())
+    claims(access_token).is_some_and(|c| c.get("cnf").is_some())
+}
+
+/// An access token's claims, unverified (the client reads what the server put in its own token).
+pub(crate) fn claims(access_token: &str) -> Option<serde_json::Value> {
+    let payload = access_token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Seconds since the epoch by this device's clock.

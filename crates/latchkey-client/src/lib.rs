@@ -21,6 +21,7 @@
 
 mod dpop;
 mod keystore;
+mod remember;
 mod step_up;
 mod vault;
 
@@ -29,6 +30,7 @@ use dpop::DpopKey;
 pub use keystore::{Keystore, KeystoreError, SoftwareKeystore};
 pub use latchkey_proto as proto;
 use latchkey_proto::*;
+pub use remember::REMEMBERED_KEY_ALIAS;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

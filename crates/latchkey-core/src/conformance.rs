@@ -26,7 +26,8 @@ use sessions::{
     a_bound_session_rotates_only_with_its_key_and_a_proof_is_used_once,
     a_session_is_raised_in_place_only_while_live_and_its_tokens_spent, a_users_events_page_by_cursor_newest_first,
     idle_and_absolute_session_limits_stop_rotation, parallel_refreshes_rotate_at_most_once,
-    refresh_tokens_rotate_once_and_reuse_revokes_the_family, sessions_are_listed_and_revoked,
+    refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+    remembered_clients_are_used_only_while_live_and_end_with_every_session, sessions_are_listed_and_revoked,
 };
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -601,6 +602,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         sessions_are_listed_and_revoked,
         a_session_is_raised_in_place_only_while_live_and_its_tokens_spent,
         a_users_events_page_by_cursor_newest_first,
+        remembered_clients_are_used_only_while_live_and_end_with_every_session,
         the_outbox_is_claimed_once_retried_and_leased,
         parallel_workers_never_claim_one_message_twice,
         each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds,

@@ -337,7 +337,8 @@ impl Sessions<'_> {
         let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
         let required = if strong { "aal2" } else { "aal1" };
         let fresh = self.auth.now() - p.session.auth_time <= secs(max_age);
-        if !fresh || (strong && p.session.acr == "aal1") {
+        let level = step_up_level(&p.session, self.auth.settings.mfa.require_phishing_resistant);
+        if !fresh || (strong && level == "aal1") {
             return Err(AuthError::InsufficientAuthentication { acr: required, max_age });
         }
         Ok(())
@@ -350,9 +351,16 @@ impl Sessions<'_> {
 /// `iris`) appears only with the device key it unlocked, as evidenced (checklist DEV-4).
 pub(crate) fn two_classes(amr: &[&str]) -> bool {
     let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
-    let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms"));
+    let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms" | "swk"));
     let inherence = amr.iter().any(|m| matches!(*m, "fpt" | "face" | "iris"));
     u8::from(knowledge) + u8::from(possession) + u8::from(inherence) >= 2
+}
+
+/// A session's level for a step-up and for what needs one: as `assurance`, without a remembered
+/// client's key (`swk`), which never satisfies a step-up (checklist SES-9).
+pub(crate) fn step_up_level(session: &Session, phishing_resistant: bool) -> &'static str {
+    let amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "swk").collect();
+    assurance(&amr, phishing_resistant)
 }
 
 /// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.

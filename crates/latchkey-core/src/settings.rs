@@ -25,6 +25,8 @@ pub struct Settings {
     pub push: PushPolicy,
     /// Account recovery.
     pub recovery: RecoveryPolicy,
+    /// Remembered clients ("remember this device").
+    pub remember: RememberPolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -40,6 +42,7 @@ impl Default for Settings {
             devices: DevicePolicy::default(),
             push: PushPolicy::default(),
             recovery: RecoveryPolicy::default(),
+            remember: RememberPolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -258,6 +261,25 @@ impl Default for DevicePolicy {
             second_proofs: vec![MfaMethod::PushApproval, MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode],
             android_attestation_roots: vec![],
         }
+    }
+}
+
+/// Remembered clients (`[policy.remember]`; checklist SES-9): a client's key that lets a
+/// password sign-in skip the second factor for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RememberPolicy {
+    /// Whether clients may be remembered at all.
+    pub enabled: bool,
+    /// How long a client stays remembered, however often it is used (seconds; default 30 days).
+    pub max_age_secs: u64,
+    /// The most clients an account keeps remembered; remembering one more forgets the oldest.
+    pub max_per_account: u32,
+}
+
+impl Default for RememberPolicy {
+    fn default() -> Self {
+        Self { enabled: true, max_age_secs: 30 * 24 * 3600, max_per_account: 10 }
     }
 }
 

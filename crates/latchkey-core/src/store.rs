@@ -1,10 +1,10 @@
 //! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
-use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId};
 use crate::model::{
     Approval, ApprovalStatus, AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage,
-    OutboxStatus, PushAddress, RecoveryCode, Reservation, Session, User,
+    OutboxStatus, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, User,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -81,7 +81,37 @@ pub enum Write {
         /// Why.
         reason: String,
     },
-    /// Revoke every live session of a user.
+    /// Remember a client (its key).
+    InsertRememberedClient(RememberedClient),
+    /// Forget one remembered client of `user_id` (no-op if it is forgotten already or another's).
+    ForgetRememberedClient {
+        /// Which.
+        id: RememberedClientId,
+        /// Whose.
+        user_id: UserId,
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: String,
+    },
+    /// Forget every remembered client of a user.
+    ForgetUserRememberedClients {
+        /// Whose.
+        user_id: UserId,
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: String,
+    },
+    /// A remembered client signed a sign-in: only while it is neither forgotten nor expired,
+    /// else `Conflict("remembered_client")`.
+    RememberedClientUsed {
+        /// Which.
+        id: RememberedClientId,
+        /// When.
+        at: OffsetDateTime,
+    },
+    /// Revoke every live session of a user, and forget every client it remembered.
     RevokeUserSessions {
         /// Whose.
         user_id: UserId,
@@ -331,6 +361,14 @@ pub trait Store: Send + Sync + 'static {
     async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
     /// The user's devices that are not revoked, oldest first.
     async fn devices(&self, user_id: UserId) -> Result<Vec<Device>, StoreError>;
+    /// A remembered client by id, whatever its state.
+    async fn remembered_client(&self, id: RememberedClientId) -> Result<Option<RememberedClient>, StoreError>;
+    /// The user's remembered clients neither forgotten nor expired at `now`, oldest first.
+    async fn remembered_clients(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RememberedClient>, StoreError>;
     /// Count one more PIN attempt on a device before it is evaluated, unless `max` consecutive
     /// failures are counted already: `Some(n)`, the n-th; `None`, the PIN is blocked.
     async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError>;

@@ -193,6 +193,63 @@ pub struct DeviceInfo {
 pub struct DeviceList {
     /// Oldest first.
     pub devices: Vec<DeviceInfo>,
+    /// The clients remembered for skipping the second factor (browsers, apps), oldest first.
+    #[serde(default)]
+    pub remembered_clients: Vec<RememberedClient>,
+}
+
+/// `POST /v1/me/remembered-clients`: remember this client, from a fresh sign-in with a second
+/// factor. The key is the client's own, non-exportable where the platform allows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RememberClientRequest {
+    /// A P-256 public key: SPKI DER or X9.63 uncompressed, Base64url.
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
+    pub public_key: String,
+    /// Its signature over [`remember_message`] (DER or `r‖s`, Base64url): proof the caller
+    /// holds the key.
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
+    pub signature: String,
+    /// What the user calls it ("Firefox on the work laptop"); 1–64 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub name: String,
+}
+
+/// A remembered client, as `GET /v1/me/devices` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RememberedClient {
+    /// Its id: send it as `remembered_client` at sign-in.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Remembered at (RFC 3339).
+    pub created_at: String,
+    /// When it is forgotten, however often it is used (RFC 3339).
+    pub expires_at: String,
+    /// Last used to sign in (RFC 3339).
+    pub last_used_at: Option<String>,
+}
+
+/// What a client signs to be remembered: its key, for this session.
+///
+/// ```
+/// use latchkey_proto::remember_message;
+/// assert_eq!(remember_message("s", "k"), "latchkey-remember-v1\nregister\ns\nk");
+/// ```
+pub fn remember_message(session_id: &str, public_key: &str) -> String {
+    format!("latchkey-remember-v1\nregister\n{session_id}\n{public_key}")
+}
+
+/// What a remembered client signs at a sign-in's `remembered_client` step.
+///
+/// ```
+/// use latchkey_proto::remembered_sign_in_message;
+/// assert_eq!(remembered_sign_in_message("f", "n", "c"), "latchkey-remember-v1\nsign_in\nf\nn\nc");
+/// ```
+pub fn remembered_sign_in_message(flow_id: &str, nonce: &str, client_id: &str) -> String {
+    format!("latchkey-remember-v1\nsign_in\n{flow_id}\n{nonce}\n{client_id}")
 }
 
 /// `PUT /v1/device/push-token`: where this device is notified (signed by the device).

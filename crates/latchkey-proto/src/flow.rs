@@ -49,6 +49,11 @@ pub struct SignInRequest {
     #[serde(default, deserialize_with = "whole_seconds")]
     #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub max_age: Option<u64>,
+    /// A client this account remembered (`POST /v1/me/remembered-clients`): with the right
+    /// password, the next step is `remembered_client` instead of the second factor.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 36))]
+    pub remembered_client: Option<String>,
 }
 
 /// `POST /v1/forgot-password`.
@@ -152,6 +157,12 @@ pub enum StepAnswer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attestation: Option<DeviceAttestation>,
     },
+    /// Sign the nonce of `remembered_client` with the remembered client's key: the second
+    /// factor is skipped.
+    RememberedClient {
+        /// The signature over the remembered-client message (DER or `r‖s`, Base64url).
+        signature: String,
+    },
     /// Sign the nonce of `device_signature`: with the biometric key, or with the possession key
     /// and the app PIN.
     DeviceSignature {
@@ -197,6 +208,7 @@ impl StepAnswer {
             StepAnswer::SaveRecoveryCodes {} => "save_recovery_codes",
             StepAnswer::EnrollDevice { .. } => "enroll_device",
             StepAnswer::DeviceSignature { .. } => "device_signature",
+            StepAnswer::RememberedClient { .. } => "remembered_client",
             StepAnswer::RekeyBiometric { .. } => "rekey_biometric",
             StepAnswer::PushApproval {} => "push_approval",
             StepAnswer::RecoveryWait {} => "recovery_wait",
@@ -383,6 +395,14 @@ pub enum NextStep {
         /// Wrong answers left before the flow is denied.
         attempts_left: u32,
     },
+    /// The sign-in named a remembered client (`remembered_client`): sign the remembered-client
+    /// message with its key and answer `remembered_client`; the second factor is skipped. A
+    /// signature that does not verify leads to the second-factor step, and the client is
+    /// forgotten.
+    RememberedClient {
+        /// Single-use (256 bits), part of the signed message.
+        nonce: String,
+    },
     /// Sign the sign-in message with the biometric key, or with the possession key and send the
     /// app PIN too.
     DeviceSignature {
@@ -456,6 +476,7 @@ impl NextStep {
             NextStep::SaveRecoveryCodes { .. } => "save_recovery_codes",
             NextStep::EnrollDevice { .. } => "enroll_device",
             NextStep::DeviceSignature { .. } => "device_signature",
+            NextStep::RememberedClient { .. } => "remembered_client",
             NextStep::PushApproval { .. } => "push_approval",
             NextStep::RekeyBiometric { .. } => "rekey_biometric",
             NextStep::RecoveryWait { .. } => "recovery_wait",

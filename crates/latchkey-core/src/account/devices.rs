@@ -33,6 +33,14 @@ impl Account<'_> {
                     last_used_at: d.last_used_at.map(rfc3339),
                 })
                 .collect(),
+            remembered_clients: self
+                .auth
+                .store
+                .remembered_clients(p.user.id, self.auth.now())
+                .await?
+                .into_iter()
+                .map(super::remembered::info)
+                .collect(),
         })
     }
 

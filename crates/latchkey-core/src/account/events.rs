@@ -14,12 +14,13 @@ pub const MAX_PAGE: u32 = 100;
 
 /// The detail keys an owner may see: ids of what the event concerns and how it went. Anything
 /// else an event records (addresses, hashes, counters) stays in the operator's audit log.
-const SHOWN: [&str; 12] = [
+const SHOWN: [&str; 13] = [
     "session_id",
     "device_id",
     "factor_id",
     "flow_id",
     "approval_id",
+    "remembered_client_id",
     "method",
     "channel",
     "acr",

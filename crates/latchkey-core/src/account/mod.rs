@@ -18,6 +18,7 @@ use latchkey_proto::MfaMethod;
 pub mod admin;
 mod devices;
 mod events;
+mod remembered;
 
 pub use admin::AdminAction;
 
@@ -70,7 +71,13 @@ impl Account<'_> {
             ));
         }
         let mut batch = Batch::new();
-        batch.push(Write::DeleteFactor { id });
+        // A factor reset forgets the remembered clients too (checklist SES-9): the next sign-in
+        // of each proves a factor the account still has.
+        batch.push(Write::DeleteFactor { id }).push(Write::ForgetUserRememberedClients {
+            user_id: p.user.id,
+            at: now,
+            reason: "factor_removed".into(),
+        });
         if !strong_left && is_strong(&factor.kind) {
             for f in factors.iter().filter(|f| f.kind == RECOVERY_CODES) {
                 batch.push(Write::DeleteFactor { id: f.id });

@@ -213,3 +213,45 @@ pub async fn a_users_events_page_by_cursor_newest_first(store: Arc<dyn Store>) {
     assert_eq!(theirs.iter().map(n).collect::<Vec<_>>(), vec![99]);
     assert!(store.user_events(u.id, Some(theirs[0].id), 10).await.unwrap().is_empty(), "another user's cursor");
 }
+
+pub async fn remembered_clients_are_used_only_while_live_and_end_with_every_session(store: Arc<dyn Store>) {
+    let (u, _) = with_session(&store).await;
+    let client = |days: i64| RememberedClient {
+        id: RememberedClientId::new(),
+        user_id: u.id,
+        public_key: vec![4; 65],
+        name: "Laptop".into(),
+        created_at: T0,
+        expires_at: T0 + Duration::days(days),
+        last_used_at: None,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    let (a, b, short) = (client(30), client(30), client(1));
+    for c in [&a, &b, &short] {
+        store.apply(Batch(vec![Write::InsertRememberedClient(c.clone())])).await.unwrap();
+    }
+    assert_eq!(store.remembered_client(a.id).await.unwrap().as_ref(), Some(&a), "round trip");
+    let t1 = T0 + Duration::days(2);
+    assert_eq!(store.remembered_clients(u.id, t1).await.unwrap().len(), 2, "the expired one is not live");
+    store.apply(Batch(vec![Write::RememberedClientUsed { id: a.id, at: t1 }])).await.unwrap();
+    assert_eq!(store.remembered_client(a.id).await.unwrap().unwrap().last_used_at, Some(t1));
+    let used = |id| Batch(vec![Write::RememberedClientUsed { id, at: t1 }]);
+    assert!(matches!(store.apply(used(short.id)).await, Err(StoreError::Conflict("remembered_client"))), "expired");
+    let forget = Write::ForgetRememberedClient { id: b.id, user_id: u.id, at: t1, reason: "by_user".into() };
+    store.apply(Batch(vec![forget])).await.unwrap();
+    assert!(matches!(store.apply(used(b.id)).await, Err(StoreError::Conflict("remembered_client"))), "forgotten");
+    // Ending every session of the user forgets the rest.
+    store
+        .apply(Batch(vec![Write::RevokeUserSessions { user_id: u.id, at: t1, reason: "sign_out_all".into() }]))
+        .await
+        .unwrap();
+    assert!(store.remembered_clients(u.id, t1).await.unwrap().is_empty());
+    let a = store.remembered_client(a.id).await.unwrap().unwrap();
+    assert_eq!((a.revoked_at, a.revoke_reason.as_deref()), (Some(t1), Some("sign_out_all")));
+    let again = client(30);
+    store.apply(Batch(vec![Write::InsertRememberedClient(again.clone())])).await.unwrap();
+    let all = Write::ForgetUserRememberedClients { user_id: u.id, at: t1, reason: "factor_removed".into() };
+    store.apply(Batch(vec![all])).await.unwrap();
+    assert!(store.remembered_clients(u.id, t1).await.unwrap().is_empty());
+}

@@ -57,6 +57,9 @@ impl Auth {
             FlowState::AwaitingDeviceEnrollment { device_id, nonce, .. } => {
                 proto::NextStep::EnrollDevice { device_id: device_id.to_string(), nonce: nonce.clone(), attempts_left }
             }
+            FlowState::AwaitingRememberedClient { nonce, .. } => {
+                proto::NextStep::RememberedClient { nonce: nonce.clone() }
+            }
             FlowState::AwaitingDeviceSignature { nonce, .. } => {
                 proto::NextStep::DeviceSignature { nonce: nonce.clone(), attempts_left }
             }

@@ -570,7 +570,7 @@ impl Auth {
 
 /// Whether user-chosen text can go into a notice as it is: no control characters (CR/LF forge
 /// lines), no invisible or direction-changing ones (they hide or reorder text), no link or markup.
-fn shown_safely(s: &str) -> bool {
+pub(crate) fn shown_safely(s: &str) -> bool {
     let invisible =
         |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
     !s.chars().any(|c| c.is_control() || invisible(c) || c == '<' || c == '>') && !s.contains("://")

@@ -16,6 +16,7 @@ pub(crate) mod device;
 pub(crate) mod enroll;
 pub(crate) mod push;
 pub(crate) mod recovery;
+pub(crate) mod remembered;
 pub(crate) mod second_factor;
 pub(crate) mod sign_in;
 pub(crate) mod sign_up;
@@ -106,6 +107,9 @@ impl Auth {
                     attestation,
                 };
                 self.complete_device_enrollment(flow, e, now, ctx).await
+            }
+            (FlowState::AwaitingRememberedClient { .. }, StepAnswer::RememberedClient { signature }) => {
+                self.remembered_sign_in(flow, signature, now, ctx).await
             }
             (FlowState::AwaitingDeviceSignature { .. }, StepAnswer::DeviceSignature { key, signature, pin }) => {
                 self.device_signature(flow, key, signature, pin, now, ctx).await

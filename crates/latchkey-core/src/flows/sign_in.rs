@@ -22,6 +22,9 @@ impl Auth {
     /// `POST /v1/sign-in` with a username and password.
     pub async fn sign_in(&self, req: proto::SignInRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
         check_request(req.acr_values.as_deref(), req.max_age)?;
+        if req.remembered_client.as_ref().is_some_and(|c| c.chars().count() > 36) {
+            return Err(AuthError::InvalidRequest("remembered_client: an id, 36 characters".into()));
+        }
         if let Some(device_id) = req.device_id.as_deref() {
             if req.username.is_some() || req.password.is_some() {
                 return Err(AuthError::InvalidRequest("sign in with a device_id, or a username and password".into()));
@@ -97,6 +100,30 @@ impl Auth {
             self.store.apply(batch).await?;
             self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
+        }
+        // A client the account remembered stands in for the second factor (not for a set-up the
+        // policy requires: only an account with a factor gets as far as remembering a client).
+        let remembered = match req.remembered_client.as_deref() {
+            Some(id) => self.remembered_step(&user, id, now).await?,
+            None => None,
+        };
+        if let Some(state) = remembered {
+            let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), state, now, ctx.clone());
+            let mut batch = Batch::new();
+            batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
+                now,
+                Some(user.id),
+                "sign_in",
+                "needs_remembered_client",
+                &ctx,
+                serde_json::json!({"flow_id": flow.id}),
+            ));
+            self.store.apply(batch).await?;
+            let events = vec![
+                StepEvent { step: "password", outcome: "verified" },
+                StepEvent { step: "remembered_client", outcome: "issued" },
+            ];
+            return Ok(Self::outcome(flow, events));
         }
         if let Some(start) = self.start_mfa(flow_id, &user, aal2, now, &ctx).await? {
             let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), start.state, now, ctx.clone());

@@ -18,7 +18,7 @@ use crate::flows::second_factor::{MfaStart, amr_of};
 use crate::ids::FlowId;
 use crate::model::*;
 use crate::secret::random_token;
-use crate::sessions::{assurance, with_mfa};
+use crate::sessions::{assurance, step_up_level, with_mfa};
 use crate::settings::MfaMode;
 use crate::store::{Batch, Write};
 use crate::tokens::ApprovalClaims;
@@ -59,10 +59,9 @@ pub(crate) fn check_request(acr_values: Option<&str>, max_age: Option<u64>) -> R
 /// Whether a session's methods and level plus those `verified` now give at least the level the
 /// step-up asked for.
 pub(crate) fn reaches(session: &Session, verified: &[&str], su: &StepUp, phishing_resistant: bool) -> bool {
-    let mut amr: Vec<&str> = session.amr.iter().map(String::as_str).collect();
+    let mut amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "swk").collect();
     amr.extend_from_slice(verified);
-    let computed = rank(assurance(&amr, phishing_resistant)).max(rank(&session.acr));
-    computed >= rank(&su.acr)
+    rank(assurance(&amr, phishing_resistant)) >= rank(&su.acr)
 }
 
 fn rank(acr: &str) -> usize {
@@ -81,7 +80,7 @@ impl Auth {
         check_request(req.acr_values.as_deref(), req.max_age)?;
         let acr = wanted_acr(req.acr_values.as_deref())?;
         let now = self.now();
-        let raise = rank(&p.session.acr) < rank(acr);
+        let raise = rank(step_up_level(&p.session, self.settings.mfa.require_phishing_resistant)) < rank(acr);
         let stale = req
             .max_age
             .is_some_and(|m| (now - p.session.auth_time).whole_seconds() > i64::try_from(m).unwrap_or(i64::MAX));
@@ -142,7 +141,8 @@ impl Auth {
             return Err(AuthError::InvalidRequest("second factors are turned off by policy".into()));
         }
         let factors = self.store.factors(p.user.id).await?;
-        let used: Vec<&str> = p.session.amr.iter().map(String::as_str).collect();
+        // A remembered client's key never counts towards a step-up (checklist SES-9).
+        let used: Vec<&str> = p.session.amr.iter().map(String::as_str).filter(|m| *m != "swk").collect();
         let resistant = self.settings.mfa.require_phishing_resistant;
         let methods: Vec<MfaMethod> = self
             .methods_of(&p.user, &factors)

@@ -3,7 +3,7 @@
 //! engine that moves a flow from state to state is `crate::flow`.
 
 use super::ClientContext;
-use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, SessionId, UserId};
+use crate::ids::{ApprovalId, DeviceId, FactorId, FlowId, RememberedClientId, SessionId, UserId};
 use latchkey_proto::{Channel, DenialReason, MfaMethod};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -172,6 +172,16 @@ pub enum FlowState {
         #[serde(default)]
         step_up: Option<StepUp>,
     },
+    /// A password sign-in that named a remembered client: its signature over the nonce stands in
+    /// for the second factor.
+    AwaitingRememberedClient {
+        /// The client.
+        client_id: RememberedClientId,
+        /// Single-use nonce in the signed message.
+        nonce: String,
+        /// After it, the account must set a new password.
+        then_new_password: bool,
+    },
     /// Waiting for the reset code and a new password. `code` is `None` when the username is
     /// unknown, so the answer looks the same and every code is refused.
     AwaitingReset {
@@ -210,6 +220,7 @@ impl FlowState {
             FlowState::AwaitingRecoveryCodesSaved { .. } => "save_recovery_codes",
             FlowState::AwaitingDeviceEnrollment { .. } => "enroll_device",
             FlowState::AwaitingDeviceSignature { .. } => "device_signature",
+            FlowState::AwaitingRememberedClient { .. } => "remembered_client",
             FlowState::AwaitingBiometricKey { .. } => "rekey_biometric",
             FlowState::AwaitingReset { .. } => "reset_password",
             FlowState::Completed { .. } => "done",

@@ -2,7 +2,7 @@
 //! audit events; the flow record and its states, half of the table in `flows/mod.rs`, have a
 //! file of their own (`flow.rs`).
 
-use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId};
 use latchkey_proto::MfaMethod;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -220,6 +220,31 @@ pub struct Approval {
     pub context: ClientContext,
     /// For an action approval (`kind` `action:<hash>`): the action the phone shows.
     pub action: Option<latchkey_proto::Action>,
+}
+
+/// A remembered client: the public key of a browser or app the user chose to remember after a
+/// sign-in with a second factor. Signing a sign-in's nonce with it stands in for the second
+/// factor until it expires or is forgotten (checklist SES-9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedClient {
+    /// Id.
+    pub id: RememberedClientId,
+    /// Whose.
+    pub user_id: UserId,
+    /// The P-256 public key (65-byte X9.63 point).
+    pub public_key: Vec<u8>,
+    /// What the user calls it.
+    pub name: String,
+    /// Remembered at.
+    pub created_at: OffsetDateTime,
+    /// Forgotten at, however often it is used.
+    pub expires_at: OffsetDateTime,
+    /// Last used to sign in.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Forgotten early: when, and why.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why it was forgotten.
+    pub revoke_reason: Option<String>,
 }
 
 /// An enrolled device: two P-256 public keys and the app PIN's hash. Nothing secret to the device

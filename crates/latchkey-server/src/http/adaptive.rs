@@ -4,13 +4,19 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Authenticated, Client};
-use axum::extract::State;
-use axum::routing::{get, post};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use latchkey_proto::{ErrorBody, FlowAnswer, SecurityEvents, StepUpRequest};
+use latchkey_core::AuthError;
+use latchkey_proto::{ErrorBody, FlowAnswer, RememberClientRequest, RememberedClient, SecurityEvents, StepUpRequest};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/step-up", post(step_up)).route("/v1/me/events", get(events))
+    Router::new()
+        .route("/v1/step-up", post(step_up))
+        .route("/v1/me/events", get(events))
+        .route("/v1/me/remembered-clients", post(remember))
+        .route("/v1/me/remembered-clients/{id}", delete(forget))
 }
 
 /// Raise the calling session in place (RFC 9470): a `step_up` flow asking only for what the
@@ -61,4 +67,38 @@ pub async fn events(
     ApiQuery(q): ApiQuery<Page>,
 ) -> Result<Json<SecurityEvents>, ApiError> {
     Ok(Json(s.auth.account().events(&p, q.before.as_deref(), q.limit).await?))
+}
+
+/// Remember the calling client: later password sign-ins that name it (`remembered_client`) and
+/// sign the flow's nonce with its key skip the second factor, until `policy.remember.max_age_secs`
+/// (30 days) or until it is forgotten — by `DELETE`, by signing out everywhere, a password reset
+/// or recovery, a removed factor, or a wrong signature. Needs a sign-in from the last 10 minutes
+/// with a real second factor (`aal2` without a remembered key); the body proves the caller holds
+/// the key. The level it gives is `aal2` (`amr` `pwd`, `swk`), and never satisfies a step-up.
+#[utoipa::path(post, path = "/v1/me/remembered-clients", tag = "me", security(("bearer" = [])), request_body = RememberClientRequest,
+    responses((status = 200, body = RememberedClient), (status = 400, description = "invalid_request: a bad key, signature or name; remembering is off", body = ErrorBody),
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody)))]
+pub async fn remember(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    ApiJson(req): ApiJson<RememberClientRequest>,
+) -> Result<Json<RememberedClient>, ApiError> {
+    Ok(Json(s.auth.account().remember(&p, &req, ctx).await?))
+}
+
+/// Forget a remembered client: its next sign-in asks for the second factor.
+#[utoipa::path(delete, path = "/v1/me/remembered-clients/{id}", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The remembered client's id")),
+    responses((status = 204, description = "forgotten"), (status = 401, body = ErrorBody),
+        (status = 404, description = "not_found: not a live remembered client of this account", body = ErrorBody)))]
+pub async fn forget(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id.parse().map_err(|_| ApiError(AuthError::NotFound))?;
+    s.auth.account().forget(&p, id, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

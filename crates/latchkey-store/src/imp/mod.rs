@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use base64::Engine;
 use latchkey_core::MfaMethod;
-use latchkey_core::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, SessionId, UserId};
+use latchkey_core::ids::{
+    ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId,
+};
 use latchkey_core::model::*;
 use latchkey_core::store::{Batch, OutboxBacklog, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
@@ -231,6 +233,17 @@ macro_rules! store_impl {
             async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
                 let r = sqlx::query("SELECT * FROM devices WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
                 r.as_ref().map(Self::device).transpose()
+            }
+
+            async fn remembered_client(&self, id: RememberedClientId) -> Result<Option<RememberedClient>, StoreError> {
+                let r = sqlx::query("SELECT * FROM remembered_clients WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::remembered).transpose()
+            }
+
+            async fn remembered_clients(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<RememberedClient>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM remembered_clients WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id")
+                    .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::remembered).collect()
             }
 
             async fn devices(&self, user_id: UserId) -> Result<Vec<Device>, StoreError> {
@@ -462,7 +475,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 14] = [
+const TABLES: [&str; 15] = [
     "users",
     "flows",
     "sessions",
@@ -477,6 +490,7 @@ const TABLES: [&str; 14] = [
     "used_once",
     "key_fingerprints",
     "approvals",
+    "remembered_clients",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

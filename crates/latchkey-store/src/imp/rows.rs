@@ -98,6 +98,20 @@ macro_rules! store_rows {
                 })
             }
 
+            fn remembered(r: &$row) -> Result<RememberedClient, StoreError> {
+                Ok(RememberedClient {
+                    id: RememberedClientId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    public_key: r.try_get("public_key").map_err(db_err)?,
+                    name: r.try_get("name").map_err(db_err)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    expires_at: from_us(r.try_get("expires_at").map_err(db_err)?)?,
+                    last_used_at: opt_us(r.try_get("last_used_at").map_err(db_err)?)?,
+                    revoked_at: opt_us(r.try_get("revoked_at").map_err(db_err)?)?,
+                    revoke_reason: r.try_get("revoke_reason").map_err(db_err)?,
+                })
+            }
+
             fn device(r: &$row) -> Result<Device, StoreError> {
                 let key = |col: &str| -> Result<Vec<u8>, StoreError> {
                     let text: String = r.try_get(col).map_err(db_err)?;

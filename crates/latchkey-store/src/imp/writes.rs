@@ -79,8 +79,35 @@ macro_rules! store_writes {
                     }
                     Write::RevokeUserSessions { user_id, at, reason } => {
                         sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                            .bind(user_id.0).bind(us(at)).bind(&reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        sqlx::query("UPDATE remembered_clients SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                            .bind(user_id.0).bind(us(at)).bind(&reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::InsertRememberedClient(c) => {
+                        sqlx::query("INSERT INTO remembered_clients (id, user_id, public_key, name, created_at, expires_at, last_used_at, revoked_at, revoke_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                            .bind(c.id.0).bind(c.user_id.0).bind(&c.public_key).bind(&c.name).bind(us(c.created_at)).bind(us(c.expires_at))
+                            .bind(c.last_used_at.map(us)).bind(c.revoked_at.map(us)).bind(&c.revoke_reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::ForgetRememberedClient { id, user_id, at, reason } => {
+                        sqlx::query("UPDATE remembered_clients SET revoked_at = $3, revoke_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+                            .bind(id.0).bind(user_id.0).bind(us(at)).bind(reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::ForgetUserRememberedClients { user_id, at, reason } => {
+                        sqlx::query("UPDATE remembered_clients SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
                             .bind(user_id.0).bind(us(at)).bind(reason)
                             .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::RememberedClientUsed { id, at } => {
+                        let done = sqlx::query("UPDATE remembered_clients SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
+                            .bind(id.0).bind(us(at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("remembered_client"));
+                        }
                     }
                     Write::ClearFailures { key, kind } => {
                         // Reset rather than delete: a parallel `reserve_failure` blocked on this

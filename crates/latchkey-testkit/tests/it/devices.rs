@@ -19,7 +19,7 @@ async fn aal2_user(s: &TestServer, name: &str) -> Tokens {
 }
 
 /// The same, with the app's secret for later sign-ins.
-async fn aal2_user_and_secret(s: &TestServer, name: &str) -> (Tokens, String) {
+pub(super) async fn aal2_user_and_secret(s: &TestServer, name: &str) -> (Tokens, String) {
     s.create_user(name, PW).await;
     let c = s.client();
     let t = s.sign_in(name, PW).await;

@@ -37,6 +37,7 @@ mod ops;
 mod outbox;
 mod push;
 mod recovery;
+mod remembered;
 mod security;
 mod step_up;
 mod tokens;

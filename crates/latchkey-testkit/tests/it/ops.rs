@@ -123,6 +123,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/me/devices/{id}/pin"),
     ("post", "/v1/step-up"),
     ("get", "/v1/me/events"),
+    ("post", "/v1/me/remembered-clients"),
+    ("delete", "/v1/me/remembered-clients/{id}"),
     ("post", "/admin/v1/users/{username}/require-password-change"),
     ("post", "/admin/v1/users/{username}/disable"),
     ("post", "/admin/v1/users/{username}/enable"),

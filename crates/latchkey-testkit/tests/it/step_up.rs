@@ -224,6 +224,7 @@ async fn the_timeline_shows_the_users_own_events_newest_first_with_safe_details(
         "factor_id",
         "flow_id",
         "approval_id",
+        "remembered_client_id",
         "method",
         "channel",
         "acr",
