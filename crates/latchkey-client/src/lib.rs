@@ -139,6 +139,18 @@ impl Client {
         })
     }
 
+    /// A client over an HTTP client configured elsewhere (a proxy, default headers, timeouts);
+    /// its `User-Agent` is the one `http` sends.
+    pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            device_key: None,
+            device_id: None,
+            clock_offset: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
     /// A client that trusts exactly the CA certificates in `roots_pem` (one or more PEM
     /// certificates) instead of the system's: a deployment with a private CA, or a test with a
     /// self-signed certificate.

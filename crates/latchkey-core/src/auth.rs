@@ -10,6 +10,7 @@ use crate::dpop::DpopProof;
 use crate::factors::password::SecretHasher;
 use crate::ids::{EventId, UserId};
 use crate::model::*;
+use crate::risk::RiskSources;
 use crate::secret::Random;
 use crate::settings::Settings;
 use crate::store::{Store, Write};
@@ -100,6 +101,8 @@ pub struct Auth {
     pub(crate) outbox_wakeup: Arc<tokio::sync::Notify>,
     /// Wakes held `GET /v1/flows/{id}` requests on this replica when a push is answered.
     pub(crate) push_wakeup: Arc<tokio::sync::Notify>,
+    /// The risk policy's operator-supplied sources (distrusted networks, GeoIP).
+    pub(crate) risk: RiskSources,
 }
 
 /// The collaborators of [`Auth`].
@@ -122,6 +125,8 @@ pub struct AuthParts {
     pub routes: OutboxRoutes,
     /// Notified whenever a message is queued.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// The risk policy's distrusted networks and GeoIP database.
+    pub risk: RiskSources,
 }
 
 pub(crate) fn audit(
@@ -166,6 +171,7 @@ impl Auth {
             routes: p.routes,
             outbox_wakeup: p.outbox_wakeup,
             push_wakeup: Arc::new(tokio::sync::Notify::new()),
+            risk: p.risk,
         }
     }
 

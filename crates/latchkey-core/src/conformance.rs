@@ -6,6 +6,7 @@ mod approvals;
 mod counters;
 mod outbox;
 mod recovery;
+mod risk;
 mod sessions;
 
 use crate::ids::*;
@@ -21,6 +22,11 @@ use outbox::{
 use recovery::{
     a_single_use_value_takes_effect_in_one_batch_only, a_transition_sets_the_attempt_count_it_carries,
     recovery_flows_are_listed_per_account_and_change_times_round_trip,
+};
+use risk::{
+    failures_are_counted_per_account_and_per_address_in_the_window,
+    recent_recoveries_and_reports_are_found_in_the_window, sightings_are_upserted_per_account_newest_first,
+    the_session_a_flow_started_is_ended_only_for_its_account,
 };
 use sessions::{
     a_bound_session_rotates_only_with_its_key_and_a_proof_is_used_once,
@@ -93,6 +99,8 @@ fn session(user: UserId) -> Session {
         context: ClientContext::default(),
         device_id: None,
         dpop_jkt: None,
+        flow_id: None,
+        step_up_required_at: None,
     }
 }
 
@@ -615,6 +623,10 @@ pub fn all() -> Vec<(&'static str, Check)> {
         a_transition_sets_the_attempt_count_it_carries,
         a_single_use_value_takes_effect_in_one_batch_only,
         a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept,
+        sightings_are_upserted_per_account_newest_first,
+        failures_are_counted_per_account_and_per_address_in_the_window,
+        recent_recoveries_and_reports_are_found_in_the_window,
+        the_session_a_flow_started_is_ended_only_for_its_account,
     ]
 }
 

@@ -16,6 +16,7 @@ mod flows;
 pub mod identity;
 pub mod ids;
 pub mod model;
+pub mod risk;
 pub mod secret;
 pub mod sessions;
 pub mod settings;

@@ -12,7 +12,7 @@ use crate::crypto::sha256_b64;
 use crate::dpop::{self, DpopProof};
 use crate::error::AuthError;
 use crate::factors::{ACTIVE, is_strong};
-use crate::ids::SessionId;
+use crate::ids::{FlowId, SessionId};
 use crate::model::*;
 use crate::secret::{SecretString, ct_eq, random_token};
 use crate::store::{Batch, RotateOutcome, Write};
@@ -33,8 +33,12 @@ impl Auth {
 }
 
 impl Sessions<'_> {
+    /// A new session for `user`, started by the flow `flow_id` with the methods `amr`; its
+    /// network and user agent become familiar to the risk policy.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_session(
         &self,
+        flow_id: FlowId,
         user: &User,
         amr: &[&str],
         device: Option<&Device>,
@@ -58,7 +62,12 @@ impl Sessions<'_> {
             device_id: device.map(|d| d.id),
             // A device session is bound to its possession key (RFC 9449).
             dpop_jkt: device.and_then(|d| dpop::thumbprint(&d.possession_key)),
+            flow_id: Some(flow_id),
+            step_up_required_at: None,
         };
+        for w in self.auth.sightings_of(user.id, ctx, now) {
+            batch.push(w);
+        }
         let refresh = random_token(self.auth.rng.as_ref(), 32);
         batch.push(Write::InsertSession(session.clone())).push(Write::InsertRefreshToken {
             hash: sha256_b64(refresh.expose().as_bytes()),
@@ -140,17 +149,18 @@ impl Sessions<'_> {
                         .await?;
                     return Err(AuthError::InvalidGrant);
                 }
-                self.auth
-                    .store
-                    .apply(Batch(vec![audit(
-                        now,
-                        Some(session.user_id),
-                        "refresh",
-                        "success",
-                        &ctx,
-                        serde_json::json!({"session_id": session.id}),
-                    )]))
-                    .await?;
+                let mut batch = Batch(vec![audit(
+                    now,
+                    Some(session.user_id),
+                    "refresh",
+                    "success",
+                    &ctx,
+                    serde_json::json!({"session_id": session.id}),
+                )]);
+                for w in self.auth.moved_session(&session, &ctx, now) {
+                    batch.push(w);
+                }
+                self.auth.store.apply(batch).await?;
                 self.tokens_for(&session, fresh, now)
             }
             RotateOutcome::Reused(sid) => {
@@ -338,7 +348,8 @@ impl Sessions<'_> {
         let required = if strong { "aal2" } else { "aal1" };
         let fresh = self.auth.now() - p.session.auth_time <= secs(max_age);
         let level = step_up_level(&p.session, self.auth.settings.mfa.require_phishing_resistant);
-        if !fresh || (strong && level == "aal1") {
+        // Checklist SES-8: a session that moved to another network or user agent steps up first.
+        if !fresh || (strong && level == "aal1") || p.session.step_up_required_at.is_some() {
             return Err(AuthError::InsufficientAuthentication { acr: required, max_age });
         }
         Ok(())

@@ -27,6 +27,8 @@ pub struct Settings {
     pub recovery: RecoveryPolicy,
     /// Remembered clients ("remember this device").
     pub remember: RememberPolicy,
+    /// Risk-based decisions at sign-in and step-up.
+    pub risk: RiskPolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -43,6 +45,7 @@ impl Default for Settings {
             push: PushPolicy::default(),
             recovery: RecoveryPolicy::default(),
             remember: RememberPolicy::default(),
+            risk: RiskPolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -280,6 +283,156 @@ pub struct RememberPolicy {
 impl Default for RememberPolicy {
     fn default() -> Self {
         Self { enabled: true, max_age_secs: 30 * 24 * 3600, max_per_account: 10 }
+    }
+}
+
+/// What the risk policy does about a signal (`[policy.risk.rules]`), weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskAction {
+    /// Nothing beyond recording (and notifying, when the signal is in `notify`).
+    Allow,
+    /// Answer only after `delay_secs`.
+    Delay,
+    /// Ask for a second factor, even where a remembered client or an MFA-optional policy would
+    /// skip it.
+    RequireSecondFactor,
+    /// Ask for a phishing-resistant factor (a push approval signed by an enrolled device's key).
+    RequirePhishingResistant,
+    /// Refuse.
+    Deny,
+}
+
+/// The decision for each signal (`[policy.risk.rules]`; docs/adaptive.md explains each default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskRules {
+    /// The address is on the operator's list (`ip_reputation_file`).
+    pub ip_reputation: RiskAction,
+    /// Not from a network (IPv4 /24, IPv6 /48) this account signed in from before.
+    pub new_network: RiskAction,
+    /// A user agent this account never signed in with, and no remembered client.
+    pub new_device: RiskAction,
+    /// GeoIP: a country this account never signed in from.
+    pub new_country: RiskAction,
+    /// GeoIP: farther from the last sign-in's place than `max_travel_kmh` allows in the time.
+    pub impossible_travel: RiskAction,
+    /// At least `account_failures` failed password sign-ins of this account in the window.
+    pub account_failures: RiskAction,
+    /// At least `source_failures` failed password sign-ins from this address, any account.
+    pub source_failures: RiskAction,
+    /// The account was recovered or changed its phone or email within `recent_change_secs`.
+    pub recent_change: RiskAction,
+    /// The account's owner said "this wasn't me" (to a notice, or cancelling a recovery)
+    /// within `recent_change_secs`.
+    pub recent_report: RiskAction,
+}
+
+impl Default for RiskRules {
+    fn default() -> Self {
+        Self {
+            ip_reputation: RiskAction::Deny,
+            new_network: RiskAction::Allow,
+            new_device: RiskAction::Allow,
+            new_country: RiskAction::RequireSecondFactor,
+            impossible_travel: RiskAction::RequireSecondFactor,
+            account_failures: RiskAction::RequireSecondFactor,
+            source_failures: RiskAction::Delay,
+            recent_change: RiskAction::Allow,
+            recent_report: RiskAction::RequireSecondFactor,
+        }
+    }
+}
+
+impl RiskRules {
+    /// The action for a signal by its name.
+    pub fn action(&self, signal: &str) -> RiskAction {
+        match signal {
+            "ip_reputation" => self.ip_reputation,
+            "new_network" => self.new_network,
+            "new_device" => self.new_device,
+            "new_country" => self.new_country,
+            "impossible_travel" => self.impossible_travel,
+            "account_failures" => self.account_failures,
+            "source_failures" => self.source_failures,
+            "recent_change" => self.recent_change,
+            "recent_report" => self.recent_report,
+            _ => RiskAction::Allow,
+        }
+    }
+}
+
+/// Risk-based decisions (`[policy.risk]`): the signals Latchkey computes at every password
+/// sign-in, device sign-in and step-up, and what each leads to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RiskPolicy {
+    /// Whether sign-ins are assessed at all (off: every decision is `allow`, nothing recorded).
+    pub enabled: bool,
+    /// A file of networks to distrust, one CIDR (`203.0.113.0/24`, `2001:db8::/32`) or address
+    /// per line, `#` comments; read at start-up.
+    pub ip_reputation_file: Option<String>,
+    /// A MaxMind DB (GeoLite2-City or -Country, or a compatible file): places in the timeline,
+    /// and the `new_country` and `impossible_travel` signals. Read at start-up.
+    pub geoip_file: Option<String>,
+    /// The window failures are counted in (seconds; default 15 minutes).
+    pub failure_window_secs: u64,
+    /// Failed password sign-ins of one account in the window that raise `account_failures`.
+    pub account_failures: u32,
+    /// Failed password sign-ins from one address in the window that raise `source_failures`.
+    pub source_failures: u32,
+    /// How long a recovery or a phone or email change raises `recent_change`, and a "this
+    /// wasn't me" `recent_report` (seconds; default 7 days).
+    pub recent_change_secs: u64,
+    /// Faster than this between two sign-ins' places is `impossible_travel` (km/h; default
+    /// 1000, an airliner). Places closer than 300 km never are (GeoIP is that coarse).
+    pub max_travel_kmh: u32,
+    /// How long `delay` holds the answer (seconds; at most 10).
+    pub delay_secs: u64,
+    /// A session refreshed from another network or user agent than its own needs a step-up
+    /// before its next sensitive call (checklist SES-8; device sessions are exempt).
+    pub refresh_step_up: bool,
+    /// The decision for each signal.
+    pub rules: RiskRules,
+    /// The signals that send the owner a notice with a one-tap "this wasn't me".
+    pub notify: Vec<String>,
+    /// The signals that forget the remembered client a sign-in named (its key is in use
+    /// somewhere it should not be).
+    pub forget_remembered_client: Vec<String>,
+}
+
+/// Every signal, by the name the policy, the audit log, the timeline and the metric use.
+pub const RISK_SIGNALS: [&str; 9] = [
+    "ip_reputation",
+    "new_network",
+    "new_device",
+    "new_country",
+    "impossible_travel",
+    "account_failures",
+    "source_failures",
+    "recent_change",
+    "recent_report",
+];
+
+impl Default for RiskPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ip_reputation_file: None,
+            geoip_file: None,
+            failure_window_secs: 900,
+            account_failures: 10,
+            source_failures: 20,
+            recent_change_secs: 7 * 24 * 3600,
+            max_travel_kmh: 1000,
+            delay_secs: 3,
+            refresh_step_up: true,
+            rules: RiskRules::default(),
+            notify: ["new_network", "new_device", "new_country", "impossible_travel", "ip_reputation"]
+                .map(String::from)
+                .to_vec(),
+            forget_remembered_client: ["impossible_travel", "ip_reputation"].map(String::from).to_vec(),
+        }
     }
 }
 

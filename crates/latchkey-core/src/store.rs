@@ -3,8 +3,8 @@
 
 use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId};
 use crate::model::{
-    Approval, ApprovalStatus, AuditEvent, BiometricEvidence, Device, Factor, Flow, LockoutPolicy, OutboxMessage,
-    OutboxStatus, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, User,
+    Approval, ApprovalStatus, AuditEvent, BiometricEvidence, ClientContext, Device, Factor, Flow, LockoutPolicy,
+    OutboxMessage, OutboxStatus, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, Sighting, User,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -43,8 +43,23 @@ pub enum Write {
     },
     /// Insert a session.
     InsertSession(Session),
-    /// Raise a live session in place after a step-up: its level, methods and `auth_time`. A
-    /// session revoked or expired meanwhile is `Conflict("session")`.
+    /// End the session a flow started, if it is live ("this wasn't me" in a sign-in notice).
+    RevokeFlowSession {
+        /// The flow.
+        flow_id: FlowId,
+        /// Whose (a token for another account's flow ends nothing).
+        user_id: UserId,
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: String,
+    },
+    /// Record (or refresh) what a sign-in came from: `last_seen_at` and the place are replaced,
+    /// `first_seen_at` kept.
+    Sighting(Sighting),
+    /// Raise a live session in place after a step-up: its level, methods and `auth_time`, the
+    /// client it now runs on, and no step-up required any more. A session revoked or expired
+    /// meanwhile is `Conflict("session")`.
     RaiseSession {
         /// Which.
         id: SessionId,
@@ -54,6 +69,15 @@ pub enum Write {
         amr: Vec<String>,
         /// When the factor was verified.
         auth_time: OffsetDateTime,
+        /// The client that stepped up.
+        context: ClientContext,
+    },
+    /// A live session's next sensitive call needs a step-up (checklist SES-8); kept if set.
+    RequireStepUp {
+        /// Which.
+        id: SessionId,
+        /// When.
+        at: OffsetDateTime,
     },
     /// Spend every unspent refresh token of a session: presenting one later is reuse (the
     /// session's tokens were reissued).
@@ -446,4 +470,24 @@ pub trait Store: Send + Sync + 'static {
         before: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// An account's sightings, most recently seen first, at most `limit`.
+    async fn sightings(&self, user_id: UserId, limit: u32) -> Result<Vec<Sighting>, StoreError>;
+
+    /// Failed password sign-ins (audit `sign_in`/`failure`) since `since`: of the account
+    /// `user_id` when given, else from the client address `ip`.
+    async fn sign_in_failures(
+        &self,
+        user_id: Option<UserId>,
+        ip: Option<&str>,
+        since: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Since `since`: when the account last completed a recovery, and when its owner last said
+    /// "this wasn't me" (to a notice, or cancelling a recovery).
+    async fn security_events_since(
+        &self,
+        user_id: UserId,
+        since: OffsetDateTime,
+    ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StoreError>;
 }

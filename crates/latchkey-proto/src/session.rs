@@ -148,8 +148,22 @@ pub struct SecurityEvent {
     /// The client's `User-Agent`, when known.
     pub user_agent: Option<String>,
     /// Facts about it that are safe to show the account's owner: ids of the session, device,
-    /// factor or flow it concerns, the method or channel used. Never a secret, code or address.
+    /// factor or flow it concerns, the method or channel used, a risk decision's `reasons`.
+    /// Never a secret, code or address.
     pub detail: serde_json::Map<String, serde_json::Value>,
+    /// Where the address is, approximately, when the server has a GeoIP database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<EventPlace>,
+}
+
+/// An address's approximate place, from the server's GeoIP database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventPlace {
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    /// The city, in English.
+    pub city: Option<String>,
 }
 
 /// `GET /v1/me/events`: newest first.

@@ -345,6 +345,18 @@ impl Config {
         }
         latchkey_core::factors::attestation::root_keys(&p.devices.android_attestation_roots)
             .map_err(|e| anyhow::anyhow!("policy.devices.android_attestation_roots: {e}"))?;
+        let r = &p.risk;
+        for (name, list) in [("notify", &r.notify), ("forget_remembered_client", &r.forget_remembered_client)] {
+            if let Some(bad) = list.iter().find(|s| !latchkey_core::settings::RISK_SIGNALS.contains(&s.as_str())) {
+                anyhow::bail!(
+                    "policy.risk.{name}: `{bad}` is not a signal (one of {})",
+                    latchkey_core::settings::RISK_SIGNALS.join(", ")
+                );
+            }
+        }
+        if r.delay_secs > 10 || r.failure_window_secs == 0 || r.max_travel_kmh == 0 {
+            anyhow::bail!("policy.risk: delay_secs at most 10; failure_window_secs and max_travel_kmh at least 1");
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod keys;
 mod listen;
 pub mod outbox;
 pub mod push;
+pub mod risk_sources;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;
@@ -107,6 +108,7 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
         let wakeup = Arc::new(tokio::sync::Notify::new());
         let store = db.store();
+        let risk = risk_sources::load(&settings.risk)?;
         let auth = Auth::new(AuthParts {
             store: store.clone(),
             clock: clock.clone(),
@@ -117,6 +119,7 @@ impl Server {
             settings,
             routes: delivery::routes(config),
             outbox_wakeup: wakeup.clone(),
+            risk,
         });
         let worker = worker::Worker {
             store,

@@ -51,6 +51,10 @@ fn describe() {
         "Requests refused 429 by a limit: flow_sends, send_rate, sms_daily, password_lockout, push_*"
     );
     describe_counter!(
+        "latchkey_risk_decisions_total",
+        "Risk decisions at sign-in and step-up, one per signal raised (reason=\"none\" when none): allow, delay, require_second_factor, require_phishing_resistant, deny"
+    );
+    describe_counter!(
         "latchkey_connections_refused_total",
         "Connections closed at once: http.max_connections were open"
     );

@@ -146,6 +146,9 @@ pub fn test_config(backend: Backend) -> (Config, OpenOptions) {
     config.policy.recovery.delay_secs = 60;
     config.policy.recovery.phone_change_cooldown_secs = 0;
     config.policy.recovery.email_change_cooldown_secs = 0;
+    // Every test client comes from 127.0.0.1, and tests of lockouts fail many passwords from
+    // it: no risk `delay` (3 s a request) unless a test sets the one it tests.
+    config.policy.risk.delay_secs = 0;
     let mut open = OpenOptions { max_connections: Some(8), ..Default::default() };
     match backend {
         Backend::Sqlite => {
@@ -221,6 +224,15 @@ impl TestServer {
     /// An SDK client with the test user agent.
     pub fn client(&self) -> Client {
         Client::with_user_agent(&self.url, USER_AGENT).unwrap()
+    }
+
+    /// An SDK client whose requests come, as a trusted proxy says (`X-Forwarded-For`; the
+    /// server needs `trust_forwarded_for`), from `ip`, with the user agent `user_agent`.
+    pub fn client_at(&self, ip: &str, user_agent: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", reqwest::header::HeaderValue::from_str(ip).unwrap());
+        let http = reqwest::Client::builder().user_agent(user_agent).default_headers(headers).build().unwrap();
+        Client::with_http(&self.url, http)
     }
 
     /// A raw HTTP client (same user agent) for crafted requests.

@@ -14,7 +14,7 @@ pub const MAX_PAGE: u32 = 100;
 
 /// The detail keys an owner may see: ids of what the event concerns and how it went. Anything
 /// else an event records (addresses, hashes, counters) stays in the operator's audit log.
-const SHOWN: [&str; 13] = [
+const SHOWN: [&str; 14] = [
     "session_id",
     "device_id",
     "factor_id",
@@ -28,6 +28,7 @@ const SHOWN: [&str; 13] = [
     "step",
     "reason",
     "new_device",
+    "reasons",
 ];
 
 impl Account<'_> {
@@ -54,6 +55,10 @@ impl Account<'_> {
         let events = rows
             .into_iter()
             .map(|e| proto::SecurityEvent {
+                place: self
+                    .auth
+                    .place_of(e.ip.as_deref())
+                    .map(|p| proto::EventPlace { country: p.country, city: p.city }),
                 id: e.id.to_string(),
                 at: rfc3339(e.at),
                 kind: e.kind,

@@ -145,12 +145,19 @@ pub async fn sessions_are_listed_and_revoked(store: Arc<dyn Store>) {
 pub async fn a_session_is_raised_in_place_only_while_live_and_its_tokens_spent(store: Arc<dyn Store>) {
     let (_, s) = with_session(&store).await;
     let t1 = T0 + Duration::minutes(2);
+    let moved = ClientContext { ip: Some("192.0.2.9".into()), user_agent: Some("elsewhere".into()) };
     let raise = |at| Write::RaiseSession {
         id: s.id,
         acr: "aal2".into(),
         amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
         auth_time: at,
+        context: moved.clone(),
     };
+    // Checklist SES-8: flagged once (a second flag keeps the first time), cleared by the raise.
+    let flag = |at| Write::RequireStepUp { id: s.id, at };
+    store.apply(Batch(vec![flag(T0 + Duration::minutes(1)), flag(t1)])).await.unwrap();
+    let flagged = store.session(s.id).await.unwrap().unwrap();
+    assert_eq!(flagged.step_up_required_at, Some(T0 + Duration::minutes(1)));
     store
         .apply(Batch(vec![
             raise(t1),
@@ -161,6 +168,7 @@ pub async fn a_session_is_raised_in_place_only_while_live_and_its_tokens_spent(s
         .unwrap();
     let raised = store.session(s.id).await.unwrap().unwrap();
     assert_eq!((raised.acr.as_str(), raised.amr.len(), raised.auth_time), ("aal2", 3, t1));
+    assert_eq!((raised.step_up_required_at, &raised.context), (None, &moved), "the step-up's client, no flag");
     let cutoff = T0 - Duration::days(7);
     assert_eq!(
         store.rotate_refresh(&format!("h0-{}", s.id), "h2", t1, cutoff, None).await.unwrap(),

@@ -27,6 +27,7 @@ pub(crate) const DEVICE_NONCE_TTL_SECS: u64 = 120;
 
 mod answers;
 mod limits;
+pub(crate) mod risk;
 
 impl Auth {
     /// `GET /v1/flows/{id}`.

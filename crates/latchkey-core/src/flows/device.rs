@@ -8,11 +8,13 @@
 use crate::auth::{Auth, FlowOutcome, OTP, Principal, StepEvent, audit, secs, step_error};
 use crate::error::AuthError;
 use crate::factors::device::{self as dk, KeyRole, Purpose};
+use crate::flow::risk::Occasion;
 use crate::flows::step_up::reaches;
 use crate::identity::{Phone, lookup_key};
 use crate::ids::{DeviceId, FlowId};
 use crate::model::*;
 use crate::secret::{SecretString, random_token};
+use crate::settings::RiskAction;
 use crate::store::{Batch, StoreError, Write};
 use latchkey_proto as proto;
 use latchkey_proto::{Channel, DeviceKey, MfaMethod, codes};
@@ -154,7 +156,7 @@ impl Auth {
                 methods.push("hwk");
             }
             let (session, tokens) =
-                self.sessions().new_session(&user, &methods, Some(&device), now, &ctx, &mut batch)?;
+                self.sessions().new_session(flow.id, &user, &methods, Some(&device), now, &ctx, &mut batch)?;
             (Some(session.id), Some(tokens))
         };
         batch.push(Write::InsertDevice(device));
@@ -272,13 +274,18 @@ impl Auth {
             Some(d) => self.store.user_by_id(d.user_id).await?.filter(|u| u.status == UserStatus::Active),
             None => None,
         };
-        let known = device.as_ref().filter(|_| user.is_some()).map(|d| d.id);
+        // The risk policy: a refused device is asked to sign like an unknown one (its answer
+        // then fails the same way), so the refusal is no oracle either.
+        let risk = self.assess(user.as_ref(), Occasion::Device, &ctx, now).await?;
+        self.risk_delay(&risk).await;
+        let known = device.as_ref().filter(|_| user.is_some() && risk.action != RiskAction::Deny).map(|d| d.id);
         let state = FlowState::AwaitingDeviceSignature {
             device_id: known,
             nonce: random_token(self.rng.as_ref(), 32).expose().to_owned(),
             step_up: None,
         };
         let flow = self.new_flow(FlowId::new(), FlowKind::SignIn, user.map(|u| u.id), state, now, ctx.clone());
+        let record = self.risk_record(&risk, Occasion::Device, flow.user_id, Some(flow.id), &ctx, now);
         let event = audit(
             now,
             flow.user_id,
@@ -287,7 +294,9 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "device_id": id}),
         );
-        self.store.apply(Batch(vec![Write::InsertFlow(flow.clone()), event])).await?;
+        let mut batch = Batch(record.into_iter().collect());
+        batch.push(Write::InsertFlow(flow.clone())).push(event);
+        self.store.apply(batch).await?;
         Ok(Self::outcome(flow, vec![StepEvent { step: "device_signature", outcome: "issued" }]))
     }
 
@@ -403,7 +412,8 @@ impl Auth {
                 approval: None,
             });
         }
-        let (session, tokens) = self.sessions().new_session(&user, amr, Some(&device), now, &ctx, &mut batch)?;
+        let (session, tokens) =
+            self.sessions().new_session(flow.id, &user, amr, Some(&device), now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,

@@ -79,7 +79,8 @@ impl Auth {
             let amr = REMEMBERED_AMR.iter().map(|s| (*s).to_owned()).collect();
             (FlowState::AwaitingNewPassword { amr, recovery: None }, None)
         } else {
-            let (session, tokens) = self.sessions().new_session(&user, &REMEMBERED_AMR, None, now, &ctx, &mut batch)?;
+            let (session, tokens) =
+                self.sessions().new_session(flow.id, &user, &REMEMBERED_AMR, None, now, &ctx, &mut batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -138,7 +139,8 @@ impl Auth {
                 (FlowState::AwaitingNewPassword { amr: vec!["pwd".into()], recovery: None }, None, None)
             }
             None => {
-                let (session, tokens) = self.sessions().new_session(user, &["pwd"], None, now, &ctx, &mut batch)?;
+                let (session, tokens) =
+                    self.sessions().new_session(flow.id, user, &["pwd"], None, now, &ctx, &mut batch)?;
                 (FlowState::Completed { session_id: Some(session.id) }, Some(tokens), None)
             }
         };

@@ -114,6 +114,37 @@ impl Auth {
         Ok(Some(self.ask_for(flow_id, user, methods, user.must_change_password, now, ctx).await?))
     }
 
+    /// After a right password, when the risk policy asks for a second factor whatever the
+    /// policy's mode or a remembered client: what the account can answer (a code to its
+    /// verified email when it has no factor), only a push approval signed by an enrolled
+    /// device's key when `phishing_resistant`. `None`: nothing can answer it. Never a set-up
+    /// step: a password alone must not add the factor that vouches for it.
+    pub(crate) async fn start_risk_mfa(
+        &self,
+        flow_id: FlowId,
+        user: &User,
+        aal2: bool,
+        phishing_resistant: bool,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<Option<MfaStart>, AuthError> {
+        let factors = self.store.factors(user.id).await?;
+        let mut methods = self.methods_of(user, &factors).await?;
+        if methods.is_empty() && user.email_verified && user.email.is_some() {
+            methods.push(MfaMethod::Email);
+        }
+        if phishing_resistant {
+            methods.retain(|m| *m == MfaMethod::PushApproval);
+        }
+        if aal2 {
+            methods.retain(|m| *m != MfaMethod::Email);
+        }
+        if methods.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.ask_for(flow_id, user, methods, user.must_change_password, now, ctx).await?))
+    }
+
     /// The second-factor step for `methods` (not empty): the one method when there is one
     /// besides recovery codes (its code sent for `sms` and `email`), else `select_mfa`.
     pub(crate) async fn ask_for(
@@ -361,7 +392,7 @@ impl Auth {
                 None,
             )
         } else {
-            let (session, tokens) = self.sessions().new_session(user, &amr, None, now, ctx, batch)?;
+            let (session, tokens) = self.sessions().new_session(flow.id, user, &amr, None, now, ctx, batch)?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };

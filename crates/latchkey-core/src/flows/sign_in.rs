@@ -5,14 +5,17 @@ use crate::auth::{Auth, FlowOutcome, PASSWORD, StepEvent, audit, step_error};
 use crate::error::{AuthError, retry_after};
 use crate::factors::password::{check_policy, normalize};
 use crate::flow::expired;
+use crate::flow::risk::Occasion;
 use crate::flows::sign_up::confirmation_destination;
 use crate::flows::step_up::{check_request, wanted_acr};
 use crate::flows::undo::Undo;
 use crate::identity::lookup_key;
-use crate::ids::FlowId;
+use crate::ids::{FlowId, RememberedClientId};
 use crate::model::*;
+use crate::risk::Decision;
 use crate::secret::SecretString;
 use crate::sessions::amr_or_pwd;
+use crate::settings::RiskAction;
 use crate::store::{Batch, Write};
 use latchkey_proto as proto;
 use latchkey_proto::codes;
@@ -54,26 +57,39 @@ impl Auth {
             return Err(AuthError::LimitExceeded { retry_after_secs, limit: "password_lockout" });
         }
         let user = self.store.user_by_username(&key).await?;
+        // The risk policy's decision comes before the password is checked: it depends only on
+        // the account and the client, and a refusal looks the same whether the password was
+        // right or not (no password oracle).
+        let occasion = Occasion::Password { remembered: req.remembered_client.is_some() };
+        let risk = self.assess(user.as_ref(), occasion, &ctx, now).await?;
+        self.risk_delay(&risk).await;
         let matched = self.hasher.verify(&password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+        let flow_id = FlowId::new();
+        let record = self.risk_record(&risk, occasion, user.as_ref().map(|u| u.id), Some(flow_id), &ctx, now);
         let user = match user {
             Some(u) if matched && matches!(u.status, UserStatus::Active | UserStatus::Unconfirmed) => u,
             other => {
                 let uid = other.map(|u| u.id);
-                self.store
-                    .apply(Batch(vec![audit(
-                        now,
-                        uid,
-                        "sign_in",
-                        "failure",
-                        &ctx,
-                        serde_json::json!({"method": "pwd"}),
-                    )]))
-                    .await?;
+                let mut batch = Batch(record.into_iter().collect());
+                batch.push(audit(now, uid, "sign_in", "failure", &ctx, serde_json::json!({"method": "pwd"})));
+                self.store.apply(batch).await?;
                 return Err(AuthError::NotAuthorized);
             }
         };
+        let remembered_id = req.remembered_client.as_deref().and_then(|c| c.parse::<RememberedClientId>().ok());
+        let mut extra: Vec<Write> = record.into_iter().collect();
+        if risk.forget_remembered_client
+            && let Some(id) = remembered_id
+        {
+            extra.push(Write::ForgetRememberedClient { id, user_id: user.id, at: now, reason: "risk".into() });
+        }
+        if risk.action == RiskAction::Deny {
+            return self.risk_refused(&user, &risk, extra, now, &ctx).await;
+        }
+        if risk.notify {
+            extra.extend(self.risk_notice(&user, &risk, Some(flow_id), remembered_id, &ctx, now).await?);
+        }
         let clear = Write::ClearFailures { key: key.clone(), kind: PASSWORD.into() };
-        let flow_id = FlowId::new();
 
         if user.status == UserStatus::Unconfirmed {
             let (channel, destination, masked) = confirmation_destination(&user)?;
@@ -88,7 +104,7 @@ impl Auth {
                 now,
                 ctx.clone(),
             );
-            let mut batch = Batch::new();
+            let mut batch = Batch(extra);
             batch.push(clear).push(Write::InsertFlow(flow.clone())).push(Write::Enqueue(message)).push(audit(
                 now,
                 Some(user.id),
@@ -102,14 +118,17 @@ impl Auth {
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
         // A client the account remembered stands in for the second factor (not for a set-up the
-        // policy requires: only an account with a factor gets as far as remembering a client).
+        // policy requires: only an account with a factor gets as far as remembering a client),
+        // unless the risk policy asks for a second factor now.
         let remembered = match req.remembered_client.as_deref() {
-            Some(id) => self.remembered_step(&user, id, now).await?,
-            None => None,
+            Some(id) if !risk.second_factor() && !risk.forget_remembered_client => {
+                self.remembered_step(&user, id, now).await?
+            }
+            _ => None,
         };
         if let Some(state) = remembered {
             let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), state, now, ctx.clone());
-            let mut batch = Batch::new();
+            let mut batch = Batch(extra);
             batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
                 now,
                 Some(user.id),
@@ -119,16 +138,30 @@ impl Auth {
                 serde_json::json!({"flow_id": flow.id}),
             ));
             self.store.apply(batch).await?;
+            self.outbox_wakeup.notify_one();
             let events = vec![
                 StepEvent { step: "password", outcome: "verified" },
                 StepEvent { step: "remembered_client", outcome: "issued" },
             ];
             return Ok(Self::outcome(flow, events));
         }
-        if let Some(start) = self.start_mfa(flow_id, &user, aal2, now, &ctx).await? {
+        let start = if risk.second_factor() {
+            let resistant = risk.action == RiskAction::RequirePhishingResistant;
+            match self.start_risk_mfa(flow_id, &user, aal2, resistant, now, &ctx).await? {
+                Some(start) => Some(start),
+                // Nothing this account has can answer what the policy asks: refused.
+                None => return self.risk_refused(&user, &risk, extra, now, &ctx).await,
+            }
+        } else {
+            self.start_mfa(flow_id, &user, aal2, now, &ctx).await?
+        };
+        if let Some(start) = start {
             let flow = self.new_flow(flow_id, FlowKind::SignIn, Some(user.id), start.state, now, ctx.clone());
             let step = flow.state.step_name();
-            let mut batch = Batch(start.writes);
+            let mut batch = Batch(extra);
+            for w in start.writes {
+                batch.push(w);
+            }
             batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
                 now,
                 Some(user.id),
@@ -150,7 +183,7 @@ impl Auth {
                 now,
                 ctx.clone(),
             );
-            let mut batch = Batch::new();
+            let mut batch = Batch(extra);
             batch.push(clear).push(Write::InsertFlow(flow.clone())).push(audit(
                 now,
                 Some(user.id),
@@ -163,8 +196,8 @@ impl Auth {
             return Ok(Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "issued" }]));
         }
 
-        let mut batch = Batch::new();
-        let (session, tokens) = self.sessions().new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
+        let mut batch = Batch(extra);
+        let (session, tokens) = self.sessions().new_session(flow_id, &user, &["pwd"], None, now, &ctx, &mut batch)?;
         let done = self.new_flow(
             flow_id,
             FlowKind::SignIn,
@@ -182,6 +215,7 @@ impl Auth {
             serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
         ));
         self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome {
             flow: done,
             tokens: Some(tokens),
@@ -189,6 +223,31 @@ impl Auth {
             events: vec![StepEvent { step: "password", outcome: "verified" }],
             approval: None,
         })
+    }
+
+    /// A sign-in the risk policy refuses (or whose second factor nothing can answer): it looks
+    /// like a wrong password to the client; the owner is told (the password was right), and
+    /// `extra` (the decision's record) is kept.
+    async fn risk_refused(
+        &self,
+        user: &User,
+        risk: &Decision,
+        extra: Vec<Write>,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let mut batch = Batch(extra);
+        batch.push(audit(now, Some(user.id), "sign_in", "denied", ctx, serde_json::json!({"reasons": risk.reasons})));
+        if risk.notify {
+            let mut refused = risk.clone();
+            refused.action = RiskAction::Deny;
+            for w in self.risk_notice(user, &refused, None, None, ctx, now).await? {
+                batch.push(w);
+            }
+        }
+        self.store.apply(batch).await?;
+        self.outbox_wakeup.notify_one();
+        Err(AuthError::NotAuthorized)
     }
 
     pub(crate) async fn set_new_password(
@@ -211,7 +270,8 @@ impl Auth {
         user.must_change_password = false;
         user.updated_at = now;
         let mut batch = Batch::new();
-        let (session, tokens) = self.sessions().new_session(&user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
+        let (session, tokens) =
+            self.sessions().new_session(flow.id, &user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,

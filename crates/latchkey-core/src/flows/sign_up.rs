@@ -210,7 +210,8 @@ impl Auth {
         let mut tokens = None;
         let state = match then {
             AfterConfirm::SignIn(true) => {
-                let (session, t) = self.sessions().new_session(&user, &["pwd"], None, now, &ctx, &mut batch)?;
+                let (session, t) =
+                    self.sessions().new_session(flow.id, &user, &["pwd"], None, now, &ctx, &mut batch)?;
                 tokens = Some(t);
                 FlowState::Completed { session_id: Some(session.id) }
             }

@@ -14,12 +14,13 @@
 use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit, secs};
 use crate::crypto::sha256_b64;
 use crate::error::AuthError;
+use crate::flow::risk::Occasion;
 use crate::flows::second_factor::{MfaStart, amr_of};
 use crate::ids::FlowId;
 use crate::model::*;
 use crate::secret::random_token;
 use crate::sessions::{assurance, step_up_level, with_mfa};
-use crate::settings::MfaMode;
+use crate::settings::{MfaMode, RiskAction};
 use crate::store::{Batch, Write};
 use crate::tokens::ApprovalClaims;
 use latchkey_proto as proto;
@@ -85,6 +86,23 @@ impl Auth {
             .max_age
             .is_some_and(|m| (now - p.session.auth_time).whole_seconds() > i64::try_from(m).unwrap_or(i64::MAX));
         let flow_id = FlowId::new();
+        // The risk policy: a refusal is `403`; a second factor it asks for is asked even of a
+        // session that already meets the request.
+        let risk = self.assess(Some(&p.user), Occasion::StepUp, &ctx, now).await?;
+        self.risk_delay(&risk).await;
+        if let Some(record) = self.risk_record(&risk, Occasion::StepUp, Some(p.user.id), Some(flow_id), &ctx, now) {
+            let mut batch = Batch(vec![record]);
+            if risk.action == RiskAction::Deny {
+                let detail = serde_json::json!({"flow_id": flow_id, "reasons": risk.reasons});
+                batch.push(audit(now, Some(p.user.id), "step_up", "denied", &ctx, detail));
+            }
+            self.store.apply(batch).await?;
+        }
+        if risk.action == RiskAction::Deny {
+            return Err(AuthError::Forbidden);
+        }
+        // So is one the session needs since it moved (checklist SES-8).
+        let stale = stale || risk.second_factor() || p.session.step_up_required_at.is_some();
         let action = match &req.action {
             Some(a) => {
                 let canonical = proto::canonical_action(a).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
@@ -150,6 +168,7 @@ impl Auth {
             .into_iter()
             // Raising the level: only a method that gives it with what the session has.
             .filter(|m| !raise || rank(assurance(&[used.as_slice(), &[amr_of(*m)]].concat(), resistant)) >= rank(acr))
+            .filter(|m| risk.action != RiskAction::RequirePhishingResistant || *m == MfaMethod::PushApproval)
             .collect();
         if methods.is_empty() {
             return Err(AuthError::MfaRequired(
@@ -218,6 +237,7 @@ impl Auth {
                 acr: raised.acr.clone(),
                 amr: raised.amr.clone(),
                 auth_time: raised.auth_time,
+                context: ctx.clone(),
             })
             .push(Write::SpendRefreshTokens { session_id: raised.id, at: now })
             .push(Write::InsertRefreshToken {

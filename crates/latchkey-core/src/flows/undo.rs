@@ -9,9 +9,11 @@
 use crate::auth::{Auth, audit, secs};
 use crate::crypto::sha256_b64;
 use crate::error::AuthError;
-use crate::ids::{DeviceId, UserId};
+use crate::ids::{DeviceId, FlowId, RememberedClientId, UserId};
 use crate::model::*;
+use crate::risk::Decision;
 use crate::secret::ct_eq;
+use crate::settings::RiskAction;
 use crate::store::{Batch, StoreError, Write};
 use latchkey_proto as proto;
 use time::OffsetDateTime;
@@ -23,6 +25,9 @@ pub(crate) enum Undo {
     Lock,
     /// Remove the device the notice announced.
     Device,
+    /// End the sign-in an unfamiliar-sign-in notice announced (its session, and the remembered
+    /// client it named), and ask the account's next sign-ins for a second factor.
+    SignIn,
 }
 
 impl Undo {
@@ -30,6 +35,7 @@ impl Undo {
         match self {
             Undo::Lock => "lock",
             Undo::Device => "device",
+            Undo::SignIn => "sign_in",
         }
     }
 }
@@ -41,8 +47,13 @@ impl Auth {
     /// The "this wasn't me" link for a notice to `user` about what `undo` would reverse;
     /// `device`: the device to remove.
     pub(crate) fn undo_link(&self, user: UserId, undo: Undo, device: Option<DeviceId>, now: OffsetDateTime) -> String {
-        let exp = (now + secs(self.settings.recovery.notice_link_ttl_secs)).unix_timestamp();
         let subject = device.map_or_else(|| "-".to_owned(), |d| d.to_string());
+        self.undo_link_for(user, undo, &subject, now)
+    }
+
+    /// The link for `undo` of `subject` (a device id, or for a sign-in `flow[:remembered client]`).
+    pub(crate) fn undo_link_for(&self, user: UserId, undo: Undo, subject: &str, now: OffsetDateTime) -> String {
+        let exp = (now + secs(self.settings.recovery.notice_link_ttl_secs)).unix_timestamp();
         let signed = format!("{}.{subject}.{exp}", undo.as_str());
         let mac = self.keys.mac("undo", &user.to_string(), &signed);
         format!("{}/v1/recovery/cancel?token={PREFIX}.{user}.{signed}.{mac}", self.settings.tokens.issuer)
@@ -70,6 +81,9 @@ impl Auth {
             return Err(refused());
         }
         let user_id = user_id.parse::<uuid::Uuid>().map(UserId).map_err(|_| refused())?;
+        if *action == "sign_in" {
+            return self.sign_in_reported(user_id, subject, token, exp, now, ctx).await;
+        }
         let device = match *subject {
             "-" => None,
             d => Some(d.parse::<uuid::Uuid>().map(DeviceId).map_err(|_| refused())?),
@@ -120,5 +134,132 @@ impl Auth {
         }
         self.outbox_wakeup.notify_one();
         Ok(proto::UndoOutcome { outcome: outcome.into() })
+    }
+
+    /// "This wasn't me" from an unfamiliar-sign-in notice: the session that sign-in started
+    /// ends (or, still under way, the sign-in is denied), the remembered client it named is
+    /// forgotten, and the report itself makes the next sign-ins ask for a second factor (the
+    /// risk policy's `recent_change`). The owner is told what happened.
+    async fn sign_in_reported(
+        &self,
+        user_id: UserId,
+        subject: &str,
+        token: &str,
+        exp: OffsetDateTime,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<proto::UndoOutcome, AuthError> {
+        let refused = || AuthError::NotFound;
+        let (flow, client) = subject.split_once(':').map_or((subject, None), |(f, c)| (f, Some(c)));
+        let flow = match flow {
+            "-" => None,
+            f => Some(f.parse::<uuid::Uuid>().map(FlowId).map_err(|_| refused())?),
+        };
+        let client =
+            client.map(|c| c.parse::<uuid::Uuid>().map(RememberedClientId).map_err(|_| refused())).transpose()?;
+        let user = self.store.user_by_id(user_id).await?.ok_or_else(refused)?;
+        for _ in 0..3 {
+            let mut batch = Batch::new();
+            batch.push(Write::UseOnce { id: sha256_b64(format!("undo:{token}").as_bytes()), expires_at: exp });
+            let mut pending = None;
+            if let Some(f) = flow {
+                batch.push(Write::RevokeFlowSession { flow_id: f, user_id, at: now, reason: "this_wasnt_me".into() });
+                // A sign-in still under way ends here too.
+                if let Some(live) = self.store.flow(f).await?.filter(|l| {
+                    l.user_id == Some(user_id)
+                        && !matches!(l.state, FlowState::Completed { .. } | FlowState::Denied { .. })
+                }) {
+                    let denied = Flow {
+                        state: FlowState::Denied { reason: proto::DenialReason::Denied },
+                        version: live.version + 1,
+                        ..live.clone()
+                    };
+                    batch.push(Write::UpdateFlow { flow: denied, expected_version: live.version });
+                    pending = Some(live.id);
+                }
+            }
+            if let Some(c) = client {
+                batch.push(Write::ForgetRememberedClient { id: c, user_id, at: now, reason: "this_wasnt_me".into() });
+            }
+            batch.push(audit(
+                now,
+                Some(user_id),
+                "this_wasnt_me",
+                "sign_in_reported",
+                &ctx,
+                serde_json::json!({"flow_id": flow, "remembered_client_id": client}),
+            ));
+            let body = format!(
+                "The sign-in you reported was ended, and your next sign-ins to {} will ask for a second factor for a while. Change your password: whoever signed in knows it.",
+                self.settings.product_name
+            );
+            let data = proto::PushData { kind: "notice".into(), approval_id: None };
+            for m in
+                self.notify_everywhere(&user, "The sign-in you reported was ended", &body, &data, None, now).await?
+            {
+                batch.push(Write::Enqueue(m));
+            }
+            match self.store.apply(batch).await {
+                Ok(()) => {
+                    self.outbox_wakeup.notify_one();
+                    return Ok(proto::UndoOutcome { outcome: "sign_in_ended".into() });
+                }
+                // The sign-in moved on meanwhile: look again.
+                Err(StoreError::Conflict("flow")) if pending.is_some() => {}
+                Err(StoreError::Conflict("used_once")) => return Err(refused()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AuthError::Unavailable("the reported sign-in kept changing".into()))
+    }
+
+    /// The notice of an unfamiliar sign-in (the password was right): where it came from, why it
+    /// stood out, and the one-tap "this wasn't me" that ends the session `flow` starts (and
+    /// forgets `remembered`) and makes the account's next sign-ins ask for a second factor.
+    pub(crate) async fn risk_notice(
+        &self,
+        user: &User,
+        decision: &Decision,
+        flow: Option<FlowId>,
+        remembered: Option<RememberedClientId>,
+        ctx: &ClientContext,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Write>, AuthError> {
+        let place = self.place_of(ctx.ip.as_deref());
+        let from = match (place.as_ref().and_then(|p| p.city.clone()), place.and_then(|p| p.country)) {
+            (Some(city), Some(country)) => format!(" near {city}, {country}"),
+            (None, Some(country)) => format!(" in {country}"),
+            _ => String::new(),
+        };
+        let address = ctx.ip.as_deref().unwrap_or("an unknown address");
+        let agent = ctx.user_agent.as_deref().map(|a| format!(" with {}", a.chars().take(80).collect::<String>()));
+        let what = if decision.action == RiskAction::Deny {
+            "Someone used your password and was refused"
+        } else {
+            "Someone signed in to your account"
+        };
+        let subject = if decision.action == RiskAction::Deny {
+            "A sign-in to your account was refused"
+        } else {
+            "New sign-in to your account"
+        };
+        let subject_of = |f: Option<FlowId>| f.map_or_else(|| "-".to_owned(), |f| f.to_string());
+        let token_subject = match remembered {
+            Some(r) => format!("{}:{r}", subject_of(flow)),
+            None => subject_of(flow),
+        };
+        let body = format!(
+            "{what} from {address}{from}{} ({}). If this was you, there is nothing to do. If it was not, this ends that sign-in and asks for a second factor at the next ones: {} — and change your password.",
+            agent.unwrap_or_default(),
+            decision.reasons.join(", "),
+            self.undo_link_for(user.id, Undo::SignIn, &token_subject, now),
+        );
+        let data = proto::PushData { kind: "notice".into(), approval_id: None };
+        Ok(self
+            .notify_everywhere(user, subject, &body, &data, None, now)
+            .await?
+            .into_iter()
+            .map(Write::Enqueue)
+            .collect())
     }
 }

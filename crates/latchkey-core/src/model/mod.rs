@@ -121,6 +121,32 @@ pub struct Session {
     /// For a device session, the JWK thumbprint (RFC 7638) of the device's possession key: its
     /// tokens carry `cnf.jkt` and refreshing needs a DPoP proof by that key (RFC 9449).
     pub dpop_jkt: Option<String>,
+    /// The flow that started it: "this wasn't me" in that sign-in's notice ends it.
+    pub flow_id: Option<FlowId>,
+    /// Set when a refresh came from another network or user agent than the session's
+    /// (checklist SES-8): the next sensitive call needs a step-up, which clears it.
+    pub step_up_required_at: Option<OffsetDateTime>,
+}
+
+/// What an account's sign-ins came from (`kind` `network`: an IPv4 /24 or IPv6 /48, with the
+/// GeoIP place when the operator supplies a database; `agent`: a user agent's hash), for the
+/// risk policy's "new network", "new country", "impossible travel" and "new device" signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The account.
+    pub user_id: UserId,
+    /// `network` or `agent`.
+    pub kind: String,
+    /// The network (`203.0.113.0/24`) or the agent's hash.
+    pub value: String,
+    /// The network's country (ISO 3166-1 alpha-2), from GeoIP.
+    pub country: Option<String>,
+    /// The network's approximate place, in millionths of a degree (latitude, longitude).
+    pub position_e6: Option<(i64, i64)>,
+    /// First seen.
+    pub first_seen_at: OffsetDateTime,
+    /// Last seen.
+    pub last_seen_at: OffsetDateTime,
 }
 
 /// A device's push address, registered by the device.

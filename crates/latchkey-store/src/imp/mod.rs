@@ -64,7 +64,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
 }
 
 macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa, phone_changed_at, email_changed_at" }; }
-macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id, dpop_jkt" }; }
+macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id, dpop_jkt, flow_id, step_up_required_at" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
 macro_rules! sql {
@@ -455,6 +455,30 @@ macro_rules! store_impl {
                 }
                 .map_err(db_err)?;
                 rows.iter().map(Self::event).collect()
+            }
+
+            async fn sightings(&self, user_id: UserId, limit: u32) -> Result<Vec<Sighting>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM sightings WHERE user_id = $1 ORDER BY last_seen_at DESC, kind, value LIMIT $2")
+                    .bind(user_id.0).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::sighting).collect()
+            }
+
+            async fn sign_in_failures(&self, user_id: Option<UserId>, ip: Option<&str>, since: OffsetDateTime) -> Result<u64, StoreError> {
+                let r = match (user_id, ip) {
+                    (Some(u), _) => sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE user_id = $1 AND at >= $2 AND kind = 'sign_in' AND outcome = 'failure'")
+                        .bind(u.0).bind(us(since)).fetch_one(&self.pool).await,
+                    (None, Some(ip)) => sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE ip = $1 AND at >= $2 AND kind = 'sign_in' AND outcome = 'failure'")
+                        .bind(ip).bind(us(since)).fetch_one(&self.pool).await,
+                    (None, None) => return Ok(0),
+                }
+                .map_err(db_err)?;
+                Ok(u64::try_from(r.try_get::<i64, _>("n").map_err(db_err)?).unwrap_or(0))
+            }
+
+            async fn security_events_since(&self, user_id: UserId, since: OffsetDateTime) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StoreError> {
+                let r = sqlx::query("SELECT MAX(CASE WHEN kind = 'recovery' AND outcome = 'completed' THEN at END) AS recovered, MAX(CASE WHEN kind = 'this_wasnt_me' OR (kind = 'recovery' AND outcome = 'cancelled') THEN at END) AS reported FROM audit_events WHERE user_id = $1 AND at >= $2")
+                    .bind(user_id.0).bind(us(since)).fetch_one(&self.pool).await.map_err(db_err)?;
+                Ok((opt_us(r.try_get("recovered").map_err(db_err)?)?, opt_us(r.try_get("reported").map_err(db_err)?)?))
             }
 
             async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError> {

@@ -69,6 +69,22 @@ macro_rules! store_rows {
                     },
                     device_id: r.try_get::<Option<Uuid>, _>("device_id").map_err(db_err)?.map(DeviceId),
                     dpop_jkt: r.try_get("dpop_jkt").map_err(db_err)?,
+                    flow_id: r.try_get::<Option<Uuid>, _>("flow_id").map_err(db_err)?.map(FlowId),
+                    step_up_required_at: opt_us(r.try_get("step_up_required_at").map_err(db_err)?)?,
+                })
+            }
+
+            fn sighting(r: &$row) -> Result<Sighting, StoreError> {
+                let lat: Option<i64> = r.try_get("latitude_e6").map_err(db_err)?;
+                let lon: Option<i64> = r.try_get("longitude_e6").map_err(db_err)?;
+                Ok(Sighting {
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    kind: r.try_get("kind").map_err(db_err)?,
+                    value: r.try_get("value").map_err(db_err)?,
+                    country: r.try_get("country").map_err(db_err)?,
+                    position_e6: lat.zip(lon),
+                    first_seen_at: from_us(r.try_get("first_seen_at").map_err(db_err)?)?,
+                    last_seen_at: from_us(r.try_get("last_seen_at").map_err(db_err)?)?,
                 })
             }
 

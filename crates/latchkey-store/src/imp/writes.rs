@@ -47,10 +47,23 @@ macro_rules! store_writes {
                     }
                     Write::InsertSession(s) => {
                         let amr = serde_json::to_string(&s.amr).map_err(|_| corrupt("amr"))?;
-                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"))
+                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"))
                             .bind(s.id.0).bind(s.user_id.0).bind(&s.acr).bind(amr).bind(us(s.auth_time)).bind(us(s.created_at))
                             .bind(us(s.last_refresh_at)).bind(us(s.expires_at)).bind(s.revoked_at.map(us)).bind(&s.revoke_reason)
                             .bind(&s.context.ip).bind(&s.context.user_agent).bind(s.device_id.map(|d| d.0)).bind(&s.dpop_jkt)
+                            .bind(s.flow_id.map(|f| f.0)).bind(s.step_up_required_at.map(us))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::RevokeFlowSession { flow_id, user_id, at, reason } => {
+                        sqlx::query("UPDATE sessions SET revoked_at = $3, revoke_reason = $4 WHERE flow_id = $1 AND user_id = $2 AND revoked_at IS NULL")
+                            .bind(flow_id.0).bind(user_id.0).bind(us(at)).bind(&reason)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::Sighting(v) => {
+                        let (lat, lon) = v.position_e6.unzip();
+                        sqlx::query("INSERT INTO sightings (user_id, kind, value, country, latitude_e6, longitude_e6, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id, kind, value) DO UPDATE SET country = excluded.country, latitude_e6 = excluded.latitude_e6, longitude_e6 = excluded.longitude_e6, last_seen_at = excluded.last_seen_at")
+                            .bind(v.user_id.0).bind(&v.kind).bind(&v.value).bind(&v.country).bind(lat).bind(lon)
+                            .bind(us(v.first_seen_at)).bind(us(v.last_seen_at))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertRefreshToken { hash, session_id, created_at } => {
@@ -58,14 +71,19 @@ macro_rules! store_writes {
                             .bind(hash).bind(session_id.0).bind(us(created_at))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
-                    Write::RaiseSession { id, acr, amr, auth_time } => {
+                    Write::RaiseSession { id, acr, amr, auth_time, context } => {
                         let amr = serde_json::to_string(&amr).map_err(|_| corrupt("amr"))?;
-                        let done = sqlx::query("UPDATE sessions SET acr = $2, amr = $3, auth_time = $4 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $4")
-                            .bind(id.0).bind(&acr).bind(amr).bind(us(auth_time))
+                        let done = sqlx::query("UPDATE sessions SET acr = $2, amr = $3, auth_time = $4, ip = $5, user_agent = $6, step_up_required_at = NULL WHERE id = $1 AND revoked_at IS NULL AND expires_at > $4")
+                            .bind(id.0).bind(&acr).bind(amr).bind(us(auth_time)).bind(&context.ip).bind(&context.user_agent)
                             .execute(&mut **tx).await.map_err(db_err)?;
                         if done.rows_affected() != 1 {
                             return Err(StoreError::Conflict("session"));
                         }
+                    }
+                    Write::RequireStepUp { id, at } => {
+                        sqlx::query("UPDATE sessions SET step_up_required_at = $2 WHERE id = $1 AND step_up_required_at IS NULL")
+                            .bind(id.0).bind(us(at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::SpendRefreshTokens { session_id, at } => {
                         sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE session_id = $1 AND used_at IS NULL")

@@ -38,6 +38,7 @@ mod outbox;
 mod push;
 mod recovery;
 mod remembered;
+mod risk;
 mod security;
 mod step_up;
 mod tokens;

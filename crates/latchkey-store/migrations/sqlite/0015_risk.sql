@@ -1,0 +1,23 @@
+-- Issue 13: risk-based decisions. What each account's sign-ins came from: networks (IPv4 /24,
+-- IPv6 /48) with their GeoIP place when the operator supplies a database, and user agents
+-- (hashed), for the "new network", "new country", "impossible travel" and "new device" signals.
+CREATE TABLE sightings (
+    user_id BLOB NOT NULL REFERENCES users (id),
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    country TEXT,
+    latitude_e6 BIGINT,
+    longitude_e6 BIGINT,
+    first_seen_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, kind, value)
+);
+CREATE INDEX sightings_recent ON sightings (user_id, last_seen_at);
+-- Failure velocity per source: failed sign-ins from one address across every account.
+CREATE INDEX audit_events_ip ON audit_events (ip, at);
+-- The flow that started a session: "this wasn't me" in that sign-in's notice ends it.
+ALTER TABLE sessions ADD COLUMN flow_id BLOB;
+CREATE INDEX sessions_flow ON sessions (flow_id);
+-- Checklist SES-8: a refresh from another network or user agent than the session's makes its
+-- next sensitive call ask for a step-up, which clears this.
+ALTER TABLE sessions ADD COLUMN step_up_required_at BIGINT;
