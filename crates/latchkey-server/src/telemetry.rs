@@ -52,7 +52,7 @@ fn describe() {
     );
     describe_counter!(
         "latchkey_risk_decisions_total",
-        "Risk decisions at sign-in and step-up, one per signal raised (reason=\"none\" when none): allow, delay, require_second_factor, require_phishing_resistant, deny"
+        "Risk decisions at sign-in and step-up, one per signal raised (reason=\"none\" when none): allow, delay, require_second_factor, require_phishing_resistant, deny; require_step_up for a session that moved at a refresh"
     );
     describe_counter!(
         "latchkey_connections_refused_total",

@@ -310,7 +310,36 @@ async fn ses_8_a_refresh_from_another_network_needs_a_step_up_before_a_sensitive
     assert_eq!(flagged, [&serde_json::json!(["new_device"]), &serde_json::json!(["new_network"])]);
 }
 
+async fn risk_a_phishing_resistant_factor_is_the_enrolled_phones_approval_or_nothing(b: Backend) {
+    use latchkey_core::settings::RiskAction;
+    let s = server(b, |c| c.policy.risk.rules.new_country = RiskAction::RequirePhishingResistant).await;
+    // An account with TOTP and an enrolled phone: from a new country only the phone is offered.
+    let (t, secret) = with_totp(&s, "pia").await;
+    let ks = SoftwareKeystore::new();
+    let (_, done) = s.client().enroll_device(&t.access_token, &ks, "Pia's phone", "android", "371946").await.unwrap();
+    assert_eq!(done.next_step, NextStep::Done);
+    let berlin = s.client_at(BERLIN, UA);
+    let f = berlin.sign_in("pia", PW).await.unwrap();
+    assert!(matches!(f.next_step, NextStep::SelectMfa { .. }), "at home, any factor: {:?}", f.next_step);
+    berlin.select_mfa(&f.flow_id, latchkey_testkit::proto::MfaMethod::Totp).await.unwrap();
+    s.clock.advance(Duration::seconds(30));
+    berlin.totp_code(&f.flow_id, &totp_code(&secret, &s.clock, 0)).await.unwrap().tokens.unwrap();
+    s.clock.advance(Duration::days(2));
+    let a = s.client_at(SYDNEY, UA).sign_in("pia", PW).await.unwrap();
+    assert_eq!(a.next_step, NextStep::SelectMfa { methods: vec![latchkey_testkit::proto::MfaMethod::PushApproval] });
+    // An account with TOTP only has nothing phishing-resistant: refused like a wrong password.
+    let (_, secret) = with_totp(&s, "quin").await;
+    s.clock.advance(Duration::seconds(30));
+    let berlin_f = berlin.sign_in("quin", PW).await.unwrap();
+    berlin.totp_code(&berlin_f.flow_id, &totp_code(&secret, &s.clock, 0)).await.unwrap().tokens.unwrap();
+    s.clock.advance(Duration::days(2));
+    let e = s.client_at(SYDNEY, UA).sign_in("quin", PW).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(401), Some(codes::NOT_AUTHORIZED)));
+    assert!(s.outbox().await.iter().any(|m| m.to == "quin@example.com" && m.subject.contains("was refused")));
+}
+
 both_stores!(
+    risk_a_phishing_resistant_factor_is_the_enrolled_phones_approval_or_nothing,
     ses_8_a_refresh_from_another_network_needs_a_step_up_before_a_sensitive_call,
     risk_a_recent_recovery_is_recorded_and_the_operator_may_ask_a_second_factor_for_it,
     risk_an_unfamiliar_sign_in_is_told_and_the_one_tap_report_ends_it,
