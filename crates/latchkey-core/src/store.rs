@@ -23,6 +23,19 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What [`Store::risk_counts`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RiskCounts {
+    /// Failed password sign-ins of the account in the window.
+    pub account_failures: u64,
+    /// Failed password sign-ins from the address in the window, any account.
+    pub source_failures: u64,
+    /// The account's last completed recovery.
+    pub recovered_at: Option<OffsetDateTime>,
+    /// The owner's last "this wasn't me".
+    pub reported_at: Option<OffsetDateTime>,
+}
+
 /// One write in an atomic [`Batch`].
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -54,9 +67,9 @@ pub enum Write {
         /// Why.
         reason: String,
     },
-    /// Record (or refresh) what a sign-in came from: `last_seen_at` and the place are replaced,
-    /// `first_seen_at` kept.
-    Sighting(Sighting),
+    /// Record (or refresh) what a session started from, in one statement: `last_seen_at` and
+    /// the place are replaced, `first_seen_at` kept.
+    Sightings(Vec<Sighting>),
     /// Raise a live session in place after a step-up: its level, methods and `auth_time`, the
     /// client it now runs on, and no step-up required any more. A session revoked or expired
     /// meanwhile is `Conflict("session")`.
@@ -474,20 +487,15 @@ pub trait Store: Send + Sync + 'static {
     /// An account's sightings, most recently seen first, at most `limit`.
     async fn sightings(&self, user_id: UserId, limit: u32) -> Result<Vec<Sighting>, StoreError>;
 
-    /// Failed password sign-ins (audit `sign_in`/`failure`) since `since`: of the account
-    /// `user_id` when given, else from the client address `ip`.
-    async fn sign_in_failures(
-        &self,
-        user_id: Option<UserId>,
-        ip: Option<&str>,
-        since: OffsetDateTime,
-    ) -> Result<u64, StoreError>;
-
-    /// Since `since`: when the account last completed a recovery, and when its owner last said
-    /// "this wasn't me" (to a notice, or cancelling a recovery).
-    async fn security_events_since(
+    /// What a risk assessment counts, in one round trip: failed password sign-ins (audit
+    /// `sign_in`/`failure`) of the account `user_id` and from the address `ip` since
+    /// `failures_since`; and since `changes_since`, when the account last completed a recovery
+    /// and when its owner last said "this wasn't me" (to a notice, or cancelling a recovery).
+    async fn risk_counts(
         &self,
         user_id: UserId,
-        since: OffsetDateTime,
-    ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StoreError>;
+        ip: Option<&str>,
+        failures_since: OffsetDateTime,
+        changes_since: OffsetDateTime,
+    ) -> Result<RiskCounts, StoreError>;
 }

@@ -17,8 +17,8 @@ fn event(user: Option<UserId>, at: OffsetDateTime, kind: &str, outcome: &str, ip
     })
 }
 
-fn seen(user_id: UserId, value: &str, country: Option<&str>, at: OffsetDateTime) -> Write {
-    Write::Sighting(Sighting {
+fn seen(user_id: UserId, value: &str, country: Option<&str>, at: OffsetDateTime) -> Sighting {
+    Sighting {
         user_id,
         kind: "network".into(),
         value: value.into(),
@@ -26,26 +26,28 @@ fn seen(user_id: UserId, value: &str, country: Option<&str>, at: OffsetDateTime)
         position_e6: country.map(|_| (52_520_000, -13_405_000)),
         first_seen_at: at,
         last_seen_at: at,
-    })
+    }
 }
 
 pub async fn sightings_are_upserted_per_account_newest_first(store: Arc<dyn Store>) {
     let (a, b) = (user("sia"), user("sib"));
     store.apply(Batch(vec![Write::InsertUser(a.clone()), Write::InsertUser(b.clone())])).await.unwrap();
     let later = T0 + Duration::hours(1);
+    let agent = Sighting { kind: "agent".into(), value: "hash".into(), ..seen(a.id, "-", None, T0) };
     store
         .apply(Batch(vec![
-            seen(a.id, "198.51.100.0/24", None, T0),
-            seen(a.id, "192.0.2.0/24", Some("DE"), T0 + Duration::minutes(1)),
-            seen(b.id, "203.0.113.0/24", None, T0),
+            Write::Sightings(vec![seen(a.id, "198.51.100.0/24", None, T0), agent]),
+            Write::Sightings(vec![seen(a.id, "192.0.2.0/24", Some("DE"), T0 + Duration::minutes(1))]),
+            Write::Sightings(vec![seen(b.id, "203.0.113.0/24", None, T0)]),
             // Seen again: last seen and place replaced, first seen kept.
-            seen(a.id, "198.51.100.0/24", Some("FR"), later),
+            Write::Sightings(vec![seen(a.id, "198.51.100.0/24", Some("FR"), later)]),
+            Write::Sightings(vec![]),
         ]))
         .await
         .unwrap();
     let got = store.sightings(a.id, 10).await.unwrap();
     let shown: Vec<(&str, Option<&str>)> = got.iter().map(|s| (s.value.as_str(), s.country.as_deref())).collect();
-    assert_eq!(shown, [("198.51.100.0/24", Some("FR")), ("192.0.2.0/24", Some("DE"))]);
+    assert_eq!(shown, [("198.51.100.0/24", Some("FR")), ("192.0.2.0/24", Some("DE")), ("hash", None)]);
     assert_eq!((got[0].first_seen_at, got[0].last_seen_at), (T0, later));
     assert_eq!(got[0].position_e6, Some((52_520_000, -13_405_000)), "negative millionths round-trip");
     assert_eq!(store.sightings(a.id, 1).await.unwrap().len(), 1, "limited");
@@ -66,17 +68,29 @@ pub async fn failures_are_counted_per_account_and_per_address_in_the_window(stor
         .await
         .unwrap();
     let since = T0 + Duration::minutes(1);
-    assert_eq!(store.sign_in_failures(Some(u.id), None, T0).await.unwrap(), 2);
-    assert_eq!(store.sign_in_failures(Some(u.id), None, since).await.unwrap(), 1, "the window");
-    assert_eq!(store.sign_in_failures(None, Some("192.0.2.2"), T0).await.unwrap(), 2, "any account");
-    assert_eq!(store.sign_in_failures(None, Some("192.0.2.9"), T0).await.unwrap(), 0);
-    assert_eq!(store.sign_in_failures(None, None, T0).await.unwrap(), 0);
+    let counts = |user, ip, from| {
+        let store = store.clone();
+        async move { store.risk_counts(user, ip, from, T0).await.unwrap() }
+    };
+    let c = counts(u.id, Some("192.0.2.2"), T0).await;
+    assert_eq!((c.account_failures, c.source_failures), (2, 2), "any account from the address");
+    let c = counts(u.id, Some("192.0.2.9"), since).await;
+    assert_eq!((c.account_failures, c.source_failures), (1, 0), "the window");
+    let c = counts(UserId::new(), None, T0).await;
+    assert_eq!((c.account_failures, c.source_failures), (0, 0));
 }
 
 pub async fn recent_recoveries_and_reports_are_found_in_the_window(store: Arc<dyn Store>) {
     let u = user("rex");
     one(store.as_ref(), Write::InsertUser(u.clone())).await;
-    assert_eq!(store.security_events_since(u.id, T0).await.unwrap(), (None, None));
+    let at = |since| {
+        let store = store.clone();
+        async move {
+            let c = store.risk_counts(u.id, None, T0, since).await.unwrap();
+            (c.recovered_at, c.reported_at)
+        }
+    };
+    assert_eq!(at(T0).await, (None, None));
     let (t1, t2, t3) = (T0 + Duration::minutes(1), T0 + Duration::minutes(2), T0 + Duration::minutes(3));
     store
         .apply(Batch(vec![
@@ -87,8 +101,8 @@ pub async fn recent_recoveries_and_reports_are_found_in_the_window(store: Arc<dy
         ]))
         .await
         .unwrap();
-    assert_eq!(store.security_events_since(u.id, T0).await.unwrap(), (Some(t1), Some(t3)));
-    assert_eq!(store.security_events_since(u.id, t2).await.unwrap(), (None, Some(t3)), "the window");
+    assert_eq!(at(T0).await, (Some(t1), Some(t3)));
+    assert_eq!(at(t2).await, (None, Some(t3)), "the window");
 }
 
 pub async fn the_session_a_flow_started_is_ended_only_for_its_account(store: Arc<dyn Store>) {

@@ -74,22 +74,17 @@ impl Auth {
         let ip: Option<IpAddr> = ctx.ip.as_deref().and_then(parse_ip);
         let place = self.place_of(ctx.ip.as_deref());
         let since = now - secs(policy.failure_window_secs);
-        let source_failures = match &ctx.ip {
-            Some(ip) => self.store.sign_in_failures(None, Some(ip), since).await?,
-            None => 0,
-        };
         // An unknown username is assessed with the same queries, for an id no account has: the
         // answer must take as long as for an account (checklist RL-6), or timing names accounts.
         let id = user.map_or(UserId(uuid::Uuid::nil()), |u| u.id);
         let changed_since = now - secs(policy.recent_change_secs);
-        let (recovered, reported) = self.store.security_events_since(id, changed_since).await?;
+        let counts = self.store.risk_counts(id, ctx.ip.as_deref(), since, changed_since).await?;
         let sightings = self.store.sightings(id, SIGHTINGS_READ).await?;
-        let account_failures = self.store.sign_in_failures(Some(id), None, since).await?;
         let changed = user
             .is_some_and(|u| [u.phone_changed_at, u.email_changed_at].into_iter().flatten().any(|t| t > changed_since));
-        let recent_change = changed || recovered.is_some();
+        let recent_change = changed || counts.recovered_at.is_some();
         // A recovery after the report settles it: it took two proofs or a wait.
-        let recent_report = reported.is_some_and(|r| recovered.is_none_or(|c| r > c));
+        let recent_report = counts.reported_at.is_some_and(|r| counts.recovered_at.is_none_or(|c| r > c));
         let agent = agent_hash(ctx);
         let observation = Observation {
             ip,
@@ -97,8 +92,8 @@ impl Auth {
             agent: agent.as_deref(),
             now,
             sightings: &sightings,
-            account_failures,
-            source_failures,
+            account_failures: counts.account_failures,
+            source_failures: counts.source_failures,
             recent_change,
             recent_report,
             known_client: !matches!(occasion, Occasion::Password { remembered: false }),
@@ -197,10 +192,10 @@ impl Auth {
         if !self.settings.risk.enabled {
             return vec![];
         }
-        let mut out = vec![];
+        let mut seen = vec![];
         if let Some(ip) = ctx.ip.as_deref().and_then(parse_ip) {
             let place = self.place_of(ctx.ip.as_deref());
-            out.push(Write::Sighting(Sighting {
+            seen.push(Sighting {
                 user_id: user,
                 kind: "network".into(),
                 value: network_of(ip),
@@ -208,10 +203,10 @@ impl Auth {
                 position_e6: place.as_ref().and_then(position_e6),
                 first_seen_at: now,
                 last_seen_at: now,
-            }));
+            });
         }
         if let Some(agent) = agent_hash(ctx) {
-            out.push(Write::Sighting(Sighting {
+            seen.push(Sighting {
                 user_id: user,
                 kind: "agent".into(),
                 value: agent,
@@ -219,8 +214,8 @@ impl Auth {
                 position_e6: None,
                 first_seen_at: now,
                 last_seen_at: now,
-            }));
+            });
         }
-        out
+        if seen.is_empty() { vec![] } else { vec![Write::Sightings(seen)] }
     }
 }

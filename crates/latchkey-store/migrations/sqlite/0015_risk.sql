@@ -13,8 +13,14 @@ CREATE TABLE sightings (
     PRIMARY KEY (user_id, kind, value)
 );
 CREATE INDEX sightings_recent ON sightings (user_id, last_seen_at);
--- Failure velocity per source: failed sign-ins from one address across every account.
-CREATE INDEX audit_events_ip ON audit_events (ip, at);
+-- Failure velocity, per account and per source (one address, every account), and an account's
+-- recent recoveries and reports: partial indexes, so counting reads only the rows counted.
+CREATE INDEX audit_events_failed_sign_ins_by_user ON audit_events (user_id, at)
+    WHERE kind = 'sign_in' AND outcome = 'failure';
+CREATE INDEX audit_events_failed_sign_ins_by_ip ON audit_events (ip, at)
+    WHERE kind = 'sign_in' AND outcome = 'failure';
+CREATE INDEX audit_events_security_by_user ON audit_events (user_id, at)
+    WHERE kind IN ('recovery', 'this_wasnt_me');
 -- The flow that started a session: "this wasn't me" in that sign-in's notice ends it.
 ALTER TABLE sessions ADD COLUMN flow_id BLOB;
 CREATE INDEX sessions_flow ON sessions (flow_id);

@@ -8,7 +8,7 @@ use latchkey_core::ids::{
     ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId,
 };
 use latchkey_core::model::*;
-use latchkey_core::store::{Batch, OutboxBacklog, RotateOutcome, Store, StoreError, Write};
+use latchkey_core::store::{Batch, OutboxBacklog, RiskCounts, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -65,6 +65,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
 
 macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa, phone_changed_at, email_changed_at" }; }
 macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id, dpop_jkt, flow_id, step_up_required_at" }; }
+macro_rules! sightings_upsert { () => { "ON CONFLICT (user_id, kind, value) DO UPDATE SET country = excluded.country, latitude_e6 = excluded.latitude_e6, longitude_e6 = excluded.longitude_e6, last_seen_at = excluded.last_seen_at" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
 macro_rules! sql {
@@ -463,22 +464,23 @@ macro_rules! store_impl {
                 rows.iter().map(Self::sighting).collect()
             }
 
-            async fn sign_in_failures(&self, user_id: Option<UserId>, ip: Option<&str>, since: OffsetDateTime) -> Result<u64, StoreError> {
-                let r = match (user_id, ip) {
-                    (Some(u), _) => sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE user_id = $1 AND at >= $2 AND kind = 'sign_in' AND outcome = 'failure'")
-                        .bind(u.0).bind(us(since)).fetch_one(&self.pool).await,
-                    (None, Some(ip)) => sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE ip = $1 AND at >= $2 AND kind = 'sign_in' AND outcome = 'failure'")
-                        .bind(ip).bind(us(since)).fetch_one(&self.pool).await,
-                    (None, None) => return Ok(0),
-                }
-                .map_err(db_err)?;
-                Ok(u64::try_from(r.try_get::<i64, _>("n").map_err(db_err)?).unwrap_or(0))
-            }
-
-            async fn security_events_since(&self, user_id: UserId, since: OffsetDateTime) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StoreError> {
-                let r = sqlx::query("SELECT MAX(CASE WHEN kind = 'recovery' AND outcome = 'completed' THEN at END) AS recovered, MAX(CASE WHEN kind = 'this_wasnt_me' OR (kind = 'recovery' AND outcome = 'cancelled') THEN at END) AS reported FROM audit_events WHERE user_id = $1 AND at >= $2")
-                    .bind(user_id.0).bind(us(since)).fetch_one(&self.pool).await.map_err(db_err)?;
-                Ok((opt_us(r.try_get("recovered").map_err(db_err)?)?, opt_us(r.try_get("reported").map_err(db_err)?)?))
+            async fn risk_counts(&self, user_id: UserId, ip: Option<&str>, failures_since: OffsetDateTime, changes_since: OffsetDateTime) -> Result<RiskCounts, StoreError> {
+                // Each part reads only its rows, through its partial index (migration 0015).
+                let r = sqlx::query(concat!(
+                    "SELECT (SELECT COUNT(*) FROM audit_events WHERE user_id = $1 AND at >= $3 AND kind = 'sign_in' AND outcome = 'failure') AS account_failures, ",
+                    "(SELECT COUNT(*) FROM audit_events WHERE ip = $2 AND at >= $3 AND kind = 'sign_in' AND outcome = 'failure') AS source_failures, ",
+                    "(SELECT MAX(at) FROM audit_events WHERE user_id = $1 AND at >= $4 AND kind IN ('recovery', 'this_wasnt_me') AND kind = 'recovery' AND outcome = 'completed') AS recovered, ",
+                    "(SELECT MAX(at) FROM audit_events WHERE user_id = $1 AND at >= $4 AND kind IN ('recovery', 'this_wasnt_me') AND (kind = 'this_wasnt_me' OR outcome = 'cancelled')) AS reported"
+                ))
+                .bind(user_id.0).bind(ip).bind(us(failures_since)).bind(us(changes_since))
+                .fetch_one(&self.pool).await.map_err(db_err)?;
+                let n = |c: &str| r.try_get::<i64, _>(c).map(|v| u64::try_from(v).unwrap_or(0)).map_err(db_err);
+                Ok(RiskCounts {
+                    account_failures: n("account_failures")?,
+                    source_failures: n("source_failures")?,
+                    recovered_at: opt_us(r.try_get("recovered").map_err(db_err)?)?,
+                    reported_at: opt_us(r.try_get("reported").map_err(db_err)?)?,
+                })
             }
 
             async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError> {

@@ -59,12 +59,21 @@ macro_rules! store_writes {
                             .bind(flow_id.0).bind(user_id.0).bind(us(at)).bind(&reason)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
-                    Write::Sighting(v) => {
-                        let (lat, lon) = v.position_e6.unzip();
-                        sqlx::query("INSERT INTO sightings (user_id, kind, value, country, latitude_e6, longitude_e6, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id, kind, value) DO UPDATE SET country = excluded.country, latitude_e6 = excluded.latitude_e6, longitude_e6 = excluded.longitude_e6, last_seen_at = excluded.last_seen_at")
-                            .bind(v.user_id.0).bind(&v.kind).bind(&v.value).bind(&v.country).bind(lat).bind(lon)
-                            .bind(us(v.first_seen_at)).bind(us(v.last_seen_at))
-                            .execute(&mut **tx).await.map_err(db_err)?;
+                    Write::Sightings(seen) => {
+                        // A session leaves two (its network and its user agent): one statement.
+                        for pair in seen.chunks(2) {
+                            let mut q = sqlx::query(if pair.len() == 2 {
+                                sql!("INSERT INTO sightings (user_id, kind, value, country, latitude_e6, longitude_e6, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16) ", sightings_upsert!())
+                            } else {
+                                sql!("INSERT INTO sightings (user_id, kind, value, country, latitude_e6, longitude_e6, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ", sightings_upsert!())
+                            });
+                            for v in pair {
+                                let (lat, lon) = v.position_e6.unzip();
+                                q = q.bind(v.user_id.0).bind(&v.kind).bind(&v.value).bind(&v.country).bind(lat).bind(lon)
+                                    .bind(us(v.first_seen_at)).bind(us(v.last_seen_at));
+                            }
+                            q.execute(&mut **tx).await.map_err(db_err)?;
+                        }
                     }
                     Write::InsertRefreshToken { hash, session_id, created_at } => {
                         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
