@@ -32,6 +32,8 @@ pub(crate) enum Occasion {
     },
     /// A device's own sign-in (its key is the proof).
     Device,
+    /// A passwordless account's first sign-in on a new device (an SMS code and a second proof).
+    NewDevice,
     /// A step-up of a live session.
     StepUp,
 }
@@ -41,6 +43,7 @@ impl Occasion {
         match self {
             Occasion::Password { .. } => "password",
             Occasion::Device => "device",
+            Occasion::NewDevice => "new_device",
             Occasion::StepUp => "step_up",
         }
     }

@@ -212,13 +212,20 @@ impl Auth {
             .await?
             // A number changed within the cooldown proves nothing yet (DESIGN.md).
             .filter(|u| u.status == UserStatus::Active && u.password_hash.is_none() && self.sms_trusted(u, now));
+        // The risk policy: refused, the flow goes on as for a username with no account (a code
+        // that never arrives), so the refusal is no oracle; a phishing-resistant factor means
+        // the second proof is the enrolled phone's approval.
+        let risk = self.assess(user.as_ref(), Occasion::NewDevice, &ctx, now).await?;
+        self.risk_delay(&risk).await;
+        let record = self.risk_record(&risk, Occasion::NewDevice, user.as_ref().map(|u| u.id), None, &ctx, now);
+        let user = user.filter(|_| risk.action != RiskAction::Deny);
         let phone = user.as_ref().and_then(|u| u.phone.as_deref()).and_then(|p| Phone::parse(p).ok());
         match &phone {
             Some(p) if user.is_some() => self.check_send_limits(&key, Some(p.as_str()), &ctx, Channel::Sms).await?,
             _ => self.check_look_alike_limits(&key, None, &ctx, Channel::Sms).await?,
         }
         let flow_id = FlowId::new();
-        let mut batch = Batch::new();
+        let mut batch = Batch(record.into_iter().collect());
         let (code, second_proofs) = match (&user, &phone) {
             (Some(u), Some(p)) => {
                 // The destination is not shown: it would tell who has an account.
@@ -233,6 +240,9 @@ impl Auth {
                     methods.into_iter().filter(|m| *m != MfaMethod::Sms && allowed.contains(m)).collect();
                 if allowed.contains(&MfaMethod::Email) && u.email_verified && !proofs.contains(&MfaMethod::Email) {
                     proofs.push(MfaMethod::Email);
+                }
+                if risk.action == RiskAction::RequirePhishingResistant {
+                    proofs.retain(|m| *m == MfaMethod::PushApproval);
                 }
                 (code, proofs)
             }

@@ -3,7 +3,7 @@
 //! timeline's places and reasons, and the metric.
 
 use super::devices::aal2_user_and_secret as with_totp;
-use latchkey_client::{Client, SoftwareKeystore};
+use latchkey_client::{Client, SoftwareKeystore, Unlock};
 use latchkey_testkit::proto::{NextStep, SignUpRequest, StepUpRequest, codes};
 use latchkey_testkit::{Backend, TestServer, jwt_claims, totp_code};
 use time::Duration;
@@ -174,6 +174,23 @@ async fn risk_a_distrusted_network_is_refused_like_a_wrong_password(b: Backend) 
     // Unknown usernames from there get the same answer, and nobody's timeline shows them.
     let e = bad.sign_in("nobody-here", PW).await.unwrap_err();
     assert_eq!(e.code(), Some(codes::NOT_AUTHORIZED));
+    // A device's own sign-in from there is asked to sign like an unknown device's, and fails.
+    let (id, ks, _) = s.passwordless_account("dex", "+14155550177", Some("dex@example.com"), "371946").await;
+    let keys = std::sync::Arc::new(ks.clone());
+    let phone_there = s.client_at(DISTRUSTED, UA).with_device_key(keys.clone(), &id).unwrap();
+    let a = phone_there.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap();
+    assert!(a.tokens.is_none() && a.error.is_some(), "{a:?}");
+    let phone_home = s.client_at(BERLIN, UA).with_device_key(keys, &id).unwrap();
+    assert!(phone_home.device_sign_in(&id, &ks, Unlock::Biometric).await.unwrap().tokens.is_some());
+    // A new phone's first sign-in from there looks like a username with no account: the same
+    // step, and no code is sent.
+    let sms = s.messages_to("+14155550177").await;
+    let a = bad.sign_in_new_device("dex").await.unwrap();
+    assert!(matches!(a.next_step, NextStep::SmsCode { .. }), "{:?}", a.next_step);
+    assert_eq!(s.messages_to("+14155550177").await, sms, "no code for a refused sign-in");
+    let a = s.client_at(BERLIN, UA).sign_in_new_device("dex").await.unwrap();
+    assert!(matches!(a.next_step, NextStep::SmsCode { .. }), "{:?}", a.next_step);
+    assert_eq!(s.messages_to("+14155550177").await, sms + 1, "from home the code goes");
 }
 
 async fn risk_failure_velocity_per_account_and_per_source(b: Backend) {
