@@ -656,6 +656,24 @@ impl Client {
         self.no_content(self.authed(Method::POST, "/v1/sign-out", access_token)?.json(&SignOutRequest { scope })).await
     }
 
+    /// `PUT /v1/me/password`: change the password (`current` required when the account has
+    /// one), or add a first one after a recent `aal2` sign-in. The other sessions end unless
+    /// `keep_other_sessions`.
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        current: Option<&str>,
+        new_password: &str,
+        keep_other_sessions: bool,
+    ) -> Result<PasswordChanged> {
+        let req = ChangePasswordRequest {
+            current_password: current.map(str::to_owned),
+            new_password: new_password.into(),
+            keep_other_sessions,
+        };
+        self.send(self.authed(Method::PUT, "/v1/me/password", access_token)?.json(&req)).await
+    }
+
     /// `GET /v1/me`.
     pub async fn me(&self, access_token: &str) -> Result<Me> {
         self.send(self.authed(Method::GET, "/v1/me", access_token)?).await

@@ -68,3 +68,28 @@ pub struct FactorList {
     /// The user's factors besides the password.
     pub factors: Vec<FactorInfo>,
 }
+
+/// `PUT /v1/me/password`: change the password, or add a first one to a passwordless account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password now; required when the account has one. An account without one (a
+    /// passwordless account adding its first) needs a sign-in at `aal2` from the last 10
+    /// minutes instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
+    /// The new password (8 to 256 characters, no composition rules, common passwords refused).
+    pub new_password: String,
+    /// Keep the account's other sessions (and remembered clients); by default they end.
+    #[serde(default)]
+    pub keep_other_sessions: bool,
+}
+
+/// The answer to `PUT /v1/me/password`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PasswordChanged {
+    /// How many other sessions ended (0 with `keep_other_sessions`).
+    pub other_sessions_ended: u32,
+}

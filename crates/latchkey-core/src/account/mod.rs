@@ -18,6 +18,7 @@ use latchkey_proto::MfaMethod;
 pub mod admin;
 mod devices;
 mod events;
+mod password;
 mod remembered;
 
 pub use admin::AdminAction;

@@ -1,5 +1,6 @@
 //! The HTTP adapter: routes close to their handlers, one error type, request ids everywhere.
 
+pub mod account;
 pub mod adaptive;
 pub mod admin;
 pub mod device;
@@ -63,7 +64,7 @@ const USERNAME_PATTERN: &str =
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
-        adaptive::remember, adaptive::forget,
+        adaptive::remember, adaptive::forget, account::change_password,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
@@ -285,6 +286,7 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
             .merge(device::router())
             .merge(session::router())
             .merge(adaptive::router())
+            .merge(account::router())
             .merge(ops::router());
     }
     if surfaces.metrics {

@@ -28,6 +28,7 @@ macro_rules! both_stores {
     };
 }
 
+mod account;
 mod actions;
 mod delivery;
 mod devices;

@@ -1,0 +1,31 @@
+//! The account's own life (issue 14): changing the password.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, Authenticated, Client};
+use axum::extract::State;
+use axum::routing::put;
+use axum::{Json, Router};
+use latchkey_proto::{ChangePasswordRequest, ErrorBody, PasswordChanged};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/me/password", put(change_password))
+}
+
+/// Change the password with the current one, or add a first password to a passwordless account
+/// (then a sign-in at `aal2` from the last 10 minutes is needed instead). The other sessions end
+/// and remembered clients are forgotten unless `keep_other_sessions`; every verified channel and
+/// enrolled device is told. A wrong `current_password` counts against the password lockout.
+#[utoipa::path(put, path = "/v1/me/password", tag = "me", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 200, body = PasswordChanged),
+        (status = 400, description = "invalid_request (current_password missing), invalid_password (the new one is refused)", body = ErrorBody),
+        (status = 401, description = "unauthenticated; not_authorized (the current password is wrong); insufficient_user_authentication (a first password needs a recent aal2 sign-in)", body = ErrorBody),
+        (status = 429, description = "limit_exceeded: the password lockout", body = ErrorBody)))]
+pub async fn change_password(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
+) -> Result<Json<PasswordChanged>, ApiError> {
+    Ok(Json(s.auth.account().change_password(&p, req, ctx).await?))
+}

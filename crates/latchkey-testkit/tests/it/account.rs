@@ -1,0 +1,94 @@
+//! The account's own life (issue 14): changing the password, or adding a first one.
+
+use latchkey_client::Unlock;
+use latchkey_testkit::proto::{NextStep, codes};
+use latchkey_testkit::{Backend, TestServer};
+use std::sync::Arc;
+
+const PW: &str = "correct horse battery";
+const NEW: &str = "a new passphrase, mine";
+
+async fn a_password_change_ends_the_other_sessions_and_tells_every_channel(b: Backend) {
+    let s = TestServer::start(b).await;
+    s.create_user("paula", PW).await;
+    let (here, elsewhere) = (s.sign_in("paula", PW).await, s.sign_in("paula", PW).await);
+    let c = s.client();
+    // The current password is required, and a wrong one changes nothing.
+    let e = c.change_password(&here.access_token, None, NEW, false).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(400), Some(codes::INVALID_REQUEST)));
+    let e = c.change_password(&here.access_token, Some("not the password"), NEW, false).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(401), Some(codes::NOT_AUTHORIZED)));
+    let e = c.change_password(&here.access_token, Some(PW), "12345678", false).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(400), Some(codes::INVALID_PASSWORD)));
+    assert!(c.sign_in("paula", PW).await.unwrap().tokens.is_some(), "still the old password");
+    let notices = s.messages_to("paula@example.com").await;
+    // Changed: this session goes on, the other two (one just made by that sign-in) end.
+    let done = c.change_password(&here.access_token, Some(PW), NEW, false).await.unwrap();
+    assert_eq!(done.other_sessions_ended, 2);
+    c.me(&here.access_token).await.unwrap();
+    assert!(c.refresh(&here.refresh_token).await.is_ok());
+    assert_eq!(c.refresh(&elsewhere.refresh_token).await.unwrap_err().code(), Some(codes::INVALID_GRANT));
+    assert_eq!(c.me(&elsewhere.access_token).await.unwrap_err().status(), Some(401));
+    assert_eq!(c.sign_in("paula", PW).await.unwrap_err().code(), Some(codes::NOT_AUTHORIZED));
+    assert!(c.sign_in("paula", NEW).await.unwrap().tokens.is_some());
+    // Told, with a way to put the account on hold.
+    assert_eq!(s.messages_to("paula@example.com").await, notices + 1);
+    let m = s.outbox().await.into_iter().rev().find(|m| m.to == "paula@example.com").unwrap();
+    assert!(m.subject.ends_with("Your password was changed") && m.body.contains("token=u."), "{m:?}");
+    let t = s.sign_in("paula", NEW).await;
+    let page = c.events(&t.access_token, None, Some(50)).await.unwrap();
+    let changes: Vec<&str> =
+        page.events.iter().filter(|e| e.kind == "password_change").map(|e| e.outcome.as_str()).collect();
+    assert_eq!(changes, ["success", "failure"]);
+}
+
+async fn a_password_change_may_keep_the_other_sessions(b: Backend) {
+    let s = TestServer::start(b).await;
+    s.create_user("kip", PW).await;
+    let (here, elsewhere) = (s.sign_in("kip", PW).await, s.sign_in("kip", PW).await);
+    let c = s.client();
+    let done = c.change_password(&here.access_token, Some(PW), NEW, true).await.unwrap();
+    assert_eq!(done.other_sessions_ended, 0);
+    assert!(c.refresh(&elsewhere.refresh_token).await.is_ok());
+}
+
+async fn wrong_current_passwords_count_against_the_password_lockout(b: Backend) {
+    let s = TestServer::start(b).await;
+    s.create_user("lou", PW).await;
+    let t = s.sign_in("lou", PW).await;
+    let c = s.client();
+    let mut answers = vec![];
+    for _ in 0..7 {
+        answers.push(c.change_password(&t.access_token, Some("guess"), NEW, false).await.unwrap_err().status());
+    }
+    assert_eq!(answers[..5], [Some(401); 5]);
+    assert!(answers[5..].iter().all(|a| *a == Some(429)), "{answers:?}");
+    // The same counter as sign-in's: the right password is not evaluated either while it holds.
+    let e = c.change_password(&t.access_token, Some(PW), NEW, false).await.unwrap_err();
+    assert_eq!(e.status(), Some(429));
+}
+
+async fn a_passwordless_account_adds_a_first_password_after_a_fresh_aal2_sign_in(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (id, ks, signed_up) = s.passwordless_account("pam", "+14155550188", Some("pam@example.com"), "371946").await;
+    let phone = s.client().with_device_key(Arc::new(ks.clone()), &id).unwrap();
+    // The sign-up's session is aal1 (the SMS code and the device's key): not enough.
+    let e = phone.change_password(&signed_up.access_token, None, NEW, false).await.unwrap_err();
+    assert_eq!(e.code(), Some(codes::INSUFFICIENT_USER_AUTHENTICATION));
+    // The device's key and its PIN make aal2.
+    let t = phone.device_sign_in(&id, &ks, Unlock::Pin("371946")).await.unwrap().tokens.unwrap();
+    let done = phone.change_password(&t.access_token, None, NEW, false).await.unwrap();
+    assert_eq!(done.other_sessions_ended, 1, "the sign-up's session");
+    let m = s.outbox().await.into_iter().rev().find(|m| m.to == "pam@example.com").unwrap();
+    assert!(m.subject.ends_with("A password was added"), "{m:?}");
+    // Now the password signs in (the phone is the second factor).
+    let a = s.client().sign_in("pam", NEW).await.unwrap();
+    assert!(matches!(a.next_step, NextStep::SelectMfa { .. } | NextStep::PushApproval { .. }), "{:?}", a.next_step);
+}
+
+both_stores!(
+    a_password_change_ends_the_other_sessions_and_tells_every_channel,
+    a_password_change_may_keep_the_other_sessions,
+    wrong_current_passwords_count_against_the_password_lockout,
+    a_passwordless_account_adds_a_first_password_after_a_fresh_aal2_sign_in,
+);
