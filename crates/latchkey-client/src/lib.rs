@@ -674,6 +674,11 @@ impl Client {
         self.send(self.authed(Method::PUT, "/v1/me/password", access_token)?.json(&req)).await
     }
 
+    /// `GET /v1/me/export`: everything kept about the account that its owner may see.
+    pub async fn export(&self, access_token: &str) -> Result<AccountExport> {
+        self.send(self.authed(Method::GET, "/v1/me/export", access_token)?).await
+    }
+
     /// `GET /v1/me`.
     pub async fn me(&self, access_token: &str) -> Result<Me> {
         self.send(self.authed(Method::GET, "/v1/me", access_token)?).await

@@ -93,3 +93,24 @@ pub struct PasswordChanged {
     /// How many other sessions ended (0 with `keep_other_sessions`).
     pub other_sessions_ended: u32,
 }
+
+/// `GET /v1/me/export`: everything Latchkey keeps about the account that the user may see, as
+/// one JSON document. Factors and devices are described, never their secrets or keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountExport {
+    /// When it was made (RFC 3339).
+    pub exported_at: String,
+    /// When the account was created (RFC 3339).
+    pub created_at: String,
+    /// The profile, as `GET /v1/me` shows it (with the exporting session).
+    pub profile: Me,
+    /// The factors, as `GET /v1/me/factors` lists them.
+    pub factors: FactorList,
+    /// The devices and remembered clients, as `GET /v1/me/devices` lists them.
+    pub devices: DeviceList,
+    /// The live sessions, as `GET /v1/me/sessions` lists them.
+    pub sessions: SessionList,
+    /// Every security event of the account, newest first, as `GET /v1/me/events` shows them.
+    pub events: Vec<SecurityEvent>,
+}

@@ -18,6 +18,7 @@ use latchkey_proto::MfaMethod;
 pub mod admin;
 mod devices;
 mod events;
+mod export;
 mod password;
 mod remembered;
 

@@ -1,15 +1,15 @@
-//! The account's own life (issue 14): changing the password.
+//! The account's own life (issue 14): changing the password, exporting the account's data.
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, Client};
 use axum::extract::State;
-use axum::routing::put;
+use axum::routing::{get, put};
 use axum::{Json, Router};
-use latchkey_proto::{ChangePasswordRequest, ErrorBody, PasswordChanged};
+use latchkey_proto::{AccountExport, ChangePasswordRequest, ErrorBody, PasswordChanged};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/me/password", put(change_password))
+    Router::new().route("/v1/me/password", put(change_password)).route("/v1/me/export", get(export))
 }
 
 /// Change the password with the current one, or add a first password to a passwordless account
@@ -28,4 +28,16 @@ pub async fn change_password(
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> Result<Json<PasswordChanged>, ApiError> {
     Ok(Json(s.auth.account().change_password(&p, req, ctx).await?))
+}
+
+/// Everything kept about the account that its owner may see, as one JSON document: the profile,
+/// factors and devices (described, never their secrets or keys), live sessions and every
+/// security event (the newest 10,000).
+#[utoipa::path(get, path = "/v1/me/export", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = AccountExport), (status = 401, body = ErrorBody)))]
+pub async fn export(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<AccountExport>, ApiError> {
+    Ok(Json(s.auth.account().export(&p).await?))
 }

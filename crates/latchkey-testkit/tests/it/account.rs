@@ -86,7 +86,31 @@ async fn a_passwordless_account_adds_a_first_password_after_a_fresh_aal2_sign_in
     assert!(matches!(a.next_step, NextStep::SelectMfa { .. } | NextStep::PushApproval { .. }), "{:?}", a.next_step);
 }
 
+async fn the_export_holds_the_accounts_data_and_none_of_its_secrets(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (t, secret) = super::devices::aal2_user_and_secret(&s, "ezra").await;
+    let c = s.client();
+    let ks = latchkey_client::SoftwareKeystore::new();
+    let (device_id, _) = c.enroll_device(&t.access_token, &ks, "Ezra's phone", "android", "371946").await.unwrap();
+    let export = c.export(&t.access_token).await.unwrap();
+    assert_eq!((export.profile.username.as_str(), export.profile.email.as_deref()), ("ezra", Some("ezra@example.com")));
+    assert!(export.factors.factors.iter().any(|f| f.kind == "totp"), "{:?}", export.factors);
+    assert_eq!(export.devices.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [device_id.as_str()]);
+    assert!(export.sessions.sessions.iter().any(|x| x.current));
+    let kinds: Vec<&str> = export.events.iter().map(|e| e.kind.as_str()).collect();
+    for kind in ["sign_up", "sign_in", "factor_added", "device_enrolled"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert_eq!(export.events.last().unwrap().kind, "sign_up", "the whole timeline, newest first");
+    // No secret: not the TOTP seed, the password or its hash, the PIN, a refresh token.
+    let text = serde_json::to_string(&export).unwrap();
+    for secret in [secret.as_str(), PW, "$argon2", "371946", t.refresh_token.as_str()] {
+        assert!(!text.contains(secret), "the export holds {secret}");
+    }
+}
+
 both_stores!(
+    the_export_holds_the_accounts_data_and_none_of_its_secrets,
     a_password_change_ends_the_other_sessions_and_tells_every_channel,
     a_password_change_may_keep_the_other_sessions,
     wrong_current_passwords_count_against_the_password_lockout,
