@@ -679,6 +679,11 @@ impl Client {
         self.send(self.authed(Method::GET, "/v1/me/export", access_token)?).await
     }
 
+    /// `PATCH /v1/me`: set (or with `Some(None)` clear) profile attributes; answers `/v1/me`.
+    pub async fn update_profile(&self, access_token: &str, update: &ProfileUpdate) -> Result<Me> {
+        self.send(self.authed(Method::PATCH, "/v1/me", access_token)?.json(update)).await
+    }
+
     /// `GET /v1/me`.
     pub async fn me(&self, access_token: &str) -> Result<Me> {
         self.send(self.authed(Method::GET, "/v1/me", access_token)?).await

@@ -42,6 +42,7 @@ const T0: OffsetDateTime = datetime!(2026-11-22 10:00:00 UTC);
 
 fn user(name: &str) -> User {
     User {
+        profile: Profile::default(),
         id: UserId::new(),
         username: name.into(),
         username_canonical: name.to_lowercase(),

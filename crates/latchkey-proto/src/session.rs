@@ -73,6 +73,48 @@ pub struct Me {
     pub acr: String,
     /// The methods used to authenticate (RFC 8176).
     pub amr: Vec<String>,
+    /// Full name, as the user wrote it (`PATCH /v1/me`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// BCP 47 language tag.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// IANA time zone.
+    #[serde(default)]
+    pub zoneinfo: Option<String>,
+    /// An `https` URL of a picture.
+    #[serde(default)]
+    pub picture: Option<String>,
+}
+
+/// `PATCH /v1/me`: the profile attributes to change. A field left out stays as it is; `null`
+/// clears it. Email and phone are not here: they change through verification
+/// (`POST /v1/me/factors`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// Full name: 1 to 256 characters, no control characters.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))]
+    pub name: Option<Option<String>>,
+    /// BCP 47 language tag, e.g. `en`, `de-CH`, `zh-Hant-TW`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 35, pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"))]
+    pub locale: Option<Option<String>>,
+    /// IANA time zone, e.g. `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `UTC`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 64, pattern = "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"))]
+    pub zoneinfo: Option<Option<String>>,
+    /// An `https` URL of a picture, at most 2,048 characters.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 2048, pattern = "^https://[^\\u0000-\\u0020\\u007F-\\u009F]+$"))]
+    pub picture: Option<Option<String>>,
+}
+
+/// A field that was sent, as `Some(value or null)`; one left out stays `None` (its default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// One session in `GET /v1/me/sessions`.

@@ -14,7 +14,7 @@ pub const MAX_PAGE: u32 = 100;
 
 /// The detail keys an owner may see: ids of what the event concerns and how it went. Anything
 /// else an event records (addresses, hashes, counters) stays in the operator's audit log.
-const SHOWN: [&str; 14] = [
+const SHOWN: [&str; 15] = [
     "session_id",
     "device_id",
     "factor_id",
@@ -29,6 +29,7 @@ const SHOWN: [&str; 14] = [
     "reason",
     "new_device",
     "reasons",
+    "fields",
 ];
 
 impl Account<'_> {

@@ -20,6 +20,7 @@ mod devices;
 mod events;
 mod export;
 mod password;
+mod profile;
 mod remembered;
 
 pub use admin::AdminAction;
@@ -215,6 +216,10 @@ impl Account<'_> {
             session_id: p.session.id.to_string(),
             acr: p.claims.acr.clone(),
             amr: p.claims.amr.clone(),
+            name: p.user.profile.name.clone(),
+            locale: p.user.profile.locale.clone(),
+            zoneinfo: p.user.profile.zoneinfo.clone(),
+            picture: p.user.profile.picture.clone(),
         }
     }
 }

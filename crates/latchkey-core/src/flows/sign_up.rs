@@ -99,6 +99,7 @@ impl Auth {
             preferred_mfa: None,
             phone_changed_at: None,
             email_changed_at: None,
+            profile: Profile::default(),
             created_at: now,
             updated_at: now,
         };

@@ -76,10 +76,25 @@ pub struct User {
     pub phone_changed_at: Option<OffsetDateTime>,
     /// When the email address last changed or became a factor (same rule, for recovery).
     pub email_changed_at: Option<OffsetDateTime>,
+    /// What the user says about themselves (`PATCH /v1/me`).
+    pub profile: Profile,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
     pub updated_at: OffsetDateTime,
+}
+
+/// The standard profile attributes a user edits themselves (OpenID Connect Core §5.1 names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Full name, as the user writes it.
+    pub name: Option<String>,
+    /// BCP 47 language tag (`en`, `de-CH`).
+    pub locale: Option<String>,
+    /// IANA time zone (`Europe/Berlin`).
+    pub zoneinfo: Option<String>,
+    /// An `https` URL of a picture.
+    pub picture: Option<String>,
 }
 
 /// Who started a flow. The flow answers only that client.

@@ -1,15 +1,18 @@
-//! The account's own life (issue 14): changing the password, exporting the account's data.
+//! The account's own life (issue 14): the profile, changing the password, exporting the data.
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, Client};
 use axum::extract::State;
-use axum::routing::{get, put};
+use axum::routing::{get, patch, put};
 use axum::{Json, Router};
-use latchkey_proto::{AccountExport, ChangePasswordRequest, ErrorBody, PasswordChanged};
+use latchkey_proto::{AccountExport, ChangePasswordRequest, ErrorBody, Me, PasswordChanged, ProfileUpdate};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/me/password", put(change_password)).route("/v1/me/export", get(export))
+    Router::new()
+        .route("/v1/me", patch(update_profile))
+        .route("/v1/me/password", put(change_password))
+        .route("/v1/me/export", get(export))
 }
 
 /// Change the password with the current one, or add a first password to a passwordless account
@@ -40,4 +43,18 @@ pub async fn export(
     Authenticated(p): Authenticated,
 ) -> Result<Json<AccountExport>, ApiError> {
     Ok(Json(s.auth.account().export(&p).await?))
+}
+
+/// Set the profile attributes sent (`null` clears one; one left out stays); answers `/v1/me`.
+/// Email and phone change through verification (`POST /v1/me/factors`), not here.
+#[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfileUpdate,
+    responses((status = 200, body = Me), (status = 400, description = "invalid_request: an attribute is malformed or unknown", body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn update_profile(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+    Client(ctx): Client,
+    ApiJson(req): ApiJson<ProfileUpdate>,
+) -> Result<Json<Me>, ApiError> {
+    Ok(Json(s.auth.account().update_profile(&p, req, ctx).await?))
 }

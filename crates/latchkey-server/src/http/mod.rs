@@ -64,7 +64,7 @@ const USERNAME_PATTERN: &str =
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
-        adaptive::remember, adaptive::forget, account::change_password, account::export,
+        adaptive::remember, adaptive::forget, account::change_password, account::export, account::update_profile,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,

@@ -27,6 +27,12 @@ macro_rules! store_rows {
                         .transpose()?,
                     phone_changed_at: opt_us(r.try_get("phone_changed_at").map_err(db_err)?)?,
                     email_changed_at: opt_us(r.try_get("email_changed_at").map_err(db_err)?)?,
+                    profile: Profile {
+                        name: r.try_get("name").map_err(db_err)?,
+                        locale: r.try_get("locale").map_err(db_err)?,
+                        zoneinfo: r.try_get("zoneinfo").map_err(db_err)?,
+                        picture: r.try_get("picture").map_err(db_err)?,
+                    },
                 })
             }
 

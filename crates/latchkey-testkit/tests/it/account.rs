@@ -109,7 +109,53 @@ async fn the_export_holds_the_accounts_data_and_none_of_its_secrets(b: Backend) 
     }
 }
 
+async fn the_profile_is_edited_field_by_field_and_checked(b: Backend) {
+    use latchkey_testkit::proto::ProfileUpdate;
+    let s = TestServer::start(b).await;
+    s.create_user("zoe", PW).await;
+    let t = s.sign_in("zoe", PW).await;
+    let c = s.client();
+    let set = ProfileUpdate {
+        name: Some(Some("Zoë Łukasiewicz".into())),
+        locale: Some(Some("de-CH".into())),
+        zoneinfo: Some(Some("Europe/Zurich".into())),
+        picture: Some(Some("https://cdn.example.com/zoe.png".into())),
+    };
+    let me = c.update_profile(&t.access_token, &set).await.unwrap();
+    assert_eq!(
+        (me.name.as_deref(), me.locale.as_deref(), me.zoneinfo.as_deref(), me.picture.as_deref()),
+        (Some("Zoë Łukasiewicz"), Some("de-CH"), Some("Europe/Zurich"), Some("https://cdn.example.com/zoe.png"))
+    );
+    // A field left out stays; null clears.
+    let r = s.raw().request("PATCH", "/v1/me", Some(&t.access_token), Some(serde_json::json!({"picture": null}))).await;
+    assert_eq!(
+        (r.status, r.json()["picture"].is_null(), r.json()["name"].as_str()),
+        (200, true, Some("Zoë Łukasiewicz"))
+    );
+    assert_eq!(c.me(&t.access_token).await.unwrap().locale.as_deref(), Some("de-CH"), "kept in the database");
+    // Malformed values and fields that are not profile attributes are refused, changing nothing.
+    for body in [
+        serde_json::json!({"locale": "english"}),
+        serde_json::json!({"zoneinfo": "Europe//Zurich"}),
+        serde_json::json!({"picture": "http://cdn.example.com/zoe.png"}),
+        serde_json::json!({"name": "a\u{0}b"}),
+        serde_json::json!({"email": "other@example.com"}),
+        serde_json::json!({"name": "ok", "locale": "e"}),
+    ] {
+        let r = s.raw().request("PATCH", "/v1/me", Some(&t.access_token), Some(body.clone())).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)), "{body}");
+    }
+    let me = c.me(&t.access_token).await.unwrap();
+    assert_eq!((me.name.as_deref(), me.email.as_deref()), (Some("Zoë Łukasiewicz"), Some("zoe@example.com")));
+    // The timeline names the fields changed, never their values.
+    let page = c.events(&t.access_token, None, Some(10)).await.unwrap();
+    let e = page.events.iter().find(|e| e.kind == "profile").unwrap();
+    assert_eq!((e.outcome.as_str(), &e.detail["fields"]), ("updated", &serde_json::json!(["picture"])));
+    assert!(!serde_json::to_string(e).unwrap().contains("Zurich"));
+}
+
 both_stores!(
+    the_profile_is_edited_field_by_field_and_checked,
     the_export_holds_the_accounts_data_and_none_of_its_secrets,
     a_password_change_ends_the_other_sessions_and_tells_every_channel,
     a_password_change_may_keep_the_other_sessions,
