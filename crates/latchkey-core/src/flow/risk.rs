@@ -49,9 +49,16 @@ impl Occasion {
     }
 }
 
-/// A user agent as a sighting keeps it.
+/// A user agent as the policy compares it: without its digits, so a browser or app that updated
+/// itself (`Chrome/131.0` → `Chrome/132.0`) is not a new device, while another browser, app or
+/// operating system is.
+fn agent_family(user_agent: &str) -> String {
+    user_agent.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
+
+/// A user agent as a sighting keeps it: its family's hash.
 fn agent_hash(ctx: &ClientContext) -> Option<String> {
-    ctx.user_agent.as_deref().filter(|a| !a.is_empty()).map(|a| sha256_b64(a.as_bytes()))
+    ctx.user_agent.as_deref().filter(|a| !a.is_empty()).map(|a| sha256_b64(agent_family(a).as_bytes()))
 }
 
 impl Auth {
@@ -185,7 +192,7 @@ impl Auth {
             reasons.push("new_network");
         }
         if let (Some(was), Some(now_on)) = (&session.context.user_agent, &ctx.user_agent)
-            && was != now_on
+            && agent_family(was) != agent_family(now_on)
         {
             reasons.push("new_device");
         }
@@ -240,5 +247,21 @@ impl Auth {
             });
         }
         if seen.is_empty() { vec![] } else { vec![Write::Sightings(seen)] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_family;
+
+    #[test]
+    fn an_updated_browser_is_the_same_family_and_another_browser_is_not() {
+        let chrome = |v: &str| format!("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/{v} Safari/537.36");
+        assert_eq!(agent_family(&chrome("131.0.0.0")), agent_family(&chrome("132.0.6834.83")));
+        assert_ne!(
+            agent_family(&chrome("131.0.0.0")),
+            agent_family("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Firefox/133.0")
+        );
+        assert_ne!(agent_family("MyApp/2.1 (iPhone)"), agent_family("MyApp/2.1 (Android)"));
     }
 }

@@ -14,7 +14,7 @@ const HAMBURG: &str = "192.0.2.50";
 const SYDNEY: &str = "203.0.113.9";
 /// In the test GeoIP file (Paris) and on the distrust list.
 const DISTRUSTED: &str = "2001:db8:bad::1";
-const UA: &str = "Latchkey risk test";
+const UA: &str = "LatchkeyRiskTest/1.0 (test)";
 
 fn geoip() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/geoip-test.mmdb").into()
@@ -312,7 +312,10 @@ async fn ses_8_a_refresh_from_another_network_needs_a_step_up_before_a_sensitive
     // The session now runs at the café: refreshing there asks nothing more.
     let again = cafe.refresh(&raised.refresh_token).await.unwrap();
     assert_eq!(cafe.regenerate_recovery_codes(&again.access_token).await.unwrap().codes.len(), 10);
-    // Another user agent is a move too; the timeline says why.
+    // An updated browser is not a move; another user agent is, and the timeline says why.
+    let updated = s.client_at(HAMBURG, "LatchkeyRiskTest/1.1 (test)");
+    let again = updated.refresh(&again.refresh_token).await.unwrap();
+    assert_eq!(updated.regenerate_recovery_codes(&again.access_token).await.unwrap().codes.len(), 10);
     let other = s.client_at(HAMBURG, "Another browser");
     let t = other.refresh(&again.refresh_token).await.unwrap();
     let e = other.regenerate_recovery_codes(&t.access_token).await.unwrap_err();
