@@ -299,13 +299,22 @@ impl Sessions<'_> {
 
     /// `GET /v1/me/sessions`.
     pub async fn list(&self, p: &Principal) -> Result<proto::SessionList, AuthError> {
-        let sessions = self.auth.store.live_sessions(p.user.id, self.auth.now()).await?;
+        self.list_of(p.user.id, Some(p.session.id)).await
+    }
+
+    /// A user's live sessions; `current` marks the caller's.
+    pub(crate) async fn list_of(
+        &self,
+        user_id: crate::ids::UserId,
+        current: Option<SessionId>,
+    ) -> Result<proto::SessionList, AuthError> {
+        let sessions = self.auth.store.live_sessions(user_id, self.auth.now()).await?;
         Ok(proto::SessionList {
             sessions: sessions
                 .into_iter()
                 .map(|s| proto::SessionInfo {
                     id: s.id.to_string(),
-                    current: s.id == p.session.id,
+                    current: Some(s.id) == current,
                     acr: s.acr,
                     amr: s.amr,
                     auth_time: rfc3339(s.auth_time),

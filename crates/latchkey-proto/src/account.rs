@@ -114,3 +114,46 @@ pub struct AccountExport {
     /// Every security event of the account, newest first, as `GET /v1/me/events` shows them.
     pub events: Vec<SecurityEvent>,
 }
+
+/// `GET /admin/v1/users/{username}`: one account as the operator sees it. Factors and devices
+/// are described, never their secrets or keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AdminUser {
+    /// The user id.
+    pub id: String,
+    /// The username as registered.
+    pub username: String,
+    /// The email address, if any.
+    pub email: Option<String>,
+    /// Whether it was verified.
+    pub email_verified: bool,
+    /// The phone number, if any.
+    pub phone: Option<String>,
+    /// Whether it was verified.
+    pub phone_verified: bool,
+    /// `unconfirmed`, `active`, `locked` or `disabled`.
+    pub status: String,
+    /// A new password is required at the next sign-in.
+    pub must_change_password: bool,
+    /// Profile: full name.
+    pub name: Option<String>,
+    /// Profile: BCP 47 language tag.
+    pub locale: Option<String>,
+    /// Profile: IANA time zone.
+    pub zoneinfo: Option<String>,
+    /// Profile: picture URL.
+    pub picture: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+    /// The factors.
+    pub factors: FactorList,
+    /// The devices and remembered clients.
+    pub devices: DeviceList,
+    /// The live sessions (none is `current`).
+    pub sessions: SessionList,
+    /// The newest 50 security events, as the user's timeline shows them.
+    pub recent_events: Vec<SecurityEvent>,
+}

@@ -2,10 +2,12 @@
 //! password change.
 
 use crate::auth::{Auth, CODE, OTP, PASSWORD, audit};
+use crate::clock::rfc3339;
 use crate::error::AuthError;
 use crate::identity::lookup_key;
 use crate::model::*;
 use crate::store::{Batch, Write};
+use latchkey_proto as proto;
 
 /// The operator's actions on accounts: a room of the service, borrowing its shared context.
 pub struct Admin<'a> {
@@ -20,6 +22,34 @@ impl Auth {
 }
 
 impl Admin<'_> {
+    /// `GET /admin/v1/users/{username}`: the account, its factors, devices, remembered clients,
+    /// live sessions and newest events.
+    pub async fn show(&self, username: &str) -> Result<proto::AdminUser, AuthError> {
+        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
+        let u = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let account = self.auth.account();
+        Ok(proto::AdminUser {
+            factors: account.factors_of(&u).await?,
+            devices: account.devices_of(u.id).await?,
+            sessions: self.auth.sessions().list_of(u.id, None).await?,
+            recent_events: account.events_of(u.id, None, Some(50)).await?.events,
+            id: u.id.to_string(),
+            username: u.username,
+            email: u.email,
+            email_verified: u.email_verified,
+            phone: u.phone,
+            phone_verified: u.phone_verified,
+            status: u.status.as_str().into(),
+            must_change_password: u.must_change_password,
+            name: u.profile.name,
+            locale: u.profile.locale,
+            zoneinfo: u.profile.zoneinfo,
+            picture: u.profile.picture,
+            created_at: rfc3339(u.created_at),
+            updated_at: rfc3339(u.updated_at),
+        })
+    }
+
     /// Administrative changes to an account, by username.
     pub async fn update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;

@@ -7,7 +7,7 @@ use crate::clock::rfc3339;
 use crate::error::AuthError;
 use crate::factors::device::{self as dk};
 use crate::flows::device::PIN_LIMIT;
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, UserId};
 use crate::model::*;
 use crate::secret::SecretString;
 use crate::store::{Batch, StoreError, Write};
@@ -16,11 +16,16 @@ use latchkey_proto as proto;
 impl Account<'_> {
     /// `GET /v1/me/devices`.
     pub async fn devices(&self, p: &Principal) -> Result<proto::DeviceList, AuthError> {
+        self.devices_of(p.user.id).await
+    }
+
+    /// A user's devices and remembered clients, described (never their keys).
+    pub(crate) async fn devices_of(&self, user_id: UserId) -> Result<proto::DeviceList, AuthError> {
         Ok(proto::DeviceList {
             devices: self
                 .auth
                 .store
-                .devices(p.user.id)
+                .devices(user_id)
                 .await?
                 .into_iter()
                 .map(|d| proto::DeviceInfo {
@@ -36,7 +41,7 @@ impl Account<'_> {
             remembered_clients: self
                 .auth
                 .store
-                .remembered_clients(p.user.id, self.auth.now())
+                .remembered_clients(user_id, self.auth.now())
                 .await?
                 .into_iter()
                 .map(super::remembered::info)

@@ -4,7 +4,7 @@
 use super::Account;
 use crate::clock::rfc3339;
 use crate::error::AuthError;
-use crate::ids::EventId;
+use crate::ids::{EventId, UserId};
 use latchkey_proto as proto;
 
 use crate::auth::Principal;
@@ -41,6 +41,16 @@ impl Account<'_> {
         before: Option<&str>,
         limit: Option<u32>,
     ) -> Result<proto::SecurityEvents, AuthError> {
+        self.events_of(p.user.id, before, limit).await
+    }
+
+    /// A page of a user's events as the timeline shows them.
+    pub(crate) async fn events_of(
+        &self,
+        user_id: UserId,
+        before: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<proto::SecurityEvents, AuthError> {
         let before = match before {
             Some(b) => {
                 Some(b.parse::<EventId>().map_err(|_| AuthError::InvalidRequest("before: not an event id".into()))?)
@@ -49,7 +59,7 @@ impl Account<'_> {
         };
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         // One more than asked tells whether there is a next page.
-        let mut rows = self.auth.store.user_events(p.user.id, before, limit + 1).await?;
+        let mut rows = self.auth.store.user_events(user_id, before, limit + 1).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_before = if more { rows.last().map(|e| e.id.to_string()) } else { None };

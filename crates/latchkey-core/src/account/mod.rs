@@ -165,14 +165,18 @@ impl Account<'_> {
 
     /// `GET /v1/me/factors`. Never returns secret material.
     pub async fn factors(&self, p: &Principal) -> Result<proto::FactorList, AuthError> {
-        let factors = self.auth.store.factors(p.user.id).await?;
+        self.factors_of(&p.user).await
+    }
+
+    /// A user's factors, described (for the user, the export and the operator).
+    pub(crate) async fn factors_of(&self, u: &User) -> Result<proto::FactorList, AuthError> {
+        let factors = self.auth.store.factors(u.id).await?;
         let remaining = if factors.iter().any(|f| f.kind == RECOVERY_CODES) {
-            let codes = self.auth.store.recovery_codes(p.user.id).await?;
+            let codes = self.auth.store.recovery_codes(u.id).await?;
             Some(u32::try_from(codes.iter().filter(|c| c.used_at.is_none()).count()).unwrap_or(0))
         } else {
             None
         };
-        let u = &p.user;
         Ok(proto::FactorList {
             factors: factors
                 .into_iter()

@@ -3,18 +3,20 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Client, bearer};
+use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use latchkey_core::AuthError;
 use latchkey_core::account::AdminAction;
 use latchkey_core::secret::ct_eq;
-use latchkey_proto::ErrorBody;
+use latchkey_proto::{AdminUser, ErrorBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/admin/v1/users/{username}", get(show))
         .route("/admin/v1/users/{username}/require-password-change", post(require_password_change))
         .route("/admin/v1/users/{username}/disable", post(disable))
         .route("/admin/v1/users/{username}/enable", post(enable))
@@ -47,6 +49,19 @@ async fn act(
 ) -> Result<StatusCode, ApiError> {
     s.auth.admin().update(username, action, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// One account: profile, status, factors and devices (described, never their secrets or keys),
+/// remembered clients, live sessions and the newest 50 security events.
+#[utoipa::path(get, path = "/admin/v1/users/{username}", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")),
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(s): State<AppState>,
+    _a: Admin,
+    Path(username): Path<String>,
+) -> Result<Json<AdminUser>, ApiError> {
+    Ok(Json(s.auth.admin().show(&username).await?))
 }
 
 /// The user must choose a new password at the next sign-in (`new_password` step).

@@ -66,7 +66,7 @@ const USERNAME_PATTERN: &str =
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
         adaptive::remember, adaptive::forget, account::change_password, account::export, account::update_profile,
         device::approvals, device::approval, device::answer, device::push_token,
-        admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
+        admin::show, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
     modifiers(&SecuritySchemes, &ResponseDescriptions),

@@ -154,7 +154,34 @@ async fn the_profile_is_edited_field_by_field_and_checked(b: Backend) {
     assert!(!serde_json::to_string(e).unwrap().contains("Zurich"));
 }
 
+async fn an_operator_sees_one_account_without_its_secrets(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (t, secret) = super::devices::aal2_user_and_secret(&s, "olga").await;
+    let ks = latchkey_client::SoftwareKeystore::new();
+    s.client().enroll_device(&t.access_token, &ks, "Olga's phone", "ios", "371946").await.unwrap();
+    let admin = latchkey_testkit::ADMIN_TOKEN;
+    let r = s.raw().request("GET", "/admin/v1/users/OLGA", Some(admin), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let u: latchkey_testkit::proto::AdminUser = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (u.username.as_str(), u.email.as_deref(), u.status.as_str()),
+        ("olga", Some("olga@example.com"), "active")
+    );
+    assert!(u.factors.factors.iter().any(|f| f.kind == "totp"));
+    assert_eq!(u.devices.devices.len(), 1);
+    assert!(!u.sessions.sessions.is_empty() && u.sessions.sessions.iter().all(|x| !x.current));
+    assert!(u.recent_events.iter().any(|e| e.kind == "device_enrolled"));
+    for secret in [secret.as_str(), PW, "$argon2", "371946", t.refresh_token.as_str()] {
+        assert!(!r.body.contains(secret), "the admin view holds {secret}");
+    }
+    assert_eq!(s.raw().request("GET", "/admin/v1/users/olga", None, None).await.status, 401);
+    assert_eq!(s.raw().request("GET", "/admin/v1/users/olga", Some("not-the-token"), None).await.status, 401);
+    assert_eq!(s.raw().request("GET", "/admin/v1/users/olga", Some(&t.access_token), None).await.status, 401);
+    assert_eq!(s.raw().request("GET", "/admin/v1/users/nobody", Some(admin), None).await.status, 404);
+}
+
 both_stores!(
+    an_operator_sees_one_account_without_its_secrets,
     the_profile_is_edited_field_by_field_and_checked,
     the_export_holds_the_accounts_data_and_none_of_its_secrets,
     a_password_change_ends_the_other_sessions_and_tells_every_channel,

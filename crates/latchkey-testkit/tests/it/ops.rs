@@ -92,6 +92,7 @@ async fn metrics_and_admin_can_have_listeners_of_their_own(b: Backend) {
 /// Every route the router serves, as OpenAPI paths with methods.
 const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/me/password"),
+    ("get", "/admin/v1/users/{username}"),
     ("patch", "/v1/me"),
     ("get", "/v1/me/export"),
     ("post", "/v1/sign-up"),
