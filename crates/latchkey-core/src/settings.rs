@@ -401,6 +401,9 @@ pub struct RiskPolicy {
     pub forget_remembered_client: Vec<String>,
 }
 
+/// The longest `delay` (seconds): a held answer costs a connection, not the attacker.
+pub const MAX_RISK_DELAY_SECS: u64 = 10;
+
 /// Every signal, by the name the policy, the audit log, the timeline and the metric use.
 pub const RISK_SIGNALS: [&str; 9] = [
     "ip_reputation",

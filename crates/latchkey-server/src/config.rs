@@ -354,7 +354,10 @@ impl Config {
                 );
             }
         }
-        if r.delay_secs > 10 || r.failure_window_secs == 0 || r.max_travel_kmh == 0 {
+        if r.delay_secs > latchkey_core::settings::MAX_RISK_DELAY_SECS
+            || r.failure_window_secs == 0
+            || r.max_travel_kmh == 0
+        {
             anyhow::bail!("policy.risk: delay_secs at most 10; failure_window_secs and max_travel_kmh at least 1");
         }
         Ok(())

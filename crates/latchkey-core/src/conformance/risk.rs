@@ -5,16 +5,8 @@
 use super::*;
 
 fn event(user: Option<UserId>, at: OffsetDateTime, kind: &str, outcome: &str, ip: &str) -> Write {
-    Write::Audit(AuditEvent {
-        id: EventId::new(),
-        at,
-        user_id: user,
-        kind: kind.into(),
-        outcome: outcome.into(),
-        ip: Some(ip.into()),
-        user_agent: None,
-        detail: serde_json::json!({}),
-    })
+    let ctx = ClientContext { ip: Some(ip.into()), user_agent: None };
+    crate::auth::audit(at, user, kind, outcome, &ctx, serde_json::json!({}))
 }
 
 fn seen(user_id: UserId, value: &str, country: Option<&str>, at: OffsetDateTime) -> Sighting {

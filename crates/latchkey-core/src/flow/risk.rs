@@ -11,16 +11,13 @@ use crate::error::AuthError;
 use crate::ids::{FlowId, UserId};
 use crate::model::*;
 use crate::risk::{Decision, Observation, Place, decide, network_of, parse_ip, position_e6, signals};
-use crate::settings::RiskAction;
+use crate::settings::{MAX_RISK_DELAY_SECS, RiskAction};
 use crate::store::{RiskCounts, Write};
 use std::net::IpAddr;
 use time::OffsetDateTime;
 
 /// The sightings an assessment reads: enough for months of one person's networks.
 const SIGHTINGS_READ: u32 = 200;
-
-/// The longest `delay` (seconds): a held answer costs a connection, not the attacker.
-pub(crate) const MAX_DELAY_SECS: u64 = 10;
 
 /// What is being assessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +163,7 @@ impl Auth {
     /// client, whatever time the server's clock says).
     pub(crate) async fn risk_delay(&self, decision: &Decision) {
         if decision.delay {
-            let secs = self.settings.risk.delay_secs.min(MAX_DELAY_SECS);
+            let secs = self.settings.risk.delay_secs.min(MAX_RISK_DELAY_SECS);
             tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
         }
     }
