@@ -684,6 +684,12 @@ impl Client {
         self.send(self.authed(Method::PATCH, "/v1/me", access_token)?.json(update)).await
     }
 
+    /// `DELETE /v1/me`: delete the account for good (needs a recent `aal2` sign-in: on
+    /// `insufficient_user_authentication`, step up and call again).
+    pub async fn delete_account(&self, access_token: &str) -> Result<()> {
+        self.no_content(self.authed(Method::DELETE, "/v1/me", access_token)?).await
+    }
+
     /// `GET /v1/me`.
     pub async fn me(&self, access_token: &str) -> Result<Me> {
         self.send(self.authed(Method::GET, "/v1/me", access_token)?).await

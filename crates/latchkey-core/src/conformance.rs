@@ -4,6 +4,7 @@
 
 mod approvals;
 mod counters;
+mod erasure;
 mod outbox;
 mod recovery;
 mod risk;
@@ -14,6 +15,7 @@ use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use approvals::{an_approvals_action_round_trips, one_pending_approval_per_account_and_each_is_answered_once};
 use counters::a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept;
+use erasure::an_erased_account_leaves_nothing_personal_and_its_username_rests;
 use latchkey_proto::Channel;
 use outbox::{
     each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds, parallel_workers_never_claim_one_message_twice,
@@ -628,6 +630,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         failures_are_counted_per_account_and_per_address_in_the_window,
         recent_recoveries_and_reports_are_found_in_the_window,
         the_session_a_flow_started_is_ended_only_for_its_account,
+        an_erased_account_leaves_nothing_personal_and_its_username_rests,
     ]
 }
 

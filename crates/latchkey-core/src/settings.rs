@@ -114,11 +114,21 @@ pub struct SignUpPolicy {
     /// Answer `username_exists` to a sign-up with a taken username (default false: the answer
     /// looks like a normal sign-up, so usernames cannot be enumerated — checklist RL-5).
     pub reveal_username_exists: bool,
+    /// Days a deleted account's username stays taken (default 30): whoever deleted an account
+    /// by mistake, or had it deleted by someone else, can still reclaim it through the operator,
+    /// and no newcomer inherits what others still send to that name.
+    pub username_quarantine_days: u32,
 }
 
 impl Default for SignUpPolicy {
     fn default() -> Self {
-        Self { require_email: true, require_phone: false, require_password: false, reveal_username_exists: false }
+        Self {
+            require_email: true,
+            require_phone: false,
+            require_password: false,
+            reveal_username_exists: false,
+            username_quarantine_days: 30,
+        }
     }
 }
 

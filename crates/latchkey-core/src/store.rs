@@ -41,6 +41,16 @@ pub struct RiskCounts {
 pub enum Write {
     /// Insert a user; `Conflict("username")` if the canonical username exists.
     InsertUser(User),
+    /// Claim a username for a new account: `Conflict("username")` while a deleted account's
+    /// username (its keyed digest) is in quarantine at `at`.
+    ClaimUsername {
+        /// The keyed digest of the canonical username.
+        digest: String,
+        /// Now.
+        at: OffsetDateTime,
+    },
+    /// Delete an account and erase what it kept (see [`Erasure`]).
+    EraseUser(Box<Erasure>),
     /// Replace a user's mutable fields.
     UpdateUser(User),
     /// Insert a flow (version as given).
@@ -286,6 +296,30 @@ pub enum Write {
     Audit(AuditEvent),
 }
 
+/// What deleting an account removes, in one transaction: the user and every row that is theirs
+/// (sessions and their refresh tokens, factors, recovery codes, devices, approvals, remembered
+/// clients, sightings, flows); the counters keyed by their username or addresses; pending
+/// messages to their addresses (delivered and dead ones keep no recipient and no body); the
+/// address, user agent and detail of their audit events (kind, outcome and time stay). The
+/// username is retired until `retire_until`.
+#[derive(Debug, Clone)]
+pub struct Erasure {
+    /// Whose.
+    pub user_id: UserId,
+    /// Failure counters (`failure_counters.key`) to delete.
+    pub counter_keys: Vec<String>,
+    /// Rate-limit buckets (`rate_counters.key`) to delete.
+    pub rate_keys: Vec<String>,
+    /// The account's addresses (email, phone, push addresses) as outbox recipients.
+    pub addresses: Vec<String>,
+    /// Messages queued in this batch (the deletion notices): delivered, then erased.
+    pub notices: Vec<MessageId>,
+    /// The keyed digest of the canonical username, for [`Write::ClaimUsername`].
+    pub username_digest: String,
+    /// The end of the username's quarantine.
+    pub retire_until: OffsetDateTime,
+}
+
 /// Writes applied in one transaction: all or nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Batch(pub Vec<Write>);
@@ -467,6 +501,11 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>, StoreError>;
     /// Every message of a provider, oldest first (the development outbox is provider `dev`).
     async fn outbox_messages(&self, provider: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Make what was erased unrecoverable from the database's own files: SQLite checkpoints and
+    /// truncates its write-ahead log (deleted rows are zeroed in place, `secure_delete`);
+    /// PostgreSQL leaves dead rows to (auto)vacuum.
+    async fn scrub(&self) -> Result<(), StoreError>;
 
     /// Delete rate-limit windows, flows and DPoP proof records that ended before `before`;
     /// returns rows deleted.

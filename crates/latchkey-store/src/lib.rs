@@ -91,6 +91,8 @@ impl Database {
                 // Every committed sign-up, session and code survives a power cut.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
+                // A deleted account's rows are overwritten with zeros, not left in free pages.
+                .pragma("secure_delete", "ON")
                 .busy_timeout(Duration::from_secs(10));
             let pool = sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.unwrap_or(8))

@@ -11,7 +11,7 @@ use latchkey_proto as proto;
 
 /// The operator's actions on accounts: a room of the service, borrowing its shared context.
 pub struct Admin<'a> {
-    auth: &'a Auth,
+    pub(super) auth: &'a Auth,
 }
 
 impl Auth {

@@ -16,6 +16,7 @@ use latchkey_proto as proto;
 use latchkey_proto::MfaMethod;
 
 pub mod admin;
+mod delete;
 mod devices;
 mod events;
 mod export;
@@ -38,6 +39,19 @@ impl Auth {
 }
 
 impl Account<'_> {
+    /// What the gravest changes need (a first password, deleting the account): a sign-in at
+    /// `aal2` within `mfa.step_up_max_age_secs`, not flagged for a step-up (checklist SES-8).
+    /// Otherwise `insufficient_user_authentication`, and the app steps up (`POST /v1/step-up`).
+    pub(crate) fn require_recent_aal2(&self, p: &Principal) -> Result<(), AuthError> {
+        let mfa = &self.auth.settings.mfa;
+        let fresh = self.auth.now() - p.session.auth_time <= crate::auth::secs(mfa.step_up_max_age_secs);
+        let level = crate::sessions::step_up_level(&p.session, mfa.require_phishing_resistant);
+        if !fresh || level != "aal2" || p.session.step_up_required_at.is_some() {
+            return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age: mfa.step_up_max_age_secs });
+        }
+        Ok(())
+    }
+
     /// `POST /v1/me/recovery-codes`: a new set of ten, shown once, in force at once; the old set
     /// stops working.
     pub async fn regenerate_recovery_codes(

@@ -8,12 +8,11 @@
 //!   every verified channel and enrolled device is told, with a way to put the account on hold.
 
 use super::Account;
-use crate::auth::{PASSWORD, Principal, audit, secs};
+use crate::auth::{PASSWORD, Principal, audit};
 use crate::error::{AuthError, retry_after};
 use crate::factors::password::{check_policy, normalize};
 use crate::flows::undo::Undo;
 use crate::model::*;
-use crate::sessions::step_up_level;
 use crate::store::{Batch, Write};
 use latchkey_proto as proto;
 
@@ -50,14 +49,7 @@ impl Account<'_> {
                 }
             }
             // A first password: the session must be a recent `aal2` sign-in.
-            (None, _) => {
-                let max_age = auth.settings.mfa.step_up_max_age_secs;
-                let fresh = now - p.session.auth_time <= secs(max_age);
-                let level = step_up_level(&p.session, auth.settings.mfa.require_phishing_resistant);
-                if !fresh || level != "aal2" || p.session.step_up_required_at.is_some() {
-                    return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
-                }
-            }
+            (None, _) => self.require_recent_aal2(p)?,
         }
         let new = normalize(&req.new_password);
         check_policy(&new, &user.username_canonical).map_err(AuthError::InvalidPassword)?;

@@ -115,6 +115,7 @@ impl Auth {
         );
         let mut batch = Batch::new();
         batch
+            .push(Write::ClaimUsername { digest: self.retired_username(&user.username_canonical), at: now })
             .push(Write::InsertUser(user.clone()))
             .push(Write::InsertFlow(flow.clone()))
             .push(Write::Enqueue(message))

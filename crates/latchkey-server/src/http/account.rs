@@ -4,13 +4,14 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, Client};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, patch, put};
 use axum::{Json, Router};
 use latchkey_proto::{AccountExport, ChangePasswordRequest, ErrorBody, Me, PasswordChanged, ProfileUpdate};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/me", patch(update_profile))
+        .route("/v1/me", patch(update_profile).delete(delete_account))
         .route("/v1/me/password", put(change_password))
         .route("/v1/me/export", get(export))
 }
@@ -57,4 +58,21 @@ pub async fn update_profile(
     ApiJson(req): ApiJson<ProfileUpdate>,
 ) -> Result<Json<Me>, ApiError> {
     Ok(Json(s.auth.account().update_profile(&p, req, ctx).await?))
+}
+
+/// Delete the account, at once and for good: sessions, refresh tokens, devices, factors,
+/// remembered clients, pending flows and approvals go, and personal data is erased (the audit log
+/// keeps each event's time, kind and outcome without addresses or details). Every channel is
+/// told. The username stays taken for `policy.sign_up.username_quarantine_days`. Needs a sign-in
+/// at `aal2` from the last `mfa.step_up_max_age_secs` (else `insufficient_user_authentication`:
+/// step up with `POST /v1/step-up`, then call again).
+#[utoipa::path(delete, path = "/v1/me", tag = "me", security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, description = "unauthenticated; insufficient_user_authentication (a recent aal2 sign-in is needed)", body = ErrorBody)))]
+pub async fn delete_account(
+    State(s): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    s.auth.account().delete(&p).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

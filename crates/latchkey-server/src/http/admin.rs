@@ -16,7 +16,7 @@ use latchkey_proto::{AdminUser, ErrorBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/v1/users/{username}", get(show))
+        .route("/admin/v1/users/{username}", get(show).delete(delete_user))
         .route("/admin/v1/users/{username}/require-password-change", post(require_password_change))
         .route("/admin/v1/users/{username}/disable", post(disable))
         .route("/admin/v1/users/{username}/enable", post(enable))
@@ -62,6 +62,19 @@ pub async fn show(
     Path(username): Path<String>,
 ) -> Result<Json<AdminUser>, ApiError> {
     Ok(Json(s.auth.admin().show(&username).await?))
+}
+
+/// Delete the account as `DELETE /v1/me` does (the owner is told on every channel; the username
+/// rests for its quarantine). The audit log names the admin.
+#[utoipa::path(delete, path = "/admin/v1/users/{username}", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_user(
+    State(s): State<AppState>,
+    _a: Admin,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.auth.admin().delete(&username, "admin_token").await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The user must choose a new password at the next sign-in (`new_password` step).

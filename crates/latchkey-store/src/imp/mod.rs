@@ -8,7 +8,7 @@ use latchkey_core::ids::{
     ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId,
 };
 use latchkey_core::model::*;
-use latchkey_core::store::{Batch, OutboxBacklog, RiskCounts, RotateOutcome, Store, StoreError, Write};
+use latchkey_core::store::{Batch, Erasure, OutboxBacklog, RiskCounts, RotateOutcome, Store, StoreError, Write};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -68,6 +68,18 @@ macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_a
 macro_rules! sightings_upsert { () => { "ON CONFLICT (user_id, kind, value) DO UPDATE SET country = excluded.country, latitude_e6 = excluded.latitude_e6, longitude_e6 = excluded.longitude_e6, last_seen_at = excluded.last_seen_at" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }
 
+// A deleted account's notice keeps no recipient and no body once it is delivered (or dead).
+macro_rules! erase_recipient {
+    () => {
+        "recipient = CASE WHEN erase_on_delivery THEN '' ELSE recipient END"
+    };
+}
+macro_rules! erase_delivered {
+    () => {
+        concat!(erase_recipient!(), ", body_sealed = CASE WHEN erase_on_delivery THEN NULL ELSE body_sealed END")
+    };
+}
+
 macro_rules! sql {
     ($($part:expr),+ $(,)?) => {
         sqlx::AssertSqlSafe(concat!($($part),+))
@@ -78,6 +90,8 @@ macro_rules! sql {
 mod rows;
 #[macro_use]
 mod writes;
+#[macro_use]
+mod erase;
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -98,6 +112,17 @@ macro_rules! store_impl {
                 &self.pool
             }
 
+        }
+
+        impl $name {
+            /// A deleted account's last notice was just erased: scrub the files of its old
+            /// version too.
+            async fn scrub_if_erased(&self, row: Option<$row>) -> Result<(), StoreError> {
+                match row.map(|r| r.try_get::<bool, _>(0)) {
+                    Some(Ok(true)) => self.scrub_files().await,
+                    _ => Ok(()),
+                }
+            }
         }
 
         #[async_trait]
@@ -390,23 +415,27 @@ macro_rules! store_impl {
 
             async fn outbox_sent(&self, id: MessageId, now: OffsetDateTime, keep_body: bool) -> Result<(), StoreError> {
                 let q = if keep_body {
-                    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL WHERE id = $1")
+                    sqlx::query(sql!("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL, ", erase_delivered!(), " WHERE id = $1 RETURNING erase_on_delivery"))
                 } else {
-                    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL, body_sealed = NULL WHERE id = $1")
+                    sqlx::query(sql!("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL, body_sealed = NULL, ", erase_recipient!(), " WHERE id = $1 RETURNING erase_on_delivery"))
                 };
-                q.bind(id.0).bind(us(now)).execute(&self.pool).await.map_err(db_err)?;
-                Ok(())
+                let row = q.bind(id.0).bind(us(now)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                self.scrub_if_erased(row).await
             }
 
             async fn outbox_failed(&self, id: MessageId, error: &str, retry_at: Option<OffsetDateTime>) -> Result<(), StoreError> {
                 match retry_at {
-                    Some(at) => sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1")
-                        .bind(id.0).bind(us(at)).bind(error).execute(&self.pool).await,
-                    None => sqlx::query("UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = $2 WHERE id = $1")
-                        .bind(id.0).bind(error).execute(&self.pool).await,
+                    Some(at) => {
+                        sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1")
+                            .bind(id.0).bind(us(at)).bind(error).execute(&self.pool).await.map_err(db_err)?;
+                        Ok(())
+                    }
+                    None => {
+                        let row = sqlx::query(sql!("UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = $2, ", erase_delivered!(), " WHERE id = $1 RETURNING erase_on_delivery"))
+                            .bind(id.0).bind(error).fetch_optional(&self.pool).await.map_err(db_err)?;
+                        self.scrub_if_erased(row).await
+                    }
                 }
-                .map_err(db_err)?;
-                Ok(())
             }
 
             async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>, StoreError> {
@@ -483,6 +512,11 @@ macro_rules! store_impl {
                 })
             }
 
+            async fn scrub(&self) -> Result<(), StoreError> {
+                self.scrub_files().await
+            }
+
+
             async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
                 let mut tx = self.begin().await?;
                 let mut n = 0;
@@ -492,6 +526,7 @@ macro_rules! store_impl {
                 // Forgotten counters (below their cap, quiet for `forget_after_secs`); one at its
                 // cap has no expiry and stays until a reset.
                 n += sqlx::query("DELETE FROM failure_counters WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                n += sqlx::query("DELETE FROM retired_usernames WHERE until < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 n += sqlx::query("DELETE FROM approvals WHERE expires_at < $1").bind(us(before)).execute(&mut *tx).await.map_err(db_err)?.rows_affected();
                 tx.commit().await.map_err(db_err)?;
                 Ok(n)
@@ -501,7 +536,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 17] = [
     "users",
     "flows",
     "sessions",
@@ -517,6 +552,8 @@ const TABLES: [&str; 15] = [
     "key_fingerprints",
     "approvals",
     "remembered_clients",
+    "sightings",
+    "retired_usernames",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");
@@ -525,11 +562,20 @@ store_rows!(SqliteStore, sqlx::sqlite::SqliteRow);
 store_rows!(PgStore, sqlx::postgres::PgRow);
 store_writes!(SqliteStore, sqlx::Sqlite);
 store_writes!(PgStore, sqlx::Postgres);
+store_erase!(SqliteStore, sqlx::Sqlite);
+store_erase!(PgStore, sqlx::Postgres);
 
 impl SqliteStore {
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
+
+    /// Deleted rows are zeroed in the database file (`secure_delete`); their older versions may
+    /// still be frames of the write-ahead log until a checkpoint copies it back and truncates it.
+    async fn scrub_files(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
     }
 
     pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
@@ -553,6 +599,11 @@ impl SqliteStore {
 impl PgStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(db_err)
+    }
+
+    /// Dead row versions are PostgreSQL's (auto)vacuum's to reclaim.
+    async fn scrub_files(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {

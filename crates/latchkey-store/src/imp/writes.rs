@@ -20,6 +20,14 @@ macro_rules! store_writes {
                             Ok(_) => {}
                         }
                     }
+                    Write::ClaimUsername { digest, at } => {
+                        let retired = sqlx::query("SELECT 1 FROM retired_usernames WHERE digest = $1 AND until > $2")
+                            .bind(&digest).bind(us(at)).fetch_optional(&mut **tx).await.map_err(db_err)?;
+                        if retired.is_some() {
+                            return Err(StoreError::Conflict("username"));
+                        }
+                    }
+                    Write::EraseUser(e) => Self::erase(tx, *e).await?,
                     Write::UpdateUser(u) => {
                         sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10, phone_changed_at = $11, email_changed_at = $12, name = $13, locale = $14, zoneinfo = $15, picture = $16 WHERE id = $1")
                             .bind(u.id.0).bind(&u.email).bind(u.email_verified).bind(&u.phone).bind(u.phone_verified)

@@ -94,6 +94,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/me/password"),
     ("get", "/admin/v1/users/{username}"),
     ("patch", "/v1/me"),
+    ("delete", "/v1/me"),
+    ("delete", "/admin/v1/users/{username}"),
     ("get", "/v1/me/export"),
     ("post", "/v1/sign-up"),
     ("post", "/v1/sign-in"),
