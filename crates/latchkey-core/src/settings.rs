@@ -29,6 +29,8 @@ pub struct Settings {
     pub remember: RememberPolicy,
     /// Risk-based decisions at sign-in and step-up.
     pub risk: RiskPolicy,
+    /// Admin accounts' sessions.
+    pub admin: AdminPolicy,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -46,6 +48,7 @@ impl Default for Settings {
             recovery: RecoveryPolicy::default(),
             remember: RememberPolicy::default(),
             risk: RiskPolicy::default(),
+            admin: AdminPolicy::default(),
             product_name: "Latchkey".into(),
         }
     }
@@ -293,6 +296,21 @@ pub struct RememberPolicy {
 impl Default for RememberPolicy {
     fn default() -> Self {
         Self { enabled: true, max_age_secs: 30 * 24 * 3600, max_per_account: 10 }
+    }
+}
+
+/// Admin accounts (people with an admin role, signed in through the normal flows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminPolicy {
+    /// How long after its sign-in (`auth_time`) an admin's session may use the admin API
+    /// (seconds; default 8 hours); after that, sign in again — refreshing does not extend it.
+    pub session_max_age_secs: u64,
+}
+
+impl Default for AdminPolicy {
+    fn default() -> Self {
+        Self { session_max_age_secs: 8 * 3600 }
     }
 }
 

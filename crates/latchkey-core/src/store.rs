@@ -49,6 +49,15 @@ pub enum Write {
         /// Now.
         at: OffsetDateTime,
     },
+    /// Give an account an admin role, or (`None`) take it away.
+    SetAdminRole {
+        /// Whose.
+        user_id: UserId,
+        /// `admin` or `read_only`.
+        role: Option<String>,
+        /// When.
+        at: OffsetDateTime,
+    },
     /// Delete an account and erase what it kept (see [`Erasure`]).
     EraseUser(Box<Erasure>),
     /// Replace a user's mutable fields.
@@ -320,6 +329,78 @@ pub struct Erasure {
     pub retire_until: OffsetDateTime,
 }
 
+/// What [`Store::search_users`] looks for. Every filter is optional; pages are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// A LIKE pattern (already escaped with `\\`, lower case, ending in `%`) matched against
+    /// the canonical username, the email in lower case and the phone number.
+    pub pattern: Option<String>,
+    /// `active`, `unconfirmed` or `disabled`.
+    pub status: Option<String>,
+    /// An active factor kind, `device` (a live device) or `none` (neither).
+    pub factor: Option<String>,
+    /// Created at or after.
+    pub created_after: Option<OffsetDateTime>,
+    /// Created before.
+    pub created_before: Option<OffsetDateTime>,
+    /// A session started or refreshed at or after.
+    pub seen_after: Option<OffsetDateTime>,
+    /// No session started or refreshed since (never seen included).
+    pub seen_before: Option<OffsetDateTime>,
+    /// The cursor: only ids below it (the last id of the previous page).
+    pub below: Option<UserId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// One account in a [`Store::search_users`] page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The account.
+    pub user: User,
+    /// When a session of it last started or refreshed.
+    pub last_seen_at: Option<OffsetDateTime>,
+    /// Its active factors' kinds, sorted.
+    pub factors: Vec<String>,
+    /// Its live devices.
+    pub devices: u64,
+}
+
+/// What [`Store::query_audit`] looks for; pages are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// One account's events.
+    pub user_id: Option<UserId>,
+    /// One kind.
+    pub kind: Option<String>,
+    /// One outcome.
+    pub outcome: Option<String>,
+    /// At or after.
+    pub since: Option<OffsetDateTime>,
+    /// Before.
+    pub until: Option<OffsetDateTime>,
+    /// The cursor: events older than this one (an unknown id gives none).
+    pub before: Option<EventId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// The operator's summary figures ([`Store::figures`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Accounts per status.
+    pub users_by_status: Vec<(String, u64)>,
+    /// Accounts with an active factor of each kind, and `device` for a live device.
+    pub users_by_factor: Vec<(String, u64)>,
+    /// Accounts with neither an active factor nor a live device.
+    pub users_without_factor: u64,
+    /// Audit events since the start, per UTC day (Unix days), kind and outcome.
+    pub steps: Vec<(i64, String, String, u64)>,
+    /// Messages queued since the start, per provider and status: how many, and how many needed
+    /// more than one attempt.
+    pub delivery: Vec<(String, String, u64, u64)>,
+}
+
 /// Writes applied in one transaction: all or nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Batch(pub Vec<Write>);
@@ -522,6 +603,26 @@ pub trait Store: Send + Sync + 'static {
         before: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The account's admin role, if it has one.
+    async fn admin_role(&self, user_id: UserId) -> Result<Option<String>, StoreError>;
+    /// Accounts matching `q`, newest first (by id: an account created while an operator pages
+    /// lands before the first page, so pages never shift).
+    async fn search_users(&self, q: &UserQuery) -> Result<Vec<UserSummary>, StoreError>;
+    /// Audit events matching `q`, newest first.
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Messages in `status` (any when none), newest first, older than the message `before`.
+    async fn outbox_page(
+        &self,
+        status: Option<OutboxStatus>,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Send a dead message again from its first attempt; `false` unless it was dead and still
+    /// has its recipient and body.
+    async fn requeue_outbox(&self, id: MessageId, now: OffsetDateTime) -> Result<bool, StoreError>;
+    /// The summary figures, counting events and messages since `since`.
+    async fn figures(&self, since: OffsetDateTime) -> Result<Figures, StoreError>;
 
     /// An account's sightings, most recently seen first, at most `limit`.
     async fn sightings(&self, user_id: UserId, limit: u32) -> Result<Vec<Sighting>, StoreError>;

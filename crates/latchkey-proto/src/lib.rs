@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 
 mod account;
 mod action;
+mod admin;
 mod device;
 mod error;
 mod flow;
@@ -32,6 +33,7 @@ mod session;
 
 pub use account::*;
 pub use action::*;
+pub use admin::*;
 pub use device::*;
 pub use error::*;
 pub use flow::*;

@@ -1,10 +1,11 @@
 //! The operator's actions on an account, by username (`auth.admin()`): disable, enable, unlock, revoke sessions, require a
 //! password change.
 
-use crate::auth::{Auth, CODE, OTP, PASSWORD, audit};
+use crate::auth::{Auth, CODE, OTP, PASSWORD, Principal, audit};
 use crate::clock::rfc3339;
 use crate::error::AuthError;
 use crate::identity::lookup_key;
+use crate::ids::UserId;
 use crate::model::*;
 use crate::store::{Batch, Write};
 use latchkey_proto as proto;
@@ -51,7 +52,14 @@ impl Admin<'_> {
     }
 
     /// Administrative changes to an account, by username.
-    pub async fn update(&self, username: &str, action: AdminAction, ctx: ClientContext) -> Result<(), AuthError> {
+    pub async fn update(
+        &self,
+        username: &str,
+        action: AdminAction,
+        by: &Operator,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        by.may_change()?;
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
         let mut user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
         let now = self.auth.now();
@@ -92,7 +100,7 @@ impl Admin<'_> {
             kind,
             "success",
             &ctx,
-            serde_json::json!({}),
+            serde_json::json!({"admin": by.name}),
         ));
         self.auth.store.apply(batch).await?;
         Ok(())
@@ -112,4 +120,94 @@ pub enum AdminAction {
     RevokeSessions,
     /// Clear the password and second-factor lockouts.
     Unlock,
+}
+
+/// What an admin may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRole {
+    /// Everything.
+    Admin,
+    /// Look, never change.
+    ReadOnly,
+}
+
+impl AdminRole {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Admin => "admin",
+            AdminRole::ReadOnly => "read_only",
+        }
+    }
+    /// From the wire or database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(AdminRole::Admin),
+            "read_only" => Some(AdminRole::ReadOnly),
+            _ => None,
+        }
+    }
+}
+
+/// Who is acting on the admin API: the static token (automation) or an admin account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// How the audit log names them: `admin_token`, or the account's username.
+    pub name: String,
+    /// The account's id (none for the token).
+    pub user_id: Option<UserId>,
+    /// What they may do.
+    pub role: AdminRole,
+}
+
+impl Operator {
+    /// The static admin token: every action, named `admin_token` in the audit log.
+    pub fn token() -> Self {
+        Self { name: "admin_token".into(), user_id: None, role: AdminRole::Admin }
+    }
+
+    /// `Forbidden` unless the operator may change things.
+    pub fn may_change(&self) -> Result<(), AuthError> {
+        match self.role {
+            AdminRole::Admin => Ok(()),
+            AdminRole::ReadOnly => Err(AuthError::Forbidden),
+        }
+    }
+}
+
+impl Auth {
+    /// The operator behind a signed-in session: an account with an admin role, signed in at
+    /// `aal2` (a remembered client's key does not count) within `policy.admin.session_max_age_secs`,
+    /// not flagged for a step-up. An account without a role is `Forbidden`; one whose session is
+    /// not (or no longer) good enough is `insufficient_user_authentication`: sign in again.
+    pub async fn operator(&self, p: &Principal) -> Result<Operator, AuthError> {
+        let role = self.store.admin_role(p.user.id).await?.and_then(|r| AdminRole::parse(&r));
+        let role = role.ok_or(AuthError::Forbidden)?;
+        let max_age = self.settings.admin.session_max_age_secs;
+        let fresh = self.now() - p.session.auth_time <= crate::auth::secs(max_age);
+        let level = crate::sessions::step_up_level(&p.session, self.settings.mfa.require_phishing_resistant);
+        if !fresh || level != "aal2" || p.session.step_up_required_at.is_some() {
+            return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
+        }
+        Ok(Operator { name: p.user.username.clone(), user_id: Some(p.user.id), role })
+    }
+}
+
+impl Admin<'_> {
+    /// `PUT /admin/v1/users/{username}/role`: give an account an admin role, or take it away.
+    pub async fn set_role(&self, username: &str, role: Option<AdminRole>, by: &Operator) -> Result<(), AuthError> {
+        by.may_change()?;
+        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
+        let user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let now = self.auth.now();
+        let detail = serde_json::json!({"role": role.map(AdminRole::as_str), "admin": by.name});
+        self.auth
+            .store
+            .apply(Batch(vec![
+                Write::SetAdminRole { user_id: user.id, role: role.map(|r| r.as_str().to_owned()), at: now },
+                audit(now, Some(user.id), "admin_role", "success", &ClientContext::default(), detail),
+            ]))
+            .await?;
+        Ok(())
+    }
 }

@@ -14,7 +14,7 @@
 //!   digest, never as the name.
 
 use super::Account;
-use super::admin::Admin;
+use super::admin::{Admin, Operator};
 use crate::auth::{Auth, Principal, audit};
 use crate::error::AuthError;
 use crate::identity::lookup_key;
@@ -32,10 +32,11 @@ impl Account<'_> {
 
 impl Admin<'_> {
     /// `DELETE /admin/v1/users/{username}`; `by` names the operator in the audit log.
-    pub async fn delete(&self, username: &str, by: &str) -> Result<(), AuthError> {
+    pub async fn delete(&self, username: &str, by: &Operator) -> Result<(), AuthError> {
+        by.may_change()?;
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
         let user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
-        self.auth.erase_account(&user, serde_json::json!({"by": "admin", "admin": by})).await
+        self.auth.erase_account(&user, serde_json::json!({"by": "admin", "admin": by.name})).await
     }
 }
 

@@ -20,11 +20,13 @@ mod delete;
 mod devices;
 mod events;
 mod export;
+mod operator;
 mod password;
 mod profile;
 mod remembered;
 
-pub use admin::AdminAction;
+pub use admin::{AdminAction, AdminRole, Operator};
+pub use operator::{AuditFilter, FACTOR_FILTERS, UserFilter};
 
 /// The signed-in user's account: a room of the service, borrowing its shared context.
 pub struct Account<'a> {

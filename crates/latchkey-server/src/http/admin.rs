@@ -2,15 +2,14 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Client, bearer};
+use super::extract::{Authenticated, Client, bearer};
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
-use latchkey_core::AuthError;
-use latchkey_core::account::AdminAction;
+use latchkey_core::account::{AdminAction, Operator};
 use latchkey_core::secret::ct_eq;
 use latchkey_proto::{AdminUser, ErrorBody};
 
@@ -24,20 +23,21 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/users/{username}/unlock", post(unlock))
 }
 
-/// The caller presented the admin token.
-pub struct Admin;
+/// Who is calling the admin API: the configured admin token (automation), or an admin
+/// account's session at `aal2` (`Authorization: Bearer <access token>`, or `DPoP`).
+pub struct Admin(pub Operator);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(expected) = state.admin_token.as_deref() else {
-            return Err(ApiError(AuthError::Forbidden));
-        };
-        match bearer(parts) {
-            Some(t) if ct_eq(t.as_bytes(), expected.as_bytes()) => Ok(Admin),
-            _ => Err(ApiError(AuthError::Unauthenticated)),
+        if let (Some(expected), Some(t)) = (state.admin_token.as_deref(), bearer(parts))
+            && ct_eq(t.as_bytes(), expected.as_bytes())
+        {
+            return Ok(Admin(Operator::token()));
         }
+        let Authenticated(p) = Authenticated::from_request_parts(parts, state).await?;
+        Ok(Admin(state.auth.operator(&p).await?))
     }
 }
 
@@ -45,9 +45,10 @@ async fn act(
     s: &AppState,
     username: &str,
     action: AdminAction,
+    by: &Operator,
     ctx: latchkey_core::model::ClientContext,
 ) -> Result<StatusCode, ApiError> {
-    s.auth.admin().update(username, action, ctx).await?;
+    s.auth.admin().update(username, action, by, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -70,10 +71,10 @@ pub async fn show(
     params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_user(
     State(s): State<AppState>,
-    _a: Admin,
+    Admin(by): Admin,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.auth.admin().delete(&username, "admin_token").await?;
+    s.auth.admin().delete(&username, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -82,11 +83,11 @@ pub async fn delete_user(
     params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn require_password_change(
     State(s): State<AppState>,
-    _a: Admin,
+    Admin(by): Admin,
     Client(ctx): Client,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    act(&s, &username, AdminAction::RequirePasswordChange, ctx).await
+    act(&s, &username, AdminAction::RequirePasswordChange, &by, ctx).await
 }
 
 /// Disable the account and end its sessions.
@@ -94,11 +95,11 @@ pub async fn require_password_change(
     params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn disable(
     State(s): State<AppState>,
-    _a: Admin,
+    Admin(by): Admin,
     Client(ctx): Client,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    act(&s, &username, AdminAction::Disable, ctx).await
+    act(&s, &username, AdminAction::Disable, &by, ctx).await
 }
 
 /// Enable a disabled account.
@@ -106,11 +107,11 @@ pub async fn disable(
     params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn enable(
     State(s): State<AppState>,
-    _a: Admin,
+    Admin(by): Admin,
     Client(ctx): Client,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    act(&s, &username, AdminAction::Enable, ctx).await
+    act(&s, &username, AdminAction::Enable, &by, ctx).await
 }
 
 /// End every session of the account.
@@ -118,11 +119,11 @@ pub async fn enable(
     params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_sessions(
     State(s): State<AppState>,
-    _a: Admin,
+    Admin(by): Admin,
     Client(ctx): Client,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    act(&s, &username, AdminAction::RevokeSessions, ctx).await
+    act(&s, &username, AdminAction::RevokeSessions, &by, ctx).await
 }
 
 /// Clear the account's password and second-factor lockouts — the only way out of the permanent
@@ -132,9 +133,9 @@ pub async fn revoke_sessions(
     params(("username" = String, Path, description = "The username")), responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn unlock(
     State(s): State<AppState>,
-    _a: Admin,
+    Admin(by): Admin,
     Client(ctx): Client,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    act(&s, &username, AdminAction::Unlock, ctx).await
+    act(&s, &username, AdminAction::Unlock, &by, ctx).await
 }

@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod extract;
 pub mod flows;
+pub mod operator;
 pub mod ops;
 pub mod recovery;
 pub mod session;
@@ -67,13 +68,14 @@ const USERNAME_PATTERN: &str =
         adaptive::remember, adaptive::forget, account::change_password, account::export, account::update_profile, account::delete_account,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::show, admin::delete_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
+        operator::list_users, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
     modifiers(&SecuritySchemes, &ResponseDescriptions),
     tags((name = "flows", description = "Sign-up, sign-in and recovery as server-run state machines"),
          (name = "tokens", description = "Refresh and sign-out"),
          (name = "device", description = "An enrolled device's own requests (push approval), signed by its key"), (name = "me", description = "The signed-in user"),
-         (name = "admin", description = "Administration (admin token)"), (name = "operations"), (name = "discovery"))
+         (name = "admin", description = "Administration: the admin token (automation) or an admin account's session at aal2"), (name = "operations"), (name = "discovery"))
 )]
 pub struct ApiDoc;
 
@@ -293,7 +295,7 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
         routes = routes.merge(ops::metrics());
     }
     if surfaces.admin {
-        routes = routes.merge(admin::router());
+        routes = routes.merge(admin::router()).merge(operator::router());
     }
     routes
         .layer(middleware::from_fn_with_state(state.clone(), server_date))

@@ -33,6 +33,7 @@ macro_rules! store_erase {
                     "DELETE FROM sightings WHERE user_id = $1",
                     "DELETE FROM devices WHERE user_id = $1",
                     "DELETE FROM flows WHERE user_id = $1",
+                    "DELETE FROM admins WHERE user_id = $1",
                     "UPDATE audit_events SET ip = NULL, user_agent = NULL, detail = '{}' WHERE user_id = $1",
                     "DELETE FROM users WHERE id = $1",
                 ] {

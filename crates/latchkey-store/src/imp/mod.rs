@@ -8,7 +8,10 @@ use latchkey_core::ids::{
     ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId,
 };
 use latchkey_core::model::*;
-use latchkey_core::store::{Batch, Erasure, OutboxBacklog, RiskCounts, RotateOutcome, Store, StoreError, Write};
+use latchkey_core::store::{
+    AuditQuery, Batch, Erasure, Figures, OutboxBacklog, RiskCounts, RotateOutcome, Store, StoreError, UserQuery,
+    UserSummary, Write,
+};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -92,6 +95,8 @@ mod rows;
 mod writes;
 #[macro_use]
 mod erase;
+#[macro_use]
+mod admin;
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -512,6 +517,32 @@ macro_rules! store_impl {
                 })
             }
 
+            async fn admin_role(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
+                let r = sqlx::query("SELECT role FROM admins WHERE user_id = $1").bind(user_id.0)
+                    .fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.map(|r| r.try_get("role").map_err(db_err)).transpose()
+            }
+
+            async fn search_users(&self, q: &UserQuery) -> Result<Vec<UserSummary>, StoreError> {
+                self.admin_search_users(q).await
+            }
+
+            async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+                self.admin_query_audit(q).await
+            }
+
+            async fn outbox_page(&self, status: Option<OutboxStatus>, before: Option<MessageId>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+                self.admin_outbox_page(status, before, limit).await
+            }
+
+            async fn requeue_outbox(&self, id: MessageId, now: OffsetDateTime) -> Result<bool, StoreError> {
+                self.admin_requeue_outbox(id, now).await
+            }
+
+            async fn figures(&self, since: OffsetDateTime) -> Result<Figures, StoreError> {
+                self.admin_figures(since).await
+            }
+
             async fn scrub(&self) -> Result<(), StoreError> {
                 self.scrub_files().await
             }
@@ -536,7 +567,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "users",
     "flows",
     "sessions",
@@ -554,6 +585,7 @@ const TABLES: [&str; 17] = [
     "remembered_clients",
     "sightings",
     "retired_usernames",
+    "admins",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");
@@ -564,6 +596,8 @@ store_writes!(SqliteStore, sqlx::Sqlite);
 store_writes!(PgStore, sqlx::Postgres);
 store_erase!(SqliteStore, sqlx::Sqlite);
 store_erase!(PgStore, sqlx::Postgres);
+store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat");
+store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg");
 
 impl SqliteStore {
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.

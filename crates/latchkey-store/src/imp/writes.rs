@@ -28,6 +28,13 @@ macro_rules! store_writes {
                         }
                     }
                     Write::EraseUser(e) => Self::erase(tx, *e).await?,
+                    Write::SetAdminRole { user_id, role: Some(role), at } => {
+                        sqlx::query("INSERT INTO admins (user_id, role, granted_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET role = excluded.role, granted_at = excluded.granted_at")
+                            .bind(user_id.0).bind(&role).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::SetAdminRole { user_id, role: None, .. } => {
+                        sqlx::query("DELETE FROM admins WHERE user_id = $1").bind(user_id.0).execute(&mut **tx).await.map_err(db_err)?;
+                    }
                     Write::UpdateUser(u) => {
                         sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10, phone_changed_at = $11, email_changed_at = $12, name = $13, locale = $14, zoneinfo = $15, picture = $16 WHERE id = $1")
                             .bind(u.id.0).bind(&u.email).bind(u.email_verified).bind(&u.phone).bind(u.phone_verified)

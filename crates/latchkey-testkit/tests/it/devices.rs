@@ -21,6 +21,11 @@ async fn aal2_user(s: &TestServer, name: &str) -> Tokens {
 /// The same, with the app's secret for later sign-ins.
 pub(super) async fn aal2_user_and_secret(s: &TestServer, name: &str) -> (Tokens, String) {
     s.create_user(name, PW).await;
+    with_totp(s, name).await
+}
+
+/// An existing account (password `PW`) adds an authenticator app and signs in at `aal2`.
+pub(super) async fn with_totp(s: &TestServer, name: &str) -> (Tokens, String) {
     let c = s.client();
     let t = s.sign_in(name, PW).await;
     let a = c.enroll_totp(&t.access_token).await.unwrap();
@@ -32,7 +37,7 @@ pub(super) async fn aal2_user_and_secret(s: &TestServer, name: &str) -> (Tokens,
 
 /// Password and TOTP: a fresh `aal2` session (the clock moves a step on, so the code is new).
 /// With a device enrolled, push approval is offered too, so the app picks TOTP.
-async fn aal2_session(s: &TestServer, name: &str, secret: &str) -> Tokens {
+pub(super) async fn aal2_session(s: &TestServer, name: &str, secret: &str) -> Tokens {
     s.clock.advance(Duration::seconds(30));
     let c = s.client();
     let f = c.sign_in(name, PW).await.unwrap();

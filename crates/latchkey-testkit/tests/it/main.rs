@@ -30,6 +30,7 @@ macro_rules! both_stores {
 
 mod account;
 mod actions;
+mod admin;
 mod deletion;
 mod delivery;
 mod devices;

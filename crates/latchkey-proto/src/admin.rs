@@ -1,0 +1,168 @@
+//! The operator's API (`/admin/v1/…`): accounts searched and paged, the audit log, the outbox and
+//! the summary figures. One account in full is [`crate::AdminUser`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// `GET /admin/v1/users`: a page of accounts, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AdminUserList {
+    /// The accounts.
+    pub users: Vec<AdminUserSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last page. Accounts created while
+    /// paging appear before the first page, never inside one, so no account is shown twice or
+    /// skipped.
+    pub next_cursor: Option<String>,
+}
+
+/// One account in a list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AdminUserSummary {
+    /// The user id.
+    pub id: String,
+    /// The username as registered.
+    pub username: String,
+    /// The email address, if any.
+    pub email: Option<String>,
+    /// Whether it was verified.
+    pub email_verified: bool,
+    /// The phone number, if any.
+    pub phone: Option<String>,
+    /// Whether it was verified.
+    pub phone_verified: bool,
+    /// `unconfirmed`, `active` or `disabled`.
+    pub status: String,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// When a session last started or refreshed (RFC 3339); `null` if never.
+    pub last_seen_at: Option<String>,
+    /// The active factors' kinds (`totp`, `sms`, `email`, `recovery_codes`), sorted.
+    pub factors: Vec<String>,
+    /// Live devices.
+    pub devices: u64,
+}
+
+/// `GET /admin/v1/audit`: a page of audit events, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEventList {
+    /// The events.
+    pub events: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One audit event as stored. Never holds a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntry {
+    /// The event id.
+    pub id: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The account, if the event concerns one.
+    pub user_id: Option<String>,
+    /// What happened: `sign_in`, `totp_code`, `password_change`, `account_deleted`, `admin_disable`, …
+    pub kind: String,
+    /// `success`, `failure`, `denied`, `locked`, …
+    pub outcome: String,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// The client's user agent.
+    pub user_agent: Option<String>,
+    /// Ids and facts of the event (an admin action names the admin as `admin`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub detail: serde_json::Value,
+}
+
+/// `GET /admin/v1/outbox`: a page of messages, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutboxList {
+    /// The messages (never their bodies).
+    pub messages: Vec<OutboxEntry>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One message of the outbox, without its body (codes stay sealed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutboxEntry {
+    /// The message id.
+    pub id: String,
+    /// `email`, `sms` or `push`.
+    pub channel: String,
+    /// The provider that delivers it: `smtp`, `sms_webhook`, `fcm`, `apns`, `push_webhook`, `dev`.
+    pub provider: String,
+    /// The address or number (empty once a deleted account's message was erased).
+    pub recipient: String,
+    /// The subject.
+    pub subject: String,
+    /// `pending`, `sending`, `sent` or `dead`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// Queued (RFC 3339).
+    pub created_at: String,
+    /// Delivered (RFC 3339).
+    pub sent_at: Option<String>,
+}
+
+/// `GET /admin/v1/summary`: the figures an operator watches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AdminSummary {
+    /// The start of the window of `funnel` and `delivery` (RFC 3339).
+    pub since: String,
+    /// Accounts in all.
+    pub users: u64,
+    /// Accounts per status.
+    pub users_by_status: BTreeMap<String, u64>,
+    /// MFA adoption: accounts with an active factor of each kind, and `device` for an enrolled
+    /// device.
+    pub users_by_factor: BTreeMap<String, u64>,
+    /// Accounts with no second factor and no device.
+    pub users_without_factor: u64,
+    /// The sign-in funnel: audit events per UTC day, step (event kind) and outcome.
+    pub funnel: Vec<FunnelPoint>,
+    /// Delivery health per provider and status, for messages queued in the window.
+    pub delivery: Vec<DeliveryFigure>,
+    /// Messages not delivered yet, per provider and status, now.
+    pub outbox_depth: Vec<DeliveryFigure>,
+}
+
+/// One point of the funnel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FunnelPoint {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// The step (`sign_in` is the password step; `totp_code`, `sms_code`, `push_approval`, …).
+    pub step: String,
+    /// Its outcome.
+    pub outcome: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// Messages of one provider in one status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeliveryFigure {
+    /// The provider.
+    pub provider: String,
+    /// `pending`, `sending`, `sent` or `dead`.
+    pub status: String,
+    /// How many.
+    pub count: u64,
+    /// How many needed more than one attempt (in `delivery`; 0 in `outbox_depth`).
+    pub retried: u64,
+}
