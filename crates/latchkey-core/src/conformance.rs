@@ -77,6 +77,7 @@ fn flow(user: Option<UserId>) -> Flow {
             },
             sign_in_after: false,
             then_enroll_device: false,
+            invited: false,
         },
         attempts: 0,
         sends: 1,

@@ -121,6 +121,11 @@ pub struct SignUpPolicy {
     /// by mistake, or had it deleted by someone else, can still reclaim it through the operator,
     /// and no newcomer inherits what others still send to that name.
     pub username_quarantine_days: u32,
+    /// How long an operator's invitation can be accepted (seconds; default 7 days).
+    pub invite_ttl_secs: u64,
+    /// Where an invitation's link points; the flow id and code follow in the fragment
+    /// (`#flow_id=…&code=…`). Default: the console's invitation page, `{issuer}/console/invite`.
+    pub invite_url: Option<String>,
 }
 
 impl Default for SignUpPolicy {
@@ -131,6 +136,8 @@ impl Default for SignUpPolicy {
             require_password: false,
             reveal_username_exists: false,
             username_quarantine_days: 30,
+            invite_ttl_secs: 7 * 24 * 3600,
+            invite_url: None,
         }
     }
 }

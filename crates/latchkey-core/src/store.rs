@@ -73,6 +73,14 @@ pub enum Write {
         /// The version read before the transition.
         expected_version: i64,
     },
+    /// Bind a flow to the client now answering it (an invitation, made by the operator, is
+    /// bound to the invitee's client when its code is confirmed).
+    BindFlow {
+        /// Which.
+        id: FlowId,
+        /// The client.
+        context: ClientContext,
+    },
     /// Insert a session.
     InsertSession(Session),
     /// End the session a flow started, if it is live ("this wasn't me" in a sign-in notice).

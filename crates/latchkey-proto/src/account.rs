@@ -136,6 +136,8 @@ pub struct AdminUser {
     pub status: String,
     /// A new password is required at the next sign-in.
     pub must_change_password: bool,
+    /// `admin` or `read_only` for an admin account.
+    pub admin_role: Option<String>,
     /// Profile: full name.
     pub name: Option<String>,
     /// Profile: BCP 47 language tag.

@@ -166,3 +166,39 @@ pub struct DeliveryFigure {
     /// How many needed more than one attempt (in `delivery`; 0 in `outbox_depth`).
     pub retried: u64,
 }
+
+/// `POST /admin/v1/users`: invite someone. The account is created unconfirmed, without a
+/// password; the invitation (to the email, else the phone) carries a link with a code that
+/// confirms the address and leads to choosing a password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    /// The username, as sign-up accepts it.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub username: String,
+    /// Where the invitation goes (at least one of `email` and `phone`).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// E.164; the invitation goes here when there is no email.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// `admin` or `read_only` to invite an admin.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(admin|read_only)$"))]
+    pub role: Option<String>,
+}
+
+/// The invitation sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Invitation {
+    /// The new account's id.
+    pub user_id: String,
+    /// The invitation's flow: `confirm_sign_up` with the invitation's code, then `new_password`.
+    pub flow_id: String,
+    /// Where the invitation went, masked.
+    pub destination: String,
+    /// When the invitation stops working (RFC 3339).
+    pub expires_at: String,
+}

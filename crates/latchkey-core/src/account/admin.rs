@@ -42,6 +42,7 @@ impl Admin<'_> {
             phone_verified: u.phone_verified,
             status: u.status.as_str().into(),
             must_change_password: u.must_change_password,
+            admin_role: self.auth.store.admin_role(u.id).await?,
             name: u.profile.name,
             locale: u.profile.locale,
             zoneinfo: u.profile.zoneinfo,
@@ -209,5 +210,55 @@ impl Admin<'_> {
             ]))
             .await?;
         Ok(())
+    }
+}
+
+impl Admin<'_> {
+    /// `DELETE /admin/v1/users/{username}/factors/{id}`: reset a lost factor. No step-up and no
+    /// "last factor" guard: the user sets a factor up again at the next sign-in when policy
+    /// requires one. The user is told, and the audit log names the admin.
+    pub async fn reset_factor(
+        &self,
+        username: &str,
+        id: &str,
+        by: &Operator,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        by.may_change()?;
+        let user = self.user(username).await?;
+        let id: crate::ids::FactorId = id.parse().map_err(|_| AuthError::NotFound)?;
+        let factors = self.auth.store.factors(user.id).await?;
+        let factor = factors.iter().find(|f| f.id == id).ok_or(AuthError::NotFound)?;
+        let account = self.auth.account();
+        let batch = account.factor_removal(&user, &factors, factor, self.auth.now(), &ctx, Some(&by.name))?;
+        self.auth.store.apply(batch).await?;
+        self.auth.outbox_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// `DELETE /admin/v1/users/{username}/devices/{id}`: revoke a device (its sessions end).
+    /// The user is told, and the audit log names the admin.
+    pub async fn revoke_device(
+        &self,
+        username: &str,
+        id: &str,
+        by: &Operator,
+        ctx: ClientContext,
+    ) -> Result<(), AuthError> {
+        by.may_change()?;
+        let user = self.user(username).await?;
+        let id: crate::ids::DeviceId = id.parse().map_err(|_| AuthError::NotFound)?;
+        let device = self.auth.store.device(id).await?;
+        let device = device.filter(|d| d.user_id == user.id && d.revoked_at.is_none()).ok_or(AuthError::NotFound)?;
+        let account = self.auth.account();
+        let batch = account.device_removal(&user, &device, self.auth.now(), &ctx, Some(&by.name))?;
+        self.auth.store.apply(batch).await?;
+        self.auth.outbox_wakeup.notify_one();
+        Ok(())
+    }
+
+    async fn user(&self, username: &str) -> Result<User, AuthError> {
+        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
+        self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)
     }
 }

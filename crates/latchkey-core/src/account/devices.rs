@@ -52,23 +52,42 @@ impl Account<'_> {
     /// `DELETE /v1/me/devices/{id}`: its keys, PIN and sessions stop working at once.
     pub async fn revoke_device(&self, p: &Principal, id: DeviceId, ctx: ClientContext) -> Result<(), AuthError> {
         let device = self.auth.live_device_of(p, id).await?;
-        let now = self.auth.now();
-        let mut batch = Batch::new();
-        batch.push(Write::RevokeDevice { id, at: now }).push(audit(
-            now,
-            Some(p.user.id),
-            "device_revoked",
-            "success",
-            &ctx,
-            serde_json::json!({"device_id": id}),
-        ));
-        let notice = format!("The device \"{}\" was removed from your account and can no longer sign in.", device.name);
-        for m in self.auth.notification(&p.user, "A device was removed", &notice, now)? {
-            batch.push(Write::Enqueue(m));
-        }
+        let batch = self.device_removal(&p.user, &device, self.auth.now(), &ctx, None)?;
         self.auth.store.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(())
+    }
+
+    /// The writes that revoke `device` (its sessions end) and tell `user`; `admin` names the
+    /// operator who revoked it.
+    pub(crate) fn device_removal(
+        &self,
+        user: &User,
+        device: &Device,
+        now: time::OffsetDateTime,
+        ctx: &ClientContext,
+        admin: Option<&str>,
+    ) -> Result<Batch, AuthError> {
+        let mut detail = serde_json::json!({"device_id": device.id});
+        if let Some(admin) = admin {
+            detail["admin"] = admin.into();
+        }
+        let mut batch = Batch::new();
+        batch.push(Write::RevokeDevice { id: device.id, at: now }).push(audit(
+            now,
+            Some(user.id),
+            "device_revoked",
+            "success",
+            ctx,
+            detail,
+        ));
+        let by = if admin.is_some() { " by the service's administrators" } else { "" };
+        let notice =
+            format!("The device \"{}\" was removed from your account{by} and can no longer sign in.", device.name);
+        for m in self.auth.notification(user, "A device was removed", &notice, now)? {
+            batch.push(Write::Enqueue(m));
+        }
+        Ok(batch)
     }
 
     /// `PUT /v1/me/devices/{id}/pin`: a new app PIN, which also unblocks a blocked one. Needs a

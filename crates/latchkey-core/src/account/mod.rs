@@ -20,6 +20,7 @@ mod delete;
 mod devices;
 mod events;
 mod export;
+mod invite;
 mod operator;
 mod password;
 mod profile;
@@ -89,11 +90,30 @@ impl Account<'_> {
                 "policy requires a second factor; add another one before removing this",
             ));
         }
+        let batch = self.factor_removal(&p.user, &factors, factor, now, &ctx, None)?;
+        self.auth.store.apply(batch).await?;
+        self.auth.outbox_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// The writes that remove `factor` from `user` (with the recovery codes when no strong
+    /// factor is left) and tell the user; `admin` names the operator who reset it.
+    pub(crate) fn factor_removal(
+        &self,
+        user: &User,
+        factors: &[Factor],
+        factor: &Factor,
+        now: time::OffsetDateTime,
+        ctx: &ClientContext,
+        admin: Option<&str>,
+    ) -> Result<Batch, AuthError> {
         let mut batch = Batch::new();
         // A factor reset forgets the remembered clients too (checklist SES-9): the next sign-in
         // of each proves a factor the account still has.
+        let id = factor.id;
+        let strong_left = factors.iter().any(|f| f.id != id && is_strong(&f.kind) && f.state == ACTIVE);
         batch.push(Write::DeleteFactor { id }).push(Write::ForgetUserRememberedClients {
-            user_id: p.user.id,
+            user_id: user.id,
             at: now,
             reason: "factor_removed".into(),
         });
@@ -108,26 +128,24 @@ impl Account<'_> {
             EMAIL => Some(MfaMethod::Email),
             _ => None,
         };
-        if method.is_some() && p.user.preferred_mfa == method {
-            batch.push(Write::UpdateUser(User { preferred_mfa: None, updated_at: now, ..p.user.clone() }));
+        if method.is_some() && user.preferred_mfa == method {
+            batch.push(Write::UpdateUser(User { preferred_mfa: None, updated_at: now, ..user.clone() }));
         }
-        batch.push(audit(
-            now,
-            Some(p.user.id),
-            "factor_removed",
-            "success",
-            &ctx,
-            serde_json::json!({"factor_id": id, "type": factor.kind}),
-        ));
+        let mut detail = serde_json::json!({"factor_id": id, "type": factor.kind});
+        if let Some(admin) = admin {
+            detail["admin"] = admin.into();
+        }
+        batch.push(audit(now, Some(user.id), "factor_removed", "success", ctx, detail));
         let notices = if factor.state != ACTIVE {
             vec![]
         } else {
             self.auth.notification(
-                &p.user,
+                user,
                 "A second factor was removed",
                 &format!(
-                    "A second factor ({}) was removed from your account. If this was not you, reset your password and contact support.",
-                    factor.kind.replace('_', " ")
+                    "A second factor ({}) was removed from your account{}. If this was not you, reset your password and contact support.",
+                    factor.kind.replace('_', " "),
+                    if admin.is_some() { " by the service's administrators" } else { "" }
                 ),
                 now,
             )?
@@ -135,9 +153,7 @@ impl Account<'_> {
         for m in notices {
             batch.push(Write::Enqueue(m));
         }
-        self.auth.store.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
-        Ok(())
+        Ok(batch)
     }
 
     /// `PUT /v1/me/factors/preferred`: the method sign-in lists first.

@@ -42,8 +42,11 @@ impl Auth {
 
     pub(crate) async fn load_flow(&self, id: FlowId, ctx: &ClientContext) -> Result<Flow, AuthError> {
         let flow = self.store.flow(id).await?.ok_or(AuthError::FlowNotFound)?;
-        // A flow answers only the client that started it (same User-Agent).
-        if flow.context.user_agent != ctx.user_agent {
+        // A flow answers only the client that started it (same User-Agent). An operator's
+        // invitation is answered first by the invitee's client, which its code binds it to.
+        let unbound_invitation = flow.context.user_agent.is_none()
+            && matches!(flow.state, FlowState::AwaitingConfirmation { invited: true, .. });
+        if flow.context.user_agent != ctx.user_agent && !unbound_invitation {
             return Err(AuthError::ContextMismatch);
         }
         Ok(flow)
@@ -297,11 +300,12 @@ impl Auth {
 /// The same code step with a new code.
 pub(crate) fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowState {
     match (state, code) {
-        (FlowState::AwaitingConfirmation { sign_in_after, then_enroll_device, .. }, Some(code)) => {
+        (FlowState::AwaitingConfirmation { sign_in_after, then_enroll_device, invited, .. }, Some(code)) => {
             FlowState::AwaitingConfirmation {
                 code,
                 sign_in_after: *sign_in_after,
                 then_enroll_device: *then_enroll_device,
+                invited: *invited,
             }
         }
         (FlowState::AwaitingReset { .. }, code) => FlowState::AwaitingReset { code },

@@ -39,11 +39,14 @@ impl Auth {
         }
         match (flow.state.clone(), answer) {
             (
-                FlowState::AwaitingConfirmation { code, sign_in_after, then_enroll_device },
+                FlowState::AwaitingConfirmation { code, sign_in_after, then_enroll_device, invited },
                 StepAnswer::ConfirmSignUp { code: given },
             ) => {
-                let then =
-                    if then_enroll_device { AfterConfirm::EnrollDevice } else { AfterConfirm::SignIn(sign_in_after) };
+                let then = match (then_enroll_device, invited) {
+                    (true, _) => AfterConfirm::EnrollDevice,
+                    (false, true) => AfterConfirm::SetPassword,
+                    (false, false) => AfterConfirm::SignIn(sign_in_after),
+                };
                 self.confirm_sign_up(flow, code, then, SecretString::new(given), now, ctx).await
             }
             (FlowState::AwaitingNewPassword { recovery: Some(rec), .. }, StepAnswer::NewPassword { password }) => {

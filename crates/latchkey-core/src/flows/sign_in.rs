@@ -100,7 +100,12 @@ impl Auth {
                 flow_id,
                 FlowKind::SignIn,
                 Some(user.id),
-                FlowState::AwaitingConfirmation { code, sign_in_after: true, then_enroll_device: false },
+                FlowState::AwaitingConfirmation {
+                    code,
+                    sign_in_after: true,
+                    then_enroll_device: false,
+                    invited: false,
+                },
                 now,
                 ctx.clone(),
             );

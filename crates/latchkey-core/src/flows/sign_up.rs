@@ -109,7 +109,12 @@ impl Auth {
             flow_id,
             FlowKind::SignUp,
             Some(user.id),
-            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: passwordless },
+            FlowState::AwaitingConfirmation {
+                code,
+                sign_in_after: false,
+                then_enroll_device: passwordless,
+                invited: false,
+            },
             now,
             ctx.clone(),
         );
@@ -151,7 +156,7 @@ impl Auth {
             flow_id,
             FlowKind::SignUp,
             None,
-            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: false },
+            FlowState::AwaitingConfirmation { code, sign_in_after: false, then_enroll_device: false, invited: false },
             now,
             ctx.clone(),
         );
@@ -218,6 +223,12 @@ impl Auth {
                 FlowState::Completed { session_id: Some(session.id) }
             }
             AfterConfirm::SignIn(false) => FlowState::Completed { session_id: None },
+            // An invitation: the code proved the address; the invitee chooses a password next,
+            // from this client only.
+            AfterConfirm::SetPassword => {
+                batch.push(Write::BindFlow { id: flow.id, context: ctx.clone() });
+                FlowState::AwaitingNewPassword { amr: vec![], recovery: None }
+            }
             // A passwordless sign-up goes on to enrol its first device.
             // A passwordless sign-up with an email verifies it too, so the owner has a second
             // proof for a new phone or a recovery from day one; then it enrols the first device.
@@ -241,6 +252,7 @@ impl Auth {
         };
         let expires_at = match state {
             FlowState::AwaitingVerification { .. } => now + secs(self.settings.flows.code_ttl_secs),
+            FlowState::AwaitingNewPassword { .. } => now + secs(self.settings.flows.ttl_secs),
             _ => flow.expires_at,
         };
         let done = Flow { state, version: flow.version + 1, expires_at, ..flow.clone() };
@@ -274,6 +286,8 @@ pub(crate) enum AfterConfirm {
     SignIn(bool),
     /// A passwordless sign-up: enrol the first device.
     EnrollDevice,
+    /// An invitation: choose a password.
+    SetPassword,
 }
 
 fn flow_masked(flow: &Flow) -> String {

@@ -66,6 +66,10 @@ pub enum FlowState {
         /// account's first device, which completes the sign-up with a session.
         #[serde(default)]
         then_enroll_device: bool,
+        /// An operator's invitation (`POST /admin/v1/users`): confirming (the code in the
+        /// invitation) leads to `new_password`, which completes the sign-up with a session.
+        #[serde(default)]
+        invited: bool,
     },
     /// Waiting for a new password (an administrator required it); the old one was verified,
     /// with `amr` the methods verified so far in this flow. In a recovery, the proofs were

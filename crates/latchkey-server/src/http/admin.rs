@@ -21,6 +21,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/users/{username}/enable", post(enable))
         .route("/admin/v1/users/{username}/sessions", delete(revoke_sessions))
         .route("/admin/v1/users/{username}/unlock", post(unlock))
+        .route("/admin/v1/users/{username}/factors/{id}", delete(reset_factor))
+        .route("/admin/v1/users/{username}/devices/{id}", delete(revoke_device))
 }
 
 /// Who is calling the admin API: the configured admin token (automation), or an admin
@@ -138,4 +140,34 @@ pub async fn unlock(
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     act(&s, &username, AdminAction::Unlock, &by, ctx).await
+}
+
+/// Reset a lost factor: remove it without a step-up (with the recovery codes when no strong
+/// factor is left). The user is told on every channel; the next sign-in asks them to set one up
+/// again when policy requires a second factor.
+#[utoipa::path(delete, path = "/admin/v1/users/{username}/factors/{id}", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username"), ("id" = String, Path, description = "The factor id")),
+    responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reset_factor(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    Client(ctx): Client,
+    Path((username, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.auth.admin().reset_factor(&username, &id, &by, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke a device: it can no longer sign in and its sessions end. The user is told.
+#[utoipa::path(delete, path = "/admin/v1/users/{username}/devices/{id}", tag = "admin", security(("admin" = [])),
+    params(("username" = String, Path, description = "The username"), ("id" = String, Path, description = "The device id")),
+    responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_device(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    Client(ctx): Client,
+    Path((username, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.auth.admin().revoke_device(&username, &id, &by, ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -11,11 +11,11 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use latchkey_core::AuthError;
 use latchkey_core::account::{AdminRole, AuditFilter, UserFilter};
-use latchkey_proto::{AdminSummary, AdminUserList, AuditEventList, ErrorBody, OutboxList};
+use latchkey_proto::{AdminSummary, AdminUserList, AuditEventList, ErrorBody, Invitation, InviteRequest, OutboxList};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/v1/users", get(list_users))
+        .route("/admin/v1/users", get(list_users).post(invite))
         .route("/admin/v1/users/{username}/role", put(set_role))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/outbox", get(outbox))
@@ -49,6 +49,7 @@ pub struct UsersQuery {
     #[param(format = DateTime)]
     seen_before: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// Page size (1–100, default 50).
     #[param(minimum = 1, maximum = 100)]
@@ -79,6 +80,23 @@ pub async fn list_users(
     Ok(Json(s.auth.admin().list(&f).await?))
 }
 
+/// Invite someone: the account is created unconfirmed, without a password, and the invitation
+/// goes to its email (else its phone) with a link (`policy.sign_up.invite_url`, by default the
+/// console's invitation page) carrying the flow id and code. The invitee answers the flow —
+/// `confirm_sign_up` with the code, then `new_password` — and is signed in. `role` makes the
+/// invitee an admin.
+#[utoipa::path(post, path = "/admin/v1/users", tag = "admin", security(("admin" = [])), request_body = InviteRequest,
+    responses((status = 201, body = Invitation), (status = 400, description = "invalid_request: a malformed username, email, phone or role", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "username_exists (or the username rests after a deletion)", body = ErrorBody)))]
+pub async fn invite(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    ApiJson(req): ApiJson<InviteRequest>,
+) -> Result<(StatusCode, Json<Invitation>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.auth.admin().invite(req, &by).await?)))
+}
+
 /// `GET /admin/v1/audit`'s filters.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -96,6 +114,7 @@ pub struct AuditQueryParams {
     #[param(format = DateTime)]
     until: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// Page size (1–100, default 50).
     #[param(minimum = 1, maximum = 100)]
@@ -131,6 +150,7 @@ pub struct OutboxQuery {
     #[param(pattern = "^(pending|sending|sent|dead)$")]
     status: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// Page size (1–100, default 50).
     #[param(minimum = 1, maximum = 100)]

@@ -62,6 +62,11 @@ macro_rules! store_writes {
                             return Err(StoreError::Conflict("flow"));
                         }
                     }
+                    Write::BindFlow { id, context } => {
+                        sqlx::query("UPDATE flows SET ip = $2, user_agent = $3 WHERE id = $1")
+                            .bind(id.0).bind(&context.ip).bind(&context.user_agent)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
                     Write::InsertSession(s) => {
                         let amr = serde_json::to_string(&s.amr).map_err(|_| corrupt("amr"))?;
                         sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"))

@@ -6,7 +6,9 @@ use super::delivery::eventually;
 use latchkey_core::ids::{MessageId, UserId};
 use latchkey_core::model::{OutboxMessage, OutboxStatus, Profile, User, UserStatus};
 use latchkey_core::store::{Batch, Write};
-use latchkey_testkit::proto::{AdminSummary, AdminUserList, AuditEventList, OutboxList};
+use latchkey_testkit::proto::{
+    AdminSummary, AdminUser, AdminUserList, AuditEventList, Invitation, NextStep, OutboxList,
+};
 use latchkey_testkit::{ADMIN_TOKEN, Backend, TestServer};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -240,7 +242,86 @@ async fn an_admin_account_signs_in_at_aal2_and_read_only_only_looks(b: Backend) 
     assert_eq!(s.raw().request("GET", users, Some(&again.access_token), None).await.status, 403);
 }
 
+async fn an_invitee_confirms_with_the_code_and_chooses_a_password(b: Backend) {
+    let s = TestServer::start(b).await;
+    let invite = serde_json::json!({"username": "Nina", "email": "nina@example.com", "role": "read_only"});
+    let r = s.raw().request("POST", "/admin/v1/users", Some(ADMIN_TOKEN), Some(invite.clone())).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let inv: Invitation = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(s.raw().request("POST", "/admin/v1/users", Some(ADMIN_TOKEN), Some(invite)).await.status, 409);
+    for bad in [
+        serde_json::json!({"username": "nobody"}),
+        serde_json::json!({"username": "x", "email": "x@example.com", "role": "owner"}),
+        serde_json::json!({"username": "x", "email": "not an address"}),
+    ] {
+        let r = s.raw().request("POST", "/admin/v1/users", Some(ADMIN_TOKEN), Some(bad)).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some("invalid_request")));
+    }
+    // The invitation carries a link with the flow and the code, to the console's page by default.
+    let m = s.outbox().await.into_iter().find(|m| m.to == "nina@example.com").unwrap();
+    let link = format!("{}/console/invite#flow_id={}&code=", s.url, inv.flow_id);
+    let code = m.body.split(&link).nth(1).map(|rest| rest[..6].to_owned()).unwrap_or_else(|| panic!("{}", m.body));
+    let c = s.client();
+    assert!(matches!(c.flow(&inv.flow_id).await.unwrap().next_step, NextStep::ConfirmSignUp { .. }));
+    // Days later, within the week: the code proves the address, then a password completes it.
+    s.clock.advance(Duration::days(6));
+    let wrong = c.confirm_sign_up(&inv.flow_id, "000000").await.unwrap();
+    assert!(wrong.error.is_some());
+    let a = c.confirm_sign_up(&inv.flow_id, &code).await.unwrap();
+    assert!(matches!(a.next_step, NextStep::NewPassword { .. }), "{:?}", a.next_step);
+    let elsewhere = s.client_at("127.0.0.1", "another-app/1.0");
+    let e = elsewhere.new_password(&inv.flow_id, PW).await.unwrap_err();
+    assert_eq!(e.code(), Some("flow_context_mismatch"), "the code bound the invitation to the invitee's client");
+    let done = c.new_password(&inv.flow_id, PW).await.unwrap();
+    assert!(done.tokens.is_some(), "{:?}", done.next_step);
+    s.sign_in("nina", PW).await;
+    let u: AdminUser = get(&s, "/admin/v1/users/nina", ADMIN_TOKEN).await;
+    assert_eq!((u.status.as_str(), u.email_verified, u.admin_role.as_deref()), ("active", true, Some("read_only")));
+    let audit: AuditEventList = get(&s, "/admin/v1/audit?kind=admin_invite", ADMIN_TOKEN).await;
+    assert_eq!(audit.events[0].detail["admin"], "admin_token");
+
+    // An invitation not taken up within its week stops working.
+    let later = serde_json::json!({"username": "late", "phone": "+14155550123"});
+    let r = s.raw().request("POST", "/admin/v1/users", Some(ADMIN_TOKEN), Some(later)).await;
+    let inv: Invitation = serde_json::from_str(&r.body).unwrap();
+    let code =
+        latchkey_testkit::extract_code(&s.outbox().await.into_iter().find(|m| m.to == "+14155550123").unwrap().body);
+    s.clock.advance(Duration::days(7) + Duration::seconds(1));
+    assert!(c.confirm_sign_up(&inv.flow_id, &code).await.is_err(), "expired");
+}
+
+async fn an_admin_resets_a_lost_factor_and_revokes_a_device(b: Backend) {
+    let s = TestServer::start(b).await;
+    let (t, _) = super::devices::aal2_user_and_secret(&s, "faye").await;
+    let ks = latchkey_client::SoftwareKeystore::new();
+    let (device_id, _) =
+        s.client().enroll_device(&t.access_token, &ks, "Faye's phone", "android", "371946").await.unwrap();
+    let u: AdminUser = get(&s, "/admin/v1/users/faye", ADMIN_TOKEN).await;
+    let totp = u.factors.factors.iter().find(|f| f.kind == "totp").unwrap().id.clone();
+    let told = s.messages_to("faye@example.com").await;
+    let path = format!("/admin/v1/users/faye/factors/{totp}");
+    assert_eq!(s.raw().request("DELETE", &path, Some(ADMIN_TOKEN), None).await.status, 204);
+    assert_eq!(s.raw().request("DELETE", &path, Some(ADMIN_TOKEN), None).await.status, 404);
+    let u: AdminUser = get(&s, "/admin/v1/users/faye", ADMIN_TOKEN).await;
+    assert!(u.factors.factors.iter().all(|f| f.kind != "totp"));
+    assert_eq!(s.messages_to("faye@example.com").await, told + 1);
+    let m = s.outbox().await.into_iter().rev().find(|m| m.to == "faye@example.com").unwrap();
+    assert!(m.body.contains("by the service's administrators"), "{}", m.body);
+    let audit: AuditEventList = get(&s, "/admin/v1/audit?user=faye&kind=factor_removed", ADMIN_TOKEN).await;
+    assert_eq!(audit.events[0].detail["admin"], "admin_token");
+
+    let path = format!("/admin/v1/users/faye/devices/{device_id}");
+    assert_eq!(s.raw().request("DELETE", &path, Some(ADMIN_TOKEN), None).await.status, 204);
+    let by_device = s.client().device_sign_in(&device_id, &ks, latchkey_client::Unlock::Biometric).await;
+    assert!(by_device.as_ref().map_or(true, |a| a.tokens.is_none()), "revoked: {by_device:?}");
+    assert_eq!(s.raw().request("DELETE", &path, Some(ADMIN_TOKEN), None).await.status, 404);
+    let other = format!("/admin/v1/users/nobody/devices/{device_id}");
+    assert_eq!(s.raw().request("DELETE", &other, Some(ADMIN_TOKEN), None).await.status, 404);
+}
+
 both_stores!(
+    an_invitee_confirms_with_the_code_and_chooses_a_password,
+    an_admin_resets_a_lost_factor_and_revokes_a_device,
     accounts_are_found_and_paged_and_no_page_shifts_while_accounts_are_created,
     the_audit_log_is_queried_and_dead_messages_are_requeued,
     an_admin_account_signs_in_at_aal2_and_read_only_only_looks,
