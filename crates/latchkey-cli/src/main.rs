@@ -1,5 +1,6 @@
 //! `latchkey`: the server and its tools in one binary.
 
+mod admin;
 mod backup;
 mod bench;
 mod bench_outbox;
@@ -76,6 +77,8 @@ enum Command {
         #[command(subcommand)]
         command: device::DeviceCommand,
     },
+    /// The admin API from a terminal: users, the audit log, the outbox, the summary.
+    Admin(admin::AdminArgs),
     /// Load generators that drive real flows over HTTP.
     Bench {
         #[command(subcommand)]
@@ -223,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore { from, data_dir } => backup::restore(&from, &data_dir).await,
         Command::Device { command } => device::run(command).await,
         Command::Bench { command } => bench::run(command).await,
+        Command::Admin(args) => admin::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+mod admin;
 mod keys;
 
 const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
