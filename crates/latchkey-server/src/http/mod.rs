@@ -3,6 +3,7 @@
 pub mod account;
 pub mod adaptive;
 pub mod admin;
+pub mod console;
 pub mod device;
 pub mod error;
 pub mod extract;
@@ -295,7 +296,11 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
         routes = routes.merge(ops::metrics());
     }
     if surfaces.admin {
-        routes = routes.merge(admin::router()).merge(operator::router());
+        routes = routes.merge(admin::router()).merge(operator::router()).merge(console::router());
+        // On a listener of its own, the console still signs in through the flows.
+        if !surfaces.api {
+            routes = routes.merge(flows::router()).merge(session::router());
+        }
     }
     routes
         .layer(middleware::from_fn_with_state(state.clone(), server_date))

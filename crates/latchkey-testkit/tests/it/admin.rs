@@ -319,7 +319,32 @@ async fn an_admin_resets_a_lost_factor_and_revokes_a_device(b: Backend) {
     assert_eq!(s.raw().request("DELETE", &other, Some(ADMIN_TOKEN), None).await.status, 404);
 }
 
+async fn the_console_is_served_from_the_binary_with_a_strict_policy(b: Backend) {
+    let s = TestServer::start(b).await;
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/users/anyone", "text/html"),
+        ("/console/invite", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let r = s.raw().request("GET", path, None, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.header("content-type").is_some_and(|t| t.starts_with(kind)), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+    let html = s.raw().request("GET", "/console", None, None).await.body;
+    assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
+    assert!(html.contains("<script type=\"module\" src=\"/console/app.js\">"));
+}
+
 both_stores!(
+    the_console_is_served_from_the_binary_with_a_strict_policy,
     an_invitee_confirms_with_the_code_and_chooses_a_password,
     an_admin_resets_a_lost_factor_and_revokes_a_device,
     accounts_are_found_and_paged_and_no_page_shifts_while_accounts_are_created,
