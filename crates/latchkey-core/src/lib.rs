@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod attributes;
 pub mod auth;
 pub mod clock;
 #[cfg(feature = "conformance")]

@@ -74,13 +74,16 @@ impl Sessions<'_> {
             session_id: session.id,
             created_at: now,
         });
-        let tokens = self.tokens_for(&session, refresh, now)?;
+        let tokens = self.tokens_for(&session, user, refresh, now)?;
         Ok((session, tokens))
     }
 
+    /// The tokens of `session`: an access token (with `user`'s custom attributes that are
+    /// claims, `[[policy.attributes]]` with `claim = true`) and the refresh token given.
     pub(crate) fn tokens_for(
         &self,
         session: &Session,
+        user: &User,
         refresh: SecretString,
         now: OffsetDateTime,
     ) -> Result<proto::Tokens, AuthError> {
@@ -98,6 +101,7 @@ impl Sessions<'_> {
             amr: session.amr.clone(),
             auth_time: session.auth_time.unix_timestamp(),
             cnf: session.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
+            custom: crate::attributes::claims(&self.auth.settings.attributes, &user.profile.custom),
         };
         Ok(proto::Tokens {
             access_token: self.auth.signer.sign(&claims)?,
@@ -138,7 +142,7 @@ impl Sessions<'_> {
         {
             RotateOutcome::Rotated(session) => {
                 let user = self.auth.store.user_by_id(session.user_id).await?;
-                if !user.is_some_and(|u| u.status == UserStatus::Active) {
+                let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
                     self.auth
                         .store
                         .apply(Batch(vec![Write::RevokeSession {
@@ -148,7 +152,7 @@ impl Sessions<'_> {
                         }]))
                         .await?;
                     return Err(AuthError::InvalidGrant);
-                }
+                };
                 let mut batch = Batch(vec![audit(
                     now,
                     Some(session.user_id),
@@ -161,7 +165,7 @@ impl Sessions<'_> {
                     batch.push(w);
                 }
                 self.auth.store.apply(batch).await?;
-                self.tokens_for(&session, fresh, now)
+                self.tokens_for(&session, &user, fresh, now)
             }
             RotateOutcome::Reused(sid) => {
                 let user = self.auth.store.session(sid).await?.map(|s| s.user_id);

@@ -31,6 +31,8 @@ pub struct Settings {
     pub risk: RiskPolicy,
     /// Admin accounts' sessions.
     pub admin: AdminPolicy,
+    /// Custom attributes of accounts (`[[policy.attributes]]`).
+    pub attributes: Vec<crate::attributes::AttributeDecl>,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -49,6 +51,7 @@ impl Default for Settings {
             remember: RememberPolicy::default(),
             risk: RiskPolicy::default(),
             admin: AdminPolicy::default(),
+            attributes: vec![],
             product_name: "Latchkey".into(),
         }
     }

@@ -30,6 +30,10 @@ pub struct AccessClaims {
     /// Confirmation (RFC 9449 §6): the device key the token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The account's custom attributes declared as claims (`[[policy.attributes]]`); their
+    /// names never collide with the claims above (configuration refuses them).
+    #[serde(flatten, default)]
+    pub custom: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Claims of an action approval (`typ: approval+jwt`): who approved which action in which

@@ -146,6 +146,10 @@ pub struct AdminUser {
     pub zoneinfo: Option<String>,
     /// Profile: picture URL.
     pub picture: Option<String>,
+    /// The custom attributes that are set (`[[policy.attributes]]`).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last changed (RFC 3339).

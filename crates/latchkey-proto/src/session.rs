@@ -85,6 +85,11 @@ pub struct Me {
     /// An `https` URL of a picture.
     #[serde(default)]
     pub picture: Option<String>,
+    /// The custom attributes that are set, as fields of their own names (the served
+    /// `/openapi.json` lists the declared ones).
+    #[serde(flatten, default)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// `PATCH /v1/me`: the profile attributes to change. A field left out stays as it is; `null`
@@ -92,7 +97,6 @@ pub struct Me {
 /// (`POST /v1/me/factors`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
     /// Full name: 1 to 256 characters, no control characters.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
@@ -110,6 +114,11 @@ pub struct ProfileUpdate {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 2048, pattern = "^https://[^\\u0000-\\u0020\\u007F-\\u009F]+$"))]
     pub picture: Option<Option<String>>,
+    /// The operator's custom attributes (`[[policy.attributes]]`), as fields of their own names;
+    /// any other field is refused. The served `/openapi.json` lists the declared ones.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A field that was sent, as `Some(value or null)`; one left out stays `None` (its default).

@@ -360,6 +360,18 @@ impl Config {
         {
             anyhow::bail!("policy.risk: delay_secs at most 10; failure_window_secs and max_travel_kmh at least 1");
         }
+        let mut names = std::collections::HashSet::new();
+        for a in &self.policy.attributes {
+            if let Some(problem) = a.problem() {
+                anyhow::bail!("policy.attributes: {problem}");
+            }
+            if !names.insert(a.name.as_str()) {
+                anyhow::bail!("policy.attributes: {:?} is declared twice", a.name);
+            }
+        }
+        if self.policy.admin.session_max_age_secs == 0 || self.policy.sign_up.invite_ttl_secs == 0 {
+            anyhow::bail!("policy.admin.session_max_age_secs and policy.sign_up.invite_ttl_secs must be at least 1");
+        }
         Ok(())
     }
 
@@ -548,6 +560,30 @@ mod tests {
             ("LATCHKEY_POLICY__FLOWS__CODE_TTL_SECS", "3600"),
         ] {
             assert!(Config::load_from(None, &Overrides::default(), env(&[(k, v)])).is_err(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn custom_attributes_are_declared_once_with_names_of_their_own() {
+        let declare = |toml: &str| {
+            let dir = std::env::temp_dir().join(format!("latchkey-attr-{}", uuid::Uuid::now_v7().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("latchkey.toml");
+            std::fs::write(&file, toml).unwrap();
+            Config::load_from(Some(&file), &Overrides::default(), env(&[]))
+        };
+        let ok = declare(
+            "[[policy.attributes]]\nname = \"plan\"\ntype = \"string\"\nvalues = [\"free\", \"pro\"]\nwritable_by = \"admin\"\nclaim = true\n",
+        );
+        let attrs = ok.unwrap().config.policy.attributes;
+        assert_eq!((attrs[0].name.as_str(), attrs[0].claim), ("plan", true));
+        for bad in [
+            "[[policy.attributes]]\nname = \"sub\"\ntype = \"string\"\n",
+            "[[policy.attributes]]\nname = \"Plan\"\ntype = \"string\"\n",
+            "[[policy.attributes]]\nname = \"age\"\ntype = \"decimal\"\n",
+            "[[policy.attributes]]\nname = \"a\"\ntype = \"boolean\"\n[[policy.attributes]]\nname = \"a\"\ntype = \"integer\"\n",
+        ] {
+            assert!(declare(bad).is_err(), "{bad}");
         }
     }
 

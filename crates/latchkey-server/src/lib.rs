@@ -134,7 +134,7 @@ impl Server {
             auth: auth.clone(),
             signer,
             metrics: metrics_handle(),
-            openapi: Arc::new(http::openapi_json()),
+            openapi: Arc::new(http::openapi_json_for(&config.policy.attributes)),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             trust_forwarded_for: config.trust_forwarded_for,
             database_kind: db.kind(),

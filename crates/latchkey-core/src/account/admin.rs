@@ -46,6 +46,7 @@ impl Admin<'_> {
             name: u.profile.name,
             locale: u.profile.locale,
             zoneinfo: u.profile.zoneinfo,
+            attributes: u.profile.custom,
             picture: u.profile.picture,
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
@@ -260,5 +261,37 @@ impl Admin<'_> {
     async fn user(&self, username: &str) -> Result<User, AuthError> {
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
         self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)
+    }
+}
+
+impl Admin<'_> {
+    /// `PATCH /admin/v1/users/{username}`: the profile as `PATCH /v1/me` sets it, custom
+    /// attributes only admins write included; answers the account. Told to nobody (the user sees
+    /// it in `/v1/me`); the audit log names the admin and the fields.
+    pub async fn update_profile(
+        &self,
+        username: &str,
+        req: latchkey_proto::ProfileUpdate,
+        by: &Operator,
+        ctx: ClientContext,
+    ) -> Result<proto::AdminUser, AuthError> {
+        by.may_change()?;
+        let mut user = self.user(username).await?;
+        let (profile, changed) =
+            self.auth.account().updated_profile(&user.profile, req, crate::attributes::Writer::Admin)?;
+        if !changed.is_empty() {
+            let now = self.auth.now();
+            user.profile = profile;
+            user.updated_at = now;
+            let detail = serde_json::json!({"fields": changed, "admin": by.name});
+            self.auth
+                .store
+                .apply(Batch(vec![
+                    Write::UpdateUser(user.clone()),
+                    audit(now, Some(user.id), "profile", "updated", &ctx, detail),
+                ]))
+                .await?;
+        }
+        self.show(&user.username).await
     }
 }

@@ -256,6 +256,7 @@ impl Account<'_> {
             locale: p.user.profile.locale.clone(),
             zoneinfo: p.user.profile.zoneinfo.clone(),
             picture: p.user.profile.picture.clone(),
+            attributes: p.user.profile.custom.clone(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! edits themselves. Each is checked exactly as docs/openapi.json states it.
 
 use super::Account;
+use crate::attributes::Writer;
 use crate::auth::{Principal, audit};
 use crate::error::AuthError;
 use crate::model::*;
@@ -61,25 +62,7 @@ impl Account<'_> {
         req: proto::ProfileUpdate,
         ctx: ClientContext,
     ) -> Result<proto::Me, AuthError> {
-        let bad = |m: &str| AuthError::InvalidRequest(m.into());
-        let mut profile = p.user.profile.clone();
-        let mut changed = vec![];
-        let fields: [Field<'_>; 4] = [
-            ("name", req.name, check_name, &mut profile.name),
-            ("locale", req.locale, check_locale, &mut profile.locale),
-            ("zoneinfo", req.zoneinfo, check_zoneinfo, &mut profile.zoneinfo),
-            ("picture", req.picture, check_picture, &mut profile.picture),
-        ];
-        for (field, sent, check, slot) in fields {
-            let Some(value) = sent else { continue };
-            if let Some(v) = &value {
-                check(v).map_err(bad)?;
-            }
-            if *slot != value {
-                *slot = value;
-                changed.push(field);
-            }
-        }
+        let (profile, changed) = self.updated_profile(&p.user.profile, req, Writer::User)?;
         let mut user = p.user.clone();
         if !changed.is_empty() {
             let now = self.auth.now();
@@ -96,6 +79,61 @@ impl Account<'_> {
         }
         let updated = Principal { user, ..p.clone() };
         Ok(self.me(&updated))
+    }
+
+    /// The profile after `req` as `writer` may write it, and the names of the fields changed.
+    /// Standard attributes are checked as docs/openapi.json states; custom ones as declared
+    /// (`[[policy.attributes]]`). Anything else is `400`; a custom attribute only admins write,
+    /// sent by the user, is `403`. Nothing changes unless everything is accepted.
+    pub(crate) fn updated_profile(
+        &self,
+        current: &Profile,
+        req: proto::ProfileUpdate,
+        writer: Writer,
+    ) -> Result<(Profile, Vec<String>), AuthError> {
+        let bad = |m: &str| AuthError::InvalidRequest(m.into());
+        let mut profile = current.clone();
+        let mut changed = vec![];
+        let fields: [Field<'_>; 4] = [
+            ("name", req.name, check_name, &mut profile.name),
+            ("locale", req.locale, check_locale, &mut profile.locale),
+            ("zoneinfo", req.zoneinfo, check_zoneinfo, &mut profile.zoneinfo),
+            ("picture", req.picture, check_picture, &mut profile.picture),
+        ];
+        for (field, sent, check, slot) in fields {
+            let Some(value) = sent else { continue };
+            if let Some(v) = &value {
+                check(v).map_err(bad)?;
+            }
+            if *slot != value {
+                *slot = value;
+                changed.push(field.to_owned());
+            }
+        }
+        for (name, value) in req.attributes {
+            let Some(decl) = self.auth.settings.attributes.iter().find(|d| d.name == name) else {
+                return Err(match name.as_str() {
+                    "email" | "phone" => {
+                        bad(&format!("{name}: changes only through verification (POST /v1/me/factors)"))
+                    }
+                    _ => bad(&format!("{name}: not an attribute of this service")),
+                });
+            };
+            if writer == Writer::User && decl.writable_by == Writer::Admin {
+                return Err(AuthError::Forbidden);
+            }
+            let before = profile.custom.get(&name).cloned();
+            if value.is_null() {
+                profile.custom.remove(&name);
+            } else {
+                decl.check(&value).map_err(|m| bad(&m))?;
+                profile.custom.insert(name.clone(), value);
+            }
+            if profile.custom.get(&name) != before.as_ref() {
+                changed.push(name);
+            }
+        }
+        Ok((profile, changed))
     }
 }
 

@@ -245,7 +245,7 @@ impl Auth {
                 session_id: raised.id,
                 created_at: now,
             });
-        let tokens = self.sessions().tokens_for(&raised, refresh, now)?;
+        let tokens = self.sessions().tokens_for(&raised, user, refresh, now)?;
         let approval = match &su.action {
             Some(a) => Some(self.approval_jwt(&raised, a, now)?),
             None => None,

@@ -95,6 +95,8 @@ pub struct Profile {
     pub zoneinfo: Option<String>,
     /// An `https` URL of a picture.
     pub picture: Option<String>,
+    /// The operator's custom attributes that are set (`[[policy.attributes]]`), by name.
+    pub custom: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Who started a flow. The flow answers only that client.

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Authenticated, Client, bearer};
+use super::extract::{ApiJson, Authenticated, Client, bearer};
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
@@ -11,11 +11,11 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use latchkey_core::account::{AdminAction, Operator};
 use latchkey_core::secret::ct_eq;
-use latchkey_proto::{AdminUser, ErrorBody};
+use latchkey_proto::{AdminUser, ErrorBody, ProfileUpdate};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/v1/users/{username}", get(show).delete(delete_user))
+        .route("/admin/v1/users/{username}", get(show).delete(delete_user).patch(update_user))
         .route("/admin/v1/users/{username}/require-password-change", post(require_password_change))
         .route("/admin/v1/users/{username}/disable", post(disable))
         .route("/admin/v1/users/{username}/enable", post(enable))
@@ -170,4 +170,20 @@ pub async fn revoke_device(
 ) -> Result<StatusCode, ApiError> {
     s.auth.admin().revoke_device(&username, &id, &by, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set (or with `null` clear) profile attributes as `PATCH /v1/me` does, including the custom
+/// attributes only admins write; answers the account.
+#[utoipa::path(patch, path = "/admin/v1/users/{username}", tag = "admin", security(("admin" = [])), request_body = ProfileUpdate,
+    params(("username" = String, Path, description = "The username")),
+    responses((status = 200, body = AdminUser), (status = 400, description = "invalid_request: an attribute is malformed or unknown", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_user(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    Client(ctx): Client,
+    Path(username): Path<String>,
+    ApiJson(req): ApiJson<ProfileUpdate>,
+) -> Result<Json<AdminUser>, ApiError> {
+    Ok(Json(s.auth.admin().update_profile(&username, req, &by, ctx).await?))
 }

@@ -68,7 +68,7 @@ const USERNAME_PATTERN: &str =
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
         adaptive::remember, adaptive::forget, account::change_password, account::export, account::update_profile, account::delete_account,
         device::approvals, device::approval, device::answer, device::push_token,
-        admin::show, admin::delete_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
+        admin::show, admin::delete_user, admin::update_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         admin::reset_factor, admin::revoke_device, operator::list_users, operator::invite, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
@@ -176,8 +176,22 @@ impl utoipa::Modify for ResponseDescriptions {
 
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
+    openapi_json_for(&[])
+}
+
+/// The OpenAPI document of a server with these custom attributes: each is a property of
+/// `ProfileUpdate` and `Me` (the same document as `openapi_json` when none is declared).
+pub fn openapi_json_for(attributes: &[latchkey_core::attributes::AttributeDecl]) -> String {
     let Ok(mut doc) = serde_json::to_value(ApiDoc::openapi()) else { return String::new() };
     exact(&mut doc);
+    let schemas = &mut doc["components"]["schemas"];
+    for a in attributes {
+        for name in ["ProfileUpdate", "Me"] {
+            if let Some(props) = schemas[name]["properties"].as_object_mut() {
+                props.insert(a.name.clone(), a.schema());
+            }
+        }
+    }
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
@@ -200,6 +214,9 @@ fn exact(doc: &mut serde_json::Value) {
             v["additionalProperties"] = serde_json::Value::Bool(false);
         }
     }
+    // A profile update names only known attributes (custom ones, when declared, are added by
+    // `openapi_json_for`); anything else is refused, as the server does.
+    schemas["ProfileUpdate"]["additionalProperties"] = serde_json::Value::Bool(false);
     // A sign-in is a device's id alone, or a username (with its password, or without one for a
     // passwordless account's new device): never both, never neither.
     // A username holds something other than a space and no control character anywhere (the

@@ -24,6 +24,14 @@ fn evidence_json(e: Option<&latchkey_core::model::BiometricEvidence>) -> Result<
     e.map(|e| serde_json::to_string(e).map_err(|_| corrupt("biometric evidence"))).transpose()
 }
 
+/// A user's custom attributes as stored: a JSON object, or NULL when none is set.
+fn custom_json(custom: &std::collections::BTreeMap<String, serde_json::Value>) -> Result<Option<String>, StoreError> {
+    if custom.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(custom).map(Some).map_err(|_| corrupt("user attributes"))
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
@@ -66,7 +74,7 @@ fn kind_of(s: &str) -> Result<FlowKind, StoreError> {
     })
 }
 
-macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa, phone_changed_at, email_changed_at, name, locale, zoneinfo, picture" }; }
+macro_rules! user_cols { () => { "id, username, username_canonical, email, email_verified, phone, phone_verified, status, password_hash, must_change_password, created_at, updated_at, preferred_mfa, phone_changed_at, email_changed_at, name, locale, zoneinfo, picture, attributes" }; }
 macro_rules! session_cols { () => { "id, user_id, acr, amr, auth_time, created_at, last_refresh_at, expires_at, revoked_at, revoke_reason, ip, user_agent, device_id, dpop_jkt, flow_id, step_up_required_at" }; }
 macro_rules! sightings_upsert { () => { "ON CONFLICT (user_id, kind, value) DO UPDATE SET country = excluded.country, latitude_e6 = excluded.latitude_e6, longitude_e6 = excluded.longitude_e6, last_seen_at = excluded.last_seen_at" }; }
 macro_rules! outbox_cols { () => { "id, channel, provider, recipient, subject, body_sealed, status, attempts, next_attempt_at, last_error, created_at, sent_at" }; }

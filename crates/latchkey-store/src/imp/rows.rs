@@ -32,6 +32,10 @@ macro_rules! store_rows {
                         locale: r.try_get("locale").map_err(db_err)?,
                         zoneinfo: r.try_get("zoneinfo").map_err(db_err)?,
                         picture: r.try_get("picture").map_err(db_err)?,
+                        custom: match r.try_get::<Option<String>, _>("attributes").map_err(db_err)? {
+                            Some(j) => serde_json::from_str(&j).map_err(|_| corrupt("user attributes"))?,
+                            None => Default::default(),
+                        },
                     },
                 })
             }

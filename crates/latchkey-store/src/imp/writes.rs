@@ -7,12 +7,13 @@ macro_rules! store_writes {
             async fn write(tx: &mut sqlx::Transaction<'static, $db>, w: Write) -> Result<(), StoreError> {
                 match w {
                     Write::InsertUser(u) => {
-                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
+                        let r = sqlx::query(sql!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"))
                             .bind(u.id.0).bind(&u.username).bind(&u.username_canonical).bind(&u.email).bind(u.email_verified)
                             .bind(&u.phone).bind(u.phone_verified).bind(u.status.as_str()).bind(&u.password_hash)
                             .bind(u.must_change_password).bind(us(u.created_at)).bind(us(u.updated_at))
                             .bind(u.preferred_mfa.map(|m| m.as_str())).bind(u.phone_changed_at.map(us)).bind(u.email_changed_at.map(us))
                             .bind(&u.profile.name).bind(&u.profile.locale).bind(&u.profile.zoneinfo).bind(&u.profile.picture)
+                            .bind(custom_json(&u.profile.custom)?)
                             .execute(&mut **tx).await;
                         match r {
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("username")),
@@ -36,11 +37,12 @@ macro_rules! store_writes {
                         sqlx::query("DELETE FROM admins WHERE user_id = $1").bind(user_id.0).execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::UpdateUser(u) => {
-                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10, phone_changed_at = $11, email_changed_at = $12, name = $13, locale = $14, zoneinfo = $15, picture = $16 WHERE id = $1")
+                        sqlx::query("UPDATE users SET email = $2, email_verified = $3, phone = $4, phone_verified = $5, status = $6, password_hash = $7, must_change_password = $8, updated_at = $9, preferred_mfa = $10, phone_changed_at = $11, email_changed_at = $12, name = $13, locale = $14, zoneinfo = $15, picture = $16, attributes = $17 WHERE id = $1")
                             .bind(u.id.0).bind(&u.email).bind(u.email_verified).bind(&u.phone).bind(u.phone_verified)
                             .bind(u.status.as_str()).bind(&u.password_hash).bind(u.must_change_password).bind(us(u.updated_at))
                             .bind(u.preferred_mfa.map(|m| m.as_str())).bind(u.phone_changed_at.map(us)).bind(u.email_changed_at.map(us))
                             .bind(&u.profile.name).bind(&u.profile.locale).bind(&u.profile.zoneinfo).bind(&u.profile.picture)
+                            .bind(custom_json(&u.profile.custom)?)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertFlow(f) => {

@@ -120,6 +120,7 @@ async fn the_profile_is_edited_field_by_field_and_checked(b: Backend) {
         locale: Some(Some("de-CH".into())),
         zoneinfo: Some(Some("Europe/Zurich".into())),
         picture: Some(Some("https://cdn.example.com/zoe.png".into())),
+        ..Default::default()
     };
     let me = c.update_profile(&t.access_token, &set).await.unwrap();
     assert_eq!(
@@ -181,7 +182,77 @@ async fn an_operator_sees_one_account_without_its_secrets(b: Backend) {
     assert_eq!(s.raw().request("GET", "/admin/v1/users/nobody", Some(admin), None).await.status, 404);
 }
 
+async fn custom_attributes_are_written_by_whom_they_may_and_plan_rides_in_tokens(b: Backend) {
+    use latchkey_core::attributes::{AttributeDecl, AttributeType, Writer};
+    let decl = |name: &str, kind, writable_by, claim, values: &[&str]| AttributeDecl {
+        name: name.into(),
+        kind,
+        writable_by,
+        claim,
+        max_length: None,
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    let s = TestServer::start_with(b, |c| {
+        c.policy.attributes = vec![
+            decl("plan", AttributeType::String, Writer::Admin, true, &["free", "pro"]),
+            decl("nickname", AttributeType::String, Writer::User, false, &[]),
+            decl("newsletter", AttributeType::Boolean, Writer::User, false, &[]),
+        ];
+    })
+    .await;
+    s.create_user("ivo", PW).await;
+    let t = s.sign_in("ivo", PW).await;
+    let me = |body: serde_json::Value| {
+        let (s, t) = (&s, &t);
+        async move { s.raw().request("PATCH", "/v1/me", Some(&t.access_token), Some(body)).await }
+    };
+    // The user writes their own attributes; they are fields of /v1/me.
+    let r = me(serde_json::json!({"nickname": "Ivo the Bold", "newsletter": true, "locale": "de"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.json()["nickname"].as_str(), r.json()["newsletter"].as_bool()), (Some("Ivo the Bold"), Some(true)));
+    let got = s.client().me(&t.access_token).await.unwrap();
+    assert_eq!(got.attributes.get("nickname"), Some(&serde_json::json!("Ivo the Bold")));
+    // Not theirs to write, not declared, not of the type: refused, and nothing changes.
+    let r = me(serde_json::json!({"plan": "pro", "nickname": "Sneaky"})).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("forbidden")));
+    for (body, says) in [
+        (serde_json::json!({"newsletter": "yes"}), "newsletter: true or false"),
+        (serde_json::json!({"shoe_size": 44}), "shoe_size: not an attribute"),
+        (serde_json::json!({"email": "other@example.com"}), "email: changes only through verification"),
+        (serde_json::json!({"nickname": "a\nb"}), "nickname: 1 to 256 characters"),
+    ] {
+        let r = me(body).await;
+        assert_eq!(r.status, 400);
+        assert!(r.json()["error"]["message"].as_str().unwrap_or_default().contains(says), "{}", r.body);
+    }
+    assert_eq!(s.client().me(&t.access_token).await.unwrap().attributes["nickname"], "Ivo the Bold");
+
+    // The operator writes the plan; it rides in the next access token as a claim, the others don't.
+    let admin = Some(latchkey_testkit::ADMIN_TOKEN);
+    let r = s.raw().request("PATCH", "/admin/v1/users/ivo", admin, Some(serde_json::json!({"plan": "gold"}))).await;
+    assert_eq!(r.status, 400, "not one of its values");
+    let r = s.raw().request("PATCH", "/admin/v1/users/ivo", admin, Some(serde_json::json!({"plan": "pro"}))).await;
+    assert_eq!((r.status, r.json()["attributes"]["plan"].as_str()), (200, Some("pro")), "{}", r.body);
+    let fresh = s.client().refresh(&t.refresh_token).await.unwrap();
+    let claims = latchkey_testkit::jwt_claims(&fresh.access_token);
+    assert_eq!((claims["plan"].as_str(), claims.get("nickname")), (Some("pro"), None));
+    assert!(claims["sub"].is_string() && claims["acr"] == "aal1", "the standard claims are untouched");
+    // null clears.
+    let r = me(serde_json::json!({"nickname": null})).await;
+    assert!(r.json().get("nickname").is_none(), "{}", r.body);
+    // The served OpenAPI document describes this deployment's attributes.
+    let doc = s.raw().request("GET", "/openapi.json", None, None).await.json();
+    let plan = &doc["components"]["schemas"]["ProfileUpdate"]["properties"]["plan"];
+    assert_eq!(plan["enum"], serde_json::json!(["free", "pro", null]));
+    assert_eq!(doc["components"]["schemas"]["ProfileUpdate"]["additionalProperties"], false);
+    // The timeline names the fields, never the values.
+    let page = s.client().events(&fresh.access_token, None, Some(10)).await.unwrap();
+    let e = page.events.iter().find(|e| e.kind == "profile" && e.detail["fields"] == serde_json::json!(["plan"]));
+    assert!(e.is_some() && !serde_json::to_string(&page).unwrap().contains("Ivo the Bold"));
+}
+
 both_stores!(
+    custom_attributes_are_written_by_whom_they_may_and_plan_rides_in_tokens,
     an_operator_sees_one_account_without_its_secrets,
     the_profile_is_edited_field_by_field_and_checked,
     the_export_holds_the_accounts_data_and_none_of_its_secrets,

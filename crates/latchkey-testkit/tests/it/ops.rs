@@ -96,6 +96,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/me"),
     ("delete", "/v1/me"),
     ("delete", "/admin/v1/users/{username}"),
+    ("patch", "/admin/v1/users/{username}"),
     ("get", "/admin/v1/users"),
     ("post", "/admin/v1/users"),
     ("delete", "/admin/v1/users/{username}/factors/{id}"),
