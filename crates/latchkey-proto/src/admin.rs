@@ -127,11 +127,14 @@ pub struct AdminSummary {
     /// Accounts per status.
     pub users_by_status: BTreeMap<String, u64>,
     /// MFA adoption: accounts with an active factor of each kind, and `device` for an enrolled
-    /// device.
+    /// device (kinds nobody has are left out).
     pub users_by_factor: BTreeMap<String, u64>,
     /// Accounts with no second factor and no device.
     pub users_without_factor: u64,
-    /// The sign-in funnel: audit events per UTC day, step (event kind) and outcome.
+    /// The sign-up and sign-in funnel: the audit events of those steps (`sign_up`,
+    /// `confirm_sign_up`, `sign_in` — the password —, `select_mfa`, `totp_code`, `sms_code`,
+    /// `email_code`, `recovery_code`, `push_approval`, `device_signature`, `new_password`,
+    /// `remembered_client`, `step_up`, `refresh`, `risk`) per UTC day, step and outcome.
     pub funnel: Vec<FunnelPoint>,
     /// Delivery health per provider and status, for messages queued in the window.
     pub delivery: Vec<DeliveryFigure>,

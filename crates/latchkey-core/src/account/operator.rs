@@ -63,6 +63,25 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
+/// The audit kinds that are steps of signing up and signing in: the funnel's.
+pub const FUNNEL_STEPS: [&str; 15] = [
+    "sign_up",
+    "confirm_sign_up",
+    "sign_in",
+    "select_mfa",
+    "totp_code",
+    "sms_code",
+    "email_code",
+    "recovery_code",
+    "push_approval",
+    "device_signature",
+    "new_password",
+    "remembered_client",
+    "step_up",
+    "refresh",
+    "risk",
+];
+
 /// The factor kinds an account list filters by.
 pub const FACTOR_FILTERS: [&str; 6] = ["totp", "sms", "email", "recovery_codes", "device", "none"];
 
@@ -263,11 +282,12 @@ impl Admin<'_> {
             since: rfc3339(since),
             users: f.users_by_status.iter().map(|(_, n)| n).sum(),
             users_by_status: f.users_by_status.into_iter().collect(),
-            users_by_factor: f.users_by_factor.into_iter().collect(),
+            users_by_factor: f.users_by_factor.into_iter().filter(|(_, n)| *n > 0).collect(),
             users_without_factor: f.users_without_factor,
             funnel: f
                 .steps
                 .into_iter()
+                .filter(|(_, step, _, _)| FUNNEL_STEPS.contains(&step.as_str()))
                 .map(|(d, step, outcome, count)| proto::FunnelPoint { day: day(d), step, outcome, count })
                 .collect(),
             delivery: f.delivery.into_iter().map(figure).collect(),
