@@ -116,6 +116,9 @@ enum UsersCommand {
         /// admin or read_only, to invite an admin.
         #[arg(long)]
         role: Option<String>,
+        /// The invitee's language (en, de, …): the invitation and later messages use it.
+        #[arg(long)]
+        locale: Option<String>,
     },
     /// Delete an account for good (personal data erased, the owner told).
     Delete {
@@ -237,8 +240,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 show_user(&u);
                 Ok(())
             }
-            UsersCommand::Create { username, email, phone, role } => {
-                let body = serde_json::json!({"username": username, "email": email, "phone": phone, "role": role});
+            UsersCommand::Create { username, email, phone, role, locale } => {
+                let body = serde_json::json!({"username": username, "email": email, "phone": phone, "role": role, "locale": locale});
                 let v = api.call(reqwest::Method::POST, "/admin/v1/users", Some(body)).await?.unwrap_or(Value::Null);
                 if json {
                     return print_json(&v);

@@ -33,6 +33,10 @@ pub struct Settings {
     pub admin: AdminPolicy,
     /// Custom attributes of accounts (`[[policy.attributes]]`).
     pub attributes: Vec<crate::attributes::AttributeDecl>,
+    /// The language of messages to users without a `locale` (default `en`).
+    pub default_locale: String,
+    /// The operator's message texts, per locale and message id (`[policy.messages.<locale>.<id>]`).
+    pub messages: crate::messages::Overrides,
     /// The product name in messages and (later) authenticator labels.
     pub product_name: String,
 }
@@ -52,6 +56,8 @@ impl Default for Settings {
             risk: RiskPolicy::default(),
             admin: AdminPolicy::default(),
             attributes: vec![],
+            default_locale: "en".into(),
+            messages: Default::default(),
             product_name: "Latchkey".into(),
         }
     }

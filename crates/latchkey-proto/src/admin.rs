@@ -190,6 +190,10 @@ pub struct InviteRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(pattern = "^(admin|read_only)$"))]
     pub role: Option<String>,
+    /// The invitee's language (BCP 47: `en`, `de-CH`): the invitation and later messages use it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 35, pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"))]
+    pub locale: Option<String>,
 }
 
 /// The invitation sent.

@@ -369,6 +369,13 @@ impl Config {
                 anyhow::bail!("policy.attributes: {:?} is declared twice", a.name);
             }
         }
+        if let Some(problem) = latchkey_core::messages::problem(&self.policy.messages) {
+            anyhow::bail!("{problem}");
+        }
+        let default = &self.policy.default_locale;
+        if !(2..=35).contains(&default.len()) || !default.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            anyhow::bail!("policy.default_locale: a language tag, like en or de");
+        }
         if self.policy.admin.session_max_age_secs == 0 || self.policy.sign_up.invite_ttl_secs == 0 {
             anyhow::bail!("policy.admin.session_max_age_secs and policy.sign_up.invite_ttl_secs must be at least 1");
         }

@@ -48,15 +48,14 @@ impl Auth {
 
     async fn erase_account(&self, user: &User, by: serde_json::Value) -> Result<(), AuthError> {
         let now = self.now();
-        let product = &self.settings.product_name;
-        let subject = "Your account was deleted";
-        let body = format!(
-            "Your {product} account {} was deleted, with everything it kept. If you did not ask for this, \
-             contact the service: the username is kept for {} days.",
-            user.username, self.settings.sign_up.username_quarantine_days
+        let days = self.settings.sign_up.username_quarantine_days.to_string();
+        let (subject, body) = self.text(
+            user.profile.locale.as_deref(),
+            "account_deleted",
+            &[("username", &user.username), ("days", &days)],
         );
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
-        let notices = self.notify_everywhere(user, subject, &body, &data, None, now).await?;
+        let notices = self.notify_everywhere(user, &subject, &body, &data, None, now).await?;
         let mut addresses: Vec<String> = user.email.iter().chain(user.phone.iter()).cloned().collect();
         for d in self.store.devices(user.id).await? {
             if let Some(push) = d.push {

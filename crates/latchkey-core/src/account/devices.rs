@@ -81,10 +81,9 @@ impl Account<'_> {
             ctx,
             detail,
         ));
-        let by = if admin.is_some() { " by the service's administrators" } else { "" };
-        let notice =
-            format!("The device \"{}\" was removed from your account{by} and can no longer sign in.", device.name);
-        for m in self.auth.notification(user, "A device was removed", &notice, now)? {
+        let id = if admin.is_some() { "device_revoked" } else { "device_removed" };
+        let (subject, body) = self.auth.text(user.profile.locale.as_deref(), id, &[("device", &device.name)]);
+        for m in self.auth.notification(user, &subject, &body, now)? {
             batch.push(Write::Enqueue(m));
         }
         Ok(batch)

@@ -33,6 +33,10 @@ impl Admin<'_> {
                 Some(AdminRole::parse(r).ok_or_else(|| AuthError::InvalidRequest("role: admin or read_only".into()))?)
             }
         };
+        let locale = req.locale.clone();
+        if let Some(l) = &locale {
+            super::profile::check_locale(l).map_err(|m| AuthError::InvalidRequest(m.into()))?;
+        }
         let (channel, to, masked) = match (&email, &phone) {
             (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),
             (None, Some(p)) => (Channel::Sms, p.as_str().to_owned(), p.masked()),
@@ -53,7 +57,7 @@ impl Admin<'_> {
             preferred_mfa: None,
             phone_changed_at: None,
             email_changed_at: None,
-            profile: Profile::default(),
+            profile: Profile { locale: locale.clone(), ..Profile::default() },
             created_at: now,
             updated_at: now,
         };
@@ -72,15 +76,10 @@ impl Admin<'_> {
             None => format!("{}/console/invite", auth.settings.tokens.issuer),
         };
         let link = format!("{base}#flow_id={flow_id}&code={}", code.expose());
-        let body = format!(
-            "You are invited to {product} as {name}. Choose your password here: {link} \
-             (or enter the code {code} in the app). The invitation expires on {until}.",
-            product = auth.settings.product_name,
-            name = username.display,
-            code = code.expose(),
-            until = rfc3339(expires_at),
-        );
-        let subject = format!("Your {} invitation", auth.settings.product_name);
+        let until = rfc3339(expires_at);
+        let args =
+            [("username", username.display.as_str()), ("link", &link), ("code", code.expose()), ("until", &until)];
+        let (subject, body) = auth.text(locale.as_deref(), "invitation", &args);
         let message = auth.sealed_message(channel, &to, &subject, &body, now)?;
         let state = FlowState::AwaitingConfirmation {
             code: challenge,

@@ -139,16 +139,10 @@ impl Account<'_> {
         let notices = if factor.state != ACTIVE {
             vec![]
         } else {
-            self.auth.notification(
-                user,
-                "A second factor was removed",
-                &format!(
-                    "A second factor ({}) was removed from your account{}. If this was not you, reset your password and contact support.",
-                    factor.kind.replace('_', " "),
-                    if admin.is_some() { " by the service's administrators" } else { "" }
-                ),
-                now,
-            )?
+            let id = if admin.is_some() { "factor_reset" } else { "factor_removed" };
+            let kind = factor.kind.replace('_', " ");
+            let (subject, body) = self.auth.text(user.profile.locale.as_deref(), id, &[("factor", &kind)]);
+            self.auth.notification(user, &subject, &body, now)?
         };
         for m in notices {
             batch.push(Write::Enqueue(m));

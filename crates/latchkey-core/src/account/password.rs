@@ -82,18 +82,11 @@ impl Account<'_> {
             &ctx,
             serde_json::json!({"session_id": p.session.id, "first": first, "other_sessions_ended": ended}),
         ));
-        let (subject, what) = if first {
-            ("A password was added", "A password was added to")
-        } else {
-            ("Your password was changed", "The password of")
-        };
-        let body = format!(
-            "{what} your {} account. If this was not you, put the account on hold: {}",
-            auth.settings.product_name,
-            auth.undo_link(user.id, Undo::Lock, None, now)
-        );
+        let link = auth.undo_link(user.id, Undo::Lock, None, now);
+        let id = if first { "password_added" } else { "password_changed" };
+        let (subject, body) = auth.text(user.profile.locale.as_deref(), id, &[("link", &link)]);
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
-        for m in auth.notify_everywhere(user, subject, &body, &data, None, now).await? {
+        for m in auth.notify_everywhere(user, &subject, &body, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
         auth.store.apply(batch).await?;

@@ -30,7 +30,7 @@ fn check_name(v: &str) -> Result<(), &'static str> {
 }
 
 /// `^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$`, at most 35 characters (a BCP 47 tag's shape).
-fn check_locale(v: &str) -> Result<(), &'static str> {
+pub(super) fn check_locale(v: &str) -> Result<(), &'static str> {
     let mut parts = v.split('-');
     let language = parts.next().unwrap_or_default();
     let ok = v.len() <= 35

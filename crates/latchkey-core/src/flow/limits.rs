@@ -49,7 +49,8 @@ impl Auth {
         channel: Channel,
         to: &str,
         masked: String,
-        subject: &str,
+        message: &str,
+        locale: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<(CodeChallenge, OutboxMessage), AuthError> {
         let code = random_digits(self.rng.as_ref(), 6);
@@ -60,13 +61,9 @@ impl Auth {
             destination: masked,
             expires_at: now + secs(ttl),
         };
-        let body = format!(
-            "Your {} code is {}. It expires in {} minutes. If you did not ask for it, ignore this message.",
-            self.settings.product_name,
-            code.expose(),
-            ttl / 60
-        );
-        Ok((challenge, self.sealed_message(channel, to, subject, &body, now)?))
+        let minutes = (ttl / 60).to_string();
+        let (subject, body) = self.text(locale, message, &[("code", code.expose()), ("minutes", &minutes)]);
+        Ok((challenge, self.sealed_message(channel, to, &subject, &body, now)?))
     }
 
     /// A code nobody knows, for look-alike flows (a taken username, an unknown account): the
@@ -85,6 +82,14 @@ impl Auth {
             destination,
             expires_at: now + secs(self.settings.flows.code_ttl_secs),
         }
+    }
+
+    /// Message `id` in `locale` (docs/account.md, "Messages in the user's language"), with
+    /// `{product}` and `args` filled in: its subject and body.
+    pub(crate) fn text(&self, locale: Option<&str>, id: &str, args: &[(&str, &str)]) -> (String, String) {
+        let mut all: Vec<(&str, &str)> = vec![("product", self.settings.product_name.as_str())];
+        all.extend_from_slice(args);
+        crate::messages::render(&self.settings.messages, &self.settings.default_locale, locale, id, &all)
     }
 
     /// A message for the outbox, its body sealed with the data key (it may hold a code).

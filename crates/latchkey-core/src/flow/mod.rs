@@ -228,13 +228,14 @@ impl Auth {
         let mut batch = Batch::new();
         let new_code = match (&target, flow.user_id) {
             (Some((channel, dest, masked)), Some(_)) => {
-                let subject = match (&flow.state, flow.kind) {
-                    (_, FlowKind::Recovery) => "Recover your account",
-                    (FlowState::AwaitingMfa { .. }, _) => "Your sign-in code",
-                    (FlowState::AwaitingVerification { .. }, _) => "Verify your new address",
-                    _ => "Confirm your sign-up",
+                let message = match (&flow.state, flow.kind) {
+                    (_, FlowKind::Recovery) => "code_recovery",
+                    (FlowState::AwaitingMfa { .. }, _) => "code_sign_in",
+                    (FlowState::AwaitingVerification { .. }, _) => "code_verify_new_address",
+                    _ => "code_sign_up",
                 };
-                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), subject, now)?;
+                let locale = user.as_ref().and_then(|u| u.profile.locale.as_deref());
+                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), message, locale, now)?;
                 batch.push(Write::Enqueue(message));
                 Some(c)
             }

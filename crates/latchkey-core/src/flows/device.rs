@@ -229,8 +229,15 @@ impl Auth {
         let (code, second_proofs) = match (&user, &phone) {
             (Some(u), Some(p)) => {
                 // The destination is not shown: it would tell who has an account.
-                let (mut code, message) =
-                    self.issue_code(flow_id, Channel::Sms, p.as_str(), String::new(), "Your sign-in code", now)?;
+                let (mut code, message) = self.issue_code(
+                    flow_id,
+                    Channel::Sms,
+                    p.as_str(),
+                    String::new(),
+                    "code_sign_in",
+                    u.profile.locale.as_deref(),
+                    now,
+                )?;
                 code.destination = String::new();
                 batch.push(Write::Enqueue(message));
                 let factors = self.store.factors(u.id).await?;

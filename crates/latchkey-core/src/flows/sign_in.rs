@@ -94,8 +94,15 @@ impl Auth {
         if user.status == UserStatus::Unconfirmed {
             let (channel, destination, masked) = confirmation_destination(&user)?;
             self.check_send_limits(&key, Some(&destination), &ctx, channel).await?;
-            let (code, message) =
-                self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
+            let (code, message) = self.issue_code(
+                flow_id,
+                channel,
+                &destination,
+                masked,
+                "code_sign_up",
+                user.profile.locale.as_deref(),
+                now,
+            )?;
             let flow = self.new_flow(
                 flow_id,
                 FlowKind::SignIn,
@@ -293,13 +300,10 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id, "session_id": session.id}),
             ));
-        let body = format!(
-            "The password of your {} account was changed. If this was not you, put the account on hold: {}",
-            self.settings.product_name,
-            self.undo_link(user.id, Undo::Lock, None, now)
-        );
+        let link = self.undo_link(user.id, Undo::Lock, None, now);
+        let (subject, body) = self.text(user.profile.locale.as_deref(), "password_changed", &[("link", &link)]);
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
-        for m in self.notify_everywhere(&user, "Your password was changed", &body, &data, None, now).await? {
+        for m in self.notify_everywhere(&user, &subject, &body, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
         self.commit(batch, flow.id).await?;

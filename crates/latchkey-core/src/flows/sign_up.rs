@@ -104,7 +104,15 @@ impl Auth {
             updated_at: now,
         };
         let flow_id = FlowId::new();
-        let (code, message) = self.issue_code(flow_id, channel, &destination, masked, "Confirm your sign-up", now)?;
+        let (code, message) = self.issue_code(
+            flow_id,
+            channel,
+            &destination,
+            masked,
+            "code_sign_up",
+            user.profile.locale.as_deref(),
+            now,
+        )?;
         let flow = self.new_flow(
             flow_id,
             FlowKind::SignUp,
@@ -241,7 +249,8 @@ impl Auth {
                         Channel::Email,
                         e.as_str(),
                         e.masked(),
-                        "Verify your email address",
+                        "code_verify_email",
+                        user.profile.locale.as_deref(),
                         now,
                     )?;
                     batch.push(Write::Enqueue(message));

@@ -111,20 +111,20 @@ impl Auth {
                     "Your {} account is on hold: every session was signed out and nobody can sign in until the account is recovered. To get back in, recover it with two proofs (for example your email and your authenticator app), or with one and a waiting period.",
                     self.settings.product_name
                 );
-                ("account_locked", "Your account is on hold", body)
+                ("account_locked", "Your account is on hold".to_owned(), body)
             }
             "device" => {
                 let d = live(device.ok_or_else(refused)?).await?.ok_or_else(refused)?;
                 batch.push(Write::RevokeDevice { id: d.id, at: now });
-                let body =
-                    format!("The device \"{}\" was removed from your account and can no longer sign in.", d.name);
-                ("device_removed", "A device was removed", body)
+                let (subject, body) =
+                    self.text(user.profile.locale.as_deref(), "device_removed", &[("device", &d.name)]);
+                ("device_removed", subject, body)
             }
             _ => return Err(refused()),
         };
         batch.push(audit(now, Some(user_id), "this_wasnt_me", outcome, &ctx, serde_json::json!({"device_id": device})));
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
-        for m in self.notify_everywhere(&user, subject_line, &body, &data, None, now).await? {
+        for m in self.notify_everywhere(&user, &subject_line, &body, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
         match self.store.apply(batch).await {

@@ -24,8 +24,9 @@ impl Auth {
         ctx: &ClientContext,
     ) -> Result<(FlowState, OutboxMessage), AuthError> {
         self.check_send_limits(&user.username_canonical, Some(&value), ctx, channel).await?;
-        let subject = if channel == Channel::Sms { "Verify your phone" } else { "Verify your email address" };
-        let (code, message) = self.issue_code(flow_id, channel, &value, masked, subject, now)?;
+        let id = if channel == Channel::Sms { "code_verify_phone" } else { "code_verify_email" };
+        let (code, message) =
+            self.issue_code(flow_id, channel, &value, masked, id, user.profile.locale.as_deref(), now)?;
         Ok((FlowState::AwaitingVerification { channel, value, code }, message))
     }
 

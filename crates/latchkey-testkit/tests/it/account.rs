@@ -251,7 +251,49 @@ async fn custom_attributes_are_written_by_whom_they_may_and_plan_rides_in_tokens
     assert!(e.is_some() && !serde_json::to_string(&page).unwrap().contains("Ivo the Bold"));
 }
 
+async fn messages_use_the_users_language_and_the_operators_texts(b: Backend) {
+    use latchkey_core::messages::Template;
+    let s = TestServer::start_with(b, |c| {
+        let text = Template {
+            subject: "Passwort geändert".into(),
+            body: "{product}: neues Passwort. Nicht Sie? {link}".into(),
+        };
+        c.policy.messages.insert("de".into(), [("password_changed".to_owned(), text)].into());
+    })
+    .await;
+    s.create_user("lena", PW).await;
+    let t = s.sign_in("lena", PW).await;
+    let c = s.client();
+    let newest = |to: &'static str| {
+        let s = &s;
+        async move { s.outbox().await.into_iter().rev().find(|m| m.to == to).unwrap() }
+    };
+    // English until the user says otherwise.
+    c.change_password(&t.access_token, Some(PW), NEW, true).await.unwrap();
+    assert!(newest("lena@example.com").await.subject.ends_with("Your password was changed"));
+    // de-CH: German, from the operator's text for `de` (the tag, then its language).
+    let de = latchkey_testkit::proto::ProfileUpdate { locale: Some(Some("de-CH".into())), ..Default::default() };
+    c.update_profile(&t.access_token, &de).await.unwrap();
+    c.change_password(&t.access_token, Some(NEW), PW, true).await.unwrap();
+    let m = newest("lena@example.com").await;
+    assert_eq!(m.subject, "Latchkey – Passwort geändert");
+    assert!(m.body.starts_with("Latchkey: neues Passwort. Nicht Sie? http"), "{}", m.body);
+    // A built-in German text: a second factor's code.
+    c.enroll_email(&t.access_token, Some("lena.neu@example.com")).await.unwrap();
+    let m = newest("lena.neu@example.com").await;
+    assert_eq!(m.subject, "Latchkey – Bestätigen Sie Ihre E-Mail-Adresse");
+    assert!(m.body.starts_with("Ihr Latchkey-Code lautet "), "{}", m.body);
+    // An invitation in the invitee's language.
+    let invite = serde_json::json!({"username": "jonas", "email": "jonas@example.com", "locale": "de"});
+    let r = s.raw().request("POST", "/admin/v1/users", Some(latchkey_testkit::ADMIN_TOKEN), Some(invite)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let m = newest("jonas@example.com").await;
+    assert_eq!(m.subject, "Latchkey – Ihre Einladung");
+    assert!(m.body.starts_with("Sie sind zu Latchkey eingeladen, als jonas."), "{}", m.body);
+}
+
 both_stores!(
+    messages_use_the_users_language_and_the_operators_texts,
     custom_attributes_are_written_by_whom_they_may_and_plan_rides_in_tokens,
     an_operator_sees_one_account_without_its_secrets,
     the_profile_is_edited_field_by_field_and_checked,
