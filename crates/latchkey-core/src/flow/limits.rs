@@ -49,8 +49,7 @@ impl Auth {
         channel: Channel,
         to: &str,
         masked: String,
-        message: &str,
-        locale: Option<&str>,
+        (message, locale): (&str, Option<&str>),
         now: OffsetDateTime,
     ) -> Result<(CodeChallenge, OutboxMessage), AuthError> {
         let code = random_digits(self.rng.as_ref(), 6);

@@ -235,7 +235,7 @@ impl Auth {
                     _ => "code_sign_up",
                 };
                 let locale = user.as_ref().and_then(|u| u.profile.locale.as_deref());
-                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), message, locale, now)?;
+                let (c, message) = self.issue_code(flow.id, *channel, dest, masked.clone(), (message, locale), now)?;
                 batch.push(Write::Enqueue(message));
                 Some(c)
             }

@@ -234,8 +234,7 @@ impl Auth {
                     Channel::Sms,
                     p.as_str(),
                     String::new(),
-                    "code_sign_in",
-                    u.profile.locale.as_deref(),
+                    ("code_sign_in", u.profile.locale.as_deref()),
                     now,
                 )?;
                 code.destination = String::new();

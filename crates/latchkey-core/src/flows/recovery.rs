@@ -136,8 +136,14 @@ impl Auth {
             (Some(u), Some((channel, to, masked))) => {
                 self.check_send_limits(key, Some(&to), ctx, channel).await?;
                 // Where it went is not shown: it would tell which accounts exist and what they have.
-                let (mut code, message) =
-                    self.issue_code(flow_id, channel, &to, masked, "code_recovery", u.profile.locale.as_deref(), now)?;
+                let (mut code, message) = self.issue_code(
+                    flow_id,
+                    channel,
+                    &to,
+                    masked,
+                    ("code_recovery", u.profile.locale.as_deref()),
+                    now,
+                )?;
                 code.destination = String::new();
                 batch.push(Write::Enqueue(message));
                 Ok((code, Some(u.id)))

@@ -218,7 +218,7 @@ impl Auth {
             }
         };
         self.check_send_limits(&user.username_canonical, Some(&to), ctx, channel).await?;
-        self.issue_code(flow_id, channel, &to, masked, "code_sign_in", user.profile.locale.as_deref(), now)
+        self.issue_code(flow_id, channel, &to, masked, ("code_sign_in", user.profile.locale.as_deref()), now)
     }
 
     /// `select_mfa`: pick (or switch to) a method. Attempts carry over; a code is sent for `sms`

@@ -99,8 +99,7 @@ impl Auth {
                 channel,
                 &destination,
                 masked,
-                "code_sign_up",
-                user.profile.locale.as_deref(),
+                ("code_sign_up", user.profile.locale.as_deref()),
                 now,
             )?;
             let flow = self.new_flow(

@@ -109,8 +109,7 @@ impl Auth {
             channel,
             &destination,
             masked,
-            "code_sign_up",
-            user.profile.locale.as_deref(),
+            ("code_sign_up", user.profile.locale.as_deref()),
             now,
         )?;
         let flow = self.new_flow(
@@ -249,8 +248,7 @@ impl Auth {
                         Channel::Email,
                         e.as_str(),
                         e.masked(),
-                        "code_verify_email",
-                        user.profile.locale.as_deref(),
+                        ("code_verify_email", user.profile.locale.as_deref()),
                         now,
                     )?;
                     batch.push(Write::Enqueue(message));

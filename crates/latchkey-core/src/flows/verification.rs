@@ -26,7 +26,7 @@ impl Auth {
         self.check_send_limits(&user.username_canonical, Some(&value), ctx, channel).await?;
         let id = if channel == Channel::Sms { "code_verify_phone" } else { "code_verify_email" };
         let (code, message) =
-            self.issue_code(flow_id, channel, &value, masked, id, user.profile.locale.as_deref(), now)?;
+            self.issue_code(flow_id, channel, &value, masked, (id, user.profile.locale.as_deref()), now)?;
         Ok((FlowState::AwaitingVerification { channel, value, code }, message))
     }
 
