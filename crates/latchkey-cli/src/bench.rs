@@ -157,6 +157,7 @@ async fn password_account(outbox: &Outbox, client: &Client, username: &str) -> a
         password: Some(PASSWORD.into()),
         email: Some(email.clone()),
         phone: None,
+        locale: None,
     };
     let answer = client.sign_up(&req).await?;
     let done = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&email).await?).await?;
@@ -239,6 +240,7 @@ async fn device_sign_in(target: Target, unlock: &str) -> anyhow::Result<()> {
                 password: None,
                 email: Some(format!("{username}@bench.invalid")),
                 phone: Some(phone.clone()),
+                locale: None,
             })
             .await?;
         let mut enroll = client.confirm_sign_up(&answer.flow_id, &outbox.code_for(&phone).await?).await?;

@@ -157,7 +157,7 @@ pub async fn run(command: DeviceCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DeviceCommand::SignUp { common, username, phone, email } => {
-            let req = SignUpRequest { username, password: None, email, phone: Some(phone) };
+            let req = SignUpRequest { username, password: None, email, phone: Some(phone), locale: None };
             println!("{}", serde_json::to_string(&Client::new(&common.url)?.sign_up(&req).await?)?);
             Ok(())
         }

@@ -82,6 +82,126 @@ const BUILT_IN: &[(&str, &str, &str, &str)] = &[
         "Your invitation",
         "You are invited to {product} as {username}. Choose your password here: {link} (or enter the code {code} in the app). The invitation expires on {until}.",
     ),
+    ("en", "push_action", "Approve an action?", "Open the app to see what you are approving."),
+    ("en", "push_recovery", "Someone is recovering your account", "Open the app to approve or deny it."),
+    ("en", "push_new_device", "A new device is signing in", "Open the app to approve or deny it."),
+    ("en", "push_sign_in", "Approve a sign-in?", "Open the app to approve or deny it."),
+    (
+        "en",
+        "account_on_hold",
+        "Your account is on hold",
+        "Your {product} account is on hold: every session was signed out and nobody can sign in until the account is recovered. To get back in, recover it with two proofs (for example your email and your authenticator app), or with one and a waiting period.",
+    ),
+    (
+        "en",
+        "sign_in_reported",
+        "The sign-in you reported was ended",
+        "The sign-in you reported was ended, and your next sign-ins to {product} will ask for a second factor for a while. Change your password: whoever signed in knows it.",
+    ),
+    (
+        "en",
+        "sign_in_notice",
+        "New sign-in to your account",
+        "Someone signed in to your account from {address}{place} with {agent} ({reasons}). If this was you, there is nothing to do. If it was not, this ends that sign-in and asks for a second factor at the next ones: {link} — and change your password.",
+    ),
+    (
+        "en",
+        "sign_in_refused",
+        "A sign-in to your account was refused",
+        "Someone used your password from {address}{place} with {agent} and was refused ({reasons}). If this was you, there is nothing to do. If it was not, this asks for a second factor at your next sign-ins: {link} — and change your password.",
+    ),
+    (
+        "en",
+        "recovery_started",
+        "Your account is being recovered",
+        "Someone started recovering your {product} account from {address}. Unless you cancel it, they can set a new password or add a device after {ready_at} UTC, and your other sessions and devices will be signed out. If this was not you, cancel it now: {link}",
+    ),
+    (
+        "en",
+        "recovered_password",
+        "Your account was recovered",
+        "Your {product} account was recovered from {address}: its password was changed, and every other session was signed out.{older} If this was not you, put the account on hold at once: {link}",
+    ),
+    (
+        "en",
+        "recovered_device",
+        "Your account was recovered",
+        "Your {product} account was recovered from {address}: a new device was added to it, and every other session was signed out.{older} If this was not you, put the account on hold at once: {link}",
+    ),
+    ("en", "older_devices_removed", "", " Older devices were removed."),
+    (
+        "en",
+        "recovery_cancelled",
+        "An account recovery was cancelled",
+        "A recovery of your {product} account was cancelled. Nothing was changed. If you did not cancel it, someone with access to one of your devices or addresses did.",
+    ),
+    (
+        "en",
+        "phone_added",
+        "A phone number was added",
+        "The phone number {destination} was verified and is now used for sign-in codes on your account. If this was not you, put the account on hold: {link}",
+    ),
+    (
+        "en",
+        "phone_changed",
+        "Your phone number was changed",
+        "The phone number {destination} was verified and is now used for sign-in codes on your account. If this was not you, put the account on hold: {link}",
+    ),
+    (
+        "en",
+        "email_added",
+        "An email address was added",
+        "The email address {destination} was verified and is now used for sign-in codes on your account. If this was not you, put the account on hold: {link}",
+    ),
+    (
+        "en",
+        "email_changed",
+        "Your email address was changed",
+        "The email address {destination} was verified and is now used for sign-in codes on your account. If this was not you, put the account on hold: {link}",
+    ),
+    (
+        "en",
+        "totp_added",
+        "An authenticator app was added",
+        "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.",
+    ),
+    (
+        "en",
+        "recovery_codes_new",
+        "New recovery codes",
+        "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
+    ),
+    (
+        "en",
+        "recovery_code_used",
+        "A recovery code was used",
+        "A recovery code was used to sign in to your account. {left} unused codes are left; you can generate a new set in your security settings, which makes the old ones stop working. If this was not you, reset your password and contact support.",
+    ),
+    (
+        "en",
+        "push_reported",
+        "A sign-in you did not make was stopped",
+        "Someone tried to sign in to your account and you answered \"this wasn't me\" on \"{device}\". Their sign-in was stopped and sign-in prompts on your devices are paused for a while. If someone knows your password, change it now.",
+    ),
+    (
+        "en",
+        "device_added",
+        "A new device was added",
+        "A new device, \"{device}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it: {link}",
+    ),
+    (
+        "en",
+        "biometric_replaced",
+        "A device's biometric key was replaced",
+        "The device \"{device}\" registered a new biometric key (fingerprint or face settings changed on it). If this was not you, remove the device from your account.",
+    ),
+    ("en", "pin_changed", "A device's PIN was changed", "The app PIN of the device \"{device}\" was changed."),
+    (
+        "en",
+        "preferred_mfa",
+        "Your sign-in method changed",
+        "Sign-in now asks for {method} first. If this was not you, reset your password and contact support.",
+    ),
     ("de", "code_sign_up", "Bestätigen Sie Ihre Registrierung", CODE_DE),
     ("de", "code_sign_in", "Ihr Anmeldecode", CODE_DE),
     ("de", "code_recovery", "Konto wiederherstellen", CODE_DE),
@@ -136,7 +256,143 @@ const BUILT_IN: &[(&str, &str, &str, &str)] = &[
         "Ihre Einladung",
         "Sie sind zu {product} eingeladen, als {username}. Wählen Sie hier Ihr Passwort: {link} (oder geben Sie den Code {code} in der App ein). Die Einladung gilt bis {until}.",
     ),
+    ("de", "push_action", "Eine Aktion bestätigen?", "Öffnen Sie die App, um zu sehen, was Sie bestätigen."),
+    (
+        "de",
+        "push_recovery",
+        "Jemand stellt Ihr Konto wieder her",
+        "Öffnen Sie die App, um zuzustimmen oder abzulehnen.",
+    ),
+    ("de", "push_new_device", "Ein neues Gerät meldet sich an", "Öffnen Sie die App, um zuzustimmen oder abzulehnen."),
+    ("de", "push_sign_in", "Anmeldung bestätigen?", "Öffnen Sie die App, um zuzustimmen oder abzulehnen."),
+    (
+        "de",
+        "account_on_hold",
+        "Ihr Konto ist gesperrt",
+        "Ihr {product}-Konto ist gesperrt: Alle Sitzungen wurden beendet, und niemand kann sich anmelden, bis das Konto wiederhergestellt ist. Stellen Sie es mit zwei Nachweisen wieder her (zum Beispiel Ihrer E-Mail-Adresse und Ihrer Authenticator-App) oder mit einem Nachweis und einer Wartezeit.",
+    ),
+    (
+        "de",
+        "sign_in_reported",
+        "Die gemeldete Anmeldung wurde beendet",
+        "Die gemeldete Anmeldung wurde beendet, und Ihre nächsten Anmeldungen bei {product} verlangen eine Zeit lang einen zweiten Faktor. Ändern Sie Ihr Passwort: Wer sich angemeldet hat, kennt es.",
+    ),
+    (
+        "de",
+        "sign_in_notice",
+        "Neue Anmeldung bei Ihrem Konto",
+        "Jemand hat sich von {address}{place} mit {agent} bei Ihrem Konto angemeldet ({reasons}). Wenn Sie das waren, ist nichts zu tun. Wenn nicht, beendet dieser Link die Anmeldung und verlangt bei den nächsten einen zweiten Faktor: {link} – und ändern Sie Ihr Passwort.",
+    ),
+    (
+        "de",
+        "sign_in_refused",
+        "Eine Anmeldung bei Ihrem Konto wurde abgelehnt",
+        "Jemand hat Ihr Passwort von {address}{place} mit {agent} verwendet und wurde abgelehnt ({reasons}). Wenn Sie das waren, ist nichts zu tun. Wenn nicht, verlangt dieser Link bei Ihren nächsten Anmeldungen einen zweiten Faktor: {link} – und ändern Sie Ihr Passwort.",
+    ),
+    (
+        "de",
+        "recovery_started",
+        "Ihr Konto wird wiederhergestellt",
+        "Jemand hat von {address} aus begonnen, Ihr {product}-Konto wiederherzustellen. Wenn Sie das nicht abbrechen, kann diese Person nach {ready_at} UTC ein neues Passwort setzen oder ein Gerät hinzufügen, und Ihre anderen Sitzungen und Geräte werden abgemeldet. Wenn Sie das nicht waren, brechen Sie es jetzt ab: {link}",
+    ),
+    (
+        "de",
+        "recovered_password",
+        "Ihr Konto wurde wiederhergestellt",
+        "Ihr {product}-Konto wurde von {address} aus wiederhergestellt: Das Passwort wurde geändert, und alle anderen Sitzungen wurden beendet.{older} Wenn Sie das nicht waren, sperren Sie das Konto sofort: {link}",
+    ),
+    (
+        "de",
+        "recovered_device",
+        "Ihr Konto wurde wiederhergestellt",
+        "Ihr {product}-Konto wurde von {address} aus wiederhergestellt: Ein neues Gerät wurde hinzugefügt, und alle anderen Sitzungen wurden beendet.{older} Wenn Sie das nicht waren, sperren Sie das Konto sofort: {link}",
+    ),
+    ("de", "older_devices_removed", "", " Ältere Geräte wurden entfernt."),
+    (
+        "de",
+        "recovery_cancelled",
+        "Eine Kontowiederherstellung wurde abgebrochen",
+        "Eine Wiederherstellung Ihres {product}-Kontos wurde abgebrochen. Es wurde nichts geändert. Wenn Sie sie nicht abgebrochen haben, hat es jemand mit Zugriff auf eines Ihrer Geräte oder eine Ihrer Adressen getan.",
+    ),
+    (
+        "de",
+        "phone_added",
+        "Eine Telefonnummer wurde hinzugefügt",
+        "Die Telefonnummer {destination} wurde bestätigt und wird jetzt für Anmeldecodes Ihres Kontos verwendet. Wenn Sie das nicht waren, sperren Sie das Konto: {link}",
+    ),
+    (
+        "de",
+        "phone_changed",
+        "Ihre Telefonnummer wurde geändert",
+        "Die Telefonnummer {destination} wurde bestätigt und wird jetzt für Anmeldecodes Ihres Kontos verwendet. Wenn Sie das nicht waren, sperren Sie das Konto: {link}",
+    ),
+    (
+        "de",
+        "email_added",
+        "Eine E-Mail-Adresse wurde hinzugefügt",
+        "Die E-Mail-Adresse {destination} wurde bestätigt und wird jetzt für Anmeldecodes Ihres Kontos verwendet. Wenn Sie das nicht waren, sperren Sie das Konto: {link}",
+    ),
+    (
+        "de",
+        "email_changed",
+        "Ihre E-Mail-Adresse wurde geändert",
+        "Die E-Mail-Adresse {destination} wurde bestätigt und wird jetzt für Anmeldecodes Ihres Kontos verwendet. Wenn Sie das nicht waren, sperren Sie das Konto: {link}",
+    ),
+    (
+        "de",
+        "totp_added",
+        "Eine Authenticator-App wurde hinzugefügt",
+        "Ihrem Konto wurde eine Authenticator-App als zweiter Faktor hinzugefügt. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
+    (
+        "de",
+        "recovery_codes_new",
+        "Neue Wiederherstellungscodes",
+        "Für Ihr Konto wurden neue Wiederherstellungscodes erzeugt; die bisherigen gelten nicht mehr. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
+    (
+        "de",
+        "recovery_code_used",
+        "Ein Wiederherstellungscode wurde verwendet",
+        "Mit einem Wiederherstellungscode wurde sich bei Ihrem Konto angemeldet. {left} unbenutzte Codes sind übrig; in Ihren Sicherheitseinstellungen können Sie neue erzeugen, dann gelten die alten nicht mehr. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
+    (
+        "de",
+        "push_reported",
+        "Eine fremde Anmeldung wurde gestoppt",
+        "Jemand wollte sich bei Ihrem Konto anmelden, und Sie haben auf „{device}“ mit „Das war ich nicht“ geantwortet. Die Anmeldung wurde gestoppt, und Anmeldeanfragen an Ihre Geräte pausieren eine Zeit lang. Wenn jemand Ihr Passwort kennt, ändern Sie es jetzt.",
+    ),
+    (
+        "de",
+        "device_added",
+        "Ein neues Gerät wurde hinzugefügt",
+        "Ein neues Gerät, „{device}“ ({platform}), kann sich jetzt ohne Passwort bei Ihrem Konto anmelden. Wenn Sie das nicht waren, entfernen Sie es: {link}",
+    ),
+    (
+        "de",
+        "biometric_replaced",
+        "Der biometrische Schlüssel eines Geräts wurde ersetzt",
+        "Das Gerät „{device}“ hat einen neuen biometrischen Schlüssel registriert (Fingerabdruck- oder Gesichtseinstellungen wurden geändert). Wenn Sie das nicht waren, entfernen Sie das Gerät aus Ihrem Konto.",
+    ),
+    ("de", "pin_changed", "Die PIN eines Geräts wurde geändert", "Die App-PIN des Geräts „{device}“ wurde geändert."),
+    (
+        "de",
+        "preferred_mfa",
+        "Ihre Anmeldemethode wurde geändert",
+        "Bei der Anmeldung wird jetzt zuerst {method} verlangt. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
 ];
+
+/// `^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$`, at most 35 characters (a BCP 47 tag's shape).
+pub fn check_locale(v: &str) -> Result<(), &'static str> {
+    let mut parts = v.split('-');
+    let language = parts.next().unwrap_or_default();
+    let ok = v.len() <= 35
+        && (2..=3).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if ok { Ok(()) } else { Err("locale: a BCP 47 language tag, like en or de-CH") }
+}
 
 /// The ids of every message.
 pub fn ids() -> impl Iterator<Item = &'static str> {

@@ -21,6 +21,11 @@ pub struct SignUpRequest {
     /// A phone number in E.164 form (`+` and 8–15 digits).
     #[serde(default)]
     pub phone: Option<String>,
+    /// The user's language (BCP 47: `en`, `de-CH`), for the confirmation code and every later
+    /// message; the profile's `locale` from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 35, pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"))]
+    pub locale: Option<String>,
 }
 
 /// `POST /v1/sign-in`: a username with a password.

@@ -279,6 +279,7 @@ impl TestServer {
                 password: Some(password.into()),
                 email: Some(email.clone()),
                 phone: None,
+                locale: None,
             })
             .await
             .unwrap();
@@ -323,6 +324,7 @@ impl TestServer {
             password: None,
             email: email.map(str::to_owned),
             phone: Some(phone.into()),
+            locale: None,
         };
         let a = c.sign_up(&req).await.unwrap();
         assert!(

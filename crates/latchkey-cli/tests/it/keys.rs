@@ -38,6 +38,7 @@ async fn confirmed_user(dir: &Path, c: &Client, username: &str) {
             password: Some(PW.into()),
             email: Some(email.clone()),
             phone: None,
+            locale: None,
         })
         .await
         .unwrap();

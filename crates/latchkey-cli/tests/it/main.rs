@@ -104,6 +104,7 @@ async fn serve_with_no_configuration_runs_the_whole_password_journey() {
             password: Some(pw.into()),
             email: Some("cli@example.com".into()),
             phone: None,
+            locale: None,
         })
         .await
         .unwrap();
@@ -150,6 +151,7 @@ async fn the_device_emulator_enrols_and_signs_in_by_pin_and_by_biometric_key() {
         password: Some(pw.into()),
         email: Some("dev@example.com".into()),
         phone: None,
+        locale: None,
     };
     let a = c.sign_up(&req).await.unwrap();
     c.confirm_sign_up(&a.flow_id, &code_for(&dir, "dev@example.com")).await.unwrap();

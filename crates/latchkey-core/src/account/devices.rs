@@ -117,8 +117,9 @@ impl Account<'_> {
                 &ctx,
                 serde_json::json!({"device_id": id, "was_blocked": device.pin_failures >= PIN_LIMIT}),
             ));
-        let notice = format!("The app PIN of the device \"{}\" was changed.", device.name);
-        for m in self.auth.notification(&p.user, "A device's PIN was changed", &notice, now)? {
+        let (subject, notice) =
+            self.auth.text(p.user.profile.locale.as_deref(), "pin_changed", &[("device", &device.name)]);
+        for m in self.auth.notification(&p.user, &subject, &notice, now)? {
             batch.push(Write::Enqueue(m));
         }
         match self.auth.store.apply(batch).await {

@@ -35,7 +35,7 @@ impl Admin<'_> {
         };
         let locale = req.locale.clone();
         if let Some(l) = &locale {
-            super::profile::check_locale(l).map_err(|m| AuthError::InvalidRequest(m.into()))?;
+            crate::messages::check_locale(l).map_err(|m| AuthError::InvalidRequest(m.into()))?;
         }
         let (channel, to, masked) = match (&email, &phone) {
             (Some(e), _) => (Channel::Email, e.as_str().to_owned(), e.masked()),

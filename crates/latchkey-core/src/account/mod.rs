@@ -173,15 +173,9 @@ impl Account<'_> {
                 serde_json::json!({"method": method.as_str()}),
             ),
         );
-        for m in self.auth.notification(
-            &p.user,
-            "Your sign-in method changed",
-            &format!(
-                "Sign-in now asks for {} first. If this was not you, reset your password and contact support.",
-                method.as_str()
-            ),
-            now,
-        )? {
+        let (subject, body) =
+            self.auth.text(p.user.profile.locale.as_deref(), "preferred_mfa", &[("method", method.as_str())]);
+        for m in self.auth.notification(&p.user, &subject, &body, now)? {
             batch.push(Write::Enqueue(m));
         }
         self.auth.store.apply(batch).await?;

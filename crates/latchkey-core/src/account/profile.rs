@@ -5,6 +5,7 @@ use super::Account;
 use crate::attributes::Writer;
 use crate::auth::{Principal, audit};
 use crate::error::AuthError;
+use crate::messages::check_locale;
 use crate::model::*;
 use crate::store::{Batch, Write};
 use latchkey_proto as proto;
@@ -27,17 +28,6 @@ fn check_name(v: &str) -> Result<(), &'static str> {
         return Err("name: 1 to 256 characters, no control characters");
     }
     Ok(())
-}
-
-/// `^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$`, at most 35 characters (a BCP 47 tag's shape).
-pub(super) fn check_locale(v: &str) -> Result<(), &'static str> {
-    let mut parts = v.split('-');
-    let language = parts.next().unwrap_or_default();
-    let ok = v.len() <= 35
-        && (2..=3).contains(&language.len())
-        && language.bytes().all(|b| b.is_ascii_alphabetic())
-        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if ok { Ok(()) } else { Err("locale: a BCP 47 language tag, like en or de-CH") }
 }
 
 /// `^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`, at most 64 characters (an IANA name's shape).

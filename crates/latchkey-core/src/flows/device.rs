@@ -172,14 +172,11 @@ impl Auth {
         // Every enrolment is announced on every channel, the user's other devices included, with
         // the way to undo it (DESIGN.md; checklist LIFE-1). A recovery announced it already.
         if recovery.is_none() {
-            let notice = format!(
-                "A new device, \"{name}\" ({platform}), can now sign in to your account without a password. If this was not you, remove it: {}",
-                self.undo_link(user.id, super::undo::Undo::Device, Some(device_id), now)
-            );
+            let link = self.undo_link(user.id, super::undo::Undo::Device, Some(device_id), now);
+            let args = [("device", name), ("platform", platform), ("link", link.as_str())];
+            let (subject, notice) = self.text(user.profile.locale.as_deref(), "device_added", &args);
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
-            for m in
-                self.notify_everywhere(&user, "A new device was added", &notice, &data, Some(device_id), now).await?
-            {
+            for m in self.notify_everywhere(&user, &subject, &notice, &data, Some(device_id), now).await? {
                 batch.push(Write::Enqueue(m));
             }
         }
@@ -529,11 +526,9 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id, "device_id": device.id}),
             ));
-        let notice = format!(
-            "The device \"{}\" registered a new biometric key (fingerprint or face settings changed on it). If this was not you, remove the device from your account.",
-            device.name
-        );
-        for m in self.notification(&user, "A device's biometric key was replaced", &notice, now)? {
+        let (subject, notice) =
+            self.text(user.profile.locale.as_deref(), "biometric_replaced", &[("device", &device.name)]);
+        for m in self.notification(&user, &subject, &notice, now)? {
             batch.push(Write::Enqueue(m));
         }
         match self.store.apply(batch).await {

@@ -213,7 +213,10 @@ impl Auth {
             serde_json::json!({"factor_id": factor.id, "type": TOTP}),
         ));
         // Checklist LIFE-1: every new factor is announced to the account's address.
-        for message in self.notification(user, "An authenticator app was added", "An authenticator app was added as a second factor to your account. If this was not you, reset your password and contact support.", now)? {
+        for message in {
+            let (subject, body) = self.text(user.profile.locale.as_deref(), "totp_added", &[]);
+            self.notification(user, &subject, &body, now)?
+        } {
             batch.push(Write::Enqueue(message));
         }
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
@@ -351,12 +354,8 @@ impl Auth {
             ctx,
             serde_json::json!({"count": codes.len()}),
         ));
-        for m in self.notification(
-            user,
-            "New recovery codes",
-            "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
-            now,
-        )? {
+        let (subject, body) = self.text(user.profile.locale.as_deref(), "recovery_codes_new", &[]);
+        for m in self.notification(user, &subject, &body, now)? {
             batch.push(Write::Enqueue(m));
         }
         Ok(())

@@ -93,17 +93,18 @@ impl Auth {
         let challenge = PushChallenge { approval_id: approval.id, number: approval.number.clone(), expires_at };
         // The notification carries the approval id only; the phone fetches the rest, signed.
         let data = proto::PushData { kind: "approval".into(), approval_id: Some(approval.id.to_string()) };
-        let (title, text) = if action.is_some() {
-            ("Approve an action?", "Open the app to see what you are approving.")
+        let id = if action.is_some() {
+            "push_action"
         } else if recovery {
-            ("Someone is recovering your account", "Open the app to approve or deny it.")
+            "push_recovery"
         } else if new_device {
-            ("A new device is signing in", "Open the app to approve or deny it.")
+            "push_new_device"
         } else {
-            ("Approve a sign-in?", "Open the app to approve or deny it.")
+            "push_sign_in"
         };
+        let (title, text) = self.text(user.profile.locale.as_deref(), id, &[]);
         batch.push(Write::InsertApproval(approval));
-        for m in self.push_to_devices(user.id, None, title, text, &data, now).await? {
+        for m in self.push_to_devices(user.id, None, &title, &text, &data, now).await? {
             batch.push(Write::Enqueue(m));
         }
         batch.push(audit(
@@ -372,11 +373,9 @@ impl Auth {
             serde_json::json!({"approval_id": a.id, "flow_id": a.flow_id, "device_id": device.id}),
         ));
         if status == ApprovalStatus::Reported {
-            let body = format!(
-                "Someone tried to sign in to your account and you answered \"this wasn't me\" on \"{}\". Their sign-in was stopped and sign-in prompts on your devices are paused for a while. If someone knows your password, change it now.",
-                device.name
-            );
-            for m in self.notification(&user, "A sign-in you did not make was stopped", &body, now)? {
+            let (subject, body) =
+                self.text(user.profile.locale.as_deref(), "push_reported", &[("device", &device.name)]);
+            for m in self.notification(&user, &subject, &body, now)? {
                 batch.push(Write::Enqueue(m));
             }
         }

@@ -397,14 +397,11 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "ready_at": rfc3339(ready_at)}),
         ));
         let link = format!("{}/v1/recovery/cancel?token={token}", self.settings.tokens.issuer);
-        let body = format!(
-            "Someone started recovering your {} account{}. Unless you cancel it, they can set a new password or add a device after {} UTC, and your other sessions and devices will be signed out. If this was not you, cancel it now: {link}",
-            self.settings.product_name,
-            ctx.ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default(),
-            rfc3339(ready_at),
-        );
+        let ready = rfc3339(ready_at);
+        let args = [("address", ctx.ip.as_deref().unwrap_or("?")), ("ready_at", ready.as_str()), ("link", &link)];
+        let (subject, body) = self.text(user.profile.locale.as_deref(), "recovery_started", &args);
         let data = proto::PushData { kind: "recovery".into(), approval_id: None };
-        for m in self.notify_everywhere(user, "Your account is being recovered", &body, &data, None, now).await? {
+        for m in self.notify_everywhere(user, &subject, &body, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
         Ok(next)
@@ -544,17 +541,15 @@ impl Auth {
             ctx,
             serde_json::json!({"flow_id": flow.id, "proofs": rec.verified, "waited": rec.waited, "new_device": new_device}),
         ));
-        let what = if new_device.is_some() { "a new device was added to it" } else { "its password was changed" };
-        let body = format!(
-            "Your {} account was recovered{}: {what}, and every other session was signed out{}. If this was not you, put the account on hold at once: {}",
-            self.settings.product_name,
-            ctx.ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default(),
-            if rec.waited { " and older devices removed" } else { "" },
-            self.undo_link(user.id, Undo::Lock, new_device, now),
-        );
+        let locale = user.profile.locale.as_deref();
+        let id = if new_device.is_some() { "recovered_device" } else { "recovered_password" };
+        let older = if rec.waited { self.text(locale, "older_devices_removed", &[]).1 } else { String::new() };
+        let link = self.undo_link(user.id, Undo::Lock, new_device, now);
+        let args = [("address", ctx.ip.as_deref().unwrap_or("?")), ("older", older.as_str()), ("link", &link)];
+        let (subject, body) = self.text(locale, id, &args);
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
         // The devices are told before the batch revokes them.
-        for m in self.notify_everywhere(user, "Your account was recovered", &body, &data, new_device, now).await? {
+        for m in self.notify_everywhere(user, &subject, &body, &data, new_device, now).await? {
             batch.push(Write::Enqueue(m));
         }
         Ok(())
@@ -644,13 +639,9 @@ impl Auth {
             }
         }
         if cancelled > 0 {
-            let body = format!(
-                "A recovery of your {} account was cancelled. Nothing was changed. If you did not cancel it, someone with access to one of your devices or addresses did.",
-                self.settings.product_name
-            );
+            let (subject, body) = self.text(user.profile.locale.as_deref(), "recovery_cancelled", &[]);
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
-            let notices =
-                self.notify_everywhere(user, "An account recovery was cancelled", &body, &data, None, now).await?;
+            let notices = self.notify_everywhere(user, &subject, &body, &data, None, now).await?;
             self.store.apply(Batch(notices.into_iter().map(Write::Enqueue).collect())).await?;
             self.outbox_wakeup.notify_one();
         }

@@ -484,10 +484,9 @@ impl Auth {
             .after_second_factor(&flow, &user, MfaMethod::RecoveryCode, then_new_password, now, &ctx, &mut batch)
             .await?;
         // Checklist REC-4: the user hears of every use, with what is left and how to renew.
-        let body = format!(
-            "A recovery code was used to sign in to your account. {left} unused codes are left; you can generate a new set in your security settings, which makes the old ones stop working. If this was not you, reset your password and contact support."
-        );
-        for message in self.notification(&user, "A recovery code was used", &body, now)? {
+        let left = left.to_string();
+        let (subject, body) = self.text(user.profile.locale.as_deref(), "recovery_code_used", &[("left", &left)]);
+        for message in self.notification(&user, &subject, &body, now)? {
             batch.push(Write::Enqueue(message));
         }
         match self.store.apply(batch).await {

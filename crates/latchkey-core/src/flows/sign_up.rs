@@ -33,6 +33,9 @@ impl Auth {
             .map(Phone::parse)
             .transpose()
             .map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
+        if let Some(l) = &req.locale {
+            crate::messages::check_locale(l).map_err(|m| AuthError::InvalidRequest(m.into()))?;
+        }
         if policy.require_email && email.is_none() {
             return Err(AuthError::InvalidRequest("email is required".into()));
         }
@@ -99,7 +102,7 @@ impl Auth {
             preferred_mfa: None,
             phone_changed_at: None,
             email_changed_at: None,
-            profile: Profile::default(),
+            profile: Profile { locale: req.locale.clone(), ..Profile::default() },
             created_at: now,
             updated_at: now,
         };

@@ -107,11 +107,8 @@ impl Auth {
                 {
                     batch.push(Write::RevokeDevice { id: d, at: now });
                 }
-                let body = format!(
-                    "Your {} account is on hold: every session was signed out and nobody can sign in until the account is recovered. To get back in, recover it with two proofs (for example your email and your authenticator app), or with one and a waiting period.",
-                    self.settings.product_name
-                );
-                ("account_locked", "Your account is on hold".to_owned(), body)
+                let (subject, body) = self.text(user.profile.locale.as_deref(), "account_on_hold", &[]);
+                ("account_locked", subject, body)
             }
             "device" => {
                 let d = live(device.ok_or_else(refused)?).await?.ok_or_else(refused)?;
@@ -189,14 +186,9 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow, "remembered_client_id": client}),
             ));
-            let body = format!(
-                "The sign-in you reported was ended, and your next sign-ins to {} will ask for a second factor for a while. Change your password: whoever signed in knows it.",
-                self.settings.product_name
-            );
+            let (subject, body) = self.text(user.profile.locale.as_deref(), "sign_in_reported", &[]);
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
-            for m in
-                self.notify_everywhere(&user, "The sign-in you reported was ended", &body, &data, None, now).await?
-            {
+            for m in self.notify_everywhere(&user, &subject, &body, &data, None, now).await? {
                 batch.push(Write::Enqueue(m));
             }
             match self.store.apply(batch).await {
@@ -226,37 +218,27 @@ impl Auth {
         now: OffsetDateTime,
     ) -> Result<Vec<Write>, AuthError> {
         let place = self.place_of(ctx.ip.as_deref());
-        let from = match (place.as_ref().and_then(|p| p.city.clone()), place.and_then(|p| p.country)) {
-            (Some(city), Some(country)) => format!(" near {city}, {country}"),
-            (None, Some(country)) => format!(" in {country}"),
+        // Language-neutral pieces: the place in parentheses, the client as it named itself.
+        let place = match (place.as_ref().and_then(|p| p.city.clone()), place.and_then(|p| p.country)) {
+            (Some(city), Some(country)) => format!(" ({city}, {country})"),
+            (None, Some(country)) => format!(" ({country})"),
             _ => String::new(),
         };
-        let address = ctx.ip.as_deref().unwrap_or("an unknown address");
-        let agent = ctx.user_agent.as_deref().map(|a| format!(" with {}", a.chars().take(80).collect::<String>()));
-        let what = if decision.action == RiskAction::Deny {
-            "Someone used your password and was refused"
-        } else {
-            "Someone signed in to your account"
-        };
-        let subject = if decision.action == RiskAction::Deny {
-            "A sign-in to your account was refused"
-        } else {
-            "New sign-in to your account"
-        };
+        let address = ctx.ip.as_deref().unwrap_or("?");
+        let agent = ctx.user_agent.as_deref().map_or_else(|| "?".to_owned(), |a| a.chars().take(80).collect());
+        let id = if decision.action == RiskAction::Deny { "sign_in_refused" } else { "sign_in_notice" };
         let subject_of = |f: Option<FlowId>| f.map_or_else(|| "-".to_owned(), |f| f.to_string());
         let token_subject = match remembered {
             Some(r) => format!("{}:{r}", subject_of(flow)),
             None => subject_of(flow),
         };
-        let body = format!(
-            "{what} from {address}{from}{} ({}). If this was you, there is nothing to do. If it was not, this ends that sign-in and asks for a second factor at the next ones: {} — and change your password.",
-            agent.unwrap_or_default(),
-            decision.reasons.join(", "),
-            self.undo_link_for(user.id, Undo::SignIn, &token_subject, now),
-        );
+        let link = self.undo_link_for(user.id, Undo::SignIn, &token_subject, now);
+        let reasons = decision.reasons.join(", ");
+        let args = [("address", address), ("place", &place), ("agent", &agent), ("reasons", &reasons), ("link", &link)];
+        let (subject, body) = self.text(user.profile.locale.as_deref(), id, &args);
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
         Ok(self
-            .notify_everywhere(user, subject, &body, &data, None, now)
+            .notify_everywhere(user, &subject, &body, &data, None, now)
             .await?
             .into_iter()
             .map(Write::Enqueue)

@@ -90,7 +90,7 @@ impl Auth {
         if flow.kind == FlowKind::SignUp {
             return self.sign_up_email_verified(flow, user, now, ctx).await;
         }
-        let (kind, label) = if channel == Channel::Sms { (SMS, "phone number") } else { (EMAIL, "email address") };
+        let kind = if channel == Channel::Sms { SMS } else { EMAIL };
         // A new number or address is a new authenticator: not trusted for sign-in or recovery
         // for a cooling-off period (DESIGN.md; `policy.recovery.*_change_cooldown_secs`).
         let old = if channel == Channel::Sms {
@@ -131,16 +131,20 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "type": kind, "changed": old.is_some()}),
         ));
         // Checklist LIFE-1 and LIFE-5: the account's address and the replaced one are told.
-        let notice = format!(
-            "The {label} {} was verified and is now used for sign-in codes on your account. If this was not you, put the account on hold: {}",
-            if channel == Channel::Sms {
-                Phone::parse(&value).map(|p| p.masked()).unwrap_or_default()
-            } else {
-                Email::parse(&value).map(|e| e.masked()).unwrap_or_default()
-            },
-            self.undo_link(user.id, super::undo::Undo::Lock, None, now)
-        );
-        let subject = if old.is_some() { format!("Your {label} was changed") } else { format!("A {label} was added") };
+        let masked = if channel == Channel::Sms {
+            Phone::parse(&value).map(|p| p.masked()).unwrap_or_default()
+        } else {
+            Email::parse(&value).map(|e| e.masked()).unwrap_or_default()
+        };
+        let link = self.undo_link(user.id, super::undo::Undo::Lock, None, now);
+        let id = match (channel == Channel::Sms, old.is_some()) {
+            (true, true) => "phone_changed",
+            (true, false) => "phone_added",
+            (false, true) => "email_changed",
+            (false, false) => "email_added",
+        };
+        let (subject, notice) =
+            self.text(user.profile.locale.as_deref(), id, &[("destination", &masked), ("link", &link)]);
         let data = proto::PushData { kind: "notice".into(), approval_id: None };
         for m in self.notify_everywhere(&user, &subject, &notice, &data, None, now).await? {
             batch.push(Write::Enqueue(m));

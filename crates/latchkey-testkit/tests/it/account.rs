@@ -283,6 +283,19 @@ async fn messages_use_the_users_language_and_the_operators_texts(b: Backend) {
     let m = newest("lena.neu@example.com").await;
     assert_eq!(m.subject, "Latchkey – Bestätigen Sie Ihre E-Mail-Adresse");
     assert!(m.body.starts_with("Ihr Latchkey-Code lautet "), "{}", m.body);
+    // A sign-up names its language: the very first code is in it.
+    let signup = |locale: &str| latchkey_testkit::proto::SignUpRequest {
+        username: "mia".into(),
+        password: Some(PW.into()),
+        email: Some("mia@example.com".into()),
+        phone: None,
+        locale: Some(locale.into()),
+    };
+    let e = c.sign_up(&signup("deutsch")).await.unwrap_err();
+    assert_eq!(e.code(), Some(latchkey_testkit::proto::codes::INVALID_REQUEST));
+    c.sign_up(&signup("de")).await.unwrap();
+    let m = newest("mia@example.com").await;
+    assert_eq!(m.subject, "Latchkey – Bestätigen Sie Ihre Registrierung");
     // An invitation in the invitee's language.
     let invite = serde_json::json!({"username": "jonas", "email": "jonas@example.com", "locale": "de"});
     let r = s.raw().request("POST", "/admin/v1/users", Some(latchkey_testkit::ADMIN_TOKEN), Some(invite)).await;

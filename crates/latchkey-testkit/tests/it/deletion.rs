@@ -110,6 +110,7 @@ async fn a_deleted_username_rests_for_its_quarantine(b: Backend) {
         password: Some(PW.into()),
         email: Some("someone-else@example.com".into()),
         phone: None,
+        locale: None,
     };
     let e = s.client().sign_up(&again).await.unwrap_err();
     assert_eq!((e.status(), e.code()), (Some(409), Some(codes::USERNAME_EXISTS)), "29 days on");

@@ -83,6 +83,7 @@ async fn email_codes_are_delivered_over_a_real_smtp_conversation(b: Backend) {
             password: Some(PW.into()),
             email: Some("mail@example.com".into()),
             phone: None,
+            locale: None,
         })
         .await
         .unwrap();
@@ -162,6 +163,7 @@ async fn sms_codes_go_to_the_signed_webhook_and_failures_are_retried_until_deliv
             password: Some(PW.into()),
             email: None,
             phone: Some("+15550001111".into()),
+            locale: None,
         })
         .await
         .unwrap();
@@ -203,6 +205,7 @@ async fn a_provider_that_never_answers_leaves_a_dead_message_with_the_reason(b: 
             password: Some(PW.into()),
             email: None,
             phone: Some("+15550002222".into()),
+            locale: None,
         })
         .await
         .unwrap();

@@ -13,6 +13,7 @@ fn sign_up_req(username: &str) -> SignUpRequest {
         password: Some(PW.into()),
         email: Some(format!("{username}@example.com")),
         phone: None,
+        locale: None,
     }
 }
 
@@ -54,6 +55,7 @@ async fn sign_up_can_use_a_phone_and_confirms_it_by_sms(b: Backend) {
             password: Some(PW.into()),
             email: None,
             phone: Some("+1 555 123 4567".into()),
+            locale: None,
         })
         .await
         .unwrap();

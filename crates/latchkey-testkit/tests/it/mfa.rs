@@ -567,6 +567,7 @@ async fn oob_6_sms_codes_go_only_to_a_phone_verified_earlier(b: Backend) {
             password: Some(PW.into()),
             email: Some("quin@example.com".into()),
             phone: Some("+14155550116".into()),
+            locale: None,
         })
         .await
         .unwrap();

@@ -38,6 +38,7 @@ async fn metrics_count_requests_by_route_and_flow_steps_by_outcome(b: Backend) {
             password: Some(PW.into()),
             email: Some("resender@example.com".into()),
             phone: None,
+            locale: None,
         })
         .await
         .unwrap();
@@ -75,14 +76,20 @@ async fn metrics_and_admin_can_have_listeners_of_their_own(b: Backend) {
     // The public listener serves neither.
     assert_eq!(s.raw().request("GET", "/metrics", None, None).await.status, 404);
     assert_eq!(s.raw().request("POST", disable, Some(token), None).await.status, 404);
-    // Each serves its own, its health checks, and nothing else.
+    assert_eq!(s.raw().request("GET", "/console", None, None).await.status, 404);
+    // Each serves its own and its health checks; metrics nothing else, admin also the console
+    // and the sign-in routes the console signs in with.
     let m = metrics.request("GET", "/metrics", None, None).await;
     assert!(m.status == 200 && m.body.contains("latchkey_http_requests_total"), "{}", m.body);
     for other in [&metrics, &admin] {
         assert_eq!(other.request("GET", "/health/ready", None, None).await.status, 200);
-        let r = other.request("POST", "/v1/sign-in", None, Some(serde_json::json!({"username": "split"}))).await;
-        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
     }
+    let sign_in = serde_json::json!({"username": "split", "password": PW});
+    let r = metrics.request("POST", "/v1/sign-in", None, Some(sign_in.clone())).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(admin.request("POST", "/v1/sign-in", None, Some(sign_in)).await.status, 200);
+    assert_eq!(admin.request("GET", "/console", None, None).await.status, 200);
+    assert_eq!(metrics.request("GET", "/console", None, None).await.status, 404);
     assert_eq!(metrics.request("POST", disable, Some(token), None).await.status, 404);
     assert_eq!(admin.request("GET", "/metrics", None, None).await.status, 404);
     assert_eq!(admin.request("POST", disable, Some(token), None).await.status, 204);

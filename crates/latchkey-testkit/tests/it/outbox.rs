@@ -82,6 +82,7 @@ fn sign_up(username: &str, email: Option<&str>, phone: Option<&str>) -> SignUpRe
         password: Some(PW.into()),
         email: email.map(Into::into),
         phone: phone.map(Into::into),
+        locale: None,
     }
 }
 

@@ -301,6 +301,7 @@ async fn a_new_devices_first_sign_in_is_approved_from_the_enrolled_phone(b: Back
             password: None,
             email: None,
             phone: Some("+14155550311".into()),
+            locale: None,
         })
         .await
         .unwrap();
@@ -342,6 +343,7 @@ async fn sim_swap_the_thief_can_only_ask_the_owners_phone_which_reports_it(b: Ba
             password: None,
             email: None,
             phone: Some("+14155550312".into()),
+            locale: None,
         })
         .await
         .unwrap();

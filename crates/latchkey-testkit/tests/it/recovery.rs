@@ -487,6 +487,7 @@ async fn a_passwordless_sign_up_verifies_the_email_which_is_then_a_second_proof(
             password: None,
             email: Some("lu@example.com".into()),
             phone: Some("+14155550411".into()),
+            locale: None,
         })
         .await
         .unwrap();
@@ -615,6 +616,7 @@ async fn oob_6_a_recovery_texts_only_a_number_verified_earlier(b: Backend) {
             password: Some(PW.into()),
             email: Some("pia@example.com".into()),
             phone: Some("+14155550413".into()),
+            locale: None,
         })
         .await
         .unwrap();

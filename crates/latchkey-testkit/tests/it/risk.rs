@@ -39,8 +39,13 @@ async fn server(b: Backend, f: impl FnOnce(&mut latchkey_server::config::Config)
 async fn account_at(s: &TestServer, name: &str, ip: &str) -> latchkey_testkit::proto::Tokens {
     let c = s.client_at(ip, UA);
     let email = format!("{name}@example.com");
-    let req =
-        SignUpRequest { username: name.into(), password: Some(PW.into()), email: Some(email.clone()), phone: None };
+    let req = SignUpRequest {
+        username: name.into(),
+        password: Some(PW.into()),
+        email: Some(email.clone()),
+        phone: None,
+        locale: None,
+    };
     let a = c.sign_up(&req).await.unwrap();
     c.confirm_sign_up(&a.flow_id, &s.code_for(&email).await).await.unwrap();
     c.sign_in(name, PW).await.unwrap().tokens.expect("a familiar place signs in with the password")

@@ -11,7 +11,13 @@ use tokio::sync::Barrier;
 const PW: &str = "correct horse battery";
 
 fn req(username: &str, email: &str) -> SignUpRequest {
-    SignUpRequest { username: username.into(), password: Some(PW.into()), email: Some(email.into()), phone: None }
+    SignUpRequest {
+        username: username.into(),
+        password: Some(PW.into()),
+        email: Some(email.into()),
+        phone: None,
+        locale: None,
+    }
 }
 
 #[test]
@@ -225,6 +231,7 @@ async fn oob_5_sends_are_throttled_per_account_destination_ip_and_sms_budget(b: 
         password: Some(PW.into()),
         email: None,
         phone: Some(format!("+1555000000{i}")),
+        locale: None,
     };
     c.sign_up(&phone(1)).await.unwrap();
     c.sign_up(&phone(2)).await.unwrap();
@@ -245,6 +252,7 @@ async fn pwd_1_password_length_and_blocklist_rules_without_truncation(b: Backend
         password: Some(pw),
         email: Some(format!("{name}@example.com")),
         phone: None,
+        locale: None,
     };
     let e = c.sign_up(&try_pw("p7", "Zq7!kd2".into())).await.unwrap_err();
     assert_eq!((e.status(), e.code()), (Some(400), Some(codes::INVALID_PASSWORD)));
@@ -481,6 +489,7 @@ async fn log_1_no_password_code_or_token_reaches_the_logs_or_the_database(b: Bac
             password: Some(pw.into()),
             email: Some("log1@example.com".into()),
             phone: None,
+            locale: None,
         })
         .await
         .unwrap();
@@ -585,7 +594,8 @@ async fn input_that_would_turn_into_something_else_is_refused_at_the_door(b: Bac
     // A device name cannot forge lines or links in the notices that quote it.
     let c = s.client();
     let phone = "+14155550414";
-    let req = SignUpRequest { username: "dana".into(), password: None, email: None, phone: Some(phone.into()) };
+    let req =
+        SignUpRequest { username: "dana".into(), password: None, email: None, phone: Some(phone.into()), locale: None };
     let a = c.sign_up(&req).await.unwrap();
     let e = c.confirm_sign_up(&a.flow_id, &s.code_for(phone).await).await.unwrap();
     let ks = latchkey_client::SoftwareKeystore::new();

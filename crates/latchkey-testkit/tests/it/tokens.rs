@@ -255,6 +255,7 @@ async fn two_replicas_on_one_database_behave_as_one_server(b: Backend) {
             password: Some(PW.into()),
             email: Some("rep@example.com".into()),
             phone: None,
+            locale: None,
         })
         .await
         .unwrap();
