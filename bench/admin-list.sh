@@ -16,7 +16,11 @@ if [ "$store" = postgres ]; then
   psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${url##*/}" -c "CREATE DATABASE ${url##*/}"
   db_args=(--database-url "$url")
 fi
-"$bin" migrate --data-dir "$dir" "${db_args[@]}" >/dev/null
+# The server first: it creates its key files (a database with accounts and no keys is refused).
+taskset -c 0 "$bin" serve --listen 127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" 2>"$dir/serve.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/health/ready >/dev/null && break; sleep 0.2; done
 # Accounts straight into the table: every tenth with a phone, every third with a TOTP factor.
 now_us=$(( $(date +%s) * 1000000 ))
 if [ "$store" = postgres ]; then
@@ -24,7 +28,7 @@ if [ "$store" = postgres ]; then
 INSERT INTO users (id, username, username_canonical, email, email_verified, phone, phone_verified, status, must_change_password, created_at, updated_at)
 SELECT gen_random_uuid(), 'user' || i, 'user' || i, 'user' || i || '@example.com', true,
        CASE WHEN i % 10 = 0 THEN '+4915' || lpad(i::text, 9, '0') END, i % 10 = 0, 'active', false,
-       $now_us - i * 1000000, $now_us - i * 1000000
+       $now_us - i::bigint * 1000000, $now_us - i::bigint * 1000000
 FROM generate_series(1, $accounts) AS i;
 INSERT INTO factors (id, user_id, kind, state, secret_sealed, created_at)
 SELECT gen_random_uuid(), id, 'totp', 'active', 'sealed', created_at FROM users WHERE substr(username, 5)::int % 3 = 0;
@@ -44,13 +48,13 @@ c.execute("ANALYZE")
 c.close()
 PY
 fi
-taskset -c 0 "$bin" serve --listen 127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" 2>"$dir/serve.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/health/ready >/dev/null && break; sleep 0.2; done
 base=http://127.0.0.1:$port/admin/v1/users
-deep=$(curl -sf -H "authorization: Bearer $token" "$base?limit=100" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')
-for _ in $(seq 50); do deep=$(curl -sf -H "authorization: Bearer $token" "$base?limit=100&cursor=$deep" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])'); done
+deep=$(curl -sS -H "authorization: Bearer $token" "$base?limit=100" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')
+for _ in $(seq 50); do
+  next=$(curl -sS -H "authorization: Bearer $token" "$base?limit=100&cursor=$deep" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"] or "")')
+  [ -n "$next" ] || break
+  deep=$next
+done
 for run in 1 2 3; do
   for q in "limit=50" "query=user4242" "query=%2B49150000" "query=user9&factor=totp" "factor=none&status=active" "limit=50&cursor=$deep"; do
     taskset -c 1 python3 - "$base?$q" "$token" "$reps" "$store" "$run" "$q" <<'PY'

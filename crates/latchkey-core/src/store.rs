@@ -340,9 +340,9 @@ pub struct Erasure {
 /// What [`Store::search_users`] looks for. Every filter is optional; pages are newest first.
 #[derive(Debug, Clone, Default)]
 pub struct UserQuery {
-    /// A LIKE pattern (already escaped with `\\`, lower case, ending in `%`) matched against
-    /// the canonical username, the email in lower case and the phone number.
-    pub pattern: Option<String>,
+    /// A prefix, in lower case, of the canonical username, the email in lower case or the phone
+    /// number (compared byte by byte, through an index of each).
+    pub prefix: Option<String>,
     /// `active`, `unconfirmed` or `disabled`.
     pub status: Option<String>,
     /// An active factor kind, `device` (a live device) or `none` (neither).

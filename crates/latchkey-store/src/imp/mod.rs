@@ -604,8 +604,8 @@ store_writes!(SqliteStore, sqlx::Sqlite);
 store_writes!(PgStore, sqlx::Postgres);
 store_erase!(SqliteStore, sqlx::Sqlite);
 store_erase!(PgStore, sqlx::Postgres);
-store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat");
-store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg");
+store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
+store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
 impl SqliteStore {
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
