@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/users/{username}/sessions", delete(revoke_sessions))
         .route("/admin/v1/users/{username}/unlock", post(unlock))
         .route("/admin/v1/users/{username}/factors/{id}", delete(reset_factor))
-        .route("/admin/v1/users/{username}/devices/{id}", delete(revoke_device))
+        .route("/admin/v1/users/{username}/devices/{id}", delete(revoke_user_device))
 }
 
 /// Who is calling the admin API: the configured admin token (automation), or an admin
@@ -162,7 +162,7 @@ pub async fn reset_factor(
 #[utoipa::path(delete, path = "/admin/v1/users/{username}/devices/{id}", tag = "admin", security(("admin" = [])),
     params(("username" = String, Path, description = "The username"), ("id" = String, Path, description = "The device id")),
     responses((status = 204, description = "Done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn revoke_device(
+pub async fn revoke_user_device(
     State(s): State<AppState>,
     Admin(by): Admin,
     Client(ctx): Client,
