@@ -8,8 +8,9 @@ use super::admin::{Admin, AdminRole, Operator};
 use crate::auth::{audit, secs};
 use crate::clock::rfc3339;
 use crate::error::AuthError;
+use crate::flows::sign_up::unconfirmed_user;
 use crate::identity::{Email, Phone, Username};
-use crate::ids::{FlowId, UserId};
+use crate::ids::FlowId;
 use crate::model::*;
 use crate::secret::random_digits;
 use crate::store::{Batch, StoreError, Write};
@@ -43,23 +44,10 @@ impl Admin<'_> {
             (None, None) => return Err(AuthError::InvalidRequest("an email or a phone number is required".into())),
         };
         let now = auth.now();
+        // No password yet: the invitee chooses one after the code.
         let user = User {
-            id: UserId::new(),
-            username: username.display.clone(),
-            username_canonical: username.canonical.clone(),
-            email: email.as_ref().map(|e| e.as_str().to_owned()),
-            email_verified: false,
-            phone: phone.as_ref().map(|p| p.as_str().to_owned()),
-            phone_verified: false,
-            status: UserStatus::Unconfirmed,
-            password_hash: None,
             must_change_password: true,
-            preferred_mfa: None,
-            phone_changed_at: None,
-            email_changed_at: None,
-            profile: Profile { locale: locale.clone(), ..Profile::default() },
-            created_at: now,
-            updated_at: now,
+            ..unconfirmed_user(&username, email.as_ref(), phone.as_ref(), None, locale.clone(), now)
         };
         let flow_id = FlowId::new();
         let ttl = auth.settings.sign_up.invite_ttl_secs;

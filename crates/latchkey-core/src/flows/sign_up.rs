@@ -88,24 +88,7 @@ impl Auth {
             return self.duplicate_sign_up(channel, masked, now, ctx).await;
         }
 
-        let user = User {
-            id: UserId::new(),
-            username: username.display.clone(),
-            username_canonical: username.canonical.clone(),
-            email: email.as_ref().map(|e| e.as_str().to_owned()),
-            email_verified: false,
-            phone: phone.as_ref().map(|p| p.as_str().to_owned()),
-            phone_verified: false,
-            status: UserStatus::Unconfirmed,
-            password_hash: hash,
-            must_change_password: false,
-            preferred_mfa: None,
-            phone_changed_at: None,
-            email_changed_at: None,
-            profile: Profile { locale: req.locale.clone(), ..Profile::default() },
-            created_at: now,
-            updated_at: now,
-        };
+        let user = unconfirmed_user(&username, email.as_ref(), phone.as_ref(), hash, req.locale.clone(), now);
         let flow_id = FlowId::new();
         let (code, message) = self.issue_code(
             flow_id,
@@ -304,6 +287,35 @@ fn flow_masked(flow: &Flow) -> String {
     match &flow.state {
         FlowState::AwaitingConfirmation { code, .. } => code.destination.clone(),
         _ => String::new(),
+    }
+}
+
+/// A new account, unconfirmed until a code proves its address (a sign-up's, or an invitation's).
+pub(crate) fn unconfirmed_user(
+    username: &Username,
+    email: Option<&Email>,
+    phone: Option<&Phone>,
+    password_hash: Option<String>,
+    locale: Option<String>,
+    now: OffsetDateTime,
+) -> User {
+    User {
+        id: UserId::new(),
+        username: username.display.clone(),
+        username_canonical: username.canonical.clone(),
+        email: email.map(|e| e.as_str().to_owned()),
+        email_verified: false,
+        phone: phone.map(|p| p.as_str().to_owned()),
+        phone_verified: false,
+        status: UserStatus::Unconfirmed,
+        password_hash,
+        must_change_password: false,
+        preferred_mfa: None,
+        phone_changed_at: None,
+        email_changed_at: None,
+        profile: Profile { locale, ..Profile::default() },
+        created_at: now,
+        updated_at: now,
     }
 }
 
