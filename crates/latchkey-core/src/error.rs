@@ -73,6 +73,9 @@ pub enum AuthError {
         /// A resource request rather than a token request.
         resource: bool,
     },
+    /// A backend's client authentication is missing or wrong (RFC 6749 §5.2, RFC 7662 §2.1).
+    #[error("the backend's client id and secret are missing or wrong")]
+    InvalidClient,
     /// Missing or invalid access token, or its session was revoked.
     #[error("a valid access token is required")]
     Unauthenticated,
@@ -128,6 +131,7 @@ impl AuthError {
             AuthError::StepMismatch { .. } => codes::STEP_MISMATCH,
             AuthError::ContextMismatch => codes::FLOW_CONTEXT_MISMATCH,
             AuthError::InvalidGrant => codes::INVALID_GRANT,
+            AuthError::InvalidClient => codes::INVALID_CLIENT,
             AuthError::UnsupportedGrantType => codes::UNSUPPORTED_GRANT_TYPE,
             AuthError::InvalidDpopProof { .. } => codes::INVALID_DPOP_PROOF,
             AuthError::Unauthenticated => codes::UNAUTHENTICATED,

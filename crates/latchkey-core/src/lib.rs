@@ -16,6 +16,7 @@ pub mod flow;
 mod flows;
 pub mod identity;
 pub mod ids;
+pub mod introspection;
 pub mod messages;
 pub mod model;
 pub mod risk;

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 /// Sessions and tokens: a room of the service, borrowing its shared context.
 pub struct Sessions<'a> {
-    auth: &'a Auth,
+    pub(crate) auth: &'a Auth,
 }
 
 impl Auth {

@@ -544,6 +544,8 @@ pub trait Store: Send + Sync + 'static {
     /// each is reported (as abandoned, when it never finished) by exactly one replica.
     async fn claim_expired_flows(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<Flow>, StoreError>;
 
+    /// The session of a refresh token (by its hash), and whether the token was spent.
+    async fn refresh_token(&self, hash: &str) -> Result<Option<(SessionId, bool)>, StoreError>;
     /// A session by id.
     async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
     /// A user's live sessions, newest first.

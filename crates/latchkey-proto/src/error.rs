@@ -40,6 +40,7 @@ pub mod codes {
         STEP_MISMATCH,
         FLOW_CONTEXT_MISMATCH,
         INVALID_GRANT,
+        INVALID_CLIENT,
         UNSUPPORTED_GRANT_TYPE,
         INVALID_DPOP_PROOF,
         UNAUTHENTICATED,
@@ -83,6 +84,9 @@ pub mod codes {
     pub const FLOW_CONTEXT_MISMATCH: &str = "flow_context_mismatch";
     /// The refresh token is unknown, spent, expired or revoked (RFC 6749 name).
     pub const INVALID_GRANT: &str = "invalid_grant";
+    /// `POST /v1/introspect` and `/v1/revoke`: the backend's client id and secret are missing or
+    /// wrong (HTTP Basic or form fields).
+    pub const INVALID_CLIENT: &str = "invalid_client";
     /// The grant type is not supported.
     pub const UNSUPPORTED_GRANT_TYPE: &str = "unsupported_grant_type";
     /// A device session's request came without a valid DPoP proof by the device's possession key

@@ -240,3 +240,82 @@ pub(crate) fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Op
         _ => Err(serde::de::Error::custom("a whole number of seconds, not negative")),
     }
 }
+
+/// `POST /v1/introspect` (RFC 7662): what an authenticated backend learns of a token. An inactive
+/// or unknown token is exactly `{"active":false}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Introspection {
+    /// Whether the token is live: it verifies, has not expired, its session is live and its
+    /// account active.
+    pub active: bool,
+    /// `access_token` or `refresh_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// The client the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Expiry (Unix seconds): the access token's, or the session's for a refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued (Unix seconds): the access token's, or the session's last refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// The access token's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The assurance level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The methods (RFC 8176).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// When the user authenticated (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The device key a bound token needs DPoP proofs by (RFC 9449 §6.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<IntrospectionConfirmation>,
+    /// An access token's custom attribute claims (`[[policy.attributes]]` with `claim = true`).
+    #[serde(flatten, default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub claims: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// The key a token is bound to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IntrospectionConfirmation {
+    /// JWK SHA-256 thumbprint.
+    pub jkt: String,
+}
+
+/// `POST /v1/introspect` and `POST /v1/revoke`, form-encoded (RFC 7662 §2.1, RFC 7009 §2.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenForm {
+    /// The token.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 4096))]
+    pub token: String,
+    /// `access_token` or `refresh_token` (a hint; both are looked at).
+    #[serde(default)]
+    pub token_type_hint: Option<String>,
+    /// `client_secret_post`: the backend's id (or HTTP Basic).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `client_secret_post`: the backend's secret (or HTTP Basic).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+}

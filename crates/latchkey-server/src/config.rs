@@ -23,6 +23,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Bearer token for `/admin/v1/…`; the admin API is off without it.
     pub admin_token: Option<String>,
+    /// The app's backends that may introspect tokens (`POST /v1/introspect`) and revoke them as
+    /// a backend: `[[backends]] client_id = "orders", client_secret = "…"` (at least 32
+    /// characters).
+    pub backends: Vec<BackendClient>,
     /// Serve HTTPS with this PEM certificate chain (with `tls_key`); reloaded when it changes.
     pub tls_cert: Option<PathBuf>,
     /// The certificate's PEM private key.
@@ -150,6 +154,7 @@ impl Default for Config {
             database_url: None,
             public_url: None,
             admin_token: None,
+            backends: vec![],
             tls_cert: None,
             tls_key: None,
             tls_reload_secs: 10,
@@ -360,6 +365,12 @@ impl Config {
         {
             anyhow::bail!("policy.risk: delay_secs at most 10; failure_window_secs and max_travel_kmh at least 1");
         }
+        let mut ids = std::collections::HashSet::new();
+        for b in &self.backends {
+            if b.client_id.trim().is_empty() || b.client_secret.len() < 32 || !ids.insert(b.client_id.as_str()) {
+                anyhow::bail!("backends: each needs its own client_id and a client_secret of at least 32 characters");
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for a in &self.policy.attributes {
             if let Some(problem) = a.problem() {
@@ -429,6 +440,11 @@ impl Config {
     /// The effective configuration as TOML, secrets replaced by `<redacted>`.
     pub fn redacted_toml(&self) -> anyhow::Result<String> {
         let mut v = serde_json::to_value(self)?;
+        if let Some(backends) = v.get_mut("backends").and_then(|b| b.as_array_mut()) {
+            for b in backends {
+                b["client_secret"] = serde_json::Value::String("<redacted>".into());
+            }
+        }
         if let Some(obj) = v.as_object_mut() {
             for k in SECRET_KEYS {
                 if let Some(val) = obj.get_mut(*k)
@@ -442,6 +458,16 @@ impl Config {
         let toml: toml_value::Table = serde_json::from_value(v)?;
         Ok(toml_value::to_string(&toml))
     }
+}
+
+/// One of the app's backends, for token introspection and revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendClient {
+    /// Its id (HTTP Basic user name, or `client_id`).
+    pub client_id: String,
+    /// Its secret (HTTP Basic password, or `client_secret`).
+    pub client_secret: String,
 }
 
 fn unknown_keys(prefix: &str, raw: &serde_json::Value, known: &serde_json::Value, out: &mut Vec<String>) {
@@ -470,16 +496,27 @@ mod toml_value {
     }
 
     fn write_table(out: &mut String, path: &str, t: &Table) {
+        let tables = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object));
         for (k, v) in t {
-            if !v.is_object() && !v.is_null() {
+            if !v.is_object() && !v.is_null() && !tables(v) {
                 out.push_str(&format!("{k} = {}\n", scalar(v)));
             }
         }
+        let at = |k: &str| if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") };
         for (k, v) in t {
             if let Value::Object(sub) = v {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                out.push_str(&format!("\n[{p}]\n"));
-                write_table(out, &p, sub);
+                out.push_str(&format!("\n[{}]\n", at(k)));
+                write_table(out, &at(k), sub);
+            }
+        }
+        // Arrays of tables (`[[backends]]`, `[[policy.attributes]]`) last: a `[[…]]` header
+        // would otherwise swallow the keys after it.
+        for (k, v) in t {
+            if tables(v) {
+                for item in v.as_array().into_iter().flatten().filter_map(Value::as_object) {
+                    out.push_str(&format!("\n[[{}]]\n", at(k)));
+                    write_table(out, &at(k), item);
+                }
             }
         }
     }
@@ -582,8 +619,17 @@ mod tests {
         let ok = declare(
             "[[policy.attributes]]\nname = \"plan\"\ntype = \"string\"\nvalues = [\"free\", \"pro\"]\nwritable_by = \"admin\"\nclaim = true\n",
         );
-        let attrs = ok.unwrap().config.policy.attributes;
+        let mut config = ok.unwrap().config;
+        let attrs = config.policy.attributes.clone();
         assert_eq!((attrs[0].name.as_str(), attrs[0].claim), ("plan", true));
+        // `config check` prints arrays of tables as TOML that reads back.
+        config.backends = vec![BackendClient { client_id: "orders".into(), client_secret: "s".repeat(40) }];
+        let shown = config.redacted_toml().unwrap();
+        assert!(shown.contains("[[backends]]") && shown.contains("[[policy.attributes]]"), "{shown}");
+        let back: serde_json::Value =
+            figment::Figment::from(figment::providers::Toml::string(&shown)).extract().unwrap();
+        assert_eq!(back["backends"][0]["client_secret"], "<redacted>");
+        assert_eq!(back["policy"]["attributes"][0]["values"], serde_json::json!(["free", "pro"]));
         for bad in [
             "[[policy.attributes]]\nname = \"sub\"\ntype = \"string\"\n",
             "[[policy.attributes]]\nname = \"Plan\"\ntype = \"string\"\n",

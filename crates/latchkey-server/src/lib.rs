@@ -136,6 +136,9 @@ impl Server {
             metrics: metrics_handle(),
             openapi: Arc::new(http::openapi_json_for(&config.policy.attributes)),
             admin_token: config.admin_token.as_deref().map(Arc::from),
+            backends: Arc::new(
+                config.backends.iter().map(|b| (b.client_id.clone(), b.client_secret.clone())).collect(),
+            ),
             trust_forwarded_for: config.trust_forwarded_for,
             database_kind: db.kind(),
             request_timeout: std::time::Duration::from_secs(config.http.request_timeout_secs.max(1)),

@@ -388,7 +388,11 @@ fn config_check_validates_and_redacts_secrets() {
     let dir = temp_dir();
     let secret = dir.join("admin-token");
     std::fs::write(&secret, "an-admin-token-that-is-long-enough-0123456789\n").unwrap();
-    std::fs::write(dir.join("latchkey.toml"), "listen = \"127.0.0.1:9999\"\nunknown_key = true\n").unwrap();
+    std::fs::write(
+        dir.join("latchkey.toml"),
+        "listen = \"127.0.0.1:9999\"\nunknown_key = true\n[[backends]]\nclient_id = \"orders\"\nclient_secret = \"backend-secret-0123456789abcdef0123\"\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["config", "check", "--config", "latchkey.toml"])
         .current_dir(&dir)
@@ -402,6 +406,7 @@ fn config_check_validates_and_redacts_secrets() {
     assert!(stdout.contains("listen = \"127.0.0.1:9999\""), "{stdout}");
     assert!(stdout.contains("admin_token = \"<redacted>\""), "{stdout}");
     assert!(!stdout.contains("hunter2") && !stdout.contains("an-admin-token"), "{stdout}");
+    assert!(stdout.contains("client_id = \"orders\"") && !stdout.contains("backend-secret"), "{stdout}");
     assert!(stderr.contains("unknown configuration key `unknown_key`"), "{stderr}");
     let bad = Command::new(BIN)
         .args(["config", "check"])

@@ -32,9 +32,10 @@ fn status(e: &AuthError) -> StatusCode {
         | AuthError::UnsupportedGrantType
         | AuthError::InvalidDpopProof { resource: false, .. } => StatusCode::BAD_REQUEST,
         AuthError::InvalidDpopProof { resource: true, .. } => StatusCode::UNAUTHORIZED,
-        AuthError::NotAuthorized | AuthError::Unauthenticated | AuthError::InsufficientAuthentication { .. } => {
-            StatusCode::UNAUTHORIZED
-        }
+        AuthError::NotAuthorized
+        | AuthError::Unauthenticated
+        | AuthError::InvalidClient
+        | AuthError::InsufficientAuthentication { .. } => StatusCode::UNAUTHORIZED,
         AuthError::Forbidden | AuthError::ContextMismatch => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
         AuthError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -71,6 +72,11 @@ impl IntoResponse for ApiError {
         match &e {
             AuthError::Unauthenticated => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // RFC 6749 §5.2: a client that tried HTTP Basic is told to.
+            AuthError::InvalidClient => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
             }
             // RFC 9449 §7.1.
             AuthError::InvalidDpopProof { resource: true, .. } => {

@@ -42,6 +42,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// A form body (`application/x-www-form-urlencoded`); a malformed one is `400 invalid_request`
+/// with the JSON error body.
+pub struct ApiForm<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Form::<T>::from_request(req, state).await {
+            Ok(axum::extract::Form(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError(AuthError::InvalidRequest(rejection.body_text()))),
+        }
+    }
+}
+
 /// Who is calling: IP (the peer, or `X-Forwarded-For` when configured) and user agent.
 pub struct Client(pub ClientContext);
 

@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod extract;
 pub mod flows;
+pub mod introspection;
 pub mod operator;
 pub mod ops;
 pub mod recovery;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub openapi: Arc<String>,
     /// The admin token, if the admin API is on.
     pub admin_token: Option<Arc<str>>,
+    /// The backends that may introspect and revoke tokens: (client id, secret).
+    pub backends: Arc<Vec<(String, String)>>,
     /// Whether `X-Forwarded-For` is trusted.
     pub trust_forwarded_for: bool,
     /// `sqlite` or `postgres`.
@@ -62,7 +65,7 @@ const USERNAME_PATTERN: &str =
     paths(
         flows::sign_up, flows::sign_in, flows::forgot_password, flows::get_flow, flows::answer_flow, flows::resend,
         recovery::start, recovery::cancel_page, recovery::cancel, recovery::cancel_from_session, recovery::cancel_from_device,
-        session::token, session::sign_out, session::me, session::sessions, session::revoke_session,
+        session::token, session::sign_out, introspection::introspect, introspection::revoke, session::me, session::sessions, session::revoke_session,
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
@@ -89,6 +92,17 @@ impl utoipa::Modify for SecuritySchemes {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "backend",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A `[[backends]]` client id and secret (or `client_id` and `client_secret` in the form)",
+                    ))
+                    .build(),
+            ),
         );
         // `Authorization` with schemes OpenAPI's `http` type does not name: described as the header.
         use utoipa::openapi::security::{ApiKey, ApiKeyValue};
@@ -307,6 +321,7 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
             .merge(session::router())
             .merge(adaptive::router())
             .merge(account::router())
+            .merge(introspection::router())
             .merge(ops::router());
     }
     if surfaces.metrics {

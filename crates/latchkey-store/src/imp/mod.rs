@@ -525,6 +525,16 @@ macro_rules! store_impl {
                 })
             }
 
+            async fn refresh_token(&self, hash: &str) -> Result<Option<(SessionId, bool)>, StoreError> {
+                let r = sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1").bind(hash)
+                    .fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.map(|r| {
+                    let used: Option<i64> = r.try_get("used_at").map_err(db_err)?;
+                    Ok((SessionId(r.try_get::<Uuid, _>("session_id").map_err(db_err)?), used.is_some()))
+                })
+                .transpose()
+            }
+
             async fn admin_role(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
                 let r = sqlx::query("SELECT role FROM admins WHERE user_id = $1").bind(user_id.0)
                     .fetch_optional(&self.pool).await.map_err(db_err)?;

@@ -48,7 +48,7 @@ pub(super) async fn aal2_session(s: &TestServer, name: &str, secret: &str) -> To
 }
 
 /// A user with an enrolled software device; returns its id, key store and TOTP secret.
-async fn with_device(s: &TestServer, name: &str) -> (String, SoftwareKeystore, String) {
+pub(super) async fn with_device(s: &TestServer, name: &str) -> (String, SoftwareKeystore, String) {
     let (t, secret) = aal2_user_and_secret(s, name).await;
     let ks = SoftwareKeystore::new();
     let (id, done) = s.client().enroll_device(&t.access_token, &ks, "Test phone", "android", PIN).await.unwrap();

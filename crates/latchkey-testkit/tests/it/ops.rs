@@ -105,6 +105,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/admin/v1/users/{username}"),
     ("patch", "/admin/v1/users/{username}"),
     ("get", "/admin/v1/users"),
+    ("post", "/v1/introspect"),
+    ("post", "/v1/revoke"),
     ("post", "/admin/v1/users"),
     ("delete", "/admin/v1/users/{username}/factors/{id}"),
     ("delete", "/admin/v1/users/{username}/devices/{id}"),
