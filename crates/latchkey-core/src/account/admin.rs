@@ -26,8 +26,7 @@ impl Admin<'_> {
     /// `GET /admin/v1/users/{username}`: the account, its factors, devices, remembered clients,
     /// live sessions and newest events.
     pub async fn show(&self, username: &str) -> Result<proto::AdminUser, AuthError> {
-        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
-        let u = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let u = self.user(username).await?;
         let account = self.auth.account();
         Ok(proto::AdminUser {
             factors: account.factors_of(&u).await?,
@@ -62,8 +61,7 @@ impl Admin<'_> {
         ctx: ClientContext,
     ) -> Result<(), AuthError> {
         by.may_change()?;
-        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
-        let mut user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let mut user = self.user(username).await?;
         let now = self.auth.now();
         let mut batch = Batch::new();
         let kind = match action {
@@ -199,8 +197,7 @@ impl Admin<'_> {
     /// `PUT /admin/v1/users/{username}/role`: give an account an admin role, or take it away.
     pub async fn set_role(&self, username: &str, role: Option<AdminRole>, by: &Operator) -> Result<(), AuthError> {
         by.may_change()?;
-        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
-        let user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let user = self.user(username).await?;
         let now = self.auth.now();
         let detail = serde_json::json!({"role": role.map(AdminRole::as_str), "admin": by.name});
         self.auth
@@ -258,7 +255,8 @@ impl Admin<'_> {
         Ok(())
     }
 
-    async fn user(&self, username: &str) -> Result<User, AuthError> {
+    /// An account by username, matched as sign-in matches it; `NotFound` otherwise.
+    pub(super) async fn user(&self, username: &str) -> Result<User, AuthError> {
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
         self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)
     }

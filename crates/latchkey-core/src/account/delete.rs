@@ -17,7 +17,6 @@ use super::Account;
 use super::admin::{Admin, Operator};
 use crate::auth::{Auth, Principal, audit};
 use crate::error::AuthError;
-use crate::identity::lookup_key;
 use crate::model::*;
 use crate::store::{Batch, Erasure, Write};
 use latchkey_proto as proto;
@@ -34,8 +33,7 @@ impl Admin<'_> {
     /// `DELETE /admin/v1/users/{username}`; `by` names the operator in the audit log.
     pub async fn delete(&self, username: &str, by: &Operator) -> Result<(), AuthError> {
         by.may_change()?;
-        let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
-        let user = self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?;
+        let user = self.user(username).await?;
         self.auth.erase_account(&user, serde_json::json!({"by": "admin", "admin": by.name})).await
     }
 }

@@ -8,7 +8,6 @@
 use super::admin::{Admin, Operator};
 use crate::clock::rfc3339;
 use crate::error::AuthError;
-use crate::identity::lookup_key;
 use crate::ids::{EventId, MessageId, UserId};
 use crate::model::{OutboxStatus, UserStatus};
 use crate::store::{AuditQuery, UserQuery};
@@ -174,10 +173,7 @@ impl Admin<'_> {
             // A deleted account is found by its id only: nothing else of it is kept.
             Some(u) => match u.parse::<UserId>() {
                 Ok(id) => Some(id),
-                Err(_) => {
-                    let key = lookup_key(u).map_err(|_| AuthError::NotFound)?;
-                    Some(self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)?.id)
-                }
+                Err(_) => Some(self.user(u).await?.id),
             },
         };
         let limit = page(f.limit)?;

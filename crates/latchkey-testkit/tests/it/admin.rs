@@ -341,6 +341,11 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy(b: Backend) 
     let html = s.raw().request("GET", "/console", None, None).await.body;
     assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
     assert!(html.contains("<script type=\"module\" src=\"/console/app.js\">"));
+    // Server values go into the page as text: the script never parses a string as markup.
+    let script = s.raw().request("GET", "/console/app.js", None, None).await.body;
+    for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+        assert!(!script.contains(sink), "the console's script uses {sink}");
+    }
 }
 
 both_stores!(
