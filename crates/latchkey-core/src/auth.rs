@@ -103,6 +103,8 @@ pub struct Auth {
     pub(crate) push_wakeup: Arc<tokio::sync::Notify>,
     /// The risk policy's operator-supplied sources (distrusted networks, GeoIP).
     pub(crate) risk: RiskSources,
+    /// The event webhook endpoints.
+    pub(crate) subscriptions: Arc<crate::subscriptions::Subscriptions>,
 }
 
 /// The collaborators of [`Auth`].
@@ -127,6 +129,8 @@ pub struct AuthParts {
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
     /// The risk policy's distrusted networks and GeoIP database.
     pub risk: RiskSources,
+    /// The configured event webhook endpoints (`[[webhooks]]`).
+    pub webhooks: Vec<crate::subscriptions::Endpoint>,
 }
 
 pub(crate) fn audit(
@@ -172,6 +176,7 @@ impl Auth {
             outbox_wakeup: p.outbox_wakeup,
             push_wakeup: Arc::new(tokio::sync::Notify::new()),
             risk: p.risk,
+            subscriptions: Arc::new(crate::subscriptions::Subscriptions::new(p.webhooks)),
         }
     }
 

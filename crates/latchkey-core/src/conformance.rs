@@ -18,6 +18,7 @@ use counters::a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_k
 use erasure::an_erased_account_leaves_nothing_personal_and_its_username_rests;
 use latchkey_proto::Channel;
 use outbox::{
+    a_webhook_endpoint_round_trips_and_leaves_with_its_undelivered_events,
     each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds, parallel_workers_never_claim_one_message_twice,
     the_outbox_is_claimed_once_retried_and_leased,
 };
@@ -632,6 +633,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         recent_recoveries_and_reports_are_found_in_the_window,
         the_session_a_flow_started_is_ended_only_for_its_account,
         an_erased_account_leaves_nothing_personal_and_its_username_rests,
+        a_webhook_endpoint_round_trips_and_leaves_with_its_undelivered_events,
     ]
 }
 

@@ -99,7 +99,6 @@ impl Sessions<'_> {
         let now = self.auth.now();
         let detail = serde_json::json!({"session_id": session.id, "backend": backend});
         self.auth
-            .store
             .apply(Batch(vec![
                 Write::RevokeSession { id: session.id, at: now, reason: "token_revoked".into() },
                 audit(now, Some(session.user_id), "token_revoked", "success", &ctx, detail),

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod crypto;
 pub mod dpop;
 pub mod error;
+pub mod events;
 pub mod factors;
 pub mod flow;
 mod flows;
@@ -24,6 +25,7 @@ pub mod secret;
 pub mod sessions;
 pub mod settings;
 pub mod store;
+pub mod subscriptions;
 pub mod tokens;
 
 pub use auth::{Auth, AuthParts};

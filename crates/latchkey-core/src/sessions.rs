@@ -144,7 +144,6 @@ impl Sessions<'_> {
                 let user = self.auth.store.user_by_id(session.user_id).await?;
                 let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
                     self.auth
-                        .store
                         .apply(Batch(vec![Write::RevokeSession {
                             id: session.id,
                             at: now,
@@ -164,13 +163,12 @@ impl Sessions<'_> {
                 for w in self.auth.moved_session(&session, &ctx, now) {
                     batch.push(w);
                 }
-                self.auth.store.apply(batch).await?;
+                self.auth.apply(batch).await?;
                 self.tokens_for(&session, &user, fresh, now)
             }
             RotateOutcome::Reused(sid) => {
                 let user = self.auth.store.session(sid).await?.map(|s| s.user_id);
                 self.auth
-                    .store
                     .apply(Batch(vec![audit(
                         now,
                         user,
@@ -285,7 +283,6 @@ impl Sessions<'_> {
         };
         let scope_name = if scope == proto::SignOutScope::All { "all" } else { "session" };
         self.auth
-            .store
             .apply(Batch(vec![
                 revoke,
                 audit(
@@ -337,7 +334,6 @@ impl Sessions<'_> {
             self.auth.store.session(id).await?.filter(|s| s.user_id == p.user.id).ok_or(AuthError::NotFound)?;
         let now = self.auth.now();
         self.auth
-            .store
             .apply(Batch(vec![
                 Write::RevokeSession { id: session.id, at: now, reason: "revoked_by_user".into() },
                 audit(

@@ -5,6 +5,7 @@ use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, Rem
 use crate::model::{
     Approval, ApprovalStatus, AuditEvent, BiometricEvidence, ClientContext, Device, Factor, Flow, LockoutPolicy,
     OutboxMessage, OutboxStatus, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, Sighting, User,
+    WebhookEndpoint,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -309,6 +310,14 @@ pub enum Write {
     },
     /// Queue a message for delivery.
     Enqueue(OutboxMessage),
+    /// Add an event webhook endpoint.
+    InsertWebhook(WebhookEndpoint),
+    /// Remove an event webhook endpoint with its undelivered messages (sent ones keep their
+    /// record, without a body).
+    DeleteWebhook {
+        /// The endpoint.
+        id: String,
+    },
     /// Record an audit event.
     Audit(AuditEvent),
 }
@@ -613,6 +622,9 @@ pub trait Store: Send + Sync + 'static {
         before: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The event webhook endpoints made through the admin API, oldest first.
+    async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError>;
 
     /// The account's admin role, if it has one.
     async fn admin_role(&self, user_id: UserId) -> Result<Option<String>, StoreError>;

@@ -209,3 +209,44 @@ pub struct Invitation {
     /// When the invitation stops working (RFC 3339).
     pub expires_at: String,
 }
+
+/// `POST /admin/v1/webhooks`: subscribe an endpoint to events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// Where events are POSTed: `https://`, or `http://` to `localhost` only.
+    #[cfg_attr(feature = "openapi", schema(min_length = 9, max_length = 2048))]
+    pub url: String,
+    /// The events (`user.created`, `sign_in.failed`, …; docs/integrations.md lists them).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 16))]
+    pub events: Vec<String>,
+}
+
+/// An event webhook endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Webhook {
+    /// `ep_…` for one made through the API; the configuration's `id` for a configured one.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The events it receives.
+    pub events: Vec<String>,
+    /// `api` (made through the admin API) or `config` (in the configuration: change it there).
+    pub source: String,
+    /// When it was made (RFC 3339); `null` for a configured one.
+    pub created_at: Option<String>,
+    /// The signing secret (`whsec_…`, Standard Webhooks), only in the answer to `POST`: keep it,
+    /// it is never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `GET /admin/v1/webhooks`: every endpoint, configured ones first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookList {
+    /// The endpoints.
+    pub webhooks: Vec<Webhook>,
+}

@@ -27,6 +27,9 @@ pub struct Config {
     /// a backend: `[[backends]] client_id = "orders", client_secret = "…"` (at least 32
     /// characters).
     pub backends: Vec<BackendClient>,
+    /// Event webhook endpoints besides those made through the admin API: `[[webhooks]] id =
+    /// "billing", url = "https://…", events = ["user.created"], secret = "whsec_…"`.
+    pub webhooks: Vec<WebhookConfig>,
     /// Serve HTTPS with this PEM certificate chain (with `tls_key`); reloaded when it changes.
     pub tls_cert: Option<PathBuf>,
     /// The certificate's PEM private key.
@@ -155,6 +158,7 @@ impl Default for Config {
             public_url: None,
             admin_token: None,
             backends: vec![],
+            webhooks: vec![],
             tls_cert: None,
             tls_key: None,
             tls_reload_secs: 10,
@@ -371,6 +375,31 @@ impl Config {
                 anyhow::bail!("backends: each needs its own client_id and a client_secret of at least 32 characters");
             }
         }
+        let mut ids = std::collections::HashSet::new();
+        for w in &self.webhooks {
+            let id_ok = !w.id.is_empty()
+                && w.id.len() <= 40
+                && !w.id.starts_with("ep_")
+                && w.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !id_ok || !ids.insert(w.id.as_str()) {
+                anyhow::bail!(
+                    "webhooks: each needs its own id of 1–40 characters a-z, 0-9, _ or -, not starting with ep_"
+                );
+            }
+            if let Some(problem) = latchkey_core::events::endpoint_problem(&w.url, &w.events) {
+                anyhow::bail!("webhooks.{}: {problem}", w.id);
+            }
+            let key = w.secret.strip_prefix("whsec_").map(|k| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(k)
+            });
+            if !matches!(key, Some(Ok(k)) if k.len() >= 24) {
+                anyhow::bail!(
+                    "webhooks.{}: secret must be whsec_ and the base64 of at least 24 random bytes (whsec_$(openssl rand -base64 32) is one)",
+                    w.id
+                );
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for a in &self.policy.attributes {
             if let Some(problem) = a.problem() {
@@ -445,6 +474,11 @@ impl Config {
                 b["client_secret"] = serde_json::Value::String("<redacted>".into());
             }
         }
+        if let Some(hooks) = v.get_mut("webhooks").and_then(|b| b.as_array_mut()) {
+            for h in hooks {
+                h["secret"] = serde_json::Value::String("<redacted>".into());
+            }
+        }
         if let Some(obj) = v.as_object_mut() {
             for k in SECRET_KEYS {
                 if let Some(val) = obj.get_mut(*k)
@@ -468,6 +502,33 @@ pub struct BackendClient {
     pub client_id: String,
     /// Its secret (HTTP Basic password, or `client_secret`).
     pub client_secret: String,
+}
+
+/// An event webhook endpoint in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Its id (a-z, 0-9, `_`, `-`): the `to` of its outbox messages.
+    pub id: String,
+    /// Where events are POSTed: `https://`, or `http://` to localhost.
+    pub url: String,
+    /// The events it receives.
+    pub events: Vec<String>,
+    /// The Standard Webhooks signing secret, `whsec_<base64>`.
+    pub secret: String,
+}
+
+impl WebhookConfig {
+    /// As the domain knows it.
+    pub fn endpoint(&self) -> latchkey_core::events::Endpoint {
+        latchkey_core::events::Endpoint {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            secret: self.secret.clone(),
+            created_at: None,
+        }
+    }
 }
 
 fn unknown_keys(prefix: &str, raw: &serde_json::Value, known: &serde_json::Value, out: &mut Vec<String>) {

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod delivery;
 pub mod dpop;
+pub mod events;
 pub mod http;
 pub mod jwt;
 pub mod keys;
@@ -120,6 +121,7 @@ impl Server {
             routes: delivery::routes(config),
             outbox_wakeup: wakeup.clone(),
             risk,
+            webhooks: config.webhooks.iter().map(config::WebhookConfig::endpoint).collect(),
         });
         let worker = worker::Worker {
             store,

@@ -4,6 +4,10 @@
 //! items 1–2). A message's lease is short and renewed while its send is in flight, so a message
 //! claimed by a replica that died is re-sent after `outbox.lease_secs`, not a minute later.
 //! Any number of replicas run a worker: claims are atomic in the database.
+//!
+//! Event webhook endpoints (issue 15) are lanes too, one per endpoint (`event:<id>`), started
+//! and stopped as endpoints come and go: one receiver that hangs or fails holds only its own
+//! events.
 
 use crate::config::OutboxConfig;
 use crate::delivery::{DEV, Senders, all_providers, backoff};
@@ -12,7 +16,7 @@ use latchkey_core::crypto::Keys;
 use latchkey_core::ids::MessageId;
 use latchkey_core::model::OutboxMessage;
 use latchkey_core::store::Store;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -43,11 +47,13 @@ struct Shared {
     keys: Keys,
     senders: Senders,
     config: OutboxConfig,
+    auth: latchkey_core::Auth,
+    events_http: reqwest::Client,
 }
 
 /// One lane: the providers it claims for, and its own wake-up.
 struct Lane {
-    providers: Vec<&'static str>,
+    providers: Vec<String>,
     wakeup: Arc<Notify>,
     poll: Duration,
 }
@@ -57,27 +63,42 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
         let configured = self.senders.configured();
-        let mut lanes: Vec<Lane> =
-            configured.iter().map(|p| Lane { providers: vec![*p], wakeup: Arc::new(Notify::new()), poll }).collect();
+        let mut lanes: Vec<Lane> = configured
+            .iter()
+            .map(|p| Lane { providers: vec![(*p).to_owned()], wakeup: Arc::new(Notify::new()), poll })
+            .collect();
         // Messages queued for a provider this replica does not have (another replica's, or one
         // since removed from the configuration): looked at rarely; they fail as "not configured"
         // and end `dead` with that reason unless a replica that has the provider takes them.
         let wakeups: Vec<Arc<Notify>> = lanes.iter().map(|l| l.wakeup.clone()).collect();
-        let rest: Vec<&'static str> = all_providers().filter(|p| !configured.contains(p)).collect();
+        let rest: Vec<String> = all_providers().filter(|p| !configured.contains(p)).map(str::to_owned).collect();
         if !rest.is_empty() {
             lanes.push(Lane { providers: rest, wakeup: Arc::new(Notify::new()), poll: poll * 20 });
         }
+        let timeout = Duration::from_secs(self.config.send_timeout_secs.max(1));
+        let events_http = match crate::events::client(timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot build the webhook client; events are not delivered");
+                reqwest::Client::new()
+            }
+        };
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             clock: self.clock.clone(),
             keys: self.keys,
             senders: self.senders,
             config: self.config.clone(),
+            auth: self.auth.clone(),
+            events_http,
         });
         let mut tasks = JoinSet::new();
         for lane in lanes {
             tasks.spawn(lane.run(shared.clone(), shutdown.clone()));
         }
+        // Event endpoints' lanes: each with its own wake-up and stop signal.
+        let mut event_lanes: HashMap<String, (Arc<Notify>, watch::Sender<bool>)> = HashMap::new();
+        sync_event_lanes(&shared, &mut event_lanes, &mut tasks, poll).await;
         let mut last_purge = self.clock.now();
         let mut last_sweep = self.clock.now();
         loop {
@@ -85,7 +106,7 @@ impl Worker {
                 _ = self.wakeup.notified() => {
                     // One queued message wakes every lane; each claims only its own. (No
                     // `continue`: under steady traffic the housekeeping below must still run.)
-                    for w in &wakeups {
+                    for w in wakeups.iter().chain(event_lanes.values().map(|(w, _)| w)) {
                         w.notify_one();
                     }
                 }
@@ -95,6 +116,7 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            sync_event_lanes(&shared, &mut event_lanes, &mut tasks, poll).await;
             let now = self.clock.now();
             if now - last_sweep >= time::Duration::minutes(1) {
                 last_sweep = now;
@@ -107,7 +129,46 @@ impl Worker {
                 }
             }
         }
+        for (_, stop) in event_lanes.values() {
+            let _ = stop.send(true);
+        }
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Start a lane for every event endpoint that has none, and stop those whose endpoint is gone
+/// (its undelivered events were deleted with it).
+async fn sync_event_lanes(
+    shared: &Arc<Shared>,
+    lanes: &mut HashMap<String, (Arc<Notify>, watch::Sender<bool>)>,
+    tasks: &mut JoinSet<()>,
+    poll: Duration,
+) {
+    let endpoints = match shared.auth.webhook_endpoints().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox: cannot read the webhook endpoints");
+            return;
+        }
+    };
+    let providers: HashSet<String> = endpoints.iter().map(|e| e.provider()).collect();
+    lanes.retain(|p, (_, stop)| {
+        let keep = providers.contains(p);
+        if !keep {
+            let _ = stop.send(true);
+        }
+        keep
+    });
+    for p in providers {
+        if lanes.contains_key(&p) {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let wakeup = Arc::new(Notify::new());
+        let lane = Lane { providers: vec![p.clone()], wakeup: wakeup.clone(), poll };
+        tasks.spawn(lane.run(shared.clone(), stopped));
+        wakeup.notify_one();
+        lanes.insert(p, (wakeup, stop));
     }
 }
 
@@ -246,6 +307,15 @@ impl Shared {
         }
     }
 
+    async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
+        if !m.provider.starts_with(latchkey_core::events::PROVIDER_PREFIX) {
+            return self.senders.send(m, body, now_unix).await;
+        }
+        let endpoints = self.auth.webhook_endpoints().await.map_err(|e| e.to_string())?;
+        let endpoint = endpoints.iter().find(|e| e.id == m.to).ok_or_else(|| format!("endpoint {} is gone", m.to))?;
+        crate::events::send(&self.events_http, endpoint, m, body, now_unix).await
+    }
+
     async fn deliver(&self, m: OutboxMessage) {
         let now = self.clock.now();
         let body = m
@@ -256,7 +326,7 @@ impl Shared {
             .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()));
         let deadline = Duration::from_secs(self.config.send_timeout_secs.max(1));
         let result = match body {
-            Ok(body) => tokio::time::timeout(deadline, self.senders.send(&m, &body, now.unix_timestamp()))
+            Ok(body) => tokio::time::timeout(deadline, self.send(&m, &body, now.unix_timestamp()))
                 .await
                 .unwrap_or_else(|_| Err(format!("{}: no answer within {} s", m.provider, deadline.as_secs()))),
             Err(e) => Err(format!("cannot open message body: {e}")),

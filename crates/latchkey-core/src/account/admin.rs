@@ -102,7 +102,7 @@ impl Admin<'_> {
             &ctx,
             serde_json::json!({"admin": by.name}),
         ));
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         Ok(())
     }
 }
@@ -229,7 +229,7 @@ impl Admin<'_> {
         let factor = factors.iter().find(|f| f.id == id).ok_or(AuthError::NotFound)?;
         let account = self.auth.account();
         let batch = account.factor_removal(&user, &factors, factor, self.auth.now(), &ctx, Some(&by.name))?;
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
@@ -250,13 +250,19 @@ impl Admin<'_> {
         let device = device.filter(|d| d.user_id == user.id && d.revoked_at.is_none()).ok_or(AuthError::NotFound)?;
         let account = self.auth.account();
         let batch = account.device_removal(&user, &device, self.auth.now(), &ctx, Some(&by.name))?;
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 
     /// An account by username, matched as sign-in matches it; `NotFound` otherwise.
+    /// An account by its username, or by its id (what event webhooks and the audit log carry).
     pub(super) async fn user(&self, username: &str) -> Result<User, AuthError> {
+        if let Ok(id) = username.parse::<UserId>()
+            && let Some(u) = self.auth.store.user_by_id(id).await?
+        {
+            return Ok(u);
+        }
         let key = lookup_key(username).map_err(|_| AuthError::NotFound)?;
         self.auth.store.user_by_username(&key).await?.ok_or(AuthError::NotFound)
     }

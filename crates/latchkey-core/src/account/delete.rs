@@ -85,7 +85,7 @@ impl Auth {
             &ClientContext::default(),
             by,
         ));
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         // Best effort: the rows are gone either way; this only shortens how long their old
         // versions linger in the database's files (a busy SQLite checkpoints later by itself).
         let _ = self.store.scrub().await;

@@ -53,7 +53,7 @@ impl Account<'_> {
     pub async fn revoke_device(&self, p: &Principal, id: DeviceId, ctx: ClientContext) -> Result<(), AuthError> {
         let device = self.auth.live_device_of(p, id).await?;
         let batch = self.device_removal(&p.user, &device, self.auth.now(), &ctx, None)?;
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
@@ -122,7 +122,7 @@ impl Account<'_> {
         for m in self.auth.notification(&p.user, &subject, &notice, now)? {
             batch.push(Write::Enqueue(m));
         }
-        match self.auth.store.apply(batch).await {
+        match self.auth.apply(batch).await {
             Err(StoreError::Conflict("device")) => return Err(AuthError::NotFound),
             other => other?,
         }

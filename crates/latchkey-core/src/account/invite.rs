@@ -89,7 +89,7 @@ impl Admin<'_> {
         }
         let detail = serde_json::json!({"admin": by.name, "flow_id": flow_id, "role": role.map(AdminRole::as_str)});
         batch.push(audit(now, Some(user.id), "admin_invite", "success", &ctx, detail));
-        match auth.store.apply(batch).await {
+        match auth.apply(batch).await {
             Ok(()) => {}
             Err(StoreError::Conflict("username")) => return Err(AuthError::UsernameExists),
             Err(e) => return Err(e.into()),

@@ -25,9 +25,11 @@ mod operator;
 mod password;
 mod profile;
 mod remembered;
+mod webhooks;
 
 pub use admin::{AdminAction, AdminRole, Operator};
 pub use operator::{AuditFilter, FACTOR_FILTERS, UserFilter};
+pub use webhooks::MAX_ENDPOINTS;
 
 /// The signed-in user's account: a room of the service, borrowing its shared context.
 pub struct Account<'a> {
@@ -65,7 +67,7 @@ impl Account<'_> {
         let codes = self.auth.new_recovery_codes(p).await?;
         let mut batch = Batch::new();
         self.auth.recovery_codes_writes(&p.user, &codes, self.auth.now(), &ctx, &mut batch).await?;
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(proto::RecoveryCodes { codes })
     }
@@ -91,7 +93,7 @@ impl Account<'_> {
             ));
         }
         let batch = self.factor_removal(&p.user, &factors, factor, now, &ctx, None)?;
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
@@ -178,7 +180,7 @@ impl Account<'_> {
         for m in self.auth.notification(&p.user, &subject, &body, now)? {
             batch.push(Write::Enqueue(m));
         }
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         self.auth.outbox_wakeup.notify_one();
         Ok(())
     }

@@ -42,8 +42,7 @@ impl Account<'_> {
                 }
                 if !auth.hasher.verify(&normalize(current), Some(hash)).await? {
                     let detail = serde_json::json!({"session_id": p.session.id});
-                    auth.store
-                        .apply(Batch(vec![audit(now, Some(user.id), "password_change", "failure", &ctx, detail)]))
+                    auth.apply(Batch(vec![audit(now, Some(user.id), "password_change", "failure", &ctx, detail)]))
                         .await?;
                     return Err(AuthError::NotAuthorized);
                 }
@@ -89,7 +88,7 @@ impl Account<'_> {
         for m in auth.notify_everywhere(user, &subject, &body, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
-        auth.store.apply(batch).await?;
+        auth.apply(batch).await?;
         auth.outbox_wakeup.notify_one();
         Ok(proto::PasswordChanged { other_sessions_ended: ended })
     }

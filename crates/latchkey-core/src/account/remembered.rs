@@ -85,7 +85,7 @@ impl Account<'_> {
             &ctx,
             serde_json::json!({"remembered_client_id": client.id, "session_id": p.session.id}),
         ));
-        self.auth.store.apply(batch).await?;
+        self.auth.apply(batch).await?;
         Ok(info(client))
     }
 

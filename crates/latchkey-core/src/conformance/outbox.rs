@@ -106,3 +106,33 @@ pub async fn parallel_workers_never_claim_one_message_twice(store: Arc<dyn Store
     all.dedup();
     assert_eq!((n, all.len()), (20, 20));
 }
+
+pub async fn a_webhook_endpoint_round_trips_and_leaves_with_its_undelivered_events(store: Arc<dyn Store>) {
+    let ep = |id: &str, at| WebhookEndpoint {
+        id: id.into(),
+        url: format!("https://hooks.example.com/{id}"),
+        events: vec!["user.created".into(), "user.deleted".into()],
+        secret_sealed: format!("sealed-{id}"),
+        created_at: at,
+    };
+    let (a, b) = (ep("ep_a", T0 + Duration::seconds(1)), ep("ep_b", T0));
+    one(store.as_ref(), Write::InsertWebhook(a.clone())).await;
+    one(store.as_ref(), Write::InsertWebhook(b.clone())).await;
+    assert_eq!(store.webhook_endpoints().await.unwrap(), vec![b.clone(), a.clone()], "oldest first");
+    assert!(store.apply(Batch(vec![Write::InsertWebhook(a.clone())])).await.is_err(), "ids are unique");
+    // Three events for a: one delivered, one pending, one dead; one for b.
+    let (sent, pending, dead, other) =
+        (message("event:ep_a"), message("event:ep_a"), message("event:ep_a"), message("event:ep_b"));
+    for m in [&sent, &pending, &dead, &other] {
+        one(store.as_ref(), Write::Enqueue(m.clone())).await;
+    }
+    store.claim_outbox("event:ep_a", T0, 10, Duration::seconds(60)).await.unwrap();
+    store.outbox_sent(sent.id, T0, false).await.unwrap();
+    store.outbox_failed(dead.id, "answered 500", None).await.unwrap();
+    store.outbox_failed(pending.id, "answered 500", Some(T0 + Duration::seconds(5))).await.unwrap();
+    one(store.as_ref(), Write::DeleteWebhook { id: "ep_a".into() }).await;
+    assert_eq!(store.webhook_endpoints().await.unwrap(), vec![b]);
+    let left: Vec<MessageId> = store.outbox_messages(Some("event:ep_a")).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(left, vec![sent.id], "only the delivered record stays");
+    assert_eq!(store.outbox_messages(Some("event:ep_b")).await.unwrap().len(), 1, "another endpoint's stay");
+}

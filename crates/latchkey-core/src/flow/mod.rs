@@ -145,7 +145,7 @@ impl Auth {
             ctx,
             serde_json::json!({"flow_id": flow.id, "reason": "too_many_attempts"}),
         ));
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -158,7 +158,7 @@ impl Auth {
 
     /// Commit a transition; if another request won the race, answer as the flow now stands.
     pub(crate) async fn commit(&self, batch: Batch, flow_id: FlowId) -> Result<(), AuthError> {
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict("flow")) => {
                 let now = self.store.flow(flow_id).await?;
@@ -284,7 +284,7 @@ impl Auth {
     ) -> Result<FlowOutcome, AuthError> {
         let outcome = if replay { "replay" } else { "failure" };
         let event = audit(now, flow.user_id, step, outcome, ctx, serde_json::json!({"flow_id": flow.id}));
-        self.store.apply(Batch(vec![event])).await?;
+        self.apply(Batch(vec![event])).await?;
         if attempts >= self.settings.flows.max_attempts {
             return self.deny(flow, step, now, ctx).await;
         }

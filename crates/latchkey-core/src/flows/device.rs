@@ -271,7 +271,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id}),
         ));
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         self.outbox_wakeup.notify_one();
         Ok(Self::outcome(flow, vec![StepEvent { step: "sms_code", outcome: "issued" }]))
     }
@@ -309,7 +309,7 @@ impl Auth {
         );
         let mut batch = Batch(record.into_iter().collect());
         batch.push(Write::InsertFlow(flow.clone())).push(event);
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         Ok(Self::outcome(flow, vec![StepEvent { step: "device_signature", outcome: "issued" }]))
     }
 
@@ -408,7 +408,7 @@ impl Auth {
             }
             let (next, tokens, _) =
                 self.finish_step_up(&flow, &user, amr, Some(step), su, now, &ctx, &mut batch).await?;
-            match self.store.apply(batch).await {
+            match self.apply(batch).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict("device")) => {
                     return self.refuse(&flow, step, attempts, false, now, &ctx).await;
@@ -440,7 +440,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "session_id": session.id, "device_id": device.id, "amr": amr}),
         ));
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             // Revoked while this answer was in flight.
             Err(StoreError::Conflict("device")) => return self.refuse(&flow, step, attempts, false, now, &ctx).await,
@@ -531,7 +531,7 @@ impl Auth {
         for m in self.notification(&user, &subject, &notice, now)? {
             batch.push(Write::Enqueue(m));
         }
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             Err(StoreError::Conflict("device")) => return self.refuse(&flow, step, attempts, false, now, &ctx).await,
             Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),

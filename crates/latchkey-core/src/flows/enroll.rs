@@ -85,7 +85,7 @@ impl Auth {
             ctx,
             serde_json::json!({"flow_id": flow.id, "type": kind}),
         ));
-        self.store.apply(Batch(writes)).await?;
+        self.apply(Batch(writes)).await?;
         self.outbox_wakeup.notify_one();
         let step = flow.state.step_name();
         Ok(Self::outcome(flow, vec![StepEvent { step, outcome: "issued" }]))
@@ -165,7 +165,7 @@ impl Auth {
         now: OffsetDateTime,
         ctx: &ClientContext,
     ) -> Result<Option<FlowOutcome>, AuthError> {
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Err(StoreError::Conflict("totp_step")) => {
                 Ok(Some(self.refuse(flow, flow.state.step_name(), attempts, true, now, ctx).await?))
             }

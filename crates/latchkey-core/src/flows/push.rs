@@ -195,7 +195,7 @@ impl Auth {
     /// moved it first, a read does not fail: the flow as it now stands is the answer (`done`
     /// without tokens, or `denied`). `Ok(None)`: this request made the transition.
     async fn commit_or_current(&self, batch: Batch, flow_id: FlowId) -> Result<Option<Flow>, AuthError> {
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => Ok(None),
             Err(StoreError::Conflict("flow")) => {
                 Ok(Some(self.store.flow(flow_id).await?.ok_or(AuthError::FlowNotFound)?))
@@ -291,7 +291,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"device_id": device.id, "provider": r.provider}),
         ));
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Err(StoreError::Conflict("device")) => Err(AuthError::Unauthenticated),
             other => Ok(other?),
         }
@@ -379,7 +379,7 @@ impl Auth {
                 batch.push(Write::Enqueue(m));
             }
         }
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             Err(StoreError::Conflict("approval")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),

@@ -172,7 +172,7 @@ impl Auth {
             ctx,
             serde_json::json!({"flow_id": flow.id, "step": step}),
         ));
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         self.outbox_wakeup.notify_one();
         Ok(Self::outcome(flow, vec![StepEvent { step, outcome: "issued" }]))
     }
@@ -632,7 +632,7 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id, "via": via}),
             ));
-            match self.store.apply(batch).await {
+            match self.apply(batch).await {
                 Ok(()) => cancelled += 1,
                 Err(StoreError::Conflict("flow")) => {}
                 Err(e) => return Err(e.into()),
@@ -642,7 +642,7 @@ impl Auth {
             let (subject, body) = self.text(user.profile.locale.as_deref(), "recovery_cancelled", &[]);
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
             let notices = self.notify_everywhere(user, &subject, &body, &data, None, now).await?;
-            self.store.apply(Batch(notices.into_iter().map(Write::Enqueue).collect())).await?;
+            self.apply(Batch(notices.into_iter().map(Write::Enqueue).collect())).await?;
             self.outbox_wakeup.notify_one();
         }
         Ok(cancelled)

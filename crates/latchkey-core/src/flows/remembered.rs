@@ -92,7 +92,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "remembered_client_id": client_id, "amr": REMEMBERED_AMR}),
         ));
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             // Forgotten or expired while this answer was in flight.
             Err(StoreError::Conflict("remembered_client")) => {

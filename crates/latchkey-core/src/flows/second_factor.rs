@@ -489,7 +489,7 @@ impl Auth {
         for message in self.notification(&user, &subject, &body, now)? {
             batch.push(Write::Enqueue(message));
         }
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             Err(StoreError::Conflict("recovery_code")) => {
                 let replay = codes.iter().any(|c| c.mac == mac);

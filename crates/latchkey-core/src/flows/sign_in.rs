@@ -51,7 +51,7 @@ impl Auth {
         if let Reservation::Locked(until) =
             self.store.reserve_failure(&key, PASSWORD, now, &self.settings.limits.password).await?
         {
-            self.store.apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))])).await?;
+            self.apply(Batch(vec![audit(now, None, "sign_in", "locked", &ctx, serde_json::json!({}))])).await?;
             // At the hard cap only a reset helps; the longest delay is the hint not to hammer.
             let retry_after_secs = until.map_or(self.settings.limits.password.max_delay_secs, |t| retry_after(now, t));
             return Err(AuthError::LimitExceeded { retry_after_secs, limit: "password_lockout" });
@@ -72,7 +72,7 @@ impl Auth {
                 let uid = other.map(|u| u.id);
                 let mut batch = Batch(record.into_iter().collect());
                 batch.push(audit(now, uid, "sign_in", "failure", &ctx, serde_json::json!({"method": "pwd"})));
-                self.store.apply(batch).await?;
+                self.apply(batch).await?;
                 return Err(AuthError::NotAuthorized);
             }
         };
@@ -124,7 +124,7 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id}),
             ));
-            self.store.apply(batch).await?;
+            self.apply(batch).await?;
             self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
@@ -148,7 +148,7 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id}),
             ));
-            self.store.apply(batch).await?;
+            self.apply(batch).await?;
             self.outbox_wakeup.notify_one();
             let events = vec![
                 StepEvent { step: "password", outcome: "verified" },
@@ -181,7 +181,7 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id, "step": step}),
             ));
-            self.store.apply(batch).await?;
+            self.apply(batch).await?;
             self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "password", outcome: "verified" }, start.event]));
         }
@@ -203,7 +203,7 @@ impl Auth {
                 &ctx,
                 serde_json::json!({"flow_id": flow.id}),
             ));
-            self.store.apply(batch).await?;
+            self.apply(batch).await?;
             return Ok(Self::outcome(flow, vec![StepEvent { step: "new_password", outcome: "issued" }]));
         }
 
@@ -225,7 +225,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
         ));
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         self.outbox_wakeup.notify_one();
         Ok(FlowOutcome {
             flow: done,
@@ -256,7 +256,7 @@ impl Auth {
                 batch.push(w);
             }
         }
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         self.outbox_wakeup.notify_one();
         Err(AuthError::NotAuthorized)
     }

@@ -118,7 +118,7 @@ impl Auth {
             .push(Write::InsertFlow(flow.clone()))
             .push(Write::Enqueue(message))
             .push(audit(now, Some(user.id), "sign_up", "success", &ctx, serde_json::json!({"flow_id": flow.id})));
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             // Another request took the username between our read and our write.
             Err(StoreError::Conflict("username")) => {
@@ -162,7 +162,7 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id}),
         ));
-        self.store.apply(batch).await?;
+        self.apply(batch).await?;
         Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
     }
 

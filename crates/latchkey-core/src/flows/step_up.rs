@@ -96,7 +96,7 @@ impl Auth {
                 let detail = serde_json::json!({"flow_id": flow_id, "reasons": risk.reasons});
                 batch.push(audit(now, Some(p.user.id), "step_up", "denied", &ctx, detail));
             }
-            self.store.apply(batch).await?;
+            self.apply(batch).await?;
         }
         if risk.action == RiskAction::Deny {
             return Err(AuthError::Forbidden);

@@ -124,7 +124,7 @@ impl Auth {
         for m in self.notify_everywhere(&user, &subject_line, &body, &data, None, now).await? {
             batch.push(Write::Enqueue(m));
         }
-        match self.store.apply(batch).await {
+        match self.apply(batch).await {
             Ok(()) => {}
             Err(StoreError::Conflict("used_once")) => return Err(refused()),
             Err(e) => return Err(e.into()),
@@ -191,7 +191,7 @@ impl Auth {
             for m in self.notify_everywhere(&user, &subject, &body, &data, None, now).await? {
                 batch.push(Write::Enqueue(m));
             }
-            match self.store.apply(batch).await {
+            match self.apply(batch).await {
                 Ok(()) => {
                     self.outbox_wakeup.notify_one();
                     return Ok(proto::UndoOutcome { outcome: "sign_in_ended".into() });

@@ -409,6 +409,22 @@ pub struct OutboxMessage {
     pub sent_at: Option<OffsetDateTime>,
 }
 
+/// An event webhook endpoint made through the admin API, as stored (configured ones live in the
+/// configuration only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// `ep_…`.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The events it subscribes to.
+    pub events: Vec<String>,
+    /// The `whsec_…` signing secret, sealed (`Keys::seal` with the id as associated data).
+    pub secret_sealed: String,
+    /// Made.
+    pub created_at: OffsetDateTime,
+}
+
 /// An audit event. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {

@@ -13,6 +13,7 @@ pub mod operator;
 pub mod ops;
 pub mod recovery;
 pub mod session;
+pub mod webhooks;
 
 use crate::jwt::JwtSigner;
 use axum::Router;
@@ -73,6 +74,7 @@ const USERNAME_PATTERN: &str =
         device::approvals, device::approval, device::answer, device::push_token,
         admin::show, admin::delete_user, admin::update_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         admin::reset_factor, admin::revoke_user_device, operator::list_users, operator::invite, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,
+        webhooks::create, webhooks::list, webhooks::show, webhooks::remove,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
     modifiers(&SecuritySchemes, &ResponseDescriptions),
@@ -328,7 +330,8 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
         routes = routes.merge(ops::metrics());
     }
     if surfaces.admin {
-        routes = routes.merge(admin::router()).merge(operator::router()).merge(console::router());
+        routes =
+            routes.merge(admin::router()).merge(operator::router()).merge(webhooks::router()).merge(console::router());
         // On a listener of its own, the console still signs in through the flows.
         if !surfaces.api {
             routes = routes.merge(flows::router()).merge(session::router());

@@ -535,6 +535,23 @@ macro_rules! store_impl {
                 .transpose()
             }
 
+            async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
+                let rows = sqlx::query("SELECT id, url, events, secret_sealed, created_at FROM webhook_endpoints ORDER BY created_at, id")
+                    .fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let events: String = r.try_get("events").map_err(db_err)?;
+                        Ok(WebhookEndpoint {
+                            id: r.try_get("id").map_err(db_err)?,
+                            url: r.try_get("url").map_err(db_err)?,
+                            events: serde_json::from_str(&events).map_err(|_| corrupt("webhook events"))?,
+                            secret_sealed: r.try_get("secret_sealed").map_err(db_err)?,
+                            created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn admin_role(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
                 let r = sqlx::query("SELECT role FROM admins WHERE user_id = $1").bind(user_id.0)
                     .fetch_optional(&self.pool).await.map_err(db_err)?;

@@ -307,6 +307,18 @@ macro_rules! store_writes {
                             .bind(us(m.created_at)).bind(m.sent_at.map(us))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
+                    Write::InsertWebhook(e) => {
+                        let events = serde_json::to_string(&e.events).map_err(|_| corrupt("webhook events"))?;
+                        sqlx::query("INSERT INTO webhook_endpoints (id, url, events, secret_sealed, created_at) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&e.id).bind(&e.url).bind(events).bind(&e.secret_sealed).bind(us(e.created_at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
+                    Write::DeleteWebhook { id } => {
+                        sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(&id).execute(&mut **tx).await.map_err(db_err)?;
+                        sqlx::query("DELETE FROM outbox WHERE provider = $1 AND status <> 'sent'")
+                            .bind(format!("{}{id}", latchkey_core::events::PROVIDER_PREFIX))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                    }
                     Write::Audit(e) => {
                         sqlx::query("INSERT INTO audit_events (id, at, user_id, kind, outcome, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                             .bind(e.id.0).bind(us(e.at)).bind(e.user_id.map(|u| u.0)).bind(&e.kind).bind(&e.outcome)

@@ -49,3 +49,4 @@ mod tokens;
 mod totp;
 mod transport;
 mod vectors;
+mod webhooks;

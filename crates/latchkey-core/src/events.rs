@@ -1,0 +1,121 @@
+//! Event webhooks (issue 15, item 1): what the audit log records, told to the app's backend.
+//!
+//! An event is not a second record of what happened: it is derived from the audit event a change
+//! writes, and queued in the outbox **in the same transaction** ([`Auth::apply`]). A change that
+//! commits is told to every subscribed endpoint, at least once; one that rolls back is told to
+//! none. Each endpoint is an outbox provider of its own (`event:<id>`), so the worker gives it a
+//! lane of its own: one slow or dead receiver delays no one else.
+//!
+//! Payloads carry ids and facts (the audit event's kind, outcome, address, user agent and
+//! detail, which never hold a secret), never passwords, codes, TOTP secrets or tokens.
+
+use crate::auth::Auth;
+use crate::clock::rfc3339;
+use crate::ids::{MessageId, UserId};
+use crate::model::{AuditEvent, OutboxMessage, OutboxStatus, User};
+use crate::store::{Batch, StoreError, Write};
+use std::sync::Arc;
+
+pub use crate::subscriptions::{
+    CHANNEL, EVENT_TYPES, Endpoint, PROVIDER_PREFIX, REFRESH, Subscriptions, endpoint_problem, event_type, new_secret,
+    sealed,
+};
+
+/// The payload of one event (Standard Webhooks' `type`, `timestamp`, `data`).
+fn payload(kind: &str, a: &AuditEvent, username: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "type": kind,
+        "timestamp": rfc3339(a.at),
+        "data": {
+            "event_id": a.id.to_string(),
+            "user_id": a.user_id.map(|u| u.to_string()),
+            "username": username,
+            "outcome": a.outcome,
+            "ip": a.ip,
+            "user_agent": a.user_agent,
+            "detail": a.detail,
+        }
+    })
+}
+
+impl Auth {
+    /// Apply a batch, with an event message for every subscribed endpoint of every audit event in
+    /// it that is an event: one transaction, so an event is queued if and only if its change
+    /// commits. Every write of the domain goes through here.
+    pub(crate) async fn apply(&self, mut batch: Batch) -> Result<(), StoreError> {
+        let queued = self.fan_out(&mut batch).await?;
+        self.store.apply(batch).await?;
+        if queued {
+            self.outbox_wakeup.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The endpoints events go to (the worker gives each a lane; its sender signs with the
+    /// secret).
+    pub async fn webhook_endpoints(&self) -> Result<Arc<Vec<Endpoint>>, StoreError> {
+        self.subscriptions.current(self.store.as_ref(), &self.keys).await
+    }
+
+    async fn fan_out(&self, batch: &mut Batch) -> Result<bool, StoreError> {
+        let events: Vec<(&'static str, AuditEvent)> = batch
+            .0
+            .iter()
+            .filter_map(|w| match w {
+                Write::Audit(a) => event_type(&a.kind, &a.outcome).map(|t| (t, a.clone())),
+                _ => None,
+            })
+            .collect();
+        if events.is_empty() {
+            return Ok(false);
+        }
+        let endpoints = self.webhook_endpoints().await?;
+        let mut queued = false;
+        for (kind, a) in events {
+            let to: Vec<&Endpoint> = endpoints.iter().filter(|e| e.events.iter().any(|x| x == kind)).collect();
+            if to.is_empty() {
+                continue;
+            }
+            let username = match a.user_id {
+                Some(id) => self.username_of(batch, id).await?,
+                None => None,
+            };
+            let body = payload(kind, &a, username.as_deref()).to_string();
+            for e in to {
+                let id = MessageId::new();
+                let body_sealed = self
+                    .keys
+                    .seal(self.rng.as_ref(), &id.to_string(), body.as_bytes())
+                    .map_err(|e| StoreError::Corrupt(format!("cannot seal an event: {e}")))?;
+                batch.push(Write::Enqueue(OutboxMessage {
+                    id,
+                    channel: CHANNEL.into(),
+                    provider: e.provider(),
+                    to: e.id.clone(),
+                    subject: kind.into(),
+                    body_sealed: Some(body_sealed),
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: a.at,
+                    last_error: None,
+                    created_at: a.at,
+                    sent_at: None,
+                }));
+                queued = true;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// The account's username: as the batch writes it, else as stored.
+    async fn username_of(&self, batch: &Batch, id: UserId) -> Result<Option<String>, StoreError> {
+        let written = batch.0.iter().rev().find_map(|w| match w {
+            Write::InsertUser(u) | Write::UpdateUser(u) if u.id == id => Some(u.username.clone()),
+            _ => None,
+        });
+        if written.is_some() {
+            return Ok(written);
+        }
+        Ok(self.store.user_by_id(id).await?.map(|u: User| u.username))
+    }
+}
