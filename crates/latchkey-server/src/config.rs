@@ -54,6 +54,9 @@ pub struct Config {
     pub sms_webhook_url: Option<String>,
     /// The HMAC key for `X-Latchkey-Signature`.
     pub sms_webhook_secret: Option<String>,
+    /// SMS through Twilio's Messages API instead (`[twilio]`: `account_sid`, `auth_token`,
+    /// `from` or `messaging_service_sid`).
+    pub twilio: Option<crate::twilio::TwilioConfig>,
     /// Device notifications through the app's own backend: receives
     /// `{"device_token","title","body","data"}` signed like the SMS webhook.
     pub push_webhook_url: Option<String>,
@@ -171,6 +174,7 @@ impl Default for Config {
             email_from: "Latchkey <no-reply@localhost>".into(),
             sms_webhook_url: None,
             sms_webhook_secret: None,
+            twilio: None,
             push_webhook_url: None,
             push_webhook_secret: None,
             fcm_service_account: None,
@@ -306,6 +310,14 @@ impl Config {
         }
         if self.sms_webhook_url.is_some() && self.sms_webhook_secret.as_deref().is_none_or(str::is_empty) {
             anyhow::bail!("sms_webhook_url needs sms_webhook_secret (LATCHKEY_SMS_WEBHOOK_SECRET or …_FILE)");
+        }
+        if let Some(t) = &self.twilio {
+            if let Some(problem) = t.problem() {
+                anyhow::bail!("{problem}");
+            }
+            if self.sms_webhook_url.is_some() {
+                anyhow::bail!("configure one SMS provider: twilio or sms_webhook_url");
+            }
         }
         if self.push_webhook_url.is_some() && self.push_webhook_secret.as_deref().is_none_or(str::is_empty) {
             anyhow::bail!("push_webhook_url needs push_webhook_secret (LATCHKEY_PUSH_WEBHOOK_SECRET or …_FILE)");
@@ -473,6 +485,9 @@ impl Config {
             for b in backends {
                 b["client_secret"] = serde_json::Value::String("<redacted>".into());
             }
+        }
+        if let Some(t) = v.get_mut("twilio").and_then(|t| t.as_object_mut()) {
+            t.insert("auth_token".into(), serde_json::Value::String("<redacted>".into()));
         }
         if let Some(hooks) = v.get_mut("webhooks").and_then(|b| b.as_array_mut()) {
             for h in hooks {

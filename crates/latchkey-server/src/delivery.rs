@@ -3,6 +3,7 @@
 //! prints). The worker that claims and hands them messages is `crate::worker`.
 
 use crate::config::{Config, OutboxConfig};
+pub use crate::webhook::Failure;
 use crate::webhook::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, sign_webhook, with_causes};
 use latchkey_core::auth::OutboxRoutes;
 use latchkey_core::model::OutboxMessage;
@@ -13,6 +14,8 @@ use std::time::Duration;
 pub const SMTP: &str = "smtp";
 /// The SMS webhook.
 pub const SMS_WEBHOOK: &str = "sms_webhook";
+/// Twilio's Messages API.
+pub const TWILIO: &str = "twilio";
 /// Development: log and keep.
 pub const DEV: &str = "dev";
 /// The push providers.
@@ -20,14 +23,21 @@ pub const PUSH_PROVIDERS: [&str; 3] = ["fcm", "apns", "webhook"];
 
 /// Every provider a message can name.
 pub fn all_providers() -> impl Iterator<Item = &'static str> {
-    [DEV, SMTP, SMS_WEBHOOK].into_iter().chain(PUSH_PROVIDERS)
+    [DEV, SMTP, SMS_WEBHOOK, TWILIO].into_iter().chain(PUSH_PROVIDERS)
 }
 
 /// The routes for the configured providers: a channel without a provider goes to `dev`.
 pub fn routes(config: &Config) -> OutboxRoutes {
     OutboxRoutes {
         email: if config.smtp_url.is_some() { SMTP } else { DEV }.into(),
-        sms: if config.sms_webhook_url.is_some() { SMS_WEBHOOK } else { DEV }.into(),
+        sms: if config.twilio.is_some() {
+            TWILIO
+        } else if config.sms_webhook_url.is_some() {
+            SMS_WEBHOOK
+        } else {
+            DEV
+        }
+        .into(),
         push: [
             ("fcm", config.fcm_service_account.is_some()),
             ("apns", config.apns_key.is_some()),
@@ -44,6 +54,7 @@ pub fn routes(config: &Config) -> OutboxRoutes {
 pub struct Senders {
     smtp: Option<(AsyncSmtpTransport<Tokio1Executor>, lettre::message::Mailbox)>,
     sms: Option<(String, Vec<u8>, reqwest::Client)>,
+    twilio: Option<crate::twilio::TwilioSender>,
     push_webhook: Option<crate::push::WebhookSender>,
     fcm: Option<crate::push::FcmSender>,
     apns: Option<crate::push::ApnsSender>,
@@ -72,6 +83,10 @@ impl Senders {
             _ => None,
         };
         let http = || reqwest::Client::builder().timeout(timeout).build();
+        let twilio = match &config.twilio {
+            Some(t) => Some(crate::twilio::TwilioSender::new(t.clone(), http()?)),
+            None => None,
+        };
         let push_webhook = match (&config.push_webhook_url, &config.push_webhook_secret) {
             (Some(url), Some(secret)) => {
                 Some(crate::push::WebhookSender { url: url.clone(), secret: secret.as_bytes().to_vec(), http: http()? })
@@ -88,7 +103,7 @@ impl Senders {
             }
             _ => None,
         };
-        Ok(Self { smtp, sms, push_webhook, fcm, apns, dev_log_bodies: config.dev_log_message_bodies })
+        Ok(Self { smtp, sms, twilio, push_webhook, fcm, apns, dev_log_bodies: config.dev_log_message_bodies })
     }
 
     /// The providers configured here (the development outbox always is).
@@ -97,6 +112,7 @@ impl Senders {
             (DEV, true),
             (SMTP, self.smtp.is_some()),
             (SMS_WEBHOOK, self.sms.is_some()),
+            (TWILIO, self.twilio.is_some()),
             ("fcm", self.fcm.is_some()),
             ("apns", self.apns.is_some()),
             ("webhook", self.push_webhook.is_some()),
@@ -105,7 +121,15 @@ impl Senders {
     }
 
     /// Deliver one message (without a deadline: the worker holds it to `send_timeout_secs`).
-    pub async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
+    pub async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), Failure> {
+        if m.provider == TWILIO {
+            let twilio = self.twilio.as_ref().ok_or_else(|| Failure::retry("twilio is not configured".into()))?;
+            return twilio.send(&m.to, body).await;
+        }
+        self.send_other(m, body, now_unix).await.map_err(Failure::retry)
+    }
+
+    async fn send_other(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
         match m.provider.as_str() {
             DEV => {
                 if self.dev_log_bodies {

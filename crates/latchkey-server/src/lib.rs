@@ -13,6 +13,7 @@ pub mod push;
 pub mod risk_sources;
 pub mod telemetry;
 pub mod tls;
+pub mod twilio;
 pub mod webhook;
 pub mod worker;
 

@@ -1,6 +1,7 @@
 //! Signing of the webhooks Latchkey calls (the SMS provider and the push webhook): an HMAC-SHA-256
 //! over `"<unix seconds>.<body>"` under a shared secret, and the message's stable id so a receiver
-//! can drop the duplicate an at-least-once re-send makes.
+//! can drop the duplicate an at-least-once re-send makes. And what every provider's send ends
+//! in when it fails: a reason, and whether a retry could help.
 
 use aws_lc_rs::hmac;
 
@@ -38,6 +39,27 @@ pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// Why a send failed, and whether trying again could help: a permanent failure makes the
+/// message `dead` at once, any other is retried with backoff until `outbox.max_attempts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// For the log and the message's `last_error` (never the body).
+    pub reason: String,
+    /// No retry can succeed.
+    pub permanent: bool,
+}
+
+impl Failure {
+    /// Worth trying again.
+    pub fn retry(reason: String) -> Self {
+        Self { reason, permanent: false }
+    }
+    /// Never worth trying again.
+    pub fn permanent(reason: String) -> Self {
+        Self { reason, permanent: true }
+    }
 }
 
 #[cfg(test)]

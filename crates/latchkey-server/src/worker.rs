@@ -10,7 +10,7 @@
 //! events.
 
 use crate::config::OutboxConfig;
-use crate::delivery::{DEV, Senders, all_providers, backoff};
+use crate::delivery::{DEV, Failure, Senders, all_providers, backoff};
 use latchkey_core::clock::Clock;
 use latchkey_core::crypto::Keys;
 use latchkey_core::ids::MessageId;
@@ -307,13 +307,16 @@ impl Shared {
         }
     }
 
-    async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), String> {
+    async fn send(&self, m: &OutboxMessage, body: &str, now_unix: i64) -> Result<(), Failure> {
         if !m.provider.starts_with(latchkey_core::events::PROVIDER_PREFIX) {
             return self.senders.send(m, body, now_unix).await;
         }
-        let endpoints = self.auth.webhook_endpoints().await.map_err(|e| e.to_string())?;
-        let endpoint = endpoints.iter().find(|e| e.id == m.to).ok_or_else(|| format!("endpoint {} is gone", m.to))?;
-        crate::events::send(&self.events_http, endpoint, m, body, now_unix).await
+        let endpoints = self.auth.webhook_endpoints().await.map_err(|e| Failure::retry(e.to_string()))?;
+        let endpoint = endpoints
+            .iter()
+            .find(|e| e.id == m.to)
+            .ok_or_else(|| Failure::retry(format!("endpoint {} is gone", m.to)))?;
+        crate::events::send(&self.events_http, endpoint, m, body, now_unix).await.map_err(Failure::retry)
     }
 
     async fn deliver(&self, m: OutboxMessage) {
@@ -326,10 +329,12 @@ impl Shared {
             .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()));
         let deadline = Duration::from_secs(self.config.send_timeout_secs.max(1));
         let result = match body {
-            Ok(body) => tokio::time::timeout(deadline, self.send(&m, &body, now.unix_timestamp()))
-                .await
-                .unwrap_or_else(|_| Err(format!("{}: no answer within {} s", m.provider, deadline.as_secs()))),
-            Err(e) => Err(format!("cannot open message body: {e}")),
+            Ok(body) => {
+                tokio::time::timeout(deadline, self.send(&m, &body, now.unix_timestamp())).await.unwrap_or_else(|_| {
+                    Err(Failure::retry(format!("{}: no answer within {} s", m.provider, deadline.as_secs())))
+                })
+            }
+            Err(e) => Err(Failure::retry(format!("cannot open message body: {e}"))),
         };
         // Times are the attempt's start, as they always were: the retry is due `backoff` after
         // it began (a send that used its whole deadline is tried again sooner), and a test's
@@ -341,8 +346,9 @@ impl Shared {
                 count(&m, outcome);
                 self.store.outbox_sent(m.id, now, m.provider == DEV).await
             }
-            Err(e) => {
-                let retry = (m.attempts < self.config.max_attempts).then(|| now + backoff(&self.config, m.attempts));
+            Err(Failure { reason: e, permanent }) => {
+                let retry = (!permanent && m.attempts < self.config.max_attempts)
+                    .then(|| now + backoff(&self.config, m.attempts));
                 count(&m, if retry.is_some() { "retry" } else { "dead" });
                 tracing::warn!(message_id = %m.id, channel = %m.channel, provider = %m.provider, attempts = m.attempts, error = %e, will_retry = retry.is_some(), "delivery failed");
                 self.store.outbox_failed(m.id, &e, retry).await

@@ -44,7 +44,9 @@ impl Admin<'_> {
         by.may_change()?;
         let mut events = req.events;
         events.sort();
-        events.dedup();
+        if events.windows(2).any(|w| w[0] == w[1]) {
+            return Err(AuthError::InvalidRequest("events: name each event once".into()));
+        }
         if let Some(problem) = endpoint_problem(&req.url, &events) {
             return Err(AuthError::InvalidRequest(problem));
         }

@@ -74,7 +74,7 @@ const USERNAME_PATTERN: &str =
         device::approvals, device::approval, device::answer, device::push_token,
         admin::show, admin::delete_user, admin::update_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         admin::reset_factor, admin::revoke_user_device, operator::list_users, operator::invite, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,
-        webhooks::create, webhooks::list, webhooks::show, webhooks::remove,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::show_webhook, webhooks::delete_webhook,
         ops::live, ops::ready, ops::metrics_text, ops::openapi, ops::jwks, ops::openid_configuration,
     ),
     modifiers(&SecuritySchemes, &ResponseDescriptions),
@@ -230,6 +230,14 @@ fn exact(doc: &mut serde_json::Value) {
             v["additionalProperties"] = serde_json::Value::Bool(false);
         }
     }
+    // An endpoint subscribes to the events there are, at an https:// URL (or http:// to this
+    // machine), as the server checks.
+    let events: Vec<&str> = latchkey_core::events::EVENT_TYPES.to_vec();
+    schemas["WebhookRequest"]["properties"]["events"]["items"] = serde_json::json!({"type": "string", "enum": events});
+    schemas["WebhookRequest"]["properties"]["events"]["uniqueItems"] = serde_json::Value::Bool(true);
+    schemas["WebhookRequest"]["properties"]["url"]["pattern"] = serde_json::Value::String(
+        r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?([/?#][!-~]*)?$".into(),
+    );
     // A profile update names only known attributes (custom ones, when declared, are added by
     // `openapi_json_for`); anything else is refused, as the server does.
     schemas["ProfileUpdate"]["additionalProperties"] = serde_json::Value::Bool(false);

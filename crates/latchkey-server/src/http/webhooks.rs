@@ -13,8 +13,8 @@ use latchkey_proto::{ErrorBody, Webhook, WebhookList, WebhookRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/v1/webhooks", get(list).post(create))
-        .route("/admin/v1/webhooks/{id}", get(show).delete(remove))
+        .route("/admin/v1/webhooks", get(list_webhooks).post(create_webhook))
+        .route("/admin/v1/webhooks/{id}", get(show_webhook).delete(delete_webhook))
 }
 
 /// Subscribe an endpoint to events. The answer carries its signing secret (`whsec_…`), shown
@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 201, body = Webhook),
         (status = 400, description = "invalid_request: an unknown event, a URL that is not https:// (or http:// to localhost), or too many endpoints", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn create(
+pub async fn create_webhook(
     State(s): State<AppState>,
     Admin(by): Admin,
     ApiJson(req): ApiJson<WebhookRequest>,
@@ -35,7 +35,7 @@ pub async fn create(
 /// Every endpoint, the configured ones first (never their secrets).
 #[utoipa::path(get, path = "/admin/v1/webhooks", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = WebhookList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(s): State<AppState>, _a: Admin) -> Result<Json<WebhookList>, ApiError> {
+pub async fn list_webhooks(State(s): State<AppState>, _a: Admin) -> Result<Json<WebhookList>, ApiError> {
     Ok(Json(s.auth.admin().webhooks().await?))
 }
 
@@ -43,7 +43,11 @@ pub async fn list(State(s): State<AppState>, _a: Admin) -> Result<Json<WebhookLi
 #[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", security(("admin" = [])),
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 200, body = Webhook), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn show(State(s): State<AppState>, _a: Admin, Path(id): Path<String>) -> Result<Json<Webhook>, ApiError> {
+pub async fn show_webhook(
+    State(s): State<AppState>,
+    _a: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Webhook>, ApiError> {
     Ok(Json(s.auth.admin().webhook(&id).await?))
 }
 
@@ -53,7 +57,7 @@ pub async fn show(State(s): State<AppState>, _a: Admin, Path(id): Path<String>) 
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 204, description = "Removed"), (status = 400, description = "invalid_request: the endpoint is in the configuration", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove(
+pub async fn delete_webhook(
     State(s): State<AppState>,
     Admin(by): Admin,
     Path(id): Path<String>,

@@ -223,8 +223,139 @@ async fn a_provider_that_never_answers_leaves_a_dead_message_with_the_reason(b: 
     assert!(!err.contains(&extract_code(&body)), "the error never holds the message");
 }
 
+type Seen = Arc<Mutex<Vec<(bool, Vec<(String, String)>)>>>;
+
+/// A fake of Twilio's Messages API: checks the path, HTTP Basic and the form, then answers
+/// with each of `answers` in turn (the last one for ever after).
+async fn fake_twilio(answers: Vec<(u16, serde_json::Value)>) -> (String, Seen) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let st = seen.clone();
+    let answers = Arc::new(answers);
+    let app = axum::Router::new().route(
+        "/2010-04-01/Accounts/AC00000000000000000000000000000001/Messages.json",
+        axum::routing::post(move |headers: HeaderMap, axum::Form(form): axum::Form<Vec<(String, String)>>| {
+            let (st, answers) = (st.clone(), answers.clone());
+            async move {
+                use base64::Engine as _;
+                let basic = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode("AC00000000000000000000000000000001:twilio-auth-token")
+                );
+                // The form extractor itself insists on `application/x-www-form-urlencoded`.
+                let authed = headers.get("authorization").is_some_and(|v| v.as_bytes() == basic.as_bytes());
+                let n = {
+                    let mut st = st.lock().unwrap();
+                    st.push((authed, form));
+                    st.len()
+                };
+                let (status, json) = answers[(n - 1).min(answers.len() - 1)].clone();
+                (StatusCode::from_u16(status).unwrap(), axum::Json(json))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+fn twilio_config(base_url: String) -> latchkey_server::twilio::TwilioConfig {
+    latchkey_server::twilio::TwilioConfig {
+        account_sid: "AC00000000000000000000000000000001".into(),
+        auth_token: "twilio-auth-token".into(),
+        api_key_sid: None,
+        from: Some("+15005550006".into()),
+        messaging_service_sid: None,
+        base_url,
+    }
+}
+
+async fn sms_goes_through_twilio_and_its_errors_are_retried_or_dead_as_they_mean(b: Backend) {
+    // Twilio fails (503), throttles (429), then takes the message (201).
+    let created = serde_json::json!({"sid": "SM00000000000000000000000000000001", "status": "queued"});
+    let (url, seen) = fake_twilio(vec![
+        (503, serde_json::json!({"code": 20500, "message": "Internal Server Error", "status": 503})),
+        (429, serde_json::json!({"code": 20429, "message": "Too Many Requests", "status": 429})),
+        (201, created),
+    ])
+    .await;
+    let s = TestServer::start_with(b, |c| {
+        c.twilio = Some(twilio_config(url));
+        c.policy.sign_up.require_email = false;
+        c.outbox.backoff_base_secs = 5;
+    })
+    .await;
+    let c = s.client();
+    let a = c
+        .sign_up(&SignUpRequest {
+            username: "twila".into(),
+            password: Some(PW.into()),
+            email: None,
+            phone: Some("+15550003333".into()),
+            locale: None,
+        })
+        .await
+        .unwrap();
+    let count = || seen.lock().unwrap().len();
+    eventually("the first attempt", async || (count() == 1).then_some(())).await;
+    s.clock.advance(Duration::seconds(5));
+    eventually("the second attempt", async || (count() == 2).then_some(())).await;
+    s.clock.advance(Duration::seconds(10));
+    eventually("the third attempt", async || (count() == 3).then_some(())).await;
+    let m = eventually("the sent mark", async || {
+        let m = s.auth.store().outbox_messages(Some("twilio")).await.unwrap();
+        (m[0].status == OutboxStatus::Sent).then_some(m)
+    })
+    .await;
+    assert_eq!(m[0].attempts, 3);
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests.iter().all(|(authed, _)| *authed), "HTTP Basic with the account SID and auth token, form-encoded");
+    let form = &requests[2].1;
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!((field("To").as_deref(), field("From").as_deref()), (Some("+15550003333"), Some("+15005550006")));
+    let code = extract_code(&field("Body").unwrap());
+    assert_eq!(c.confirm_sign_up(&a.flow_id, &code).await.unwrap().next_step, NextStep::Done);
+
+    // A number Twilio calls invalid (21211) is dead at once: no retry can help.
+    let (url, seen) = fake_twilio(vec![(
+        400,
+        serde_json::json!({"code": 21211, "message": "The 'To' number +15550004444 is not a valid phone number.", "status": 400}),
+    )])
+    .await;
+    let s = TestServer::start_with(b, |c| {
+        c.twilio = Some(twilio_config(url));
+        c.policy.sign_up.require_email = false;
+        c.outbox.backoff_base_secs = 1;
+    })
+    .await;
+    s.client()
+        .sign_up(&SignUpRequest {
+            username: "nonum".into(),
+            password: Some(PW.into()),
+            email: None,
+            phone: Some("+15550004444".into()),
+            locale: None,
+        })
+        .await
+        .unwrap();
+    let m = eventually("the dead mark", async || {
+        let m = s.auth.store().outbox_messages(Some("twilio")).await.unwrap();
+        (m[0].status == OutboxStatus::Dead).then_some(m)
+    })
+    .await;
+    assert_eq!(m[0].attempts, 1, "not retried");
+    let err = m[0].last_error.clone().unwrap();
+    assert!(err.contains("21211"), "{err}");
+    s.clock.advance(Duration::seconds(60));
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
 both_stores!(
     email_codes_are_delivered_over_a_real_smtp_conversation,
     sms_codes_go_to_the_signed_webhook_and_failures_are_retried_until_delivered,
     a_provider_that_never_answers_leaves_a_dead_message_with_the_reason,
+    sms_goes_through_twilio_and_its_errors_are_retried_or_dead_as_they_mean,
 );
