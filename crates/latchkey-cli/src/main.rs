@@ -5,6 +5,7 @@ mod backup;
 mod bench;
 mod bench_outbox;
 mod device;
+mod import;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::clock::SystemClock;
@@ -79,6 +80,14 @@ enum Command {
     },
     /// The admin API from a terminal: users, the audit log, the outbox, the summary.
     Admin(admin::AdminArgs),
+    /// Import accounts from another system (JSON Lines; docs/migration.md). Exits 2 when rows
+    /// were refused.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: import::ImportArgs,
+    },
     /// Load generators that drive real flows over HTTP.
     Bench {
         #[command(subcommand)]
@@ -187,6 +196,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox { common, json } => outbox(common.load()?, json).await,
+        Command::Import { common, args } => {
+            if import::run(common.load()?, args).await? {
+                Ok(())
+            } else {
+                // Rows were refused (listed above): a status of its own, so scripts can tell.
+                std::process::exit(2)
+            }
+        }
         Command::Totp { secret, at } => {
             let cleaned: String =
                 secret.chars().filter(|c| !c.is_whitespace() && *c != '=').collect::<String>().to_uppercase();

@@ -310,6 +310,16 @@ pub enum Write {
     },
     /// Queue a message for delivery.
     Enqueue(OutboxMessage),
+    /// Replace an imported password hash by a native one, if the account still has `from` (a
+    /// password changed meanwhile is kept).
+    UpgradePasswordHash {
+        /// Whose.
+        user_id: UserId,
+        /// The imported hash as stored.
+        from: String,
+        /// The new Argon2id hash.
+        to: String,
+    },
     /// Add an event webhook endpoint.
     InsertWebhook(WebhookEndpoint),
     /// Remove an event webhook endpoint with its undelivered messages (sent ones keep their

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 mod admin;
+mod import;
 mod keys;
 
 const BIN: &str = env!("CARGO_BIN_EXE_latchkey");

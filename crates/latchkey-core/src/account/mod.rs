@@ -20,6 +20,7 @@ mod delete;
 mod devices;
 mod events;
 mod export;
+mod import;
 mod invite;
 mod operator;
 mod password;
@@ -28,6 +29,7 @@ mod remembered;
 mod webhooks;
 
 pub use admin::{AdminAction, AdminRole, Operator};
+pub use import::{ImportRow, Imported};
 pub use operator::{AuditFilter, FACTOR_FILTERS, UserFilter};
 pub use webhooks::MAX_ENDPOINTS;
 

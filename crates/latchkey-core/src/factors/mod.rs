@@ -5,6 +5,7 @@
 
 pub mod attestation;
 pub mod device;
+pub mod legacy;
 pub mod password;
 pub mod recovery_codes;
 pub mod totp;

@@ -142,7 +142,13 @@ impl SecretHasher {
         };
         let secret = secret.clone();
         let this = self.clone();
-        let matched = self.run(move || this.verify_blocking(secret.expose().as_bytes(), &phc)).await?;
+        let matched = self
+            .run(move || match super::legacy::from_stored(&phc) {
+                // Imported from another system: verified its way (the sign-in then upgrades it).
+                Some(legacy) => Ok(legacy.is_ok_and(|l| l.verify(secret.expose().as_bytes()))),
+                None => this.verify_blocking(secret.expose().as_bytes(), &phc),
+            })
+            .await?;
         Ok(matched && real)
     }
 

@@ -76,6 +76,7 @@ impl Auth {
                 return Err(AuthError::NotAuthorized);
             }
         };
+        self.upgrade_legacy_hash(&user, &password, now, &ctx).await?;
         let remembered_id = req.remembered_client.as_deref().and_then(|c| c.parse::<RememberedClientId>().ok());
         let mut extra: Vec<Write> = record.into_iter().collect();
         if risk.forget_remembered_client
@@ -314,5 +315,26 @@ impl Auth {
             events: vec![StepEvent { step: "new_password", outcome: "verified" }],
             approval: None,
         })
+    }
+
+    /// A password that matched a hash imported from another system replaces it with Latchkey's
+    /// own Argon2id (issue 15): the old scheme is never checked again for this account.
+    async fn upgrade_legacy_hash(
+        &self,
+        user: &User,
+        password: &crate::secret::SecretString,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let Some(old) = user.password_hash.as_deref() else { return Ok(()) };
+        let Some(Ok(legacy)) = crate::factors::legacy::from_stored(old) else { return Ok(()) };
+        let new = self.hasher.hash(password).await?;
+        let detail = serde_json::json!({"from": legacy.scheme(), "to": "argon2id"});
+        self.apply(Batch(vec![
+            Write::UpgradePasswordHash { user_id: user.id, from: old.to_owned(), to: new },
+            audit(now, Some(user.id), "password_upgraded", "success", ctx, detail),
+        ]))
+        .await?;
+        Ok(())
     }
 }

@@ -307,6 +307,10 @@ macro_rules! store_writes {
                             .bind(us(m.created_at)).bind(m.sent_at.map(us))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
+                    Write::UpgradePasswordHash { user_id, from, to } => {
+                        sqlx::query("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2")
+                            .bind(user_id.0).bind(&from).bind(&to).execute(&mut **tx).await.map_err(db_err)?;
+                    }
                     Write::InsertWebhook(e) => {
                         let events = serde_json::to_string(&e.events).map_err(|_| corrupt("webhook events"))?;
                         sqlx::query("INSERT INTO webhook_endpoints (id, url, events, secret_sealed, created_at) VALUES ($1, $2, $3, $4, $5)")
