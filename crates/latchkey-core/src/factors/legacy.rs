@@ -78,10 +78,10 @@ impl std::fmt::Debug for Legacy {
     }
 }
 
-/// Base64 as these systems write it: standard or passlib's adapted alphabet (`.` for `+`),
-/// with or without padding.
+/// Base64 as these systems write it: standard, URL-safe, or passlib's adapted alphabet (`.` for
+/// `+`), with or without padding.
 fn b64(s: &str) -> Result<Vec<u8>, String> {
-    let s = s.replace('.', "+");
+    let s = s.replace(['.', '-'], "+").replace('_', "/");
     STANDARD_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| "not base64".to_owned())
 }
 
