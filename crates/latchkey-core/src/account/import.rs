@@ -193,10 +193,11 @@ impl Admin<'_> {
             id: UserId::new(),
             username: username.display.clone(),
             username_canonical: username.canonical.clone(),
+            // A flag without its address (absent or empty) verifies nothing.
+            email_verified: r.email_verified && email.is_some(),
+            phone_verified: r.phone_verified && phone.is_some(),
             email: email.map(|e| e.as_str().to_owned()),
-            email_verified: r.email_verified && r.email.is_some(),
             phone: phone.map(|p| p.as_str().to_owned()),
-            phone_verified: r.phone_verified && r.phone.is_some(),
             status: UserStatus::Active,
             password_hash,
             must_change_password: false,
