@@ -10,6 +10,7 @@ Usage: python3 standardwebhooks_receiver.py <whsec_…> <schema.json>
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jsonschema
@@ -21,6 +22,9 @@ with open(schema_path, encoding="utf-8") as f:
 jsonschema.Draft202012Validator.check_schema(schema)
 validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 webhook = Webhook(secret)
+# The server is threaded; print() writes the line and its newline separately, so two requests at
+# once could run their lines together. One write per line, under a lock.
+printing = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,7 +42,9 @@ class Handler(BaseHTTPRequestHandler):
             out["schema_errors"] = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
         except ValueError as e:
             out["schema_errors"] = [str(e)]
-        print(json.dumps(out), flush=True)
+        with printing:
+            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
         self.send_response(204 if out["verified"] else 400)
         self.end_headers()
 
