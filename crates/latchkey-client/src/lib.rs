@@ -386,6 +386,12 @@ impl Client {
         self.answer(flow_id, &StepAnswer::TotpCode { code: code.into() }).await
     }
 
+    /// Answer `custom_challenge` with the user's response, in the shape the step's
+    /// `parameters` asked for.
+    pub async fn custom_challenge(&self, flow_id: &str, answer: serde_json::Value) -> Result<FlowAnswer> {
+        self.answer(flow_id, &StepAnswer::CustomChallenge { answer }).await
+    }
+
     /// `GET /v1/me/factors`.
     pub async fn factors(&self, access_token: &str) -> Result<FactorList> {
         self.send(self.authed(Method::GET, "/v1/me/factors", access_token)?).await

@@ -105,6 +105,8 @@ pub struct Auth {
     pub(crate) risk: RiskSources,
     /// The event webhook endpoints.
     pub(crate) subscriptions: Arc<crate::subscriptions::Subscriptions>,
+    /// The app's backend, asked during requests (`[hooks]`).
+    pub(crate) hooks: Arc<dyn crate::hooks::Hooks>,
 }
 
 /// The collaborators of [`Auth`].
@@ -131,6 +133,8 @@ pub struct AuthParts {
     pub risk: RiskSources,
     /// The configured event webhook endpoints (`[[webhooks]]`).
     pub webhooks: Vec<crate::subscriptions::Endpoint>,
+    /// The synchronous hooks (`[hooks]`; [`crate::hooks::NoHooks`] for none).
+    pub hooks: Arc<dyn crate::hooks::Hooks>,
 }
 
 pub(crate) fn audit(
@@ -177,6 +181,7 @@ impl Auth {
             push_wakeup: Arc::new(tokio::sync::Notify::new()),
             risk: p.risk,
             subscriptions: Arc::new(crate::subscriptions::Subscriptions::new(p.webhooks)),
+            hooks: p.hooks,
         }
     }
 

@@ -20,6 +20,10 @@ pub enum AuthError {
     /// Sign-up with a taken username (only when the policy reveals it).
     #[error("an account with this username already exists")]
     UsernameExists,
+    /// The app's backend (`before_sign_up`) refused the sign-up; the message is its own, for the
+    /// user.
+    #[error("{0}")]
+    SignUpDenied(String),
     /// The password breaks the policy.
     #[error("{0}")]
     InvalidPassword(PasswordRejection),
@@ -121,6 +125,7 @@ impl AuthError {
             AuthError::InvalidAttestation(_) => codes::INVALID_ATTESTATION,
             AuthError::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
             AuthError::UsernameExists => codes::USERNAME_EXISTS,
+            AuthError::SignUpDenied(_) => codes::SIGN_UP_DENIED,
             AuthError::InvalidPassword(_) => codes::INVALID_PASSWORD,
             AuthError::NotAuthorized => codes::NOT_AUTHORIZED,
             AuthError::LimitExceeded { .. } => codes::LIMIT_EXCEEDED,

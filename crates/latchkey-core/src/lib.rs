@@ -15,6 +15,7 @@ pub mod events;
 pub mod factors;
 pub mod flow;
 mod flows;
+pub mod hooks;
 pub mod identity;
 pub mod ids;
 pub mod introspection;

@@ -36,7 +36,7 @@ impl Sessions<'_> {
     /// A new session for `user`, started by the flow `flow_id` with the methods `amr`; its
     /// network and user agent become familiar to the risk policy.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new_session(
+    pub(crate) async fn new_session(
         &self,
         flow_id: FlowId,
         user: &User,
@@ -74,20 +74,37 @@ impl Sessions<'_> {
             session_id: session.id,
             created_at: now,
         });
-        let tokens = self.tokens_for(&session, user, refresh, now)?;
+        let tokens = self.tokens_for(&session, user, refresh, now, "sign_in").await?;
         Ok((session, tokens))
     }
 
     /// The tokens of `session`: an access token (with `user`'s custom attributes that are
-    /// claims, `[[policy.attributes]]` with `claim = true`) and the refresh token given.
-    pub(crate) fn tokens_for(
+    /// claims, `[[policy.attributes]]` with `claim = true`, and the claims the
+    /// `custom_access_token` hook adds for `trigger`) and the refresh token given.
+    pub(crate) async fn tokens_for(
         &self,
         session: &Session,
         user: &User,
         refresh: SecretString,
         now: OffsetDateTime,
+        trigger: &str,
+    ) -> Result<proto::Tokens, AuthError> {
+        let extra = self.auth.hook_claims(session, user, trigger).await?;
+        self.signed(session, user, refresh, now, extra)
+    }
+
+    /// As [`Self::tokens_for`], with the hook's claims already asked for.
+    fn signed(
+        &self,
+        session: &Session,
+        user: &User,
+        refresh: SecretString,
+        now: OffsetDateTime,
+        extra: std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<proto::Tokens, AuthError> {
         let t = &self.auth.settings.tokens;
+        let mut custom = crate::attributes::claims(&self.auth.settings.attributes, &user.profile.custom);
+        custom.extend(extra);
         let claims = AccessClaims {
             iss: t.issuer.clone(),
             aud: t.audience.clone(),
@@ -101,7 +118,7 @@ impl Sessions<'_> {
             amr: session.amr.clone(),
             auth_time: session.auth_time.unix_timestamp(),
             cnf: session.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
-            custom: crate::attributes::claims(&self.auth.settings.attributes, &user.profile.custom),
+            custom,
         };
         Ok(proto::Tokens {
             access_token: self.auth.signer.sign(&claims)?,
@@ -131,6 +148,9 @@ impl Sessions<'_> {
             self.check_dpop(p, "POST", "/v1/token", None, now, false).await?;
         }
         let old = sha256_b64(req.refresh_token.as_bytes());
+        // The backend's claims are asked for before the token is spent: a hook that fails
+        // refuses this refresh and leaves the refresh token as it was, to be tried again.
+        let extra = self.refresh_claims(&old).await?;
         let fresh = random_token(self.auth.rng.as_ref(), 32);
         let idle_cutoff = now - secs(self.auth.settings.tokens.session_idle_ttl_secs);
         let jkt = proof.as_ref().map(|p| p.jkt.as_str());
@@ -164,7 +184,11 @@ impl Sessions<'_> {
                     batch.push(w);
                 }
                 self.auth.apply(batch).await?;
-                self.tokens_for(&session, &user, fresh, now)
+                let extra = match extra {
+                    Some(extra) => extra,
+                    None => self.auth.hook_claims(&session, &user, "refresh").await?,
+                };
+                self.signed(&session, &user, fresh, now, extra)
             }
             RotateOutcome::Reused(sid) => {
                 let user = self.auth.store.session(sid).await?.map(|s| s.user_id);
@@ -187,6 +211,23 @@ impl Sessions<'_> {
                 "this refresh token is bound to a device key: send a DPoP proof by it"
             })),
         }
+    }
+
+    /// With a `custom_access_token` hook, the claims for the session of refresh token `hash`
+    /// (`None` without a hook, or when the token names no live session: rotation decides).
+    async fn refresh_claims(
+        &self,
+        hash: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, serde_json::Value>>, AuthError> {
+        if self.auth.hooks.policy(crate::hooks::Hook::CustomAccessToken).is_none() {
+            return Ok(None);
+        }
+        let Some((sid, false)) = self.auth.store.refresh_token(hash).await? else { return Ok(None) };
+        let Some(session) = self.auth.store.session(sid).await?.filter(|s| s.revoked_at.is_none()) else {
+            return Ok(None);
+        };
+        let Some(user) = self.auth.store.user_by_id(session.user_id).await? else { return Ok(None) };
+        Ok(Some(self.auth.hook_claims(&session, &user, "refresh").await?))
     }
 
     /// The checks on a DPoP proof that need the clock, the store and the issuer (RFC 9449
@@ -370,8 +411,8 @@ impl Sessions<'_> {
 /// OOB-7), and the same class twice is still one (checklist FLOW-2). A biometric (`fpt`, `face`,
 /// `iris`) appears only with the device key it unlocked, as evidenced (checklist DEV-4).
 pub(crate) fn two_classes(amr: &[&str]) -> bool {
-    let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin"));
-    let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms" | "swk"));
+    let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin" | "kba"));
+    let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms" | "swk" | "tel"));
     let inherence = amr.iter().any(|m| matches!(*m, "fpt" | "face" | "iris"));
     u8::from(knowledge) + u8::from(possession) + u8::from(inherence) >= 2
 }

@@ -40,7 +40,7 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 /// The event an audit event (kind, outcome) is, if any.
 pub fn event_type(kind: &str, outcome: &str) -> Option<&'static str> {
     Some(match (kind, outcome) {
-        ("sign_up" | "admin_invite", "success") => "user.created",
+        ("sign_up" | "admin_invite" | "user_migrated", "success") => "user.created",
         ("confirm_sign_up", "success") => "user.confirmed",
         ("account_deleted", _) => "user.deleted",
         ("sign_in", "success") => "sign_in.succeeded",
@@ -100,8 +100,9 @@ pub fn endpoint_problem(url: &str, events: &[String]) -> Option<String> {
     url_problem(url)
 }
 
-/// An endpoint must be `https://`, or `http://` to this machine (a local relay, tests).
-fn url_problem(url: &str) -> Option<String> {
+/// An endpoint (or a hook) must be `https://`, or `http://` to this machine (a local relay,
+/// tests).
+pub fn url_problem(url: &str) -> Option<String> {
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some("url: at most 2048 characters, no spaces".into());
     }

@@ -29,6 +29,7 @@ pub mod codes {
         INVALID_REQUEST,
         PAYLOAD_TOO_LARGE,
         USERNAME_EXISTS,
+        SIGN_UP_DENIED,
         INVALID_PASSWORD,
         CODE_MISMATCH,
         EXPIRED_CODE,
@@ -62,6 +63,9 @@ pub mod codes {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// The username is already registered (only when the policy reveals it).
     pub const USERNAME_EXISTS: &str = "username_exists";
+    /// The app's backend refused the sign-up (`before_sign_up` hook); the message is its own,
+    /// written for the user (`403`).
+    pub const SIGN_UP_DENIED: &str = "sign_up_denied";
     /// The password breaks the password policy; the message says why.
     pub const INVALID_PASSWORD: &str = "invalid_password";
     /// The code is wrong, already used or burned.

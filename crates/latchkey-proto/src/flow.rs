@@ -186,6 +186,13 @@ pub enum StepAnswer {
     },
     /// At `recovery_wait`: has the wait ended? Before `ready_at` the same step comes back.
     RecoveryWait {},
+    /// The answer to the operator's own challenge (`custom_challenge`), in whatever shape the
+    /// app's backend asked for; at most 4 KiB of JSON.
+    CustomChallenge {
+        /// The answer, passed to the `custom_challenge` hook as it is.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        answer: serde_json::Value,
+    },
     /// The code sent by `forgot-password`, with the new password.
     ResetPassword {
         /// The 6-digit code.
@@ -217,6 +224,7 @@ impl StepAnswer {
             StepAnswer::RekeyBiometric { .. } => "rekey_biometric",
             StepAnswer::PushApproval {} => "push_approval",
             StepAnswer::RecoveryWait {} => "recovery_wait",
+            StepAnswer::CustomChallenge { .. } => "custom_challenge",
         }
     }
 }
@@ -240,6 +248,9 @@ pub enum MfaMethod {
     /// In a recovery: "I have no second proof" — wait out the delay the real owner can veto
     /// (`recovery_wait`).
     RecoveryWait,
+    /// The operator's own challenge, created and checked by the app's backend
+    /// (`custom_challenge`; `[hooks.custom_challenge]`).
+    CustomChallenge,
     /// A method this client does not know yet.
     #[serde(other)]
     Unknown,
@@ -255,6 +266,7 @@ impl MfaMethod {
             MfaMethod::RecoveryCode => "recovery_code",
             MfaMethod::PushApproval => "push_approval",
             MfaMethod::RecoveryWait => "recovery_wait",
+            MfaMethod::CustomChallenge => "custom_challenge",
             MfaMethod::Unknown => "unknown",
         }
     }
@@ -452,6 +464,20 @@ pub enum NextStep {
         /// When the recovery may continue.
         ready_at: String,
     },
+    /// The operator's own challenge: show what `parameters` asks (the app's backend decides
+    /// its shape) and answer `custom_challenge` with the user's response.
+    CustomChallenge {
+        /// The challenge's public parameters, as the `custom_challenge` hook made them.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        parameters: serde_json::Value,
+        /// When the challenge stops being accepted (RFC 3339).
+        expires_at: String,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
     /// The flow is complete. Tokens are in [`FlowAnswer::tokens`] for sign-in flows.
     Done,
     /// The flow ended without success; start a new one.
@@ -485,6 +511,7 @@ impl NextStep {
             NextStep::PushApproval { .. } => "push_approval",
             NextStep::RekeyBiometric { .. } => "rekey_biometric",
             NextStep::RecoveryWait { .. } => "recovery_wait",
+            NextStep::CustomChallenge { .. } => "custom_challenge",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",

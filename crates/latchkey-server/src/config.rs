@@ -30,6 +30,10 @@ pub struct Config {
     /// Event webhook endpoints besides those made through the admin API: `[[webhooks]] id =
     /// "billing", url = "https://…", events = ["user.created"], secret = "whsec_…"`.
     pub webhooks: Vec<WebhookConfig>,
+    /// The app's backend asked during requests: `[hooks.before_sign_up]`,
+    /// `[hooks.custom_access_token]`, `[hooks.custom_challenge]`, `[hooks.user_migration]`, each
+    /// with `url`, `secret` (`whsec_…`), `timeout_ms` and `on_failure`.
+    pub hooks: crate::hooks::HooksConfig,
     /// Serve HTTPS with this PEM certificate chain (with `tls_key`); reloaded when it changes.
     pub tls_cert: Option<PathBuf>,
     /// The certificate's PEM private key.
@@ -162,6 +166,7 @@ impl Default for Config {
             admin_token: None,
             backends: vec![],
             webhooks: vec![],
+            hooks: crate::hooks::HooksConfig::default(),
             tls_cert: None,
             tls_key: None,
             tls_reload_secs: 10,
@@ -401,16 +406,24 @@ impl Config {
             if let Some(problem) = latchkey_core::events::endpoint_problem(&w.url, &w.events) {
                 anyhow::bail!("webhooks.{}: {problem}", w.id);
             }
-            let key = w.secret.strip_prefix("whsec_").map(|k| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.decode(k)
-            });
-            if !matches!(key, Some(Ok(k)) if k.len() >= 24) {
+            if !crate::hooks::signing_secret_ok(&w.secret) {
                 anyhow::bail!(
                     "webhooks.{}: secret must be whsec_ and the base64 of at least 24 random bytes (whsec_$(openssl rand -base64 32) is one)",
                     w.id
                 );
             }
+        }
+        if let Some(problem) = self.hooks.problem() {
+            anyhow::bail!("{problem}");
+        }
+        if self.policy.devices.second_proofs.contains(&latchkey_core::MfaMethod::CustomChallenge) {
+            anyhow::bail!("policy.devices.second_proofs: custom_challenge is no proof for a new device");
+        }
+        let custom = self.policy.mfa.methods.contains(&latchkey_core::MfaMethod::CustomChallenge);
+        if custom != self.hooks.custom_challenge.is_some() {
+            anyhow::bail!(
+                "policy.mfa.methods lists custom_challenge if and only if [hooks.custom_challenge] is configured"
+            );
         }
         let mut names = std::collections::HashSet::new();
         for a in &self.policy.attributes {
@@ -488,6 +501,9 @@ impl Config {
         }
         if let Some(t) = v.get_mut("twilio").and_then(|t| t.as_object_mut()) {
             t.insert("auth_token".into(), serde_json::Value::String("<redacted>".into()));
+        }
+        if let Some(hooks) = v.get_mut("hooks") {
+            crate::hooks::HooksConfig::redact(hooks);
         }
         if let Some(hooks) = v.get_mut("webhooks").and_then(|b| b.as_array_mut()) {
             for h in hooks {

@@ -4,6 +4,7 @@ pub mod config;
 pub mod delivery;
 pub mod dpop;
 pub mod events;
+pub mod hooks;
 pub mod http;
 pub mod jwt;
 pub mod keys;
@@ -123,6 +124,7 @@ impl Server {
             outbox_wakeup: wakeup.clone(),
             risk,
             webhooks: config.webhooks.iter().map(config::WebhookConfig::endpoint).collect(),
+            hooks: Arc::new(hooks::HttpHooks::new(&config.hooks, clock.clone())?),
         });
         let worker = worker::Worker {
             store,

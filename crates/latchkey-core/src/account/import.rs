@@ -71,10 +71,11 @@ pub enum Imported {
     Rejected(String),
 }
 
-/// A checked row: its writes, ready for a batch.
-struct Ready {
-    canonical: String,
-    writes: Vec<Write>,
+/// A checked row: the account and its writes, ready for a batch.
+pub(crate) struct Ready {
+    pub canonical: String,
+    pub user: User,
+    pub writes: Vec<Write>,
 }
 
 /// Base32 as authenticator apps show it (any case, spaces, optional padding).
@@ -102,7 +103,7 @@ impl Admin<'_> {
         let mut ready: Vec<(usize, Ready)> = Vec::new();
         let mut seen = HashSet::new();
         for row in rows {
-            match row.and_then(|r| self.check_row(r, now)) {
+            match row.and_then(|r| self.check_row(r, now, "user_imported", &ClientContext::default())) {
                 Err(why) => out.push(Imported::Rejected(why)),
                 // A second row with a username already in this batch: as if it were imported.
                 Ok(r) if !seen.insert(r.canonical.clone()) => out.push(Imported::Exists),
@@ -158,7 +159,15 @@ impl Admin<'_> {
         Ok(out)
     }
 
-    fn check_row(&self, r: ImportRow, now: time::OffsetDateTime) -> Result<Ready, String> {
+    /// A row as sign-up would check it, and the writes that create its account, audited as
+    /// `kind` (an import, or a lazy migration at sign-in).
+    pub(crate) fn check_row(
+        &self,
+        r: ImportRow,
+        now: time::OffsetDateTime,
+        kind: &str,
+        ctx: &ClientContext,
+    ) -> Result<Ready, String> {
         let policy = &self.auth.settings.sign_up;
         let username = Username::parse(&r.username).map_err(|e| format!("username: {e}"))?;
         let email = r.email.as_deref().filter(|s| !s.is_empty()).map(Email::parse).transpose();
@@ -229,8 +238,8 @@ impl Admin<'_> {
             }));
         }
         let detail = serde_json::json!({"password": scheme, "totp": r.totp_secret.is_some()});
-        writes.push(audit(now, Some(user.id), "user_imported", "success", &ClientContext::default(), detail));
-        Ok(Ready { canonical: user.username_canonical, writes })
+        writes.push(audit(now, Some(user.id), kind, "success", ctx, detail));
+        Ok(Ready { canonical: user.username_canonical.clone(), user, writes })
     }
 }
 

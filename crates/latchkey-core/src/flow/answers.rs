@@ -34,7 +34,7 @@ impl Auth {
                     other_methods: if sms { vec![MfaMethod::Sms] } else { vec![] },
                 }
             }
-            FlowState::AwaitingMfa { method, methods, code, push, .. } => {
+            FlowState::AwaitingMfa { method, methods, code, push, custom, .. } => {
                 let other_methods: Vec<MfaMethod> = methods.iter().copied().filter(|m| Some(*m) != *method).collect();
                 let destination = code.as_ref().map(|c| c.destination.clone()).unwrap_or_default();
                 match method {
@@ -47,6 +47,15 @@ impl Auth {
                             approval_id: p.approval_id.to_string(),
                             number: p.number.clone(),
                             expires_at: rfc3339(p.expires_at),
+                            other_methods,
+                        },
+                        None => proto::NextStep::SelectMfa { methods: methods.clone() },
+                    },
+                    Some(MfaMethod::CustomChallenge) => match custom {
+                        Some(c) => proto::NextStep::CustomChallenge {
+                            parameters: c.parameters.clone(),
+                            expires_at: rfc3339(c.expires_at),
+                            attempts_left,
                             other_methods,
                         },
                         None => proto::NextStep::SelectMfa { methods: methods.clone() },

@@ -325,6 +325,7 @@ pub(crate) fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowS
             push: push.clone(),
             recovery: recovery.clone(),
             step_up: step_up.clone(),
+            custom: None,
         },
         (other, _) => other.clone(),
     }

@@ -156,7 +156,7 @@ impl Auth {
                 methods.push("hwk");
             }
             let (session, tokens) =
-                self.sessions().new_session(flow.id, &user, &methods, Some(&device), now, &ctx, &mut batch)?;
+                self.sessions().new_session(flow.id, &user, &methods, Some(&device), now, &ctx, &mut batch).await?;
             (Some(session.id), Some(tokens))
         };
         batch.push(Write::InsertDevice(device));
@@ -260,6 +260,7 @@ impl Auth {
             push: None,
             recovery: None,
             step_up: None,
+            custom: None,
         };
         let user_id = user.as_ref().map(|u| u.id);
         let flow = self.new_flow(flow_id, FlowKind::SignIn, user_id, state, now, ctx.clone());
@@ -426,7 +427,7 @@ impl Auth {
             });
         }
         let (session, tokens) =
-            self.sessions().new_session(flow.id, &user, amr, Some(&device), now, &ctx, &mut batch)?;
+            self.sessions().new_session(flow.id, &user, amr, Some(&device), now, &ctx, &mut batch).await?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,

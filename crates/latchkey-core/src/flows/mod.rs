@@ -12,8 +12,10 @@ use crate::model::*;
 use crate::secret::SecretString;
 use latchkey_proto::{MfaMethod, StepAnswer};
 
+pub(crate) mod custom_challenge;
 pub(crate) mod device;
 pub(crate) mod enroll;
+pub(crate) mod hooked;
 pub(crate) mod push;
 pub(crate) mod recovery;
 pub(crate) mod remembered;
@@ -75,6 +77,10 @@ impl Auth {
                 FlowState::AwaitingMfa { method: Some(MfaMethod::Totp), then_new_password, .. },
                 StepAnswer::TotpCode { code },
             ) => self.totp_sign_in(flow, then_new_password, SecretString::new(code), now, ctx).await,
+            (
+                FlowState::AwaitingMfa { method: Some(MfaMethod::CustomChallenge), then_new_password, .. },
+                StepAnswer::CustomChallenge { answer },
+            ) => self.custom_sign_in(flow, then_new_password, answer, now, ctx).await,
             (FlowState::AwaitingMfa { method: Some(MfaMethod::PushApproval), .. }, StepAnswer::PushApproval {}) => {
                 self.settle_push(flow, &ctx).await
             }

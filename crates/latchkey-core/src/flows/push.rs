@@ -12,7 +12,6 @@ use crate::clock::rfc3339;
 use crate::dpop::{self, DpopProof};
 use crate::error::{AuthError, retry_after};
 use crate::factors::device::{self as dk};
-use crate::flows::second_factor::amr_of;
 use crate::ids::{ApprovalId, DeviceId, FlowId, MessageId, UserId};
 use crate::model::*;
 use crate::secret::{ct_eq, random_digits, random_token};
@@ -140,7 +139,7 @@ impl Auth {
                 let (next, tokens, approval) = match &flow.state {
                     FlowState::AwaitingMfa { step_up: Some(su @ StepUp { action: Some(_), .. }), .. } => {
                         let method = MfaMethod::PushApproval;
-                        let verified = [amr_of(method)];
+                        let verified = [self.amr_of(method)];
                         self.finish_step_up(&flow, &user, &verified, Some(method.as_str()), su, now, ctx, &mut batch)
                             .await?
                     }

@@ -16,7 +16,6 @@ use crate::clock::rfc3339;
 use crate::error::AuthError;
 use crate::factors::password::check_policy;
 use crate::factors::{ACTIVE, RECOVERY_CODES, TOTP};
-use crate::flows::second_factor::amr_of;
 use crate::flows::undo::Undo;
 use crate::identity::{Email, Phone, lookup_key};
 use crate::ids::{DeviceId, FlowId, UserId};
@@ -54,7 +53,7 @@ impl Auth {
             return Err(AuthError::InvalidRequest("channel must be email or sms".into()));
         }
         let now = self.now();
-        let (key, user) = self.account_to_recover(&req.username).await?;
+        let (key, user) = self.account_to_recover(&req.username, &ctx).await?;
         let channels = user.as_ref().map(|u| self.recovery_channels(u, now)).unwrap_or_default();
         let (channel, target) = match req.channel {
             Some(c) => (c, channels.into_iter().find(|(ch, _, _)| *ch == c)),
@@ -80,6 +79,7 @@ impl Auth {
             push: None,
             recovery: Some(recovery),
             step_up: None,
+            custom: None,
         };
         let mut flow = self.new_flow(flow_id, FlowKind::Recovery, user_id, state, now, ctx.clone());
         flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
@@ -95,7 +95,7 @@ impl Auth {
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
         let now = self.now();
-        let (key, user) = self.account_to_recover(&req.username).await?;
+        let (key, user) = self.account_to_recover(&req.username, &ctx).await?;
         let target = user.as_ref().and_then(|u| self.recovery_channels(u, now).into_iter().next());
         let channel = target.as_ref().map_or(Channel::Email, |t| t.0);
         let flow_id = FlowId::new();
@@ -111,10 +111,18 @@ impl Auth {
 
     /// The canonical username and the account it names, if that account may recover (an
     /// active one, or one held by "this wasn't me": a recovery releases it).
-    async fn account_to_recover(&self, username: &str) -> Result<(String, Option<User>), AuthError> {
+    async fn account_to_recover(
+        &self,
+        username: &str,
+        ctx: &ClientContext,
+    ) -> Result<(String, Option<User>), AuthError> {
         let key = lookup_key(username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
-        let user = self.store.user_by_username(&key).await?.filter(|u| recoverable(u.status));
-        Ok((key, user))
+        let user = match self.store.user_by_username(&key).await? {
+            Some(u) => Some(u),
+            // Not here (yet): the old system may know it (lazy migration).
+            None => self.migrate_user(username, None, "recovery", ctx).await?,
+        };
+        Ok((key, user.filter(|u| recoverable(u.status))))
     }
 
     /// The first code of a recovery: sent when the account can receive it on `channel` (then the
@@ -303,7 +311,7 @@ impl Auth {
         batch: &mut Batch,
     ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
         let mut rec = rec.clone();
-        rec.verified.push(amr_of(method).to_owned());
+        rec.verified.push(self.amr_of(method).to_owned());
         let first = rec.verified.len() == 1;
         batch.push(audit(
             now,
@@ -332,6 +340,7 @@ impl Auth {
             push: None,
             recovery: Some(rec),
             step_up: None,
+            custom: None,
         };
         let next = Flow {
             state,

@@ -80,7 +80,7 @@ impl Auth {
             (FlowState::AwaitingNewPassword { amr, recovery: None }, None)
         } else {
             let (session, tokens) =
-                self.sessions().new_session(flow.id, &user, &REMEMBERED_AMR, None, now, &ctx, &mut batch)?;
+                self.sessions().new_session(flow.id, &user, &REMEMBERED_AMR, None, now, &ctx, &mut batch).await?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -140,7 +140,7 @@ impl Auth {
             }
             None => {
                 let (session, tokens) =
-                    self.sessions().new_session(flow.id, user, &["pwd"], None, now, &ctx, &mut batch)?;
+                    self.sessions().new_session(flow.id, user, &["pwd"], None, now, &ctx, &mut batch).await?;
                 (FlowState::Completed { session_id: Some(session.id) }, Some(tokens), None)
             }
         };

@@ -20,18 +20,6 @@ use latchkey_proto as proto;
 use latchkey_proto::{Channel, DenialReason, MfaMethod};
 use time::OffsetDateTime;
 
-/// The RFC 8176 `amr` value a method adds. A recovery code is a one-time password (`otp`); an
-/// email code gets the unregistered `email`, which never counts towards `aal2`.
-pub(crate) fn amr_of(m: MfaMethod) -> &'static str {
-    match m {
-        MfaMethod::Sms => "sms",
-        MfaMethod::Email => "email",
-        // A signature by an enrolled device's key.
-        MfaMethod::PushApproval => "hwk",
-        _ => "otp",
-    }
-}
-
 /// What a sign-in asks for after the password: the state and the writes that go with it.
 pub(crate) struct MfaStart {
     pub state: FlowState,
@@ -40,6 +28,22 @@ pub(crate) struct MfaStart {
 }
 
 impl Auth {
+    /// The RFC 8176 `amr` value a method adds. A recovery code is a one-time password (`otp`);
+    /// an email code gets the unregistered `email`, which never counts towards `aal2`; a custom
+    /// challenge what its policy says (`[hooks.custom_challenge] amr`).
+    pub(crate) fn amr_of(&self, m: MfaMethod) -> &'static str {
+        match m {
+            MfaMethod::Sms => "sms",
+            MfaMethod::Email => "email",
+            // A signature by an enrolled device's key.
+            MfaMethod::PushApproval => "hwk",
+            MfaMethod::CustomChallenge => {
+                self.hooks.policy(crate::hooks::Hook::CustomChallenge).map_or("otp", |p| p.amr)
+            }
+            _ => "otp",
+        }
+    }
+
     /// The methods this account can be asked for, the preferred one first, then policy order.
     pub(crate) async fn methods_of(&self, user: &User, factors: &[Factor]) -> Result<Vec<MfaMethod>, AuthError> {
         let policy = &self.settings.mfa;
@@ -56,6 +60,8 @@ impl Auth {
                         && self.store.recovery_codes(user.id).await?.iter().any(|c| c.used_at.is_none())
                 }
                 MfaMethod::PushApproval => !self.store.devices(user.id).await?.is_empty(),
+                // Every account can answer the operator's own challenge.
+                MfaMethod::CustomChallenge => self.hooks.policy(crate::hooks::Hook::CustomChallenge).is_some(),
                 _ => false,
             };
             if usable && policy.allows(*m) && !out.contains(m) {
@@ -93,7 +99,9 @@ impl Auth {
         let factors = self.store.factors(user.id).await?;
         let mut methods = self.methods_of(user, &factors).await?;
         if aal2 {
-            methods.retain(|m| *m != MfaMethod::Email);
+            // Only a method of another class than the password can make `aal2`: not an email
+            // code, nor a custom challenge the policy counts as knowledge.
+            methods.retain(|m| crate::sessions::two_classes(&["pwd", self.amr_of(*m)]));
         }
         let strong = factors.iter().any(|f| is_strong(&f.kind) && f.state == ACTIVE);
         if (policy.mode == MfaMode::Required || aal2) && !strong {
@@ -137,7 +145,9 @@ impl Auth {
             methods.retain(|m| *m == MfaMethod::PushApproval);
         }
         if aal2 {
-            methods.retain(|m| *m != MfaMethod::Email);
+            // Only a method of another class than the password can make `aal2`: not an email
+            // code, nor a custom challenge the policy counts as knowledge.
+            methods.retain(|m| crate::sessions::two_classes(&["pwd", self.amr_of(*m)]));
         }
         if methods.is_empty() {
             return Ok(None);
@@ -173,6 +183,10 @@ impl Auth {
             }
             _ => None,
         };
+        let custom = match method {
+            Some(MfaMethod::CustomChallenge) => Some(Box::new(self.create_challenge(flow_id, user, now).await?)),
+            _ => None,
+        };
         let state = FlowState::AwaitingMfa {
             method,
             methods,
@@ -182,6 +196,7 @@ impl Auth {
             push: None,
             recovery: None,
             step_up: None,
+            custom,
         };
         let event = StepEvent { step: state.step_name(), outcome: "issued" };
         Ok(MfaStart { state, writes, event })
@@ -287,6 +302,13 @@ impl Auth {
             }
             _ => None,
         };
+        let custom = match (method, &user) {
+            (MfaMethod::CustomChallenge, Some(user)) => {
+                Some(Box::new(self.create_challenge(flow.id, user, now).await?))
+            }
+            (MfaMethod::CustomChallenge, None) => return Err(AuthError::FlowExpired),
+            _ => None,
+        };
         let state = FlowState::AwaitingMfa {
             method: Some(method),
             methods,
@@ -296,6 +318,7 @@ impl Auth {
             push,
             recovery,
             step_up,
+            custom,
         };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -381,18 +404,19 @@ impl Auth {
                 // An action is approved by the phone only, and its JWT is issued by `settle_push`.
                 return Err(AuthError::Internal("an action's step-up completes by push approval".into()));
             }
-            let (next, tokens, _) =
-                self.finish_step_up(flow, user, &[amr_of(method)], Some(method.as_str()), su, now, ctx, batch).await?;
+            let (next, tokens, _) = self
+                .finish_step_up(flow, user, &[self.amr_of(method)], Some(method.as_str()), su, now, ctx, batch)
+                .await?;
             return Ok((next, tokens));
         }
-        let amr = ["pwd", amr_of(method)];
+        let amr = ["pwd", self.amr_of(method)];
         let (state, tokens) = if then_new_password {
             (
                 FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect(), recovery: None },
                 None,
             )
         } else {
-            let (session, tokens) = self.sessions().new_session(flow.id, user, &amr, None, now, ctx, batch)?;
+            let (session, tokens) = self.sessions().new_session(flow.id, user, &amr, None, now, ctx, batch).await?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -420,7 +444,7 @@ impl Auth {
         batch: &mut Batch,
     ) -> (Flow, Option<proto::Tokens>) {
         let mut verified = nd.verified.clone();
-        verified.push(amr_of(method).to_owned());
+        verified.push(self.amr_of(method).to_owned());
         let state = if nd.verified.is_empty() {
             if nd.second_proofs.is_empty() {
                 FlowState::Denied { reason: DenialReason::Denied }
@@ -434,6 +458,7 @@ impl Auth {
                     push: None,
                     recovery: None,
                     step_up: None,
+                    custom: None,
                 }
             }
         } else {
@@ -545,6 +570,7 @@ pub(crate) fn state_step_of(m: MfaMethod) -> &'static str {
         MfaMethod::Email => "email_code",
         MfaMethod::RecoveryCode => "recovery_code",
         MfaMethod::PushApproval => "push_approval",
+        MfaMethod::CustomChallenge => "custom_challenge",
         _ => "select_mfa",
     }
 }

@@ -56,7 +56,11 @@ impl Auth {
             let retry_after_secs = until.map_or(self.settings.limits.password.max_delay_secs, |t| retry_after(now, t));
             return Err(AuthError::LimitExceeded { retry_after_secs, limit: "password_lockout" });
         }
-        let user = self.store.user_by_username(&key).await?;
+        let user = match self.store.user_by_username(&key).await? {
+            Some(u) => Some(u),
+            // Not here (yet): the old system may know it (lazy migration).
+            None => self.migrate_user(raw_username, Some((raw_password, &password)), "sign_in", &ctx).await?,
+        };
         // The risk policy's decision comes before the password is checked: it depends only on
         // the account and the client, and a refusal looks the same whether the password was
         // right or not (no password oracle).
@@ -209,7 +213,8 @@ impl Auth {
         }
 
         let mut batch = Batch(extra);
-        let (session, tokens) = self.sessions().new_session(flow_id, &user, &["pwd"], None, now, &ctx, &mut batch)?;
+        let (session, tokens) =
+            self.sessions().new_session(flow_id, &user, &["pwd"], None, now, &ctx, &mut batch).await?;
         let done = self.new_flow(
             flow_id,
             FlowKind::SignIn,
@@ -283,7 +288,7 @@ impl Auth {
         user.updated_at = now;
         let mut batch = Batch::new();
         let (session, tokens) =
-            self.sessions().new_session(flow.id, &user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch)?;
+            self.sessions().new_session(flow.id, &user, &amr_or_pwd(&amr), None, now, &ctx, &mut batch).await?;
         let done = Flow {
             state: FlowState::Completed { session_id: Some(session.id) },
             version: flow.version + 1,

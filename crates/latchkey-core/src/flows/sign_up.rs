@@ -79,6 +79,20 @@ impl Auth {
         } else {
             self.check_send_limits(&username.canonical, Some(&destination), &ctx, channel).await?;
         }
+        // The app's backend decides before anything is created, for a taken username as for a
+        // new one, so its answer says nothing about which it was.
+        let facts = crate::flows::hooked::SignUpFacts {
+            username: &username.display,
+            email: email.as_ref().map(Email::as_str),
+            phone: phone.as_ref().map(Phone::as_str),
+            locale: req.locale.as_deref(),
+        };
+        let decision = self.before_sign_up(facts, &ctx).await?;
+        if let Some(message) = decision.denied {
+            let detail = serde_json::json!({"hook": "before_sign_up"});
+            self.apply(Batch(vec![audit(now, None, "sign_up", "denied_by_hook", &ctx, detail)])).await?;
+            return Err(AuthError::SignUpDenied(message));
+        }
         // Hash even for a taken username, so both answers take the same time.
         let hash = match &password {
             Some(pw) => Some(self.hasher.hash(pw).await?),
@@ -88,7 +102,8 @@ impl Auth {
             return self.duplicate_sign_up(channel, masked, now, ctx).await;
         }
 
-        let user = unconfirmed_user(&username, email.as_ref(), phone.as_ref(), hash, req.locale.clone(), now);
+        let mut user = unconfirmed_user(&username, email.as_ref(), phone.as_ref(), hash, req.locale.clone(), now);
+        user.profile.custom = decision.attributes;
         let flow_id = FlowId::new();
         let (code, message) = self.issue_code(
             flow_id,
@@ -211,7 +226,7 @@ impl Auth {
         let state = match then {
             AfterConfirm::SignIn(true) => {
                 let (session, t) =
-                    self.sessions().new_session(flow.id, &user, &["pwd"], None, now, &ctx, &mut batch)?;
+                    self.sessions().new_session(flow.id, &user, &["pwd"], None, now, &ctx, &mut batch).await?;
                 tokens = Some(t);
                 FlowState::Completed { session_id: Some(session.id) }
             }

@@ -15,7 +15,7 @@ use crate::auth::{Auth, FlowOutcome, Principal, StepEvent, audit, secs};
 use crate::crypto::sha256_b64;
 use crate::error::AuthError;
 use crate::flow::risk::Occasion;
-use crate::flows::second_factor::{MfaStart, amr_of};
+use crate::flows::second_factor::MfaStart;
 use crate::ids::FlowId;
 use crate::model::*;
 use crate::secret::random_token;
@@ -128,6 +128,7 @@ impl Auth {
                     push: None,
                     recovery: None,
                     step_up: Some(step_up.clone()),
+                    custom: None,
                 },
                 now,
                 ctx.clone(),
@@ -167,7 +168,9 @@ impl Auth {
             .await?
             .into_iter()
             // Raising the level: only a method that gives it with what the session has.
-            .filter(|m| !raise || rank(assurance(&[used.as_slice(), &[amr_of(*m)]].concat(), resistant)) >= rank(acr))
+            .filter(|m| {
+                !raise || rank(assurance(&[used.as_slice(), &[self.amr_of(*m)]].concat(), resistant)) >= rank(acr)
+            })
             .filter(|m| risk.action != RiskAction::RequirePhishingResistant || *m == MfaMethod::PushApproval)
             .collect();
         if methods.is_empty() {
@@ -177,7 +180,7 @@ impl Auth {
         }
         let MfaStart { state, writes, event } = self.ask_for(flow_id, &p.user, methods, false, now, &ctx).await?;
         let state = match state {
-            FlowState::AwaitingMfa { method, methods, code, push, .. } => FlowState::AwaitingMfa {
+            FlowState::AwaitingMfa { method, methods, code, push, custom, .. } => FlowState::AwaitingMfa {
                 method,
                 methods,
                 code,
@@ -186,6 +189,7 @@ impl Auth {
                 push,
                 recovery: None,
                 step_up: Some(step_up),
+                custom,
             },
             other => other,
         };
@@ -245,7 +249,7 @@ impl Auth {
                 session_id: raised.id,
                 created_at: now,
             });
-        let tokens = self.sessions().tokens_for(&raised, user, refresh, now)?;
+        let tokens = self.sessions().tokens_for(&raised, user, refresh, now, "step_up").await?;
         let approval = match &su.action {
             Some(a) => Some(self.approval_jwt(&raised, a, now)?),
             None => None,
@@ -299,6 +303,7 @@ impl Auth {
                 push: None,
                 recovery: None,
                 step_up: Some(step_up),
+                custom: None,
             },
             now,
             ctx.clone(),

@@ -115,6 +115,9 @@ pub enum FlowState {
         /// A step-up: the session the verified factor raises, instead of a new session.
         #[serde(default)]
         step_up: Option<StepUp>,
+        /// For `custom_challenge`: the challenge the hook made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        custom: Option<Box<CustomChallenge>>,
     },
     /// A recovery with one proof, waiting out the delay the owner can veto (`recovery_wait`).
     AwaitingRecoveryWait {
@@ -217,6 +220,7 @@ impl FlowState {
                 Some(MfaMethod::Email) => "email_code",
                 Some(MfaMethod::RecoveryCode) => "recovery_code",
                 Some(MfaMethod::PushApproval) => "push_approval",
+                Some(MfaMethod::CustomChallenge) => "custom_challenge",
                 Some(_) => "totp_code",
             },
             FlowState::AwaitingVerification { .. } => "verify_code",
@@ -236,6 +240,19 @@ impl FlowState {
     pub fn is_terminal(&self) -> bool {
         matches!(self, FlowState::Completed { .. } | FlowState::Denied { .. })
     }
+}
+
+/// A challenge the `custom_challenge` hook made for this flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomChallenge {
+    /// Shown to the app.
+    pub parameters: serde_json::Value,
+    /// What the hook keeps to verify the answer, sealed with the data key (the flow id as
+    /// associated data): never shown to the app.
+    pub private_sealed: String,
+    /// When it stops being accepted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }
 
 /// A push approval a sign-in waits for.

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 mod flow;
-pub use flow::{ActionToApprove, CodeChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery, StepUp};
+pub use flow::{
+    ActionToApprove, CodeChallenge, CustomChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery,
+    StepUp,
+};
 
 /// An account's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

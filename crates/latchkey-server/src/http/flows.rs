@@ -34,6 +34,7 @@ fn flow_id(raw: &str) -> Result<FlowId, ApiError> {
 /// Start a sign-up. The next step is `confirm_sign_up` (a code went to the email or phone).
 #[utoipa::path(post, path = "/v1/sign-up", tag = "flows", request_body = SignUpRequest,
     responses((status = 200, body = FlowAnswer), (status = 400, description = "invalid_request, invalid_password", body = ErrorBody),
+        (status = 403, description = "sign_up_denied: the app's backend refused it (before_sign_up hook); show the message", body = ErrorBody),
         (status = 409, description = "username_exists (only when the policy reveals it)", body = ErrorBody), (status = 429, description = "limit_exceeded", body = ErrorBody)))]
 pub async fn sign_up(
     State(s): State<AppState>,

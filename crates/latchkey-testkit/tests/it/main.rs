@@ -35,6 +35,7 @@ mod deletion;
 mod delivery;
 mod devices;
 mod flows;
+mod hooks;
 mod introspection;
 mod mfa;
 mod ops;

@@ -36,7 +36,7 @@ struct Received {
 /// Standard Webhooks verification, from the specification: the key is the base64 after
 /// `whsec_`; the signature header holds space-separated `v1,<base64 HMAC-SHA-256 of
 /// "<id>.<timestamp>.<body>">`; the timestamp is within five minutes.
-fn verify(secret: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+pub(crate) fn verify(secret: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let (id, ts, sigs) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
     let Ok(t) = ts.parse::<i64>() else { return false };
