@@ -3,8 +3,9 @@
 # Usage: bench/sign-in.sh [sqlite|postgres] [runs] [seconds] [concurrency]
 #   BENCH=sign-in (password, default), BENCH=device-sign-in (UNLOCK=biometric|pin), or
 #   BENCH=push-approval (Argon2 at its minimum and the push limits raised, so the push path is
-#   what is measured)
-# Prints one JSON line per run, with the server's CPU time per sign-in.
+#   what is measured), BENCH=refresh or BENCH=me (BINDING=bearer|dpop: a password session's
+#   tokens, or a device session's with a DPoP proof on each request)
+# Prints one JSON line per run, with the server's CPU time per operation and its resident memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 store=${1:-sqlite}; runs=${2:-3}; seconds=${3:-10}; conc=${4:-8}
@@ -33,12 +34,14 @@ hz=$(getconf CLK_TCK)
 for run in $(seq "$runs"); do
   before=$(ticks); sys_before=$(sys_ticks)
   extra=(); [ "${BENCH:-sign-in}" = device-sign-in ] && extra=(--unlock "${UNLOCK:-biometric}")
+  case "${BENCH:-sign-in}" in refresh|me) extra=(--binding "${BINDING:-bearer}") ;; esac
   out=$(taskset -c 1 "$bin" bench "${BENCH:-sign-in}" "${extra[@]}" --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
         --concurrency "$conc" --seconds "$seconds")
   after=$(ticks); sys_after=$(sys_ticks)
-  n=$(echo "$out" | sed 's/.*"sign_ins":\([0-9]*\).*/\1/')
+  n=$(echo "$out" | sed 's/.*"operations":\([0-9]*\).*/\1/')
+  rss_mb=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)
   # CPU over the whole run (warm-up and user creation included), per measured sign-in: an upper bound.
   cpu_ms=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
   sys_ms=$(awk -v t=$((sys_after - sys_before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
-  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_sign_in_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms}"
+  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_operation_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms,\"server_rss_mb\":$rss_mb}"
 done

@@ -3,7 +3,9 @@
 mod admin;
 mod backup;
 mod bench;
+mod bench_kit;
 mod bench_outbox;
+mod bench_tokens;
 mod device;
 mod import;
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 mod admin;
+mod bench;
 mod import;
 mod keys;
 
