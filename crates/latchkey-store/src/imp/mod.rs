@@ -452,7 +452,7 @@ macro_rules! store_impl {
             }
 
             async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>, StoreError> {
-                let rows = sqlx::query("SELECT provider, status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE status <> 'sent' GROUP BY provider, status ORDER BY provider, status")
+                let rows = sqlx::query("SELECT provider, status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE status IN ('pending', 'sending', 'dead') GROUP BY provider, status ORDER BY provider, status")
                     .fetch_all(&self.pool).await.map_err(db_err)?;
                 rows.iter()
                     .map(|r| {
