@@ -5,6 +5,8 @@
 #   BENCH=push-approval (Argon2 at its minimum and the push limits raised, so the push path is
 #   what is measured), BENCH=refresh or BENCH=me (BINDING=bearer|dpop: a password session's
 #   tokens, or a device session's with a DPoP proof on each request)
+#   SEED=N first imports N accounts (`latchkey import`, the fast path: no password hashes) so
+#   the flows run against a database of that size (issue 17, item 5).
 # Prints one JSON line per run, with the server's CPU time per operation and its resident memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,18 @@ if [ "$store" = postgres ]; then
   url=${LATCHKEY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/latchkey_bench}
   psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${url##*/}" -c "CREATE DATABASE ${url##*/}"
   db_args=(--database-url "$url")
+fi
+seeded=0
+if [ "${SEED:-0}" -gt 0 ]; then
+  python3 - "$dir/seed.jsonl" "$SEED" <<'PY'
+import json, sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as f:
+    for i in range(n):
+        f.write(json.dumps({"username": f"seed{i:08d}", "email": f"seed{i:08d}@example.com", "email_verified": True}) + "\n")
+PY
+  "$bin" import --data-dir "$dir" "${db_args[@]}" "$dir/seed.jsonl" >/dev/null
+  rm -f "$dir/seed.jsonl"; seeded=$SEED
 fi
 taskset -c 0 "$bin" serve --listen 127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" 2>"$dir/serve.log" &
 pid=$!
@@ -43,5 +57,5 @@ for run in $(seq "$runs"); do
   # CPU over the whole run (warm-up and user creation included), per measured sign-in: an upper bound.
   cpu_ms=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
   sys_ms=$(awk -v t=$((sys_after - sys_before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
-  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_operation_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms,\"server_rss_mb\":$rss_mb}"
+  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_operation_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms,\"server_rss_mb\":$rss_mb,\"seeded_accounts\":$seeded}"
 done
