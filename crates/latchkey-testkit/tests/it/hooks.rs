@@ -351,7 +351,35 @@ async fn user_migration_brings_an_account_at_its_first_sign_in_and_recovery(b: B
     assert!(last.last().unwrap()["password"].is_null(), "a recovery sends no password");
 }
 
+async fn parallel_first_sign_ins_migrate_an_account_once(b: Backend) {
+    let hook = hook_backend().await;
+    let s = TestServer::start_with(b, |c| {
+        declare_plan(c);
+        c.hooks.user_migration = Some(hook.config(2000));
+    })
+    .await;
+    // Below the password lockout, which counts sign-ins in flight for one username.
+    let n = 4;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = vec![];
+    for _ in 0..n {
+        let (c, barrier) = (s.client(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            c.sign_in("legacy-ann", OLD_PW).await
+        }));
+    }
+    for t in tasks {
+        let a = t.await.unwrap().unwrap();
+        assert!(a.tokens.is_some(), "every parallel first sign-in gets in: {:?}", a.next_step);
+    }
+    let r = s.raw().request("GET", "/admin/v1/audit?kind=user_migrated", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["events"].as_array().map(Vec::len), Some(1), "one account made: {}", r.body);
+}
+
 both_stores!(
+    parallel_first_sign_ins_migrate_an_account_once,
     before_sign_up_allows_denies_sets_attributes_and_fails_closed,
     custom_access_token_adds_claims_never_reserved_ones_and_fails_closed,
     custom_challenge_counts_as_possession_and_lifts_acr,
