@@ -53,6 +53,18 @@ pub enum BenchCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// The TOTP step that completes a sign-in, alone: `--flows` accounts with an authenticator
+    /// app are imported into the server's database (`--data-dir`/`--database-url`), their
+    /// password steps run first, and the measured window answers only `totp_code` steps, each
+    /// once with its account's current code. Run the server with Argon2 at its minimum
+    /// (`bench/sign-in.sh` does) so the preparation is quick.
+    Totp {
+        #[command(flatten)]
+        target: Target,
+        /// Sign-ins prepared at `totp_code`: more than the measured window can answer.
+        #[arg(long, default_value_t = 20_000)]
+        flows: usize,
+    },
     /// Token refreshes (rotation with reuse detection): `--binding bearer` refreshes a password
     /// session's tokens; `dpop` a device session's, each refresh with a DPoP proof by the
     /// device's key (its `jti` recorded once).
@@ -96,11 +108,24 @@ pub enum BenchCommand {
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let pid = match &cmd {
+        BenchCommand::SignIn { target }
+        | BenchCommand::DeviceSignIn { target, .. }
+        | BenchCommand::PushApproval { target }
+        | BenchCommand::Totp { target, .. }
+        | BenchCommand::Refresh { target, .. }
+        | BenchCommand::Me { target, .. } => target.server_pid,
+        BenchCommand::Hash { .. } | BenchCommand::Outbox { .. } => None,
+    };
+    if let Some(pid) = pid {
+        let _ = crate::bench_kit::SERVER_PID.set(pid);
+    }
     match cmd {
         BenchCommand::Hash { m_kib, t, p, count } => hash(m_kib, t, p, count).await,
         BenchCommand::SignIn { target } => sign_in(target).await,
         BenchCommand::DeviceSignIn { target, unlock } => device_sign_in(target, &unlock).await,
         BenchCommand::PushApproval { target } => push_approval(target).await,
+        BenchCommand::Totp { target, flows } => crate::bench_totp::run(target, flows).await,
         BenchCommand::Refresh { target, binding } => crate::bench_tokens::refresh(target, &binding).await,
         BenchCommand::Me { target, binding } => crate::bench_tokens::me(target, &binding).await,
         BenchCommand::Outbox { data_dir, database_url, sink, messages, sink_latency_ms } => {
@@ -111,7 +136,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn device_sign_in(target: Target, unlock: &str) -> anyhow::Result<()> {
-    let Target { url, data_dir, database_url, concurrency, seconds } = target;
+    let Target { url, data_dir, database_url, concurrency, seconds, .. } = target;
     use latchkey_client::Unlock;
     let pin_mode = match unlock {
         "biometric" => false,
@@ -137,7 +162,7 @@ async fn device_sign_in(target: Target, unlock: &str) -> anyhow::Result<()> {
 }
 
 async fn push_approval(target: Target) -> anyhow::Result<()> {
-    let Target { url, data_dir, database_url, concurrency, seconds } = target;
+    let Target { url, data_dir, database_url, concurrency, seconds, .. } = target;
     use latchkey_client::SoftwareKeystore;
     use latchkey_proto::{ApprovalDecision, MfaMethod};
     let outbox = Outbox::open(&data_dir, database_url).await?;
@@ -179,7 +204,7 @@ async fn push_approval(target: Target) -> anyhow::Result<()> {
 }
 
 async fn sign_in(target: Target) -> anyhow::Result<()> {
-    let Target { url, data_dir, database_url, concurrency, seconds } = target;
+    let Target { url, data_dir, database_url, concurrency, seconds, .. } = target;
     let outbox = Outbox::open(&data_dir, database_url).await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let mut users = vec![];

@@ -27,6 +27,25 @@ pub(crate) struct Target {
     /// Seconds to run after a 2-second warm-up.
     #[arg(long, default_value_t = 10)]
     pub(crate) seconds: u64,
+    /// The server's process id, on this machine: the report then gives the server's CPU time
+    /// per operation over the measured window alone (`bench/sign-in.sh` passes it).
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+}
+
+/// The server process the measured window's CPU is read from (`--server-pid`).
+pub(crate) static SERVER_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+/// The server's CPU seconds over the last measured window.
+static WINDOW_CPU: std::sync::Mutex<Option<f64>> = std::sync::Mutex::new(None);
+
+/// The server's user and system CPU time so far, in seconds (`/proc/<pid>/stat`, whose clock
+/// ticks are Linux's fixed USER_HZ, 100 a second).
+fn server_cpu_secs() -> Option<f64> {
+    let pid = SERVER_PID.get()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Reads codes from a server's development outbox.
@@ -96,6 +115,15 @@ where
 {
     let warm_until = Instant::now() + Duration::from_secs(2);
     let end = warm_until + Duration::from_secs(seconds);
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_until.into()).await;
+        let before = server_cpu_secs();
+        tokio::time::sleep_until(end.into()).await;
+        let used = server_cpu_secs().zip(before).map(|(after, before)| after - before);
+        if let Ok(mut w) = WINDOW_CPU.lock() {
+            *w = used;
+        }
+    });
     let mut tasks = vec![];
     for w in workers {
         let (w, once) = (std::sync::Arc::new(w), once.clone());
@@ -111,6 +139,7 @@ where
             (lat, errors)
         }));
     }
+    sampler.await?;
     let (mut all, mut errors) = (vec![], 0);
     for t in tasks {
         let (l, e) = t.await?;
@@ -128,8 +157,13 @@ pub(crate) fn report(bench: &str, extra: &str, mut all: Vec<Duration>, errors: u
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0)
     };
+    // The server's CPU over the measured window, per operation (with `--server-pid`).
+    let cpu = WINDOW_CPU.lock().ok().and_then(|w| *w).filter(|_| !all.is_empty());
+    let cpu = cpu.map_or(String::new(), |secs| {
+        format!(",\"server_cpu_ms_per_operation\":{:.3}", secs * 1000.0 / all.len() as f64)
+    });
     println!(
-        "{{\"bench\":\"{bench}\",{extra}\"concurrency\":{concurrency},\"seconds\":{seconds},\"operations\":{},\"errors\":{errors},\"per_second\":{:.1},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"p99_9_ms\":{:.2}}}",
+        "{{\"bench\":\"{bench}\",{extra}\"concurrency\":{concurrency},\"seconds\":{seconds},\"operations\":{},\"errors\":{errors},\"per_second\":{:.1},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"p99_9_ms\":{:.2}{cpu}}}",
         all.len(),
         all.len() as f64 / seconds as f64,
         pct(0.50),

@@ -6,6 +6,7 @@ mod bench;
 mod bench_kit;
 mod bench_outbox;
 mod bench_tokens;
+mod bench_totp;
 mod device;
 mod import;
 

@@ -1,0 +1,102 @@
+//! The TOTP step that completes a sign-in (issue 17, item 1), measured alone: accounts with an
+//! authenticator app are imported (`latchkey import`, each with its own secret and a cheap
+//! bcrypt hash of one password), their password steps are run first, and the measured window
+//! only answers `totp_code` steps — each flow once, each account once, so no code repeats and the
+//! server's replay refusal is never what is measured.
+
+use crate::bench_kit::{Target, drive, report};
+use latchkey_client::Client;
+use latchkey_core::factors::totp::{TotpParams, totp_at};
+use latchkey_proto::NextStep;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+
+const PASSWORD: &str = "bench-totp-password-7";
+
+/// Sign-ins waiting at `totp_code`: the flow, and its account's TOTP secret.
+type Prepared = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Import `flows` accounts, run their password steps, then answer the `totp_code` steps.
+pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-totp-{run_id}"));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("accounts.jsonl");
+    let hash = bcrypt::hash_with_salt(PASSWORD, 4, [7u8; 16])?.format_for_version(bcrypt::Version::TwoB);
+    let mut secrets = Vec::with_capacity(flows);
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for i in 0..flows {
+            let n = u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes();
+            let secret: Vec<u8> = uuid::Uuid::new_v4().as_bytes().iter().chain(&n).copied().collect();
+            let b32 = data_encoding::BASE32_NOPAD.encode(&secret);
+            let row = serde_json::json!({
+                "username": format!("totp-{}-{i}", &run_id[20..]),
+                "email": format!("totp-{}-{i}@bench.invalid", &run_id[20..]),
+                "email_verified": true,
+                "password_hash": hash,
+                "totp_secret": b32,
+            });
+            writeln!(out, "{row}")?;
+            secrets.push(secret);
+        }
+    }
+    let mut import = std::process::Command::new(std::env::current_exe()?);
+    import.arg("import").arg("--data-dir").arg(&target.data_dir).arg(&file);
+    if let Some(url) = &target.database_url {
+        import.arg("--database-url").arg(url);
+    }
+    let status = import.stdout(std::process::Stdio::null()).status()?;
+    anyhow::ensure!(status.success(), "importing the bench accounts failed");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The password steps, `concurrency` at a time: each leaves a flow at `totp_code`.
+    eprintln!("bench: {flows} accounts imported; preparing their totp_code steps");
+    let queue: Prepared = Arc::new(Mutex::new(Vec::with_capacity(flows)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let secrets = Arc::new(secrets);
+    let mut tasks = vec![];
+    for _ in 0..target.concurrency {
+        let (queue, next, secrets, run_id) = (queue.clone(), next.clone(), secrets.clone(), run_id.clone());
+        let client = Client::with_user_agent(&target.url, "latchkey-bench")?;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(secret) = secrets.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                let username = format!("totp-{}-{i}", &run_id[20..]);
+                let a = client.sign_in(&username, PASSWORD).await?;
+                anyhow::ensure!(
+                    matches!(a.next_step, NextStep::TotpCode { .. }),
+                    "{username}: expected totp_code, got {:?}",
+                    a.next_step
+                );
+                if let Ok(mut q) = queue.lock() {
+                    q.push((a.flow_id, secret.clone()));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    eprintln!("bench: {flows} totp_code steps ready; warming up 2 s, then measuring {} s", target.seconds);
+    let workers: Vec<(Client, Prepared)> = (0..target.concurrency)
+        .map(|_| Ok((Client::with_user_agent(&target.url, "latchkey-bench")?, queue.clone())))
+        .collect::<anyhow::Result<_>>()?;
+    let (all, errors) = drive(workers, target.seconds, |w| async move {
+        let (client, queue) = w.as_ref();
+        let Some((flow_id, secret)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+            // Every prepared step is spent: raise --flows.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            return false;
+        };
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        let code = totp_at(&secret, now, &TotpParams::default());
+        matches!(client.totp_code(&flow_id, &code).await, Ok(a) if a.tokens.is_some())
+    })
+    .await?;
+    let left = queue.lock().map(|q| q.len()).unwrap_or(0);
+    anyhow::ensure!(left > 0, "every prepared step was used: run again with more --flows");
+    report("totp-step", "", all, errors, target.concurrency, target.seconds);
+    Ok(())
+}
