@@ -6,6 +6,8 @@
 #   password steps run first), BENCH=push-approval (Argon2 at its minimum and the push limits raised, so the push path is
 #   what is measured), BENCH=refresh or BENCH=me (BINDING=bearer|dpop: a password session's
 #   tokens, or a device session's with a DPoP proof on each request)
+#   STORM=N runs N clients of password sign-ins (the server's Argon2, on the same core) during
+#   each measured run: how light flows fare beside a password storm (issue 17, item 3).
 #   SEED=N first imports N accounts (`latchkey import`, the fast path: no password hashes) so
 #   the flows run against a database of that size (issue 17, item 5).
 # Prints one JSON line per run, with the server's CPU time per operation and its resident memory.
@@ -51,16 +53,26 @@ ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }
 sys_ticks() { awk '{print $15}' /proc/$pid/stat; }
 hz=$(getconf CLK_TCK)
 for run in $(seq "$runs"); do
+  storm_pid=""; storm_rate=0
+  if [ "${STORM:-0}" -gt 0 ]; then
+    taskset -c 1 "$bin" bench sign-in --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
+      --concurrency "$STORM" --seconds $((seconds + 6)) >"$dir/storm.json" 2>/dev/null &
+    storm_pid=$!
+    sleep 4  # its accounts made and its load started before the measured bench begins
+  fi
   before=$(ticks); sys_before=$(sys_ticks)
   extra=(); [ "${BENCH:-sign-in}" = device-sign-in ] && extra=(--unlock "${UNLOCK:-biometric}")
   case "${BENCH:-sign-in}" in refresh|me) extra=(--binding "${BINDING:-bearer}") ;; esac
   out=$(taskset -c 1 "$bin" bench "${BENCH:-sign-in}" "${extra[@]}" --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
         --concurrency "$conc" --seconds "$seconds" --server-pid "$pid")
   after=$(ticks); sys_after=$(sys_ticks)
+  if [ -n "$storm_pid" ]; then
+    wait "$storm_pid"; storm_rate=$(sed 's/.*"per_second":\([0-9.]*\).*/\1/' "$dir/storm.json")
+  fi
   n=$(echo "$out" | sed 's/.*"operations":\([0-9]*\).*/\1/')
   rss_mb=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)
   # CPU over the whole run (warm-up and user creation included), per measured sign-in: an upper bound.
   cpu_ms=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
   sys_ms=$(awk -v t=$((sys_after - sys_before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1000 / (n > 0 ? n : 1) }')
-  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_operation_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms,\"server_rss_mb\":$rss_mb,\"seeded_accounts\":$seeded}"
+  echo "${out%\}},\"store\":\"$store\",\"run\":$run,\"server_cpu_ms_per_operation_upper_bound\":$cpu_ms,\"of_which_kernel_ms\":$sys_ms,\"server_rss_mb\":$rss_mb,\"seeded_accounts\":$seeded,\"storm_clients\":${STORM:-0},\"storm_sign_ins_per_second\":$storm_rate}"
 done
