@@ -133,7 +133,7 @@ pub struct AuthParts {
     pub risk: RiskSources,
     /// The configured event webhook endpoints (`[[webhooks]]`).
     pub webhooks: Vec<crate::subscriptions::Endpoint>,
-    /// The synchronous hooks (`[hooks]`; [`crate::hooks::NoHooks`] for none).
+    /// The synchronous hooks (`[hooks]`; the server's has none configured by default).
     pub hooks: Arc<dyn crate::hooks::Hooks>,
 }
 

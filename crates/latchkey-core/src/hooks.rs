@@ -59,19 +59,6 @@ pub trait Hooks: Send + Sync + 'static {
     async fn call(&self, hook: Hook, body: Value) -> Result<Value, String>;
 }
 
-/// No hooks configured.
-pub struct NoHooks;
-
-#[async_trait::async_trait]
-impl Hooks for NoHooks {
-    fn policy(&self, _: Hook) -> Option<HookPolicy> {
-        None
-    }
-    async fn call(&self, hook: Hook, _: Value) -> Result<Value, String> {
-        Err(format!("{} is not configured", hook.as_str()))
-    }
-}
-
 /// The `amr` values a custom challenge may count as, with their factor class.
 pub const CHALLENGE_AMR: [(&str, &str); 5] =
     [("otp", "possession"), ("sms", "possession"), ("tel", "possession"), ("swk", "possession"), ("kba", "knowledge")];
