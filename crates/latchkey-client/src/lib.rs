@@ -21,6 +21,7 @@
 
 mod dpop;
 mod keystore;
+mod passkeys;
 mod remember;
 mod step_up;
 mod vault;

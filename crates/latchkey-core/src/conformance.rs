@@ -6,6 +6,7 @@ mod approvals;
 mod counters;
 mod erasure;
 mod outbox;
+mod passkeys;
 mod recovery;
 mod risk;
 mod sessions;
@@ -21,6 +22,9 @@ use outbox::{
     a_webhook_endpoint_round_trips_and_leaves_with_its_undelivered_events,
     each_provider_is_claimed_on_its_own_and_a_renewed_lease_holds, parallel_workers_never_claim_one_message_twice,
     the_outbox_is_claimed_once_retried_and_leased,
+};
+use passkeys::{
+    a_credential_id_is_registered_once_across_accounts, parallel_uses_of_one_passkey_move_its_counter_once,
 };
 use recovery::{
     a_single_use_value_takes_effect_in_one_batch_only, a_transition_sets_the_attempt_count_it_carries,
@@ -634,6 +638,8 @@ pub fn all() -> Vec<(&'static str, Check)> {
         the_session_a_flow_started_is_ended_only_for_its_account,
         an_erased_account_leaves_nothing_personal_and_its_username_rests,
         a_webhook_endpoint_round_trips_and_leaves_with_its_undelivered_events,
+        a_credential_id_is_registered_once_across_accounts,
+        parallel_uses_of_one_passkey_move_its_counter_once,
     ]
 }
 

@@ -56,5 +56,7 @@ id_type!(/// An enrolled device (its two keys and its app PIN).
     DeviceId);
 id_type!(/// A push approval: one question to the account's enrolled devices.
     ApprovalId);
+id_type!(/// A passkey (a WebAuthn credential).
+    PasskeyId);
 id_type!(/// A remembered client: a key that lets a password sign-in skip the second factor.
     RememberedClientId);

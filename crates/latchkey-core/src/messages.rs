@@ -167,6 +167,24 @@ const BUILT_IN: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "en",
+        "passkey_added",
+        "A passkey was added",
+        "A passkey ({name}) was added to your account. If this was not you, reset your password and contact support.",
+    ),
+    (
+        "en",
+        "passkey_removed",
+        "A passkey was removed",
+        "A passkey ({name}) was removed from your account. If this was not you, reset your password and contact support.",
+    ),
+    (
+        "en",
+        "passkey_cloned",
+        "A passkey may have been copied",
+        "A sign-in with your passkey ({name}) was refused: its authenticator's counter went backwards, which happens when a key is copied. If you did not try to sign in, remove this passkey and contact support.",
+    ),
+    (
+        "en",
         "recovery_codes_new",
         "New recovery codes",
         "A new set of recovery codes was generated for your account; the previous codes no longer work. If this was not you, reset your password and contact support.",
@@ -343,6 +361,24 @@ const BUILT_IN: &[(&str, &str, &str, &str)] = &[
         "totp_added",
         "Eine Authenticator-App wurde hinzugefügt",
         "Ihrem Konto wurde eine Authenticator-App als zweiter Faktor hinzugefügt. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
+    (
+        "de",
+        "passkey_added",
+        "Ein Passkey wurde hinzugefügt",
+        "Ihrem Konto wurde ein Passkey ({name}) hinzugefügt. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
+    (
+        "de",
+        "passkey_removed",
+        "Ein Passkey wurde entfernt",
+        "Ein Passkey ({name}) wurde von Ihrem Konto entfernt. Wenn Sie das nicht waren, setzen Sie Ihr Passwort zurück und wenden Sie sich an den Support.",
+    ),
+    (
+        "de",
+        "passkey_cloned",
+        "Ein Passkey wurde möglicherweise kopiert",
+        "Eine Anmeldung mit Ihrem Passkey ({name}) wurde abgelehnt: Der Zähler seines Authentifikators ging zurück, wie es bei einer Kopie des Schlüssels geschieht. Wenn Sie sich nicht anmelden wollten, entfernen Sie diesen Passkey und wenden Sie sich an den Support.",
     ),
     (
         "de",

@@ -411,24 +411,29 @@ impl Sessions<'_> {
 /// OOB-7), and the same class twice is still one (checklist FLOW-2). A biometric (`fpt`, `face`,
 /// `iris`) appears only with the device key it unlocked, as evidenced (checklist DEV-4).
 pub(crate) fn two_classes(amr: &[&str]) -> bool {
-    let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin" | "kba"));
+    // `user`: a passkey's authenticator verified the user locally (PIN or biometric, it does
+    // not say which): the second class of a multi-factor cryptographic authenticator.
+    let knowledge = amr.iter().any(|m| matches!(*m, "pwd" | "pin" | "kba" | "user"));
     let possession = amr.iter().any(|m| matches!(*m, "otp" | "hwk" | "sms" | "swk" | "tel"));
     let inherence = amr.iter().any(|m| matches!(*m, "fpt" | "face" | "iris"));
     u8::from(knowledge) + u8::from(possession) + u8::from(inherence) >= 2
 }
 
 /// A session's level for a step-up and for what needs one: as `assurance`, without a remembered
-/// client's key (`swk`), which never satisfies a step-up (checklist SES-9).
+/// client's key (`swk` without `user`), which never satisfies a step-up (checklist SES-9). A
+/// synced passkey's `swk` comes with `user` (its authenticator verified the user) and counts.
 pub(crate) fn step_up_level(session: &Session, phishing_resistant: bool) -> &'static str {
-    let amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "swk").collect();
+    let passkey = session.amr.iter().any(|m| m == "user");
+    let amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "swk" || passkey).collect();
     assurance(&amr, phishing_resistant)
 }
 
 /// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
-/// Where policy requires a phishing-resistant authenticator, only a hardware key (`hwk`) counts
+/// Where policy requires a phishing-resistant authenticator, only a hardware key (`hwk`) or a passkey counts
 /// (checklist FLOW-5). Computed from the methods verified in this flow, never cached.
 pub(crate) fn assurance(amr: &[&str], phishing_resistant: bool) -> &'static str {
-    let resistant = !phishing_resistant || amr.contains(&"hwk");
+    // A synced passkey (`swk` with `user`) is bound to the relying party like a hardware key.
+    let resistant = !phishing_resistant || amr.contains(&"hwk") || (amr.contains(&"swk") && amr.contains(&"user"));
     if two_classes(amr) && resistant { "aal2" } else { "aal1" }
 }
 

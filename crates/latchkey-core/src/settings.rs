@@ -27,6 +27,9 @@ pub struct Settings {
     pub recovery: RecoveryPolicy,
     /// Remembered clients ("remember this device").
     pub remember: RememberPolicy,
+    /// Passkeys: the relying party, its web origins and apps (`[policy.passkeys]`; off without
+    /// `rp_id`).
+    pub passkeys: crate::factors::passkey::PasskeyPolicy,
     /// Risk-based decisions at sign-in and step-up.
     pub risk: RiskPolicy,
     /// Admin accounts' sessions.
@@ -53,6 +56,7 @@ impl Default for Settings {
             push: PushPolicy::default(),
             recovery: RecoveryPolicy::default(),
             remember: RememberPolicy::default(),
+            passkeys: Default::default(),
             risk: RiskPolicy::default(),
             admin: AdminPolicy::default(),
             attributes: vec![],
@@ -232,8 +236,8 @@ pub enum MfaMode {
 pub struct MfaPolicy {
     /// `off`, `optional` (default) or `required`.
     pub mode: MfaMode,
-    /// The methods sign-in may offer, in the default order (`totp`, `push_approval`, `sms`,
-    /// `email`, `recovery_code`).
+    /// The methods sign-in may offer, in the default order (`passkey`, `totp`, `push_approval`,
+    /// `sms`, `email`, `recovery_code`).
     pub methods: Vec<MfaMethod>,
     /// With `mode = "required"`, users without a factor may verify a phone for SMS instead of
     /// adding an authenticator app (NIST SP 800-63B-4 treats SMS as restricted; default off).
@@ -250,6 +254,7 @@ impl Default for MfaPolicy {
         Self {
             mode: MfaMode::Optional,
             methods: vec![
+                MfaMethod::Passkey,
                 MfaMethod::Totp,
                 MfaMethod::PushApproval,
                 MfaMethod::Sms,
@@ -290,7 +295,13 @@ pub struct DevicePolicy {
 impl Default for DevicePolicy {
     fn default() -> Self {
         Self {
-            second_proofs: vec![MfaMethod::PushApproval, MfaMethod::Email, MfaMethod::Totp, MfaMethod::RecoveryCode],
+            second_proofs: vec![
+                MfaMethod::PushApproval,
+                MfaMethod::Passkey,
+                MfaMethod::Email,
+                MfaMethod::Totp,
+                MfaMethod::RecoveryCode,
+            ],
             android_attestation_roots: vec![],
         }
     }

@@ -1,11 +1,13 @@
 //! The storage contract. SQL lives only in `latchkey-store`; everything that must hold across
 //! replicas (single use, counters, limits) is one atomic operation of this trait.
 
-use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId};
+use crate::ids::{
+    ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, PasskeyId, RememberedClientId, SessionId, UserId,
+};
 use crate::model::{
     Approval, ApprovalStatus, AuditEvent, BiometricEvidence, ClientContext, Device, Factor, Flow, LockoutPolicy,
-    OutboxMessage, OutboxStatus, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, Sighting, User,
-    WebhookEndpoint,
+    OutboxMessage, OutboxStatus, Passkey, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, Sighting,
+    User, WebhookEndpoint,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -283,6 +285,42 @@ pub enum Write {
         /// Whether the PIN was verified.
         reset_pin: bool,
     },
+    /// Register a passkey; `Conflict("passkey")` if its credential id is registered already,
+    /// to any account (checklist WA-5).
+    InsertPasskey(Passkey),
+    /// A passkey signed in: its new credential record, counter and backup state. Only if the
+    /// stored counter is still `seen_count` (a parallel use of the same authenticator moved it:
+    /// `Conflict("passkey")`), and the passkey still exists.
+    PasskeyUsed {
+        /// Which.
+        id: PasskeyId,
+        /// The counter read before the assertion was verified.
+        seen_count: u32,
+        /// The updated credential record.
+        credential: String,
+        /// The assertion's counter.
+        sign_count: u32,
+        /// The assertion's backup state.
+        backed_up: bool,
+        /// Now.
+        at: OffsetDateTime,
+    },
+    /// Rename one of the user's passkeys (`Conflict("passkey")` if it is not theirs or gone).
+    RenamePasskey {
+        /// Which.
+        id: PasskeyId,
+        /// Whose.
+        user_id: UserId,
+        /// The new name.
+        name: String,
+    },
+    /// Remove one of the user's passkeys (`Conflict("passkey")` if it is not theirs or gone).
+    DeletePasskey {
+        /// Which.
+        id: PasskeyId,
+        /// Whose.
+        user_id: UserId,
+    },
     /// Mark a factor used now.
     TouchFactor {
         /// The factor.
@@ -536,6 +574,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user's factors, oldest first.
     async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError>;
+    /// The account's passkeys, oldest first.
+    async fn passkeys(&self, user_id: UserId) -> Result<Vec<Passkey>, StoreError>;
+    /// The passkey with this credential id (Base64url), whoever's it is.
+    async fn passkey_by_credential(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError>;
     /// A device, revoked or not.
     async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
     /// The user's devices that are not revoked, oldest first.

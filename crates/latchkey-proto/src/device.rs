@@ -232,6 +232,47 @@ pub struct RememberedClient {
     pub last_used_at: Option<String>,
 }
 
+/// A passkey, as `GET /v1/me/passkeys` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PasskeyInfo {
+    /// Its id, for `PATCH` and `DELETE /v1/me/passkeys/{id}`.
+    pub id: String,
+    /// The name the user gave it (default: the authenticator's name).
+    pub name: String,
+    /// The authenticator's name, where its AAGUID is a well-known one ("iCloud Keychain",
+    /// "Google Password Manager", …).
+    pub authenticator: Option<String>,
+    /// The authenticator model's AAGUID, when it said.
+    pub aaguid: Option<String>,
+    /// Its authenticator may copy it to the user's other devices (a synced passkey: `swk`).
+    pub backup_eligible: bool,
+    /// It is backed up now.
+    pub backed_up: bool,
+    /// Registered at (RFC 3339).
+    pub created_at: String,
+    /// Last used to sign in (RFC 3339).
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/me/passkeys`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PasskeyList {
+    /// Oldest first.
+    pub passkeys: Vec<PasskeyInfo>,
+}
+
+/// `PATCH /v1/me/passkeys/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RenamePasskeyRequest {
+    /// The new name: 1–64 characters, no links or markup.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub name: String,
+}
+
 /// What a client signs to be remembered: its key, for this session.
 ///
 /// ```

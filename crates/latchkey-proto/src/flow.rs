@@ -54,6 +54,10 @@ pub struct SignInRequest {
     #[serde(default, deserialize_with = "whole_seconds")]
     #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub max_age: Option<u64>,
+    /// `true`: a passkey sign-in (no username; the next step is `passkey`, and the account is
+    /// whoever's the passkey is). Needs `[policy.passkeys]`.
+    #[serde(default)]
+    pub passkey: bool,
     /// A client this account remembered (`POST /v1/me/remembered-clients`): with the right
     /// password, the next step is `remembered_client` instead of the second factor.
     #[serde(default)]
@@ -193,6 +197,20 @@ pub enum StepAnswer {
         #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         answer: serde_json::Value,
     },
+    /// The platform's answer to the `passkey` step: the `PublicKeyCredential` as JSON
+    /// (`credential.toJSON()` in a browser; Android Credential Manager's
+    /// `registrationResponseJson` / `authenticationResponseJson`; on iOS, built from
+    /// `ASAuthorizationPlatformPublicKeyCredential…`), byte fields Base64url without padding.
+    Passkey {
+        /// `{"id","rawId","type":"public-key","response":{…},"clientExtensionResults":{…}}`.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        credential: serde_json::Value,
+        /// At registration: a name for the new passkey (default: the authenticator's name,
+        /// else "Passkey"). Ignored when signing in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(max_length = 64))]
+        name: Option<String>,
+    },
     /// The code sent by `forgot-password`, with the new password.
     ResetPassword {
         /// The 6-digit code.
@@ -225,6 +243,7 @@ impl StepAnswer {
             StepAnswer::PushApproval {} => "push_approval",
             StepAnswer::RecoveryWait {} => "recovery_wait",
             StepAnswer::CustomChallenge { .. } => "custom_challenge",
+            StepAnswer::Passkey { .. } => "passkey",
         }
     }
 }
@@ -251,6 +270,8 @@ pub enum MfaMethod {
     /// The operator's own challenge, created and checked by the app's backend
     /// (`custom_challenge`; `[hooks.custom_challenge]`).
     CustomChallenge,
+    /// A passkey of the account (`passkey`, an assertion).
+    Passkey,
     /// A method this client does not know yet.
     #[serde(other)]
     Unknown,
@@ -267,8 +288,16 @@ impl MfaMethod {
             MfaMethod::PushApproval => "push_approval",
             MfaMethod::RecoveryWait => "recovery_wait",
             MfaMethod::CustomChallenge => "custom_challenge",
+            MfaMethod::Passkey => "passkey",
             MfaMethod::Unknown => "unknown",
         }
+    }
+
+    /// Whether the method resists phishing: a signature bound to the relying party or to the
+    /// enrolled device (a push approval, a passkey), never a code the user could be tricked into
+    /// typing elsewhere.
+    pub fn phishing_resistant(self) -> bool {
+        matches!(self, MfaMethod::PushApproval | MfaMethod::Passkey)
     }
 }
 
@@ -478,6 +507,23 @@ pub enum NextStep {
         #[serde(default)]
         other_methods: Vec<MfaMethod>,
     },
+    /// Run a WebAuthn ceremony with `options` (`ceremony` `create`: register a passkey, as
+    /// `navigator.credentials.create({publicKey: options})`; `get`: sign with one, as
+    /// `navigator.credentials.get({publicKey: options})`) and answer `passkey` with the
+    /// credential the platform returns. Byte fields are Base64url without padding.
+    Passkey {
+        /// `create` or `get`.
+        ceremony: String,
+        /// `PublicKeyCredentialCreationOptionsJSON` or `PublicKeyCredentialRequestOptionsJSON`
+        /// (WebAuthn Level 3), for Android Credential Manager's `requestJson` as it is.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        options: serde_json::Value,
+        /// Wrong answers left before the flow is denied.
+        attempts_left: u32,
+        /// Methods the user may switch to with `select_mfa`.
+        #[serde(default)]
+        other_methods: Vec<MfaMethod>,
+    },
     /// The flow is complete. Tokens are in [`FlowAnswer::tokens`] for sign-in flows.
     Done,
     /// The flow ended without success; start a new one.
@@ -512,6 +558,7 @@ impl NextStep {
             NextStep::RekeyBiometric { .. } => "rekey_biometric",
             NextStep::RecoveryWait { .. } => "recovery_wait",
             NextStep::CustomChallenge { .. } => "custom_challenge",
+            NextStep::Passkey { .. } => "passkey",
             NextStep::Done => "done",
             NextStep::Denied { .. } => "denied",
             NextStep::Unknown => "unknown",

@@ -416,6 +416,9 @@ impl Config {
         if let Some(problem) = self.hooks.problem() {
             anyhow::bail!("{problem}");
         }
+        if let Some(problem) = self.policy.passkeys.problem() {
+            anyhow::bail!("{problem}");
+        }
         if self.policy.devices.second_proofs.contains(&latchkey_core::MfaMethod::CustomChallenge) {
             anyhow::bail!("policy.devices.second_proofs: custom_challenge is no proof for a new device");
         }

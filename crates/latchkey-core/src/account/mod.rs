@@ -24,6 +24,7 @@ pub(crate) mod import;
 mod invite;
 mod migration;
 mod operator;
+mod passkeys;
 mod password;
 mod profile;
 mod remembered;

@@ -6,6 +6,7 @@
 pub mod attestation;
 pub mod device;
 pub mod legacy;
+pub mod passkey;
 pub mod password;
 pub mod recovery_codes;
 pub mod totp;

@@ -34,7 +34,7 @@ impl Auth {
                     other_methods: if sms { vec![MfaMethod::Sms] } else { vec![] },
                 }
             }
-            FlowState::AwaitingMfa { method, methods, code, push, custom, .. } => {
+            FlowState::AwaitingMfa { method, methods, code, push, custom, passkey, .. } => {
                 let other_methods: Vec<MfaMethod> = methods.iter().copied().filter(|m| Some(*m) != *method).collect();
                 let destination = code.as_ref().map(|c| c.destination.clone()).unwrap_or_default();
                 match method {
@@ -60,8 +60,15 @@ impl Auth {
                         },
                         None => proto::NextStep::SelectMfa { methods: methods.clone() },
                     },
+                    Some(MfaMethod::Passkey) => match passkey {
+                        Some(c) => passkey_step(c, attempts_left, other_methods),
+                        None => proto::NextStep::SelectMfa { methods: methods.clone() },
+                    },
                     Some(_) => proto::NextStep::TotpCode { attempts_left, other_methods },
                 }
+            }
+            FlowState::AwaitingPasskeyRegistration { challenge } | FlowState::AwaitingPasskeySignIn { challenge } => {
+                passkey_step(challenge, attempts_left, vec![])
             }
             FlowState::AwaitingDeviceEnrollment { device_id, nonce, .. } => {
                 proto::NextStep::EnrollDevice { device_id: device_id.to_string(), nonce: nonce.clone(), attempts_left }
@@ -114,4 +121,8 @@ impl Auth {
     pub(crate) fn outcome(flow: Flow, events: Vec<StepEvent>) -> FlowOutcome {
         FlowOutcome { flow, tokens: None, error: None, events, approval: None }
     }
+}
+
+fn passkey_step(c: &PasskeyChallenge, attempts_left: u32, other_methods: Vec<MfaMethod>) -> proto::NextStep {
+    proto::NextStep::Passkey { ceremony: c.ceremony.clone(), options: c.options.clone(), attempts_left, other_methods }
 }

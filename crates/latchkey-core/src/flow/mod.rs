@@ -326,6 +326,7 @@ pub(crate) fn with_code(state: &FlowState, code: Option<CodeChallenge>) -> FlowS
             recovery: recovery.clone(),
             step_up: step_up.clone(),
             custom: None,
+            passkey: None,
         },
         (other, _) => other.clone(),
     }

@@ -261,6 +261,7 @@ impl Auth {
             recovery: None,
             step_up: None,
             custom: None,
+            passkey: None,
         };
         let user_id = user.as_ref().map(|u| u.id);
         let flow = self.new_flow(flow_id, FlowKind::SignIn, user_id, state, now, ctx.clone());

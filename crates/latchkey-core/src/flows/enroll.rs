@@ -35,7 +35,7 @@ impl Auth {
             TOTP => {}
             SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
             RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
-            "passkey" => return Err(AuthError::NotImplemented("passkeys are not supported yet")),
+            "passkey" => return self.enroll_passkey(p, ctx).await,
             _ => {
                 return Err(AuthError::InvalidRequest(
                     "type must be totp, sms, email, recovery_codes or passkey".into(),

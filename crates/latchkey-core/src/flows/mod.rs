@@ -16,6 +16,7 @@ pub(crate) mod custom_challenge;
 pub(crate) mod device;
 pub(crate) mod enroll;
 pub(crate) mod hooked;
+pub(crate) mod passkey;
 pub(crate) mod push;
 pub(crate) mod recovery;
 pub(crate) mod remembered;
@@ -136,6 +137,12 @@ impl Auth {
             (FlowState::AwaitingVerification { .. }, StepAnswer::VerifyCode { code }) => {
                 self.verify_destination(flow, SecretString::new(code), now, ctx).await
             }
+            (
+                FlowState::AwaitingPasskeyRegistration { .. }
+                | FlowState::AwaitingPasskeySignIn { .. }
+                | FlowState::AwaitingMfa { method: Some(MfaMethod::Passkey), .. },
+                StepAnswer::Passkey { credential, name },
+            ) => self.passkey_answer(flow, credential, name, now, ctx).await,
             (FlowState::AwaitingReset { code }, StepAnswer::ResetPassword { code: given, password }) => {
                 self.reset_password(flow, code, SecretString::new(given), normalize(&password), now, ctx).await
             }

@@ -80,6 +80,7 @@ impl Auth {
             recovery: Some(recovery),
             step_up: None,
             custom: None,
+            passkey: None,
         };
         let mut flow = self.new_flow(flow_id, FlowKind::Recovery, user_id, state, now, ctx.clone());
         flow.expires_at = now + secs(self.settings.flows.code_ttl_secs);
@@ -234,6 +235,11 @@ impl Auth {
         if active(TOTP) {
             out.push(MfaMethod::Totp);
         }
+        // A passkey is bound to the relying party and to its authenticator: no SIM swap or
+        // mailbox takeover brings one.
+        if self.settings.passkeys.enabled() && !self.store.passkeys(u.id).await?.is_empty() {
+            out.push(MfaMethod::Passkey);
+        }
         if first != Channel::Sms && !self.store.devices(u.id).await?.is_empty() {
             out.push(MfaMethod::PushApproval);
         }
@@ -284,7 +290,8 @@ impl Auth {
         let method = if code.channel == Channel::Sms { MfaMethod::Sms } else { MfaMethod::Email };
         let mut batch = Batch::new();
         batch.push(Write::ClearFailures { key: user.username_canonical.clone(), kind: CODE.into() });
-        let (next, tokens) = self.recovery_next(&flow, &user, method, &recovery, now, &ctx, &mut batch).await?;
+        let (next, tokens) =
+            self.recovery_next(&flow, &user, method, self.amr_of(method), &recovery, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
         Ok(FlowOutcome {
@@ -305,13 +312,14 @@ impl Auth {
         flow: &Flow,
         user: &User,
         method: MfaMethod,
+        amr: &str,
         rec: &Recovery,
         now: OffsetDateTime,
         ctx: &ClientContext,
         batch: &mut Batch,
     ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
         let mut rec = rec.clone();
-        rec.verified.push(self.amr_of(method).to_owned());
+        rec.verified.push(amr.to_owned());
         let first = rec.verified.len() == 1;
         batch.push(audit(
             now,
@@ -341,6 +349,7 @@ impl Auth {
             recovery: Some(rec),
             step_up: None,
             custom: None,
+            passkey: None,
         };
         let next = Flow {
             state,

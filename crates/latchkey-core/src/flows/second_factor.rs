@@ -35,8 +35,8 @@ impl Auth {
         match m {
             MfaMethod::Sms => "sms",
             MfaMethod::Email => "email",
-            // A signature by an enrolled device's key.
-            MfaMethod::PushApproval => "hwk",
+            // A signature by an enrolled device's key; a passkey's class is its own (`after_proof`).
+            MfaMethod::PushApproval | MfaMethod::Passkey => "hwk",
             MfaMethod::CustomChallenge => {
                 self.hooks.policy(crate::hooks::Hook::CustomChallenge).map_or("otp", |p| p.amr)
             }
@@ -52,6 +52,9 @@ impl Auth {
         for m in &policy.methods {
             let usable = match m {
                 MfaMethod::Totp => active(TOTP),
+                MfaMethod::Passkey => {
+                    self.settings.passkeys.enabled() && !self.store.passkeys(user.id).await?.is_empty()
+                }
                 // A number changed within the cooldown is not trusted yet (DESIGN.md).
                 MfaMethod::Sms => active(SMS) && self.sms_trusted(user, self.now()),
                 MfaMethod::Email => active(EMAIL) && user.email_verified && user.email.is_some(),
@@ -142,7 +145,7 @@ impl Auth {
             methods.push(MfaMethod::Email);
         }
         if phishing_resistant {
-            methods.retain(|m| *m == MfaMethod::PushApproval);
+            methods.retain(|m| m.phishing_resistant());
         }
         if aal2 {
             // Only a method of another class than the password can make `aal2`: not an email
@@ -187,6 +190,10 @@ impl Auth {
             Some(MfaMethod::CustomChallenge) => Some(Box::new(self.create_challenge(flow_id, user, now).await?)),
             _ => None,
         };
+        let passkey = match method {
+            Some(MfaMethod::Passkey) => Some(Box::new(self.passkey_challenge(user.id).await?)),
+            _ => None,
+        };
         let state = FlowState::AwaitingMfa {
             method,
             methods,
@@ -197,6 +204,7 @@ impl Auth {
             recovery: None,
             step_up: None,
             custom,
+            passkey,
         };
         let event = StepEvent { step: state.step_name(), outcome: "issued" };
         Ok(MfaStart { state, writes, event })
@@ -309,6 +317,11 @@ impl Auth {
             (MfaMethod::CustomChallenge, None) => return Err(AuthError::FlowExpired),
             _ => None,
         };
+        let passkey = match (method, &user) {
+            (MfaMethod::Passkey, Some(user)) => Some(Box::new(self.passkey_challenge(user.id).await?)),
+            (MfaMethod::Passkey, None) => return Err(AuthError::FlowExpired),
+            _ => None,
+        };
         let state = FlowState::AwaitingMfa {
             method: Some(method),
             methods,
@@ -319,6 +332,7 @@ impl Auth {
             recovery,
             step_up,
             custom,
+            passkey,
         };
         let step = state.step_name();
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
@@ -393,23 +407,41 @@ impl Auth {
         ctx: &ClientContext,
         batch: &mut Batch,
     ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
+        let amr = [self.amr_of(method)];
+        self.after_proof(flow, user, method, &amr, then_new_password, now, ctx, batch).await
+    }
+
+    /// As `after_second_factor`, with the `amr` values the proof gave (a passkey gives its key
+    /// class and, when its authenticator verified the user, `user`).
+    #[allow(clippy::too_many_arguments)] // the flow's facts, the batch it adds to: no natural grouping
+    pub(crate) async fn after_proof(
+        &self,
+        flow: &Flow,
+        user: &User,
+        method: MfaMethod,
+        proof: &[&str],
+        then_new_password: bool,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Result<(Flow, Option<proto::Tokens>), AuthError> {
+        let first = proof.first().copied().unwrap_or_else(|| self.amr_of(method));
         if let FlowState::AwaitingMfa { new_device: Some(nd), .. } = &flow.state {
-            return Ok(self.new_device_next(flow, method, nd, now, ctx, batch));
+            return Ok(self.new_device_next(flow, method, first, nd, now, ctx, batch));
         }
         if let FlowState::AwaitingMfa { recovery: Some(rec), .. } = &flow.state {
-            return self.recovery_next(flow, user, method, rec, now, ctx, batch).await;
+            return self.recovery_next(flow, user, method, first, rec, now, ctx, batch).await;
         }
         if let FlowState::AwaitingMfa { step_up: Some(su), .. } = &flow.state {
             if su.action.is_some() {
                 // An action is approved by the phone only, and its JWT is issued by `settle_push`.
                 return Err(AuthError::Internal("an action's step-up completes by push approval".into()));
             }
-            let (next, tokens, _) = self
-                .finish_step_up(flow, user, &[self.amr_of(method)], Some(method.as_str()), su, now, ctx, batch)
-                .await?;
+            let (next, tokens, _) =
+                self.finish_step_up(flow, user, proof, Some(method.as_str()), su, now, ctx, batch).await?;
             return Ok((next, tokens));
         }
-        let amr = ["pwd", self.amr_of(method)];
+        let amr: Vec<&str> = ["pwd"].into_iter().chain(proof.iter().copied()).collect();
         let (state, tokens) = if then_new_password {
             (
                 FlowState::AwaitingNewPassword { amr: amr.iter().map(|s| (*s).to_owned()).collect(), recovery: None },
@@ -434,17 +466,19 @@ impl Auth {
     /// A new-device sign-in after one of its proofs: after the SMS code, the second proof
     /// (`select_mfa` among what the account has; denied if it has none); after that,
     /// `enroll_device`. Never a session before the device is enrolled.
+    #[allow(clippy::too_many_arguments)] // the flow's facts, the batch it adds to: no natural grouping
     fn new_device_next(
         &self,
         flow: &Flow,
         method: MfaMethod,
+        amr: &str,
         nd: &NewDevice,
         now: OffsetDateTime,
         ctx: &ClientContext,
         batch: &mut Batch,
     ) -> (Flow, Option<proto::Tokens>) {
         let mut verified = nd.verified.clone();
-        verified.push(self.amr_of(method).to_owned());
+        verified.push(amr.to_owned());
         let state = if nd.verified.is_empty() {
             if nd.second_proofs.is_empty() {
                 FlowState::Denied { reason: DenialReason::Denied }
@@ -459,6 +493,7 @@ impl Auth {
                     recovery: None,
                     step_up: None,
                     custom: None,
+                    passkey: None,
                 }
             }
         } else {
@@ -571,6 +606,7 @@ pub(crate) fn state_step_of(m: MfaMethod) -> &'static str {
         MfaMethod::RecoveryCode => "recovery_code",
         MfaMethod::PushApproval => "push_approval",
         MfaMethod::CustomChallenge => "custom_challenge",
+        MfaMethod::Passkey => "passkey",
         _ => "select_mfa",
     }
 }

@@ -28,6 +28,14 @@ impl Auth {
         if req.remembered_client.as_ref().is_some_and(|c| c.chars().count() > 36) {
             return Err(AuthError::InvalidRequest("remembered_client: an id, 36 characters".into()));
         }
+        if req.passkey {
+            if req.username.is_some() || req.password.is_some() || req.device_id.is_some() {
+                return Err(AuthError::InvalidRequest(
+                    "sign in with a passkey alone: no username, password or device_id".into(),
+                ));
+            }
+            return self.passkey_sign_in(ctx).await;
+        }
         if let Some(device_id) = req.device_id.as_deref() {
             if req.username.is_some() || req.password.is_some() {
                 return Err(AuthError::InvalidRequest("sign in with a device_id, or a username and password".into()));
@@ -38,7 +46,9 @@ impl Auth {
             return match req.username.as_deref() {
                 // No password: a passwordless account's first sign-in on a new device.
                 Some(username) => self.new_device_sign_in(username, ctx).await,
-                None => Err(AuthError::InvalidRequest("a username (and password), or a device_id, is required".into())),
+                None => Err(AuthError::InvalidRequest(
+                    "a username (and password), a device_id, or passkey: true is required".into(),
+                )),
             };
         };
         // RFC 9470 at sign-in: `aal2` asks for a second factor whatever the policy's mode; values

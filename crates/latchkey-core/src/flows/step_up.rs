@@ -129,6 +129,7 @@ impl Auth {
                     recovery: None,
                     step_up: Some(step_up.clone()),
                     custom: None,
+                    passkey: None,
                 },
                 now,
                 ctx.clone(),
@@ -171,7 +172,7 @@ impl Auth {
             .filter(|m| {
                 !raise || rank(assurance(&[used.as_slice(), &[self.amr_of(*m)]].concat(), resistant)) >= rank(acr)
             })
-            .filter(|m| risk.action != RiskAction::RequirePhishingResistant || *m == MfaMethod::PushApproval)
+            .filter(|m| risk.action != RiskAction::RequirePhishingResistant || m.phishing_resistant())
             .collect();
         if methods.is_empty() {
             return Err(AuthError::MfaRequired(
@@ -180,7 +181,7 @@ impl Auth {
         }
         let MfaStart { state, writes, event } = self.ask_for(flow_id, &p.user, methods, false, now, &ctx).await?;
         let state = match state {
-            FlowState::AwaitingMfa { method, methods, code, push, custom, .. } => FlowState::AwaitingMfa {
+            FlowState::AwaitingMfa { method, methods, code, push, custom, passkey, .. } => FlowState::AwaitingMfa {
                 method,
                 methods,
                 code,
@@ -190,6 +191,7 @@ impl Auth {
                 recovery: None,
                 step_up: Some(step_up),
                 custom,
+                passkey,
             },
             other => other,
         };
@@ -304,6 +306,7 @@ impl Auth {
                 recovery: None,
                 step_up: Some(step_up),
                 custom: None,
+                passkey: None,
             },
             now,
             ctx.clone(),

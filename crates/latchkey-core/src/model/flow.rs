@@ -54,6 +54,9 @@ pub struct CodeChallenge {
 /// What a flow waits for. Every state names what it expects next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+// A flow's state is read, moved once and stored: one per request, so its size does not matter
+// (the larger challenges are boxed already).
+#[allow(clippy::large_enum_variant)]
 pub enum FlowState {
     /// Waiting for the sign-up confirmation code. `sign_in_after` is set when a password was
     /// verified in this flow, so confirming completes a sign-in.
@@ -118,6 +121,20 @@ pub enum FlowState {
         /// For `custom_challenge`: the challenge the hook made.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         custom: Option<Box<CustomChallenge>>,
+        /// For `passkey`: the assertion asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passkey: Option<Box<PasskeyChallenge>>,
+    },
+    /// An enrolment: waiting for the new passkey (`passkey`, a creation ceremony).
+    AwaitingPasskeyRegistration {
+        /// The options shown and the ceremony's state.
+        challenge: Box<PasskeyChallenge>,
+    },
+    /// A passkey sign-in: waiting for an assertion by any of the relying party's discoverable
+    /// credentials (`passkey`); the user is whoever's the credential is.
+    AwaitingPasskeySignIn {
+        /// The options shown and the ceremony's state.
+        challenge: Box<PasskeyChallenge>,
     },
     /// A recovery with one proof, waiting out the delay the owner can veto (`recovery_wait`).
     AwaitingRecoveryWait {
@@ -221,8 +238,10 @@ impl FlowState {
                 Some(MfaMethod::RecoveryCode) => "recovery_code",
                 Some(MfaMethod::PushApproval) => "push_approval",
                 Some(MfaMethod::CustomChallenge) => "custom_challenge",
+                Some(MfaMethod::Passkey) => "passkey",
                 Some(_) => "totp_code",
             },
+            FlowState::AwaitingPasskeyRegistration { .. } | FlowState::AwaitingPasskeySignIn { .. } => "passkey",
             FlowState::AwaitingVerification { .. } => "verify_code",
             FlowState::AwaitingRecoveryWait { .. } => "recovery_wait",
             FlowState::AwaitingRecoveryCodesSaved { .. } => "save_recovery_codes",
@@ -253,6 +272,19 @@ pub struct CustomChallenge {
     /// When it stops being accepted.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+}
+
+/// A WebAuthn ceremony a flow waits for: the options the app passes to the platform, and
+/// webauthn-rs's state for checking the answer (the challenge, and for an assertion the public
+/// keys allowed). Neither is secret; the challenge is single-use because the flow moves once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyChallenge {
+    /// `create` (registration) or `get` (assertion).
+    pub ceremony: String,
+    /// `PublicKeyCredentialCreationOptions` or `…RequestOptions`, JSON (byte fields Base64url).
+    pub options: serde_json::Value,
+    /// webauthn-rs's ceremony state, JSON.
+    pub state: serde_json::Value,
 }
 
 /// A push approval a sign-in waits for.

@@ -2,15 +2,17 @@
 //! audit events; the flow record and its states, half of the table in `flows/mod.rs`, have a
 //! file of their own (`flow.rs`).
 
-use crate::ids::{ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId};
+use crate::ids::{
+    ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, PasskeyId, RememberedClientId, SessionId, UserId,
+};
 use latchkey_proto::MfaMethod;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 mod flow;
 pub use flow::{
-    ActionToApprove, CodeChallenge, CustomChallenge, Flow, FlowKind, FlowState, NewDevice, PushChallenge, Recovery,
-    StepUp,
+    ActionToApprove, CodeChallenge, CustomChallenge, Flow, FlowKind, FlowState, NewDevice, PasskeyChallenge,
+    PushChallenge, Recovery, StepUp,
 };
 
 /// An account's status.
@@ -342,6 +344,33 @@ pub struct Factor {
     /// TOTP: the last time step accepted (codes at or before it are refused).
     pub last_step: Option<i64>,
     /// Added.
+    pub created_at: OffsetDateTime,
+    /// Last used to sign in.
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A passkey: a WebAuthn credential registered to an account (`docs/passkeys.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// Id.
+    pub id: PasskeyId,
+    /// Whose.
+    pub user_id: UserId,
+    /// The credential id, Base64url without padding; unique across accounts.
+    pub credential_id: String,
+    /// The name the user gave it.
+    pub name: String,
+    /// The authenticator model (AAGUID), when it said which.
+    pub aaguid: Option<String>,
+    /// webauthn-rs's credential record (public key, counter, flags), JSON.
+    pub credential: String,
+    /// The last signature counter seen (0: the authenticator keeps none).
+    pub sign_count: u32,
+    /// The authenticator may back it up (a synced passkey).
+    pub backup_eligible: bool,
+    /// It is backed up now.
+    pub backed_up: bool,
+    /// Registered.
     pub created_at: OffsetDateTime,
     /// Last used to sign in.
     pub last_used_at: Option<OffsetDateTime>,

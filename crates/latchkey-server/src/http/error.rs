@@ -106,6 +106,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `404 not_found` with a message saying what is missing (a route that exists but has nothing
+/// to serve in this configuration).
+pub fn not_found(message: &str) -> Response {
+    let mut resp = StatusCode::NOT_FOUND.into_response();
+    resp.extensions_mut().insert(PendingError { code: AuthError::NotFound.code(), message: message.to_owned() });
+    resp
+}
+
 /// Middleware: write the JSON body of error answers, with the request id; and, on every
 /// answer, `Cache-Control: no-store` (RFC 6749 §5.1: answers carry tokens, TOTP secrets and
 /// recovery codes; none of them may sit in a cache) and `X-Content-Type-Options: nosniff`.

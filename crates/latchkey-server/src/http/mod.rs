@@ -11,6 +11,7 @@ pub mod flows;
 pub mod introspection;
 pub mod operator;
 pub mod ops;
+pub mod passkeys;
 pub mod recovery;
 pub mod session;
 pub mod webhooks;
@@ -70,7 +71,8 @@ const USERNAME_PATTERN: &str =
         session::factors, session::enroll_factor, session::remove_factor, session::set_preferred,
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
-        adaptive::remember, adaptive::forget, account::change_password, account::export, account::update_profile, account::delete_account,
+        adaptive::remember, adaptive::forget, passkeys::list, passkeys::rename, passkeys::remove,
+        passkeys::assetlinks, passkeys::apple_app_site_association, account::change_password, account::export, account::update_profile, account::delete_account,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::show, admin::delete_user, admin::update_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         admin::reset_factor, admin::revoke_user_device, operator::list_users, operator::invite, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,
@@ -331,6 +333,7 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
             .merge(session::router())
             .merge(adaptive::router())
             .merge(account::router())
+            .merge(passkeys::router())
             .merge(introspection::router())
             .merge(ops::router());
     }

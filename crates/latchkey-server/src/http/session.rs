@@ -104,12 +104,13 @@ pub async fn factors(State(s): State<AppState>, Authenticated(p): Authenticated)
 
 /// Start enrolling a factor: an `enroll` flow answered through `/v1/flows/{id}` — `setup_totp` for
 /// `totp`, `verify_code` for `sms` and `email` (which also changes the phone or address, the old
-/// one staying in force until the code is right). Needs a sign-in from the last 10 minutes (and
+/// one staying in force until the code is right), `save_recovery_codes` for `recovery_codes`,
+/// `passkey` (a WebAuthn creation ceremony) for `passkey`, which needs `aal2`. Needs a sign-in from the last 10 minutes (and
 /// `aal2` once a second factor exists); otherwise `401 insufficient_user_authentication` with
 /// `WWW-Authenticate` saying what to redo (RFC 9470).
 #[utoipa::path(post, path = "/v1/me/factors", tag = "me", security(("bearer" = [])), request_body = EnrollFactorRequest,
     responses((status = 200, body = FlowAnswer), (status = 400, body = ErrorBody),
-        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody), (status = 501, description = "not_implemented: passkeys are not built yet", body = ErrorBody)))]
+        (status = 401, description = "unauthenticated, insufficient_user_authentication", body = ErrorBody)))]
 pub async fn enroll_factor(
     State(s): State<AppState>,
     Authenticated(p): Authenticated,

@@ -30,6 +30,7 @@ macro_rules! store_erase {
                     "DELETE FROM factors WHERE user_id = $1",
                     "DELETE FROM approvals WHERE user_id = $1",
                     "DELETE FROM remembered_clients WHERE user_id = $1",
+                    "DELETE FROM passkeys WHERE user_id = $1",
                     "DELETE FROM sightings WHERE user_id = $1",
                     "DELETE FROM devices WHERE user_id = $1",
                     "DELETE FROM flows WHERE user_id = $1",

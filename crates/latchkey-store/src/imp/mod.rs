@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use latchkey_core::MfaMethod;
 use latchkey_core::ids::{
-    ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, RememberedClientId, SessionId, UserId,
+    ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, PasskeyId, RememberedClientId, SessionId, UserId,
 };
 use latchkey_core::model::*;
 use latchkey_core::store::{
@@ -267,6 +267,18 @@ macro_rules! store_impl {
                 let rows = sqlx::query("SELECT * FROM factors WHERE user_id = $1 ORDER BY created_at, id")
                     .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
                 rows.iter().map(Self::factor).collect()
+            }
+
+            async fn passkeys(&self, user_id: UserId) -> Result<Vec<Passkey>, StoreError> {
+                let rows = sqlx::query("SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
+                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::passkey).collect()
+            }
+
+            async fn passkey_by_credential(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError> {
+                let r = sqlx::query("SELECT * FROM passkeys WHERE credential_id = $1")
+                    .bind(credential_id).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::passkey).transpose()
             }
 
             async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
@@ -602,7 +614,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "users",
     "flows",
     "sessions",
@@ -621,6 +633,7 @@ const TABLES: [&str; 18] = [
     "sightings",
     "retired_usernames",
     "admins",
+    "passkeys",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

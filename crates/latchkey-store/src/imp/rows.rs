@@ -124,6 +124,23 @@ macro_rules! store_rows {
                 })
             }
 
+            fn passkey(r: &$row) -> Result<Passkey, StoreError> {
+                Ok(Passkey {
+                    id: PasskeyId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
+                    user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
+                    credential_id: r.try_get("credential_id").map_err(db_err)?,
+                    name: r.try_get("name").map_err(db_err)?,
+                    aaguid: r.try_get("aaguid").map_err(db_err)?,
+                    credential: r.try_get("credential").map_err(db_err)?,
+                    sign_count: u32::try_from(r.try_get::<i64, _>("sign_count").map_err(db_err)?)
+                        .map_err(|_| corrupt("passkey counter"))?,
+                    backup_eligible: r.try_get("backup_eligible").map_err(db_err)?,
+                    backed_up: r.try_get("backed_up").map_err(db_err)?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    last_used_at: opt_us(r.try_get("last_used_at").map_err(db_err)?)?,
+                })
+            }
+
             fn remembered(r: &$row) -> Result<RememberedClient, StoreError> {
                 Ok(RememberedClient {
                     id: RememberedClientId(r.try_get::<Uuid, _>("id").map_err(db_err)?),

@@ -136,6 +136,40 @@ macro_rules! store_writes {
                             .bind(user_id.0).bind(us(at)).bind(&reason)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
+                    Write::InsertPasskey(k) => {
+                        let done = sqlx::query("INSERT INTO passkeys (id, user_id, credential_id, name, aaguid, credential, sign_count, backup_eligible, backed_up, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                            .bind(k.id.0).bind(k.user_id.0).bind(&k.credential_id).bind(&k.name).bind(&k.aaguid).bind(&k.credential)
+                            .bind(i64::from(k.sign_count)).bind(k.backup_eligible).bind(k.backed_up).bind(us(k.created_at)).bind(k.last_used_at.map(us))
+                            .execute(&mut **tx).await;
+                        match done {
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("passkey")),
+                            other => { other.map_err(db_err)?; }
+                        }
+                    }
+                    Write::PasskeyUsed { id, seen_count, credential, sign_count, backed_up, at } => {
+                        let done = sqlx::query("UPDATE passkeys SET credential = $3, sign_count = $4, backed_up = $5, last_used_at = $6 WHERE id = $1 AND sign_count = $2")
+                            .bind(id.0).bind(i64::from(seen_count)).bind(credential).bind(i64::from(sign_count)).bind(backed_up).bind(us(at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("passkey"));
+                        }
+                    }
+                    Write::RenamePasskey { id, user_id, name } => {
+                        let done = sqlx::query("UPDATE passkeys SET name = $3 WHERE id = $1 AND user_id = $2")
+                            .bind(id.0).bind(user_id.0).bind(name)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("passkey"));
+                        }
+                    }
+                    Write::DeletePasskey { id, user_id } => {
+                        let done = sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2")
+                            .bind(id.0).bind(user_id.0)
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("passkey"));
+                        }
+                    }
                     Write::InsertRememberedClient(c) => {
                         sqlx::query("INSERT INTO remembered_clients (id, user_id, public_key, name, created_at, expires_at, last_used_at, revoked_at, revoke_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                             .bind(c.id.0).bind(c.user_id.0).bind(&c.public_key).bind(&c.name).bind(us(c.created_at)).bind(us(c.expires_at))

@@ -40,6 +40,7 @@ mod introspection;
 mod mfa;
 mod ops;
 mod outbox;
+mod passkeys;
 mod push;
 mod recovery;
 mod remembered;

@@ -101,9 +101,10 @@ async fn enrolling_needs_a_recent_sign_in_and_only_one_app_at_a_time(b: Backend)
         .await;
     assert_eq!(
         (r.status, r.json()["error"]["code"].as_str()),
-        (501, Some(codes::NOT_IMPLEMENTED)),
-        "passkeys come later"
+        (400, Some(codes::INVALID_REQUEST)),
+        "passkeys are off without [policy.passkeys]"
     );
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("not configured"));
     let r = s
         .raw()
         .request("POST", "/v1/me/factors", Some(&t.access_token), Some(serde_json::json!({"type": "bogus"})))
