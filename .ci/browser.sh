@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The console in real headless Chromium (Debian's `chromium`) driven by playwright-core from npm,
-# every page checked with axe-core (console-tests/console.test.mjs). Installs what it needs;
+# every page checked with axe-core (console-tests/console.test.mjs); and passkeys registered and
+# used through a CDP virtual authenticator (console-tests/passkeys.test.mjs). Installs what it needs;
 # never lets a tool download a browser of its own. SCREENSHOTS=docs/console refreshes the
 # screenshots docs/admin.md shows.
 set -euo pipefail
@@ -17,3 +18,4 @@ if [ -z "${BIN:-}" ]; then
   BIN=target/debug/latchkey
 fi
 BIN="$BIN" timeout 300 node console-tests/console.test.mjs
+BIN="$BIN" timeout 120 node console-tests/passkeys.test.mjs

@@ -6,7 +6,7 @@
 use super::devices::aal2_user_and_secret;
 use latchkey_client::Client;
 use latchkey_core::factors::passkey::{AndroidApp, PasskeyPolicy};
-use latchkey_testkit::proto::{MfaMethod, NextStep, Tokens, codes};
+use latchkey_testkit::proto::{MfaMethod, NextStep, StepUpRequest, Tokens, codes};
 use latchkey_testkit::{Backend, TestServer, jwt_claims};
 use passkey::authenticator::{Authenticator, UiHint, UserCheck, UserValidationMethod};
 use passkey::client::{DefaultClientData, Origin, UnverifiedAssetLink};
@@ -432,5 +432,55 @@ both_stores!(
     wa_4_a_counter_that_goes_backwards_is_refused_and_told,
     android_and_ios_apps_use_the_relying_partys_passkeys,
     passkeys_are_renamed_and_removed_with_a_step_up_and_a_notice,
+    a_passkey_steps_a_session_up_in_place_and_proves_a_new_device,
     a_passkey_is_a_recovery_proof_a_sim_swap_cannot_bring,
 );
+
+async fn a_passkey_steps_a_session_up_in_place_and_proves_a_new_device(b: Backend) {
+    let s = server(b).await;
+    let (t, _) = aal2_user_and_secret(&s, "ivo").await;
+    let mut phone = Phone::web("https://example.com");
+    register(&s, &t, &mut phone, None).await;
+    let c = s.client();
+    // A session whose sign-in is older than the step-up window raises itself with the passkey.
+    s.clock.advance(Duration::minutes(11));
+    let stale = c.refresh(&t.refresh_token).await.unwrap();
+    let req = StepUpRequest { acr_values: Some("aal2".into()), max_age: Some(600), action: None };
+    let a = c.step_up(&stale.access_token, &req).await.unwrap();
+    let a = match &a.next_step {
+        NextStep::SelectMfa { .. } => c.select_mfa(&a.flow_id, MfaMethod::Passkey).await.unwrap(),
+        _ => a,
+    };
+    let assertion = phone.answer(&a.next_step).await;
+    let raised = c.passkey(&a.flow_id, assertion, None).await.unwrap().tokens.expect("raised");
+    let (before, after) = (jwt_claims(&stale.access_token), jwt_claims(&raised.access_token));
+    assert_eq!(before["sid"], after["sid"], "the same session");
+    assert_eq!(after["acr"], "aal2");
+    assert!(after["auth_time"].as_i64() > before["auth_time"].as_i64());
+    assert_eq!(c.regenerate_recovery_codes(&raised.access_token).await.unwrap().codes.len(), 10);
+
+    // A passwordless account (an enrolled phone, no password) adds a passkey from its device
+    // session; on a new phone, after the SMS code, the passkey is the second proof a SIM swap
+    // cannot bring.
+    let (id, ks, _) = s.passwordless_account("noa", "+14155550777", Some("noa@example.com"), "371946").await;
+    let device = c.with_device_key(std::sync::Arc::new(ks.clone()), &id).unwrap();
+    let signed_in = device.device_sign_in(&id, &ks, latchkey_client::Unlock::Pin("371946")).await.unwrap();
+    let t = signed_in.tokens.unwrap();
+    let mut noas = Phone::web("https://example.com");
+    let a = device.enroll_passkey(&t.access_token).await.unwrap();
+    let credential = noas.answer(&a.next_step).await;
+    assert_eq!(device.passkey(&a.flow_id, credential, None).await.unwrap().next_step, NextStep::Done);
+    let a = c.sign_in_new_device("noa").await.unwrap();
+    let after_sms = c.sms_code(&a.flow_id, &s.code_for("+14155550777").await).await.unwrap();
+    let NextStep::SelectMfa { methods } = &after_sms.next_step else { panic!("{:?}", after_sms.next_step) };
+    assert!(methods.contains(&MfaMethod::Passkey), "{methods:?}");
+    let a2 = c.select_mfa(&a.flow_id, MfaMethod::Passkey).await.unwrap();
+    let assertion = noas.answer(&a2.next_step).await;
+    let e = c.passkey(&a.flow_id, assertion, None).await.unwrap();
+    assert!(matches!(e.next_step, NextStep::EnrollDevice { .. }), "{:?}", e.next_step);
+    let new_ks = latchkey_client::SoftwareKeystore::new();
+    let (new_id, done) = c.enroll_device_step(&e, &new_ks, "New phone", "android", "902817").await.unwrap();
+    let me = c.with_device_key(std::sync::Arc::new(new_ks), &new_id).unwrap();
+    let amr = me.me(&done.tokens.unwrap().access_token).await.unwrap().amr;
+    assert_eq!(amr, vec!["sms".to_string(), "swk".into(), "hwk".into()]);
+}
