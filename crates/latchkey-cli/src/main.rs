@@ -9,6 +9,7 @@ mod bench_tokens;
 mod bench_totp;
 mod device;
 mod import;
+mod passkey;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::clock::SystemClock;
@@ -80,6 +81,11 @@ enum Command {
     Device {
         #[command(subcommand)]
         command: device::DeviceCommand,
+    },
+    /// A software passkey authenticator: register a passkey and sign in with it, no username.
+    Passkey {
+        #[command(subcommand)]
+        command: passkey::PasskeyCommand,
     },
     /// The admin API from a terminal: users, the audit log, the outbox, the summary.
     Admin(admin::AdminArgs),
@@ -245,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { common, out } => backup::backup(&common.load()?, &out).await,
         Command::Restore { from, data_dir } => backup::restore(&from, &data_dir).await,
         Command::Device { command } => device::run(command).await,
+        Command::Passkey { command } => passkey::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Admin(args) => admin::run(args).await,
     }

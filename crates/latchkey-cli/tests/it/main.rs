@@ -307,6 +307,64 @@ fn the_device_emulator_runs_the_passwordless_journey_and_a_sim_swap_is_denied() 
     assert_eq!(me["amr"], serde_json::json!(["email", "sms", "hwk"]), "{me}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_passkey_emulator_registers_and_signs_in_with_no_username() {
+    let dir = temp_dir();
+    let server = serve_with(
+        &dir,
+        &[
+            ("LATCHKEY_POLICY__PASSKEYS__RP_ID", "localhost"),
+            ("LATCHKEY_POLICY__RECOVERY__PHONE_CHANGE_COOLDOWN_SECS", "0"),
+        ],
+    );
+    let c = Client::new(&server.url).unwrap();
+    let pw = "correct horse battery";
+    let req = SignUpRequest {
+        username: "kim".into(),
+        password: Some(pw.into()),
+        email: Some("kim@example.com".into()),
+        phone: None,
+        locale: None,
+    };
+    let a = c.sign_up(&req).await.unwrap();
+    c.confirm_sign_up(&a.flow_id, &code_for(&dir, "kim@example.com")).await.unwrap();
+    let t = c.sign_in("kim", pw).await.unwrap().tokens.unwrap();
+    let v = c.enroll_sms(&t.access_token, Some("+14155550198")).await.unwrap();
+    c.verify_code(&v.flow_id, &code_for(&dir, "+14155550198")).await.unwrap();
+    let f = c.sign_in("kim", pw).await.unwrap();
+    let t = c.sms_code(&f.flow_id, &code_for(&dir, "+14155550198")).await.unwrap().tokens.unwrap();
+    let file = dir.join("passkey.json");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["passkey"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &server.url, "--file", file.to_str().unwrap()]);
+        Command::new(BIN).args(&all).current_dir(&dir).output().unwrap()
+    };
+    let out = cli(&["register", "--access-token", &t.access_token, "--name", "Terminal"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    for expected_counter in [1, 2] {
+        let out = cli(&["sign-in"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let me = c.me(answer["tokens"]["access_token"].as_str().unwrap()).await.unwrap();
+        assert_eq!((me.username.as_str(), me.acr.as_str()), ("kim", "aal2"));
+        assert_eq!(me.amr, ["swk", "user", "mfa"]);
+        let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(kept["counter"], expected_counter, "the file keeps the counter it signed with");
+    }
+    // Another origin than the configured https://localhost: refused, exit status 1.
+    let out = cli(&["sign-in", "--origin", "https://evil.localhost"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("code_mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = c.passkeys(&t.access_token).await.unwrap().passkeys;
+    assert_eq!((listed.len(), listed[0].name.as_str()), (1, "Terminal"));
+}
+
 /// `latchkey serve` in `dir` that must refuse to start: its standard error.
 fn serve_refused(dir: &Path) -> String {
     let mut child = Command::new(BIN)

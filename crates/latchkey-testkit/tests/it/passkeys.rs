@@ -146,7 +146,7 @@ async fn passkey_sign_in(s: &TestServer, phone: &mut Phone) -> Option<Tokens> {
     c.passkey(&a.flow_id, credential, None).await.unwrap().tokens
 }
 
-async fn wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_without_a_username(b: Backend) {
+async fn wa_1_wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_once_without_a_username(b: Backend) {
     let s = server(b).await;
     let (t, _) = aal2_user_and_secret(&s, "pia").await;
     let c = s.client();
@@ -425,7 +425,7 @@ async fn a_passkey_is_a_recovery_proof_a_sim_swap_cannot_bring(b: Backend) {
 }
 
 both_stores!(
-    wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_without_a_username,
+    wa_1_wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_once_without_a_username,
     a_passkey_is_a_second_factor_after_the_password,
     wa_2_another_origin_rp_id_or_ceremony_is_refused,
     wa_3_a_passkey_without_user_verification_is_refused,
