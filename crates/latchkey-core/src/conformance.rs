@@ -89,7 +89,7 @@ fn flow(user: Option<UserId>) -> Flow {
         version: 0,
         created_at: T0,
         expires_at: T0 + Duration::minutes(10),
-        context: ClientContext { ip: Some("127.0.0.1".into()), user_agent: Some("test".into()) },
+        context: ClientContext { ip: Some("127.0.0.1".into()), user_agent: Some("test".into()), app_integrity: None },
     }
 }
 

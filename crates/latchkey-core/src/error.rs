@@ -24,6 +24,9 @@ pub enum AuthError {
     /// user.
     #[error("{0}")]
     SignUpDenied(String),
+    /// The policy requires a genuine app's proof for this request, and it had none or a bad one.
+    #[error("{0}")]
+    AppIntegrityRequired(String),
     /// The password breaks the policy.
     #[error("{0}")]
     InvalidPassword(PasswordRejection),
@@ -126,6 +129,7 @@ impl AuthError {
             AuthError::PayloadTooLarge => codes::PAYLOAD_TOO_LARGE,
             AuthError::UsernameExists => codes::USERNAME_EXISTS,
             AuthError::SignUpDenied(_) => codes::SIGN_UP_DENIED,
+            AuthError::AppIntegrityRequired(_) => codes::APP_INTEGRITY_REQUIRED,
             AuthError::InvalidPassword(_) => codes::INVALID_PASSWORD,
             AuthError::NotAuthorized => codes::NOT_AUTHORIZED,
             AuthError::LimitExceeded { .. } => codes::LIMIT_EXCEEDED,

@@ -30,6 +30,9 @@ pub struct Settings {
     /// Passkeys: the relying party, its web origins and apps (`[policy.passkeys]`; off without
     /// `rp_id`).
     pub passkeys: crate::factors::passkey::PasskeyPolicy,
+    /// Which requests need proof of the operator's genuine app, and how it is checked
+    /// (`[policy.app_integrity]`).
+    pub app_integrity: crate::factors::app_integrity::AppIntegrityPolicy,
     /// Risk-based decisions at sign-in and step-up.
     pub risk: RiskPolicy,
     /// Admin accounts' sessions.
@@ -57,6 +60,7 @@ impl Default for Settings {
             recovery: RecoveryPolicy::default(),
             remember: RememberPolicy::default(),
             passkeys: Default::default(),
+            app_integrity: Default::default(),
             risk: RiskPolicy::default(),
             admin: AdminPolicy::default(),
             attributes: vec![],

@@ -232,6 +232,17 @@ pub struct RememberedClient {
     pub last_used_at: Option<String>,
 }
 
+/// `POST /v1/app-integrity/challenge`: what the app asks its platform to vouch for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AppIntegrityChallenge {
+    /// Base64url (web-safe, no padding, 75 characters): Play Integrity's `nonce` as it is.
+    /// Works once.
+    pub challenge: String,
+    /// When it stops being accepted (RFC 3339).
+    pub expires_at: String,
+}
+
 /// A passkey, as `GET /v1/me/passkeys` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

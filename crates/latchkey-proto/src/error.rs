@@ -30,6 +30,7 @@ pub mod codes {
         PAYLOAD_TOO_LARGE,
         USERNAME_EXISTS,
         SIGN_UP_DENIED,
+        APP_INTEGRITY_REQUIRED,
         INVALID_PASSWORD,
         CODE_MISMATCH,
         EXPIRED_CODE,
@@ -66,6 +67,10 @@ pub mod codes {
     /// The app's backend refused the sign-up (`before_sign_up` hook); the message is its own,
     /// written for the user (`403`).
     pub const SIGN_UP_DENIED: &str = "sign_up_denied";
+    /// The policy requires proof that the request comes from the operator's genuine app
+    /// (`[policy.app_integrity]`), and the request had none, or one that did not pass; the
+    /// message says why (`403`). Get a new challenge and a new proof, then retry.
+    pub const APP_INTEGRITY_REQUIRED: &str = "app_integrity_required";
     /// The password breaks the password policy; the message says why.
     pub const INVALID_PASSWORD: &str = "invalid_password";
     /// The code is wrong, already used or burned.

@@ -419,6 +419,9 @@ impl Config {
         if let Some(problem) = self.policy.passkeys.problem() {
             anyhow::bail!("{problem}");
         }
+        if let Some(problem) = self.policy.app_integrity.problem() {
+            anyhow::bail!("{problem}");
+        }
         if self.policy.devices.second_proofs.contains(&latchkey_core::MfaMethod::CustomChallenge) {
             anyhow::bail!("policy.devices.second_proofs: custom_challenge is no proof for a new device");
         }
@@ -507,6 +510,9 @@ impl Config {
         }
         if let Some(hooks) = v.get_mut("hooks") {
             crate::hooks::HooksConfig::redact(hooks);
+        }
+        if let Some(play) = v.pointer_mut("/policy/app_integrity/play").and_then(|p| p.as_object_mut()) {
+            play.insert("decryption_key".into(), serde_json::Value::String("<redacted>".into()));
         }
         if let Some(hooks) = v.get_mut("webhooks").and_then(|b| b.as_array_mut()) {
             for h in hooks {
@@ -630,6 +636,30 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn passkey_and_app_integrity_settings_are_checked_and_the_decryption_key_redacted() {
+        let mut c = Config::default();
+        c.policy.passkeys.rp_id = Some("example.com".into());
+        c.policy.passkeys.origins = vec!["https://evil.com".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("evil.com"));
+        c.policy.passkeys.origins = vec![];
+        c.validate().unwrap();
+        c.policy.app_integrity.require = vec![latchkey_core::factors::app_integrity::GatedAction::CodeSends];
+        assert!(c.validate().unwrap_err().to_string().contains("needs a verifier"));
+        let key = "b2JzY3VyZS1kZWNyeXB0aW9uLWtleS0zMi1ieXRlcyE=";
+        c.policy.app_integrity.play = Some(latchkey_core::factors::app_integrity::PlayIntegrity {
+            package_name: "com.example.app".into(),
+            decryption_key: key.into(),
+            verification_key: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==".into(),
+            require_device_integrity: true,
+            require_app_recognized: true,
+            require_licensed: false,
+        });
+        c.validate().unwrap();
+        let shown = c.redacted_toml().unwrap();
+        assert!(!shown.contains(key) && shown.contains("decryption_key = \"<redacted>\""), "{shown}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ fn approval(user_id: UserId, at: OffsetDateTime) -> Approval {
         expires_at: at + Duration::minutes(2),
         decided_at: None,
         device_id: None,
-        context: ClientContext { ip: Some("192.0.2.1".into()), user_agent: Some("ua".into()) },
+        context: ClientContext { ip: Some("192.0.2.1".into()), user_agent: Some("ua".into()), app_integrity: None },
         action: None,
     }
 }

@@ -24,7 +24,8 @@ pub async fn an_erased_account_leaves_nothing_personal_and_its_username_rests(st
     delivered.to = "erasmus@example.com".into();
     let (mut pending, mut notice, mut others) = (delivered.clone(), delivered.clone(), message("smtp"));
     (pending.id, notice.id) = (MessageId::new(), MessageId::new());
-    let ctx = ClientContext { ip: Some("192.0.2.7".into()), user_agent: Some("Erasmus's phone".into()) };
+    let ctx =
+        ClientContext { ip: Some("192.0.2.7".into()), user_agent: Some("Erasmus's phone".into()), app_integrity: None };
     store
         .apply(Batch(vec![
             Write::InsertUser(u.clone()),

@@ -5,7 +5,7 @@
 use super::*;
 
 fn event(user: Option<UserId>, at: OffsetDateTime, kind: &str, outcome: &str, ip: &str) -> Write {
-    let ctx = ClientContext { ip: Some(ip.into()), user_agent: None };
+    let ctx = ClientContext { ip: Some(ip.into()), user_agent: None, app_integrity: None };
     crate::auth::audit(at, user, kind, outcome, &ctx, serde_json::json!({}))
 }
 

@@ -145,7 +145,8 @@ pub async fn sessions_are_listed_and_revoked(store: Arc<dyn Store>) {
 pub async fn a_session_is_raised_in_place_only_while_live_and_its_tokens_spent(store: Arc<dyn Store>) {
     let (_, s) = with_session(&store).await;
     let t1 = T0 + Duration::minutes(2);
-    let moved = ClientContext { ip: Some("192.0.2.9".into()), user_agent: Some("elsewhere".into()) };
+    let moved =
+        ClientContext { ip: Some("192.0.2.9".into()), user_agent: Some("elsewhere".into()), app_integrity: None };
     let raise = |at| Write::RaiseSession {
         id: s.id,
         acr: "aal2".into(),

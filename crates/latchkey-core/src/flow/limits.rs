@@ -154,6 +154,9 @@ impl Auth {
         channel: Channel,
         real: bool,
     ) -> Result<(), AuthError> {
+        // Checklist: gating code sends on a genuine app is the strongest defence against SMS
+        // pumping; a look-alike answer is gated exactly like a real one.
+        self.require_genuine_app(crate::factors::app_integrity::GatedAction::CodeSends, ctx)?;
         let l = &self.settings.limits;
         if channel == Channel::Sms
             && let Some(d) = destination

@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 pub(crate) const DEVICE_NONCE_TTL_SECS: u64 = 120;
 
 mod answers;
+mod genuine;
 mod limits;
 pub(crate) mod risk;
 

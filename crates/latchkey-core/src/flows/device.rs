@@ -84,6 +84,7 @@ impl Auth {
             return Err(AuthError::StepMismatch { expected: flow.state.step_name() });
         };
         let step = "enroll_device";
+        self.require_genuine_app(crate::factors::app_integrity::GatedAction::DeviceEnrollment, &ctx)?;
         let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
         let bad = |what: &str, e: dk::KeyError| AuthError::InvalidRequest(format!("{what}: {e}"));
         let possession = dk::parse_public_key(&e.possession_key).map_err(|err| bad("possession_key", err))?;

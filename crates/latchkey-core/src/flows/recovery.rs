@@ -52,6 +52,7 @@ impl Auth {
         if matches!(req.channel, Some(Channel::Unknown)) {
             return Err(AuthError::InvalidRequest("channel must be email or sms".into()));
         }
+        self.require_genuine_app(crate::factors::app_integrity::GatedAction::Recovery, &ctx)?;
         let now = self.now();
         let (key, user) = self.account_to_recover(&req.username, &ctx).await?;
         let channels = user.as_ref().map(|u| self.recovery_channels(u, now)).unwrap_or_default();
@@ -95,6 +96,7 @@ impl Auth {
         req: proto::ForgotPasswordRequest,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
+        self.require_genuine_app(crate::factors::app_integrity::GatedAction::Recovery, &ctx)?;
         let now = self.now();
         let (key, user) = self.account_to_recover(&req.username, &ctx).await?;
         let target = user.as_ref().and_then(|u| self.recovery_channels(u, now).into_iter().next());

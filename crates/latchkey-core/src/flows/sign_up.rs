@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 impl Auth {
     /// `POST /v1/sign-up`.
     pub async fn sign_up(&self, req: proto::SignUpRequest, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+        self.require_genuine_app(crate::factors::app_integrity::GatedAction::SignUp, &ctx)?;
         let now = self.now();
         let policy = &self.settings.sign_up;
         let username = Username::parse(&req.username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;

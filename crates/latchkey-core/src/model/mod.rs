@@ -111,6 +111,10 @@ pub struct ClientContext {
     pub ip: Option<String>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The request's proof of a genuine app (`Latchkey-App-Integrity`), checked once when the
+    /// request arrived: `Err` says why it did not pass. Never stored.
+    #[serde(skip)]
+    pub app_integrity: Option<Result<(), String>>,
 }
 
 /// A session: one sign-in, one refresh-token family.

@@ -36,7 +36,10 @@ fn status(e: &AuthError) -> StatusCode {
         | AuthError::Unauthenticated
         | AuthError::InvalidClient
         | AuthError::InsufficientAuthentication { .. } => StatusCode::UNAUTHORIZED,
-        AuthError::Forbidden | AuthError::ContextMismatch | AuthError::SignUpDenied(_) => StatusCode::FORBIDDEN,
+        AuthError::Forbidden
+        | AuthError::ContextMismatch
+        | AuthError::SignUpDenied(_)
+        | AuthError::AppIntegrityRequired(_) => StatusCode::FORBIDDEN,
         AuthError::NotFound | AuthError::FlowNotFound => StatusCode::NOT_FOUND,
         AuthError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         AuthError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -82,7 +82,16 @@ impl FromRequestParts<AppState> for Client {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(Self(ClientContext { ip: forwarded.or(peer), user_agent }))
+        // A genuine app's proof is checked once, here, whatever the route does with it
+        // (`[policy.app_integrity]`, docs/attestation.md).
+        let app_integrity = match parts.headers.get("latchkey-app-integrity") {
+            None => None,
+            Some(v) => Some(match v.to_str() {
+                Ok(proof) => state.auth.verify_app_integrity(proof).await,
+                Err(_) => Err("the Latchkey-App-Integrity header is not text".to_owned()),
+            }),
+        };
+        Ok(Self(ClientContext { ip: forwarded.or(peer), user_agent, app_integrity }))
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod adaptive;
 pub mod admin;
+pub mod app_integrity;
 pub mod console;
 pub mod device;
 pub mod error;
@@ -72,7 +73,7 @@ const USERNAME_PATTERN: &str =
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
         adaptive::remember, adaptive::forget, passkeys::list, passkeys::rename, passkeys::remove,
-        passkeys::assetlinks, passkeys::apple_app_site_association, account::change_password, account::export, account::update_profile, account::delete_account,
+        passkeys::assetlinks, passkeys::apple_app_site_association, app_integrity::challenge, account::change_password, account::export, account::update_profile, account::delete_account,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::show, admin::delete_user, admin::update_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         admin::reset_factor, admin::revoke_user_device, operator::list_users, operator::invite, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,
@@ -334,6 +335,7 @@ pub fn router_for(state: AppState, surfaces: Surfaces) -> Router {
             .merge(adaptive::router())
             .merge(account::router())
             .merge(passkeys::router())
+            .merge(app_integrity::router())
             .merge(introspection::router())
             .merge(ops::router());
     }

@@ -56,6 +56,7 @@ macro_rules! store_rows {
                     context: ClientContext {
                         ip: r.try_get("ip").map_err(db_err)?,
                         user_agent: r.try_get("user_agent").map_err(db_err)?,
+                        app_integrity: None,
                     },
                 })
             }
@@ -76,6 +77,7 @@ macro_rules! store_rows {
                     context: ClientContext {
                         ip: r.try_get("ip").map_err(db_err)?,
                         user_agent: r.try_get("user_agent").map_err(db_err)?,
+                        app_integrity: None,
                     },
                     device_id: r.try_get::<Option<Uuid>, _>("device_id").map_err(db_err)?.map(DeviceId),
                     dpop_jkt: r.try_get("dpop_jkt").map_err(db_err)?,
@@ -115,6 +117,7 @@ macro_rules! store_rows {
                     context: ClientContext {
                         ip: r.try_get("ip").map_err(db_err)?,
                         user_agent: r.try_get("user_agent").map_err(db_err)?,
+                        app_integrity: None,
                     },
                     action: r
                         .try_get::<Option<String>, _>("action")

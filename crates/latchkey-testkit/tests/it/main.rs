@@ -31,6 +31,7 @@ macro_rules! both_stores {
 mod account;
 mod actions;
 mod admin;
+mod app_integrity;
 mod deletion;
 mod delivery;
 mod devices;

@@ -158,6 +158,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/me/passkeys/{id}"),
     ("delete", "/v1/me/passkeys/{id}"),
     ("get", "/.well-known/assetlinks.json"),
+    ("post", "/v1/app-integrity/challenge"),
     ("get", "/.well-known/apple-app-site-association"),
     ("post", "/admin/v1/users/{username}/require-password-change"),
     ("post", "/admin/v1/users/{username}/disable"),

@@ -1,0 +1,216 @@
+//! Proof of the operator's genuine app (issue 16, item 4): Play Integrity verdicts minted here
+//! exactly as Google's servers make them for "manage responses yourself" (an ES256 JWS inside an
+//! A256KW/A256GCM JWE under the app's own keys), bound to Latchkey's single-use challenges, and
+//! required by policy for sign-up and for code sends.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrap};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use latchkey_core::factors::app_integrity::{AppIntegrityPolicy, GatedAction, PlayIntegrity};
+use latchkey_testkit::proto::codes;
+use latchkey_testkit::{Backend, TestServer};
+use serde_json::json;
+use time::Duration;
+
+const PACKAGE: &str = "com.example.app";
+const SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// Google's side for one app: the verification (signing) key and the decryption key the Play
+/// Console hands the developer.
+struct Play {
+    signer: EcdsaKeyPair,
+    kek: [u8; 32],
+}
+
+impl Play {
+    fn new() -> Self {
+        let rng = SystemRandom::new();
+        let mut kek = [0u8; 32];
+        rng.fill(&mut kek).unwrap();
+        let signer = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        Self { signer, kek }
+    }
+
+    fn config(&self) -> PlayIntegrity {
+        let spki = [&SPKI_PREFIX[..], self.signer.public_key().as_ref()].concat();
+        PlayIntegrity {
+            package_name: PACKAGE.into(),
+            decryption_key: STANDARD.encode(self.kek),
+            verification_key: STANDARD.encode(spki),
+            require_device_integrity: true,
+            require_app_recognized: true,
+            require_licensed: false,
+        }
+    }
+
+    /// The integrity token for `payload`: JWS (ES256), then JWE (A256KW, A256GCM).
+    fn token(&self, payload: &serde_json::Value) -> String {
+        let rng = SystemRandom::new();
+        let header = B64.encode(json!({"alg": "ES256"}).to_string());
+        let body = B64.encode(payload.to_string());
+        let input = format!("{header}.{body}");
+        let sig = self.signer.sign(&rng, input.as_bytes()).unwrap();
+        let jws = format!("{input}.{}", B64.encode(sig.as_ref()));
+        let protected = B64.encode(json!({"alg": "A256KW", "enc": "A256GCM"}).to_string());
+        let mut cek = [0u8; 32];
+        rng.fill(&mut cek).unwrap();
+        let mut wrapped = [0u8; 40];
+        let wrapped = AesKek::new(&AES_256, &self.kek).unwrap().wrap(&cek, &mut wrapped).unwrap().to_vec();
+        let mut iv = [0u8; 12];
+        rng.fill(&mut iv).unwrap();
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).unwrap());
+        let mut data = jws.into_bytes();
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(protected.as_bytes()), &mut data)
+            .unwrap();
+        [protected, B64.encode(wrapped), B64.encode(iv), B64.encode(data), B64.encode(tag.as_ref())].join(".")
+    }
+}
+
+/// A verdict as Play returns it for a genuine app on a genuine device.
+fn verdict(nonce: &str, at_ms: i64) -> serde_json::Value {
+    json!({
+        "requestDetails": {"requestPackageName": PACKAGE, "timestampMillis": at_ms.to_string(), "nonce": nonce},
+        "appIntegrity": {"appRecognitionVerdict": "PLAY_RECOGNIZED", "packageName": PACKAGE,
+            "certificateSha256Digest": ["6a6a1474b5cbbb2b1aa57e0bc3"], "versionCode": "42"},
+        "deviceIntegrity": {"deviceRecognitionVerdict": ["MEETS_DEVICE_INTEGRITY"]},
+        "accountDetails": {"appLicensingVerdict": "LICENSED"}
+    })
+}
+
+/// A change that makes a verdict wrong.
+type Change = fn(&mut serde_json::Value);
+
+async fn server(b: Backend, play: &Play) -> TestServer {
+    let config = play.config();
+    TestServer::start_with(b, move |c| {
+        c.policy.app_integrity = AppIntegrityPolicy {
+            require: vec![GatedAction::SignUp, GatedAction::CodeSends],
+            play: Some(config),
+            ..Default::default()
+        }
+    })
+    .await
+}
+
+async fn challenge(s: &TestServer) -> String {
+    let r = s.raw().request("POST", "/v1/app-integrity/challenge", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["challenge"].as_str().unwrap().to_owned()
+}
+
+fn sign_up(name: &str) -> String {
+    json!({"username": name, "password": "correct horse battery", "email": format!("{name}@example.com")}).to_string()
+}
+
+async fn sign_up_with(s: &TestServer, name: &str, proof: Option<&str>) -> latchkey_testkit::RawResponse {
+    let header = proof.map(|p| format!("play {p}"));
+    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("latchkey-app-integrity", h.as_str())).collect();
+    s.raw().raw("POST", "/v1/sign-up", None, Some(sign_up(name)), &headers).await
+}
+
+fn refused(r: &latchkey_testkit::RawResponse, says: &str) {
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (403, Some(codes::APP_INTEGRITY_REQUIRED)),
+        "{}",
+        r.body
+    );
+    let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(says), "{message} should say {says}");
+}
+
+async fn a_genuine_app_signs_up_and_anything_else_is_refused_before_a_code_is_sent(b: Backend) {
+    let play = Play::new();
+    let s = server(b, &play).await;
+    let now_ms = || s.clock_unix() * 1000;
+    // No proof: refused, nothing sent.
+    refused(&sign_up_with(&s, "ana", None).await, "needs a Latchkey-App-Integrity header");
+    assert!(s.outbox().await.is_empty());
+    // A genuine app on a genuine device, with a fresh challenge: the sign-up (and its code) goes.
+    let c = challenge(&s).await;
+    let token = play.token(&verdict(&c, now_ms()));
+    let r = sign_up_with(&s, "ana", Some(&token)).await;
+    assert_eq!((r.status, r.json()["next_step"]["type"].as_str()), (200, Some("confirm_sign_up")), "{}", r.body);
+    assert_eq!(s.messages_to("ana@example.com").await, 1);
+    // The same verdict again: its challenge was spent.
+    refused(&sign_up_with(&s, "ben", Some(&token)).await, "used already");
+    // Each way a verdict can be wrong.
+    let bad = |f: Change| {
+        let mut v = verdict("placeholder", 0);
+        f(&mut v);
+        v
+    };
+    let cases: [(&str, Change); 4] = [
+        ("another package", |v| v["requestDetails"]["requestPackageName"] = "com.evil.app".into()),
+        ("not the one Play recognises", |v| v["appIntegrity"]["appRecognitionVerdict"] = "UNRECOGNIZED_VERSION".into()),
+        ("device integrity", |v| v["deviceIntegrity"]["deviceRecognitionVerdict"] = json!([])),
+        ("no nonce", |v| v["requestDetails"].as_object_mut().unwrap().remove("nonce").map(|_| ()).unwrap_or(())),
+    ];
+    for (says, change) in cases {
+        let mut v = bad(change);
+        if v["requestDetails"].get("nonce").is_some() {
+            v["requestDetails"]["nonce"] = challenge(&s).await.into();
+        }
+        v["requestDetails"]["timestampMillis"] = now_ms().to_string().into();
+        refused(&sign_up_with(&s, "cy", Some(&play.token(&v))).await, says);
+    }
+    // A nonce Latchkey never issued, or one whose MAC was forged.
+    refused(
+        &sign_up_with(&s, "cy", Some(&play.token(&verdict("bm90LWEtY2hhbGxlbmdl", now_ms())))).await,
+        "not a challenge",
+    );
+    let mut forged = challenge(&s).await;
+    forged.replace_range(40..41, if &forged[40..41] == "A" { "B" } else { "A" });
+    refused(&sign_up_with(&s, "cy", Some(&play.token(&verdict(&forged, now_ms())))).await, "not a challenge");
+    // Another app's keys: it does not decrypt; a verdict signed by someone else does not verify.
+    let other = Play::new();
+    refused(
+        &sign_up_with(&s, "cy", Some(&other.token(&verdict(&challenge(&s).await, now_ms())))).await,
+        "not for this app",
+    );
+    let forger = Play { signer: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(), kek: play.kek };
+    refused(&sign_up_with(&s, "cy", Some(&forger.token(&verdict(&challenge(&s).await, now_ms())))).await, "signature");
+    // An expired challenge, and a stale verdict.
+    let old = challenge(&s).await;
+    s.clock.advance(Duration::seconds(301));
+    refused(&sign_up_with(&s, "cy", Some(&play.token(&verdict(&old, now_ms())))).await, "expired");
+    let fresh = challenge(&s).await;
+    refused(&sign_up_with(&s, "cy", Some(&play.token(&verdict(&fresh, now_ms() - 11 * 60_000)))).await, "too old");
+    assert_eq!(s.messages_to("cy@example.com").await, 0, "no refused request sent a code");
+}
+
+async fn code_sends_need_the_proof_and_other_requests_do_not(b: Backend) {
+    let play = Play::new();
+    let s = server(b, &play).await;
+    let now_ms = s.clock_unix() * 1000;
+    let r = sign_up_with(&s, "dee", Some(&play.token(&verdict(&challenge(&s).await, now_ms)))).await;
+    let flow = r.json()["flow_id"].as_str().unwrap().to_owned();
+    // A resend sends a code: gated.
+    let resend = format!("/v1/flows/{flow}/resend");
+    let r = s.raw().raw("POST", &resend, None, None, &[]).await;
+    refused(&r, "code_sends");
+    let proof = format!("play {}", play.token(&verdict(&challenge(&s).await, now_ms)));
+    let r = s.raw().raw("POST", &resend, None, None, &[("latchkey-app-integrity", &proof)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.messages_to("dee@example.com").await, 2);
+    // Confirming the code sends nothing, and a password sign-in sends nothing: not gated.
+    let code = s.code_for("dee@example.com").await;
+    let c = s.client();
+    assert_eq!(c.confirm_sign_up(&flow, &code).await.unwrap().next_step, latchkey_testkit::proto::NextStep::Done);
+    assert!(c.sign_in("dee", "correct horse battery").await.unwrap().tokens.is_some());
+    // Without a verifier there is no challenge to ask for.
+    let plain = TestServer::start(Backend::Sqlite).await;
+    assert_eq!(plain.raw().request("POST", "/v1/app-integrity/challenge", None, None).await.status, 404);
+}
+
+both_stores!(
+    a_genuine_app_signs_up_and_anything_else_is_refused_before_a_code_is_sent,
+    code_sends_need_the_proof_and_other_requests_do_not,
+);
