@@ -24,7 +24,8 @@ use outbox::{
     the_outbox_is_claimed_once_retried_and_leased,
 };
 use passkeys::{
-    a_credential_id_is_registered_once_across_accounts, parallel_uses_of_one_passkey_move_its_counter_once,
+    a_credential_id_is_registered_once_across_accounts, an_app_attest_key_registers_once_and_each_counter_is_used_once,
+    parallel_uses_of_one_passkey_move_its_counter_once,
 };
 use recovery::{
     a_single_use_value_takes_effect_in_one_batch_only, a_transition_sets_the_attempt_count_it_carries,
@@ -640,6 +641,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         a_webhook_endpoint_round_trips_and_leaves_with_its_undelivered_events,
         a_credential_id_is_registered_once_across_accounts,
         parallel_uses_of_one_passkey_move_its_counter_once,
+        an_app_attest_key_registers_once_and_each_counter_is_used_once,
     ]
 }
 

@@ -5,9 +5,9 @@ use crate::ids::{
     ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, PasskeyId, RememberedClientId, SessionId, UserId,
 };
 use crate::model::{
-    Approval, ApprovalStatus, AuditEvent, BiometricEvidence, ClientContext, Device, Factor, Flow, LockoutPolicy,
-    OutboxMessage, OutboxStatus, Passkey, PushAddress, RecoveryCode, RememberedClient, Reservation, Session, Sighting,
-    User, WebhookEndpoint,
+    AppAttestKey, Approval, ApprovalStatus, AuditEvent, BiometricEvidence, ClientContext, Device, Factor, Flow,
+    LockoutPolicy, OutboxMessage, OutboxStatus, Passkey, PushAddress, RecoveryCode, RememberedClient, Reservation,
+    Session, Sighting, User, WebhookEndpoint,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -321,6 +321,20 @@ pub enum Write {
         /// Whose.
         user_id: UserId,
     },
+    /// Register an App Attest key; `Conflict("app_attest_key")` if its id is registered.
+    InsertAppAttestKey(AppAttestKey),
+    /// An assertion by an App Attest key: its counter moves from `seen` to `counter`, only if the
+    /// stored one is still `seen` (`Conflict("app_attest_key")` otherwise: a parallel replay).
+    AppAttestKeyUsed {
+        /// Which.
+        key_id: String,
+        /// The counter read before the assertion was verified.
+        seen: u32,
+        /// The assertion's counter.
+        counter: u32,
+        /// Now.
+        at: OffsetDateTime,
+    },
     /// Mark a factor used now.
     TouchFactor {
         /// The factor.
@@ -574,6 +588,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user's factors, oldest first.
     async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError>;
+    /// An App Attest key by its id.
+    async fn app_attest_key(&self, key_id: &str) -> Result<Option<AppAttestKey>, StoreError>;
     /// The account's passkeys, oldest first.
     async fn passkeys(&self, user_id: UserId) -> Result<Vec<Passkey>, StoreError>;
     /// The passkey with this credential id (Base64url), whoever's it is.

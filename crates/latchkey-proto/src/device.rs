@@ -243,6 +243,22 @@ pub struct AppIntegrityChallenge {
     pub expires_at: String,
 }
 
+/// `POST /v1/app-integrity/apple/keys`: register an iOS app instance's App Attest key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppAttestKeyRequest {
+    /// The key id `DCAppAttestService.generateKey` returned (Base64 of 32 bytes).
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
+    pub key_id: String,
+    /// The attestation object `attestKey` returned, Base64.
+    #[cfg_attr(feature = "openapi", schema(max_length = 16384))]
+    pub attestation: String,
+    /// The challenge from `POST /v1/app-integrity/challenge` whose SHA-256 was `clientDataHash`.
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
+    pub challenge: String,
+}
+
 /// A passkey, as `GET /v1/me/passkeys` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -94,3 +94,36 @@ pub async fn parallel_uses_of_one_passkey_move_its_counter_once(store: Arc<dyn S
     one(store.as_ref(), Write::EraseUser(Box::new(erasure))).await;
     assert_eq!(store.passkey_by_credential("cred-cleo").await.unwrap(), None);
 }
+
+pub async fn an_app_attest_key_registers_once_and_each_counter_is_used_once(store: Arc<dyn Store>) {
+    let key = AppAttestKey {
+        key_id: "a2V5LWlkLW9mLXRoaXJ0eS10d28tYnl0ZXMtLS0tLS0=".into(),
+        app_id: "ABCDE12345.com.example.app".into(),
+        public_key: vec![4; 65],
+        counter: 0,
+        created_at: T0,
+        last_used_at: None,
+    };
+    one(store.as_ref(), Write::InsertAppAttestKey(key.clone())).await;
+    let again = store.apply(Batch(vec![Write::InsertAppAttestKey(key.clone())])).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict("app_attest_key")), "{again:?}");
+    assert_eq!(store.app_attest_key(&key.key_id).await.unwrap(), Some(key.clone()));
+    assert_eq!(store.app_attest_key("unknown").await.unwrap(), None);
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let mut tasks = vec![];
+    for _ in 0..10 {
+        let (store, barrier, key_id) = (store.clone(), barrier.clone(), key.key_id.clone());
+        tasks.push(tokio::spawn(async move {
+            let used = Write::AppAttestKeyUsed { key_id, seen: 0, counter: 1, at: T0 };
+            barrier.wait().await;
+            store.apply(Batch(vec![used])).await.is_ok()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "one request per assertion counter");
+    let stored = store.app_attest_key(&key.key_id).await.unwrap().unwrap();
+    assert_eq!((stored.counter, stored.last_used_at), (1, Some(T0)));
+}

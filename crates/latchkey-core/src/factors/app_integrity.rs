@@ -48,11 +48,13 @@ pub struct AppIntegrityPolicy {
     pub challenge_ttl_secs: u64,
     /// Android: Google Play Integrity.
     pub play: Option<PlayIntegrity>,
+    /// iOS: Apple App Attest.
+    pub apple: Option<crate::factors::app_attest::AppAttest>,
 }
 
 impl Default for AppIntegrityPolicy {
     fn default() -> Self {
-        Self { require: vec![], challenge_ttl_secs: 300, play: None }
+        Self { require: vec![], challenge_ttl_secs: 300, play: None, apple: None }
     }
 }
 
@@ -85,11 +87,24 @@ fn yes() -> bool {
 impl AppIntegrityPolicy {
     /// What is wrong with the configuration, if anything.
     pub fn problem(&self) -> Option<String> {
-        if !self.require.is_empty() && self.play.is_none() {
-            return Some("policy.app_integrity.require needs a verifier: [policy.app_integrity.play]".into());
+        if !self.require.is_empty() && self.play.is_none() && self.apple.is_none() {
+            return Some(
+                "policy.app_integrity.require needs a verifier: [policy.app_integrity.play] or [policy.app_integrity.apple]"
+                    .into(),
+            );
         }
         if !(30..=3600).contains(&self.challenge_ttl_secs) {
             return Some("policy.app_integrity.challenge_ttl_secs: 30 to 3600".into());
+        }
+        if let Some(a) = &self.apple {
+            if a.app_ids.is_empty() || !a.app_ids.iter().all(|id| crate::factors::passkey::valid_apple_app_id(id)) {
+                return Some("policy.app_integrity.apple.app_ids: one or more <team id>.<bundle id>".into());
+            }
+            match crate::factors::app_attest::root_certificates(&a.roots) {
+                Ok(r) if !r.is_empty() => {}
+                Ok(_) => return Some("policy.app_integrity.apple.roots: Apple's App Attestation Root CA (PEM)".into()),
+                Err(e) => return Some(format!("policy.app_integrity.apple.roots: {e}")),
+            }
         }
         let p = self.play.as_ref()?;
         if p.package_name.is_empty() {

@@ -354,9 +354,15 @@ pub mod testing {
 
         /// A chain (leaf first) for the P-256 `point` with `claims`.
         pub fn chain(&self, point: &[u8], claims: &Claims) -> Vec<Vec<u8>> {
+            self.chain_with(point, "Android Keystore Key", KEY_DESCRIPTION, key_description(claims))
+        }
+
+        /// A chain (leaf, intermediate, root) for the P-256 `point` whose leaf carries the
+        /// extension `oid` with `content` (DER).
+        pub fn chain_with(&self, point: &[u8], name: &str, oid: &[u64], content: Vec<u8>) -> Vec<Vec<u8>> {
             let mut p = CertificateParams::new(vec![]).unwrap();
-            p.distinguished_name.push(rcgen::DnType::CommonName, "Android Keystore Key");
-            p.custom_extensions.push(CustomExtension::from_oid_content(KEY_DESCRIPTION, key_description(claims)));
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            p.custom_extensions.push(CustomExtension::from_oid_content(oid, content));
             let leaf = p.signed_by(&Point(point.to_vec()), &self.intermediate).unwrap();
             vec![leaf.der().to_vec(), self.intermediate.der().to_vec(), self.root.der().to_vec()]
         }

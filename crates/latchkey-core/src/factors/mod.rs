@@ -3,6 +3,7 @@
 //! and the messages they sign, and Android key attestation. The flows that use them are in
 //! `flows/`.
 
+pub mod app_attest;
 pub mod app_integrity;
 pub mod attestation;
 pub mod device;

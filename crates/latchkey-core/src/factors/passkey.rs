@@ -147,7 +147,7 @@ pub fn apk_key_hash(fingerprint: &str) -> Option<String> {
     Some(URL_SAFE_NO_PAD.encode(bytes?))
 }
 
-fn valid_apple_app_id(id: &str) -> bool {
+pub(crate) fn valid_apple_app_id(id: &str) -> bool {
     let Some((team, bundle)) = id.split_once('.') else { return false };
     team.len() == 10
         && team.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())

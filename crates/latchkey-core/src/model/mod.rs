@@ -380,6 +380,23 @@ pub struct Passkey {
     pub last_used_at: Option<OffsetDateTime>,
 }
 
+/// An iOS app instance's App Attest key (`docs/attestation.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppAttestKey {
+    /// The key id: Base64 of the SHA-256 of the key, as the app holds it.
+    pub key_id: String,
+    /// The app it belongs to (`<team id>.<bundle id>`).
+    pub app_id: String,
+    /// The key's uncompressed P-256 point.
+    pub public_key: Vec<u8>,
+    /// The last assertion's counter (0 after the attestation).
+    pub counter: u32,
+    /// Registered.
+    pub created_at: OffsetDateTime,
+    /// Last used.
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
 /// Delivery state of an outbox message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxStatus {

@@ -73,7 +73,7 @@ const USERNAME_PATTERN: &str =
         session::recovery_codes, session::devices, session::enroll_device, session::revoke_device,
         session::rekey_biometric, session::set_device_pin, adaptive::step_up, adaptive::events,
         adaptive::remember, adaptive::forget, passkeys::list, passkeys::rename, passkeys::remove,
-        passkeys::assetlinks, passkeys::apple_app_site_association, app_integrity::challenge, account::change_password, account::export, account::update_profile, account::delete_account,
+        passkeys::assetlinks, passkeys::apple_app_site_association, app_integrity::challenge, app_integrity::register_apple_key, account::change_password, account::export, account::update_profile, account::delete_account,
         device::approvals, device::approval, device::answer, device::push_token,
         admin::show, admin::delete_user, admin::update_user, admin::require_password_change, admin::disable, admin::enable, admin::revoke_sessions, admin::unlock,
         admin::reset_factor, admin::revoke_user_device, operator::list_users, operator::invite, operator::set_role, operator::audit, operator::outbox, operator::requeue, operator::summary,

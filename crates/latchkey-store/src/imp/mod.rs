@@ -269,6 +269,12 @@ macro_rules! store_impl {
                 rows.iter().map(Self::factor).collect()
             }
 
+            async fn app_attest_key(&self, key_id: &str) -> Result<Option<AppAttestKey>, StoreError> {
+                let r = sqlx::query("SELECT * FROM app_attest_keys WHERE key_id = $1")
+                    .bind(key_id).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(Self::app_attest_key_row).transpose()
+            }
+
             async fn passkeys(&self, user_id: UserId) -> Result<Vec<Passkey>, StoreError> {
                 let rows = sqlx::query("SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
                     .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
@@ -614,7 +620,7 @@ macro_rules! store_impl {
 }
 
 /// Every table, for the test-support text dumps.
-const TABLES: [&str; 19] = [
+const TABLES: [&str; 20] = [
     "users",
     "flows",
     "sessions",
@@ -634,6 +640,7 @@ const TABLES: [&str; 19] = [
     "retired_usernames",
     "admins",
     "passkeys",
+    "app_attest_keys",
 ];
 
 store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow, "");

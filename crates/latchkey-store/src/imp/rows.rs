@@ -127,6 +127,18 @@ macro_rules! store_rows {
                 })
             }
 
+            fn app_attest_key_row(r: &$row) -> Result<AppAttestKey, StoreError> {
+                Ok(AppAttestKey {
+                    key_id: r.try_get("key_id").map_err(db_err)?,
+                    app_id: r.try_get("app_id").map_err(db_err)?,
+                    public_key: r.try_get("public_key").map_err(db_err)?,
+                    counter: u32::try_from(r.try_get::<i64, _>("counter").map_err(db_err)?)
+                        .map_err(|_| corrupt("app attest counter"))?,
+                    created_at: from_us(r.try_get("created_at").map_err(db_err)?)?,
+                    last_used_at: opt_us(r.try_get("last_used_at").map_err(db_err)?)?,
+                })
+            }
+
             fn passkey(r: &$row) -> Result<Passkey, StoreError> {
                 Ok(Passkey {
                     id: PasskeyId(r.try_get::<Uuid, _>("id").map_err(db_err)?),

@@ -136,6 +136,23 @@ macro_rules! store_writes {
                             .bind(user_id.0).bind(us(at)).bind(&reason)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
+                    Write::InsertAppAttestKey(k) => {
+                        let done = sqlx::query("INSERT INTO app_attest_keys (key_id, app_id, public_key, counter, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(&k.key_id).bind(&k.app_id).bind(&k.public_key).bind(i64::from(k.counter)).bind(us(k.created_at)).bind(k.last_used_at.map(us))
+                            .execute(&mut **tx).await;
+                        match done {
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict("app_attest_key")),
+                            other => { other.map_err(db_err)?; }
+                        }
+                    }
+                    Write::AppAttestKeyUsed { key_id, seen, counter, at } => {
+                        let done = sqlx::query("UPDATE app_attest_keys SET counter = $3, last_used_at = $4 WHERE key_id = $1 AND counter = $2")
+                            .bind(key_id).bind(i64::from(seen)).bind(i64::from(counter)).bind(us(at))
+                            .execute(&mut **tx).await.map_err(db_err)?;
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict("app_attest_key"));
+                        }
+                    }
                     Write::InsertPasskey(k) => {
                         let done = sqlx::query("INSERT INTO passkeys (id, user_id, credential_id, name, aaguid, credential, sign_count, backup_eligible, backed_up, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                             .bind(k.id.0).bind(k.user_id.0).bind(&k.credential_id).bind(&k.name).bind(&k.aaguid).bind(&k.credential)

@@ -9,7 +9,9 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use latchkey_core::factors::app_attest::{AppAttest, NONCE_EXTENSION};
 use latchkey_core::factors::app_integrity::{AppIntegrityPolicy, GatedAction, PlayIntegrity};
+use latchkey_core::factors::attestation::testing::TestRoot;
 use latchkey_testkit::proto::codes;
 use latchkey_testkit::{Backend, TestServer};
 use serde_json::json;
@@ -210,7 +212,187 @@ async fn code_sends_need_the_proof_and_other_requests_do_not(b: Backend) {
     assert_eq!(plain.raw().request("POST", "/v1/app-integrity/challenge", None, None).await.status, 404);
 }
 
+/// An iPhone running the app: its App Attest key, under Apple's (here: a test) root.
+struct Iphone {
+    key: EcdsaKeyPair,
+    key_id: Vec<u8>,
+}
+
+const APP_ID: &str = "ABCDE12345.com.example.app";
+
+fn sha256(parts: &[&[u8]]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &parts.concat()).as_ref().to_vec()
+}
+
+fn cbor(v: &ciborium::Value) -> Vec<u8> {
+    let mut out = vec![];
+    ciborium::ser::into_writer(v, &mut out).unwrap();
+    out
+}
+
+impl Iphone {
+    fn new() -> Self {
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING, doc.as_ref()).unwrap();
+        let key_id = sha256(&[key.public_key().as_ref()]);
+        Self { key, key_id }
+    }
+
+    fn key_id(&self) -> String {
+        STANDARD.encode(&self.key_id)
+    }
+
+    /// `attestKey` as Apple's servers answer it, for `app_id` in `environment`.
+    fn attestation(&self, root: &TestRoot, app_id: &str, challenge: &str, aaguid: &[u8; 16]) -> String {
+        let auth_data = [
+            &sha256(&[app_id.as_bytes()])[..],
+            &[0x40],
+            &[0, 0, 0, 0],
+            aaguid,
+            &[0, 32],
+            &self.key_id,
+            b"\xa5\x01\x02\x03\x26", // the COSE key follows; Latchkey reads the certified one
+        ]
+        .concat();
+        let nonce = sha256(&[&auth_data, &sha256(&[challenge.as_bytes()])]);
+        let ext = [&[0x30, 0x24, 0xa1, 0x22, 0x04, 0x20][..], &nonce].concat();
+        let chain = root.chain_with(self.key.public_key().as_ref(), "App Attest", NONCE_EXTENSION, ext);
+        use ciborium::Value as V;
+        let object = V::Map(vec![
+            (V::Text("fmt".into()), V::Text("apple-appattest".into())),
+            (
+                V::Text("attStmt".into()),
+                V::Map(vec![
+                    (V::Text("x5c".into()), V::Array(chain[..2].iter().map(|c| V::Bytes(c.clone())).collect())),
+                    (V::Text("receipt".into()), V::Bytes(b"receipt".to_vec())),
+                ]),
+            ),
+            (V::Text("authData".into()), V::Bytes(auth_data)),
+        ]);
+        STANDARD.encode(cbor(&object))
+    }
+
+    /// `generateAssertion` over the challenge, with the key's `counter`.
+    fn assertion(&self, app_id: &str, counter: u32, challenge: &str) -> String {
+        let auth = [&sha256(&[app_id.as_bytes()])[..], &[0x00], &counter.to_be_bytes()].concat();
+        let nonce = sha256(&[&auth, &sha256(&[challenge.as_bytes()])]);
+        let sig = self.key.sign(&SystemRandom::new(), &nonce).unwrap();
+        use ciborium::Value as V;
+        let object = V::Map(vec![
+            (V::Text("signature".into()), V::Bytes(sig.as_ref().to_vec())),
+            (V::Text("authenticatorData".into()), V::Bytes(auth)),
+        ]);
+        STANDARD.encode(cbor(&object))
+    }
+}
+
+const DEVELOP: &[u8; 16] = b"appattestdevelop";
+
+async fn apple_server(b: Backend, root: &TestRoot) -> TestServer {
+    let pem = root.pem();
+    TestServer::start_with(b, move |c| {
+        c.policy.app_integrity = AppIntegrityPolicy {
+            require: vec![GatedAction::SignUp, GatedAction::CodeSends],
+            apple: Some(AppAttest { app_ids: vec![APP_ID.into()], roots: vec![pem], development: true }),
+            ..Default::default()
+        }
+    })
+    .await
+}
+
+async fn register(s: &TestServer, key_id: &str, attestation: &str, challenge: &str) -> latchkey_testkit::RawResponse {
+    let body = json!({"key_id": key_id, "attestation": attestation, "challenge": challenge});
+    s.raw().request("POST", "/v1/app-integrity/apple/keys", None, Some(body)).await
+}
+
+fn bad_attestation(r: &latchkey_testkit::RawResponse, says: &str) {
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_ATTESTATION)), "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(says), "{message} should say {says}");
+}
+
+async fn an_attested_iphone_signs_up_with_assertions_whose_counter_grows(b: Backend) {
+    let root = TestRoot::new();
+    let s = apple_server(b, &root).await;
+    let phone = Iphone::new();
+    // Registration: the attestation must be for this app, this environment, this challenge,
+    // this key, under the configured root.
+    let c = challenge(&s).await;
+    bad_attestation(
+        &register(&s, &phone.key_id(), &phone.attestation(&root, "ZZZZZ99999.com.other", &c, DEVELOP), &c).await,
+        "not one of the configured apps",
+    );
+    let c = challenge(&s).await;
+    let production = b"appattest\0\0\0\0\0\0\0";
+    bad_attestation(
+        &register(&s, &phone.key_id(), &phone.attestation(&root, APP_ID, &c, production), &c).await,
+        "environment",
+    );
+    let (c1, c2) = (challenge(&s).await, challenge(&s).await);
+    bad_attestation(
+        &register(&s, &phone.key_id(), &phone.attestation(&root, APP_ID, &c1, DEVELOP), &c2).await,
+        "not for this challenge",
+    );
+    let c = challenge(&s).await;
+    bad_attestation(
+        &register(&s, &phone.key_id(), &phone.attestation(&TestRoot::new(), APP_ID, &c, DEVELOP), &c).await,
+        "configured root",
+    );
+    let c = challenge(&s).await;
+    bad_attestation(
+        &register(&s, &Iphone::new().key_id(), &phone.attestation(&root, APP_ID, &c, DEVELOP), &c).await,
+        "key id",
+    );
+    let c = challenge(&s).await;
+    let r = register(&s, &phone.key_id(), &phone.attestation(&root, APP_ID, &c, DEVELOP), &c).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let c = challenge(&s).await;
+    bad_attestation(
+        &register(&s, &phone.key_id(), &phone.attestation(&root, APP_ID, &c, DEVELOP), &c).await,
+        "registered already",
+    );
+    // Assertions: each over a fresh challenge, with a counter above the last.
+    let proof = |key_id: &str, assertion: &str, c: &str| format!("{key_id} {assertion} {c}");
+    let c = challenge(&s).await;
+    let first = proof(&phone.key_id(), &phone.assertion(APP_ID, 1, &c), &c);
+    let r = sign_up_apple(&s, "ivy", &first).await;
+    assert_eq!((r.status, r.json()["next_step"]["type"].as_str()), (200, Some("confirm_sign_up")), "{}", r.body);
+    // The same request again: its counter is spent (and so is its challenge).
+    refused(&sign_up_apple(&s, "jo", &first).await, "did not grow");
+    let c = challenge(&s).await;
+    refused(
+        &sign_up_apple(&s, "jo", &proof(&phone.key_id(), &phone.assertion(APP_ID, 1, &c), &c)).await,
+        "did not grow",
+    );
+    let c = challenge(&s).await;
+    let stranger = Iphone::new();
+    refused(
+        &sign_up_apple(&s, "jo", &proof(&phone.key_id(), &stranger.assertion(APP_ID, 5, &c), &c)).await,
+        "signature",
+    );
+    let c = challenge(&s).await;
+    refused(
+        &sign_up_apple(&s, "jo", &proof(&stranger.key_id(), &stranger.assertion(APP_ID, 5, &c), &c)).await,
+        "not registered",
+    );
+    let c = challenge(&s).await;
+    let other = phone.assertion(APP_ID, 7, "a-challenge-of-nobody");
+    refused(&sign_up_apple(&s, "jo", &proof(&phone.key_id(), &other, &c)).await, "signature");
+    let c = challenge(&s).await;
+    let r = sign_up_apple(&s, "jo", &proof(&phone.key_id(), &phone.assertion(APP_ID, 2, &c), &c)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.messages_to("jo@example.com").await, 1, "only the genuine request sent a code");
+}
+
+async fn sign_up_apple(s: &TestServer, name: &str, proof: &str) -> latchkey_testkit::RawResponse {
+    let header = format!("apple {proof}");
+    s.raw().raw("POST", "/v1/sign-up", None, Some(sign_up(name)), &[("latchkey-app-integrity", &header)]).await
+}
+
 both_stores!(
     a_genuine_app_signs_up_and_anything_else_is_refused_before_a_code_is_sent,
     code_sends_need_the_proof_and_other_requests_do_not,
+    an_attested_iphone_signs_up_with_assertions_whose_counter_grows,
 );

@@ -159,6 +159,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/me/passkeys/{id}"),
     ("get", "/.well-known/assetlinks.json"),
     ("post", "/v1/app-integrity/challenge"),
+    ("post", "/v1/app-integrity/apple/keys"),
     ("get", "/.well-known/apple-app-site-association"),
     ("post", "/admin/v1/users/{username}/require-password-change"),
     ("post", "/admin/v1/users/{username}/disable"),
