@@ -58,9 +58,10 @@ pub(crate) async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, received)
 }
 
-/// Poll `f` every 25 ms until it gives a value (10 s at most).
+/// Poll `f` every 25 ms until it gives a value (30 s at most: a bound for a stuck test, not a
+/// measured time — the full suite on 2 shared cores once took over 10 s to deliver one message).
 pub(crate) async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if let Some(v) = f().await {
             return v;
         }
