@@ -423,9 +423,14 @@ pub(crate) fn two_classes(amr: &[&str]) -> bool {
 /// client's key (`swk` without `user`), which never satisfies a step-up (checklist SES-9). A
 /// synced passkey's `swk` comes with `user` (its authenticator verified the user) and counts.
 pub(crate) fn step_up_level(session: &Session, phishing_resistant: bool) -> &'static str {
-    let passkey = session.amr.iter().any(|m| m == "user");
-    let amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "swk" || passkey).collect();
-    assurance(&amr, phishing_resistant)
+    assurance(&counted_amr(&session.amr), phishing_resistant)
+}
+
+/// A session's methods that count towards a step-up: all but a remembered client's key (`swk`
+/// without `user`; a synced passkey's `swk` comes with `user` and counts).
+pub(crate) fn counted_amr(amr: &[String]) -> Vec<&str> {
+    let passkey = amr.iter().any(|m| m == "user");
+    amr.iter().map(String::as_str).filter(|m| *m != "swk" || passkey).collect()
 }
 
 /// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.

@@ -60,7 +60,7 @@ pub(crate) fn check_request(acr_values: Option<&str>, max_age: Option<u64>) -> R
 /// Whether a session's methods and level plus those `verified` now give at least the level the
 /// step-up asked for.
 pub(crate) fn reaches(session: &Session, verified: &[&str], su: &StepUp, phishing_resistant: bool) -> bool {
-    let mut amr: Vec<&str> = session.amr.iter().map(String::as_str).filter(|m| *m != "swk").collect();
+    let mut amr = crate::sessions::counted_amr(&session.amr);
     amr.extend_from_slice(verified);
     rank(assurance(&amr, phishing_resistant)) >= rank(&su.acr)
 }
@@ -162,7 +162,7 @@ impl Auth {
         }
         let factors = self.store.factors(p.user.id).await?;
         // A remembered client's key never counts towards a step-up (checklist SES-9).
-        let used: Vec<&str> = p.session.amr.iter().map(String::as_str).filter(|m| *m != "swk").collect();
+        let used = crate::sessions::counted_amr(&p.session.amr);
         let resistant = self.settings.mfa.require_phishing_resistant;
         let methods: Vec<MfaMethod> = self
             .methods_of(&p.user, &factors)

@@ -193,6 +193,10 @@ async fn wa_1_wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_
         (Some("aal2"), serde_json::json!(["swk", "user", "mfa"]))
     );
     assert_eq!(c.me(&tokens.access_token).await.unwrap().username, "pia");
+    // A synced passkey's session is aal2 for a step-up too (its swk comes with user).
+    let met = c.step_up(&tokens.access_token, &StepUpRequest::default()).await.unwrap();
+    assert_eq!(met.next_step, NextStep::Done, "already aal2: nothing to raise");
+    let tokens = met.tokens.expect("the same session's tokens, reissued");
     // WA-1: the same assertion in a new sign-in answers another challenge: refused.
     let again = c.sign_in_with_passkey().await.unwrap();
     let refused = c.passkey(&again.flow_id, assertion, None).await.unwrap();
