@@ -17,8 +17,10 @@ run() {
   local store=$1; shift
   local dir; dir=$(mktemp -d)
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  # Argon2 at its minimum: the pass measures the contract, not the hash.
+  # Argon2 at its minimum: the pass measures the contract, not the hash. Passkeys on, so a
+  # schema-valid `{"passkey": true}` sign-in is served (without them it is a 400, documented).
   LATCHKEY_ADMIN_TOKEN=$token LATCHKEY_LOG_LEVEL=warn LATCHKEY_ARGON2__M_KIB=8 LATCHKEY_ARGON2__T=1 \
+    LATCHKEY_POLICY__PASSKEYS__RP_ID=localhost \
     "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" "$@" 2>"$dir/serve.log" &
   local pid=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.2; done

@@ -28,7 +28,7 @@ pub struct SignUpRequest {
     pub locale: Option<String>,
 }
 
-/// `POST /v1/sign-in`: a username with a password.
+/// `POST /v1/sign-in`: a username with a password, a device's id, or `passkey: true`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -244,16 +244,17 @@ fn exact(doc: &mut serde_json::Value) {
     // A profile update names only known attributes (custom ones, when declared, are added by
     // `openapi_json_for`); anything else is refused, as the server does.
     schemas["ProfileUpdate"]["additionalProperties"] = serde_json::Value::Bool(false);
-    // A sign-in is a device's id alone, or a username (with its password, or without one for a
-    // passwordless account's new device): never both, never neither.
+    // A sign-in is a device's id alone, a username (with its password, or without one for a
+    // passwordless account's new device), or `passkey: true` alone: never two, never none.
     // A username holds something other than a space and no control character anywhere (the
     // server refuses them before they become a key: a NUL cannot even be stored in PostgreSQL).
     for schema in ["SignUpRequest", "SignInRequest", "ForgotPasswordRequest", "RecoveryRequest"] {
         schemas[schema]["properties"]["username"]["pattern"] = serde_json::json!(USERNAME_PATTERN);
     }
     schemas["SignInRequest"]["anyOf"] = serde_json::json!([
-        {"required": ["device_id"], "properties": {"device_id": {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}, "username": {"type": "null"}, "password": {"type": "null"}}},
-        {"required": ["username"], "properties": {"username": {"type": "string"}, "device_id": {"type": "null"}}},
+        {"required": ["device_id"], "properties": {"device_id": {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}, "username": {"type": "null"}, "password": {"type": "null"}, "passkey": {"const": false}}},
+        {"required": ["username"], "properties": {"username": {"type": "string"}, "device_id": {"type": "null"}, "passkey": {"const": false}}},
+        {"required": ["passkey"], "properties": {"passkey": {"const": true}, "username": {"type": "null"}, "password": {"type": "null"}, "device_id": {"type": "null"}}},
     ]);
     let error = |what: &str| {
         serde_json::json!({

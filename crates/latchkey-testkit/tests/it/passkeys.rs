@@ -197,6 +197,10 @@ async fn wa_1_wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_
     let met = c.step_up(&tokens.access_token, &StepUpRequest::default()).await.unwrap();
     assert_eq!(met.next_step, NextStep::Done, "already aal2: nothing to raise");
     let tokens = met.tokens.expect("the same session's tokens, reissued");
+    // A passkey sign-in names nothing else.
+    let mixed = serde_json::json!({"passkey": true, "username": "pia"});
+    let r = s.raw().request("POST", "/v1/sign-in", None, Some(mixed)).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)));
     // WA-1: the same assertion in a new sign-in answers another challenge: refused.
     let again = c.sign_in_with_passkey().await.unwrap();
     let refused = c.passkey(&again.flow_id, assertion, None).await.unwrap();
