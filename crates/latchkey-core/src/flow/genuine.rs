@@ -76,7 +76,7 @@ impl Auth {
         now: OffsetDateTime,
     ) -> Result<(), String> {
         let apple = self.settings.app_integrity.apple.as_ref().ok_or("no App Attest verifier is configured")?;
-        let id = key_id_of(key_id).ok_or("the key id is not Base64 of 32 bytes")?;
+        let (id, _) = key_id_of(key_id).ok_or("the key id is not Base64 of 32 bytes")?;
         let stored = self.store.app_attest_key(&id).await.map_err(|e| e.to_string())?;
         let stored = stored.ok_or("this App Attest key is not registered (POST /v1/app-integrity/apple/keys)")?;
         let key = AttestedKey { point: stored.public_key.clone(), app_id: stored.app_id.clone() };
@@ -102,9 +102,8 @@ impl Auth {
         let now = self.now();
         let apple = self.settings.app_integrity.apple.as_ref().ok_or(AuthError::NotFound)?;
         let refused = AuthError::InvalidAttestation;
-        let id = key_id_of(key_id).ok_or_else(|| refused("key_id: Base64 of 32 bytes".into()))?;
+        let (id, raw_id) = key_id_of(key_id).ok_or_else(|| refused("key_id: Base64 of 32 bytes".into()))?;
         let object = b64_any(attestation).ok_or_else(|| refused("attestation: Base64".into()))?;
-        let raw_id = base64::engine::general_purpose::STANDARD.decode(&id).map_err(|_| refused("key_id".into()))?;
         self.check_challenge(challenge, now).map_err(refused)?;
         let key = verify_attestation(apple, &raw_id, &object, challenge.as_bytes(), now).map_err(refused)?;
         self.spend_challenge(challenge, now).await.map_err(refused)?;
@@ -165,7 +164,7 @@ fn b64_any(s: &str) -> Option<Vec<u8>> {
     STANDARD.decode(&padded).ok().or_else(|| URL_SAFE.decode(&padded).ok())
 }
 
-/// An App Attest key id as stored: standard Base64 of its 32 bytes.
-fn key_id_of(s: &str) -> Option<String> {
-    b64_any(s).filter(|b| b.len() == 32).map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+/// An App Attest key id as stored (standard Base64 of its 32 bytes), and the bytes.
+fn key_id_of(s: &str) -> Option<(String, Vec<u8>)> {
+    b64_any(s).filter(|b| b.len() == 32).map(|b| (base64::engine::general_purpose::STANDARD.encode(&b), b))
 }

@@ -270,16 +270,16 @@ impl Auth {
             &ctx,
             serde_json::json!({"flow_id": flow.id, "method": "passkey", "passkey_id": passkey.id}),
         ));
-        self.commit_passkey(batch, &flow, attempts, now, &ctx).await?.map_or(
-            Ok(FlowOutcome {
-                flow: done,
-                tokens: Some(tokens),
-                error: None,
-                events: vec![StepEvent { step: STEP, outcome: "verified" }],
-                approval: None,
-            }),
-            Ok,
-        )
+        if let Some(refused) = self.commit_passkey(batch, &flow, attempts, now, &ctx).await? {
+            return Ok(refused);
+        }
+        Ok(FlowOutcome {
+            flow: done,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent { step: STEP, outcome: "verified" }],
+            approval: None,
+        })
     }
 
     async fn passkey_second_factor(
