@@ -431,21 +431,22 @@ impl Client {
 
     /// `POST /v1/me/factors {"type": "totp"}`: the answer's step is `setup_totp`.
     pub async fn enroll_totp(&self, access_token: &str) -> Result<FlowAnswer> {
-        let req = EnrollFactorRequest { kind: "totp".into(), phone: None, email: None };
+        let req = EnrollFactorRequest { kind: "totp".into(), phone: None, email: None, attested: None };
         self.post("/v1/me/factors", Some(access_token), &req).await
     }
 
     /// `POST /v1/me/factors {"type": "sms", "phone": …}`: add or change the phone for SMS codes
     /// (`None`: the account's phone). The answer's step is `verify_code`.
     pub async fn enroll_sms(&self, access_token: &str, phone: Option<&str>) -> Result<FlowAnswer> {
-        let req = EnrollFactorRequest { kind: "sms".into(), phone: phone.map(Into::into), email: None };
+        let req = EnrollFactorRequest { kind: "sms".into(), phone: phone.map(Into::into), email: None, attested: None };
         self.post("/v1/me/factors", Some(access_token), &req).await
     }
 
     /// `POST /v1/me/factors {"type": "email", "email": …}`: add or change the address for email
     /// codes (`None`: the account's address). The answer's step is `verify_code`.
     pub async fn enroll_email(&self, access_token: &str, email: Option<&str>) -> Result<FlowAnswer> {
-        let req = EnrollFactorRequest { kind: "email".into(), phone: None, email: email.map(Into::into) };
+        let req =
+            EnrollFactorRequest { kind: "email".into(), phone: None, email: email.map(Into::into), attested: None };
         self.post("/v1/me/factors", Some(access_token), &req).await
     }
 
@@ -465,7 +466,7 @@ impl Client {
     /// `POST /v1/me/factors {"type": "recovery_codes"}`: the answer's step is
     /// `save_recovery_codes`, showing a new set; [`Client::save_recovery_codes`] puts it in force.
     pub async fn enroll_recovery_codes(&self, access_token: &str) -> Result<FlowAnswer> {
-        let req = EnrollFactorRequest { kind: "recovery_codes".into(), phone: None, email: None };
+        let req = EnrollFactorRequest { kind: "recovery_codes".into(), phone: None, email: None, attested: None };
         self.post("/v1/me/factors", Some(access_token), &req).await
     }
 

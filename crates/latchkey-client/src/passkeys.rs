@@ -12,7 +12,15 @@ impl Client {
     /// `POST /v1/me/factors {"type": "passkey"}`: the answer's step is `passkey` with
     /// `ceremony: "create"` and the options for the platform. Needs a recent `aal2` sign-in.
     pub async fn enroll_passkey(&self, access_token: &str) -> Result<FlowAnswer> {
-        let req = EnrollFactorRequest { kind: "passkey".into(), phone: None, email: None };
+        let req = EnrollFactorRequest { kind: "passkey".into(), phone: None, email: None, attested: None };
+        self.post("/v1/me/factors", Some(access_token), &req).await
+    }
+
+    /// `POST /v1/me/factors {"type": "passkey", "attested": true}`: as
+    /// [`Self::enroll_passkey`], for an authenticator that must prove its model by an
+    /// attestation the server trusts (a security key); it signs in at `aal3`.
+    pub async fn enroll_attested_passkey(&self, access_token: &str) -> Result<FlowAnswer> {
+        let req = EnrollFactorRequest { kind: "passkey".into(), phone: None, email: None, attested: Some(true) };
         self.post("/v1/me/factors", Some(access_token), &req).await
     }
 

@@ -423,6 +423,10 @@ pub(crate) fn two_classes(amr: &[&str]) -> bool {
 /// client's key (`swk` without `user`), which never satisfies a step-up (checklist SES-9). A
 /// synced passkey's `swk` comes with `user` (its authenticator verified the user) and counts.
 pub(crate) fn step_up_level(session: &Session, phishing_resistant: bool) -> &'static str {
+    // `aal3` came from an attested key verified in this session, never from a remembered one.
+    if session.acr == "aal3" {
+        return "aal3";
+    }
     assurance(&counted_amr(&session.amr), phishing_resistant)
 }
 
@@ -433,18 +437,31 @@ pub(crate) fn counted_amr(amr: &[String]) -> Vec<&str> {
     amr.iter().map(String::as_str).filter(|m| *m != "swk" || passkey).collect()
 }
 
-/// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`.
+/// Not an `amr` value: the mark a proof by a device-bound passkey whose attestation the policy
+/// trusts (`[policy.passkeys] trusted_authenticators`) adds to the methods it verified, so
+/// that `assurance` gives `aal3` (checklist decision 5). `with_mfa` drops it: it never reaches
+/// a session's or a token's `amr`.
+pub(crate) const ATTESTED_KEY: &str = "(attested hwk)";
+
+/// NIST SP 800-63B-4 §2.2: two factors of different classes make `aal2`; one makes `aal1`;
+/// a multi-factor hardware key whose attestation the policy trusts makes `aal3`.
 /// Where policy requires a phishing-resistant authenticator, only a hardware key (`hwk`) or a passkey counts
 /// (checklist FLOW-5). Computed from the methods verified in this flow, never cached.
 pub(crate) fn assurance(amr: &[&str], phishing_resistant: bool) -> &'static str {
     // A synced passkey (`swk` with `user`) is bound to the relying party like a hardware key.
     let resistant = !phishing_resistant || amr.contains(&"hwk") || (amr.contains(&"swk") && amr.contains(&"user"));
-    if two_classes(amr) && resistant { "aal2" } else { "aal1" }
+    if !two_classes(amr) || !resistant {
+        "aal1"
+    } else if amr.contains(&ATTESTED_KEY) && amr.contains(&"hwk") && amr.contains(&"user") {
+        "aal3"
+    } else {
+        "aal2"
+    }
 }
 
 /// The RFC 8176 `amr`, with `mfa` when more than one factor class was verified.
 pub(crate) fn with_mfa(amr: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = amr.iter().map(|s| (*s).to_owned()).collect();
+    let mut out: Vec<String> = amr.iter().filter(|m| **m != ATTESTED_KEY).map(|s| (*s).to_owned()).collect();
     if two_classes(amr) {
         out.push("mfa".into());
     }

@@ -7,7 +7,8 @@ use super::*;
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollFactorRequest {
-    /// `totp`, `sms`, `email` or `recovery_codes` (also `POST /v1/me/recovery-codes`, in one call).
+    /// `totp`, `sms`, `email`, `recovery_codes` (also `POST /v1/me/recovery-codes`, in one
+    /// call) or `passkey`.
     #[serde(rename = "type")]
     pub kind: String,
     /// For `sms`: the phone (E.164) to verify; default the account's phone.
@@ -16,6 +17,11 @@ pub struct EnrollFactorRequest {
     /// For `email`: the address to verify; default the account's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// For `passkey`: the authenticator must prove its model by an attestation the server
+    /// trusts (`[policy.passkeys] trusted_authenticators`) and be device-bound; such a
+    /// passkey signs in at `aal3`. A security key, typically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested: Option<bool>,
 }
 
 /// `POST /v1/me/recovery-codes`: the new set, shown this once. Any earlier set stops working.

@@ -276,6 +276,9 @@ pub struct PasskeyInfo {
     pub backup_eligible: bool,
     /// It is backed up now.
     pub backed_up: bool,
+    /// Its attestation chains to an authenticator the server trusts now, and it is
+    /// device-bound: it signs in at `aal3`.
+    pub attested: bool,
     /// Registered at (RFC 3339).
     pub created_at: String,
     /// Last used to sign in (RFC 3339).

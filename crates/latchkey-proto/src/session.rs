@@ -165,7 +165,7 @@ pub struct SessionList {
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
     /// The assurance wanted, as in RFC 9470's challenge: space-separated, in order of
-    /// preference; Latchkey knows `aal1` and `aal2` and takes the first it knows.
+    /// preference; Latchkey knows `aal1`, `aal2` and `aal3` and takes the first it knows.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub acr_values: Option<String>,

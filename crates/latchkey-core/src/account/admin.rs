@@ -186,7 +186,7 @@ impl Auth {
         let max_age = self.settings.admin.session_max_age_secs;
         let fresh = self.now() - p.session.auth_time <= crate::auth::secs(max_age);
         let level = crate::sessions::step_up_level(&p.session, self.settings.mfa.require_phishing_resistant);
-        if !fresh || level != "aal2" || p.session.step_up_required_at.is_some() {
+        if !fresh || level == "aal1" || p.session.step_up_required_at.is_some() {
             return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age });
         }
         Ok(Operator { name: p.user.username.clone(), user_id: Some(p.user.id), role })

@@ -55,7 +55,7 @@ impl Account<'_> {
         let mfa = &self.auth.settings.mfa;
         let fresh = self.auth.now() - p.session.auth_time <= crate::auth::secs(mfa.step_up_max_age_secs);
         let level = crate::sessions::step_up_level(&p.session, mfa.require_phishing_resistant);
-        if !fresh || level != "aal2" || p.session.step_up_required_at.is_some() {
+        if !fresh || level == "aal1" || p.session.step_up_required_at.is_some() {
             return Err(AuthError::InsufficientAuthentication { acr: "aal2", max_age: mfa.step_up_max_age_secs });
         }
         Ok(())

@@ -13,10 +13,12 @@ use crate::store::{Batch, StoreError, Write};
 use latchkey_proto as proto;
 use latchkey_proto::MfaMethod;
 
-fn info(k: Passkey) -> proto::PasskeyInfo {
+/// A passkey as listed; `trusted`: the name of the trusted models it is (it gives `aal3`).
+fn info(k: Passkey, trusted: Option<String>) -> proto::PasskeyInfo {
     proto::PasskeyInfo {
         id: k.id.to_string(),
-        authenticator: k.aaguid.as_deref().and_then(authenticator_name).map(str::to_owned),
+        attested: trusted.is_some(),
+        authenticator: trusted.or_else(|| k.aaguid.as_deref().and_then(authenticator_name).map(str::to_owned)),
         name: k.name,
         aaguid: k.aaguid,
         backup_eligible: k.backup_eligible,
@@ -30,7 +32,14 @@ impl Account<'_> {
     /// `GET /v1/me/passkeys`: oldest first.
     pub async fn passkeys(&self, p: &Principal) -> Result<proto::PasskeyList, AuthError> {
         let keys = self.auth.store.passkeys(p.user.id).await?;
-        Ok(proto::PasskeyList { passkeys: keys.into_iter().map(info).collect() })
+        let passkeys = keys
+            .into_iter()
+            .map(|k| {
+                let trusted = self.auth.attested(&k);
+                info(k, trusted)
+            })
+            .collect();
+        Ok(proto::PasskeyList { passkeys })
     }
 
     /// `PATCH /v1/me/passkeys/{id}`: a new name. Any live session of the account may.
@@ -55,7 +64,8 @@ impl Account<'_> {
             Err(StoreError::Conflict("passkey")) => return Err(AuthError::NotFound),
             other => other?,
         }
-        Ok(info(Passkey { name: name.to_owned(), ..key }))
+        let trusted = self.auth.attested(&key);
+        Ok(info(Passkey { name: name.to_owned(), ..key }, trusted))
     }
 
     /// `DELETE /v1/me/passkeys/{id}`: needs a sign-in at `aal2` within `step_up_max_age_secs`

@@ -6,7 +6,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use webauthn_rs::prelude::Url;
+use webauthn_rs::prelude::{AttestationCaList, AttestationCaListBuilder, AttestedPasskey, Url, Uuid};
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 /// `[policy.passkeys]`: off until `rp_id` is set.
@@ -28,6 +28,24 @@ pub struct PasskeyPolicy {
     /// iOS apps, `<team id>.<bundle id>`, listed as `webcredentials` in
     /// `apple-app-site-association`.
     pub apple_app_ids: Vec<String>,
+    /// Authenticator models whose attestation Latchkey trusts. A passkey registered with
+    /// `"attested": true` must chain to one of these roots and be one of its models; one that
+    /// is device-bound (not backup-eligible) then gives `aal3` with user verification.
+    /// Checked again at every use, so removing an entry takes `aal3` from its keys.
+    pub trusted_authenticators: Vec<TrustedAuthenticator>,
+}
+
+/// An authenticator vendor's attestation root and the models (AAGUIDs) it vouches for, as
+/// the vendor or the FIDO Metadata Service publishes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedAuthenticator {
+    /// The models' name, for the passkey list and the audit trail ("YubiKey 5 Series").
+    pub name: String,
+    /// The vendor's attestation root certificate, PEM.
+    pub ca: String,
+    /// The AAGUIDs of the models this root vouches for.
+    pub aaguids: Vec<String>,
 }
 
 /// An Android app allowed to use the relying party's passkeys.
@@ -90,6 +108,9 @@ impl PasskeyPolicy {
         if let Some(bad) = self.apple_app_ids.iter().find(|a| !valid_apple_app_id(a)) {
             return Some(format!("policy.passkeys.apple_app_ids: `{bad}` is not <team id>.<bundle id>"));
         }
+        if let Err(e) = self.attestation_cas() {
+            return Some(e);
+        }
         self.webauthn("Latchkey").err()
     }
 
@@ -105,6 +126,42 @@ impl PasskeyPolicy {
             b = b.append_allowed_origin(o);
         }
         b.build().map_err(|e| format!("policy.passkeys: {e}"))
+    }
+
+    /// The trusted authenticators as webauthn-rs's CA list; `None` when there are none.
+    pub fn attestation_cas(&self) -> Result<Option<AttestationCaList>, String> {
+        if self.trusted_authenticators.is_empty() {
+            return Ok(None);
+        }
+        let mut b = AttestationCaListBuilder::new();
+        for t in &self.trusted_authenticators {
+            let what = format!("policy.passkeys.trusted_authenticators `{}`", t.name);
+            if t.name.trim().is_empty() || t.aaguids.is_empty() {
+                return Err(format!("{what}: each needs a name, a ca and at least one aaguid"));
+            }
+            for a in &t.aaguids {
+                let aaguid = Uuid::parse_str(a).map_err(|_| format!("{what}: `{a}` is not an AAGUID"))?;
+                b.insert_device_pem(t.ca.as_bytes(), aaguid, t.name.clone(), Default::default())
+                    .map_err(|_| format!("{what}: ca is not a PEM certificate"))?;
+            }
+        }
+        Ok(Some(b.build()))
+    }
+
+    /// Whether a stored credential record (webauthn-rs's JSON) of the model `aaguid` is one
+    /// the policy trusts now: its attestation chains to a trusted root that vouches for the
+    /// model, and it is device-bound. The name of the trusted models, or `None`.
+    pub fn trusted_attestation(&self, record: &str, aaguid: Option<&str>, backup_eligible: bool) -> Option<String> {
+        if backup_eligible {
+            return None;
+        }
+        let cas = self.attestation_cas().ok()??;
+        let aaguid = Uuid::parse_str(aaguid?).ok()?;
+        // A passkey's record is the same credential as an attested one's.
+        let key: AttestedPasskey = serde_json::from_str(record).ok()?;
+        let ca = key.verify_attestation(&cas).ok()?;
+        let description = ca.aaguids().get(&aaguid)?;
+        Some(description.description_en().to_owned())
     }
 
     /// `/.well-known/assetlinks.json` (Digital Asset Links): each Android app may use the
@@ -230,6 +287,28 @@ mod tests {
         assert_eq!(origins[1].as_str(), "android:apk-key-hash:FG3pg8VzBlDY7rmVLzT8ZBagg0LmHb6oigSWsj_PROU");
         assert!(policy().problem().is_none());
         assert_eq!(policy().assetlinks().unwrap()[0]["target"]["package_name"], serde_json::json!("com.example.app"));
+    }
+
+    #[test]
+    fn trusted_authenticators_need_a_pem_root_and_aaguids() {
+        let root = crate::factors::attestation::testing::TestRoot::new().pem();
+        let trusted = |ca: &str, aaguid: &str| TrustedAuthenticator {
+            name: "Key".into(),
+            ca: ca.into(),
+            aaguids: vec![aaguid.into()],
+        };
+        let mut p = policy();
+        p.trusted_authenticators = vec![trusted(&root, "cb69481e-8ff7-4039-93ec-0a2729a154a8")];
+        assert!(p.problem().is_none());
+        assert_eq!(p.attestation_cas().unwrap().unwrap().len(), 1);
+        p.trusted_authenticators = vec![trusted("not a certificate", "cb69481e-8ff7-4039-93ec-0a2729a154a8")];
+        assert!(p.problem().unwrap().contains("ca is not a PEM certificate"));
+        p.trusted_authenticators = vec![trusted(&root, "yubikey")];
+        assert!(p.problem().unwrap().contains("`yubikey` is not an AAGUID"));
+        p.trusted_authenticators = vec![TrustedAuthenticator { aaguids: vec![], ..trusted(&root, "") }];
+        assert!(p.problem().unwrap().contains("at least one aaguid"));
+        // A record with no attestation is never trusted.
+        assert!(p.trusted_attestation("{}", Some("cb69481e-8ff7-4039-93ec-0a2729a154a8"), false).is_none());
     }
 
     #[test]

@@ -31,11 +31,14 @@ impl Auth {
         if self.settings.mfa.mode == MfaMode::Off {
             return Err(AuthError::InvalidRequest("second factors are turned off by policy".into()));
         }
+        if req.attested.is_some() && req.kind != "passkey" {
+            return Err(AuthError::InvalidRequest("attested: only for a passkey".into()));
+        }
         match req.kind.as_str() {
             TOTP => {}
             SMS | EMAIL => return self.enroll_destination(p, req, ctx).await,
             RECOVERY_CODES => return self.enroll_recovery_codes(p, ctx).await,
-            "passkey" => return self.enroll_passkey(p, ctx).await,
+            "passkey" => return self.enroll_passkey(p, req.attested.unwrap_or(false), ctx).await,
             _ => {
                 return Err(AuthError::InvalidRequest(
                     "type must be totp, sms, email, recovery_codes or passkey".into(),

@@ -18,7 +18,7 @@ use crate::factors::passkey as pk;
 use crate::flow::risk::Occasion;
 use crate::ids::{FlowId, PasskeyId, UserId};
 use crate::model::*;
-use crate::sessions::step_up_level;
+use crate::sessions::{ATTESTED_KEY, step_up_level};
 use crate::settings::RiskAction;
 use crate::store::{Batch, StoreError, Write};
 use base64::Engine;
@@ -27,8 +27,8 @@ use latchkey_proto::MfaMethod;
 use time::OffsetDateTime;
 use webauthn_rs::Webauthn;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CredentialID, DiscoverableAuthentication, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, WebauthnError,
+    AttestedPasskeyRegistration, AuthenticationResult, CredentialID, DiscoverableAuthentication, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, WebauthnError,
 };
 
 const STEP: &str = "passkey";
@@ -53,8 +53,15 @@ impl Auth {
 
     /// `POST /v1/me/factors {"type":"passkey"}`: an `enroll` flow whose step is `passkey` with
     /// the creation options. Needs a sign-in at `aal2` from the last `step_up_max_age_secs`
-    /// (checklist WA-5).
-    pub(crate) async fn enroll_passkey(&self, p: &Principal, ctx: ClientContext) -> Result<FlowOutcome, AuthError> {
+    /// (checklist WA-5). `attested`: the authenticator must prove its model with an
+    /// attestation that chains to `trusted_authenticators` (checklist WA-5: other formats and
+    /// roots are refused), and must not be a synced passkey.
+    pub(crate) async fn enroll_passkey(
+        &self,
+        p: &Principal,
+        attested: bool,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
         let wa = self.webauthn()?;
         let now = self.now();
         let max_age = self.settings.mfa.step_up_max_age_secs;
@@ -66,24 +73,47 @@ impl Auth {
         let exclude: Vec<CredentialID> =
             existing.iter().filter_map(|k| URL_SAFE_NO_PAD.decode(&k.credential_id).ok()).collect();
         let display = p.user.profile.name.clone().unwrap_or_else(|| p.user.username.clone());
-        let (ccr, reg) = wa
-            .start_passkey_registration(p.user.id.0, &p.user.username, &display, Some(exclude))
-            .map_err(|e| AuthError::Internal(format!("passkey registration: {e}")))?;
+        let internal = |e: WebauthnError| AuthError::Internal(format!("passkey registration: {e}"));
+        let (ccr, reg) = if attested {
+            let cas = self.settings.passkeys.attestation_cas().map_err(AuthError::Internal)?.ok_or_else(|| {
+                AuthError::InvalidRequest(
+                    "attested: no authenticator is trusted on this server ([policy.passkeys] trusted_authenticators)"
+                        .into(),
+                )
+            })?;
+            let (ccr, reg) = wa
+                .start_attested_passkey_registration(p.user.id.0, &p.user.username, &display, Some(exclude), cas, None)
+                .map_err(internal)?;
+            (ccr, json(&reg)?)
+        } else {
+            let (ccr, reg) = wa
+                .start_passkey_registration(p.user.id.0, &p.user.username, &display, Some(exclude))
+                .map_err(internal)?;
+            (ccr, json(&reg)?)
+        };
         let mut options = json(&ccr.public_key)?;
         // A passkey is a discoverable credential: it signs in with no username typed.
         if let Some(sel) = options.get_mut("authenticatorSelection").and_then(|v| v.as_object_mut()) {
             sel.insert("residentKey".into(), "required".into());
             sel.insert("requireResidentKey".into(), true.into());
         }
-        let challenge = PasskeyChallenge { ceremony: "create".into(), options, state: json(&reg)? };
+        let challenge = PasskeyChallenge { ceremony: "create".into(), options, state: reg, attested };
         let state = FlowState::AwaitingPasskeyRegistration { challenge: Box::new(challenge) };
         self.start_enrollment(p, FlowId::new(), state, "passkey", vec![], now, &ctx).await
     }
 
-    /// The assertion a second-factor `passkey` step asks for: any of the account's passkeys.
-    pub(crate) async fn passkey_challenge(&self, user_id: UserId) -> Result<PasskeyChallenge, AuthError> {
+    /// The assertion a second-factor `passkey` step asks for: any of the account's passkeys,
+    /// or only those that give `aal3` (`attested_only`, a step-up to `aal3`).
+    pub(crate) async fn passkey_challenge(
+        &self,
+        user_id: UserId,
+        attested_only: bool,
+    ) -> Result<PasskeyChallenge, AuthError> {
         let wa = self.webauthn()?;
-        let keys = self.store.passkeys(user_id).await?;
+        let mut keys = self.store.passkeys(user_id).await?;
+        if attested_only {
+            keys.retain(|k| self.attested(k).is_some());
+        }
         let creds = keys.iter().map(stored_credential).collect::<Result<Vec<_>, _>>()?;
         if creds.is_empty() {
             return Err(AuthError::InvalidRequest("the account has no passkey".into()));
@@ -91,7 +121,28 @@ impl Auth {
         let (rcr, state) = wa
             .start_passkey_authentication(&creds)
             .map_err(|e| AuthError::Internal(format!("passkey assertion: {e}")))?;
-        Ok(PasskeyChallenge { ceremony: "get".into(), options: json(&rcr.public_key)?, state: json(&state)? })
+        Ok(PasskeyChallenge {
+            ceremony: "get".into(),
+            options: json(&rcr.public_key)?,
+            state: json(&state)?,
+            attested: attested_only,
+        })
+    }
+
+    /// Whether `key` gives `aal3`: device-bound, with an attestation the policy trusts now.
+    /// The trusted models' name.
+    pub(crate) fn attested(&self, key: &Passkey) -> Option<String> {
+        self.settings.passkeys.trusted_attestation(&key.credential, key.aaguid.as_deref(), key.backup_eligible)
+    }
+
+    /// The `amr` of a verified assertion by `key`, with the mark that gives `aal3` when the
+    /// key is attested and the user verified.
+    fn asserted_amr(&self, key: &Passkey, result: &AuthenticationResult) -> Vec<&'static str> {
+        let mut amr = pk::amr(key.backup_eligible, result.user_verified());
+        if result.user_verified() && self.attested(key).is_some() {
+            amr.push(ATTESTED_KEY);
+        }
+        amr
     }
 
     /// `POST /v1/sign-in {"passkey": true}`: a sign-in flow whose step is `passkey`, for any of
@@ -101,8 +152,12 @@ impl Auth {
         let now = self.now();
         let (rcr, state) =
             wa.start_discoverable_authentication().map_err(|e| AuthError::Internal(format!("passkey sign-in: {e}")))?;
-        let challenge =
-            PasskeyChallenge { ceremony: "get".into(), options: json(&rcr.public_key)?, state: json(&state)? };
+        let challenge = PasskeyChallenge {
+            ceremony: "get".into(),
+            options: json(&rcr.public_key)?,
+            state: json(&state)?,
+            attested: false,
+        };
         let flow = self.new_flow(
             FlowId::new(),
             FlowKind::SignIn,
@@ -164,10 +219,21 @@ impl Auth {
         };
         let aaguid = credential.pointer("/response/attestationObject").and_then(|v| v.as_str()).and_then(pk::aaguid);
         let cred: Option<RegisterPublicKeyCredential> = serde_json::from_value(credential).ok();
-        let reg: PasskeyRegistration = from_state(&challenge.state)?;
         let wa = self.webauthn()?;
-        let registered = cred.as_ref().map(|c| wa.finish_passkey_registration(c, &reg));
-        let Some(Ok(key)) = registered else {
+        let registered = match &cred {
+            None => None,
+            // Checklist WA-5: an attestation that does not chain to a trusted root, of a model
+            // the root does not vouch for, or of a synced passkey, is refused.
+            Some(c) if challenge.attested => {
+                let reg: AttestedPasskeyRegistration = from_state(&challenge.state)?;
+                wa.finish_attested_passkey_registration(c, &reg).map(webauthn_rs::prelude::Passkey::from).ok()
+            }
+            Some(c) => {
+                let reg: PasskeyRegistration = from_state(&challenge.state)?;
+                wa.finish_passkey_registration(c, &reg).ok()
+            }
+        };
+        let Some(key) = registered else {
             return self.refuse(&flow, STEP, attempts, false, now, &ctx).await;
         };
         let record = json(&key)?;
@@ -251,7 +317,7 @@ impl Auth {
             }
             return self.refuse(&flow, STEP, attempts, false, now, &ctx).await;
         }
-        let amr = pk::amr(passkey.backup_eligible, result.user_verified());
+        let amr = self.asserted_amr(&passkey, &result);
         let mut batch = Batch(
             self.risk_record(&risk, Occasion::Device, Some(user.id), Some(flow.id), &ctx, now).into_iter().collect(),
         );
@@ -302,7 +368,15 @@ impl Auth {
         else {
             return self.refuse(&flow, STEP, attempts, false, now, &ctx).await;
         };
-        let amr = pk::amr(passkey.backup_eligible, result.user_verified());
+        let amr = self.asserted_amr(&passkey, &result);
+        // A step-up to `aal3` offered only the keys that give it; one that no longer does
+        // (its root removed from the policy since) does not meet it.
+        if let FlowState::AwaitingMfa { step_up: Some(su), .. } = &flow.state
+            && su.acr == "aal3"
+            && !amr.contains(&ATTESTED_KEY)
+        {
+            return self.refuse(&flow, STEP, attempts, false, now, &ctx).await;
+        }
         let mut batch = Batch::new();
         batch
             .push(used(&passkey, &result, now)?)

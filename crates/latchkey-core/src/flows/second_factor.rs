@@ -191,7 +191,7 @@ impl Auth {
             _ => None,
         };
         let passkey = match method {
-            Some(MfaMethod::Passkey) => Some(Box::new(self.passkey_challenge(user.id).await?)),
+            Some(MfaMethod::Passkey) => Some(Box::new(self.passkey_challenge(user.id, false).await?)),
             _ => None,
         };
         let state = FlowState::AwaitingMfa {
@@ -318,7 +318,10 @@ impl Auth {
             _ => None,
         };
         let passkey = match (method, &user) {
-            (MfaMethod::Passkey, Some(user)) => Some(Box::new(self.passkey_challenge(user.id).await?)),
+            (MfaMethod::Passkey, Some(user)) => {
+                let aal3 = step_up.as_ref().is_some_and(|su| su.acr == "aal3");
+                Some(Box::new(self.passkey_challenge(user.id, aal3).await?))
+            }
             (MfaMethod::Passkey, None) => return Err(AuthError::FlowExpired),
             _ => None,
         };

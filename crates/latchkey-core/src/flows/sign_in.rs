@@ -54,7 +54,9 @@ impl Auth {
         // RFC 9470 at sign-in: `aal2` asks for a second factor whatever the policy's mode; values
         // Latchkey does not know are ignored, as OpenID Connect's voluntary `acr_values` are. A
         // sign-in authenticates now, so every `max_age` is met.
-        let aal2 = req.acr_values.as_deref().and_then(|v| wanted_acr(Some(v)).ok()) == Some("aal2");
+        // `aal3` is reached by a passkey sign-in with an attested key, or by a step-up after
+        // this one: here it asks for a second factor, as `aal2` does.
+        let aal2 = matches!(req.acr_values.as_deref().and_then(|v| wanted_acr(Some(v)).ok()), Some("aal2" | "aal3"));
         let now = self.now();
         let key = lookup_key(raw_username).map_err(|e| AuthError::InvalidRequest(e.to_string()))?;
         let password = normalize(raw_password);

@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 const APPROVAL_TTL_SECS: u64 = 300;
 
 /// The assurance levels Latchkey can be asked for, lowest first.
-const LEVELS: [&str; 2] = ["aal1", "aal2"];
+const LEVELS: [&str; 3] = ["aal1", "aal2", "aal3"];
 
 /// The first level of a space-separated `acr_values` that Latchkey knows (RFC 9470 §4: in order
 /// of preference); `aal2` when none is given. Unknown values only: `invalid_request`.
@@ -42,7 +42,7 @@ pub(crate) fn wanted_acr(acr_values: Option<&str>) -> Result<&'static str, AuthE
     values
         .split_whitespace()
         .find_map(|v| LEVELS.iter().find(|l| **l == v).copied())
-        .ok_or_else(|| AuthError::InvalidRequest("acr_values: Latchkey offers aal1 and aal2".into()))
+        .ok_or_else(|| AuthError::InvalidRequest("acr_values: Latchkey offers aal1, aal2 and aal3".into()))
 }
 
 /// `acr_values` and `max_age` as documented: at most 256 characters, and at most 2³¹−1 seconds
@@ -62,10 +62,11 @@ pub(crate) fn check_request(acr_values: Option<&str>, max_age: Option<u64>) -> R
 pub(crate) fn reaches(session: &Session, verified: &[&str], su: &StepUp, phishing_resistant: bool) -> bool {
     let mut amr = crate::sessions::counted_amr(&session.amr);
     amr.extend_from_slice(verified);
-    rank(assurance(&amr, phishing_resistant)) >= rank(&su.acr)
+    let level = rank(assurance(&amr, phishing_resistant)).max(rank(step_up_level(session, phishing_resistant)));
+    level >= rank(&su.acr)
 }
 
-fn rank(acr: &str) -> usize {
+pub(crate) fn rank(acr: &str) -> usize {
     LEVELS.iter().position(|l| *l == acr).unwrap_or(LEVELS.len())
 }
 
@@ -143,8 +144,9 @@ impl Auth {
             return Ok(FlowOutcome { flow: done, tokens, error: None, events: vec![], approval: None });
         }
         // A device's own session steps up with the device's signature: the biometric key, or the
-        // possession key and the PIN when the level must rise.
+        // possession key and the PIN when the level must rise. A device key never gives `aal3`.
         if let Some(device_id) = p.session.device_id
+            && acr != "aal3"
             && self.store.device(device_id).await?.is_some_and(|d| d.revoked_at.is_none())
         {
             let state = FlowState::AwaitingDeviceSignature {
@@ -164,13 +166,17 @@ impl Auth {
         // A remembered client's key never counts towards a step-up (checklist SES-9).
         let used = crate::sessions::counted_amr(&p.session.amr);
         let resistant = self.settings.mfa.require_phishing_resistant;
+        // `aal3`: only a passkey the policy trusts the attestation of (checklist decision 5).
+        let attested =
+            acr == "aal3" && self.store.passkeys(p.user.id).await?.iter().any(|k| self.attested(k).is_some());
         let methods: Vec<MfaMethod> = self
             .methods_of(&p.user, &factors)
             .await?
             .into_iter()
             // Raising the level: only a method that gives it with what the session has.
-            .filter(|m| {
-                !raise || rank(assurance(&[used.as_slice(), &[self.amr_of(*m)]].concat(), resistant)) >= rank(acr)
+            .filter(|m| match acr {
+                "aal3" => *m == MfaMethod::Passkey && attested,
+                _ => !raise || rank(assurance(&[used.as_slice(), &[self.amr_of(*m)]].concat(), resistant)) >= rank(acr),
             })
             .filter(|m| risk.action != RiskAction::RequirePhishingResistant || m.phishing_resistant())
             .collect();
@@ -180,6 +186,11 @@ impl Auth {
             ));
         }
         let MfaStart { state, writes, event } = self.ask_for(flow_id, &p.user, methods, false, now, &ctx).await?;
+        // For `aal3`, the assertion may come only from the keys that give it.
+        let passkey_aal3 = match acr {
+            "aal3" => Some(Box::new(self.passkey_challenge(p.user.id, true).await?)),
+            _ => None,
+        };
         let state = match state {
             FlowState::AwaitingMfa { method, methods, code, push, custom, passkey, .. } => FlowState::AwaitingMfa {
                 method,
@@ -191,7 +202,7 @@ impl Auth {
                 recovery: None,
                 step_up: Some(step_up),
                 custom,
-                passkey,
+                passkey: passkey_aal3.or(passkey),
             },
             other => other,
         };

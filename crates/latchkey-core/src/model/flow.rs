@@ -285,6 +285,10 @@ pub struct PasskeyChallenge {
     pub options: serde_json::Value,
     /// webauthn-rs's ceremony state, JSON.
     pub state: serde_json::Value,
+    /// A registration that needs a trusted attestation, or an assertion that only the keys
+    /// giving `aal3` may answer.
+    #[serde(default)]
+    pub attested: bool,
 }
 
 /// A push approval a sign-in waits for.

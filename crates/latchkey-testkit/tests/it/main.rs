@@ -32,6 +32,7 @@ mod account;
 mod actions;
 mod admin;
 mod app_integrity;
+mod attested_passkeys;
 mod deletion;
 mod delivery;
 mod devices;

@@ -121,6 +121,7 @@ fn policy() -> PasskeyPolicy {
             sha256_cert_fingerprints: vec![FINGERPRINT.into()],
         }],
         apple_app_ids: vec![APPLE_APP.into()],
+        ..Default::default()
     }
 }
 
@@ -174,6 +175,9 @@ async fn wa_1_wa_5_a_passkey_registers_from_aal2_only_is_announced_and_signs_in_
     assert_eq!(e.code(), Some(codes::FLOW_COMPLETED));
     let listed = c.passkeys(&t.access_token).await.unwrap().passkeys;
     assert_eq!(listed.len(), 1);
+    // No authenticator is trusted here: an attested registration cannot be asked for.
+    let e = c.enroll_attested_passkey(&t.access_token).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(400), Some(codes::INVALID_REQUEST)));
     // passkey-rs's authenticator makes synced passkeys (backup eligible, backed up), like a
     // password manager's.
     assert_eq!((listed[0].name.as_str(), listed[0].backup_eligible, listed[0].backed_up), ("Pia's laptop", true, true));

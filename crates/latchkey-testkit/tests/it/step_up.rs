@@ -112,9 +112,15 @@ async fn a_step_up_offers_only_what_raises_the_session(b: Backend) {
     assert_eq!((e.status(), e.code()), (Some(409), Some(codes::MFA_REQUIRED)));
     let raw = s
         .raw()
-        .request("POST", "/v1/step-up", Some(&t.access_token), Some(serde_json::json!({"acr_values": "aal3 urn:x"})))
+        .request("POST", "/v1/step-up", Some(&t.access_token), Some(serde_json::json!({"acr_values": "aal4 urn:x"})))
         .await;
     assert_eq!((raw.status, raw.json()["error"]["code"].as_str()), (400, Some(codes::INVALID_REQUEST)));
+    // aal3 needs an attested passkey (attested_passkeys.rs): nothing here gives it.
+    let raw = s
+        .raw()
+        .request("POST", "/v1/step-up", Some(&t.access_token), Some(serde_json::json!({"acr_values": "aal3"})))
+        .await;
+    assert_eq!((raw.status, raw.json()["error"]["code"].as_str()), (409, Some(codes::MFA_REQUIRED)));
     let raw = s.raw().request("POST", "/v1/step-up", None, Some(serde_json::json!({}))).await;
     assert_eq!(raw.status, 401, "a step-up needs the session's token");
     // With an authenticator app and a phone: both give aal2, the user picks. (A second factor is
@@ -256,7 +262,8 @@ async fn the_sdk_steps_up_and_retries_once_on_a_challenge_from_the_apps_own_api(
     use std::sync::atomic::{AtomicUsize, Ordering};
     let s = TestServer::start(b).await;
     let (mut t, secret) = aal1_session_with_totp(&s, "apio").await;
-    // The app's own API: `/pay` wants an aal2 token, `/vault` an aal3 one Latchkey cannot give,
+    // The app's own API: `/pay` wants an aal2 token, `/vault` an aal3 one this account (with no
+    // attested passkey) cannot reach,
     // `/never` is never satisfied; otherwise each answers an RFC 9470 challenge.
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = |want: &'static str, calls: Arc<AtomicUsize>| {
@@ -304,9 +311,9 @@ async fn the_sdk_steps_up_and_retries_once_on_a_challenge_from_the_apps_own_api(
     assert_eq!(paid, "paid");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "refused once, stepped up, retried once");
     assert_eq!(jwt_claims(&t.access_token)["acr"], "aal2");
-    // A level Latchkey does not offer: the step-up is refused and the call is not retried.
+    // A level the account cannot reach: the step-up is refused and the call is not retried.
     let e = c.with_step_up(&mut t, call("/vault"), |a| async move { Ok(a) }).await.unwrap_err();
-    assert_eq!(e.code(), Some(codes::INVALID_REQUEST), "{e}");
+    assert_eq!(e.code(), Some(codes::MFA_REQUIRED), "{e}");
     assert_eq!(calls.load(Ordering::SeqCst), 3, "one call, no retry");
     // An API that challenges again after a step-up gets its second challenge back: one retry.
     let e = c.with_step_up(&mut t, call("/never"), |a| async move { Ok(a) }).await.unwrap_err();
