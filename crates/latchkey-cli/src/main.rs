@@ -1,6 +1,7 @@
 //! `latchkey`: the server and its tools in one binary.
 
 mod admin;
+mod app_integrity;
 mod backup;
 mod bench;
 mod bench_kit;
@@ -86,6 +87,11 @@ enum Command {
     Passkey {
         #[command(subcommand)]
         command: passkey::PasskeyCommand,
+    },
+    /// Development Play Integrity keys and verdicts: try the genuine-app gate from a terminal.
+    AppIntegrity {
+        #[command(subcommand)]
+        command: app_integrity::AppIntegrityCommand,
     },
     /// The admin API from a terminal: users, the audit log, the outbox, the summary.
     Admin(admin::AdminArgs),
@@ -252,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore { from, data_dir } => backup::restore(&from, &data_dir).await,
         Command::Device { command } => device::run(command).await,
         Command::Passkey { command } => passkey::run(command).await,
+        Command::AppIntegrity { command } => app_integrity::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Admin(args) => admin::run(args).await,
     }

@@ -42,8 +42,14 @@ fn serve(dir: &Path) -> Serve {
 
 /// The same with environment variables set.
 fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Serve {
+    serve_args(dir, &[], env)
+}
+
+/// `latchkey serve` with more arguments (`--config …`).
+fn serve_args(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -514,4 +520,43 @@ fn totp_prints_the_code_of_a_secret_at_a_time() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "287082");
     let bad = Command::new(BIN).args(["totp", "not base32!"]).output().unwrap();
     assert!(!bad.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_genuine_app_gate_is_tried_with_development_play_keys() {
+    let dir = temp_dir();
+    let cli = |args: &[&str]| Command::new(BIN).args(args).current_dir(&dir).output().unwrap();
+    let out = cli(&["app-integrity", "play-keys", "--require", "recovery"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("latchkey-play.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::write(dir.join("genuine.toml"), &out.stdout).unwrap();
+    let server = serve_args(&dir, &["--config", "genuine.toml"], &[]);
+    let recover = |proof: Option<String>| {
+        let mut r = reqwest::Client::new()
+            .post(format!("{}/v1/recovery", server.url))
+            .json(&serde_json::json!({"username": "nobody"}));
+        if let Some(p) = proof {
+            r = r.header("latchkey-app-integrity", p);
+        }
+        r.send()
+    };
+    // Without a proof: refused.
+    let r = recover(None).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["code"], "app_integrity_required");
+    // With the genuine app's verdict for a fresh challenge: the recovery starts; once only.
+    let out = cli(&["app-integrity", "play-token", "--url", &server.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let proof = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(proof.starts_with("play "), "{proof}");
+    let r = recover(Some(proof.clone())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["next_step"]["type"], "sms_code");
+    let r = recover(Some(proof)).await.unwrap();
+    assert_eq!(r.status(), 403, "a challenge is spent once");
 }

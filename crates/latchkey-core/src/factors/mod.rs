@@ -10,6 +10,7 @@ pub mod device;
 pub mod legacy;
 pub mod passkey;
 pub mod password;
+pub mod play_dev;
 pub mod recovery_codes;
 pub mod totp;
 

@@ -1,96 +1,45 @@
-//! Proof of the operator's genuine app (issue 16, item 4): Play Integrity verdicts minted here
-//! exactly as Google's servers make them for "manage responses yourself" (an ES256 JWS inside an
+//! Proof of the operator's genuine app (issue 16, item 4): Play Integrity verdicts minted
+//! (`factors::play_dev`) exactly as Google's servers make them for "manage responses yourself" (an ES256 JWS inside an
 //! A256KW/A256GCM JWE under the app's own keys), bound to Latchkey's single-use challenges, and
 //! required by policy for sign-up and for code sends.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrap};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use base64::engine::general_purpose::STANDARD;
 use latchkey_core::factors::app_attest::{AppAttest, NONCE_EXTENSION};
-use latchkey_core::factors::app_integrity::{AppIntegrityPolicy, GatedAction, PlayIntegrity};
+use latchkey_core::factors::app_integrity::{AppIntegrityPolicy, GatedAction};
 use latchkey_core::factors::attestation::testing::TestRoot;
+use latchkey_core::factors::play_dev::{DevPlayKeys, genuine_verdict};
 use latchkey_testkit::proto::codes;
 use latchkey_testkit::{Backend, TestServer};
 use serde_json::json;
 use time::Duration;
 
 const PACKAGE: &str = "com.example.app";
-const SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
+/// Google's side for one app: the keys Play Console hands the developer, and the signing half
+/// Google keeps.
+type Play = DevPlayKeys;
 
-/// Google's side for one app: the verification (signing) key and the decryption key the Play
-/// Console hands the developer.
-struct Play {
-    signer: EcdsaKeyPair,
-    kek: [u8; 32],
+fn new_play() -> Play {
+    DevPlayKeys::generate(PACKAGE).unwrap()
 }
 
-impl Play {
-    fn new() -> Self {
-        let rng = SystemRandom::new();
-        let mut kek = [0u8; 32];
-        rng.fill(&mut kek).unwrap();
-        let signer = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        Self { signer, kek }
-    }
-
-    fn config(&self) -> PlayIntegrity {
-        let spki = [&SPKI_PREFIX[..], self.signer.public_key().as_ref()].concat();
-        PlayIntegrity {
-            package_name: PACKAGE.into(),
-            decryption_key: STANDARD.encode(self.kek),
-            verification_key: STANDARD.encode(spki),
-            require_device_integrity: true,
-            require_app_recognized: true,
-            require_licensed: false,
-        }
-    }
-
-    /// The integrity token for `payload`: JWS (ES256), then JWE (A256KW, A256GCM).
-    fn token(&self, payload: &serde_json::Value) -> String {
-        let rng = SystemRandom::new();
-        let header = B64.encode(json!({"alg": "ES256"}).to_string());
-        let body = B64.encode(payload.to_string());
-        let input = format!("{header}.{body}");
-        let sig = self.signer.sign(&rng, input.as_bytes()).unwrap();
-        let jws = format!("{input}.{}", B64.encode(sig.as_ref()));
-        let protected = B64.encode(json!({"alg": "A256KW", "enc": "A256GCM"}).to_string());
-        let mut cek = [0u8; 32];
-        rng.fill(&mut cek).unwrap();
-        let mut wrapped = [0u8; 40];
-        let wrapped = AesKek::new(&AES_256, &self.kek).unwrap().wrap(&cek, &mut wrapped).unwrap().to_vec();
-        let mut iv = [0u8; 12];
-        rng.fill(&mut iv).unwrap();
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).unwrap());
-        let mut data = jws.into_bytes();
-        let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(protected.as_bytes()), &mut data)
-            .unwrap();
-        [protected, B64.encode(wrapped), B64.encode(iv), B64.encode(data), B64.encode(tag.as_ref())].join(".")
-    }
+/// The integrity token for `payload`.
+fn mint(play: &Play, payload: &serde_json::Value) -> String {
+    play.token(payload).unwrap()
 }
 
 /// A verdict as Play returns it for a genuine app on a genuine device.
 fn verdict(nonce: &str, at_ms: i64) -> serde_json::Value {
-    json!({
-        "requestDetails": {"requestPackageName": PACKAGE, "timestampMillis": at_ms.to_string(), "nonce": nonce},
-        "appIntegrity": {"appRecognitionVerdict": "PLAY_RECOGNIZED", "packageName": PACKAGE,
-            "certificateSha256Digest": ["6a6a1474b5cbbb2b1aa57e0bc3"], "versionCode": "42"},
-        "deviceIntegrity": {"deviceRecognitionVerdict": ["MEETS_DEVICE_INTEGRITY"]},
-        "accountDetails": {"appLicensingVerdict": "LICENSED"}
-    })
+    genuine_verdict(PACKAGE, nonce, at_ms)
 }
 
 /// A change that makes a verdict wrong.
 type Change = fn(&mut serde_json::Value);
 
 async fn server(b: Backend, play: &Play) -> TestServer {
-    let config = play.config();
+    let config = play.config().unwrap();
     TestServer::start_with(b, move |c| {
         c.policy.app_integrity = AppIntegrityPolicy {
             require: vec![GatedAction::SignUp, GatedAction::CodeSends],
@@ -129,7 +78,7 @@ fn refused(r: &latchkey_testkit::RawResponse, says: &str) {
 }
 
 async fn a_genuine_app_signs_up_and_anything_else_is_refused_before_a_code_is_sent(b: Backend) {
-    let play = Play::new();
+    let play = new_play();
     let s = server(b, &play).await;
     let now_ms = || s.clock_unix() * 1000;
     // No proof: refused, nothing sent.
@@ -137,7 +86,7 @@ async fn a_genuine_app_signs_up_and_anything_else_is_refused_before_a_code_is_se
     assert!(s.outbox().await.is_empty());
     // A genuine app on a genuine device, with a fresh challenge: the sign-up (and its code) goes.
     let c = challenge(&s).await;
-    let token = play.token(&verdict(&c, now_ms()));
+    let token = mint(&play, &verdict(&c, now_ms()));
     let r = sign_up_with(&s, "ana", Some(&token)).await;
     assert_eq!((r.status, r.json()["next_step"]["type"].as_str()), (200, Some("confirm_sign_up")), "{}", r.body);
     assert_eq!(s.messages_to("ana@example.com").await, 1);
@@ -161,44 +110,44 @@ async fn a_genuine_app_signs_up_and_anything_else_is_refused_before_a_code_is_se
             v["requestDetails"]["nonce"] = challenge(&s).await.into();
         }
         v["requestDetails"]["timestampMillis"] = now_ms().to_string().into();
-        refused(&sign_up_with(&s, "cy", Some(&play.token(&v))).await, says);
+        refused(&sign_up_with(&s, "cy", Some(&mint(&play, &v))).await, says);
     }
     // A nonce Latchkey never issued, or one whose MAC was forged.
     refused(
-        &sign_up_with(&s, "cy", Some(&play.token(&verdict("bm90LWEtY2hhbGxlbmdl", now_ms())))).await,
+        &sign_up_with(&s, "cy", Some(&mint(&play, &verdict("bm90LWEtY2hhbGxlbmdl", now_ms())))).await,
         "not a challenge",
     );
     let mut forged = challenge(&s).await;
     forged.replace_range(40..41, if &forged[40..41] == "A" { "B" } else { "A" });
-    refused(&sign_up_with(&s, "cy", Some(&play.token(&verdict(&forged, now_ms())))).await, "not a challenge");
+    refused(&sign_up_with(&s, "cy", Some(&mint(&play, &verdict(&forged, now_ms())))).await, "not a challenge");
     // Another app's keys: it does not decrypt; a verdict signed by someone else does not verify.
-    let other = Play::new();
+    let other = new_play();
     refused(
-        &sign_up_with(&s, "cy", Some(&other.token(&verdict(&challenge(&s).await, now_ms())))).await,
+        &sign_up_with(&s, "cy", Some(&mint(&other, &verdict(&challenge(&s).await, now_ms())))).await,
         "not for this app",
     );
-    let forger = Play { signer: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(), kek: play.kek };
-    refused(&sign_up_with(&s, "cy", Some(&forger.token(&verdict(&challenge(&s).await, now_ms())))).await, "signature");
+    let forger = Play { signing_key: new_play().signing_key, ..play.clone() };
+    refused(&sign_up_with(&s, "cy", Some(&mint(&forger, &verdict(&challenge(&s).await, now_ms())))).await, "signature");
     // An expired challenge, and a stale verdict.
     let old = challenge(&s).await;
     s.clock.advance(Duration::seconds(301));
-    refused(&sign_up_with(&s, "cy", Some(&play.token(&verdict(&old, now_ms())))).await, "expired");
+    refused(&sign_up_with(&s, "cy", Some(&mint(&play, &verdict(&old, now_ms())))).await, "expired");
     let fresh = challenge(&s).await;
-    refused(&sign_up_with(&s, "cy", Some(&play.token(&verdict(&fresh, now_ms() - 11 * 60_000)))).await, "too old");
+    refused(&sign_up_with(&s, "cy", Some(&mint(&play, &verdict(&fresh, now_ms() - 11 * 60_000)))).await, "too old");
     assert_eq!(s.messages_to("cy@example.com").await, 0, "no refused request sent a code");
 }
 
 async fn code_sends_need_the_proof_and_other_requests_do_not(b: Backend) {
-    let play = Play::new();
+    let play = new_play();
     let s = server(b, &play).await;
     let now_ms = s.clock_unix() * 1000;
-    let r = sign_up_with(&s, "dee", Some(&play.token(&verdict(&challenge(&s).await, now_ms)))).await;
+    let r = sign_up_with(&s, "dee", Some(&mint(&play, &verdict(&challenge(&s).await, now_ms)))).await;
     let flow = r.json()["flow_id"].as_str().unwrap().to_owned();
     // A resend sends a code: gated.
     let resend = format!("/v1/flows/{flow}/resend");
     let r = s.raw().raw("POST", &resend, None, None, &[]).await;
     refused(&r, "code_sends");
-    let proof = format!("play {}", play.token(&verdict(&challenge(&s).await, now_ms)));
+    let proof = format!("play {}", mint(&play, &verdict(&challenge(&s).await, now_ms)));
     let r = s.raw().raw("POST", &resend, None, None, &[("latchkey-app-integrity", &proof)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.messages_to("dee@example.com").await, 2);
