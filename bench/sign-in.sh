@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 store=${1:-sqlite}; runs=${2:-3}; seconds=${3:-10}; conc=${4:-8}
-bin=target/release/latchkey
+bin=${LATCHKEY_BIN:-target/release/latchkey}   # LATCHKEY_BIN: another build, for a before/after
 [ -x "$bin" ] || cargo build --release --bin latchkey
 dir=$(mktemp -d); port=18181
 export LATCHKEY_POLICY__LIMITS__SENDS_PER_IP=100000 LATCHKEY_LOG_LEVEL=warn

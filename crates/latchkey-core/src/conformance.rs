@@ -24,6 +24,7 @@ use outbox::{
     the_outbox_is_claimed_once_retried_and_leased,
 };
 use passkeys::{
+    a_batch_that_loses_a_race_rolls_back_whole_and_spares_the_others,
     a_credential_id_is_registered_once_across_accounts, an_app_attest_key_registers_once_and_each_counter_is_used_once,
     parallel_uses_of_one_passkey_move_its_counter_once,
 };
@@ -604,6 +605,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
     checks![
         users_round_trip_and_usernames_are_unique,
         a_failed_batch_changes_nothing,
+        a_batch_that_loses_a_race_rolls_back_whole_and_spares_the_others,
         flow_updates_are_compare_and_swap,
         parallel_flow_transitions_yield_exactly_one_winner,
         flow_attempts_never_exceed_the_cap_under_concurrency,

@@ -97,10 +97,17 @@ impl Database {
             let pool = sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.unwrap_or(8))
                 .acquire_timeout(Duration::from_secs(10))
+                .connect_with(o.clone())
+                .await
+                .map_err(unavailable)?;
+            // SQLite has one writer at a time: one connection for writes, waited for in order.
+            let writer = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
                 .connect_with(o)
                 .await
                 .map_err(unavailable)?;
-            Ok(Database::Sqlite(SqliteStore::new(pool)))
+            Ok(Database::Sqlite(SqliteStore::with_writer(pool, writer)))
         } else {
             Err(StoreError::Unavailable("database URL must start with sqlite: or postgres://".into()))
         }
@@ -148,7 +155,10 @@ impl Database {
     /// Close the pool.
     pub async fn close(&self) {
         match self {
-            Database::Sqlite(s) => s.pool().close().await,
+            Database::Sqlite(s) => {
+                s.pool().close().await;
+                s.writer().close().await;
+            }
             Database::Postgres(s) => s.pool().close().await,
         }
     }

@@ -127,3 +127,51 @@ pub async fn an_app_attest_key_registers_once_and_each_counter_is_used_once(stor
     let stored = store.app_attest_key(&key.key_id).await.unwrap().unwrap();
     assert_eq!((stored.counter, stored.last_used_at), (1, Some(T0)));
 }
+
+/// Batches racing one another (which a store may commit together): one that loses its
+/// compare-and-swap leaves nothing behind — not even its writes before the losing one — and the
+/// batches beside it that conflict with nothing all take effect.
+pub async fn a_batch_that_loses_a_race_rolls_back_whole_and_spares_the_others(store: Arc<dyn Store>) {
+    let u = user("Dora");
+    let k = passkey(u.id, "cred-dora");
+    store.apply(Batch(vec![Write::InsertUser(u.clone()), Write::InsertPasskey(k.clone())])).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = vec![];
+    for i in 0..20u32 {
+        let (store, barrier, id) = (store.clone(), barrier.clone(), k.id);
+        tasks.push(tokio::spawn(async move {
+            let mine = user(&format!("racer{i}"));
+            let mut batch = vec![Write::InsertUser(mine.clone())];
+            // Even tasks race for the passkey's counter; odd ones only add their account.
+            if i % 2 == 0 {
+                batch.push(Write::PasskeyUsed {
+                    id,
+                    seen_count: 0,
+                    credential: "{}".into(),
+                    sign_count: 1,
+                    backed_up: false,
+                    at: T0,
+                });
+            }
+            barrier.wait().await;
+            let won = match store.apply(Batch(batch)).await {
+                Ok(()) => true,
+                Err(StoreError::Conflict("passkey")) => false,
+                Err(e) => panic!("{e}"),
+            };
+            (i, mine.id, won)
+        }));
+    }
+    let mut racing_wins = 0;
+    for t in tasks {
+        let (i, id, won) = t.await.unwrap();
+        let kept = store.user_by_id(id).await.unwrap().is_some();
+        assert_eq!(kept, won, "task {i}: its account exists exactly when its batch won");
+        if i % 2 == 0 {
+            racing_wins += usize::from(won);
+        } else {
+            assert!(won, "task {i} conflicted with nothing");
+        }
+    }
+    assert_eq!(racing_wins, 1);
+}

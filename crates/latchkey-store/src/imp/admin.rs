@@ -113,7 +113,7 @@ macro_rules! store_admin {
 
             async fn admin_requeue_outbox(&self, id: MessageId, now: OffsetDateTime) -> Result<bool, StoreError> {
                 let done = sqlx::query("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL, lease_until = NULL WHERE id = $1 AND status = 'dead' AND recipient <> '' AND body_sealed IS NOT NULL")
-                    .bind(id.0).bind(us(now)).execute(&self.pool).await.map_err(db_err)?;
+                    .bind(id.0).bind(us(now)).execute(&self.writer).await.map_err(db_err)?;
                 Ok(done.rows_affected() == 1)
             }
 

@@ -111,18 +111,28 @@ macro_rules! store_impl {
         /// A store on this backend.
         #[derive(Clone, Debug)]
         pub struct $name {
+            /// Reads.
             pool: $pool,
+            /// Writes: the same pool on PostgreSQL; SQLite's one writer connection.
+            writer: $pool,
+            /// SQLite: the task that commits batches together (`group_commit`).
+            group: Option<tokio::sync::mpsc::Sender<GroupJob>>,
         }
 
         impl $name {
             /// Wrap a pool (migrations are run by `Database::migrate`).
             pub fn new(pool: $pool) -> Self {
-                Self { pool }
+                Self { writer: pool.clone(), pool, group: None }
             }
 
             /// The pool.
             pub fn pool(&self) -> &$pool {
                 &self.pool
+            }
+
+            /// The pool writes go through (the same pool on PostgreSQL).
+            pub fn writer(&self) -> &$pool {
+                &self.writer
             }
 
         }
@@ -146,6 +156,12 @@ macro_rules! store_impl {
             }
 
             async fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+                if let Some(group) = &self.group {
+                    let (reply, outcome) = tokio::sync::oneshot::channel();
+                    let stopped = || StoreError::Unavailable("the database writer has stopped".into());
+                    group.send((batch, reply)).await.map_err(|_| stopped())?;
+                    return outcome.await.map_err(|_| stopped())?;
+                }
                 let mut tx = self.begin().await?;
                 for w in batch.0 {
                     // Dropping `tx` on error rolls the whole batch back.
@@ -187,7 +203,7 @@ macro_rules! store_impl {
 
             async fn replace_key_fingerprint(&self, name: &str, expected: &str, new: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
                 let r = sqlx::query("UPDATE key_fingerprints SET fingerprint = $3, recorded_at = $4 WHERE name = $1 AND fingerprint = $2")
-                    .bind(name).bind(expected).bind(new).bind(us(at)).execute(&self.pool).await.map_err(db_err)?;
+                    .bind(name).bind(expected).bind(new).bind(us(at)).execute(&self.writer).await.map_err(db_err)?;
                 Ok(r.rows_affected() == 1)
             }
 
@@ -204,13 +220,13 @@ macro_rules! store_impl {
 
             async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
                 let r = sqlx::query("UPDATE flows SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 RETURNING attempts")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.writer).await.map_err(db_err)?;
                 r.map(|r| r.try_get::<i64, _>("attempts").map(n32).map_err(db_err)).transpose()
             }
 
             async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
                 let r = sqlx::query("UPDATE flows SET sends = sends + 1 WHERE id = $1 AND sends < $2 RETURNING sends")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.writer).await.map_err(db_err)?;
                 r.map(|r| r.try_get::<i64, _>("sends").map(n32).map_err(db_err)).transpose()
             }
 
@@ -311,7 +327,7 @@ macro_rules! store_impl {
 
             async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError> {
                 let r = sqlx::query("UPDATE devices SET pin_failures = pin_failures + 1 WHERE id = $1 AND pin_failures < $2 AND revoked_at IS NULL RETURNING pin_failures")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.writer).await.map_err(db_err)?;
                 r.map(|r| r.try_get::<i64, _>("pin_failures").map(n32).map_err(db_err)).transpose()
             }
 
@@ -350,7 +366,7 @@ macro_rules! store_impl {
             async fn claim_expired_flows(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<Flow>, StoreError> {
                 // One statement: a flow is claimed by exactly one replica.
                 let rows = sqlx::query("UPDATE flows SET reported = TRUE WHERE id IN (SELECT id FROM flows WHERE reported = FALSE AND expires_at < $1 ORDER BY expires_at LIMIT $2) AND reported = FALSE RETURNING *")
-                    .bind(us(before)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(db_err)?;
+                    .bind(us(before)).bind(i64::from(limit)).fetch_all(&self.writer).await.map_err(db_err)?;
                 rows.iter().map(Self::flow).collect()
             }
 
@@ -420,7 +436,7 @@ macro_rules! store_impl {
 
             async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
                 let r = sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                    .bind(id).bind(us(expires_at)).execute(&self.pool).await.map_err(db_err)?;
+                    .bind(id).bind(us(expires_at)).execute(&self.writer).await.map_err(db_err)?;
                 Ok(r.rows_affected() == 1)
             }
 
@@ -432,14 +448,14 @@ macro_rules! store_impl {
                     outbox_cols!()
                 ))
                 .bind(us(now + lease)).bind(us(now)).bind(i64::from(limit)).bind(provider)
-                .fetch_all(&self.pool).await.map_err(db_err)?;
+                .fetch_all(&self.writer).await.map_err(db_err)?;
                 rows.iter().map(Self::message).collect()
             }
 
             async fn renew_outbox(&self, ids: &[MessageId], until: OffsetDateTime) -> Result<(), StoreError> {
                 for id in ids {
                     sqlx::query("UPDATE outbox SET lease_until = $2 WHERE id = $1 AND status = 'sending'")
-                        .bind(id.0).bind(us(until)).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(id.0).bind(us(until)).execute(&self.writer).await.map_err(db_err)?;
                 }
                 Ok(())
             }
@@ -450,7 +466,7 @@ macro_rules! store_impl {
                 } else {
                     sqlx::query(sql!("UPDATE outbox SET status = 'sent', sent_at = $2, lease_until = NULL, last_error = NULL, body_sealed = NULL, ", erase_recipient!(), " WHERE id = $1 RETURNING erase_on_delivery"))
                 };
-                let row = q.bind(id.0).bind(us(now)).fetch_optional(&self.pool).await.map_err(db_err)?;
+                let row = q.bind(id.0).bind(us(now)).fetch_optional(&self.writer).await.map_err(db_err)?;
                 self.scrub_if_erased(row).await
             }
 
@@ -458,12 +474,12 @@ macro_rules! store_impl {
                 match retry_at {
                     Some(at) => {
                         sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1")
-                            .bind(id.0).bind(us(at)).bind(error).execute(&self.pool).await.map_err(db_err)?;
+                            .bind(id.0).bind(us(at)).bind(error).execute(&self.writer).await.map_err(db_err)?;
                         Ok(())
                     }
                     None => {
                         let row = sqlx::query(sql!("UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = $2, ", erase_delivered!(), " WHERE id = $1 RETURNING erase_on_delivery"))
-                            .bind(id.0).bind(error).fetch_optional(&self.pool).await.map_err(db_err)?;
+                            .bind(id.0).bind(error).fetch_optional(&self.writer).await.map_err(db_err)?;
                         self.scrub_if_erased(row).await
                     }
                 }
@@ -654,10 +670,92 @@ store_erase!(PgStore, sqlx::Postgres);
 store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
 store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
+/// A batch for SQLite's writer task, and where its outcome goes.
+type GroupJob = (Batch, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
+
+/// At most this many batches share one commit.
+const GROUP_MAX: usize = 64;
+
 impl SqliteStore {
+    /// A store whose writes all go through `writer`, one connection: writers wait their turn in
+    /// the pool's queue and wake as soon as it is free, instead of sleeping in SQLite's busy
+    /// handler. Batches (`apply`) are committed in groups by one task: those that arrive while
+    /// a commit is being made to disk share the next one, each in a savepoint of its own — one
+    /// that fails rolls back alone — and none is acknowledged before the commit that holds it
+    /// is durable (`synchronous = FULL`). One fsync for many steps, and no acknowledged write
+    /// is lost.
+    pub fn with_writer(pool: sqlx::SqlitePool, writer: sqlx::SqlitePool) -> Self {
+        let direct = Self { pool: pool.clone(), writer: writer.clone(), group: None };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<GroupJob>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < GROUP_MAX {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                direct.commit_group(jobs).await;
+            }
+        });
+        Self { pool, writer, group: Some(tx) }
+    }
+
+    /// One transaction for `jobs`, each batch in a savepoint; every outcome sent once the
+    /// transaction is committed (or failed).
+    async fn commit_group(&self, jobs: Vec<GroupJob>) {
+        metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
+        let mut tx = match self.begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut broken: Option<String> = None;
+        for (batch, reply) in jobs {
+            if broken.is_some() {
+                outcomes.push((reply, Ok(())));
+                continue;
+            }
+            if let Err(e) = sqlx::query("SAVEPOINT batch").execute(&mut *tx).await {
+                broken = Some(e.to_string());
+                outcomes.push((reply, Ok(())));
+                continue;
+            }
+            let mut outcome = Ok(());
+            for w in batch.0 {
+                if let Err(e) = Self::write(&mut tx, w).await {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            let end = if outcome.is_ok() { "RELEASE batch" } else { "ROLLBACK TO batch; RELEASE batch" };
+            if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
+                broken = Some(e.to_string());
+            }
+            outcomes.push((reply, outcome));
+        }
+        // A savepoint that could not be taken or undone: nothing of the group is committed.
+        let committed = match broken {
+            Some(e) => Err(e),
+            None => tx.commit().await.map_err(|e| e.to_string()),
+        };
+        for (reply, outcome) in outcomes {
+            let _ = reply.send(match &committed {
+                Ok(()) => outcome,
+                Err(e) => Err(StoreError::Unavailable(e.clone())),
+            });
+        }
+    }
+
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
 
     /// Deleted rows are zeroed in the database file (`secure_delete`); their older versions may
