@@ -52,19 +52,31 @@ impl Vendor {
     /// A security key of `model`, with its own attestation certificate as WebAuthn's
     /// `packed` format requires (C, O, OU "Authenticator Attestation", CN; not a CA).
     fn key(&self, model: &str, synced: bool) -> SecurityKey {
+        self.key_with(model, synced, Tamper::None)
+    }
+
+    /// As [`Self::key`], spoilt as `tamper` says.
+    fn key_with(&self, model: &str, synced: bool, tamper: Tamper) -> SecurityKey {
         let attestation = KeyPair::generate().unwrap();
         let aaguid = *uuid::Uuid::parse_str(model).unwrap().as_bytes();
         let mut p = CertificateParams::new(vec![]).unwrap();
         p.distinguished_name.push(DnType::CountryName, "SE");
         p.distinguished_name.push(DnType::OrganizationName, "Test Vendor AB");
-        p.distinguished_name.push(DnType::OrganizationalUnitName, "Authenticator Attestation");
+        let unit = if tamper == Tamper::OrganizationalUnit { "Sales" } else { "Authenticator Attestation" };
+        p.distinguished_name.push(DnType::OrganizationalUnitName, unit);
         p.distinguished_name.push(DnType::CommonName, "Test Key Attestation");
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2060, 1, 1);
-        p.custom_extensions
-            .push(CustomExtension::from_oid_content(AAGUID_EXTENSION, [&[0x04, 16][..], &aaguid].concat()));
+        // The model the certificate names: another one than the authenticator data's, when spoilt.
+        let mut named = aaguid;
+        if tamper == Tamper::CertificateModel {
+            named[0] ^= 0xff;
+        }
+        let mut ext = CustomExtension::from_oid_content(AAGUID_EXTENSION, [&[0x04, 16][..], &named].concat());
+        ext.set_criticality(tamper == Tamper::CriticalModel);
+        p.custom_extensions.push(ext);
         let certificate = p.signed_by(&attestation, &self.root).unwrap().der().to_vec();
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
@@ -80,8 +92,25 @@ impl Vendor {
             user_handle: String::new(),
             counter: 0,
             synced,
+            tamper,
         }
     }
+}
+
+/// How a test spoils an attestation (checklist WA-6: the verifier's bad fixtures).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tamper {
+    None,
+    /// The attestation object is not CBOR.
+    Cbor,
+    /// The attestation signature is over other data.
+    Signature,
+    /// The certificate's `id-fido-gen-ce-aaguid` names another model.
+    CertificateModel,
+    /// That extension is marked critical, which `packed` forbids.
+    CriticalModel,
+    /// The certificate's OU is not "Authenticator Attestation".
+    OrganizationalUnit,
 }
 
 /// A FIDO2 authenticator holding one credential; it verifies its user (a PIN) every time.
@@ -95,6 +124,7 @@ struct SecurityKey {
     counter: u32,
     /// Claim to be backup-eligible and backed up, as a synced passkey does.
     synced: bool,
+    tamper: Tamper,
 }
 
 impl SecurityKey {
@@ -145,7 +175,10 @@ impl SecurityKey {
         auth_data.extend_from_slice(&self.id);
         ciborium::into_writer(&cose, &mut auth_data).unwrap();
         let client_data = Self::client_data("webauthn.create", options);
-        let signed = [auth_data.as_slice(), &Self::hash(&client_data)].concat();
+        let mut signed = [auth_data.as_slice(), &Self::hash(&client_data)].concat();
+        if self.tamper == Tamper::Signature {
+            signed.push(0);
+        }
         let statement = Cbor::Map(vec![
             ("alg".into(), (-7).into()),
             ("sig".into(), Cbor::Bytes(Self::sign(&self.attestation, &signed))),
@@ -158,6 +191,9 @@ impl SecurityKey {
         ]);
         let mut attestation_object = vec![];
         ciborium::into_writer(&object, &mut attestation_object).unwrap();
+        if self.tamper == Tamper::Cbor {
+            attestation_object.truncate(attestation_object.len() / 2);
+        }
         json!({
             "id": B64.encode(&self.id), "rawId": B64.encode(&self.id), "type": "public-key",
             "response": {"clientDataJSON": B64.encode(client_data), "attestationObject": B64.encode(attestation_object),
@@ -301,7 +337,31 @@ async fn a_step_up_to_aal3_needs_the_attested_key_and_a_synced_passkey_never_giv
     assert!(methods.contains(&MfaMethod::Passkey), "{methods:?}");
 }
 
+async fn wa_6_spoilt_attestations_are_refused_and_a_good_one_registers(b: Backend) {
+    let vendor = Vendor::new();
+    let s = server(b, vec![vendor.trusted("Test Key 5", &[MODEL])]).await;
+    // An account each: wrong answers count towards the account's code lockout (checklist RL-7),
+    // which would refuse the good one for another reason.
+    for (i, tamper) in
+        [Tamper::Cbor, Tamper::Signature, Tamper::CertificateModel, Tamper::CriticalModel, Tamper::OrganizationalUnit]
+            .into_iter()
+            .enumerate()
+    {
+        let (t, _) = aal2_user_and_secret(&s, &format!("kai{i}")).await;
+        for attested in [true, false] {
+            let refused = enroll(&s, &t.access_token, &mut vendor.key_with(MODEL, false, tamper), attested).await;
+            let code = refused.error.map(|e| e.code);
+            assert_eq!(code, Some(codes::CODE_MISMATCH.to_owned()), "{tamper:?}, attested: {attested}");
+        }
+        assert!(s.client().passkeys(&t.access_token).await.unwrap().passkeys.is_empty());
+        // The same account, an unspoilt key: registered (the refusals were the verifier's).
+        let mut good = vendor.key(MODEL, false);
+        assert_eq!(enroll(&s, &t.access_token, &mut good, true).await.next_step, NextStep::Done, "after {tamper:?}");
+    }
+}
+
 both_stores!(
     wa_5_an_attested_key_registers_only_under_a_trusted_root_and_model_and_signs_in_at_aal3,
     a_step_up_to_aal3_needs_the_attested_key_and_a_synced_passkey_never_gives_it,
+    wa_6_spoilt_attestations_are_refused_and_a_good_one_registers,
 );
