@@ -66,7 +66,7 @@ pub(crate) fn reaches(session: &Session, verified: &[&str], su: &StepUp, phishin
     level >= rank(&su.acr)
 }
 
-pub(crate) fn rank(acr: &str) -> usize {
+fn rank(acr: &str) -> usize {
     LEVELS.iter().position(|l| *l == acr).unwrap_or(LEVELS.len())
 }
 

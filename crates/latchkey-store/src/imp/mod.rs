@@ -115,7 +115,7 @@ macro_rules! store_impl {
             pool: $pool,
             /// Writes: the same pool on PostgreSQL; SQLite's one writer connection.
             writer: $pool,
-            /// SQLite: the task that commits batches together (`group_commit`).
+            /// SQLite: the task that commits batches together (`SqliteStore::with_writer`).
             group: Option<tokio::sync::mpsc::Sender<GroupJob>>,
         }
 
