@@ -288,6 +288,15 @@ async fn wa_5_an_attested_key_registers_only_under_a_trusted_root_and_model_and_
     assert_eq!(jwt_claims(&refreshed.access_token)["acr"], "aal3");
     // And may do what needs aal2 (register another passkey).
     assert!(c.enroll_passkey(&refreshed.access_token).await.is_ok());
+    // The trust is the policy's now, not the registration's: a replica that no longer trusts
+    // the vendor signs the same key in at aal2 and lists it as not attested.
+    let untrusting = s.replica_with(|c| c.policy.passkeys.trusted_authenticators.clear()).await;
+    let c = untrusting.client();
+    let a = c.sign_in_with_passkey().await.unwrap();
+    let done = c.passkey(&a.flow_id, key.get(&a.next_step), None).await.unwrap();
+    let tokens = done.tokens.expect("tokens");
+    assert_eq!(jwt_claims(&tokens.access_token)["acr"], "aal2");
+    assert!(!c.passkeys(&tokens.access_token).await.unwrap().passkeys[0].attested);
 }
 
 async fn a_step_up_to_aal3_needs_the_attested_key_and_a_synced_passkey_never_gives_it(b: Backend) {
