@@ -15,7 +15,10 @@ use crate::ids::*;
 use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use approvals::{an_approvals_action_round_trips, one_pending_approval_per_account_and_each_is_answered_once};
-use counters::a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept;
+use counters::{
+    a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept,
+    a_steps_reservations_are_one_write_and_hold_under_concurrency,
+};
 use erasure::an_erased_account_leaves_nothing_personal_and_its_username_rests;
 use latchkey_proto::Channel;
 use outbox::{
@@ -611,6 +614,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         flow_attempts_never_exceed_the_cap_under_concurrency,
         failure_counters_lock_progressively_and_hold_under_concurrency,
         a_counter_cleared_during_parallel_reservations_never_errors,
+        a_steps_reservations_are_one_write_and_hold_under_concurrency,
         one_active_factor_per_kind_holds_under_concurrency,
         one_pending_approval_per_account_and_each_is_answered_once,
         an_approvals_action_round_trips,

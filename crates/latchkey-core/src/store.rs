@@ -5,9 +5,9 @@ use crate::ids::{
     ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, PasskeyId, RememberedClientId, SessionId, UserId,
 };
 use crate::model::{
-    AppAttestKey, Approval, ApprovalStatus, AuditEvent, BiometricEvidence, ClientContext, Device, Factor, Flow,
-    LockoutPolicy, OutboxMessage, OutboxStatus, Passkey, PushAddress, RecoveryCode, RememberedClient, Reservation,
-    Session, Sighting, User, WebhookEndpoint,
+    AccountCounter, AppAttestKey, Approval, ApprovalStatus, AttemptReservation, AuditEvent, BiometricEvidence,
+    ClientContext, Device, Factor, Flow, LockoutPolicy, OutboxMessage, OutboxStatus, Passkey, PushAddress,
+    RecoveryCode, RememberedClient, Reservation, Session, Sighting, User, WebhookEndpoint,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -565,6 +565,15 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically count one more answer on a flow if it has had fewer than `max`; returns the
     /// new attempt count, or `None` when no more may be evaluated.
     async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;
+    /// [`Store::reserve_flow_attempt`] and, when the flow grants the attempt and `account` is
+    /// given, [`Store::reserve_failure`] on that counter — in one transaction, so a step's
+    /// reservations cost one commit.
+    async fn reserve_attempt(
+        &self,
+        id: FlowId,
+        max: u32,
+        account: Option<AccountCounter>,
+    ) -> Result<AttemptReservation, StoreError>;
     /// Atomically count one more code sent in a flow if fewer than `max` were; returns the new count.
     async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;
 

@@ -2,7 +2,7 @@
 
 use super::T0;
 use crate::model::*;
-use crate::store::Store;
+use crate::store::{Batch, Store, StoreError, Write};
 use std::sync::Arc;
 use time::Duration;
 
@@ -33,4 +33,67 @@ pub async fn a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_ke
         store.reserve_failure("user:capped", "password", later, &policy).await.unwrap(),
         Reservation::Locked(None)
     );
+}
+
+/// A step's two reservations (the flow's attempt, the account's failure counter) are one store
+/// call (issue 17, item 2): under a burst the flow grants exactly `max` attempts, the account
+/// counts only those and stops at its cap, a flow that refuses counts nothing on the account,
+/// and batches failing in the same moment (sharing SQLite's group commit) undo none of it.
+pub async fn a_steps_reservations_are_one_write_and_hold_under_concurrency(store: Arc<dyn Store>) {
+    let policy = LockoutPolicy {
+        free_attempts: 1000,
+        base_delay_secs: 1,
+        max_delay_secs: 1,
+        hard_cap: 3,
+        forget_after_secs: 3600,
+    };
+    let f = super::flow(None);
+    store.apply(Batch(vec![Write::InsertFlow(f.clone()), Write::InsertUser(super::user("kim"))])).await.unwrap();
+    let counter = |key: &str| AccountCounter { key: key.into(), kind: "otp".into(), now: T0, policy };
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = vec![];
+    for i in 0..40 {
+        let (store, barrier, id, account) = (store.clone(), barrier.clone(), f.id, counter("user:kim"));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            if i % 4 == 3 {
+                // Loses to the account inserted above: rolls back alone.
+                let lost = store.apply(Batch(vec![Write::InsertUser(super::user("kim"))])).await;
+                assert!(matches!(lost, Err(StoreError::Conflict("username"))), "{lost:?}");
+                return None;
+            }
+            Some(store.reserve_attempt(id, 5, Some(account)).await.unwrap())
+        }));
+    }
+    let (mut granted, mut allowed, mut locked) = (vec![], vec![], 0);
+    for t in tasks {
+        let Some(r) = t.await.unwrap() else { continue };
+        match (r.attempts, r.account) {
+            (Some(n), Some(Reservation::Allowed(k))) => {
+                granted.push(n);
+                allowed.push(k);
+            }
+            (Some(n), Some(Reservation::Locked(None))) => {
+                granted.push(n);
+                locked += 1;
+            }
+            (None, None) => {}
+            other => panic!("unexpected reservation {other:?}"),
+        }
+    }
+    granted.sort_unstable();
+    allowed.sort_unstable();
+    assert_eq!(granted, vec![1, 2, 3, 4, 5]);
+    assert_eq!(allowed, vec![1, 2, 3], "the account's cap holds inside the flow's");
+    assert_eq!(locked, 2);
+    assert_eq!(store.flow(f.id).await.unwrap().unwrap().attempts, 5);
+    // The exhausted flow refuses before the account is counted.
+    let r = store.reserve_attempt(f.id, 5, Some(counter("user:lee"))).await.unwrap();
+    assert_eq!(r, AttemptReservation { attempts: None, account: None });
+    assert_eq!(store.reserve_failure("user:lee", "otp", T0, &policy).await.unwrap(), Reservation::Allowed(1));
+    // Without an account counter only the flow is counted.
+    let g = super::flow(None);
+    store.apply(Batch(vec![Write::InsertFlow(g.clone())])).await.unwrap();
+    let r = store.reserve_attempt(g.id, 5, None).await.unwrap();
+    assert_eq!(r, AttemptReservation { attempts: Some(1), account: None });
 }

@@ -92,7 +92,14 @@ impl Auth {
         now: OffsetDateTime,
     ) -> Result<Result<u32, FlowOutcome>, AuthError> {
         let max = self.settings.flows.max_attempts;
-        let Some(attempts) = self.store.reserve_flow_attempt(flow.id, max).await? else {
+        let account = account_key.map(|key| AccountCounter {
+            key: key.to_owned(),
+            kind: kind.to_owned(),
+            now,
+            policy: self.settings.limits.code,
+        });
+        let reserved = self.store.reserve_attempt(flow.id, max, account).await?;
+        let Some(attempts) = reserved.attempts else {
             // Every attempt is taken (evaluated or in flight). No transition here: an in-flight
             // right answer may still complete the flow; a wrong one that used the last attempt
             // denies it. A right and a wrong code get the same answer (checklist RL-7).
@@ -110,10 +117,7 @@ impl Auth {
                 }
             };
         };
-        if let Some(key) = account_key
-            && let Reservation::Locked(_) =
-                self.store.reserve_failure(key, kind, now, &self.settings.limits.code).await?
-        {
+        if let Some(Reservation::Locked(_)) = reserved.account {
             // A locked counter answers a right code exactly as a wrong one (checklist RL-7); the
             // operators' metric says it was the lockout.
             let mut o = Self::outcome(Flow { attempts, ..flow.clone() }, vec![StepEvent { step, outcome: "locked" }]);

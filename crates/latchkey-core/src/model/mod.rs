@@ -530,6 +530,28 @@ pub enum Reservation {
     Locked(Option<OffsetDateTime>),
 }
 
+/// An account's failure counter an attempt is also counted against (`Store::reserve_attempt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountCounter {
+    /// The counter's key (the account's canonical username).
+    pub key: String,
+    /// Its kind (`otp`, `password`).
+    pub kind: String,
+    /// The time of the attempt.
+    pub now: OffsetDateTime,
+    /// The counter's lockout rules.
+    pub policy: LockoutPolicy,
+}
+
+/// What `Store::reserve_attempt` reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptReservation {
+    /// The flow's attempt count after this one, or `None` when it had none left.
+    pub attempts: Option<u32>,
+    /// The account counter's answer; `None` when no counter was given or the flow refused first.
+    pub account: Option<Reservation>,
+}
+
 impl LockoutPolicy {
     /// When a counter that has just reached `failures` may be forgotten (`None`: at the cap, kept
     /// until a reset).

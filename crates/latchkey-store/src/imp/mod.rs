@@ -115,7 +115,9 @@ macro_rules! store_impl {
             pool: $pool,
             /// Writes: the same pool on PostgreSQL; SQLite's one writer connection.
             writer: $pool,
-            /// SQLite: the task that commits batches together (`SqliteStore::with_writer`).
+            /// SQLite: the task that commits writes together (`SqliteStore::with_writer`).
+            /// Always `None` on PostgreSQL, whose WAL writer groups concurrent commits itself.
+            #[allow(dead_code, reason = "read by SQLite's store only")]
             group: Option<tokio::sync::mpsc::Sender<GroupJob>>,
         }
 
@@ -138,6 +140,43 @@ macro_rules! store_impl {
         }
 
         impl $name {
+            /// One more attempt on a flow, if it has had fewer than `max`.
+            async fn flow_attempt_in(tx: &mut sqlx::Transaction<'static, $db>, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
+                let r = sqlx::query("UPDATE flows SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 RETURNING attempts")
+                    .bind(id.0).bind(i64::from(max)).fetch_optional(&mut **tx).await.map_err(db_err)?;
+                r.map(|r| r.try_get::<i64, _>("attempts").map(n32).map_err(db_err)).transpose()
+            }
+
+            /// One more attempt against a failure counter (`Store::reserve_failure`).
+            async fn failure_in(tx: &mut sqlx::Transaction<'static, $db>, key: &str, kind: &str, now: OffsetDateTime, policy: &LockoutPolicy) -> Result<Reservation, StoreError> {
+                // Twice at most: on PostgreSQL the purge may delete a forgotten row between the
+                // insert and the update; the second round starts from a fresh row.
+                for _ in 0..2 {
+                    sqlx::query("INSERT INTO failure_counters (key, kind, failures) VALUES ($1, $2, 0) ON CONFLICT (key, kind) DO NOTHING")
+                        .bind(key).bind(kind).execute(&mut **tx).await.map_err(db_err)?;
+                    let counted = sqlx::query("UPDATE failure_counters SET failures = failures + 1 WHERE key = $1 AND kind = $2 AND failures < $3 AND (locked_until IS NULL OR locked_until <= $4) RETURNING failures")
+                        .bind(key).bind(kind).bind(i64::from(policy.hard_cap)).bind(us(now))
+                        .fetch_optional(&mut **tx).await.map_err(db_err)?;
+                    if let Some(r) = counted {
+                        let failures = n32(r.try_get("failures").map_err(db_err)?);
+                        // The delay is set when the attempt is reserved, so a parallel burst
+                        // cannot slip more evaluations in before the first result is known.
+                        let until = policy.delay_after(failures).map(|d| us(now + d));
+                        let forget = policy.forget_at(failures, now).map(us);
+                        sqlx::query("UPDATE failure_counters SET locked_until = $3, expires_at = $4 WHERE key = $1 AND kind = $2")
+                            .bind(key).bind(kind).bind(until).bind(forget).execute(&mut **tx).await.map_err(db_err)?;
+                        return Ok(Reservation::Allowed(failures));
+                    }
+                    let r = sqlx::query("SELECT failures, locked_until FROM failure_counters WHERE key = $1 AND kind = $2")
+                        .bind(key).bind(kind).fetch_optional(&mut **tx).await.map_err(db_err)?;
+                    let Some(r) = r else { continue };
+                    let failures = n32(r.try_get("failures").map_err(db_err)?);
+                    let until = opt_us(r.try_get("locked_until").map_err(db_err)?)?;
+                    return Ok(Reservation::Locked(if failures >= policy.hard_cap { None } else { until }));
+                }
+                Err(StoreError::Unavailable("failure counter vanished twice".into()))
+            }
+
             /// A deleted account's last notice was just erased: scrub the files of its old
             /// version too.
             async fn scrub_if_erased(&self, row: Option<$row>) -> Result<(), StoreError> {
@@ -156,18 +195,13 @@ macro_rules! store_impl {
             }
 
             async fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-                if let Some(group) = &self.group {
-                    let (reply, outcome) = tokio::sync::oneshot::channel();
-                    let stopped = || StoreError::Unavailable("the database writer has stopped".into());
-                    group.send((batch, reply)).await.map_err(|_| stopped())?;
-                    return outcome.await.map_err(|_| stopped())?;
-                }
-                let mut tx = self.begin().await?;
-                for w in batch.0 {
-                    // Dropping `tx` on error rolls the whole batch back.
-                    Self::write(&mut tx, w).await?;
-                }
-                tx.commit().await.map_err(db_err)
+                self.unit(move |tx| Box::pin(async move {
+                    for w in batch.0 {
+                        // An error rolls the whole batch back.
+                        Self::write(tx, w).await?;
+                    }
+                    Ok(())
+                })).await
             }
 
             async fn user_by_username(&self, canonical: &str) -> Result<Option<User>, StoreError> {
@@ -219,64 +253,45 @@ macro_rules! store_impl {
             }
 
             async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
-                let r = sqlx::query("UPDATE flows SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 RETURNING attempts")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.writer).await.map_err(db_err)?;
-                r.map(|r| r.try_get::<i64, _>("attempts").map(n32).map_err(db_err)).transpose()
+                self.unit(move |tx| Box::pin(Self::flow_attempt_in(tx, id, max))).await
+            }
+
+            async fn reserve_attempt(&self, id: FlowId, max: u32, account: Option<AccountCounter>) -> Result<AttemptReservation, StoreError> {
+                self.unit(move |tx| Box::pin(async move {
+                    let attempts = Self::flow_attempt_in(tx, id, max).await?;
+                    let account = match (attempts, account) {
+                        (Some(_), Some(c)) => Some(Self::failure_in(tx, &c.key, &c.kind, c.now, &c.policy).await?),
+                        _ => None,
+                    };
+                    Ok(AttemptReservation { attempts, account })
+                })).await
             }
 
             async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
-                let r = sqlx::query("UPDATE flows SET sends = sends + 1 WHERE id = $1 AND sends < $2 RETURNING sends")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.writer).await.map_err(db_err)?;
-                r.map(|r| r.try_get::<i64, _>("sends").map(n32).map_err(db_err)).transpose()
+                self.unit(move |tx| Box::pin(async move {
+                    let r = sqlx::query("UPDATE flows SET sends = sends + 1 WHERE id = $1 AND sends < $2 RETURNING sends")
+                        .bind(id.0).bind(i64::from(max)).fetch_optional(&mut **tx).await.map_err(db_err)?;
+                    r.map(|r| r.try_get::<i64, _>("sends").map(n32).map_err(db_err)).transpose()
+                })).await
             }
 
             async fn reserve_failure(&self, key: &str, kind: &str, now: OffsetDateTime, policy: &LockoutPolicy) -> Result<Reservation, StoreError> {
-                // Twice at most: the purge may delete a forgotten row between the insert and the
-                // update; the second round starts from a fresh row.
-                for _ in 0..2 {
-                    let mut tx = self.begin().await?;
-                    sqlx::query("INSERT INTO failure_counters (key, kind, failures) VALUES ($1, $2, 0) ON CONFLICT (key, kind) DO NOTHING")
-                        .bind(key).bind(kind).execute(&mut *tx).await.map_err(db_err)?;
-                    let counted = sqlx::query("UPDATE failure_counters SET failures = failures + 1 WHERE key = $1 AND kind = $2 AND failures < $3 AND (locked_until IS NULL OR locked_until <= $4) RETURNING failures")
-                        .bind(key).bind(kind).bind(i64::from(policy.hard_cap)).bind(us(now))
-                        .fetch_optional(&mut *tx).await.map_err(db_err)?;
-                    let out = match counted {
-                        Some(r) => {
-                            let failures = n32(r.try_get("failures").map_err(db_err)?);
-                            // The delay is set when the attempt is reserved, so a parallel burst
-                            // cannot slip more evaluations in before the first result is known.
-                            let until = policy.delay_after(failures).map(|d| us(now + d));
-                            let forget = policy.forget_at(failures, now).map(us);
-                            sqlx::query("UPDATE failure_counters SET locked_until = $3, expires_at = $4 WHERE key = $1 AND kind = $2")
-                                .bind(key).bind(kind).bind(until).bind(forget).execute(&mut *tx).await.map_err(db_err)?;
-                            Reservation::Allowed(failures)
-                        }
-                        None => {
-                            let r = sqlx::query("SELECT failures, locked_until FROM failure_counters WHERE key = $1 AND kind = $2")
-                                .bind(key).bind(kind).fetch_optional(&mut *tx).await.map_err(db_err)?;
-                            let Some(r) = r else { continue };
-                            let failures = n32(r.try_get("failures").map_err(db_err)?);
-                            let until = opt_us(r.try_get("locked_until").map_err(db_err)?)?;
-                            Reservation::Locked(if failures >= policy.hard_cap { None } else { until })
-                        }
-                    };
-                    tx.commit().await.map_err(db_err)?;
-                    return Ok(out);
-                }
-                Err(StoreError::Unavailable("failure counter vanished twice".into()))
+                let (key, kind, policy) = (key.to_owned(), kind.to_owned(), *policy);
+                self.unit(move |tx| Box::pin(async move { Self::failure_in(tx, &key, &kind, now, &policy).await })).await
             }
 
             async fn hit_rate_limits(&self, buckets: &[(String, u32)], window_start: OffsetDateTime) -> Result<bool, StoreError> {
-                let mut tx = self.begin().await?;
-                let mut ok = true;
-                for (key, limit) in buckets {
-                    let r = sqlx::query("INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1 RETURNING count")
-                        .bind(key).bind(us(window_start)).fetch_one(&mut *tx).await.map_err(db_err)?;
-                    let count: i64 = r.try_get("count").map_err(db_err)?;
-                    ok &= count <= i64::from(*limit);
-                }
-                tx.commit().await.map_err(db_err)?;
-                Ok(ok)
+                let buckets = buckets.to_vec();
+                self.unit(move |tx| Box::pin(async move {
+                    let mut ok = true;
+                    for (key, limit) in buckets {
+                        let r = sqlx::query("INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1 RETURNING count")
+                            .bind(key).bind(us(window_start)).fetch_one(&mut **tx).await.map_err(db_err)?;
+                        let count: i64 = r.try_get("count").map_err(db_err)?;
+                        ok &= count <= i64::from(limit);
+                    }
+                    Ok(ok)
+                })).await
             }
 
             async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError> {
@@ -326,8 +341,10 @@ macro_rules! store_impl {
             }
 
             async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError> {
-                let r = sqlx::query("UPDATE devices SET pin_failures = pin_failures + 1 WHERE id = $1 AND pin_failures < $2 AND revoked_at IS NULL RETURNING pin_failures")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&self.writer).await.map_err(db_err)?;
+                let r = self.unit(move |tx| Box::pin(async move {
+                    sqlx::query("UPDATE devices SET pin_failures = pin_failures + 1 WHERE id = $1 AND pin_failures < $2 AND revoked_at IS NULL RETURNING pin_failures")
+                        .bind(id.0).bind(i64::from(max)).fetch_optional(&mut **tx).await.map_err(db_err)
+                })).await?;
                 r.map(|r| r.try_get::<i64, _>("pin_failures").map(n32).map_err(db_err)).transpose()
             }
 
@@ -383,60 +400,56 @@ macro_rules! store_impl {
             }
 
             async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now: OffsetDateTime, idle_cutoff: OffsetDateTime, proof_jkt: Option<&str>) -> Result<RotateOutcome, StoreError> {
-                let mut tx = self.begin().await?;
-                let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL RETURNING session_id")
-                    .bind(old_hash).bind(us(now)).fetch_optional(&mut *tx).await.map_err(db_err)?;
-                let outcome = match spent {
-                    Some(r) => {
+                let (old_hash, new_hash, proof_jkt) = (old_hash.to_owned(), new_hash.to_owned(), proof_jkt.map(str::to_owned));
+                self.unit(move |tx| Box::pin(async move {
+                    let proof_jkt = proof_jkt.as_deref();
+                    let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL RETURNING session_id")
+                        .bind(&old_hash).bind(us(now)).fetch_optional(&mut **tx).await.map_err(db_err)?;
+                    let Some(r) = spent else {
+                        let known = sqlx::query("SELECT r.session_id, s.dpop_jkt FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1")
+                            .bind(&old_hash).fetch_optional(&mut **tx).await.map_err(db_err)?;
+                        let Some(r) = known else { return Ok(RotateOutcome::Invalid) };
                         let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
-                        let row = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
-                            .bind(sid).fetch_one(&mut *tx).await.map_err(db_err)?;
-                        let mut session = Self::session(&row)?;
-                        if session.dpop_jkt.is_some() && session.dpop_jkt.as_deref() != proof_jkt {
-                            // Not spent: the rollback leaves the token to its device (RFC 9449 §5).
-                            tx.rollback().await.map_err(db_err)?;
+                        let bound: Option<String> = r.try_get("dpop_jkt").map_err(db_err)?;
+                        if bound.is_some() && bound.as_deref() != proof_jkt {
+                            // Someone without the device key holds a spent token: they can do
+                            // nothing with it, and must not be able to end the session.
                             return Ok(RotateOutcome::ProofMismatch);
                         }
-                        if session.revoked_at.is_some() || session.expires_at <= now || session.last_refresh_at < idle_cutoff {
-                            RotateOutcome::Invalid
-                        } else {
-                            sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
-                                .bind(new_hash).bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
-                            sqlx::query("UPDATE sessions SET last_refresh_at = $2 WHERE id = $1")
-                                .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
-                            session.last_refresh_at = now;
-                            RotateOutcome::Rotated(Box::new(session))
-                        }
+                        // RFC 9700 §4.14.2: a spent token presented again revokes its family.
+                        sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
+                            .bind(sid).bind(us(now)).execute(&mut **tx).await.map_err(db_err)?;
+                        return Ok(RotateOutcome::Reused(SessionId(sid)));
+                    };
+                    let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
+                    let row = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
+                        .bind(sid).fetch_one(&mut **tx).await.map_err(db_err)?;
+                    let mut session = Self::session(&row)?;
+                    if session.dpop_jkt.is_some() && session.dpop_jkt.as_deref() != proof_jkt {
+                        // Not spent: the token is left to its device (RFC 9449 §5). The row is
+                        // still this transaction's (locked), so nobody saw it spent.
+                        sqlx::query("UPDATE refresh_tokens SET used_at = NULL WHERE hash = $1")
+                            .bind(&old_hash).execute(&mut **tx).await.map_err(db_err)?;
+                        return Ok(RotateOutcome::ProofMismatch);
                     }
-                    None => {
-                        let known = sqlx::query("SELECT r.session_id, s.dpop_jkt FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1")
-                            .bind(old_hash).fetch_optional(&mut *tx).await.map_err(db_err)?;
-                        match known {
-                            Some(r) => {
-                                let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
-                                let bound: Option<String> = r.try_get("dpop_jkt").map_err(db_err)?;
-                                if bound.is_some() && bound.as_deref() != proof_jkt {
-                                    // Someone without the device key holds a spent token: they can
-                                    // do nothing with it, and must not be able to end the session.
-                                    RotateOutcome::ProofMismatch
-                                } else {
-                                    // RFC 9700 §4.14.2: a spent token presented again revokes its family.
-                                    sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
-                                        .bind(sid).bind(us(now)).execute(&mut *tx).await.map_err(db_err)?;
-                                    RotateOutcome::Reused(SessionId(sid))
-                                }
-                            }
-                            None => RotateOutcome::Invalid,
-                        }
+                    if session.revoked_at.is_some() || session.expires_at <= now || session.last_refresh_at < idle_cutoff {
+                        return Ok(RotateOutcome::Invalid);
                     }
-                };
-                tx.commit().await.map_err(db_err)?;
-                Ok(outcome)
+                    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
+                        .bind(&new_hash).bind(sid).bind(us(now)).execute(&mut **tx).await.map_err(db_err)?;
+                    sqlx::query("UPDATE sessions SET last_refresh_at = $2 WHERE id = $1")
+                        .bind(sid).bind(us(now)).execute(&mut **tx).await.map_err(db_err)?;
+                    session.last_refresh_at = now;
+                    Ok(RotateOutcome::Rotated(Box::new(session)))
+                })).await
             }
 
             async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
-                let r = sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                    .bind(id).bind(us(expires_at)).execute(&self.writer).await.map_err(db_err)?;
+                let id = id.to_owned();
+                let r = self.unit(move |tx| Box::pin(async move {
+                    sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                        .bind(id).bind(us(expires_at)).execute(&mut **tx).await.map_err(db_err)
+                })).await?;
                 Ok(r.rows_affected() == 1)
             }
 
@@ -670,20 +683,37 @@ store_erase!(PgStore, sqlx::Postgres);
 store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
 store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
-/// A batch for SQLite's writer task, and where its outcome goes.
-type GroupJob = (Batch, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
+/// A transaction's worth of work: the statements of one store call, run inside a transaction
+/// the caller owns (`unit`).
+type Work<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>>;
 
-/// At most this many batches share one commit.
+type SqliteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// What a grouped write left: whether it succeeded (its savepoint is kept) and how to answer its
+/// caller once the group's commit is known.
+type Finish = (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
+
+/// One store call for SQLite's writer task.
+type GroupJob = Box<
+    dyn for<'t> FnOnce(&'t mut SqliteTx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Finish> + Send + 't>>
+        + Send,
+>;
+
+/// At most this many store calls share one commit.
 const GROUP_MAX: usize = 64;
+
+fn uncommitted() -> StoreError {
+    StoreError::Unavailable("the database writer did not commit this write".into())
+}
 
 impl SqliteStore {
     /// A store whose writes all go through `writer`, one connection: writers wait their turn in
     /// the pool's queue and wake as soon as it is free, instead of sleeping in SQLite's busy
-    /// handler. Batches (`apply`) are committed in groups by one task: those that arrive while
-    /// a commit is being made to disk share the next one, each in a savepoint of its own — one
-    /// that fails rolls back alone — and none is acknowledged before the commit that holds it
-    /// is durable (`synchronous = FULL`). One fsync for many steps, and no acknowledged write
-    /// is lost.
+    /// handler. The writes of request paths (batches, reservations, refresh rotations, proofs
+    /// spent) are committed in groups by one task: those that arrive while a commit is being made
+    /// to disk share the next one, each in a savepoint of its own — one that fails rolls back
+    /// alone — and none is acknowledged before the commit that holds it is durable
+    /// (`synchronous = FULL`). One fsync for many steps, and no acknowledged write is lost.
     pub fn with_writer(pool: sqlx::SqlitePool, writer: sqlx::SqlitePool) -> Self {
         let direct = Self { pool: pool.clone(), writer: writer.clone(), group: None };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GroupJob>(1024);
@@ -702,54 +732,76 @@ impl SqliteStore {
         Self { pool, writer, group: Some(tx) }
     }
 
-    /// One transaction for `jobs`, each batch in a savepoint; every outcome sent once the
-    /// transaction is committed (or failed).
+    /// Run `work` in a write transaction: the writer task's next group, or (without one) a
+    /// transaction of its own. Its error rolls back its own statements alone.
+    async fn unit<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut SqliteTx) -> Work<'t, T> + Send + 'static,
+    {
+        let Some(group) = &self.group else {
+            let mut tx = self.begin().await?;
+            let out = work(&mut tx).await?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(out);
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+        let job: GroupJob = Box::new(move |tx| {
+            Box::pin(async move {
+                let out = work(tx).await;
+                let ok = out.is_ok();
+                let finish: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
+                    let _ = reply.send(match committed {
+                        Ok(()) => out,
+                        Err(e) => Err(StoreError::Unavailable(e)),
+                    });
+                });
+                (ok, finish)
+            })
+        });
+        group.send(job).await.map_err(|_| uncommitted())?;
+        outcome.await.map_err(|_| uncommitted())?
+    }
+
+    /// One transaction for `jobs`, each in a savepoint; every caller answered once the
+    /// transaction is committed (or failed). A job never run (the transaction could not be
+    /// begun, or a savepoint broke it) answers `Unavailable` as its reply is dropped.
     async fn commit_group(&self, jobs: Vec<GroupJob>) {
         metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
         let mut tx = match self.begin().await {
             Ok(tx) => tx,
             Err(e) => {
-                for (_, reply) in jobs {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
+                tracing::error!(error = %e, "the database writer cannot begin a transaction");
                 return;
             }
         };
-        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut finishes = Vec::with_capacity(jobs.len());
         let mut broken: Option<String> = None;
-        for (batch, reply) in jobs {
+        for job in jobs {
             if broken.is_some() {
-                outcomes.push((reply, Ok(())));
                 continue;
             }
-            if let Err(e) = sqlx::query("SAVEPOINT batch").execute(&mut *tx).await {
+            if let Err(e) = sqlx::query("SAVEPOINT unit").execute(&mut *tx).await {
                 broken = Some(e.to_string());
-                outcomes.push((reply, Ok(())));
                 continue;
             }
-            let mut outcome = Ok(());
-            for w in batch.0 {
-                if let Err(e) = Self::write(&mut tx, w).await {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-            let end = if outcome.is_ok() { "RELEASE batch" } else { "ROLLBACK TO batch; RELEASE batch" };
+            let (ok, finish) = job(&mut tx).await;
+            let end = if ok { "RELEASE unit" } else { "ROLLBACK TO unit; RELEASE unit" };
             if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
                 broken = Some(e.to_string());
             }
-            outcomes.push((reply, outcome));
+            finishes.push(finish);
         }
         // A savepoint that could not be taken or undone: nothing of the group is committed.
         let committed = match broken {
             Some(e) => Err(e),
             None => tx.commit().await.map_err(|e| e.to_string()),
         };
-        for (reply, outcome) in outcomes {
-            let _ = reply.send(match &committed {
-                Ok(()) => outcome,
-                Err(e) => Err(StoreError::Unavailable(e.clone())),
-            });
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "the database writer could not commit a group of writes");
+        }
+        for finish in finishes {
+            finish(committed.clone());
         }
     }
 
@@ -786,6 +838,17 @@ impl SqliteStore {
 impl PgStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(db_err)
+    }
+
+    /// Run `work` in a transaction of its own, committed if it succeeds.
+    async fn unit<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(&'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> Work<'t, T>,
+    {
+        let mut tx = self.begin().await?;
+        let out = work(&mut tx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
     }
 
     /// Dead row versions are PostgreSQL's (auto)vacuum's to reclaim.
