@@ -4,6 +4,7 @@ pub mod config;
 pub mod delivery;
 pub mod dpop;
 pub mod events;
+mod hashing;
 pub mod hooks;
 pub mod http;
 pub mod jwt;
@@ -108,7 +109,8 @@ impl Server {
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
         let hasher = SecretHasher::new(ring.keys.pepper.clone(), config.argon2, concurrency, rng.clone())
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+            .with_runner(hashing::low_priority_runner(concurrency)?);
         let wakeup = Arc::new(tokio::sync::Notify::new());
         let store = db.store();
         let risk = risk_sources::load(&settings.risk)?;

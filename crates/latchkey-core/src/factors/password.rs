@@ -92,6 +92,11 @@ impl Default for HashParams {
     }
 }
 
+/// Where hashing runs: a function that runs each job on a thread of its own choosing. The server
+/// passes threads of a lower scheduling priority than the async runtime's (issue 17, item 3);
+/// without one, jobs go to tokio's blocking pool.
+pub type Runner = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
+
 /// Hashes and verifies secrets (passwords now; PINs and recovery codes later) with Argon2id and
 /// the pepper, off the async runtime, at most `concurrency` at a time.
 #[derive(Clone)]
@@ -99,6 +104,7 @@ pub struct SecretHasher {
     pepper: SecretBytes,
     params: Params,
     permits: Arc<Semaphore>,
+    runner: Option<Runner>,
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     dummy: Arc<OnceLock<String>>,
     rng: Arc<dyn Random>,
@@ -117,10 +123,18 @@ impl SecretHasher {
             pepper,
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            runner: None,
             memory: Arc::new(Mutex::new(Vec::new())),
             dummy: Arc::new(OnceLock::new()),
             rng,
         })
+    }
+
+    /// The same hasher, its jobs run by `runner` (at most `concurrency` at a time, as before).
+    #[must_use]
+    pub fn with_runner(mut self, runner: Runner) -> Self {
+        self.runner = Some(runner);
+        self
     }
 
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) with a fresh 128-bit salt.
@@ -230,7 +244,14 @@ impl SecretHasher {
         f: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| HashError(e.to_string()))?
+        let Some(runner) = &self.runner else {
+            return tokio::task::spawn_blocking(f).await.map_err(|e| HashError(e.to_string()))?;
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        runner(Box::new(move || {
+            let _ = done.send(f());
+        }));
+        outcome.await.map_err(|_| HashError("the hashing thread dropped the job".into()))?
     }
 }
 
