@@ -65,6 +65,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         flows: usize,
     },
+    /// The SMS or email code step that completes a sign-in, alone: `--flows` accounts with a
+    /// verified phone (`--channel sms`) or address (`email`) are imported, their password steps
+    /// run first with `acr_values=aal2` (the code goes to the development outbox, read once),
+    /// and the measured window answers only the code steps, each once. Run the server with
+    /// Argon2 at its minimum and the send limits raised (`bench/sign-in.sh` does).
+    Code {
+        #[command(flatten)]
+        target: Target,
+        /// `sms` or `email`.
+        #[arg(long, default_value = "sms")]
+        channel: String,
+        /// Sign-ins prepared at their code step: more than the measured window can answer.
+        #[arg(long, default_value_t = 12_000)]
+        flows: usize,
+    },
     /// Token refreshes (rotation with reuse detection): `--binding bearer` refreshes a password
     /// session's tokens; `dpop` a device session's, each refresh with a DPoP proof by the
     /// device's key (its `jti` recorded once).
@@ -113,6 +128,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         | BenchCommand::DeviceSignIn { target, .. }
         | BenchCommand::PushApproval { target }
         | BenchCommand::Totp { target, .. }
+        | BenchCommand::Code { target, .. }
         | BenchCommand::Refresh { target, .. }
         | BenchCommand::Me { target, .. } => target.server_pid,
         BenchCommand::Hash { .. } | BenchCommand::Outbox { .. } => None,
@@ -126,6 +142,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::DeviceSignIn { target, unlock } => device_sign_in(target, &unlock).await,
         BenchCommand::PushApproval { target } => push_approval(target).await,
         BenchCommand::Totp { target, flows } => crate::bench_totp::run(target, flows).await,
+        BenchCommand::Code { target, channel, flows } => crate::bench_codes::run(target, &channel, flows).await,
         BenchCommand::Refresh { target, binding } => crate::bench_tokens::refresh(target, &binding).await,
         BenchCommand::Me { target, binding } => crate::bench_tokens::me(target, &binding).await,
         BenchCommand::Outbox { data_dir, database_url, sink, messages, sink_latency_ms } => {

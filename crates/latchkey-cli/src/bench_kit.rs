@@ -65,6 +65,11 @@ impl Outbox {
         Ok(Self { db, keys: ring.keys, data_dir: data_dir.to_owned() })
     }
 
+    /// The server's store (the benchmarks' fast paths write to it directly).
+    pub(crate) fn store(&self) -> std::sync::Arc<dyn latchkey_core::store::Store> {
+        self.db.store()
+    }
+
     /// The newest 6-digit code sent to `to`.
     pub(crate) async fn code_for(&self, to: &str) -> anyhow::Result<String> {
         let messages =
@@ -72,12 +77,24 @@ impl Outbox {
         let body = messages.iter().rev().find(|m| m.to == to).map(|m| m.body.clone()).ok_or_else(|| {
             anyhow::anyhow!("no code for {to} in the development outbox of {}", self.data_dir.display())
         })?;
-        Ok(body
-            .split_whitespace()
-            .find(|w| w.len() == 7 && w.ends_with('.') && w[..6].bytes().all(|b| b.is_ascii_digit()))
-            .map(|w| w[..6].to_owned())
-            .unwrap_or_default())
+        Ok(code_in(&body))
     }
+
+    /// The newest 6-digit code sent to each recipient.
+    pub(crate) async fn codes(&self) -> anyhow::Result<std::collections::HashMap<String, String>> {
+        let messages =
+            latchkey_server::outbox::read(self.db.store().as_ref(), &self.keys, latchkey_server::delivery::DEV).await?;
+        // Oldest first: a later message to the same recipient replaces an earlier one.
+        Ok(messages.iter().map(|m| (m.to.clone(), code_in(&m.body))).collect())
+    }
+}
+
+/// The code in a message's body ("… 123456. …").
+fn code_in(body: &str) -> String {
+    body.split_whitespace()
+        .find(|w| w.len() == 7 && w.ends_with('.') && w[..6].bytes().all(|b| b.is_ascii_digit()))
+        .map(|w| w[..6].to_owned())
+        .unwrap_or_default()
 }
 
 /// The password every bench account has.
@@ -149,6 +166,33 @@ where
     Ok((all, errors))
 }
 
+/// The CPU an operation cannot do without on this machine, in µs, from the physical floor of
+/// DEPENDENCIES.md (one core, release build): a request 7, a point read 5, a commit at
+/// `synchronous=NORMAL` 18, a P-256 verify 58, an ES256 JWT signed 28 or verified 56, an
+/// Argon2id OWASP hash 16,000. The report's `floor_ratio` is the measured server CPU per
+/// operation over it (docs/benchmarks.md, "Floors").
+fn floor_us(bench: &str, extra: &str) -> Option<f64> {
+    Some(match bench {
+        // A request, three reads (the flow, the account, its factors), one commit, one JWT.
+        "totp-step" | "code-step" => 7.0 + 3.0 * 5.0 + 18.0 + 28.0,
+        // Two requests (nonce, signature), three reads, one P-256 verify, two commits, one JWT.
+        "device-sign-in" if extra.contains("\"pin\"") => 150.0 + 16_000.0,
+        "device-sign-in" => 150.0,
+        // A password request, one hash, one commit, one JWT.
+        "sign-in" => 16_000.0 + 7.0 + 5.0 + 18.0 + 28.0,
+        // Five requests (sign-in, choose push, the phone's fetch and answer, the wait), two
+        // P-256 verifies (signed fetch, approval), four commits, one JWT.
+        "push-approval" => 5.0 * 7.0 + 2.0 * 58.0 + 4.0 * 18.0 + 28.0,
+        // A request, the token's read, one commit, one JWT; DPoP adds a verify and a commit.
+        "refresh" if extra.contains("dpop") => 7.0 + 5.0 + 18.0 + 28.0 + 58.0 + 18.0,
+        "refresh" => 7.0 + 5.0 + 18.0 + 28.0,
+        // A request, a JWT verified, the session read; DPoP adds a verify and a commit.
+        "me" if extra.contains("dpop") => 7.0 + 56.0 + 5.0 + 58.0 + 18.0,
+        "me" => 7.0 + 56.0 + 5.0,
+        _ => return None,
+    })
+}
+
 /// Latencies of the measured window, and the errors, into one JSON line.
 pub(crate) fn report(bench: &str, extra: &str, mut all: Vec<Duration>, errors: u64, concurrency: usize, seconds: u64) {
     all.sort();
@@ -159,9 +203,16 @@ pub(crate) fn report(bench: &str, extra: &str, mut all: Vec<Duration>, errors: u
     };
     // The server's CPU over the measured window, per operation (with `--server-pid`).
     let cpu = WINDOW_CPU.lock().ok().and_then(|w| *w).filter(|_| !all.is_empty());
-    let cpu = cpu.map_or(String::new(), |secs| {
-        format!(",\"server_cpu_ms_per_operation\":{:.3}", secs * 1000.0 / all.len() as f64)
-    });
+    let floor = floor_us(bench, extra);
+    let cpu = match (cpu, floor) {
+        (Some(secs), Some(floor)) => format!(
+            ",\"server_cpu_ms_per_operation\":{:.3},\"floor_us\":{floor:.0},\"floor_ratio\":{:.1}",
+            secs * 1000.0 / all.len() as f64,
+            secs * 1e6 / all.len() as f64 / floor
+        ),
+        (Some(secs), None) => format!(",\"server_cpu_ms_per_operation\":{:.3}", secs * 1000.0 / all.len() as f64),
+        (None, _) => String::new(),
+    };
     println!(
         "{{\"bench\":\"{bench}\",{extra}\"concurrency\":{concurrency},\"seconds\":{seconds},\"operations\":{},\"errors\":{errors},\"per_second\":{:.1},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"p99_9_ms\":{:.2}{cpu}}}",
         all.len(),

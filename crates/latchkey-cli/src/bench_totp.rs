@@ -11,34 +11,26 @@ use latchkey_proto::NextStep;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
-const PASSWORD: &str = "bench-totp-password-7";
+pub(crate) const PASSWORD: &str = "bench-totp-password-7";
 
 /// Sign-ins waiting at `totp_code`: the flow, and its account's TOTP secret.
 type Prepared = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
-/// Import `flows` accounts, run their password steps, then answer the `totp_code` steps.
-pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
-    let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let dir = std::env::temp_dir().join(format!("latchkey-bench-totp-{run_id}"));
+/// A bcrypt hash of [`PASSWORD`] at the lowest cost: imported accounts' password steps are
+/// preparation, not what is measured.
+pub(crate) fn bench_password_hash() -> anyhow::Result<String> {
+    Ok(bcrypt::hash_with_salt(PASSWORD, 4, [7u8; 16])?.format_for_version(bcrypt::Version::TwoB))
+}
+
+/// Import `rows` into the target's database with `latchkey import` (the fast path).
+pub(crate) fn import(target: &Target, rows: &[serde_json::Value]) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-import-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("accounts.jsonl");
-    let hash = bcrypt::hash_with_salt(PASSWORD, 4, [7u8; 16])?.format_for_version(bcrypt::Version::TwoB);
-    let mut secrets = Vec::with_capacity(flows);
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        for i in 0..flows {
-            let n = u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes();
-            let secret: Vec<u8> = uuid::Uuid::new_v4().as_bytes().iter().chain(&n).copied().collect();
-            let b32 = data_encoding::BASE32_NOPAD.encode(&secret);
-            let row = serde_json::json!({
-                "username": format!("totp-{}-{i}", &run_id[20..]),
-                "email": format!("totp-{}-{i}@bench.invalid", &run_id[20..]),
-                "email_verified": true,
-                "password_hash": hash,
-                "totp_secret": b32,
-            });
+        for row in rows {
             writeln!(out, "{row}")?;
-            secrets.push(secret);
         }
     }
     let mut import = std::process::Command::new(std::env::current_exe()?);
@@ -47,8 +39,30 @@ pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
         import.arg("--database-url").arg(url);
     }
     let status = import.stdout(std::process::Stdio::null()).status()?;
-    anyhow::ensure!(status.success(), "importing the bench accounts failed");
     let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(status.success(), "importing the bench accounts failed");
+    Ok(())
+}
+
+/// Import `flows` accounts, run their password steps, then answer the `totp_code` steps.
+pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let hash = bench_password_hash()?;
+    let mut secrets = Vec::with_capacity(flows);
+    let mut rows = Vec::with_capacity(flows);
+    for i in 0..flows {
+        let n = u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes();
+        let secret: Vec<u8> = uuid::Uuid::new_v4().as_bytes().iter().chain(&n).copied().collect();
+        rows.push(serde_json::json!({
+            "username": format!("totp-{}-{i}", &run_id[20..]),
+            "email": format!("totp-{}-{i}@bench.invalid", &run_id[20..]),
+            "email_verified": true,
+            "password_hash": hash,
+            "totp_secret": data_encoding::BASE32_NOPAD.encode(&secret),
+        }));
+        secrets.push(secret);
+    }
+    import(&target, &rows)?;
 
     // The password steps, `concurrency` at a time: each leaves a flow at `totp_code`.
     eprintln!("bench: {flows} accounts imported; preparing their totp_code steps");

@@ -4,6 +4,7 @@ mod admin;
 mod app_integrity;
 mod backup;
 mod bench;
+mod bench_codes;
 mod bench_kit;
 mod bench_outbox;
 mod bench_tokens;
