@@ -456,7 +456,7 @@ macro_rules! store_impl {
             async fn claim_outbox(&self, provider: &str, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError> {
                 let rows = sqlx::query(sql!(
                     "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1 WHERE id IN (",
-                    "SELECT id FROM outbox WHERE provider = $4 AND ((status = 'pending' AND next_attempt_at <= $2) OR (status = 'sending' AND lease_until <= $2)) ",
+                    "SELECT id FROM outbox WHERE provider = $4 AND status IN ('pending', 'sending') AND ((status = 'pending' AND next_attempt_at <= $2) OR (status = 'sending' AND lease_until <= $2)) ",
                     "ORDER BY next_attempt_at LIMIT $3", $claim_suffix, ") RETURNING ",
                     outbox_cols!()
                 ))

@@ -110,6 +110,14 @@ fn on_purpose(sql: &str) -> bool {
     WHOLE_TABLE.iter().any(|(s, _)| sql.contains(s))
 }
 
+/// Statements whose plan must use one index, each with why: one whose table grows without bound
+/// and whose other indexes match its equality terms but not its selectivity.
+const MUST_USE: &[(&str, &str, &str)] = &[(
+    "UPDATE outbox SET status = 'sending'",
+    "outbox_claimable",
+    "the worker's claim; through outbox_provider it walked every message the provider ever sent",
+)];
+
 async fn sqlite(seen: &Arc<Mutex<BTreeSet<String>>>) {
     let dir = std::env::temp_dir().join(format!("latchkey-plans-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -138,6 +146,12 @@ async fn sqlite(seen: &Arc<Mutex<BTreeSet<String>>>) {
             Err(e) => panic!("cannot plan {sql}: {e}"),
         };
         use sqlx::Row as _;
+        for (prefix, index, why) in MUST_USE {
+            let uses = rows.iter().any(|r| r.get::<String, _>("detail").contains(&format!("INDEX {index} ")));
+            if sql.starts_with(prefix) && !uses {
+                scans.push(format!("not through {index} ({why})\n    {sql}"));
+            }
+        }
         for r in rows {
             let detail: String = r.get("detail");
             // `SCAN CONSTANT ROW` and `SCAN n-ROW VALUES CLAUSE` read no table.
@@ -151,6 +165,9 @@ async fn sqlite(seen: &Arc<Mutex<BTreeSet<String>>>) {
         }
     }
     assert!(statements.len() > 50, "{} statements planned", statements.len());
+    for (prefix, _, _) in MUST_USE {
+        assert!(statements.iter().any(|s| s.starts_with(prefix)), "the suite ran {prefix}");
+    }
     assert!(scans.is_empty(), "SQLite: statements that read a whole table:\n{}", scans.join("\n"));
 }
 
