@@ -77,7 +77,7 @@ pub enum BenchCommand {
         #[arg(long, default_value = "sms")]
         channel: String,
         /// Sign-ins prepared at their code step: more than the measured window can answer.
-        #[arg(long, default_value_t = 12_000)]
+        #[arg(long, default_value_t = 20_000)]
         flows: usize,
     },
     /// Token refreshes (rotation with reuse detection): `--binding bearer` refreshes a password
