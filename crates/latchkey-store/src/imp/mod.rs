@@ -105,6 +105,9 @@ mod writes;
 mod erase;
 #[macro_use]
 mod admin;
+mod group;
+
+use group::{GroupJob, Work};
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -683,128 +686,7 @@ store_erase!(PgStore, sqlx::Postgres);
 store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
 store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
-/// A transaction's worth of work: the statements of one store call, run inside a transaction
-/// the caller owns (`unit`).
-type Work<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>>;
-
-type SqliteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
-
-/// What a grouped write left: whether it succeeded (its savepoint is kept) and how to answer its
-/// caller once the group's commit is known.
-type Finish = (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
-
-/// One store call for SQLite's writer task.
-type GroupJob = Box<
-    dyn for<'t> FnOnce(&'t mut SqliteTx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Finish> + Send + 't>>
-        + Send,
->;
-
-/// At most this many store calls share one commit.
-const GROUP_MAX: usize = 64;
-
-fn uncommitted() -> StoreError {
-    StoreError::Unavailable("the database writer did not commit this write".into())
-}
-
 impl SqliteStore {
-    /// A store whose writes all go through `writer`, one connection: writers wait their turn in
-    /// the pool's queue and wake as soon as it is free, instead of sleeping in SQLite's busy
-    /// handler. The writes of request paths (batches, reservations, refresh rotations, proofs
-    /// spent) are committed in groups by one task: those that arrive while a commit is being made
-    /// to disk share the next one, each in a savepoint of its own — one that fails rolls back
-    /// alone — and none is acknowledged before the commit that holds it is durable
-    /// (`synchronous = FULL`). One fsync for many steps, and no acknowledged write is lost.
-    pub fn with_writer(pool: sqlx::SqlitePool, writer: sqlx::SqlitePool) -> Self {
-        let direct = Self { pool: pool.clone(), writer: writer.clone(), group: None };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<GroupJob>(1024);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < GROUP_MAX {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
-                direct.commit_group(jobs).await;
-            }
-        });
-        Self { pool, writer, group: Some(tx) }
-    }
-
-    /// Run `work` in a write transaction: the writer task's next group, or (without one) a
-    /// transaction of its own. Its error rolls back its own statements alone.
-    async fn unit<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut SqliteTx) -> Work<'t, T> + Send + 'static,
-    {
-        let Some(group) = &self.group else {
-            let mut tx = self.begin().await?;
-            let out = work(&mut tx).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(out);
-        };
-        let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let job: GroupJob = Box::new(move |tx| {
-            Box::pin(async move {
-                let out = work(tx).await;
-                let ok = out.is_ok();
-                let finish: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
-                    let _ = reply.send(match committed {
-                        Ok(()) => out,
-                        Err(e) => Err(StoreError::Unavailable(e)),
-                    });
-                });
-                (ok, finish)
-            })
-        });
-        group.send(job).await.map_err(|_| uncommitted())?;
-        outcome.await.map_err(|_| uncommitted())?
-    }
-
-    /// One transaction for `jobs`, each in a savepoint; every caller answered once the
-    /// transaction is committed (or failed). A job never run (the transaction could not be
-    /// begun, or a savepoint broke it) answers `Unavailable` as its reply is dropped.
-    async fn commit_group(&self, jobs: Vec<GroupJob>) {
-        metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
-        let mut tx = match self.begin().await {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::error!(error = %e, "the database writer cannot begin a transaction");
-                return;
-            }
-        };
-        let mut finishes = Vec::with_capacity(jobs.len());
-        let mut broken: Option<String> = None;
-        for job in jobs {
-            if broken.is_some() {
-                continue;
-            }
-            if let Err(e) = sqlx::query("SAVEPOINT unit").execute(&mut *tx).await {
-                broken = Some(e.to_string());
-                continue;
-            }
-            let (ok, finish) = job(&mut tx).await;
-            let end = if ok { "RELEASE unit" } else { "ROLLBACK TO unit; RELEASE unit" };
-            if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
-                broken = Some(e.to_string());
-            }
-            finishes.push(finish);
-        }
-        // A savepoint that could not be taken or undone: nothing of the group is committed.
-        let committed = match broken {
-            Some(e) => Err(e),
-            None => tx.commit().await.map_err(|e| e.to_string()),
-        };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "the database writer could not commit a group of writes");
-        }
-        for finish in finishes {
-            finish(committed.clone());
-        }
-    }
-
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
