@@ -566,8 +566,8 @@ pub trait Store: Send + Sync + 'static {
     /// new attempt count, or `None` when no more may be evaluated.
     async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;
     /// [`Store::reserve_flow_attempt`] and, when the flow grants the attempt and `account` is
-    /// given, [`Store::reserve_failure`] on that counter — in one transaction, so a step's
-    /// reservations cost one commit.
+    /// given, [`Store::reserve_failure`] on that counter — in one transaction where that cannot
+    /// deadlock (SQLite's one writer: a step's reservations cost one commit), in two otherwise.
     async fn reserve_attempt(
         &self,
         id: FlowId,

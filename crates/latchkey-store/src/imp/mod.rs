@@ -260,6 +260,18 @@ macro_rules! store_impl {
             }
 
             async fn reserve_attempt(&self, id: FlowId, max: u32, account: Option<AccountCounter>) -> Result<AttemptReservation, StoreError> {
+                if !Self::ONE_WRITER {
+                    // Two transactions, each holding one row lock: in one, this would lock the
+                    // flow and then the account's counter while a completing step (its batch
+                    // clears the counter, then moves the flow) takes them in the other order — a
+                    // deadlock PostgreSQL breaks by failing one of them.
+                    let attempts = self.unit(move |tx| Box::pin(Self::flow_attempt_in(tx, id, max))).await?;
+                    let account = match (attempts, account) {
+                        (Some(_), Some(c)) => Some(self.reserve_failure(&c.key, &c.kind, c.now, &c.policy).await?),
+                        _ => None,
+                    };
+                    return Ok(AttemptReservation { attempts, account });
+                }
                 self.unit(move |tx| Box::pin(async move {
                     let attempts = Self::flow_attempt_in(tx, id, max).await?;
                     let account = match (attempts, account) {
@@ -687,6 +699,9 @@ store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
 store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
 impl SqliteStore {
+    /// Every write goes through one connection, one transaction at a time: no lock-order deadlock.
+    const ONE_WRITER: bool = true;
+
     /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
@@ -718,6 +733,9 @@ impl SqliteStore {
 }
 
 impl PgStore {
+    /// Concurrent transactions, each with its own row locks.
+    const ONE_WRITER: bool = false;
+
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(db_err)
     }
