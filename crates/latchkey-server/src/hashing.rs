@@ -65,7 +65,8 @@ mod tests {
             let idle = thread_priority::ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Idle);
             assert_eq!(policy.unwrap(), idle);
         }
-        // A job that panics leaves its thread serving.
+        // A job that panics leaves its thread serving: one thread, so a dead one would never answer.
+        let run = low_priority_runner(1).unwrap();
         run(Box::new(|| panic!("a bug in a job")));
         let (tx2, rx2) = mpsc::channel();
         for _ in 0..4 {
@@ -75,7 +76,7 @@ mod tests {
             }));
         }
         for _ in 0..4 {
-            rx2.recv().unwrap();
+            rx2.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
         }
     }
 }
