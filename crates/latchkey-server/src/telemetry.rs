@@ -58,6 +58,14 @@ fn describe() {
         "latchkey_connections_refused_total",
         "Connections closed at once: http.max_connections were open"
     );
+    describe_histogram!(
+        "latchkey_store_group_commit_batches",
+        "Writes (flow steps' batches, reservations, rotations) each SQLite commit carried"
+    );
+    describe_histogram!(
+        "latchkey_store_commit_seconds",
+        "Time from BEGIN to a durable COMMIT of a write transaction (SQLite: of a group), by store"
+    );
     describe_gauge!("latchkey_build_info", "Always 1; the labels say which build is running");
     metrics::gauge!("latchkey_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

@@ -61,9 +61,11 @@ impl SqliteStore {
         F: for<'t> FnOnce(&'t mut SqliteTx) -> Work<'t, T> + Send + 'static,
     {
         let Some(group) = &self.group else {
+            let started = std::time::Instant::now();
             let mut tx = self.begin().await?;
             let out = work(&mut tx).await?;
             tx.commit().await.map_err(db_err)?;
+            super::committed("sqlite", started);
             return Ok(out);
         };
         let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
@@ -89,6 +91,7 @@ impl SqliteStore {
     /// begun, or a savepoint broke it) answers `Unavailable` as its reply is dropped.
     async fn commit_group(&self, jobs: Vec<GroupJob>) {
         metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
+        let started = std::time::Instant::now();
         let mut tx = match self.begin().await {
             Ok(tx) => tx,
             Err(e) => {
@@ -118,8 +121,9 @@ impl SqliteStore {
             Some(e) => Err(e),
             None => tx.commit().await.map_err(|e| e.to_string()),
         };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "the database writer could not commit a group of writes");
+        match &committed {
+            Ok(()) => super::committed("sqlite", started),
+            Err(e) => tracing::error!(error = %e, "the database writer could not commit a group of writes"),
         }
         for finish in finishes {
             finish(committed.clone());

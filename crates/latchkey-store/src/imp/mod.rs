@@ -698,6 +698,13 @@ store_erase!(PgStore, sqlx::Postgres);
 store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
 store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
+/// How long a write transaction took from `BEGIN` to its durable `COMMIT` (for SQLite, one
+/// group's; the fsync is most of it): the figure that shows a slow disk, or a kernel that makes
+/// the disk's flush wait (docs/benchmarks.md, "Beside a password storm").
+fn committed(store: &'static str, started: std::time::Instant) {
+    metrics::histogram!("latchkey_store_commit_seconds", "store" => store).record(started.elapsed().as_secs_f64());
+}
+
 impl SqliteStore {
     /// Every write goes through one connection, one transaction at a time: no lock-order deadlock.
     const ONE_WRITER: bool = true;
@@ -745,9 +752,11 @@ impl PgStore {
     where
         F: for<'t> FnOnce(&'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> Work<'t, T>,
     {
+        let started = std::time::Instant::now();
         let mut tx = self.begin().await?;
         let out = work(&mut tx).await?;
         tx.commit().await.map_err(db_err)?;
+        committed("postgres", started);
         Ok(out)
     }
 

@@ -30,6 +30,13 @@ async fn metrics_count_requests_by_route_and_flow_steps_by_outcome(b: Backend) {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // Every write's commit is timed, by store: the figure that shows a slow flush.
+    let store = if b == Backend::Sqlite { "sqlite" } else { "postgres" };
+    let commits = format!(r#"latchkey_store_commit_seconds_count{{store="{store}"}}"#);
+    let line = text.lines().find(|l| l.starts_with(&commits)).unwrap_or_else(|| panic!("missing {commits} in\n{text}"));
+    let count: f64 = line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap();
+    assert!(count >= 3.0, "a sign-up and two sign-ins commit more than {count} times");
+    assert!(text.contains("# HELP latchkey_store_commit_seconds Time from BEGIN to a durable COMMIT"));
     // A refusal by a limit says which limit: five codes per flow, then 429.
     let a = s
         .client()
