@@ -16,6 +16,7 @@ use crate::model::*;
 use crate::store::{Batch, RotateOutcome, Store, StoreError, Write};
 use approvals::{an_approvals_action_round_trips, one_pending_approval_per_account_and_each_is_answered_once};
 use counters::{
+    a_completing_step_racing_its_flows_reservations_never_errors,
     a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept,
     a_steps_reservations_are_one_write_and_hold_under_concurrency,
 };
@@ -615,6 +616,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         failure_counters_lock_progressively_and_hold_under_concurrency,
         a_counter_cleared_during_parallel_reservations_never_errors,
         a_steps_reservations_are_one_write_and_hold_under_concurrency,
+        a_completing_step_racing_its_flows_reservations_never_errors,
         one_active_factor_per_kind_holds_under_concurrency,
         one_pending_approval_per_account_and_each_is_answered_once,
         an_approvals_action_round_trips,

@@ -97,3 +97,53 @@ pub async fn a_steps_reservations_are_one_write_and_hold_under_concurrency(store
     let r = store.reserve_attempt(g.id, 5, None).await.unwrap();
     assert_eq!(r, AttemptReservation { attempts: Some(1), account: None });
 }
+
+/// A completing step's batch (the account's counter cleared, then its flow moved on) racing
+/// reservations of the same flow and counter (issue 17, item 2). On PostgreSQL the two take the
+/// same two rows in opposite orders, so reserving both in one transaction deadlocked and one
+/// side failed `Unavailable` (found by REC-3 in the testkit, not by this suite until this
+/// check). Every call gets an answer — a reservation, or the batch's `Conflict("flow")` when
+/// another completion won the compare-and-swap — and exactly one completion wins per flow.
+pub async fn a_completing_step_racing_its_flows_reservations_never_errors(store: Arc<dyn Store>) {
+    let policy = LockoutPolicy {
+        free_attempts: 1000,
+        base_delay_secs: 1,
+        max_delay_secs: 1,
+        hard_cap: 10_000,
+        forget_after_secs: 3600,
+    };
+    store.apply(Batch(vec![Write::InsertUser(super::user("noor"))])).await.unwrap();
+    for _ in 0..20 {
+        let f = super::flow(None);
+        store.apply(Batch(vec![Write::InsertFlow(f.clone())])).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let mut tasks = vec![];
+        for i in 0..8 {
+            let (store, barrier, f) = (store.clone(), barrier.clone(), f.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                if i % 2 == 0 {
+                    let account = AccountCounter { key: "user:noor".into(), kind: "otp".into(), now: T0, policy };
+                    return store.reserve_attempt(f.id, 100, Some(account)).await.map(|_| false);
+                }
+                let mut moved = f.clone();
+                moved.version += 1;
+                let completion = Batch(vec![
+                    Write::ClearFailures { key: "user:noor".into(), kind: "otp".into() },
+                    Write::UpdateFlow { flow: moved, expected_version: f.version },
+                ]);
+                match store.apply(completion).await {
+                    Ok(()) => Ok(true),
+                    Err(StoreError::Conflict("flow")) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap().unwrap());
+        }
+        assert_eq!(won, 1, "one completion per flow");
+        assert_eq!(store.flow(f.id).await.unwrap().unwrap().version, f.version + 1);
+    }
+}
