@@ -698,9 +698,10 @@ store_erase!(PgStore, sqlx::Postgres);
 store_admin!(SqliteStore, sqlx::sqlite::SqliteRow, "group_concat", "");
 store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 
-/// How long a write transaction took from `BEGIN` to its durable `COMMIT` (for SQLite, one
-/// group's; the fsync is most of it): the figure that shows a slow disk, or a kernel that makes
-/// the disk's flush wait (docs/benchmarks.md, "Beside a password storm").
+/// How long a request path's write transaction (a batch, a reservation, a rotation) took from
+/// `BEGIN` to its durable `COMMIT` (for SQLite, one group's; the fsync is most of it): the figure
+/// that shows a slow disk, or a kernel that makes the disk's flush wait (docs/benchmarks.md,
+/// "What slows the commits beside a storm").
 fn committed(store: &'static str, started: std::time::Instant) {
     metrics::histogram!("latchkey_store_commit_seconds", "store" => store).record(started.elapsed().as_secs_f64());
 }
