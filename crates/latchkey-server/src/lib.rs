@@ -110,7 +110,7 @@ impl Server {
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
         let hasher = SecretHasher::new(ring.keys.pepper.clone(), config.argon2, concurrency, rng.clone())
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
-            .with_runner(hashing::low_priority_runner(concurrency)?);
+            .with_runner(hashing::low_priority_runner(concurrency, db.writes_waiting())?);
         let wakeup = Arc::new(tokio::sync::Notify::new());
         let store = db.store();
         let risk = risk_sources::load(&settings.risk)?;

@@ -144,6 +144,15 @@ impl Database {
         }
     }
 
+    /// SQLite: how many writes wait for its writer task, for the hashing threads to yield to.
+    /// `None` on PostgreSQL, whose commits are its own processes' work.
+    pub fn writes_waiting(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+        match self {
+            Database::Sqlite(s) => s.writes_waiting(),
+            Database::Postgres(_) => None,
+        }
+    }
+
     /// The store behind the domain's trait.
     pub fn store(&self) -> Arc<dyn Store> {
         match self {

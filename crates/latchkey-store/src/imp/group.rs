@@ -3,6 +3,8 @@
 
 use super::{SqliteStore, db_err};
 use latchkey_core::store::StoreError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A transaction's worth of work: the statements of one store call, run inside a transaction
 /// the caller owns (`unit`).
@@ -22,6 +24,13 @@ pub(super) type GroupJob = Box<
 
 /// At most this many store calls share one commit.
 const GROUP_MAX: usize = 64;
+
+/// The writer task's queue, and how many store calls are waiting for it.
+#[derive(Clone, Debug)]
+pub(super) struct Group {
+    jobs: tokio::sync::mpsc::Sender<GroupJob>,
+    waiting: Arc<AtomicUsize>,
+}
 
 fn uncommitted() -> StoreError {
     StoreError::Unavailable("the database writer did not commit this write".into())
@@ -50,7 +59,14 @@ impl SqliteStore {
                 direct.commit_group(jobs).await;
             }
         });
-        Self { pool, writer, group: Some(tx) }
+        Self { pool, writer, group: Some(Group { jobs: tx, waiting: Arc::new(AtomicUsize::new(0)) }) }
+    }
+
+    /// How many writes are waiting for the writer task (handed to it and not yet answered):
+    /// the hashing threads pause between hashes while there are any (docs/benchmarks.md, "What
+    /// slows the commits beside a storm"). `None` without a writer task.
+    pub fn writes_waiting(&self) -> Option<Arc<AtomicUsize>> {
+        self.group.as_ref().map(|g| g.waiting.clone())
     }
 
     /// Run `work` in a write transaction: the writer task's next group, or (without one) a
@@ -82,7 +98,9 @@ impl SqliteStore {
                 (ok, finish)
             })
         });
-        group.send(job).await.map_err(|_| uncommitted())?;
+        // Counted until answered, whatever the answer (a dropped future too).
+        let _waiting = Waiting::new(&group.waiting);
+        group.jobs.send(job).await.map_err(|_| uncommitted())?;
         outcome.await.map_err(|_| uncommitted())?
     }
 
@@ -128,5 +146,21 @@ impl SqliteStore {
         for finish in finishes {
             finish(committed.clone());
         }
+    }
+}
+
+/// One write counted in `Group::waiting` for as long as this lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

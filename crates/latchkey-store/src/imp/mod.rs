@@ -107,7 +107,7 @@ mod erase;
 mod admin;
 mod group;
 
-use group::{GroupJob, Work};
+use group::Work;
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -121,7 +121,7 @@ macro_rules! store_impl {
             /// SQLite: the task that commits writes together (`SqliteStore::with_writer`).
             /// Always `None` on PostgreSQL, whose WAL writer groups concurrent commits itself.
             #[allow(dead_code, reason = "read by SQLite's store only")]
-            group: Option<tokio::sync::mpsc::Sender<GroupJob>>,
+            group: Option<group::Group>,
         }
 
         impl $name {

@@ -32,7 +32,12 @@ async fn postgres() -> Option<Database> {
 async fn sqlite_store_passes_the_conformance_suite() {
     for (name, check) in latchkey_core::conformance::all() {
         eprintln!("sqlite: {name}");
-        check(sqlite().await.store()).await;
+        let db = sqlite().await;
+        check(db.store()).await;
+        // Every write handed to the writer task was answered, failed ones too: none is still
+        // counted as waiting (the hashing threads pause while any is).
+        let waiting = db.writes_waiting().expect("SQLite has a writer task");
+        assert_eq!(waiting.load(std::sync::atomic::Ordering::Relaxed), 0, "{name}");
     }
 }
 
