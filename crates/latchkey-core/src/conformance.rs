@@ -283,16 +283,19 @@ pub async fn failure_counters_lock_progressively_and_hold_under_concurrency(stor
     );
 }
 
+/// A counter that counts and never locks within a check: races on it test the counting alone.
+const NEVER_LOCKED: LockoutPolicy = LockoutPolicy {
+    free_attempts: 1000,
+    base_delay_secs: 1,
+    max_delay_secs: 1,
+    hard_cap: 10_000,
+    forget_after_secs: 3600,
+};
+
 /// A success clears the counter while failures are being reserved in parallel (checklist REC-3:
 /// one right recovery code among wrong ones). Every reservation gets an answer, never an error.
 pub async fn a_counter_cleared_during_parallel_reservations_never_errors(store: Arc<dyn Store>) {
-    let policy = LockoutPolicy {
-        free_attempts: 1000,
-        base_delay_secs: 1,
-        max_delay_secs: 1,
-        hard_cap: 10_000,
-        forget_after_secs: 3600,
-    };
+    let policy = NEVER_LOCKED;
     for _ in 0..30 {
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let mut tasks = vec![];

@@ -105,13 +105,7 @@ pub async fn a_steps_reservations_are_one_write_and_hold_under_concurrency(store
 /// check). Every call gets an answer — a reservation, or the batch's `Conflict("flow")` when
 /// another completion won the compare-and-swap — and exactly one completion wins per flow.
 pub async fn a_completing_step_racing_its_flows_reservations_never_errors(store: Arc<dyn Store>) {
-    let policy = LockoutPolicy {
-        free_attempts: 1000,
-        base_delay_secs: 1,
-        max_delay_secs: 1,
-        hard_cap: 10_000,
-        forget_after_secs: 3600,
-    };
+    let policy = super::NEVER_LOCKED;
     store.apply(Batch(vec![Write::InsertUser(super::user("noor"))])).await.unwrap();
     for _ in 0..20 {
         let f = super::flow(None);
