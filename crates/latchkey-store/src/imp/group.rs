@@ -12,15 +12,26 @@ pub(super) type Work<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output =
 
 type SqliteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
-/// What a grouped write left: whether it succeeded (its savepoint is kept) and how to answer its
-/// caller once the group's commit is known.
-type Finish = (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
+/// How to answer a grouped write's caller once the group's commit is known.
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-/// One store call for SQLite's writer task.
-pub(super) type GroupJob = Box<
+/// What a grouped write left: whether it succeeded (its savepoint is kept) and its answer.
+type Finish = (bool, Answer);
+
+/// One store call for SQLite's writer task, through sqlx.
+type SqlxJob = Box<
     dyn for<'t> FnOnce(&'t mut SqliteTx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Finish> + Send + 't>>
         + Send,
 >;
+
+/// One store call for SQLite's writer task, run on the writer connection directly (`direct.rs`).
+type DirectJob = Box<dyn FnOnce(&rusqlite::Connection) -> Finish + Send>;
+
+/// One store call for SQLite's writer task.
+pub(super) enum GroupJob {
+    Sqlx(SqlxJob),
+    Direct(DirectJob),
+}
 
 /// At most this many store calls share one commit.
 const GROUP_MAX: usize = 64;
@@ -45,7 +56,7 @@ impl SqliteStore {
     /// alone — and none is acknowledged before the commit that holds it is durable
     /// (`synchronous = FULL`). One fsync for many steps, and no acknowledged write is lost.
     pub fn with_writer(pool: sqlx::SqlitePool, writer: sqlx::SqlitePool) -> Self {
-        let direct = Self { pool: pool.clone(), writer: writer.clone(), group: None };
+        let plain = Self { pool: pool.clone(), writer: writer.clone(), group: None };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GroupJob>(1024);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -56,7 +67,7 @@ impl SqliteStore {
                         Err(_) => break,
                     }
                 }
-                direct.commit_group(jobs).await;
+                plain.commit_group(jobs).await;
             }
         });
         Self { pool, writer, group: Some(Group { jobs: tx, waiting: Arc::new(AtomicUsize::new(0)) }) }
@@ -85,11 +96,11 @@ impl SqliteStore {
             return Ok(out);
         };
         let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let job: GroupJob = Box::new(move |tx| {
+        let job: SqlxJob = Box::new(move |tx| {
             Box::pin(async move {
                 let out = work(tx).await;
                 let ok = out.is_ok();
-                let finish: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
+                let finish: Answer = Box::new(move |committed| {
                     let _ = reply.send(match committed {
                         Ok(()) => out,
                         Err(e) => Err(StoreError::Unavailable(e)),
@@ -100,15 +111,110 @@ impl SqliteStore {
         });
         // Counted until answered, whatever the answer (a dropped future too).
         let _waiting = Waiting::new(&group.waiting);
-        group.jobs.send(job).await.map_err(|_| uncommitted())?;
+        group.jobs.send(GroupJob::Sqlx(job)).await.map_err(|_| uncommitted())?;
         outcome.await.map_err(|_| uncommitted())?
+    }
+
+    /// Run `work` in a write transaction on the writer connection directly, its statements one
+    /// after another on one thread (`direct.rs`): the writer task's next group, or (without one)
+    /// a transaction of its own. Its error rolls back its own statements alone.
+    pub(super) async fn unit_direct<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+        let job: DirectJob = Box::new(move |db| {
+            let out = work(db);
+            let ok = out.is_ok();
+            let finish: Answer = Box::new(move |committed| {
+                let _ = reply.send(match committed {
+                    Ok(()) => out,
+                    Err(e) => Err(StoreError::Unavailable(e)),
+                });
+            });
+            (ok, finish)
+        });
+        match &self.group {
+            Some(group) => {
+                let _waiting = Waiting::new(&group.waiting);
+                group.jobs.send(GroupJob::Direct(job)).await.map_err(|_| uncommitted())?;
+                outcome.await.map_err(|_| uncommitted())?
+            }
+            None => {
+                self.commit_direct(vec![job]).await;
+                outcome.await.map_err(|_| uncommitted())?
+            }
+        }
+    }
+
+    /// The writer task's group: its direct jobs in one transaction, its sqlx jobs in another.
+    async fn commit_group(&self, jobs: Vec<GroupJob>) {
+        metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
+        let (mut direct, mut sqlx) = (Vec::new(), Vec::new());
+        for job in jobs {
+            match job {
+                GroupJob::Direct(j) => direct.push(j),
+                GroupJob::Sqlx(j) => sqlx.push(j),
+            }
+        }
+        if !direct.is_empty() {
+            self.commit_direct(direct).await;
+        }
+        if !sqlx.is_empty() {
+            self.commit_sqlx(sqlx).await;
+        }
+    }
+
+    /// One transaction for `jobs` on the writer connection, run on a blocking thread with sqlx's
+    /// worker held off the connection (`lock_handle`): two thread hand-offs for the whole group,
+    /// where sqlx makes one per statement. Every caller is answered once the commit is durable
+    /// (or failed); a job never run answers `Unavailable` as its reply is dropped.
+    async fn commit_direct(&self, jobs: Vec<DirectJob>) {
+        let conn = match self.writer.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "the database writer is unavailable");
+                return;
+            }
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let run = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            let out = match runtime.block_on(conn.lock_handle()) {
+                Ok(mut handle) => {
+                    let raw = handle.as_raw_handle();
+                    // SAFETY: `handle` keeps sqlx's worker thread off this connection until it is
+                    // dropped, after `db`; `from_handle` never closes the connection, and `db`'s
+                    // prepared statements are finalized when it drops.
+                    match unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) } {
+                        Ok(db) => run_direct(&db, jobs),
+                        Err(e) => (Vec::new(), Err(e.to_string())),
+                    }
+                }
+                Err(e) => (Vec::new(), Err(e.to_string())),
+            };
+            // Returned to the pool on the runtime's side.
+            (conn, out)
+        });
+        match run.await {
+            Ok((conn, (finishes, committed))) => {
+                drop(conn);
+                if let Err(e) = &committed {
+                    tracing::error!(error = %e, "the database writer could not commit a group of writes");
+                }
+                for finish in finishes {
+                    finish(committed.clone());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "the database writer's thread failed"),
+        }
     }
 
     /// One transaction for `jobs`, each in a savepoint; every caller answered once the
     /// transaction is committed (or failed). A job never run (the transaction could not be
     /// begun, or a savepoint broke it) answers `Unavailable` as its reply is dropped.
-    async fn commit_group(&self, jobs: Vec<GroupJob>) {
-        metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
+    async fn commit_sqlx(&self, jobs: Vec<SqlxJob>) {
         let started = std::time::Instant::now();
         let mut tx = match self.begin().await {
             Ok(tx) => tx,
@@ -147,6 +253,45 @@ impl SqliteStore {
             finish(committed.clone());
         }
     }
+}
+
+/// Run `jobs` in one transaction on `db`, each in a savepoint: what each left to answer its
+/// caller, and whether the transaction was committed. The connection is left with no
+/// transaction open, whatever failed.
+fn run_direct(db: &rusqlite::Connection, jobs: Vec<DirectJob>) -> (Vec<Answer>, Result<(), String>) {
+    let started = std::time::Instant::now();
+    if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
+        return (Vec::new(), Err(e.to_string()));
+    }
+    let mut finishes = Vec::with_capacity(jobs.len());
+    let mut broken: Option<String> = None;
+    for job in jobs {
+        if broken.is_some() {
+            continue;
+        }
+        if let Err(e) = db.execute_batch("SAVEPOINT unit") {
+            broken = Some(e.to_string());
+            continue;
+        }
+        let (ok, finish) = job(db);
+        let end = if ok { "RELEASE unit" } else { "ROLLBACK TO unit; RELEASE unit" };
+        if let Err(e) = db.execute_batch(end) {
+            broken = Some(e.to_string());
+        }
+        finishes.push(finish);
+    }
+    // A savepoint that could not be taken or undone: nothing of the group is committed.
+    let committed = match broken {
+        Some(e) => Err(e),
+        None => db.execute_batch("COMMIT").map_err(|e| e.to_string()),
+    };
+    if committed.is_err() && !db.is_autocommit() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    if committed.is_ok() {
+        super::committed("sqlite", started);
+    }
+    (finishes, committed)
 }
 
 /// One write counted in `Group::waiting` for as long as this lives.

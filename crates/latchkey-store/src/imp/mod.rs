@@ -16,7 +16,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn db_err(e: sqlx::Error) -> StoreError {
+fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -105,9 +105,11 @@ mod writes;
 mod erase;
 #[macro_use]
 mod admin;
+mod direct;
 mod group;
-
-use group::Work;
+mod postgres;
+mod sql;
+mod sqlite;
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -143,41 +145,14 @@ macro_rules! store_impl {
         }
 
         impl $name {
-            /// One more attempt on a flow, if it has had fewer than `max`.
-            async fn flow_attempt_in(tx: &mut sqlx::Transaction<'static, $db>, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
-                let r = sqlx::query("UPDATE flows SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 RETURNING attempts")
-                    .bind(id.0).bind(i64::from(max)).fetch_optional(&mut **tx).await.map_err(db_err)?;
-                r.map(|r| r.try_get::<i64, _>("attempts").map(n32).map_err(db_err)).transpose()
-            }
-
-            /// One more attempt against a failure counter (`Store::reserve_failure`).
-            async fn failure_in(tx: &mut sqlx::Transaction<'static, $db>, key: &str, kind: &str, now: OffsetDateTime, policy: &LockoutPolicy) -> Result<Reservation, StoreError> {
-                // Twice at most: on PostgreSQL the purge may delete a forgotten row between the
-                // insert and the update; the second round starts from a fresh row.
-                for _ in 0..2 {
-                    sqlx::query("INSERT INTO failure_counters (key, kind, failures) VALUES ($1, $2, 0) ON CONFLICT (key, kind) DO NOTHING")
-                        .bind(key).bind(kind).execute(&mut **tx).await.map_err(db_err)?;
-                    let counted = sqlx::query("UPDATE failure_counters SET failures = failures + 1 WHERE key = $1 AND kind = $2 AND failures < $3 AND (locked_until IS NULL OR locked_until <= $4) RETURNING failures")
-                        .bind(key).bind(kind).bind(i64::from(policy.hard_cap)).bind(us(now))
-                        .fetch_optional(&mut **tx).await.map_err(db_err)?;
-                    if let Some(r) = counted {
-                        let failures = n32(r.try_get("failures").map_err(db_err)?);
-                        // The delay is set when the attempt is reserved, so a parallel burst
-                        // cannot slip more evaluations in before the first result is known.
-                        let until = policy.delay_after(failures).map(|d| us(now + d));
-                        let forget = policy.forget_at(failures, now).map(us);
-                        sqlx::query("UPDATE failure_counters SET locked_until = $3, expires_at = $4 WHERE key = $1 AND kind = $2")
-                            .bind(key).bind(kind).bind(until).bind(forget).execute(&mut **tx).await.map_err(db_err)?;
-                        return Ok(Reservation::Allowed(failures));
+            /// A batch through sqlx, in one write transaction; an error rolls it all back.
+            async fn apply_sqlx(&self, batch: Batch) -> Result<(), StoreError> {
+                self.unit(move |tx| Box::pin(async move {
+                    for w in batch.0 {
+                        Self::write(tx, w).await?;
                     }
-                    let r = sqlx::query("SELECT failures, locked_until FROM failure_counters WHERE key = $1 AND kind = $2")
-                        .bind(key).bind(kind).fetch_optional(&mut **tx).await.map_err(db_err)?;
-                    let Some(r) = r else { continue };
-                    let failures = n32(r.try_get("failures").map_err(db_err)?);
-                    let until = opt_us(r.try_get("locked_until").map_err(db_err)?)?;
-                    return Ok(Reservation::Locked(if failures >= policy.hard_cap { None } else { until }));
-                }
-                Err(StoreError::Unavailable("failure counter vanished twice".into()))
+                    Ok(())
+                })).await
             }
 
             /// A deleted account's last notice was just erased: scrub the files of its old
@@ -198,13 +173,7 @@ macro_rules! store_impl {
             }
 
             async fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-                self.unit(move |tx| Box::pin(async move {
-                    for w in batch.0 {
-                        // An error rolls the whole batch back.
-                        Self::write(tx, w).await?;
-                    }
-                    Ok(())
-                })).await
+                self.apply_batch(batch).await
             }
 
             async fn user_by_username(&self, canonical: &str) -> Result<Option<User>, StoreError> {
@@ -256,30 +225,11 @@ macro_rules! store_impl {
             }
 
             async fn reserve_flow_attempt(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
-                self.unit(move |tx| Box::pin(Self::flow_attempt_in(tx, id, max))).await
+                self.reserve_flow_attempt_in(id, max).await
             }
 
             async fn reserve_attempt(&self, id: FlowId, max: u32, account: Option<AccountCounter>) -> Result<AttemptReservation, StoreError> {
-                if !Self::ONE_WRITER {
-                    // Two transactions, each holding one row lock: in one, this would lock the
-                    // flow and then the account's counter while a completing step (its batch
-                    // clears the counter, then moves the flow) takes them in the other order — a
-                    // deadlock PostgreSQL breaks by failing one of them.
-                    let attempts = self.unit(move |tx| Box::pin(Self::flow_attempt_in(tx, id, max))).await?;
-                    let account = match (attempts, account) {
-                        (Some(_), Some(c)) => Some(self.reserve_failure(&c.key, &c.kind, c.now, &c.policy).await?),
-                        _ => None,
-                    };
-                    return Ok(AttemptReservation { attempts, account });
-                }
-                self.unit(move |tx| Box::pin(async move {
-                    let attempts = Self::flow_attempt_in(tx, id, max).await?;
-                    let account = match (attempts, account) {
-                        (Some(_), Some(c)) => Some(Self::failure_in(tx, &c.key, &c.kind, c.now, &c.policy).await?),
-                        _ => None,
-                    };
-                    Ok(AttemptReservation { attempts, account })
-                })).await
+                self.reserve_attempt_in(id, max, account).await
             }
 
             async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {
@@ -291,8 +241,7 @@ macro_rules! store_impl {
             }
 
             async fn reserve_failure(&self, key: &str, kind: &str, now: OffsetDateTime, policy: &LockoutPolicy) -> Result<Reservation, StoreError> {
-                let (key, kind, policy) = (key.to_owned(), kind.to_owned(), *policy);
-                self.unit(move |tx| Box::pin(async move { Self::failure_in(tx, &key, &kind, now, &policy).await })).await
+                self.reserve_failure_in(key.to_owned(), kind.to_owned(), now, *policy).await
             }
 
             async fn hit_rate_limits(&self, buckets: &[(String, u32)], window_start: OffsetDateTime) -> Result<bool, StoreError> {
@@ -415,57 +364,11 @@ macro_rules! store_impl {
             }
 
             async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now: OffsetDateTime, idle_cutoff: OffsetDateTime, proof_jkt: Option<&str>) -> Result<RotateOutcome, StoreError> {
-                let (old_hash, new_hash, proof_jkt) = (old_hash.to_owned(), new_hash.to_owned(), proof_jkt.map(str::to_owned));
-                self.unit(move |tx| Box::pin(async move {
-                    let proof_jkt = proof_jkt.as_deref();
-                    let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL RETURNING session_id")
-                        .bind(&old_hash).bind(us(now)).fetch_optional(&mut **tx).await.map_err(db_err)?;
-                    let Some(r) = spent else {
-                        let known = sqlx::query("SELECT r.session_id, s.dpop_jkt FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1")
-                            .bind(&old_hash).fetch_optional(&mut **tx).await.map_err(db_err)?;
-                        let Some(r) = known else { return Ok(RotateOutcome::Invalid) };
-                        let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
-                        let bound: Option<String> = r.try_get("dpop_jkt").map_err(db_err)?;
-                        if bound.is_some() && bound.as_deref() != proof_jkt {
-                            // Someone without the device key holds a spent token: they can do
-                            // nothing with it, and must not be able to end the session.
-                            return Ok(RotateOutcome::ProofMismatch);
-                        }
-                        // RFC 9700 §4.14.2: a spent token presented again revokes its family.
-                        sqlx::query("UPDATE sessions SET revoked_at = $2, revoke_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
-                            .bind(sid).bind(us(now)).execute(&mut **tx).await.map_err(db_err)?;
-                        return Ok(RotateOutcome::Reused(SessionId(sid)));
-                    };
-                    let sid: Uuid = r.try_get("session_id").map_err(db_err)?;
-                    let row = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
-                        .bind(sid).fetch_one(&mut **tx).await.map_err(db_err)?;
-                    let mut session = Self::session(&row)?;
-                    if session.dpop_jkt.is_some() && session.dpop_jkt.as_deref() != proof_jkt {
-                        // Not spent: the token is left to its device (RFC 9449 §5). The row is
-                        // still this transaction's (locked), so nobody saw it spent.
-                        sqlx::query("UPDATE refresh_tokens SET used_at = NULL WHERE hash = $1")
-                            .bind(&old_hash).execute(&mut **tx).await.map_err(db_err)?;
-                        return Ok(RotateOutcome::ProofMismatch);
-                    }
-                    if session.revoked_at.is_some() || session.expires_at <= now || session.last_refresh_at < idle_cutoff {
-                        return Ok(RotateOutcome::Invalid);
-                    }
-                    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
-                        .bind(&new_hash).bind(sid).bind(us(now)).execute(&mut **tx).await.map_err(db_err)?;
-                    sqlx::query("UPDATE sessions SET last_refresh_at = $2 WHERE id = $1")
-                        .bind(sid).bind(us(now)).execute(&mut **tx).await.map_err(db_err)?;
-                    session.last_refresh_at = now;
-                    Ok(RotateOutcome::Rotated(Box::new(session)))
-                })).await
+                self.rotate_refresh_in(old_hash.to_owned(), new_hash.to_owned(), now, idle_cutoff, proof_jkt.map(str::to_owned)).await
             }
 
             async fn use_dpop_proof(&self, id: &str, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
-                let id = id.to_owned();
-                let r = self.unit(move |tx| Box::pin(async move {
-                    sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                        .bind(id).bind(us(expires_at)).execute(&mut **tx).await.map_err(db_err)
-                })).await?;
-                Ok(r.rows_affected() == 1)
+                self.use_once_in(id.to_owned(), expires_at).await
             }
 
             async fn claim_outbox(&self, provider: &str, now: OffsetDateTime, limit: u32, lease: time::Duration) -> Result<Vec<OutboxMessage>, StoreError> {
@@ -704,79 +607,4 @@ store_admin!(PgStore, sqlx::postgres::PgRow, "string_agg", " COLLATE \"C\"");
 /// "What slows the commits beside a storm").
 fn committed(store: &'static str, started: std::time::Instant) {
     metrics::histogram!("latchkey_store_commit_seconds", "store" => store).record(started.elapsed().as_secs_f64());
-}
-
-impl SqliteStore {
-    /// Every write goes through one connection, one transaction at a time: no lock-order deadlock.
-    const ONE_WRITER: bool = true;
-
-    /// SQLite takes the write lock at `BEGIN`, so two writers never deadlock upgrading a read lock.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
-    }
-
-    /// Deleted rows are zeroed in the database file (`secure_delete`); their older versions may
-    /// still be frames of the write-ahead log until a checkpoint copies it back and truncates it.
-    async fn scrub_files(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await.map_err(db_err)?;
-        Ok(())
-    }
-
-    pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
-        let mut out = String::new();
-        for t in TABLES {
-            let q = format!("SELECT * FROM {t}");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
-            for r in rows {
-                for i in 0..r.len() {
-                    if let Ok(Some(s)) = r.try_get::<Option<String>, _>(i) {
-                        out.push_str(&s);
-                        out.push('\n');
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl PgStore {
-    /// Concurrent transactions, each with its own row locks.
-    const ONE_WRITER: bool = false;
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        self.pool.begin().await.map_err(db_err)
-    }
-
-    /// Run `work` in a transaction of its own, committed if it succeeds.
-    async fn unit<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        F: for<'t> FnOnce(&'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> Work<'t, T>,
-    {
-        let started = std::time::Instant::now();
-        let mut tx = self.begin().await?;
-        let out = work(&mut tx).await?;
-        tx.commit().await.map_err(db_err)?;
-        committed("postgres", started);
-        Ok(out)
-    }
-
-    /// Dead row versions are PostgreSQL's (auto)vacuum's to reclaim.
-    async fn scrub_files(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {
-        let mut out = String::new();
-        for t in TABLES {
-            let q = format!("SELECT CAST(t.* AS TEXT) AS row FROM {t} t");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await.map_err(db_err)?;
-            for r in rows {
-                let s: String = r.try_get("row").map_err(db_err)?;
-                out.push_str(&s);
-                out.push('\n');
-            }
-        }
-        Ok(out)
-    }
 }

@@ -1,8 +1,10 @@
 //! Reading records back: one decoder per table, from a row of either backend to the domain's
-//! record. A value the domain cannot read is `StoreError::Corrupt`, never a panic.
+//! record (and from a row of SQLite's writer connection, read directly: `direct.rs`). A value the
+//! domain cannot read is `StoreError::Corrupt`, never a panic.
 
 macro_rules! store_rows {
-    ($name:ident, $row:ty) => {
+    ($name:ident, $row:ty $(, #[$attr:meta])*) => {
+        $(#[$attr])*
         impl $name {
             fn user(r: &$row) -> Result<User, StoreError> {
                 let status: String = r.try_get("status").map_err(db_err)?;

@@ -47,7 +47,7 @@ macro_rules! store_writes {
                     }
                     Write::InsertFlow(f) => {
                         let state = serde_json::to_string(&f.state).map_err(|_| corrupt("flow state"))?;
-                        sqlx::query("INSERT INTO flows (id, kind, user_id, state, attempts, sends, version, created_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                        sqlx::query(sql::INSERT_FLOW)
                             .bind(f.id.0).bind(f.kind.as_str()).bind(f.user_id.map(|u| u.0)).bind(state)
                             .bind(i64::from(f.attempts)).bind(i64::from(f.sends)).bind(f.version)
                             .bind(us(f.created_at)).bind(us(f.expires_at)).bind(&f.context.ip).bind(&f.context.user_agent)
@@ -57,7 +57,7 @@ macro_rules! store_writes {
                         let state = serde_json::to_string(&f.state).map_err(|_| corrupt("flow state"))?;
                         // `attempts` as the transition says: the wrong answers before it (the right
                         // answer that made it reserved one more, which it gives back).
-                        let done = sqlx::query("UPDATE flows SET state = $2, version = $3, expires_at = $4, attempts = $6 WHERE id = $1 AND version = $5")
+                        let done = sqlx::query(sql::UPDATE_FLOW)
                             .bind(f.id.0).bind(state).bind(f.version).bind(us(f.expires_at)).bind(expected_version).bind(i64::from(f.attempts))
                             .execute(&mut **tx).await.map_err(db_err)?;
                         if done.rows_affected() != 1 {
@@ -65,13 +65,13 @@ macro_rules! store_writes {
                         }
                     }
                     Write::BindFlow { id, context } => {
-                        sqlx::query("UPDATE flows SET ip = $2, user_agent = $3 WHERE id = $1")
+                        sqlx::query(sql::BIND_FLOW)
                             .bind(id.0).bind(&context.ip).bind(&context.user_agent)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::InsertSession(s) => {
                         let amr = serde_json::to_string(&s.amr).map_err(|_| corrupt("amr"))?;
-                        sqlx::query(sql!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"))
+                        sqlx::query(sql::INSERT_SESSION)
                             .bind(s.id.0).bind(s.user_id.0).bind(&s.acr).bind(amr).bind(us(s.auth_time)).bind(us(s.created_at))
                             .bind(us(s.last_refresh_at)).bind(us(s.expires_at)).bind(s.revoked_at.map(us)).bind(&s.revoke_reason)
                             .bind(&s.context.ip).bind(&s.context.user_agent).bind(s.device_id.map(|d| d.0)).bind(&s.dpop_jkt)
@@ -86,11 +86,7 @@ macro_rules! store_writes {
                     Write::Sightings(seen) => {
                         // A session leaves two (its network and its user agent): one statement.
                         for pair in seen.chunks(2) {
-                            let mut q = sqlx::query(if pair.len() == 2 {
-                                sql!("INSERT INTO sightings (user_id, kind, value, country, latitude_e6, longitude_e6, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16) ", sightings_upsert!())
-                            } else {
-                                sql!("INSERT INTO sightings (user_id, kind, value, country, latitude_e6, longitude_e6, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ", sightings_upsert!())
-                            });
+                            let mut q = sqlx::query(if pair.len() == 2 { sql::SIGHTINGS_TWO } else { sql::SIGHTINGS_ONE });
                             for v in pair {
                                 let (lat, lon) = v.position_e6.unzip();
                                 q = q.bind(v.user_id.0).bind(&v.kind).bind(&v.value).bind(&v.country).bind(lat).bind(lon)
@@ -100,7 +96,7 @@ macro_rules! store_writes {
                         }
                     }
                     Write::InsertRefreshToken { hash, session_id, created_at } => {
-                        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
+                        sqlx::query(sql::INSERT_REFRESH_TOKEN)
                             .bind(hash).bind(session_id.0).bind(us(created_at))
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
@@ -215,7 +211,7 @@ macro_rules! store_writes {
                         // Reset rather than delete: a parallel `reserve_failure` blocked on this
                         // row re-reads it and counts from zero, where a deleted row made it find
                         // nothing at all (a 503 under PostgreSQL's read committed).
-                        sqlx::query("UPDATE failure_counters SET failures = 0, locked_until = NULL WHERE key = $1 AND kind = $2")
+                        sqlx::query(sql::CLEAR_FAILURES)
                             .bind(key).bind(kind)
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
@@ -327,32 +323,32 @@ macro_rules! store_writes {
                     }
                     Write::DeviceUsed { id, at, reset_pin } => {
                         // A revoked device stays revoked, even against a sign-in racing the revocation.
-                        let done = sqlx::query("UPDATE devices SET last_used_at = $2, pin_failures = CASE WHEN $3 THEN 0 ELSE pin_failures END WHERE id = $1 AND revoked_at IS NULL")
+                        let done = sqlx::query(sql::DEVICE_USED)
                             .bind(id.0).bind(us(at)).bind(reset_pin).execute(&mut **tx).await.map_err(db_err)?;
                         if done.rows_affected() != 1 {
                             return Err(StoreError::Conflict("device"));
                         }
                     }
                     Write::TouchFactor { id, at } => {
-                        sqlx::query("UPDATE factors SET last_used_at = $2 WHERE id = $1").bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
+                        sqlx::query(sql::TOUCH_FACTOR).bind(id.0).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::ConsumeTotpStep { id, step, at } => {
                         // RFC 6238 §5.2: a step is accepted once, and only after the last one.
-                        let done = sqlx::query("UPDATE factors SET last_step = $2, last_used_at = $3 WHERE id = $1 AND (last_step IS NULL OR last_step < $2)")
+                        let done = sqlx::query(sql::CONSUME_TOTP_STEP)
                             .bind(id.0).bind(step).bind(us(at)).execute(&mut **tx).await.map_err(db_err)?;
                         if done.rows_affected() != 1 {
                             return Err(StoreError::Conflict("totp_step"));
                         }
                     }
                     Write::UseOnce { id, expires_at } => {
-                        let r = sqlx::query("INSERT INTO used_once (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                        let r = sqlx::query(sql::USE_ONCE)
                             .bind(&id).bind(us(expires_at)).execute(&mut **tx).await.map_err(db_err)?;
                         if r.rows_affected() != 1 {
                             return Err(StoreError::Conflict("used_once"));
                         }
                     }
                     Write::Enqueue(m) => {
-                        sqlx::query(sql!("INSERT INTO outbox (", outbox_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                        sqlx::query(sql::ENQUEUE)
                             .bind(m.id.0).bind(&m.channel).bind(&m.provider).bind(&m.to).bind(&m.subject).bind(&m.body_sealed)
                             .bind(m.status.as_str()).bind(i64::from(m.attempts)).bind(us(m.next_attempt_at)).bind(&m.last_error)
                             .bind(us(m.created_at)).bind(m.sent_at.map(us))
@@ -375,7 +371,7 @@ macro_rules! store_writes {
                             .execute(&mut **tx).await.map_err(db_err)?;
                     }
                     Write::Audit(e) => {
-                        sqlx::query("INSERT INTO audit_events (id, at, user_id, kind, outcome, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        sqlx::query(sql::AUDIT)
                             .bind(e.id.0).bind(us(e.at)).bind(e.user_id.map(|u| u.0)).bind(&e.kind).bind(&e.outcome)
                             .bind(&e.ip).bind(&e.user_agent).bind(e.detail.to_string())
                             .execute(&mut **tx).await.map_err(db_err)?;

@@ -67,6 +67,10 @@ pub(crate) async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option
         }
         tokio::time::sleep(StdDuration::from_millis(25)).await;
     }
+    // What the servers said about it: this has timed out only in full-suite runs, never alone.
+    let logs = latchkey_testkit::captured_logs();
+    let said: Vec<&str> = logs.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).collect();
+    eprintln!("the servers' last warnings and errors:\n{}", said[said.len().saturating_sub(40)..].join("\n"));
     panic!("timed out waiting for {what}");
 }
 
