@@ -56,6 +56,10 @@ struct Lane {
     providers: Vec<String>,
     wakeup: Arc<Notify>,
     poll: Duration,
+    /// How long a message must have been due before this lane takes it: zero for the lanes of
+    /// the providers this replica has; one of its polls for the others' lane, so a replica that
+    /// has the provider gets a fresh message first.
+    grace: time::Duration,
 }
 
 impl Worker {
@@ -65,15 +69,24 @@ impl Worker {
         let configured = self.senders.configured();
         let mut lanes: Vec<Lane> = configured
             .iter()
-            .map(|p| Lane { providers: vec![(*p).to_owned()], wakeup: Arc::new(Notify::new()), poll })
+            .map(|p| Lane {
+                providers: vec![(*p).to_owned()],
+                wakeup: Arc::new(Notify::new()),
+                poll,
+                grace: time::Duration::ZERO,
+            })
             .collect();
         // Messages queued for a provider this replica does not have (another replica's, or one
-        // since removed from the configuration): looked at rarely; they fail as "not configured"
-        // and end `dead` with that reason unless a replica that has the provider takes them.
+        // since removed from the configuration): looked at rarely, and only once they have been
+        // due for one of those looks, so a replica that has the provider sends a fresh one
+        // first; they fail as "not configured" and end `dead` with that reason unless a replica
+        // that has the provider takes them.
         let wakeups: Vec<Arc<Notify>> = lanes.iter().map(|l| l.wakeup.clone()).collect();
         let rest: Vec<String> = all_providers().filter(|p| !configured.contains(p)).map(str::to_owned).collect();
         if !rest.is_empty() {
-            lanes.push(Lane { providers: rest, wakeup: Arc::new(Notify::new()), poll: poll * 20 });
+            let rare = poll * 20;
+            let grace = time::Duration::try_from(rare).unwrap_or(time::Duration::seconds(20));
+            lanes.push(Lane { providers: rest, wakeup: Arc::new(Notify::new()), poll: rare, grace });
         }
         let timeout = Duration::from_secs(self.config.send_timeout_secs.max(1));
         let events_http = match crate::events::client(timeout) {
@@ -165,7 +178,7 @@ async fn sync_event_lanes(
         }
         let (stop, stopped) = watch::channel(false);
         let wakeup = Arc::new(Notify::new());
-        let lane = Lane { providers: vec![p.clone()], wakeup: wakeup.clone(), poll };
+        let lane = Lane { providers: vec![p.clone()], wakeup: wakeup.clone(), poll, grace: time::Duration::ZERO };
         tasks.spawn(lane.run(shared.clone(), stopped));
         wakeup.notify_one();
         lanes.insert(p, (wakeup, stop));
@@ -220,7 +233,9 @@ impl Lane {
                         break;
                     }
                     let limit = u32::try_from(room).unwrap_or(u32::MAX);
-                    match shared.store.claim_outbox(provider, shared.clock.now(), limit, shared.lease_time()).await {
+                    // Due `grace` ago, leased until `lease` from now.
+                    let due_by = shared.clock.now() - self.grace;
+                    match shared.store.claim_outbox(provider, due_by, limit, shared.lease_time() + self.grace).await {
                         Ok(batch) => {
                             full_batch |= batch.len() == room;
                             room -= batch.len();

@@ -3,7 +3,10 @@
 //! whose worker died is sent again after a short lease, with the same id on the wire.
 
 use crate::delivery::{eventually, smtp_sink};
-use latchkey_core::model::OutboxStatus;
+use latchkey_core::clock::Clock;
+use latchkey_core::ids::MessageId;
+use latchkey_core::model::{OutboxMessage, OutboxStatus};
+use latchkey_core::store::{Batch, Write};
 use latchkey_server::webhook::MESSAGE_ID_HEADER;
 use latchkey_testkit::proto::SignUpRequest;
 use latchkey_testkit::{Backend, TestServer};
@@ -213,7 +216,66 @@ async fn a_live_sender_renews_its_lease_and_a_dead_ones_message_is_sent_again_so
     assert_eq!(sent.attempts, 2);
 }
 
+/// A message for `provider`, due now on the server's clock.
+fn due_now(s: &TestServer, provider: &str, subject: &str) -> OutboxMessage {
+    let id = MessageId::new();
+    let now = s.clock.now();
+    OutboxMessage {
+        id,
+        channel: "email".into(),
+        provider: provider.into(),
+        to: "ines@example.com".into(),
+        subject: subject.into(),
+        body_sealed: Some(s.seal(&id.to_string(), "the body")),
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        created_at: now,
+        last_error: None,
+        sent_at: None,
+    }
+}
+
+async fn a_replica_without_the_provider_leaves_a_fresh_message_to_one_that_has_it(b: Backend) {
+    // No SMTP here: its worker looks at SMTP's messages only in its lane for providers it does
+    // not have (every 20 polls: 0.5 s in tests), and only once they have been due that long.
+    let s = TestServer::start(b).await;
+    let fresh = due_now(&s, "smtp", "Latchkey: for the replica with SMTP");
+    s.auth.store().apply(Batch(vec![Write::Enqueue(fresh.clone())])).await.unwrap();
+    // Three of those looks, on a clock that has not moved: it is not taken, so it is not bounced
+    // as "not configured" (an attempt spent, its retry pushed out by the backoff).
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    let m = message(&s, "smtp").await;
+    assert_eq!((m.status, m.attempts, m.last_error), (OutboxStatus::Pending, 0, None), "left for a replica with SMTP");
+
+    // The replica that has SMTP sends it on its first attempt.
+    let (sink, received) = smtp_sink().await;
+    let r = s.replica_with(|c| c.smtp_url = Some(sink)).await;
+    let data = eventually("the send", async || received.lock().unwrap().first().cloned()).await;
+    assert!(data.contains("for the replica with SMTP"), "{data}");
+    let sent = eventually("the sent mark", async || {
+        let m = message(&r, "smtp").await;
+        (m.status == OutboxStatus::Sent).then_some(m)
+    })
+    .await;
+    assert_eq!(sent.attempts, 1);
+
+    // A message for a provider no replica has is still taken once it has waited that long, and
+    // fails as not configured.
+    let orphan = due_now(&s, "sms_webhook", "Latchkey: for nobody");
+    s.auth.store().apply(Batch(vec![Write::Enqueue(orphan)])).await.unwrap();
+    s.clock.advance(Duration::seconds(1));
+    let failed = eventually("the failed attempt", async || {
+        let m = message(&s, "sms_webhook").await;
+        m.last_error.is_some().then_some(m)
+    })
+    .await;
+    assert_eq!(failed.attempts, 1);
+    assert!(failed.last_error.as_deref().is_some_and(|e| e.contains("not configured")), "{failed:?}");
+}
+
 both_stores!(
+    a_replica_without_the_provider_leaves_a_fresh_message_to_one_that_has_it,
     a_hung_mail_server_delays_only_email,
     a_send_that_gets_no_answer_fails_at_its_deadline_and_is_retried,
     one_providers_messages_are_sent_concurrently,
