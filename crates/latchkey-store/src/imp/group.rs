@@ -96,19 +96,7 @@ impl SqliteStore {
             return Ok(out);
         };
         let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let job: SqlxJob = Box::new(move |tx| {
-            Box::pin(async move {
-                let out = work(tx).await;
-                let ok = out.is_ok();
-                let finish: Answer = Box::new(move |committed| {
-                    let _ = reply.send(match committed {
-                        Ok(()) => out,
-                        Err(e) => Err(StoreError::Unavailable(e)),
-                    });
-                });
-                (ok, finish)
-            })
-        });
+        let job: SqlxJob = Box::new(move |tx| Box::pin(async move { finish(reply, work(tx).await) }));
         // Counted until answered, whatever the answer (a dropped future too).
         let _waiting = Waiting::new(&group.waiting);
         group.jobs.send(GroupJob::Sqlx(job)).await.map_err(|_| uncommitted())?;
@@ -124,17 +112,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let job: DirectJob = Box::new(move |db| {
-            let out = work(db);
-            let ok = out.is_ok();
-            let finish: Answer = Box::new(move |committed| {
-                let _ = reply.send(match committed {
-                    Ok(()) => out,
-                    Err(e) => Err(StoreError::Unavailable(e)),
-                });
-            });
-            (ok, finish)
-        });
+        let job: DirectJob = Box::new(move |db| finish(reply, work(db)));
         match &self.group {
             Some(group) => {
                 let _waiting = Waiting::new(&group.waiting);
@@ -253,6 +231,22 @@ impl SqliteStore {
             finish(committed.clone());
         }
     }
+}
+
+/// What a unit left: whether it succeeded, and how to give its caller `out` — or, if its group
+/// was not committed, `Unavailable` — once the commit is known.
+fn finish<T: Send + 'static>(
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+    out: Result<T, StoreError>,
+) -> Finish {
+    let ok = out.is_ok();
+    let answer: Answer = Box::new(move |committed| {
+        let _ = reply.send(match committed {
+            Ok(()) => out,
+            Err(e) => Err(StoreError::Unavailable(e)),
+        });
+    });
+    (ok, answer)
 }
 
 /// Run `jobs` in one transaction on `db`, each in a savepoint: what each left to answer its
