@@ -93,8 +93,14 @@ impl Database {
                 .foreign_keys(true)
                 // A deleted account's rows are overwritten with zeros, not left in free pages.
                 .pragma("secure_delete", "ON")
+                // A savepoint's journal (one per write of a group) stays in memory, never in a
+                // temporary file.
+                .pragma("temp_store", "MEMORY")
                 .busy_timeout(Duration::from_secs(10));
+            // A connection to a local file needs no test before each use; sqlx's test is a round
+            // trip to the connection's thread.
             let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(opts.max_connections.unwrap_or(8))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(o.clone())
@@ -102,6 +108,7 @@ impl Database {
                 .map_err(unavailable)?;
             // SQLite has one writer at a time: one connection for writes, waited for in order.
             let writer = sqlx::sqlite::SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(o)
@@ -169,6 +176,15 @@ impl Database {
                 s.writer().close().await;
             }
             Database::Postgres(s) => s.pool().close().await,
+        }
+    }
+
+    /// Test support: SQLite's settings on each kind of connection it writes or reads with
+    /// (`(connection, pragma, value)`); empty on PostgreSQL.
+    pub async fn sqlite_settings(&self) -> Result<Vec<(&'static str, &'static str, String)>, StoreError> {
+        match self {
+            Database::Sqlite(s) => s.settings().await,
+            Database::Postgres(_) => Ok(Vec::new()),
         }
     }
 

@@ -15,6 +15,35 @@ use rusqlite::{Connection, ToSql};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// The writer task's own connection for direct groups (`group::commit_direct`), with the
+/// settings of sqlx's (`Database::open`): every commit durable, foreign keys checked, deleted
+/// rows zeroed, and savepoints' journals kept in memory.
+pub(super) fn open_writer(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let db = Connection::open_with_flags(path, flags).map_err(db_err)?;
+    db.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err)?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(db_err)?;
+    // The group's statements, prepared once and kept between groups.
+    db.set_prepared_statement_cache_capacity(64);
+    Ok(db)
+}
+
+/// A pragma's value on `db`, as text.
+pub(super) fn pragma(db: &Connection, name: &str) -> Result<String, StoreError> {
+    db.query_row(&format!("PRAGMA {name}"), [], |r| {
+        r.get_ref(0).map(|v| match v {
+            rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+            rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            _ => String::new(),
+        })
+    })
+    .map_err(db_err)
+}
+
 /// The row decoders of `rows.rs`, for rows read here.
 pub(super) struct Direct;
 
@@ -29,10 +58,10 @@ impl TryGet for rusqlite::Row<'_> {
     }
 }
 
-store_rows!(Direct, rusqlite::Row<'_>, #[allow(dead_code, reason = "the writer reads sessions back; the other decoders are sqlx's")]);
+store_rows!(Direct, rusqlite::Row<'_>, #[allow(dead_code, reason = "the reads that may scan stay on sqlx's pool (`readers.rs`)")]);
 
 /// `sql`, prepared (or taken from the connection's cache) with `params[N - 1]` bound to each `$N`.
-fn prepared<'c>(
+pub(super) fn prepared<'c>(
     db: &'c Connection,
     sql: &str,
     params: &[&dyn ToSql],
@@ -57,7 +86,7 @@ fn execute(db: &Connection, sql: &str, params: &[&dyn ToSql]) -> Result<usize, S
 }
 
 /// The first row of a statement, read by `read`.
-fn first<T>(
+pub(super) fn first<T>(
     db: &Connection,
     sql: &str,
     params: &[&dyn ToSql],

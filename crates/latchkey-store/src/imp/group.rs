@@ -56,8 +56,10 @@ impl SqliteStore {
     /// alone — and none is acknowledged before the commit that holds it is durable
     /// (`synchronous = FULL`). One fsync for many steps, and no acknowledged write is lost.
     pub fn with_writer(pool: sqlx::SqlitePool, writer: sqlx::SqlitePool) -> Self {
-        let plain = Self { pool: pool.clone(), writer: writer.clone(), group: None };
+        let path = pool.connect_options().get_filename().to_path_buf();
+        let plain = Self { pool: pool.clone(), writer: writer.clone(), group: None, readers: None };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<GroupJob>(1024);
+        let mut direct = DirectWriter { path: path.clone(), db: None };
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
@@ -67,10 +69,16 @@ impl SqliteStore {
                         Err(_) => break,
                     }
                 }
-                plain.commit_group(jobs).await;
+                plain.commit_group(jobs, &mut direct).await;
             }
         });
-        Self { pool, writer, group: Some(Group { jobs: tx, waiting: Arc::new(AtomicUsize::new(0)) }) }
+        let readers = Arc::new(super::readers::Readers::new(path));
+        Self {
+            pool,
+            writer,
+            group: Some(Group { jobs: tx, waiting: Arc::new(AtomicUsize::new(0)) }),
+            readers: Some(readers),
+        }
     }
 
     /// How many writes are waiting for the writer task (handed to it and not yet answered):
@@ -111,23 +119,18 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let Some(group) = &self.group else {
+            return Err(StoreError::Unavailable("this SQLite store has no writer task".into()));
+        };
         let (reply, outcome) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
         let job: DirectJob = Box::new(move |db| finish(reply, work(db)));
-        match &self.group {
-            Some(group) => {
-                let _waiting = Waiting::new(&group.waiting);
-                group.jobs.send(GroupJob::Direct(job)).await.map_err(|_| uncommitted())?;
-                outcome.await.map_err(|_| uncommitted())?
-            }
-            None => {
-                self.commit_direct(vec![job]).await;
-                outcome.await.map_err(|_| uncommitted())?
-            }
-        }
+        let _waiting = Waiting::new(&group.waiting);
+        group.jobs.send(GroupJob::Direct(job)).await.map_err(|_| uncommitted())?;
+        outcome.await.map_err(|_| uncommitted())?
     }
 
     /// The writer task's group: its direct jobs in one transaction, its sqlx jobs in another.
-    async fn commit_group(&self, jobs: Vec<GroupJob>) {
+    async fn commit_group(&self, jobs: Vec<GroupJob>, direct_writer: &mut DirectWriter) {
         metrics::histogram!("latchkey_store_group_commit_batches").record(jobs.len() as f64);
         let (mut direct, mut sqlx) = (Vec::new(), Vec::new());
         for job in jobs {
@@ -137,47 +140,43 @@ impl SqliteStore {
             }
         }
         if !direct.is_empty() {
-            self.commit_direct(direct).await;
+            self.commit_direct(direct, direct_writer).await;
         }
         if !sqlx.is_empty() {
             self.commit_sqlx(sqlx).await;
         }
     }
 
-    /// One transaction for `jobs` on the writer connection, run on a blocking thread with sqlx's
-    /// worker held off the connection (`lock_handle`): two thread hand-offs for the whole group,
-    /// where sqlx makes one per statement. Every caller is answered once the commit is durable
-    /// (or failed); a job never run answers `Unavailable` as its reply is dropped.
-    async fn commit_direct(&self, jobs: Vec<DirectJob>) {
-        let conn = match self.writer.acquire().await {
+    /// One transaction for `jobs` on the direct writer's connection, run on a blocking thread:
+    /// two thread hand-offs for the whole group, where sqlx makes two per statement. sqlx's
+    /// writer connection is held meanwhile, so no write through sqlx runs beside it (SQLite has
+    /// one writer at a time; none of them waits in the busy handler). Every caller is answered
+    /// once the commit is durable (or failed); a job never run answers `Unavailable` as its
+    /// reply is dropped.
+    async fn commit_direct(&self, jobs: Vec<DirectJob>, writer: &mut DirectWriter) {
+        let turn = match self.writer.acquire().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "the database writer is unavailable");
                 return;
             }
         };
-        let runtime = tokio::runtime::Handle::current();
+        let (path, db) = (writer.path.clone(), writer.db.take());
         let run = tokio::task::spawn_blocking(move || {
-            let mut conn = conn;
-            let out = match runtime.block_on(conn.lock_handle()) {
-                Ok(mut handle) => {
-                    let raw = handle.as_raw_handle();
-                    // SAFETY: `handle` keeps sqlx's worker thread off this connection until it is
-                    // dropped, after `db`; `from_handle` never closes the connection, and `db`'s
-                    // prepared statements are finalized when it drops.
-                    match unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) } {
-                        Ok(db) => run_direct(&db, jobs),
-                        Err(e) => (Vec::new(), Err(e.to_string())),
-                    }
-                }
-                Err(e) => (Vec::new(), Err(e.to_string())),
+            let db = match db {
+                Some(db) => db,
+                None => match super::direct::open_writer(&path) {
+                    Ok(db) => db,
+                    Err(e) => return (None, (Vec::new(), Err(e.to_string()))),
+                },
             };
-            // Returned to the pool on the runtime's side.
-            (conn, out)
+            let out = run_direct(&db, jobs);
+            (Some(db), out)
         });
         match run.await {
-            Ok((conn, (finishes, committed))) => {
-                drop(conn);
+            Ok((db, (finishes, committed))) => {
+                drop(turn);
+                writer.db = db;
                 if let Err(e) = &committed {
                     tracing::error!(error = %e, "the database writer could not commit a group of writes");
                 }
@@ -254,8 +253,8 @@ fn finish<T: Send + 'static>(
 /// transaction open, whatever failed.
 fn run_direct(db: &rusqlite::Connection, jobs: Vec<DirectJob>) -> (Vec<Answer>, Result<(), String>) {
     let started = std::time::Instant::now();
-    if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
-        return (Vec::new(), Err(e.to_string()));
+    if let Err(e) = control(db, "BEGIN IMMEDIATE") {
+        return (Vec::new(), Err(e));
     }
     let mut finishes = Vec::with_capacity(jobs.len());
     let mut broken: Option<String> = None;
@@ -263,29 +262,41 @@ fn run_direct(db: &rusqlite::Connection, jobs: Vec<DirectJob>) -> (Vec<Answer>, 
         if broken.is_some() {
             continue;
         }
-        if let Err(e) = db.execute_batch("SAVEPOINT unit") {
-            broken = Some(e.to_string());
+        if let Err(e) = control(db, "SAVEPOINT unit") {
+            broken = Some(e);
             continue;
         }
         let (ok, finish) = job(db);
-        let end = if ok { "RELEASE unit" } else { "ROLLBACK TO unit; RELEASE unit" };
-        if let Err(e) = db.execute_batch(end) {
-            broken = Some(e.to_string());
+        let undone = if ok { Ok(()) } else { control(db, "ROLLBACK TO unit") };
+        if let Err(e) = undone.and_then(|()| control(db, "RELEASE unit")) {
+            broken = Some(e);
         }
         finishes.push(finish);
     }
     // A savepoint that could not be taken or undone: nothing of the group is committed.
     let committed = match broken {
         Some(e) => Err(e),
-        None => db.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        None => control(db, "COMMIT"),
     };
     if committed.is_err() && !db.is_autocommit() {
-        let _ = db.execute_batch("ROLLBACK");
+        let _ = control(db, "ROLLBACK");
     }
     if committed.is_ok() {
         super::committed("sqlite", started);
     }
     (finishes, committed)
+}
+
+/// A transaction's or savepoint's statement, prepared once per connection.
+fn control(db: &rusqlite::Connection, sql: &str) -> Result<(), String> {
+    db.prepare_cached(sql).and_then(|mut st| st.raw_execute()).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The connection the writer task runs direct groups on (`direct::open_writer`), opened when
+/// first needed and kept, with the statements it has prepared, between groups.
+pub(super) struct DirectWriter {
+    path: std::path::PathBuf,
+    db: Option<rusqlite::Connection>,
 }
 
 /// One write counted in `Group::waiting` for as long as this lives.

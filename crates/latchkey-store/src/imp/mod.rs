@@ -108,8 +108,11 @@ mod admin;
 mod direct;
 mod group;
 mod postgres;
+mod readers;
 mod sql;
 mod sqlite;
+
+use readers::{Arg, DirectDecoder};
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -120,18 +123,17 @@ macro_rules! store_impl {
             pool: $pool,
             /// Writes: the same pool on PostgreSQL; SQLite's one writer connection.
             writer: $pool,
-            /// SQLite: the task that commits writes together (`SqliteStore::with_writer`).
-            /// Always `None` on PostgreSQL, whose WAL writer groups concurrent commits itself.
+            /// SQLite: the task that commits writes together (`SqliteStore::with_writer`, the
+            /// only way to make one). Always `None` on PostgreSQL, whose WAL writer groups
+            /// concurrent commits itself.
             #[allow(dead_code, reason = "read by SQLite's store only")]
             group: Option<group::Group>,
+            /// SQLite: the connections its reads on request paths run on (`readers.rs`).
+            /// `None` on PostgreSQL.
+            readers: Option<std::sync::Arc<readers::Readers>>,
         }
 
         impl $name {
-            /// Wrap a pool (migrations are run by `Database::migrate`).
-            pub fn new(pool: $pool) -> Self {
-                Self { writer: pool.clone(), pool, group: None }
-            }
-
             /// The pool.
             pub fn pool(&self) -> &$pool {
                 &self.pool
@@ -145,6 +147,51 @@ macro_rules! store_impl {
         }
 
         impl $name {
+            /// The row `sql` (`sql.rs`) finds with `args` bound, if any: on SQLite's reader
+            /// connections where the store has them, through the pool otherwise.
+            async fn read_one<T>(
+                &self,
+                sql: &'static str,
+                args: &[Arg<'_>],
+                read: fn(&$row) -> Result<T, StoreError>,
+                direct: DirectDecoder<T>,
+            ) -> Result<Option<T>, StoreError> {
+                if let Some(readers) = &self.readers {
+                    return readers.one(sql, args, direct);
+                }
+                let r = Self::bound(sqlx::query(sql), args).fetch_optional(&self.pool).await.map_err(db_err)?;
+                r.as_ref().map(read).transpose()
+            }
+
+            /// The rows `sql` (`sql.rs`) returns with `args` bound, as `read_one` reads them.
+            async fn read_all<T>(
+                &self,
+                sql: &'static str,
+                args: &[Arg<'_>],
+                read: fn(&$row) -> Result<T, StoreError>,
+                direct: DirectDecoder<T>,
+            ) -> Result<Vec<T>, StoreError> {
+                if let Some(readers) = &self.readers {
+                    return readers.all(sql, args, direct);
+                }
+                let rows = Self::bound(sqlx::query(sql), args).fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(read).collect()
+            }
+
+            fn bound<'q>(
+                mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                args: &[Arg<'_>],
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+                for a in args {
+                    q = match *a {
+                        Arg::Id(u) => q.bind(u),
+                        Arg::Int(i) => q.bind(i),
+                        Arg::Text(s) => q.bind(s.to_owned()),
+                    };
+                }
+                q
+            }
+
             /// A batch through sqlx, in one write transaction; an error rolls it all back.
             async fn apply_sqlx(&self, batch: Batch) -> Result<(), StoreError> {
                 self.unit(move |tx| Box::pin(async move {
@@ -177,20 +224,15 @@ macro_rules! store_impl {
             }
 
             async fn user_by_username(&self, canonical: &str) -> Result<Option<User>, StoreError> {
-                let r = sqlx::query(sql!("SELECT ", user_cols!(), " FROM users WHERE username_canonical = $1"))
-                    .bind(canonical).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::user).transpose()
+                self.read_one(sql::USER_BY_USERNAME, &[Arg::Text(canonical)], Self::user, direct::Direct::user).await
             }
 
             async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-                let r = sqlx::query(sql!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
-                    .bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::user).transpose()
+                self.read_one(sql::USER_BY_ID, &[Arg::Id(id.0)], Self::user, direct::Direct::user).await
             }
 
             async fn flow(&self, id: FlowId) -> Result<Option<Flow>, StoreError> {
-                let r = sqlx::query("SELECT * FROM flows WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::flow).transpose()
+                self.read_one(sql::FLOW_BY_ID, &[Arg::Id(id.0)], Self::flow, direct::Direct::flow).await
             }
 
             async fn key_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -259,49 +301,35 @@ macro_rules! store_impl {
             }
 
             async fn factors(&self, user_id: UserId) -> Result<Vec<Factor>, StoreError> {
-                let rows = sqlx::query("SELECT * FROM factors WHERE user_id = $1 ORDER BY created_at, id")
-                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
-                rows.iter().map(Self::factor).collect()
+                self.read_all(sql::FACTORS_OF_USER, &[Arg::Id(user_id.0)], Self::factor, direct::Direct::factor).await
             }
 
             async fn app_attest_key(&self, key_id: &str) -> Result<Option<AppAttestKey>, StoreError> {
-                let r = sqlx::query("SELECT * FROM app_attest_keys WHERE key_id = $1")
-                    .bind(key_id).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::app_attest_key_row).transpose()
+                self.read_one(sql::APP_ATTEST_KEY, &[Arg::Text(key_id)], Self::app_attest_key_row, direct::Direct::app_attest_key_row).await
             }
 
             async fn passkeys(&self, user_id: UserId) -> Result<Vec<Passkey>, StoreError> {
-                let rows = sqlx::query("SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
-                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
-                rows.iter().map(Self::passkey).collect()
+                self.read_all(sql::PASSKEYS_OF_USER, &[Arg::Id(user_id.0)], Self::passkey, direct::Direct::passkey).await
             }
 
             async fn passkey_by_credential(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError> {
-                let r = sqlx::query("SELECT * FROM passkeys WHERE credential_id = $1")
-                    .bind(credential_id).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::passkey).transpose()
+                self.read_one(sql::PASSKEY_BY_CREDENTIAL, &[Arg::Text(credential_id)], Self::passkey, direct::Direct::passkey).await
             }
 
             async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
-                let r = sqlx::query("SELECT * FROM devices WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::device).transpose()
+                self.read_one(sql::DEVICE_BY_ID, &[Arg::Id(id.0)], Self::device, direct::Direct::device).await
             }
 
             async fn remembered_client(&self, id: RememberedClientId) -> Result<Option<RememberedClient>, StoreError> {
-                let r = sqlx::query("SELECT * FROM remembered_clients WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::remembered).transpose()
+                self.read_one(sql::REMEMBERED_BY_ID, &[Arg::Id(id.0)], Self::remembered, direct::Direct::remembered).await
             }
 
             async fn remembered_clients(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<RememberedClient>, StoreError> {
-                let rows = sqlx::query("SELECT * FROM remembered_clients WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id")
-                    .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
-                rows.iter().map(Self::remembered).collect()
+                self.read_all(sql::REMEMBERED_OF_USER, &[Arg::Id(user_id.0), Arg::Int(us(now))], Self::remembered, direct::Direct::remembered).await
             }
 
             async fn devices(&self, user_id: UserId) -> Result<Vec<Device>, StoreError> {
-                let rows = sqlx::query("SELECT * FROM devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id")
-                    .bind(user_id.0).fetch_all(&self.pool).await.map_err(db_err)?;
-                rows.iter().map(Self::device).collect()
+                self.read_all(sql::DEVICES_OF_USER, &[Arg::Id(user_id.0)], Self::device, direct::Direct::device).await
             }
 
             async fn reserve_pin_attempt(&self, id: DeviceId, max: u32) -> Result<Option<u32>, StoreError> {
@@ -313,14 +341,11 @@ macro_rules! store_impl {
             }
 
             async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError> {
-                let r = sqlx::query("SELECT * FROM approvals WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::approval).transpose()
+                self.read_one(sql::APPROVAL_BY_ID, &[Arg::Id(id.0)], Self::approval, direct::Direct::approval).await
             }
 
             async fn pending_approvals(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Approval>, StoreError> {
-                let rows = sqlx::query("SELECT * FROM approvals WHERE user_id = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at")
-                    .bind(user_id.0).bind(us(now)).fetch_all(&self.pool).await.map_err(db_err)?;
-                rows.iter().map(Self::approval).collect()
+                self.read_all(sql::PENDING_APPROVALS, &[Arg::Id(user_id.0), Arg::Int(us(now))], Self::approval, direct::Direct::approval).await
             }
 
             async fn last_reported_approval(&self, user_id: UserId) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -352,9 +377,7 @@ macro_rules! store_impl {
             }
 
             async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
-                let r = sqlx::query(sql!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
-                    .bind(id.0).fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.as_ref().map(Self::session).transpose()
+                self.read_one(sql::SESSION_BY_ID, &[Arg::Id(id.0)], Self::session, direct::Direct::session).await
             }
 
             async fn live_sessions(&self, user_id: UserId, now: OffsetDateTime) -> Result<Vec<Session>, StoreError> {
@@ -491,13 +514,7 @@ macro_rules! store_impl {
             }
 
             async fn refresh_token(&self, hash: &str) -> Result<Option<(SessionId, bool)>, StoreError> {
-                let r = sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1").bind(hash)
-                    .fetch_optional(&self.pool).await.map_err(db_err)?;
-                r.map(|r| {
-                    let used: Option<i64> = r.try_get("used_at").map_err(db_err)?;
-                    Ok((SessionId(r.try_get::<Uuid, _>("session_id").map_err(db_err)?), used.is_some()))
-                })
-                .transpose()
+                self.read_one(sql::REFRESH_TOKEN, &[Arg::Text(hash)], Self::refresh_token_row, direct::Direct::refresh_token_row).await
             }
 
             async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {

@@ -11,6 +11,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 impl PgStore {
+    /// Wrap a pool (migrations are run by `Database::migrate`).
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { writer: pool.clone(), pool, group: None, readers: None }
+    }
+
     /// Concurrent transactions, each with its own row locks: a reservation's two rows are locked
     /// in two transactions (`reserve_attempt_in`). `true` puts them back in one, to see the
     /// deadlock the conformance race `a_completing_step_racing_its_flows_reservations_never_errors`

@@ -6,7 +6,7 @@ macro_rules! store_rows {
     ($name:ident, $row:ty $(, #[$attr:meta])*) => {
         $(#[$attr])*
         impl $name {
-            fn user(r: &$row) -> Result<User, StoreError> {
+            pub(super) fn user(r: &$row) -> Result<User, StoreError> {
                 let status: String = r.try_get("status").map_err(db_err)?;
                 Ok(User {
                     id: UserId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
@@ -42,7 +42,13 @@ macro_rules! store_rows {
                 })
             }
 
-            fn flow(r: &$row) -> Result<Flow, StoreError> {
+            /// A refresh token's session, and whether the token is spent.
+            pub(super) fn refresh_token_row(r: &$row) -> Result<(SessionId, bool), StoreError> {
+                let used: Option<i64> = r.try_get("used_at").map_err(db_err)?;
+                Ok((SessionId(r.try_get::<Uuid, _>("session_id").map_err(db_err)?), used.is_some()))
+            }
+
+            pub(super) fn flow(r: &$row) -> Result<Flow, StoreError> {
                 let kind: String = r.try_get("kind").map_err(db_err)?;
                 let state: String = r.try_get("state").map_err(db_err)?;
                 Ok(Flow {
@@ -63,7 +69,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn session(r: &$row) -> Result<Session, StoreError> {
+            pub(super) fn session(r: &$row) -> Result<Session, StoreError> {
                 let amr: String = r.try_get("amr").map_err(db_err)?;
                 Ok(Session {
                     id: SessionId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
@@ -88,7 +94,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn sighting(r: &$row) -> Result<Sighting, StoreError> {
+            pub(super) fn sighting(r: &$row) -> Result<Sighting, StoreError> {
                 let lat: Option<i64> = r.try_get("latitude_e6").map_err(db_err)?;
                 let lon: Option<i64> = r.try_get("longitude_e6").map_err(db_err)?;
                 Ok(Sighting {
@@ -102,7 +108,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn approval(r: &$row) -> Result<Approval, StoreError> {
+            pub(super) fn approval(r: &$row) -> Result<Approval, StoreError> {
                 let status: String = r.try_get("status").map_err(db_err)?;
                 Ok(Approval {
                     id: ApprovalId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
@@ -129,7 +135,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn app_attest_key_row(r: &$row) -> Result<AppAttestKey, StoreError> {
+            pub(super) fn app_attest_key_row(r: &$row) -> Result<AppAttestKey, StoreError> {
                 Ok(AppAttestKey {
                     key_id: r.try_get("key_id").map_err(db_err)?,
                     app_id: r.try_get("app_id").map_err(db_err)?,
@@ -141,7 +147,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn passkey(r: &$row) -> Result<Passkey, StoreError> {
+            pub(super) fn passkey(r: &$row) -> Result<Passkey, StoreError> {
                 Ok(Passkey {
                     id: PasskeyId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
                     user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
@@ -158,7 +164,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn remembered(r: &$row) -> Result<RememberedClient, StoreError> {
+            pub(super) fn remembered(r: &$row) -> Result<RememberedClient, StoreError> {
                 Ok(RememberedClient {
                     id: RememberedClientId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
                     user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
@@ -172,7 +178,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn device(r: &$row) -> Result<Device, StoreError> {
+            pub(super) fn device(r: &$row) -> Result<Device, StoreError> {
                 let key = |col: &str| -> Result<Vec<u8>, StoreError> {
                     let text: String = r.try_get(col).map_err(db_err)?;
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| corrupt("device key"))
@@ -204,7 +210,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn factor(r: &$row) -> Result<Factor, StoreError> {
+            pub(super) fn factor(r: &$row) -> Result<Factor, StoreError> {
                 Ok(Factor {
                     id: FactorId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
                     user_id: UserId(r.try_get::<Uuid, _>("user_id").map_err(db_err)?),
@@ -217,7 +223,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn message(r: &$row) -> Result<OutboxMessage, StoreError> {
+            pub(super) fn message(r: &$row) -> Result<OutboxMessage, StoreError> {
                 let status: String = r.try_get("status").map_err(db_err)?;
                 Ok(OutboxMessage {
                     id: MessageId(r.try_get::<Uuid, _>("id").map_err(db_err)?),
@@ -235,7 +241,7 @@ macro_rules! store_rows {
                 })
             }
 
-            fn event(r: &$row) -> Result<AuditEvent, StoreError> {
+            pub(super) fn event(r: &$row) -> Result<AuditEvent, StoreError> {
                 let detail: String = r.try_get("detail").map_err(db_err)?;
                 Ok(AuditEvent {
                     id: EventId(r.try_get::<Uuid, _>("id").map_err(db_err)?),

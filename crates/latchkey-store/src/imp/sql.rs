@@ -1,6 +1,7 @@
-//! The statements of the writes on request paths, one text for both ways SQLite runs them: through
-//! sqlx (`writes.rs`, `mod.rs`; PostgreSQL too) and on the writer connection directly
-//! (`direct.rs`). Parameters are `$N`; `direct.rs` binds them by their number.
+//! The statements of the reads and writes on request paths, one text for both ways SQLite runs
+//! them: through sqlx (`writes.rs`, `mod.rs`; PostgreSQL too) and on its own connections
+//! directly (`direct.rs`, `readers.rs`). Parameters are `$N`; `direct.rs` binds them by their
+//! number.
 
 pub(super) const FLOW_ATTEMPT: &str =
     "UPDATE flows SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 RETURNING attempts";
@@ -49,3 +50,21 @@ pub(super) const REVOKE_REUSED: &str =
 pub(super) const SESSION_BY_ID: &str = concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1");
 pub(super) const UNSPEND_REFRESH: &str = "UPDATE refresh_tokens SET used_at = NULL WHERE hash = $1";
 pub(super) const TOUCH_SESSION: &str = "UPDATE sessions SET last_refresh_at = $2 WHERE id = $1";
+
+// Reads.
+pub(super) const USER_BY_USERNAME: &str = concat!("SELECT ", user_cols!(), " FROM users WHERE username_canonical = $1");
+pub(super) const USER_BY_ID: &str = concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1");
+pub(super) const FLOW_BY_ID: &str = "SELECT * FROM flows WHERE id = $1";
+pub(super) const FACTORS_OF_USER: &str = "SELECT * FROM factors WHERE user_id = $1 ORDER BY created_at, id";
+pub(super) const APP_ATTEST_KEY: &str = "SELECT * FROM app_attest_keys WHERE key_id = $1";
+pub(super) const PASSKEYS_OF_USER: &str = "SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id";
+pub(super) const PASSKEY_BY_CREDENTIAL: &str = "SELECT * FROM passkeys WHERE credential_id = $1";
+pub(super) const DEVICE_BY_ID: &str = "SELECT * FROM devices WHERE id = $1";
+pub(super) const DEVICES_OF_USER: &str =
+    "SELECT * FROM devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id";
+pub(super) const REMEMBERED_BY_ID: &str = "SELECT * FROM remembered_clients WHERE id = $1";
+pub(super) const REMEMBERED_OF_USER: &str = "SELECT * FROM remembered_clients WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id";
+pub(super) const APPROVAL_BY_ID: &str = "SELECT * FROM approvals WHERE id = $1";
+pub(super) const PENDING_APPROVALS: &str =
+    "SELECT * FROM approvals WHERE user_id = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at";
+pub(super) const REFRESH_TOKEN: &str = "SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1";

@@ -8,6 +8,10 @@ use latchkey_core::store::{Batch, RotateOutcome, StoreError};
 use sqlx::Row;
 use time::OffsetDateTime;
 
+/// The settings `settings` reports.
+const SETTINGS: [&str; 6] =
+    ["journal_mode", "synchronous", "foreign_keys", "secure_delete", "temp_store", "query_only"];
+
 impl SqliteStore {
     /// A batch whose writes all run on the writer connection directly goes there (`direct.rs`);
     /// the rest through sqlx.
@@ -78,6 +82,30 @@ impl SqliteStore {
     pub(super) async fn scrub_files(&self) -> Result<(), StoreError> {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
+    }
+
+    /// Test support: the settings each kind of connection runs with — sqlx's writer, the
+    /// writer task's direct connection (opened as it opens it), a reader — as
+    /// `(connection, pragma, value)`.
+    pub(crate) async fn settings(&self) -> Result<Vec<(&'static str, &'static str, String)>, StoreError> {
+        let mut out = Vec::new();
+        for p in SETTINGS {
+            let q = format!("PRAGMA {p}");
+            let row = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_one(&self.writer).await.map_err(db_err)?;
+            let v = row.try_get::<String, _>(0).or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()));
+            out.push(("sqlx", p, v.map_err(db_err)?));
+        }
+        let path = self.pool.connect_options().get_filename().to_path_buf();
+        let direct = tokio::task::spawn_blocking(move || direct::open_writer(&path)).await.map_err(db_err)??;
+        for p in SETTINGS {
+            out.push(("direct", p, direct::pragma(&direct, p)?));
+        }
+        if let Some(readers) = &self.readers {
+            for p in SETTINGS {
+                out.push(("reader", p, readers.pragma(p)?));
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) async fn dump_text(&self) -> Result<String, StoreError> {

@@ -68,3 +68,32 @@ async fn migrating_twice_is_harmless() {
         pg.migrate().await.unwrap();
     }
 }
+
+/// Every connection SQLite writes with makes each commit durable (`synchronous = FULL`, in WAL
+/// mode), checks foreign keys, zeroes deleted rows and keeps savepoints' journals in memory —
+/// sqlx's writer and the writer task's direct connection alike; a reader cannot write.
+#[tokio::test]
+async fn every_sqlite_connection_keeps_commits_durable_and_readers_read_only() {
+    let db = sqlite().await;
+    // A read first, so a reader connection exists.
+    assert!(!db.store().has_users().await.unwrap());
+    let _ = db.store().user_by_username("nobody").await.unwrap();
+    let settings = db.sqlite_settings().await.unwrap();
+    let value = |conn: &str, pragma: &str| {
+        settings
+            .iter()
+            .find(|(c, p, _)| *c == conn && *p == pragma)
+            .map(|(_, _, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {pragma} for the {conn} connection"))
+    };
+    for conn in ["sqlx", "direct"] {
+        assert_eq!(value(conn, "journal_mode"), "wal", "{conn}");
+        assert_eq!(value(conn, "synchronous"), "2", "{conn}: FULL");
+        assert_eq!(value(conn, "foreign_keys"), "1", "{conn}");
+        assert_eq!(value(conn, "secure_delete"), "1", "{conn}");
+        assert_eq!(value(conn, "temp_store"), "2", "{conn}: MEMORY");
+        assert_eq!(value(conn, "query_only"), "0", "{conn}");
+    }
+    assert_eq!(value("reader", "journal_mode"), "wal");
+    assert_eq!(value("reader", "query_only"), "1");
+}
