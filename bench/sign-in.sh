@@ -9,6 +9,7 @@
 #   tokens, or a device session's with a DPoP proof on each request)
 #   STORM=N runs N clients of password sign-ins (the server's Argon2, on the same core) during
 #   each measured run: how light flows fare beside a password storm (issue 17, item 3).
+#   FLOWS=N (totp, code): the steps each run prepares (default: 2,500 per second of the run).
 #   SEED=N first imports N accounts (`latchkey import`, the fast path: no password hashes) so
 #   the flows run against a database of that size (issue 17, item 5).
 # Prints one JSON line per run, with the server's CPU time per operation and its resident memory.
@@ -72,6 +73,11 @@ for run in $(seq "$runs"); do
   case "${BENCH:-sign-in}" in
     refresh|me) extra=(--binding "${BINDING:-bearer}") ;;
     code) extra=(--channel "${CHANNEL:-sms}") ;;
+  esac
+  # Each code or TOTP run prepares its steps first: enough for 2,500/s over the warm-up and the
+  # window (FLOWS=N to set it); a run that spends them all reports an error, not a rate.
+  case "${BENCH:-sign-in}" in
+    totp|code) extra+=(--flows "${FLOWS:-$(( (seconds + 2) * 2500 ))}") ;;
   esac
   out=$(taskset -c 1 "$bin" bench "${BENCH:-sign-in}" "${extra[@]}" --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
         --concurrency "$conc" --seconds "$seconds" --server-pid "$pid")
