@@ -13,7 +13,7 @@ use std::time::Duration;
 
 mod imp;
 
-pub use imp::{PgStore, SqliteStore};
+pub use imp::{DIRECT_STATEMENT_LOG, PgStore, SqliteStore};
 
 /// How to open a database.
 #[derive(Debug, Clone, Default)]

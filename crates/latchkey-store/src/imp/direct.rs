@@ -60,12 +60,18 @@ impl TryGet for rusqlite::Row<'_> {
 
 store_rows!(Direct, rusqlite::Row<'_>, #[allow(dead_code, reason = "the reads that may scan stay on sqlx's pool (`readers.rs`)")]);
 
+/// The tracing target of the statements run here, each a debug event with its text as
+/// `db.statement`, as sqlx's `sqlx::query` events carry the statements sqlx runs.
+pub const STATEMENT_LOG: &str = "latchkey_store::direct";
+
 /// `sql`, prepared (or taken from the connection's cache) with `params[N - 1]` bound to each `$N`.
 pub(super) fn prepared<'c>(
     db: &'c Connection,
     sql: &str,
     params: &[&dyn ToSql],
 ) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    // What sqlx logs for the statements it runs, for the same readers (the plans test).
+    tracing::debug!(target: STATEMENT_LOG, { db.statement = sql }, "statement");
     let mut st = db.prepare_cached(sql).map_err(db_err)?;
     for i in 1..=st.parameter_count() {
         let value: &dyn ToSql = st

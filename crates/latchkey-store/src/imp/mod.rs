@@ -106,6 +106,7 @@ mod erase;
 #[macro_use]
 mod admin;
 mod direct;
+pub use direct::STATEMENT_LOG as DIRECT_STATEMENT_LOG;
 mod group;
 mod postgres;
 mod readers;

@@ -1,6 +1,6 @@
 //! Every statement the store runs, planned by SQLite and by PostgreSQL (issue 17, item 5): the
 //! conformance suite drives every Store method while a tracing layer records the SQL sqlx
-//! executes; each distinct statement is then planned on a migrated database — SQLite's `EXPLAIN
+//! executes, and the SQL SQLite's store runs on its own connections (its lookups and hot writes); each distinct statement is then planned on a migrated database — SQLite's `EXPLAIN
 //! QUERY PLAN`; PostgreSQL's generic plan of the prepared statement with sequential scans
 //! priced out (`enable_seqscan = off`), so a `Seq Scan` left means no index can serve it — and a
 //! plan that reads a whole table fails the test, unless the statement is one of the few that
@@ -41,7 +41,7 @@ impl tracing::field::Visit for Fields {
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "sqlx::query" {
+        if !["sqlx::query", latchkey_store::DIRECT_STATEMENT_LOG].contains(&event.metadata().target()) {
             return;
         }
         let mut f = Fields::default();
@@ -67,9 +67,11 @@ const WHOLE_TABLE: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_statement_the_store_runs_uses_an_index() {
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let subscriber = tracing_subscriber::registry()
-        .with(Statements(seen.clone()))
-        .with(tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG));
+    let subscriber = tracing_subscriber::registry().with(Statements(seen.clone())).with(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("sqlx::query", tracing::Level::DEBUG)
+            .with_target(latchkey_store::DIRECT_STATEMENT_LOG, tracing::Level::DEBUG),
+    );
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     sqlite(&seen).await;
@@ -165,6 +167,10 @@ async fn sqlite(seen: &Arc<Mutex<BTreeSet<String>>>) {
         }
     }
     assert!(statements.len() > 50, "{} statements planned", statements.len());
+    // SQLite runs these on its own connections only (a lookup, a hot write): their log is seen.
+    for own in ["SELECT * FROM flows WHERE id = $1", "UPDATE flows SET attempts = attempts + 1"] {
+        assert!(statements.iter().any(|s| s.starts_with(own)), "the store's own statement {own} was planned");
+    }
     for (prefix, _, _) in MUST_USE {
         assert!(statements.iter().any(|s| s.starts_with(prefix)), "the suite ran {prefix}");
     }
