@@ -48,9 +48,10 @@ fn uncommitted() -> StoreError {
 }
 
 impl SqliteStore {
-    /// A store whose writes all go through `writer`, one connection: writers wait their turn in
-    /// the pool's queue and wake as soon as it is free, instead of sleeping in SQLite's busy
-    /// handler. The writes of request paths (batches, reservations, refresh rotations, proofs
+    /// A store whose writes all take their turn on `writer`, one connection: writers wait in the
+    /// pool's queue and wake as soon as it is free, instead of sleeping in SQLite's busy handler
+    /// (the writer task's direct groups run on a connection of its own while it holds `writer`).
+    /// Its lookups by key run on reader connections of their own (`readers.rs`). The writes of request paths (batches, reservations, refresh rotations, proofs
     /// spent) are committed in groups by one task: those that arrive while a commit is being made
     /// to disk share the next one, each in a savepoint of its own — one that fails rolls back
     /// alone — and none is acknowledged before the commit that holds it is durable
