@@ -19,6 +19,7 @@ use counters::{
     a_completing_step_racing_its_flows_reservations_never_errors,
     a_quiet_counter_below_its_cap_is_forgotten_and_one_at_the_cap_is_kept,
     a_steps_reservations_are_one_write_and_hold_under_concurrency,
+    a_steps_writes_take_effect_only_with_its_reserved_attempt,
 };
 use erasure::an_erased_account_leaves_nothing_personal_and_its_username_rests;
 use latchkey_proto::Channel;
@@ -619,6 +620,7 @@ pub fn all() -> Vec<(&'static str, Check)> {
         failure_counters_lock_progressively_and_hold_under_concurrency,
         a_counter_cleared_during_parallel_reservations_never_errors,
         a_steps_reservations_are_one_write_and_hold_under_concurrency,
+        a_steps_writes_take_effect_only_with_its_reserved_attempt,
         a_completing_step_racing_its_flows_reservations_never_errors,
         one_active_factor_per_kind_holds_under_concurrency,
         one_pending_approval_per_account_and_each_is_answered_once,

@@ -11,9 +11,9 @@
 
 use crate::auth::Auth;
 use crate::clock::rfc3339;
-use crate::ids::{MessageId, UserId};
-use crate::model::{AuditEvent, OutboxMessage, OutboxStatus, User};
-use crate::store::{Batch, StoreError, Write};
+use crate::ids::{FlowId, MessageId, UserId};
+use crate::model::{AccountCounter, AuditEvent, OutboxMessage, OutboxStatus, User};
+use crate::store::{Batch, ReservedStep, StoreError, Write};
 use std::sync::Arc;
 
 pub use crate::subscriptions::{
@@ -49,6 +49,30 @@ impl Auth {
             self.outbox_wakeup.notify_one();
         }
         Ok(())
+    }
+
+    /// Reserve an attempt on flow `id` (and on `account`) and, when `right` and the attempt is
+    /// granted, apply `then` with it ([`crate::store::Store::reserve_attempt_and_apply`]), its
+    /// events queued as [`Auth::apply`] queues them. The events are made whether or not `right`,
+    /// so the work before the reservation is the same for a right answer and a wrong one.
+    pub(crate) async fn reserve_and_apply(
+        &self,
+        id: FlowId,
+        account: Option<AccountCounter>,
+        mut then: Batch,
+        right: bool,
+    ) -> Result<ReservedStep, StoreError> {
+        let queued = self.fan_out(&mut then).await?;
+        let max = self.settings.flows.max_attempts;
+        if !right {
+            let reservation = self.store.reserve_attempt(id, max, account).await?;
+            return Ok(ReservedStep { reservation, applied: None });
+        }
+        let step = self.store.reserve_attempt_and_apply(id, max, account, then).await?;
+        if queued && matches!(step.applied, Some(Ok(()))) {
+            self.outbox_wakeup.notify_one();
+        }
+        Ok(step)
     }
 
     /// The endpoints events go to (the worker gives each a lane; its sender signs with the

@@ -46,6 +46,25 @@ impl Sessions<'_> {
         ctx: &ClientContext,
         batch: &mut Batch,
     ) -> Result<(Session, proto::Tokens), AuthError> {
+        let (session, refresh) = self.open_session(flow_id, user, amr, device, now, ctx, batch);
+        let tokens = self.tokens_for(&session, user, refresh, now, "sign_in").await?;
+        Ok((session, tokens))
+    }
+
+    /// A new session's writes, pushed onto `batch`: the session, its first refresh token (the
+    /// secret returned; its hash is what is stored) and the sightings it leaves. Its tokens are
+    /// [`Self::tokens_for`] the session and that refresh token.
+    #[allow(clippy::too_many_arguments)] // the session's facts and the batch it adds to
+    pub(crate) fn open_session(
+        &self,
+        flow_id: FlowId,
+        user: &User,
+        amr: &[&str],
+        device: Option<&Device>,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> (Session, SecretString) {
         let t = &self.auth.settings.tokens;
         let session = Session {
             id: SessionId::new(),
@@ -74,8 +93,7 @@ impl Sessions<'_> {
             session_id: session.id,
             created_at: now,
         });
-        let tokens = self.tokens_for(&session, user, refresh, now, "sign_in").await?;
-        Ok((session, tokens))
+        (session, refresh)
     }
 
     /// The tokens of `session`: an access token (with `user`'s custom attributes that are

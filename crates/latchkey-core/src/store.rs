@@ -524,6 +524,16 @@ pub enum RotateOutcome {
     ProofMismatch,
 }
 
+/// What [`Store::reserve_attempt_and_apply`] did.
+#[derive(Debug)]
+pub struct ReservedStep {
+    /// The reservation, as [`Store::reserve_attempt`] returns it.
+    pub reservation: AttemptReservation,
+    /// The result of applying the step's writes; `None` when the attempt was not granted and
+    /// they were not tried.
+    pub applied: Option<Result<(), StoreError>>,
+}
+
 /// Storage. Implementations: SQLite and PostgreSQL in `latchkey-store`; both pass
 /// `latchkey_core::conformance`.
 #[async_trait]
@@ -574,6 +584,19 @@ pub trait Store: Send + Sync + 'static {
         max: u32,
         account: Option<AccountCounter>,
     ) -> Result<AttemptReservation, StoreError>;
+    /// [`Store::reserve_attempt`] and, when it grants the attempt
+    /// ([`AttemptReservation::granted`]), [`Store::apply`] `then`: the writes of a step whose
+    /// answer was found right before it was counted, made only if it may count. In one
+    /// transaction where the store's writes are serial (SQLite: the step costs one commit, not
+    /// two), in two otherwise (PostgreSQL, for the lock order [`Store::reserve_attempt`] keeps).
+    /// `then` failing (a lost compare-and-swap) undoes `then` alone: the attempt stays counted.
+    async fn reserve_attempt_and_apply(
+        &self,
+        id: FlowId,
+        max: u32,
+        account: Option<AccountCounter>,
+        then: Batch,
+    ) -> Result<ReservedStep, StoreError>;
     /// Atomically count one more code sent in a flow if fewer than `max` were; returns the new count.
     async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError>;
 

@@ -141,3 +141,117 @@ pub async fn a_completing_step_racing_its_flows_reservations_never_errors(store:
         assert_eq!(store.flow(f.id).await.unwrap().unwrap().version, f.version + 1);
     }
 }
+
+/// A step whose answer was found right before it was counted (a sign-in's TOTP code, issue 17):
+/// its writes take effect only in the store call that grants its attempt. Under a burst the flow
+/// grants exactly `max` attempts; of the step's writes racing for one TOTP step one wins, and
+/// each loser's writes are undone alone while its attempt stays counted; a flow out of attempts
+/// or a locked account applies nothing; batches failing in the same moment undo none of it.
+pub async fn a_steps_writes_take_effect_only_with_its_reserved_attempt(store: Arc<dyn Store>) {
+    let u = super::user("ines");
+    let factor = Factor {
+        id: crate::ids::FactorId::new(),
+        user_id: u.id,
+        kind: "totp".into(),
+        state: "active".into(),
+        secret_sealed: Some("sealed".into()),
+        last_step: None,
+        created_at: T0,
+        last_used_at: None,
+    };
+    let f = super::flow(Some(u.id));
+    store
+        .apply(Batch(vec![
+            Write::InsertUser(u.clone()),
+            Write::InsertFactor(factor.clone()),
+            Write::InsertFlow(f.clone()),
+        ]))
+        .await
+        .unwrap();
+    let counter = |key: &str, hard_cap: u32| AccountCounter {
+        key: key.into(),
+        kind: "otp".into(),
+        now: T0,
+        policy: LockoutPolicy { hard_cap, ..super::NEVER_LOCKED },
+    };
+    let step = |n: i64, who: &str| {
+        // The audit event first: a loser's is written, then undone with its step.
+        Batch(vec![
+            Write::Audit(AuditEvent {
+                id: crate::ids::EventId::new(),
+                at: T0,
+                user_id: Some(u.id),
+                kind: "step_won".into(),
+                outcome: who.into(),
+                ip: None,
+                user_agent: None,
+                detail: serde_json::json!({}),
+            }),
+            Write::ConsumeTotpStep { id: factor.id, step: n, at: T0 },
+        ])
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(24));
+    let mut tasks = vec![];
+    for i in 0..24 {
+        let (store, barrier, id, account, then) =
+            (store.clone(), barrier.clone(), f.id, counter("user:ines", 10_000), step(7, &i.to_string()));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            if i % 4 == 3 {
+                // Loses to the account inserted above: rolls back alone.
+                let lost = store.apply(Batch(vec![Write::InsertUser(super::user("ines"))])).await;
+                assert!(matches!(lost, Err(StoreError::Conflict("username"))), "{lost:?}");
+                return None;
+            }
+            Some(store.reserve_attempt_and_apply(id, 5, Some(account), then).await.unwrap())
+        }));
+    }
+    let (mut granted, mut won, mut replays, mut refused) = (vec![], 0, 0, 0);
+    for t in tasks {
+        let Some(r) = t.await.unwrap() else { continue };
+        match (r.reservation.attempts, r.applied) {
+            (Some(n), Some(Ok(()))) => {
+                granted.push(n);
+                won += 1;
+            }
+            (Some(n), Some(Err(StoreError::Conflict("totp_step")))) => {
+                granted.push(n);
+                replays += 1;
+            }
+            (None, None) => refused += 1,
+            other => panic!("unexpected step {other:?}"),
+        }
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, vec![1, 2, 3, 4, 5], "exactly the flow's attempts are granted");
+    assert_eq!((won, replays, refused), (1, 4, 13));
+    assert_eq!(store.flow(f.id).await.unwrap().unwrap().attempts, 5, "the losers' attempts stay counted");
+    let won_events = |store: Arc<dyn Store>| async move {
+        store.audit_events(Some(u.id), 100).await.unwrap().into_iter().filter(|e| e.kind == "step_won").count()
+    };
+    assert_eq!(won_events(store.clone()).await, 1, "the losers' writes are undone");
+    assert_eq!(store.factors(u.id).await.unwrap()[0].last_step, Some(7));
+
+    // A flow out of attempts applies nothing, and counts nothing on the account.
+    let r =
+        store.reserve_attempt_and_apply(f.id, 5, Some(counter("user:ines", 10_000)), step(8, "late")).await.unwrap();
+    assert_eq!((r.reservation, r.applied.is_none()), (AttemptReservation { attempts: None, account: None }, true));
+    // A locked account applies nothing, though the flow counts the attempt.
+    assert_eq!(
+        store.reserve_failure("user:locked", "otp", T0, &counter("user:locked", 1).policy).await.unwrap(),
+        Reservation::Allowed(1)
+    );
+    let g = super::flow(Some(u.id));
+    store.apply(Batch(vec![Write::InsertFlow(g.clone())])).await.unwrap();
+    let r = store.reserve_attempt_and_apply(g.id, 5, Some(counter("user:locked", 1)), step(9, "locked")).await.unwrap();
+    assert_eq!(r.reservation, AttemptReservation { attempts: Some(1), account: Some(Reservation::Locked(None)) });
+    assert!(r.applied.is_none(), "{:?}", r.applied);
+    assert_eq!(won_events(store.clone()).await, 1);
+    assert_eq!(store.factors(u.id).await.unwrap()[0].last_step, Some(7));
+    // Granted, the step's writes are applied with its reservation.
+    let r = store.reserve_attempt_and_apply(g.id, 5, None, step(10, "later")).await.unwrap();
+    assert_eq!(r.reservation, AttemptReservation { attempts: Some(2), account: None });
+    assert!(matches!(r.applied, Some(Ok(()))), "{:?}", r.applied);
+    assert_eq!(store.factors(u.id).await.unwrap()[0].last_step, Some(10));
+    assert_eq!(won_events(store).await, 2);
+}

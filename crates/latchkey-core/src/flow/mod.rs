@@ -91,14 +91,35 @@ impl Auth {
         kind: &str,
         now: OffsetDateTime,
     ) -> Result<Result<u32, FlowOutcome>, AuthError> {
-        let max = self.settings.flows.max_attempts;
-        let account = account_key.map(|key| AccountCounter {
+        let account = self.code_counter(account_key, kind, now);
+        let reserved = self.store.reserve_attempt(flow.id, self.settings.flows.max_attempts, account).await?;
+        self.reserved(flow, step, reserved).await
+    }
+
+    /// The account's `kind` counter of wrong codes, for a known user.
+    pub(crate) fn code_counter(
+        &self,
+        account_key: Option<&str>,
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Option<AccountCounter> {
+        account_key.map(|key| AccountCounter {
             key: key.to_owned(),
             kind: kind.to_owned(),
             now,
             policy: self.settings.limits.code,
-        });
-        let reserved = self.store.reserve_attempt(flow.id, max, account).await?;
+        })
+    }
+
+    /// What a reservation means for the step: `Ok(Ok(n))`, go ahead, this is attempt `n`;
+    /// `Ok(Err(answer))`, refused unevaluated.
+    pub(crate) async fn reserved(
+        &self,
+        flow: &Flow,
+        step: &'static str,
+        reserved: AttemptReservation,
+    ) -> Result<Result<u32, FlowOutcome>, AuthError> {
+        let max = self.settings.flows.max_attempts;
         let Some(attempts) = reserved.attempts else {
             // Every attempt is taken (evaluated or in flight). No transition here: an in-flight
             // right answer may still complete the flow; a wrong one that used the last attempt

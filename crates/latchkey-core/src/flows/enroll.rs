@@ -136,12 +136,33 @@ impl Auth {
             Ok(n) => n,
             Err(o) => return Ok(Err(o)),
         };
-        // An enrolment names its pending factor; a sign-in uses the active authenticator app.
+        let factor = self.totp_factor(&user, factor_id).await?;
+        match self.totp_matches(&factor, given, now)? {
+            Ok(matched) => Ok(Ok(TotpMatch { user, factor, step: matched, attempts })),
+            // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
+            Err(replay) => Ok(Err(self.refuse(flow, step, attempts, replay, now, ctx).await?)),
+        }
+    }
+
+    /// The authenticator app `factor_id` names (an enrolment's pending one) or, without one, the
+    /// account's active one (a sign-in's).
+    pub(crate) async fn totp_factor(&self, user: &User, factor_id: Option<FactorId>) -> Result<Factor, AuthError> {
         let factor = self.store.factors(user.id).await?.into_iter().find(|f| match factor_id {
             Some(id) => f.id == id,
             None => f.kind == TOTP && f.state == ACTIVE,
         });
-        let Some(factor) = factor else { return Err(AuthError::FlowExpired) };
+        factor.ok_or(AuthError::FlowExpired)
+    }
+
+    /// `given` against `factor` at `now`: `Ok(step)`, it matches a step after the factor's last
+    /// one; `Err(replay)`, it does not, and `replay` says whether it matches one already spent.
+    /// Both checks are made whatever the code, so the time taken says nothing about it.
+    pub(crate) fn totp_matches(
+        &self,
+        factor: &Factor,
+        given: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<Result<u64, bool>, AuthError> {
         let secret = factor
             .secret_sealed
             .as_deref()
@@ -150,12 +171,9 @@ impl Auth {
         let params = TotpParams::default();
         let t = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
-        if let Some(matched) = totp::verify(&secret, given.expose(), t, last, &params) {
-            return Ok(Ok(TotpMatch { user, factor, step: matched, attempts }));
-        }
-        // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
-        let replay = totp::verify(&secret, given.expose(), t, None, &params).is_some();
-        Ok(Err(self.refuse(flow, step, attempts, replay, now, ctx).await?))
+        let fresh = totp::verify(&secret, given.expose(), t, last, &params);
+        let any = totp::verify(&secret, given.expose(), t, None, &params);
+        Ok(fresh.ok_or(any.is_some()))
     }
 
     /// Commit a TOTP success; a parallel request that spent the same step first makes this one a

@@ -10,6 +10,8 @@ use crate::auth::{Auth, CODE, FlowOutcome, OTP, StepEvent, audit};
 use crate::error::{AuthError, retry_after};
 use crate::factors::recovery_codes::normalize_recovery_code;
 use crate::factors::{ACTIVE, EMAIL, RECOVERY_CODES, SMS, TOTP, is_strong};
+use crate::flows::enroll::TotpMatch;
+use crate::hooks::Hook;
 use crate::identity::{Email, Phone};
 use crate::ids::{DeviceId, FlowId};
 use crate::model::*;
@@ -454,6 +456,22 @@ impl Auth {
             let (session, tokens) = self.sessions().new_session(flow.id, user, &amr, None, now, ctx, batch).await?;
             (FlowState::Completed { session_id: Some(session.id) }, Some(tokens))
         };
+        Ok((self.signed_in(flow, user, method, state, now, ctx, batch), tokens))
+    }
+
+    /// A sign-in's move to `state` after a verified second factor, pushed onto `batch` with its
+    /// audit event.
+    #[allow(clippy::too_many_arguments)] // the flow's facts, the batch it adds to: no natural grouping
+    fn signed_in(
+        &self,
+        flow: &Flow,
+        user: &User,
+        method: MfaMethod,
+        state: FlowState,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+        batch: &mut Batch,
+    ) -> Flow {
         let next = Flow { state, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version }).push(audit(
             now,
@@ -463,7 +481,7 @@ impl Auth {
             ctx,
             serde_json::json!({"flow_id": flow.id, "method": method.as_str()}),
         ));
-        Ok((next, tokens))
+        next
     }
 
     /// A new-device sign-in after one of its proofs: after the SMS code, the second proof
@@ -579,6 +597,11 @@ impl Auth {
         now: OffsetDateTime,
         ctx: ClientContext,
     ) -> Result<FlowOutcome, AuthError> {
+        let plain =
+            matches!(&flow.state, FlowState::AwaitingMfa { new_device: None, recovery: None, step_up: None, .. });
+        if plain && !then_new_password && self.hooks.policy(Hook::CustomAccessToken).is_none() {
+            return self.totp_sign_in_at_once(flow, given, now, ctx).await;
+        }
         let found = match self.check_totp(&flow, None, &given, now, &ctx).await? {
             Ok(found) => found,
             Err(o) => return Ok(o),
@@ -593,6 +616,61 @@ impl Auth {
         Ok(FlowOutcome {
             flow: next,
             tokens,
+            error: None,
+            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
+            approval: None,
+        })
+    }
+}
+
+impl Auth {
+    /// A plain sign-in's `totp_code` step as one store write (issue 17): the code is checked
+    /// first, and the sign-in's writes are made in the transaction that counts its attempt, only
+    /// if the count grants it ([`crate::store::Store::reserve_attempt_and_apply`]) — no answer takes effect
+    /// without its attempt counted, and on SQLite the step costs one commit where it cost two.
+    ///
+    /// The sign-in's writes are built whatever the code, and nothing leaves the batch before the
+    /// commit (the tokens are signed after it; no hook is asked: with a `custom_access_token`
+    /// hook the step takes `check_totp`'s way), so the time before the count says nothing about
+    /// the code to a client whose attempts are spent or whose account is locked.
+    async fn totp_sign_in_at_once(
+        &self,
+        flow: Flow,
+        given: SecretString,
+        now: OffsetDateTime,
+        ctx: ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let step = flow.state.step_name();
+        let user = self.user_of(&flow).await?.ok_or(AuthError::FlowExpired)?;
+        let factor = self.totp_factor(&user, None).await?;
+        let matched = self.totp_matches(&factor, &given, now)?;
+        let found = TotpMatch { user, factor, step: matched.unwrap_or(0), attempts: 0 };
+        let mut batch = Batch(found.accepted(now));
+        let amr = ["pwd", self.amr_of(MfaMethod::Totp)];
+        let (session, refresh) = self.sessions().open_session(flow.id, &found.user, &amr, None, now, &ctx, &mut batch);
+        let done = FlowState::Completed { session_id: Some(session.id) };
+        let next = self.signed_in(&flow, &found.user, MfaMethod::Totp, done, now, &ctx, &mut batch);
+        let account = self.code_counter(Some(&found.user.username_canonical), OTP, now);
+        let reserved = self.reserve_and_apply(flow.id, account, batch, matched.is_ok()).await?;
+        let attempts = match self.reserved(&flow, step, reserved.reservation).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(o),
+        };
+        match reserved.applied {
+            Some(Ok(())) => {}
+            // Checklist TOTP-3: a replayed code is refused like a wrong one, but recorded as a replay.
+            None => return self.refuse(&flow, step, attempts, matched == Err(true), now, &ctx).await,
+            // A parallel request spent the same step first: this one is a replay.
+            Some(Err(StoreError::Conflict("totp_step"))) => {
+                return self.refuse(&flow, step, attempts, true, now, &ctx).await;
+            }
+            Some(Err(StoreError::Conflict("flow"))) => return Err(AuthError::FlowCompleted),
+            Some(Err(e)) => return Err(e.into()),
+        }
+        let tokens = self.sessions().tokens_for(&session, &found.user, refresh, now, "sign_in").await?;
+        Ok(FlowOutcome {
+            flow: next,
+            tokens: Some(tokens),
             error: None,
             events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
             approval: None,

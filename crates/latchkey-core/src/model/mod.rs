@@ -552,6 +552,14 @@ pub struct AttemptReservation {
     pub account: Option<Reservation>,
 }
 
+impl AttemptReservation {
+    /// Whether the answer may be evaluated: the flow had an attempt left and the account's
+    /// counter, when one was given, is not locked.
+    pub fn granted(&self) -> bool {
+        self.attempts.is_some() && !matches!(self.account, Some(Reservation::Locked(_)))
+    }
+}
+
 impl LockoutPolicy {
     /// When a counter that has just reached `failures` may be forgotten (`None`: at the cap, kept
     /// until a reset).

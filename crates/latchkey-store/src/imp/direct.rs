@@ -10,7 +10,7 @@ use latchkey_core::ids::{
     ApprovalId, DeviceId, EventId, FactorId, FlowId, MessageId, PasskeyId, RememberedClientId, SessionId, UserId,
 };
 use latchkey_core::model::*;
-use latchkey_core::store::{RotateOutcome, StoreError, Write};
+use latchkey_core::store::{ReservedStep, RotateOutcome, StoreError, Write};
 use rusqlite::{Connection, ToSql};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -155,6 +155,33 @@ pub(super) fn reserve_attempt(
         _ => None,
     };
     Ok(AttemptReservation { attempts, account })
+}
+
+/// `Store::reserve_attempt_and_apply` in one transaction: the step's writes in a savepoint of
+/// their own, undone alone when one fails, so the attempt stays counted.
+pub(super) fn reserve_attempt_and_apply(
+    db: &Connection,
+    id: FlowId,
+    max: u32,
+    account: Option<&latchkey_core::model::AccountCounter>,
+    then: &[Write],
+) -> Result<ReservedStep, StoreError> {
+    let reservation = reserve_attempt(db, id, max, account)?;
+    if !reservation.granted() {
+        return Ok(ReservedStep { reservation, applied: None });
+    }
+    control(db, "SAVEPOINT step")?;
+    let applied = then.iter().try_for_each(|w| write(db, w));
+    if applied.is_err() {
+        control(db, "ROLLBACK TO step")?;
+    }
+    control(db, "RELEASE step")?;
+    Ok(ReservedStep { reservation, applied: Some(applied) })
+}
+
+/// A transaction's or savepoint's statement, prepared once per connection.
+pub(super) fn control(db: &Connection, sql: &str) -> Result<(), StoreError> {
+    db.prepare_cached(sql).and_then(|mut st| st.raw_execute()).map(|_| ()).map_err(db_err)
 }
 
 /// A spent-once id (`Store::use_dpop_proof`): whether it was new.

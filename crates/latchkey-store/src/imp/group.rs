@@ -288,9 +288,9 @@ fn run_direct(db: &rusqlite::Connection, jobs: Vec<DirectJob>) -> (Vec<Answer>, 
     (finishes, committed)
 }
 
-/// A transaction's or savepoint's statement, prepared once per connection.
+/// A transaction's or savepoint's statement (`direct::control`), its error as text.
 fn control(db: &rusqlite::Connection, sql: &str) -> Result<(), String> {
-    db.prepare_cached(sql).and_then(|mut st| st.raw_execute()).map(|_| ()).map_err(|e| e.to_string())
+    super::direct::control(db, sql).map_err(|e| e.to_string())
 }
 
 /// The connection the writer task runs direct groups on (`direct::open_writer`), opened when

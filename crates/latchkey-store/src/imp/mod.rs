@@ -9,8 +9,8 @@ use latchkey_core::ids::{
 };
 use latchkey_core::model::*;
 use latchkey_core::store::{
-    AuditQuery, Batch, Erasure, Figures, OutboxBacklog, RiskCounts, RotateOutcome, Store, StoreError, UserQuery,
-    UserSummary, Write,
+    AuditQuery, Batch, Erasure, Figures, OutboxBacklog, ReservedStep, RiskCounts, RotateOutcome, Store, StoreError,
+    UserQuery, UserSummary, Write,
 };
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -114,6 +114,20 @@ mod sql;
 mod sqlite;
 
 use readers::{Arg, DirectDecoder};
+
+/// `Store::reserve_attempt_and_apply` as two store calls: the reservation, then, if it grants
+/// the attempt, the batch.
+async fn reserve_then_apply(
+    store: &impl Store,
+    id: FlowId,
+    max: u32,
+    account: Option<AccountCounter>,
+    then: Batch,
+) -> Result<ReservedStep, StoreError> {
+    let reservation = store.reserve_attempt(id, max, account).await?;
+    let applied = if reservation.granted() { Some(store.apply(then).await) } else { None };
+    Ok(ReservedStep { reservation, applied })
+}
 
 macro_rules! store_impl {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $claim_suffix:literal) => {
@@ -273,6 +287,10 @@ macro_rules! store_impl {
 
             async fn reserve_attempt(&self, id: FlowId, max: u32, account: Option<AccountCounter>) -> Result<AttemptReservation, StoreError> {
                 self.reserve_attempt_in(id, max, account).await
+            }
+
+            async fn reserve_attempt_and_apply(&self, id: FlowId, max: u32, account: Option<AccountCounter>, then: Batch) -> Result<ReservedStep, StoreError> {
+                self.reserve_attempt_and_apply_in(id, max, account, then).await
             }
 
             async fn reserve_flow_send(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {

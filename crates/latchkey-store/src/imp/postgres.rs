@@ -5,7 +5,7 @@ use super::group::Work;
 use super::{PgStore, TABLES, committed, db_err, n32, opt_us, sql, us};
 use latchkey_core::ids::{FlowId, SessionId};
 use latchkey_core::model::{AccountCounter, AttemptReservation, LockoutPolicy, Reservation};
-use latchkey_core::store::{Batch, RotateOutcome, Store, StoreError};
+use latchkey_core::store::{Batch, ReservedStep, RotateOutcome, Store, StoreError};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -116,6 +116,19 @@ impl PgStore {
             })
         })
         .await
+    }
+
+    /// Two transactions, as `reserve_attempt_in` makes them: in one, the reservation's row locks
+    /// (the flow's, then the account counter's) would be held while the step's writes take the
+    /// factor's and others, in an order other transactions do not keep.
+    pub(super) async fn reserve_attempt_and_apply_in(
+        &self,
+        id: FlowId,
+        max: u32,
+        account: Option<AccountCounter>,
+        then: Batch,
+    ) -> Result<ReservedStep, StoreError> {
+        super::reserve_then_apply(self, id, max, account, then).await
     }
 
     pub(super) async fn reserve_flow_attempt_in(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {

@@ -4,7 +4,7 @@
 use super::{SqliteStore, TABLES, db_err, direct};
 use latchkey_core::ids::FlowId;
 use latchkey_core::model::{AccountCounter, AttemptReservation, LockoutPolicy, Reservation};
-use latchkey_core::store::{Batch, RotateOutcome, StoreError};
+use latchkey_core::store::{Batch, ReservedStep, RotateOutcome, StoreError};
 use sqlx::Row;
 use time::OffsetDateTime;
 
@@ -38,6 +38,21 @@ impl SqliteStore {
         account: Option<AccountCounter>,
     ) -> Result<AttemptReservation, StoreError> {
         self.unit_direct(move |db| direct::reserve_attempt(db, id, max, account.as_ref())).await
+    }
+
+    /// One transaction when the step's writes all run on the writer connection directly (a
+    /// sign-in's TOTP step: one commit where it made two); two otherwise.
+    pub(super) async fn reserve_attempt_and_apply_in(
+        &self,
+        id: FlowId,
+        max: u32,
+        account: Option<AccountCounter>,
+        then: Batch,
+    ) -> Result<ReservedStep, StoreError> {
+        if !then.0.iter().all(direct::runs) {
+            return super::reserve_then_apply(self, id, max, account, then).await;
+        }
+        self.unit_direct(move |db| direct::reserve_attempt_and_apply(db, id, max, account.as_ref(), &then.0)).await
     }
 
     pub(super) async fn reserve_flow_attempt_in(&self, id: FlowId, max: u32) -> Result<Option<u32>, StoreError> {

@@ -1,6 +1,7 @@
 //! TOTP: enrolment from a session, the `totp_code` step at sign-in, and the checklist's TOTP
 //! items (the RFC vectors, TOTP-1, are unit tests in latchkey-core).
 
+use latchkey_core::clock::Clock as _;
 use latchkey_testkit::proto::{MfaMethod, NextStep, codes};
 use latchkey_testkit::{Backend, TestServer, totp_code};
 use std::sync::Arc;
@@ -233,6 +234,11 @@ async fn totp_7_wrong_codes_lock_the_factor_and_then_a_right_code_is_refused_ide
     assert_eq!(right.json()["error"]["code"], codes::LIMIT_EXCEEDED);
     assert_eq!(right.json()["error"], wrong.json()["error"]);
     assert_eq!(right.json()["next_step"]["type"], wrong.json()["next_step"]["type"]);
+    // The right code took no effect: no session, and its step is not spent (the sign-in below
+    // uses the same step).
+    let gail = s.auth.store().user_by_username("gail").await.unwrap().unwrap();
+    let sessions = s.auth.store().live_sessions(gail.id, s.clock.now()).await.unwrap();
+    assert_eq!(sessions.len(), 1, "only the enrolment's sign-in: {sessions:?}");
     // The client cannot tell; the operator's metric can.
     let metrics = s.raw().request("GET", "/metrics", None, None).await.body;
     assert!(metrics.contains(r#"latchkey_flow_steps_total{step="totp_code",outcome="locked"}"#), "{metrics}");
