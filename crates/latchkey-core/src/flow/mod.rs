@@ -8,8 +8,11 @@
 //! Invariants:
 //! - A transition is a compare-and-swap on the flow's version, committed in one batch with its
 //!   outbox messages and audit events; concurrent answers to one step yield exactly one success.
-//! - An attempt is reserved (counted) atomically *before* it is evaluated, so a parallel burst
-//!   cannot evaluate more answers than the cap.
+//! - An attempt is reserved (counted) atomically *before* its answer is evaluated, or (a
+//!   sign-in's TOTP code, a biometric device signature) before it takes effect: the answer is
+//!   checked first and its writes are made in the transaction that counts it, only if the count
+//!   grants it (`Store::reserve_attempt_and_apply`). Either way a parallel burst cannot have more
+//!   answers take effect, or answered, than the cap.
 //! - Failure counters are keyed by the canonical username whether or not the account exists, so
 //!   lockouts reveal nothing and case or normalisation variants share one counter.
 

@@ -201,6 +201,29 @@ async fn custom_access_token_adds_claims_never_reserved_ones_and_fails_closed(b:
     assert_eq!(jwt_claims(&again.access_token)["sub"], claims["sub"]);
 }
 
+/// The TOTP step that completes a sign-in asks the hook before it commits anything (a sign-in
+/// without the hook commits it with its attempt, and signs the tokens after, issue 17): a hook
+/// that does not answer leaves the step to be answered again, with the same code.
+async fn a_hook_that_fails_at_the_totp_step_leaves_the_step_to_answer_again(b: Backend) {
+    let hook = hook_backend().await;
+    let s = TestServer::start_with(b, |c| c.hooks.custom_access_token = Some(hook.config(400))).await;
+    s.create_user("ines", PW).await;
+    let c = s.client();
+    let t = s.sign_in("ines", PW).await;
+    let a = c.enroll_totp(&t.access_token).await.unwrap();
+    let NextStep::SetupTotp { secret, .. } = a.next_step else { panic!("{:?}", a.next_step) };
+    c.setup_totp(&a.flow_id, &latchkey_testkit::totp_code(&secret, &s.clock, 0)).await.unwrap();
+    s.clock.advance(time::Duration::seconds(30));
+    let f = c.sign_in("ines", PW).await.unwrap().flow_id;
+    let code = latchkey_testkit::totp_code(&secret, &s.clock, 0);
+    hook.set(Mode::Hang);
+    let e = c.totp_code(&f, &code).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(503), Some("unavailable")), "{e:?}");
+    hook.set(Mode::Normal);
+    let done = c.totp_code(&f, &code).await.unwrap();
+    assert_eq!(jwt_claims(&done.tokens.expect("tokens").access_token)["tenant"], "acme");
+}
+
 async fn challenge_server(b: Backend, hook: &HookBackend, amr: Option<&str>) -> TestServer {
     let mut config = hook.config(400);
     config.amr = amr.map(str::to_owned);
@@ -382,6 +405,7 @@ both_stores!(
     parallel_first_sign_ins_migrate_an_account_once,
     before_sign_up_allows_denies_sets_attributes_and_fails_closed,
     custom_access_token_adds_claims_never_reserved_ones_and_fails_closed,
+    a_hook_that_fails_at_the_totp_step_leaves_the_step_to_answer_again,
     custom_challenge_counts_as_possession_and_lifts_acr,
     custom_challenge_raises_a_session_in_a_step_up,
     user_migration_brings_an_account_at_its_first_sign_in_and_recovery,
