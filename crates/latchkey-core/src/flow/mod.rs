@@ -11,8 +11,8 @@
 //! - An attempt is reserved (counted) atomically *before* its answer is evaluated, or (a
 //!   sign-in's TOTP code, a biometric device signature) before it takes effect: the answer is
 //!   checked first and its writes are made in the transaction that counts it, only if the count
-//!   grants it (`Store::reserve_attempt_and_apply`). Either way a parallel burst cannot have more
-//!   answers take effect, or answered, than the cap.
+//!   grants it (`Store::reserve_attempt_and_apply`). Either way, however parallel the burst, no
+//!   more answers than the cap take effect or are answered.
 //! - Failure counters are keyed by the canonical username whether or not the account exists, so
 //!   lockouts reveal nothing and case or normalisation variants share one counter.
 

@@ -621,13 +621,12 @@ impl Auth {
             approval: None,
         })
     }
-}
 
-impl Auth {
     /// A plain sign-in's `totp_code` step as one store write (issue 17): the code is checked
     /// first, and the sign-in's writes are made in the transaction that counts its attempt, only
-    /// if the count grants it ([`crate::store::Store::reserve_attempt_and_apply`]) — no answer takes effect
-    /// without its attempt counted, and on SQLite the step costs one commit where it cost two.
+    /// if the count grants it ([`crate::store::Store::reserve_attempt_and_apply`]) — no answer
+    /// takes effect without its attempt counted, and on SQLite the step costs one commit where it
+    /// cost two.
     ///
     /// The sign-in's writes are built whatever the code, and nothing leaves the batch before the
     /// commit (the tokens are signed after it; no hook is asked: with a `custom_access_token`
