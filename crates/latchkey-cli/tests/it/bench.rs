@@ -22,7 +22,7 @@ fn every_load_generator_runs_against_a_real_server() {
         &["refresh", "--binding", "bearer"],
         &["refresh", "--binding", "dpop"],
         &["me", "--binding", "dpop"],
-        &["totp", "--flows", "1000"],
+        &["totp", "--flows", "5000"],
     ] {
         let out = Command::new(BIN)
             .arg("bench")

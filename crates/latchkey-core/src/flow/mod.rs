@@ -9,10 +9,10 @@
 //! - A transition is a compare-and-swap on the flow's version, committed in one batch with its
 //!   outbox messages and audit events; concurrent answers to one step yield exactly one success.
 //! - An attempt is reserved (counted) atomically *before* its answer is evaluated, or (a
-//!   sign-in's TOTP code, a biometric device signature) before it takes effect: the answer is
-//!   checked first and its writes are made in the transaction that counts it, only if the count
-//!   grants it (`Store::reserve_attempt_and_apply`). Either way, however parallel the burst, no
-//!   more answers than the cap take effect or are answered.
+//!   sign-in's TOTP, SMS or email code, a biometric device signature) before it takes effect:
+//!   the answer is checked first and its writes are made in the transaction that counts it,
+//!   only if the count grants it (`Store::reserve_attempt_and_apply`). Either way, however
+//!   parallel the burst, no more answers than the cap take effect or are answered.
 //! - Failure counters are keyed by the canonical username whether or not the account exists, so
 //!   lockouts reveal nothing and case or normalisation variants share one counter.
 
@@ -73,15 +73,23 @@ impl Auth {
             Ok(n) => n,
             Err(o) => return Ok(Err(o)),
         };
-        // Checklist OOB-3: a wrong, expired or absent code is one and the same refusal.
-        let right = code.is_some_and(|c| {
-            let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
-            ct_eq(mac.as_bytes(), c.mac.as_bytes()) && c.expires_at > now
-        });
-        if right {
+        if self.code_is_right(flow, code, given, now) {
             return Ok(Ok(()));
         }
         Ok(Err(self.refuse(flow, step, attempts, false, now, ctx).await?))
+    }
+
+    /// Whether `given` is the flow's code and the code has not expired. Checklist OOB-3: a wrong,
+    /// expired or absent code is one and the same refusal.
+    pub(crate) fn code_is_right(
+        &self,
+        flow: &Flow,
+        code: Option<&CodeChallenge>,
+        given: &SecretString,
+        now: OffsetDateTime,
+    ) -> bool {
+        let mac = self.keys.mac("code", &flow.id.to_string(), given.expose().trim());
+        code.is_some_and(|c| ct_eq(mac.as_bytes(), c.mac.as_bytes()) && c.expires_at > now)
     }
 
     /// Count one more answer on the flow and on the account's `kind` counter, before evaluating
@@ -187,7 +195,12 @@ impl Auth {
 
     /// Commit a transition; if another request won the race, answer as the flow now stands.
     pub(crate) async fn commit(&self, batch: Batch, flow_id: FlowId) -> Result<(), AuthError> {
-        match self.apply(batch).await {
+        self.committed(self.apply(batch).await, flow_id).await
+    }
+
+    /// What a transition's write answered, as [`Self::commit`] answers it.
+    pub(crate) async fn committed(&self, applied: Result<(), StoreError>, flow_id: FlowId) -> Result<(), AuthError> {
+        match applied {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict("flow")) => {
                 let now = self.store.flow(flow_id).await?;

@@ -373,19 +373,21 @@ impl Auth {
         // A recovery's first code proves a channel, like a reset or confirmation code (`code`
         // counter); every later proof counts with sign-in's second factors (`otp`).
         let counter = if recovery.is_some_and(|r| r.verified.is_empty()) { CODE } else { OTP };
+        let plain =
+            matches!(&flow.state, FlowState::AwaitingMfa { new_device: None, recovery: None, step_up: None, .. });
+        if let Some(user) = user
+            .as_ref()
+            .filter(|_| plain && !then_new_password && self.hooks.policy(Hook::CustomAccessToken).is_none())
+        {
+            return self.oob_sign_in_at_once(&flow, user, method, code.as_ref(), &given, now, &ctx).await;
+        }
         if let Err(o) = self.check_code(&flow, code.as_ref(), &given, (key.as_deref(), counter), now, &ctx).await? {
             return Ok(o);
         }
         let (Some(user), Some(key)) = (user, key) else {
             return Err(AuthError::Internal("a right code in a flow without a user".into()));
         };
-        let kind = if method == MfaMethod::Sms { SMS } else { EMAIL };
-        let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.kind == kind && f.state == ACTIVE);
-        let mut batch = Batch::new();
-        batch.push(Write::ClearFailures { key, kind: counter.into() });
-        if let Some(f) = factor {
-            batch.push(Write::TouchFactor { id: f.id, at: now });
-        }
+        let mut batch = self.oob_used(&user, method, &key, counter, now).await?;
         let (next, tokens) =
             self.after_second_factor(&flow, &user, method, then_new_password, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
@@ -397,6 +399,68 @@ impl Auth {
             events: vec![StepEvent { step: state_step_of(method), outcome: "verified" }],
             approval: None,
         })
+    }
+
+    /// A plain sign-in's `sms_code` or `email_code` step as one store write (issue 17), as
+    /// `totp_sign_in_at_once` makes a TOTP step: the code is checked first, the sign-in's writes
+    /// are built whatever the code and made in the transaction that counts the attempt, only if
+    /// the count grants it; the tokens are signed after the commit.
+    #[allow(clippy::too_many_arguments)] // the step's facts: no natural grouping
+    async fn oob_sign_in_at_once(
+        &self,
+        flow: &Flow,
+        user: &User,
+        method: MfaMethod,
+        code: Option<&CodeChallenge>,
+        given: &SecretString,
+        now: OffsetDateTime,
+        ctx: &ClientContext,
+    ) -> Result<FlowOutcome, AuthError> {
+        let step = flow.state.step_name();
+        let right = self.code_is_right(flow, code, given, now);
+        let key = &user.username_canonical;
+        let mut batch = self.oob_used(user, method, key, OTP, now).await?;
+        let amr = ["pwd", self.amr_of(method)];
+        let (session, refresh) = self.sessions().open_session(flow.id, user, &amr, None, now, ctx, &mut batch);
+        let done = FlowState::Completed { session_id: Some(session.id) };
+        let next = self.signed_in(flow, user, method, done, now, ctx, &mut batch);
+        let account = self.code_counter(Some(key), OTP, now);
+        let reserved = self.reserve_and_apply(flow.id, account, batch, right).await?;
+        let attempts = match self.reserved(flow, step, reserved.reservation).await? {
+            Ok(n) => n,
+            Err(o) => return Ok(o),
+        };
+        match reserved.applied {
+            None => return self.refuse(flow, step, attempts, false, now, ctx).await,
+            Some(applied) => self.committed(applied, flow.id).await?,
+        }
+        let tokens = self.sessions().tokens_for(&session, user, refresh, now, "sign_in").await?;
+        Ok(FlowOutcome {
+            flow: next,
+            tokens: Some(tokens),
+            error: None,
+            events: vec![StepEvent { step: state_step_of(method), outcome: "verified" }],
+            approval: None,
+        })
+    }
+
+    /// The writes of a right SMS or email code: the account's `counter` cleared, the factor used.
+    async fn oob_used(
+        &self,
+        user: &User,
+        method: MfaMethod,
+        key: &str,
+        counter: &str,
+        now: OffsetDateTime,
+    ) -> Result<Batch, AuthError> {
+        let kind = if method == MfaMethod::Sms { SMS } else { EMAIL };
+        let factor = self.store.factors(user.id).await?.into_iter().find(|f| f.kind == kind && f.state == ACTIVE);
+        let mut batch = Batch::new();
+        batch.push(Write::ClearFailures { key: key.to_owned(), kind: counter.into() });
+        if let Some(f) = factor {
+            batch.push(Write::TouchFactor { id: f.id, at: now });
+        }
+        Ok(batch)
     }
 
     /// The sign-in after a verified second factor: a session, or the new-password step first.

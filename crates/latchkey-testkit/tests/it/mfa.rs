@@ -188,6 +188,48 @@ async fn flow_4_a_code_sent_for_one_sign_in_is_refused_in_another(b: Backend) {
     assert!(c.sms_code(&a.flow_id, &code_a).await.unwrap().tokens.is_some(), "and it still works where it belongs");
 }
 
+/// A sign-in's SMS code is checked before its attempt is counted and takes effect only with it
+/// (issue 17): the right code after the flow's last attempt, or while the account is locked, is
+/// answered like a wrong one and leaves no session.
+async fn oob_3_a_right_sms_code_past_the_last_attempt_or_during_a_lock_takes_no_effect(b: Backend) {
+    use latchkey_core::clock::Clock as _;
+    let s = start(b).await;
+    let t = user(&s, "lena").await;
+    let phone = "+14155550142";
+    add_sms(&s, &t, phone).await;
+    let c = s.client();
+    let lena = s.auth.store().user_by_username("lena").await.unwrap().unwrap();
+    let sessions = || async { s.auth.store().live_sessions(lena.id, s.clock.now()).await.unwrap().len() };
+    let before = sessions().await;
+    let wrong = |code: &str| if code == "000000" { "000001".to_owned() } else { "000000".to_owned() };
+    // The flow's five attempts spent, then the right code.
+    let f = c.sign_in("lena", PW).await.unwrap().flow_id;
+    let code = s.code_for(phone).await;
+    for _ in 0..5 {
+        c.sms_code(&f, &wrong(&code)).await.unwrap();
+    }
+    let right = c.sms_code(&f, &code).await.unwrap();
+    assert_eq!((refusal(&right), right.tokens.is_none()), ("denied".to_owned(), true));
+    // Ten failures on the account (this flow's five and five more): locked; the right code is
+    // answered as a wrong one.
+    let f = c.sign_in("lena", PW).await.unwrap().flow_id;
+    let code = s.code_for(phone).await;
+    for _ in 0..5 {
+        c.sms_code(&f, &wrong(&code)).await.unwrap();
+    }
+    let f = c.sign_in("lena", PW).await.unwrap().flow_id;
+    let code = s.code_for(phone).await;
+    let right = c.sms_code(&f, &code).await.unwrap();
+    let wrong_answer = c.sms_code(&f, &wrong(&code)).await.unwrap();
+    assert_eq!(refusal(&right), codes::LIMIT_EXCEEDED);
+    assert_eq!((right.error, right.tokens.is_none()), (wrong_answer.error, true));
+    assert_eq!(sessions().await, before, "no session from a right code refused");
+    // After the delay, a new sign-in's code works.
+    s.clock.advance(Duration::seconds(2));
+    assert!(sign_in_sms(&s, "lena", phone).await.access_token.len() > 10);
+    assert_eq!(sessions().await, before + 1);
+}
+
 async fn oob_2_twenty_parallel_submissions_of_one_sms_code_yield_one_session(b: Backend) {
     let s = start(b).await;
     let t = user(&s, "edna").await;
@@ -693,6 +735,7 @@ both_stores!(
     select_mfa_lists_the_preferred_method_first_and_switching_keeps_the_attempt_count,
     flow_4_a_code_sent_for_one_sign_in_is_refused_in_another,
     oob_2_twenty_parallel_submissions_of_one_sms_code_yield_one_session,
+    oob_3_a_right_sms_code_past_the_last_attempt_or_during_a_lock_takes_no_effect,
     rec_1_rec_2_recovery_codes_are_shown_once_and_stored_only_hashed,
     rec_3_parallel_recovery_code_submissions_yield_one_success,
     rec_4_a_used_code_is_refused_forever_the_user_is_told_and_a_new_set_replaces_the_old,
