@@ -8,8 +8,10 @@
 #   what is measured), BENCH=refresh or BENCH=me (BINDING=bearer|dpop: a password session's
 #   tokens, or a device session's with a DPoP proof on each request)
 #   STORM=N runs N clients of password sign-ins (the server's Argon2, on the same core) during
-#   each measured run: how light flows fare beside a password storm (issue 17, item 3). Not with
-#   totp, code or push-approval, which lower the server's Argon2 to prepare their steps.
+#   each measured run: how light flows fare beside a password storm (issue 17, item 3). With
+#   totp, each run prepares its steps on a server with Argon2 at its minimum, then restarts it
+#   on the same database with its real Argon2 for the storm and the measured steps. Not with
+#   code or push-approval, which lower the server's Argon2 for the whole run.
 #   FLOWS=N (totp, code): the steps each run prepares (default: 5,000 per second of the run).
 #   SEED=N first imports N accounts (`latchkey import`, the fast path: no password hashes) so
 #   the flows run against a database of that size (issue 17, item 5).
@@ -22,16 +24,19 @@ bin=${LATCHKEY_BIN:-target/release/latchkey}   # LATCHKEY_BIN: another build, fo
 server_bin=${LATCHKEY_SERVER_BIN:-$bin}   # only the server from another build (an older one has fewer benches)
 dir=$(mktemp -d); port=18181
 export LATCHKEY_POLICY__LIMITS__SENDS_PER_IP=100000 LATCHKEY_LOG_LEVEL=warn
-if [ "${STORM:-0}" -gt 0 ] && { [ "${BENCH:-sign-in}" = totp ] || [ "${BENCH:-sign-in}" = code ] ||
-    [ "${BENCH:-sign-in}" = push-approval ]; }; then
+if [ "${STORM:-0}" -gt 0 ] && { [ "${BENCH:-sign-in}" = code ] || [ "${BENCH:-sign-in}" = push-approval ]; }; then
   # These lower the server's Argon2 to prepare their steps, so a storm beside them would be one
   # of cheap hashes: no storm at all.
   echo "STORM needs the server's own Argon2, which BENCH=${BENCH} lowers to prepare its steps" >&2
   exit 2
 fi
-if [ "${BENCH:-sign-in}" = totp ] || [ "${BENCH:-sign-in}" = code ]; then
+cheap=(LATCHKEY_ARGON2__M_KIB=8 LATCHKEY_ARGON2__T=1)
+prepare_apart=0   # totp beside a storm: steps prepared on a cheap-Argon2 server, then a restart
+if [ "${BENCH:-sign-in}" = totp ] && [ "${STORM:-0}" -gt 0 ]; then
+  prepare_apart=1
+elif [ "${BENCH:-sign-in}" = totp ] || [ "${BENCH:-sign-in}" = code ]; then
   # The password steps are preparation, not what is measured.
-  export LATCHKEY_ARGON2__M_KIB=8 LATCHKEY_ARGON2__T=1
+  export "${cheap[@]}"
 fi
 if [ "${BENCH:-sign-in}" = code ] || [ "${BENCH:-sign-in}" = push-approval ]; then
   # Tens of thousands of texts (push-approval: a phone enrolled by SMS per account and run) from
@@ -61,15 +66,27 @@ PY
   "$bin" import --data-dir "$dir" "${db_args[@]}" "$dir/seed.jsonl" >/dev/null
   rm -f "$dir/seed.jsonl"; seeded=$SEED
 fi
-taskset -c 0 "$server_bin" serve --listen 127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" 2>"$dir/serve.log" &
-pid=$!
+# start_server [VAR=value…]: the server on core 0, with these variables besides the exported ones.
+start_server() {
+  env "$@" taskset -c 0 "$server_bin" serve --listen 127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" 2>>"$dir/serve.log" &
+  pid=$!
+  for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/health/ready >/dev/null && break; sleep 0.2; done
+}
+stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+start_server
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/health/ready >/dev/null && break; sleep 0.2; done
 ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }
 sys_ticks() { awk '{print $15}' /proc/$pid/stat; }
 hz=$(getconf CLK_TCK)
+flows=${FLOWS:-$(( (seconds + 2) * 5000 ))}
 for run in $(seq "$runs"); do
   storm_pid=""; storm_rate=0
+  if [ "$prepare_apart" = 1 ]; then
+    stop_server; start_server "${cheap[@]}"
+    taskset -c 1 "$bin" bench totp --flows "$flows" --prepare-to "$dir/steps" --url http://127.0.0.1:$port \
+      --data-dir "$dir" "${db_args[@]}" --concurrency "$conc" >/dev/null
+    stop_server; start_server
+  fi
   if [ "${STORM:-0}" -gt 0 ]; then
     taskset -c 1 "$bin" bench sign-in --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
       --concurrency "$STORM" --seconds $((seconds + 6)) >"$dir/storm.json" 2>/dev/null &
@@ -85,8 +102,9 @@ for run in $(seq "$runs"); do
   # Each code or TOTP run prepares its steps first: enough for 5,000/s over the warm-up and the
   # window (FLOWS=N to set it); a run that spends them all reports an error, not a rate.
   case "${BENCH:-sign-in}" in
-    totp|code) extra+=(--flows "${FLOWS:-$(( (seconds + 2) * 5000 ))}") ;;
+    totp|code) extra+=(--flows "$flows") ;;
   esac
+  [ "$prepare_apart" = 1 ] && extra=(--prepared "$dir/steps")
   out=$(taskset -c 1 "$bin" bench "${BENCH:-sign-in}" "${extra[@]}" --url http://127.0.0.1:$port --data-dir "$dir" "${db_args[@]}" \
         --concurrency "$conc" --seconds "$seconds" --server-pid "$pid")
   after=$(ticks); sys_after=$(sys_ticks)

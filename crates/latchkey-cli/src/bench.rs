@@ -64,6 +64,13 @@ pub enum BenchCommand {
         /// Sign-ins prepared at `totp_code`: more than the measured window can answer.
         #[arg(long, default_value_t = 20_000)]
         flows: usize,
+        /// Only prepare: save the waiting steps to this file and measure nothing (then restart
+        /// the server with its real Argon2 and measure them with `--prepared`).
+        #[arg(long, conflicts_with = "prepared")]
+        prepare_to: Option<PathBuf>,
+        /// Measure the steps an earlier `--prepare-to` saved, preparing nothing.
+        #[arg(long)]
+        prepared: Option<PathBuf>,
     },
     /// The SMS or email code step that completes a sign-in, alone: `--flows` accounts with a
     /// verified phone (`--channel sms`) or address (`email`) are imported, their password steps
@@ -141,7 +148,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::SignIn { target } => sign_in(target).await,
         BenchCommand::DeviceSignIn { target, unlock } => device_sign_in(target, &unlock).await,
         BenchCommand::PushApproval { target } => push_approval(target).await,
-        BenchCommand::Totp { target, flows } => crate::bench_totp::run(target, flows).await,
+        BenchCommand::Totp { target, flows, prepare_to, prepared } => {
+            crate::bench_totp::run(target, flows, prepare_to, prepared).await
+        }
         BenchCommand::Code { target, channel, flows } => crate::bench_codes::run(target, &channel, flows).await,
         BenchCommand::Refresh { target, binding } => crate::bench_tokens::refresh(target, &binding).await,
         BenchCommand::Me { target, binding } => crate::bench_tokens::me(target, &binding).await,

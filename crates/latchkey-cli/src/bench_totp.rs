@@ -45,7 +45,55 @@ pub(crate) fn import(target: &Target, rows: &[serde_json::Value]) -> anyhow::Res
 }
 
 /// Import `flows` accounts, run their password steps, then answer the `totp_code` steps.
-pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
+///
+/// Split in two for a measurement beside a password storm (`bench/sign-in.sh`, `STORM=N`):
+/// `prepare_to` runs the password steps (against a server whose Argon2 is at its minimum) and
+/// saves the waiting steps to a file; `prepared` measures steps saved that way (against the
+/// same database served with its real Argon2, so a storm beside it hashes at full cost).
+pub async fn run(
+    target: Target,
+    flows: usize,
+    prepare_to: Option<std::path::PathBuf>,
+    prepared: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(file) = prepared {
+        return measure(&target, load(&file)?).await;
+    }
+    let queue = prepare(&target, flows).await?;
+    match prepare_to {
+        Some(file) => save(&file, &queue),
+        None => measure(&target, queue).await,
+    }
+}
+
+/// Write the prepared steps, one `flow_id base32-secret` line each.
+fn save(file: &std::path::Path, queue: &Prepared) -> anyhow::Result<()> {
+    let steps = queue.lock().map_err(|_| anyhow::anyhow!("the prepared steps' lock was poisoned"))?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    for (flow_id, secret) in steps.iter() {
+        writeln!(out, "{flow_id} {}", data_encoding::BASE32_NOPAD.encode(secret))?;
+    }
+    out.flush()?;
+    eprintln!("bench: {} totp_code steps saved to {}", steps.len(), file.display());
+    Ok(())
+}
+
+/// Read steps written by [`save`].
+fn load(file: &std::path::Path) -> anyhow::Result<Prepared> {
+    let text = std::fs::read_to_string(file)?;
+    let mut steps = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (flow_id, secret) =
+            line.split_once(' ').ok_or_else(|| anyhow::anyhow!("{}: not a `flow_id secret` line", file.display()))?;
+        steps.push((flow_id.to_owned(), data_encoding::BASE32_NOPAD.decode(secret.as_bytes())?));
+    }
+    anyhow::ensure!(!steps.is_empty(), "{}: no prepared steps", file.display());
+    Ok(Arc::new(Mutex::new(steps)))
+}
+
+/// Import `flows` accounts with an authenticator app and run their password steps: each leaves
+/// a sign-in waiting at `totp_code`.
+async fn prepare(target: &Target, flows: usize) -> anyhow::Result<Prepared> {
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let hash = bench_password_hash()?;
     let mut secrets = Vec::with_capacity(flows);
@@ -62,7 +110,7 @@ pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
         }));
         secrets.push(secret);
     }
-    import(&target, &rows)?;
+    import(target, &rows)?;
 
     // The password steps, `concurrency` at a time: each leaves a flow at `totp_code`.
     eprintln!("bench: {flows} accounts imported; preparing their totp_code steps");
@@ -93,7 +141,13 @@ pub async fn run(target: Target, flows: usize) -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }
-    eprintln!("bench: {flows} totp_code steps ready; warming up 2 s, then measuring {} s", target.seconds);
+    eprintln!("bench: {flows} totp_code steps ready");
+    Ok(queue)
+}
+
+/// Answer the prepared `totp_code` steps, each once with its account's current code.
+async fn measure(target: &Target, queue: Prepared) -> anyhow::Result<()> {
+    eprintln!("bench: warming up 2 s, then measuring {} s", target.seconds);
     let workers: Vec<(Client, Prepared)> = (0..target.concurrency)
         .map(|_| Ok((Client::with_user_agent(&target.url, "latchkey-bench")?, queue.clone())))
         .collect::<anyhow::Result<_>>()?;
