@@ -37,7 +37,7 @@ fn every_load_generator_runs_against_a_real_server() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty(), "preparing measures nothing: {}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(std::fs::read_to_string(&steps).unwrap().lines().count(), 5000);
+    assert_eq!(std::fs::read_to_string(steps).unwrap().lines().count(), 5000);
     drop(server);
     let server = serve_with(&dir, &[]);
     bench_line(&server.url, &dir, &["totp", "--prepared", steps]);
