@@ -101,7 +101,7 @@ pub type Runner = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
 /// the pepper, off the async runtime, at most `concurrency` at a time.
 #[derive(Clone)]
 pub struct SecretHasher {
-    pepper: SecretBytes,
+    pepper: Arc<SecretBytes>,
     params: Params,
     permits: Arc<Semaphore>,
     runner: Option<Runner>,
@@ -120,7 +120,7 @@ impl SecretHasher {
     ) -> Result<Self, HashError> {
         let params = Params::new(params.m_kib, params.t, params.p, None).map_err(|e| HashError(e.to_string()))?;
         Ok(Self {
-            pepper,
+            pepper: Arc::new(pepper),
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             runner: None,
