@@ -61,6 +61,13 @@ pub struct FlowOutcome {
     pub approval: Option<String>,
 }
 
+impl FlowOutcome {
+    /// The flow after an answer `step` accepted: `tokens` if it completed a sign-in.
+    pub(crate) fn verified(flow: Flow, tokens: Option<proto::Tokens>, step: &'static str) -> Self {
+        Self { flow, tokens, error: None, events: vec![StepEvent { step, outcome: "verified" }], approval: None }
+    }
+}
+
 /// An access token as a request presented it.
 #[derive(Debug, Clone)]
 pub struct Presented<'a> {

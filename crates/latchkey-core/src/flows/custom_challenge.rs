@@ -10,7 +10,7 @@
 //! account's `otp` counter before the hook sees it, a challenge past its expiry is refused
 //! without asking, and the flow's version moves with the right answer, so it completes once.
 
-use crate::auth::{Auth, FlowOutcome, OTP, StepEvent};
+use crate::auth::{Auth, FlowOutcome, OTP};
 use crate::error::AuthError;
 use crate::hooks::{self, Hook};
 use crate::model::*;
@@ -100,12 +100,6 @@ impl Auth {
             .await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: STEP, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, STEP))
     }
 }

@@ -184,13 +184,7 @@ impl Auth {
         }
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: done,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, tokens, step))
     }
 
     /// `POST /v1/sign-in {"username"}` without a password: the first sign-in on a new device of a
@@ -405,13 +399,7 @@ impl Auth {
                 Err(StoreError::Conflict("session")) => return Err(AuthError::Unauthenticated),
                 Err(e) => return Err(e.into()),
             }
-            return Ok(FlowOutcome {
-                flow: next,
-                tokens,
-                error: None,
-                events: vec![StepEvent { step, outcome: "verified" }],
-                approval: None,
-            });
+            return Ok(FlowOutcome::verified(next, tokens, step));
         }
         let (session, tokens) =
             self.sessions().new_session(flow.id, &user, amr, Some(&device), now, &ctx, &mut batch).await?;
@@ -423,13 +411,7 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),
         }
-        Ok(FlowOutcome {
-            flow: done,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, Some(tokens), step))
     }
 
     /// A biometric `device_signature` outside a step-up as one store write (issue 17), as
@@ -483,13 +465,7 @@ impl Auth {
             Some(Err(e)) => return Err(e.into()),
         }
         let tokens = self.sessions().tokens_for(&session, &user, refresh, now, "sign_in").await?;
-        Ok(FlowOutcome {
-            flow: done,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, Some(tokens), step))
     }
 
     /// The device a `device_signature` names and its account, if the device is not revoked, is the

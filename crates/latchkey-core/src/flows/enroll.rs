@@ -244,13 +244,7 @@ impl Auth {
             return Ok(refused);
         }
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: done,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "setup_totp", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, tokens, "setup_totp"))
     }
 
     /// `POST /v1/me/factors` for `sms` or `email`: an `enroll` flow whose step is `verify_code`.

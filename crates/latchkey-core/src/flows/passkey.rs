@@ -282,13 +282,7 @@ impl Auth {
             Err(e) => return Err(e.into()),
         }
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: done,
-            tokens: None,
-            error: None,
-            events: vec![StepEvent { step: STEP, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, None, STEP))
     }
 
     async fn finish_passkey_sign_in(
@@ -339,13 +333,7 @@ impl Auth {
         if let Some(refused) = self.commit_passkey(batch, &flow, attempts, now, &ctx).await? {
             return Ok(refused);
         }
-        Ok(FlowOutcome {
-            flow: done,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step: STEP, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, Some(tokens), STEP))
     }
 
     async fn passkey_second_factor(
@@ -386,13 +374,7 @@ impl Auth {
         if let Some(refused) = self.commit_passkey(batch, &flow, attempts, now, &ctx).await? {
             return Ok(refused);
         }
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: STEP, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, STEP))
     }
 
     /// Check an assertion: the platform's credential against the ceremony's state, the stored

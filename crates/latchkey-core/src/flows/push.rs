@@ -162,13 +162,7 @@ impl Auth {
                     return Ok(Self::outcome(current, vec![]));
                 }
                 self.outbox_wakeup.notify_one();
-                return Ok(FlowOutcome {
-                    flow: next,
-                    tokens,
-                    error: None,
-                    events: vec![StepEvent { step, outcome: "verified" }],
-                    approval,
-                });
+                return Ok(FlowOutcome { approval, ..FlowOutcome::verified(next, tokens, step) });
             }
             ApprovalStatus::Pending | ApprovalStatus::Expired | ApprovalStatus::Withdrawn => {
                 (ended(DenialReason::Expired), None, "expired")

@@ -296,13 +296,7 @@ impl Auth {
             self.recovery_next(&flow, &user, method, self.amr_of(method), &recovery, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "reset_password", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, "reset_password"))
     }
 
     /// A recovery after one of its proofs: after the first, the second (`select_mfa` among the
@@ -447,13 +441,7 @@ impl Auth {
         let (next, tokens) = self.recovery_completion(&flow, &user, rec, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "recovery_wait", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, "recovery_wait"))
     }
 
     /// After the proofs (or the wait): set the held password, or ask for a new password (an

@@ -101,13 +101,7 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),
         }
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, step))
     }
 
     /// A remembered client that did not prove itself: forgotten, and the sign-in goes on as if

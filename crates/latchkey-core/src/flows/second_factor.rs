@@ -392,13 +392,7 @@ impl Auth {
             self.after_second_factor(&flow, &user, method, then_new_password, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: state_step_of(method), outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, state_step_of(method)))
     }
 
     /// A plain sign-in's `sms_code` or `email_code` step as one store write (issue 17), as
@@ -435,13 +429,7 @@ impl Auth {
             Some(applied) => self.committed(applied, flow.id).await?,
         }
         let tokens = self.sessions().tokens_for(&session, user, refresh, now, "sign_in").await?;
-        Ok(FlowOutcome {
-            flow: next,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step: state_step_of(method), outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, Some(tokens), state_step_of(method)))
     }
 
     /// The writes of a right SMS or email code: the account's `counter` cleared, the factor used.
@@ -644,13 +632,7 @@ impl Auth {
             Err(e) => return Err(e.into()),
         }
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step, outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, step))
     }
 
     pub(crate) async fn totp_sign_in(
@@ -677,13 +659,7 @@ impl Auth {
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, "totp_code"))
     }
 
     /// A plain sign-in's `totp_code` step as one store write (issue 17): the code is checked
@@ -731,13 +707,7 @@ impl Auth {
             Some(Err(e)) => return Err(e.into()),
         }
         let tokens = self.sessions().tokens_for(&session, &found.user, refresh, now, "sign_in").await?;
-        Ok(FlowOutcome {
-            flow: next,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step: "totp_code", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, Some(tokens), "totp_code"))
     }
 }
 

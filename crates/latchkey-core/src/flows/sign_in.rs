@@ -245,13 +245,7 @@ impl Auth {
         ));
         self.apply(batch).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: done,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step: "password", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, Some(tokens), "password"))
     }
 
     /// A sign-in the risk policy refuses (or whose second factor nothing can answer): it looks
@@ -325,13 +319,7 @@ impl Auth {
         }
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: done,
-            tokens: Some(tokens),
-            error: None,
-            events: vec![StepEvent { step: "new_password", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, Some(tokens), "new_password"))
     }
 
     /// A password that matched a hash imported from another system replaces it with Latchkey's

@@ -268,13 +268,7 @@ impl Auth {
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: done,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "confirm_sign_up", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(done, tokens, "confirm_sign_up"))
     }
 
     /// A sign-up's first device: `enroll_device`, after the SMS code (amr `sms`).

@@ -163,13 +163,7 @@ impl Auth {
         };
         self.commit(batch, flow.id).await?;
         self.outbox_wakeup.notify_one();
-        Ok(FlowOutcome {
-            flow: next,
-            tokens,
-            error: None,
-            events: vec![StepEvent { step: "verify_code", outcome: "verified" }],
-            approval: None,
-        })
+        Ok(FlowOutcome::verified(next, tokens, "verify_code"))
     }
 
     /// `verify_code` inside a passwordless sign-up: the email is verified (a second proof from day
