@@ -106,8 +106,9 @@ pub struct Auth {
     pub(crate) settings: Arc<Settings>,
     pub(crate) routes: Arc<OutboxRoutes>,
     pub(crate) outbox_wakeup: Arc<tokio::sync::Notify>,
-    /// Wakes held `GET /v1/flows/{id}` requests on this replica when a push is answered.
-    pub(crate) push_wakeup: Arc<tokio::sync::Notify>,
+    /// The held `GET /v1/flows/{id}?wait=…` requests of this replica, woken by their flow's
+    /// push answer.
+    pub(crate) push_waits: Arc<crate::push_waits::PushWaits>,
     /// The risk policy's operator-supplied sources (distrusted networks, GeoIP).
     pub(crate) risk: RiskSources,
     /// The event webhook endpoints.
@@ -185,7 +186,7 @@ impl Auth {
             settings: Arc::new(p.settings),
             routes: Arc::new(p.routes),
             outbox_wakeup: p.outbox_wakeup,
-            push_wakeup: Arc::new(tokio::sync::Notify::new()),
+            push_waits: Arc::default(),
             risk: p.risk,
             subscriptions: Arc::new(crate::subscriptions::Subscriptions::new(p.webhooks)),
             hooks: p.hooks,

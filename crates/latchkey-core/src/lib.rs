@@ -21,6 +21,7 @@ pub mod ids;
 pub mod introspection;
 pub mod messages;
 pub mod model;
+mod push_waits;
 pub mod risk;
 pub mod secret;
 pub mod sessions;

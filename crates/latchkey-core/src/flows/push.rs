@@ -209,8 +209,9 @@ impl Auth {
         wait: std::time::Duration,
     ) -> Result<FlowOutcome, AuthError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let woken = self.push_waits.wait(id);
         loop {
-            let notified = self.push_wakeup.notified();
+            let notified = woken.notified();
             let o = self.current(id, ctx).await?;
             let waiting = matches!(&o.flow.state, FlowState::AwaitingMfa { push: Some(_), .. });
             if !waiting || tokio::time::Instant::now() >= deadline {
@@ -378,7 +379,7 @@ impl Auth {
             Err(e) => return Err(e.into()),
         }
         self.outbox_wakeup.notify_one();
-        self.push_wakeup.notify_waiters();
+        self.push_waits.wake(a.flow_id);
         Ok(proto::ApprovalOutcome { status: status.as_str().into() })
     }
 
