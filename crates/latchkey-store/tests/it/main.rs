@@ -4,11 +4,21 @@
 
 use latchkey_store::{Database, OpenOptions};
 
-async fn sqlite() -> Database {
+/// A fresh SQLite store, and its file.
+async fn sqlite() -> (Database, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("latchkey-conf-{}.db", uuid::Uuid::now_v7()));
     let db = Database::open(&format!("sqlite://{}", path.display()), &OpenOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
-    db
+    (db, path)
+}
+
+/// Remove a SQLite database's file and its write-ahead log and index.
+fn remove_sqlite(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
 }
 
 async fn postgres() -> Option<Database> {
@@ -32,12 +42,14 @@ async fn postgres() -> Option<Database> {
 async fn sqlite_store_passes_the_conformance_suite() {
     for (name, check) in latchkey_core::conformance::all() {
         eprintln!("sqlite: {name}");
-        let db = sqlite().await;
+        let (db, path) = sqlite().await;
         check(db.store()).await;
         // Every write handed to the writer task was answered, failed ones too: none is still
         // counted as waiting (the hashing threads pause while any is).
         let waiting = db.writes_waiting().expect("SQLite has a writer task");
         assert_eq!(waiting.load(std::sync::atomic::Ordering::Relaxed), 0, "{name}");
+        drop(db);
+        remove_sqlite(&path);
     }
 }
 
@@ -62,8 +74,10 @@ fn both_backends_ship_the_same_migration_versions() {
 
 #[tokio::test]
 async fn migrating_twice_is_harmless() {
-    let db = sqlite().await;
+    let (db, path) = sqlite().await;
     db.migrate().await.unwrap();
+    drop(db);
+    remove_sqlite(&path);
     if let Some(pg) = postgres().await {
         pg.migrate().await.unwrap();
     }
@@ -74,7 +88,7 @@ async fn migrating_twice_is_harmless() {
 /// sqlx's writer and the writer task's direct connection alike; a reader cannot write.
 #[tokio::test]
 async fn every_sqlite_connection_keeps_commits_durable_and_readers_read_only() {
-    let db = sqlite().await;
+    let (db, path) = sqlite().await;
     // A read first, so a reader connection exists.
     assert!(!db.store().has_users().await.unwrap());
     let _ = db.store().user_by_username("nobody").await.unwrap();
@@ -96,4 +110,7 @@ async fn every_sqlite_connection_keeps_commits_durable_and_readers_read_only() {
     }
     assert_eq!(value("reader", "journal_mode"), "wal");
     assert_eq!(value("reader", "query_only"), "1");
+    drop(db);
+    remove_sqlite(&path);
 }
+

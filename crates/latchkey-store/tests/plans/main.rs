@@ -174,6 +174,8 @@ async fn sqlite(seen: &Arc<Mutex<BTreeSet<String>>>) {
     for (prefix, _, _) in MUST_USE {
         assert!(statements.iter().any(|s| s.starts_with(prefix)), "the suite ran {prefix}");
     }
+    drop((pool, db));
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(scans.is_empty(), "SQLite: statements that read a whole table:\n{}", scans.join("\n"));
 }
 
