@@ -113,4 +113,3 @@ async fn every_sqlite_connection_keeps_commits_durable_and_readers_read_only() {
     drop(db);
     remove_sqlite(&path);
 }
-
