@@ -15,10 +15,21 @@ pub struct JwtSigner {
     /// The signing key, parsed once.
     key_pair: EcdsaKeyPair,
     rng: aws_lc_rs::rand::SystemRandom,
-    kid: String,
+    /// The base64url JWS headers of access and approval tokens, written once: only `typ` differs.
+    access_header: String,
+    approval_header: String,
     /// Every published key: its id, its verifier and its JWK. The signing key comes first.
     published: Vec<(String, DecodingKey, serde_json::Value)>,
     validation: Validation,
+}
+
+/// The base64url form of an ES256 JWS header of type `typ` for key `kid`, as
+/// `jsonwebtoken::encode` writes it.
+fn encoded_header(kid: &str, typ: &str) -> anyhow::Result<String> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some(typ.into());
+    header.kid = Some(kid.into());
+    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?))
 }
 
 fn decoding(key: &SigningKey) -> anyhow::Result<(String, DecodingKey, serde_json::Value)> {
@@ -41,19 +52,17 @@ impl JwtSigner {
         let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.pkcs8.expose())
             .map_err(|e| anyhow::anyhow!("the signing key is not a P-256 PKCS#8 key: {e}"))?;
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        Ok(Self { key_pair, rng, kid: key.kid.clone(), published, validation })
+        let access_header = encoded_header(&key.kid, "at+jwt")?;
+        let approval_header = encoded_header(&key.kid, "approval+jwt")?;
+        Ok(Self { key_pair, rng, access_header, approval_header, published, validation })
     }
 
-    /// The JWS compact serialization (RFC 7515 §7.1) of `claims` under an ES256 header of type
-    /// `typ` with this key's id: what `jsonwebtoken::encode` makes, the signature as R || S.
-    fn jws(&self, typ: &str, claims: &impl serde::Serialize) -> Result<String, TokenError> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some(typ.into());
-        header.kid = Some(self.kid.clone());
-        let header = serde_json::to_vec(&header).map_err(|e| TokenError::Signing(e.to_string()))?;
+    /// The JWS compact serialization (RFC 7515 §7.1) of `claims` under `header` (one of the
+    /// encoded headers above): what `jsonwebtoken::encode` makes, the signature as R || S.
+    fn jws(&self, header: &str, claims: &impl serde::Serialize) -> Result<String, TokenError> {
         let claims = serde_json::to_vec(claims).map_err(|e| TokenError::Signing(e.to_string()))?;
-        let mut token = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
-        URL_SAFE_NO_PAD.encode_string(header, &mut token);
+        let mut token = String::with_capacity(header.len() + claims.len() * 4 / 3 + 100);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(claims, &mut token);
         let signature = self
@@ -74,11 +83,11 @@ impl JwtSigner {
 
 impl AccessTokenSigner for JwtSigner {
     fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
-        self.jws("at+jwt", claims)
+        self.jws(&self.access_header, claims)
     }
 
     fn sign_approval(&self, claims: &ApprovalClaims) -> Result<String, TokenError> {
-        self.jws("approval+jwt", claims)
+        self.jws(&self.approval_header, claims)
     }
 
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
@@ -124,7 +133,7 @@ mod tests {
         let signer = JwtSigner::new(&key, &[], "https://issuer.test", "app").unwrap();
         let claims =
             serde_json::json!({"iss": "https://issuer.test", "aud": "app", "sub": "u1", "exp": 4_000_000_000u64});
-        let ours = signer.jws("at+jwt", &claims).unwrap();
+        let ours = signer.jws(&signer.access_header, &claims).unwrap();
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some("at+jwt".into());
         header.kid = Some("k1".into());
@@ -141,7 +150,7 @@ mod tests {
         assert_eq!(decoded.claims, claims);
         // Another key's signature over the same header and claims does not verify.
         let other = JwtSigner::new(&self::key(), &[], "https://issuer.test", "app").unwrap();
-        let forged = other.jws("at+jwt", &claims).unwrap();
+        let forged = other.jws(&other.access_header, &claims).unwrap();
         assert!(jsonwebtoken::decode::<serde_json::Value>(&forged, &decoding, &validation).is_err());
     }
 }
