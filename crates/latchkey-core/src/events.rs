@@ -38,12 +38,21 @@ fn payload(kind: &str, a: &AuditEvent, username: Option<&str>) -> serde_json::Va
     })
 }
 
+/// Whether `batch` queues an outbox message (a text, an email, a push, an event): what the
+/// delivery worker is woken for once the batch is committed.
+fn queues_a_message(batch: &Batch) -> bool {
+    batch.0.iter().any(|w| matches!(w, Write::Enqueue(_)))
+}
+
 impl Auth {
     /// Apply a batch, with an event message for every subscribed endpoint of every audit event in
     /// it that is an event: one transaction, so an event is queued if and only if its change
-    /// commits. Every write of the domain goes through here.
+    /// commits. Every write of the domain goes through here, and so the delivery worker is woken
+    /// here, once the batch is committed, when it queued a message — and only then: a wake-up
+    /// sends each of the worker's lanes to the database to claim.
     pub(crate) async fn apply(&self, mut batch: Batch) -> Result<(), StoreError> {
-        let queued = self.fan_out(&mut batch).await?;
+        self.fan_out(&mut batch).await?;
+        let queued = queues_a_message(&batch);
         self.store.apply(batch).await?;
         if queued {
             self.outbox_wakeup.notify_one();
@@ -62,7 +71,8 @@ impl Auth {
         mut then: Batch,
         right: bool,
     ) -> Result<ReservedStep, StoreError> {
-        let queued = self.fan_out(&mut then).await?;
+        self.fan_out(&mut then).await?;
+        let queued = queues_a_message(&then);
         let max = self.settings.flows.max_attempts;
         if !right {
             let reservation = self.store.reserve_attempt(id, max, account).await?;
@@ -81,7 +91,7 @@ impl Auth {
         self.subscriptions.current(self.store.as_ref(), &self.keys).await
     }
 
-    async fn fan_out(&self, batch: &mut Batch) -> Result<bool, StoreError> {
+    async fn fan_out(&self, batch: &mut Batch) -> Result<(), StoreError> {
         let events: Vec<(&'static str, AuditEvent)> = batch
             .0
             .iter()
@@ -91,10 +101,9 @@ impl Auth {
             })
             .collect();
         if events.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
         let endpoints = self.webhook_endpoints().await?;
-        let mut queued = false;
         for (kind, a) in events {
             let to: Vec<&Endpoint> = endpoints.iter().filter(|e| e.events.iter().any(|x| x == kind)).collect();
             if to.is_empty() {
@@ -125,10 +134,9 @@ impl Auth {
                     created_at: a.at,
                     sent_at: None,
                 }));
-                queued = true;
             }
         }
-        Ok(queued)
+        Ok(())
     }
 
     /// The account's username: as the batch writes it, else as stored.

@@ -235,6 +235,9 @@ impl Lane {
                     let limit = u32::try_from(room).unwrap_or(u32::MAX);
                     // Due `grace` ago, leased until `lease` from now.
                     let due_by = shared.clock.now() - self.grace;
+                    // Each claim is a write to the database, found something or not: the count
+                    // shows a worker woken for nothing.
+                    metrics::counter!("latchkey_outbox_claims_total", "provider" => provider.clone()).increment(1);
                     match shared.store.claim_outbox(provider, due_by, limit, shared.lease_time() + self.grace).await {
                         Ok(batch) => {
                             full_batch |= batch.len() == room;

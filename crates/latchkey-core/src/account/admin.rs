@@ -230,7 +230,6 @@ impl Admin<'_> {
         let account = self.auth.account();
         let batch = account.factor_removal(&user, &factors, factor, self.auth.now(), &ctx, Some(&by.name))?;
         self.auth.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 
@@ -251,7 +250,6 @@ impl Admin<'_> {
         let account = self.auth.account();
         let batch = account.device_removal(&user, &device, self.auth.now(), &ctx, Some(&by.name))?;
         self.auth.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 

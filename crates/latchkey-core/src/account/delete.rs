@@ -89,7 +89,6 @@ impl Auth {
         // Best effort: the rows are gone either way; this only shortens how long their old
         // versions linger in the database's files (a busy SQLite checkpoints later by itself).
         let _ = self.store.scrub().await;
-        self.outbox_wakeup.notify_one();
         Ok(())
     }
 }

@@ -54,7 +54,6 @@ impl Account<'_> {
         let device = self.auth.live_device_of(p, id).await?;
         let batch = self.device_removal(&p.user, &device, self.auth.now(), &ctx, None)?;
         self.auth.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 
@@ -126,7 +125,6 @@ impl Account<'_> {
             Err(StoreError::Conflict("device")) => return Err(AuthError::NotFound),
             other => other?,
         }
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 }

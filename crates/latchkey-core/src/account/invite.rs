@@ -94,7 +94,6 @@ impl Admin<'_> {
             Err(StoreError::Conflict("username")) => return Err(AuthError::UsernameExists),
             Err(e) => return Err(e.into()),
         }
-        auth.outbox_wakeup.notify_one();
         Ok(proto::Invitation {
             user_id: user.id.to_string(),
             flow_id: flow_id.to_string(),

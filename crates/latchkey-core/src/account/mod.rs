@@ -72,7 +72,6 @@ impl Account<'_> {
         let mut batch = Batch::new();
         self.auth.recovery_codes_writes(&p.user, &codes, self.auth.now(), &ctx, &mut batch).await?;
         self.auth.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
         Ok(proto::RecoveryCodes { codes })
     }
 
@@ -98,7 +97,6 @@ impl Account<'_> {
         }
         let batch = self.factor_removal(&p.user, &factors, factor, now, &ctx, None)?;
         self.auth.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 
@@ -185,7 +183,6 @@ impl Account<'_> {
             batch.push(Write::Enqueue(m));
         }
         self.auth.apply(batch).await?;
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 

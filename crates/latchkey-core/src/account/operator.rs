@@ -242,6 +242,7 @@ impl Admin<'_> {
             .store
             .apply(crate::store::Batch(vec![crate::auth::audit(now, None, "admin_requeue", "success", &ctx, detail)]))
             .await?;
+        // Made due again in the store, not queued by a batch: `Auth::apply` did not wake the worker.
         self.auth.outbox_wakeup.notify_one();
         Ok(())
     }

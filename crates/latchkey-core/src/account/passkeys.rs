@@ -99,7 +99,6 @@ impl Account<'_> {
             Err(StoreError::Conflict("passkey")) => return Err(AuthError::NotFound),
             other => other?,
         }
-        self.auth.outbox_wakeup.notify_one();
         Ok(())
     }
 

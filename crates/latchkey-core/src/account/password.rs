@@ -89,7 +89,6 @@ impl Account<'_> {
             batch.push(Write::Enqueue(m));
         }
         auth.apply(batch).await?;
-        auth.outbox_wakeup.notify_one();
         Ok(proto::PasswordChanged { other_sessions_ended: ended })
     }
 }

@@ -301,7 +301,6 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id}),
         ));
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         let fresh = self.store.flow(flow.id).await?.unwrap_or(updated);
         Ok(Self::outcome(fresh, vec![StepEvent { step: flow.state.step_name(), outcome: "issued" }]))
     }

@@ -99,7 +99,6 @@ impl Auth {
             .after_second_factor(&flow, &user, MfaMethod::CustomChallenge, then_new_password, now, &ctx, &mut batch)
             .await?;
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(next, tokens, STEP))
     }
 }

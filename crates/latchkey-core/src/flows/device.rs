@@ -183,7 +183,6 @@ impl Auth {
             }
         }
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(done, tokens, step))
     }
 
@@ -270,7 +269,6 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id}),
         ));
         self.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(flow, vec![StepEvent { step: "sms_code", outcome: "issued" }]))
     }
 
@@ -563,7 +561,6 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),
         }
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(done, vec![StepEvent { step, outcome: "success" }]))
     }
 

@@ -89,7 +89,6 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "type": kind}),
         ));
         self.apply(Batch(writes)).await?;
-        self.outbox_wakeup.notify_one();
         let step = flow.state.step_name();
         Ok(Self::outcome(flow, vec![StepEvent { step, outcome: "issued" }]))
     }
@@ -243,7 +242,6 @@ impl Auth {
         if let Some(refused) = self.commit_totp(batch, &flow, found.attempts, now, &ctx).await? {
             return Ok(refused);
         }
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(done, tokens, "setup_totp"))
     }
 
@@ -315,7 +313,6 @@ impl Auth {
         let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(done, vec![StepEvent { step: "save_recovery_codes", outcome: "verified" }]))
     }
 

@@ -281,7 +281,6 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),
         }
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(done, None, STEP))
     }
 
@@ -454,7 +453,6 @@ impl Auth {
             batch.push(Write::Enqueue(message));
         }
         self.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
         Ok(())
     }
 
@@ -469,10 +467,7 @@ impl Auth {
         ctx: &ClientContext,
     ) -> Result<Option<FlowOutcome>, AuthError> {
         match self.apply(batch).await {
-            Ok(()) => {
-                self.outbox_wakeup.notify_one();
-                Ok(None)
-            }
+            Ok(()) => Ok(None),
             Err(StoreError::Conflict("passkey")) => Ok(Some(self.refuse(flow, STEP, attempts, true, now, ctx).await?)),
             Err(StoreError::Conflict("flow")) => Err(AuthError::FlowCompleted),
             Err(e) => Err(e.into()),

@@ -161,7 +161,6 @@ impl Auth {
                 if let Some(current) = self.commit_or_current(batch, flow.id).await? {
                     return Ok(Self::outcome(current, vec![]));
                 }
-                self.outbox_wakeup.notify_one();
                 return Ok(FlowOutcome { approval, ..FlowOutcome::verified(next, tokens, step) });
             }
             ApprovalStatus::Pending | ApprovalStatus::Expired | ApprovalStatus::Withdrawn => {
@@ -378,7 +377,6 @@ impl Auth {
             Err(StoreError::Conflict("approval")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),
         }
-        self.outbox_wakeup.notify_one();
         self.push_waits.wake(a.flow_id);
         Ok(proto::ApprovalOutcome { status: status.as_str().into() })
     }

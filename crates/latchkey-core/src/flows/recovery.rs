@@ -184,7 +184,6 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "step": step}),
         ));
         self.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(flow, vec![StepEvent { step, outcome: "issued" }]))
     }
 
@@ -295,7 +294,6 @@ impl Auth {
         let (next, tokens) =
             self.recovery_next(&flow, &user, method, self.amr_of(method), &recovery, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(next, tokens, "reset_password"))
     }
 
@@ -374,7 +372,6 @@ impl Auth {
         }
         let next = self.begin_wait(&flow, &user, rec, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(next, vec![StepEvent { step: "recovery_wait", outcome: "issued" }]))
     }
 
@@ -440,7 +437,6 @@ impl Auth {
         let rec = Recovery { waited: true, ..recovery };
         let (next, tokens) = self.recovery_completion(&flow, &user, rec, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(next, tokens, "recovery_wait"))
     }
 
@@ -502,7 +498,6 @@ impl Auth {
         let done = Flow { state: FlowState::Completed { session_id: None }, version: flow.version + 1, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(done, vec![StepEvent { step: "new_password", outcome: "verified" }]))
     }
 
@@ -651,7 +646,6 @@ impl Auth {
             let data = proto::PushData { kind: "notice".into(), approval_id: None };
             let notices = self.notify_everywhere(user, &subject, &body, &data, None, now).await?;
             self.apply(Batch(notices.into_iter().map(Write::Enqueue).collect())).await?;
-            self.outbox_wakeup.notify_one();
         }
         Ok(cancelled)
     }

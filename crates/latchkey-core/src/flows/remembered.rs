@@ -148,7 +148,6 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "remembered_client_id": client_id}),
         ));
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         let mut events = vec![StepEvent { step, outcome: "failed" }];
         events.extend(event);
         Ok(FlowOutcome {

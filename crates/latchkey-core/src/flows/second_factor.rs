@@ -350,7 +350,6 @@ impl Auth {
             serde_json::json!({"flow_id": flow.id, "method": method.as_str()}),
         ));
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         let fresh = self.store.flow(flow.id).await?.unwrap_or(next);
         Ok(Self::outcome(fresh, vec![StepEvent { step, outcome: "issued" }]))
     }
@@ -391,7 +390,6 @@ impl Auth {
         let (next, tokens) =
             self.after_second_factor(&flow, &user, method, then_new_password, now, &ctx, &mut batch).await?;
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(next, tokens, state_step_of(method)))
     }
 
@@ -631,7 +629,6 @@ impl Auth {
             Err(StoreError::Conflict("flow")) => return Err(AuthError::FlowCompleted),
             Err(e) => return Err(e.into()),
         }
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(next, tokens, step))
     }
 

@@ -142,7 +142,6 @@ impl Auth {
                 serde_json::json!({"flow_id": flow.id}),
             ));
             self.apply(batch).await?;
-            self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]));
         }
         // A client the account remembered stands in for the second factor (not for a set-up the
@@ -166,7 +165,6 @@ impl Auth {
                 serde_json::json!({"flow_id": flow.id}),
             ));
             self.apply(batch).await?;
-            self.outbox_wakeup.notify_one();
             let events = vec![
                 StepEvent { step: "password", outcome: "verified" },
                 StepEvent { step: "remembered_client", outcome: "issued" },
@@ -199,7 +197,6 @@ impl Auth {
                 serde_json::json!({"flow_id": flow.id, "step": step}),
             ));
             self.apply(batch).await?;
-            self.outbox_wakeup.notify_one();
             return Ok(Self::outcome(flow, vec![StepEvent { step: "password", outcome: "verified" }, start.event]));
         }
         if user.must_change_password {
@@ -244,7 +241,6 @@ impl Auth {
             serde_json::json!({"flow_id": done.id, "session_id": session.id, "amr": ["pwd"]}),
         ));
         self.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(done, Some(tokens), "password"))
     }
 
@@ -269,7 +265,6 @@ impl Auth {
             }
         }
         self.apply(batch).await?;
-        self.outbox_wakeup.notify_one();
         Err(AuthError::NotAuthorized)
     }
 
@@ -318,7 +313,6 @@ impl Auth {
             batch.push(Write::Enqueue(m));
         }
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(done, Some(tokens), "new_password"))
     }
 

@@ -143,7 +143,6 @@ impl Auth {
             }
             Err(e) => return Err(e.into()),
         }
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(flow, vec![StepEvent { step: "confirm_sign_up", outcome: "issued" }]))
     }
 
@@ -267,7 +266,6 @@ impl Auth {
         let done = Flow { state, version: flow.version + 1, expires_at, ..flow.clone() };
         batch.push(Write::UpdateFlow { flow: done.clone(), expected_version: flow.version });
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(done, tokens, "confirm_sign_up"))
     }
 

@@ -354,7 +354,6 @@ impl Auth {
             detail,
         ));
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(flow, vec![event]))
     }
 

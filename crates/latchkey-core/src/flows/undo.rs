@@ -129,7 +129,6 @@ impl Auth {
             Err(StoreError::Conflict("used_once")) => return Err(refused()),
             Err(e) => return Err(e.into()),
         }
-        self.outbox_wakeup.notify_one();
         Ok(proto::UndoOutcome { outcome: outcome.into() })
     }
 
@@ -192,10 +191,7 @@ impl Auth {
                 batch.push(Write::Enqueue(m));
             }
             match self.apply(batch).await {
-                Ok(()) => {
-                    self.outbox_wakeup.notify_one();
-                    return Ok(proto::UndoOutcome { outcome: "sign_in_ended".into() });
-                }
+                Ok(()) => return Ok(proto::UndoOutcome { outcome: "sign_in_ended".into() }),
                 // The sign-in moved on meanwhile: look again.
                 Err(StoreError::Conflict("flow")) if pending.is_some() => {}
                 Err(StoreError::Conflict("used_once")) => return Err(refused()),

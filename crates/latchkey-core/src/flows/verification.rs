@@ -66,7 +66,6 @@ impl Auth {
             .push(Write::UpdateFlow { flow: next.clone(), expected_version: flow.version })
             .push(audit(now, Some(user.id), "setup_sms", "code_sent", &ctx, serde_json::json!({"flow_id": flow.id})));
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(Self::outcome(next, vec![StepEvent { step: "verify_code", outcome: "issued" }]))
     }
 
@@ -162,7 +161,6 @@ impl Auth {
             (done, None)
         };
         self.commit(batch, flow.id).await?;
-        self.outbox_wakeup.notify_one();
         Ok(FlowOutcome::verified(next, tokens, "verify_code"))
     }
 

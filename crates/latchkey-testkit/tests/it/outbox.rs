@@ -274,6 +274,82 @@ async fn a_replica_without_the_provider_leaves_a_fresh_message_to_one_that_has_i
     assert!(failed.last_error.as_deref().is_some_and(|e| e.contains("not configured")), "{failed:?}");
 }
 
+/// The delivery worker's claims so far, every provider's together.
+async fn claims(s: &TestServer) -> f64 {
+    let text = s.raw().request("GET", "/metrics", None, None).await.body;
+    text.lines()
+        .filter(|l| l.starts_with("latchkey_outbox_claims_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The claims once the worker is still: three reads 100 ms apart that agree (a claim a wake-up
+/// caused has been made by then).
+async fn settled_claims(s: &TestServer) -> f64 {
+    let mut last = claims(s).await;
+    let mut agreeing = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        let now = claims(s).await;
+        if now == last {
+            agreeing += 1;
+            if agreeing == 3 {
+                break;
+            }
+        } else {
+            (last, agreeing) = (now, 0);
+        }
+    }
+    last
+}
+
+/// Every flow step used to wake the delivery worker whether or not it queued a message, and
+/// each wake-up was a claim on the database per provider: four claims finding nothing per push
+/// approval on PostgreSQL. Now only a committed change that queues a message wakes it.
+async fn only_a_change_that_queues_a_message_wakes_the_delivery_worker(b: Backend) {
+    let s = TestServer::start_with(b, |c| {
+        // No poll and no lease renewal within the test: only wake-ups make the worker claim.
+        c.outbox.poll_interval_ms = 3_600_000;
+        c.outbox.lease_secs = 3_600;
+    })
+    .await;
+    s.create_user("quiet", PW).await;
+    let before = settled_claims(&s).await;
+    for _ in 0..10 {
+        let tokens = s.sign_in("quiet", PW).await;
+        s.client().refresh(&tokens.refresh_token).await.unwrap();
+    }
+    assert_eq!(settled_claims(&s).await, before, "sign-ins and refreshes queue nothing and claim nothing");
+
+    // A change that queues a message still wakes it at once: no poll is due for an hour.
+    s.client().forgot_password("quiet").await.unwrap();
+    eventually("the reset code's delivery", async || {
+        let messages = s.auth.store().outbox_messages(Some(latchkey_server::delivery::DEV)).await.unwrap();
+        (messages.len() == 2 && messages.iter().all(|m| m.status == OutboxStatus::Sent)).then_some(())
+    })
+    .await;
+    assert!(settled_claims(&s).await > before, "the reset code was claimed");
+}
+
+/// The claims metric is process-wide: these run alone (`exclusive_machine`), so no other test's
+/// messages move it.
+mod wake_ups {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn only_a_change_that_queues_a_message_wakes_the_delivery_worker_sqlite() {
+        let _alone = latchkey_testkit::exclusive_machine().await;
+        super::only_a_change_that_queues_a_message_wakes_the_delivery_worker(latchkey_testkit::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn only_a_change_that_queues_a_message_wakes_the_delivery_worker_postgres() {
+        if latchkey_testkit::Backend::Postgres.available() {
+            let _alone = latchkey_testkit::exclusive_machine().await;
+            super::only_a_change_that_queues_a_message_wakes_the_delivery_worker(latchkey_testkit::Backend::Postgres)
+                .await
+        }
+    }
+}
+
 both_stores!(
     a_replica_without_the_provider_leaves_a_fresh_message_to_one_that_has_it,
     a_hung_mail_server_delays_only_email,
