@@ -6,17 +6,10 @@ Usage: bench/memory.py target/release/latchkey [signups, default 1000]
 Prints one JSON line per run (MB)."""
 import json, os, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from resident import rss_mb
 
 bin = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return None
 
 
 def run():

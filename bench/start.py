@@ -11,6 +11,7 @@ migrations to an empty schema; it is reported apart and left out of the later ru
 Usage: bench/start.py BIN [sqlite|postgres] [accounts] [runs]
 Prints one JSON line per run."""
 import json, os, socket, subprocess, sys, tempfile, time
+from resident import rss_mb
 
 bin = sys.argv[1]
 store = sys.argv[2] if len(sys.argv) > 2 else "sqlite"
@@ -36,14 +37,6 @@ def ready(port):
             return s.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return None
 
 
 def start(run):

@@ -28,6 +28,35 @@ macro_rules! both_stores {
     };
 }
 
+/// As `both_stores!`, each test alone in the process (`exclusive_machine`): for tests that read
+/// process-wide metrics, which another test's flows would move.
+macro_rules! both_stores_alone {
+    ($($name:ident),* $(,)?) => {
+        mod alone {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let _alone = latchkey_testkit::exclusive_machine().await;
+                        super::super::$name(latchkey_testkit::Backend::Sqlite).await
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        if latchkey_testkit::Backend::Postgres.available() {
+                            let _alone = latchkey_testkit::exclusive_machine().await;
+                            super::super::$name(latchkey_testkit::Backend::Postgres).await
+                        }
+                    }
+                )*
+            }
+        }
+    };
+}
+
 mod account;
 mod actions;
 mod admin;

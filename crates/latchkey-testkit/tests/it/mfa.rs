@@ -711,23 +711,8 @@ async fn abandoned_steps_are_counted_once_the_flow_expires(b: Backend) {
     assert!(s.auth.sweep_expired_flows(100).await.unwrap().is_empty());
 }
 
-/// The step metrics are process-wide, so the abandoned-step test runs alone (see
-/// `exclusive_machine`): no other test's flows can move the counter it reads.
-mod abandoned {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn abandoned_steps_are_counted_once_the_flow_expires_sqlite() {
-        let _alone = latchkey_testkit::exclusive_machine().await;
-        super::abandoned_steps_are_counted_once_the_flow_expires(latchkey_testkit::Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn abandoned_steps_are_counted_once_the_flow_expires_postgres() {
-        if latchkey_testkit::Backend::Postgres.available() {
-            let _alone = latchkey_testkit::exclusive_machine().await;
-            super::abandoned_steps_are_counted_once_the_flow_expires(latchkey_testkit::Backend::Postgres).await
-        }
-    }
-}
+// The step metrics are process-wide: this test runs alone.
+both_stores_alone!(abandoned_steps_are_counted_once_the_flow_expires);
 
 both_stores!(
     sms_factor_is_verified_before_use_and_sign_in_asks_for_its_code,

@@ -331,24 +331,8 @@ async fn only_a_change_that_queues_a_message_wakes_the_delivery_worker(b: Backen
     assert!(settled_claims(&s).await > before, "the reset code was claimed");
 }
 
-/// The claims metric is process-wide: these run alone (`exclusive_machine`), so no other test's
-/// messages move it.
-mod wake_ups {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn only_a_change_that_queues_a_message_wakes_the_delivery_worker_sqlite() {
-        let _alone = latchkey_testkit::exclusive_machine().await;
-        super::only_a_change_that_queues_a_message_wakes_the_delivery_worker(latchkey_testkit::Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn only_a_change_that_queues_a_message_wakes_the_delivery_worker_postgres() {
-        if latchkey_testkit::Backend::Postgres.available() {
-            let _alone = latchkey_testkit::exclusive_machine().await;
-            super::only_a_change_that_queues_a_message_wakes_the_delivery_worker(latchkey_testkit::Backend::Postgres)
-                .await
-        }
-    }
-}
+// The claims metric is process-wide: this test runs alone.
+both_stores_alone!(only_a_change_that_queues_a_message_wakes_the_delivery_worker);
 
 both_stores!(
     a_replica_without_the_provider_leaves_a_fresh_message_to_one_that_has_it,
